@@ -1,0 +1,130 @@
+// Parsing and naming of dtypes.
+#include "mmc/dtype.hpp"
+
+#include <array>
+
+#include "mmc/error.hpp"
+
+namespace mmc {
+namespace {
+
+struct TypeName {
+  TypeId id;
+  const char* short_name;  // CLI name
+  const char* long_name;   // numpy name
+  char kind;               // numpy kind character
+};
+
+constexpr std::array<TypeName, 11> kNames{{
+    {TypeId::Bool, "bool", "bool", 'b'},
+    {TypeId::I8, "i8", "int8", 'i'},
+    {TypeId::U8, "u8", "uint8", 'u'},
+    {TypeId::I16, "i16", "int16", 'i'},
+    {TypeId::U16, "u16", "uint16", 'u'},
+    {TypeId::I32, "i32", "int32", 'i'},
+    {TypeId::U32, "u32", "uint32", 'u'},
+    {TypeId::I64, "i64", "int64", 'i'},
+    {TypeId::U64, "u64", "uint64", 'u'},
+    {TypeId::F32, "f32", "float32", 'f'},
+    {TypeId::F64, "f64", "float64", 'f'},
+}};
+
+const TypeName& entry(TypeId id) {
+  for (const auto& n : kNames) {
+    if (n.id == id) return n;
+  }
+  throw Error(ErrorCode::Internal, "unknown TypeId");
+}
+
+// Maps numpy's kind character and item size to a TypeId; false when numpy has no such type
+// that mmcompute supports.
+bool from_kind_size(char kind, int size, TypeId* out) {
+  for (const auto& n : kNames) {
+    if (n.kind == kind && static_cast<int>(DType::size_of(n.id)) == size) {
+      *out = n.id;
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string unsupported(std::string_view text) {
+  return "unsupported dtype '" + std::string(text) +
+         "' (expected one of bool i8 u8 i16 u16 i32 u32 i64 u64 f32 f64, optionally prefixed "
+         "with < or > for byte order)";
+}
+
+}  // namespace
+
+TypeKind DType::kind() const noexcept {
+  switch (id_) {
+    case TypeId::Bool: return TypeKind::Bool;
+    case TypeId::I8: case TypeId::I16: case TypeId::I32: case TypeId::I64: return TypeKind::Signed;
+    case TypeId::U8: case TypeId::U16: case TypeId::U32: case TypeId::U64:
+      return TypeKind::Unsigned;
+    case TypeId::F32: case TypeId::F64: return TypeKind::Float;
+  }
+  return TypeKind::Unsigned;
+}
+
+std::string DType::name() const { return entry(id_).short_name; }
+
+std::string DType::numpy_descr() const {
+  const TypeName& n = entry(id_);
+  std::string out;
+  out += itemsize() == 1 ? '|' : (order_ == ByteOrder::Little ? '<' : '>');
+  out += n.kind;
+  out += std::to_string(itemsize());
+  return out;
+}
+
+DType DType::from_numpy_descr(std::string_view descr) {
+  if (descr.size() < 3) throw Error(ErrorCode::InvalidArgument, unsupported(descr));
+  const char order_char = descr[0];
+  ByteOrder order;
+  if (order_char == '<') {
+    order = ByteOrder::Little;
+  } else if (order_char == '>') {
+    order = ByteOrder::Big;
+  } else if (order_char == '|' || order_char == '=') {
+    order = native_byte_order();
+  } else {
+    throw Error(ErrorCode::InvalidArgument, unsupported(descr));
+  }
+  const char kind = descr[1];
+  const std::string_view digits = descr.substr(2);
+  if (digits.size() != 1 || digits[0] < '1' || digits[0] > '8') {
+    throw Error(ErrorCode::InvalidArgument, unsupported(descr));
+  }
+  TypeId id;
+  if (!from_kind_size(kind, digits[0] - '0', &id)) {
+    throw Error(ErrorCode::InvalidArgument, unsupported(descr));
+  }
+  // '|' is only meaningful for one-byte types; numpy never writes "|u2".
+  if (order_char == '|' && DType::size_of(id) != 1) {
+    throw Error(ErrorCode::InvalidArgument, unsupported(descr));
+  }
+  return DType(id, order);
+}
+
+DType DType::parse(std::string_view text) {
+  if (text.empty()) throw Error(ErrorCode::InvalidArgument, "empty dtype");
+  ByteOrder order = native_byte_order();
+  std::string_view body = text;
+  if (text[0] == '<' || text[0] == '>' || text[0] == '=' || text[0] == '|') {
+    order = text[0] == '<' ? ByteOrder::Little
+                           : (text[0] == '>' ? ByteOrder::Big : native_byte_order());
+    body = text.substr(1);
+  }
+  for (const auto& n : kNames) {
+    if (body == n.short_name || body == n.long_name) return DType(n.id, order);
+  }
+  if (body == "?" || body == "b1") return DType(TypeId::Bool, order);
+  if (body.size() == 2 && body[1] >= '1' && body[1] <= '8') {
+    TypeId id;
+    if (from_kind_size(body[0], body[1] - '0', &id)) return DType(id, order);
+  }
+  throw Error(ErrorCode::InvalidArgument, unsupported(text));
+}
+
+}  // namespace mmc

@@ -1,0 +1,47 @@
+// Array geometry: shape, byte strides, memory order and dtype of an n-dimensional array.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mmc/dtype.hpp"
+
+namespace mmc {
+
+using Shape = std::vector<std::int64_t>;
+
+enum class Order : std::uint8_t { C, F };
+
+// What an array is, independent of where its bytes live. Strides are in bytes, as numpy's.
+struct ArrayMeta {
+  DType dtype;
+  Shape shape;
+  std::vector<std::int64_t> strides;
+  Order order = Order::C;
+
+  // A dense array in C or Fortran order. Throws Error(InvalidArgument) for a negative
+  // extent or when the byte count overflows 63 bits.
+  static ArrayMeta contiguous(DType dtype, Shape shape, Order order = Order::C);
+
+  int ndim() const noexcept { return static_cast<int>(shape.size()); }
+  // Number of elements (1 for a 0-d array).
+  std::int64_t size() const noexcept;
+  // Bytes spanned by a dense array of this shape: size() * itemsize.
+  std::uint64_t nbytes() const noexcept;
+  // "2048x1024x1024 u8 C" style summary.
+  std::string describe() const;
+};
+
+// Formats a shape as "2048,1024,1024" (the CLI's syntax) or "(2048, 1024, 1024)" (numpy's).
+std::string format_shape(const Shape& shape, bool numpy_style = false);
+// Parses "2048,1024,1024" or "2048x1024x1024". Throws Error(InvalidArgument).
+Shape parse_shape(const std::string& text);
+
+namespace detail {
+// Overflow-checked arithmetic on sizes; throw Error(InvalidArgument) naming `what`.
+std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, const char* what);
+std::uint64_t checked_add(std::uint64_t a, std::uint64_t b, const char* what);
+}  // namespace detail
+
+}  // namespace mmc

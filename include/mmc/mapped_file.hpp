@@ -1,0 +1,73 @@
+// A file mapped into memory with numpy.memmap's modes, owned RAII-style.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace mmc {
+
+// numpy.memmap's modes: r (read-only, shared), r+ (read-write, shared, file must exist),
+// w+ (create or truncate to `length`, read-write), c (copy-on-write: writes stay private).
+enum class MapMode : std::uint8_t { ReadOnly, ReadWrite, Create, CopyOnWrite };
+
+// Parses "r", "r+", "w+", "c". Throws Error(InvalidArgument).
+MapMode parse_map_mode(const std::string& text);
+
+// Access pattern hints passed to madvise.
+enum class Access : std::uint8_t { Normal, Sequential, Random };
+
+// A move-only mapping of [offset, offset + length) of a file. The offset need not be page
+// aligned: the mapping starts at the page below and data() points at `offset`.
+// Thread safety: const methods are safe from any thread; the mapping stays valid in forked
+// children (MAP_SHARED for r/r+/w+, MAP_PRIVATE for c).
+class MappedFile {
+ public:
+  MappedFile() = default;
+  // Maps `length` bytes at `offset` of `path`; length == kToEnd maps to the end of the file.
+  // REQUIRES for ReadOnly/ReadWrite/CopyOnWrite: the file exists and holds offset + length
+  // bytes; otherwise throws Error(NotFound | Corrupt | Io) naming the path.
+  // Create: makes (or truncates) the file to offset + length bytes.
+  static constexpr std::uint64_t kToEnd = ~std::uint64_t{0};
+  static MappedFile open(const std::string& path, MapMode mode, std::uint64_t offset = 0,
+                         std::uint64_t length = kToEnd);
+
+  MappedFile(MappedFile&& other) noexcept;
+  MappedFile& operator=(MappedFile&& other) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+
+  const std::byte* data() const noexcept { return data_; }
+  std::byte* mutable_data() const noexcept { return data_; }  // REQUIRES: mode != ReadOnly
+  std::uint64_t size() const noexcept { return length_; }
+  std::uint64_t offset() const noexcept { return offset_; }
+  const std::string& path() const noexcept { return path_; }
+  MapMode mode() const noexcept { return mode_; }
+  bool valid() const noexcept { return base_ != nullptr || length_ == 0; }
+
+  // Whole-mapping access hint.
+  void advise(Access access) const noexcept;
+  // Hints on a byte range relative to data(): will_need starts read-ahead, populate faults the
+  // pages in now (MADV_POPULATE_READ where the kernel has it, else touches one byte per page),
+  // dont_need lets the kernel drop clean pages behind a scan. Ranges are clipped to the mapping.
+  void will_need(std::uint64_t pos, std::uint64_t len) const noexcept;
+  void populate(std::uint64_t pos, std::uint64_t len) const noexcept;
+  void dont_need(std::uint64_t pos, std::uint64_t len) const noexcept;
+
+  // Flushes writes of r+/w+ mappings to the file (msync). Throws Error(Io).
+  void sync() const;
+  // Unmaps now; further access is undefined. Idempotent.
+  void close() noexcept;
+
+ private:
+  std::string path_;
+  std::byte* base_ = nullptr;  // page-aligned start of the mapping
+  std::size_t map_length_ = 0;
+  std::byte* data_ = nullptr;  // base_ + (offset_ % page size)
+  std::uint64_t length_ = 0;
+  std::uint64_t offset_ = 0;
+  MapMode mode_ = MapMode::ReadOnly;
+};
+
+}  // namespace mmc

@@ -1,0 +1,12 @@
+// Everything of mmcompute's public API.
+#pragma once
+
+#include "mmc/array.hpp"
+#include "mmc/dtype.hpp"
+#include "mmc/error.hpp"
+#include "mmc/generate.hpp"
+#include "mmc/mapped_file.hpp"
+#include "mmc/output.hpp"
+#include "mmc/pool.hpp"
+#include "mmc/reduce.hpp"
+#include "mmc/source.hpp"

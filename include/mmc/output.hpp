@@ -1,0 +1,51 @@
+// Writing results and arrays to files: atomically (temp name + rename) so a failed run never
+// leaves a partial file.
+#pragma once
+
+#include <string>
+
+#include "mmc/array.hpp"
+#include "mmc/reduce.hpp"
+
+namespace mmc {
+
+// A file written under a temporary name in the target's folder and renamed into place by
+// commit(). Destroying it uncommitted removes the temporary. Move-only.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string target);  // creates the temporary; throws Error(Io)
+  AtomicFile(AtomicFile&& other) noexcept;
+  AtomicFile& operator=(AtomicFile&&) = delete;
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  ~AtomicFile();
+
+  int fd() const noexcept { return fd_; }
+  const std::string& temp_path() const noexcept { return temp_; }
+  const std::string& target() const noexcept { return target_; }
+  void write(const void* data, std::size_t size);  // throws Error(Io)
+  // fsyncs, closes and renames onto the target. Throws Error(Io).
+  void commit();
+
+ private:
+  std::string target_;
+  std::string temp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+// Removes every temporary AtomicFile still uncommitted (async-signal-unsafe; for the CLI's
+// interrupt path).
+void remove_pending_atomic_files() noexcept;
+
+enum class OutputFormat : std::uint8_t { Npy, Csv, Json };
+// By extension: .npy, .csv, .json. Throws Error(InvalidArgument) for anything else.
+OutputFormat output_format_for(const std::string& path);
+
+// Writes a result to `path` in the format of its extension, atomically.
+void write_result(const ReduceResult& result, const std::string& path);
+// The result as text for stdout: one value per line for 1-d, the scalar for 0-d, rows of
+// space-separated values (last axis) for n-d. Floats with 17 significant digits.
+std::string format_result_text(const ReduceResult& result);
+
+}  // namespace mmc

@@ -1,0 +1,93 @@
+// The worker pool: runs a call's tasks on n_jobs workers (forked processes, threads, or the
+// caller's thread), moving arguments and results through the max_nbytes transport.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace mmc {
+
+enum class Backend : std::uint8_t { Process, Thread, Serial };
+
+// "process", "thread", "serial". Throws Error(InvalidArgument).
+Backend parse_backend(const std::string& text);
+const char* to_string(Backend backend) noexcept;
+
+// CPUs this process may use: the least of the online count, the affinity mask and the cgroup
+// CPU quota; at least 1.
+int cpu_count();
+
+// joblib's n_jobs: n > 0 is n workers; n < 0 is max(cpu_count() + 1 + n, 1) (-1 all CPUs,
+// -2 all but one). Throws Error(InvalidArgument) for 0.
+int effective_n_jobs(int n_jobs);
+
+// joblib's max_nbytes: "0", plain bytes ("4096"), or K/M/G suffixes in powers of 1024
+// ("1M" = 1048576). Throws Error(InvalidArgument) for anything else.
+std::uint64_t parse_max_nbytes(const std::string& text);
+inline constexpr std::uint64_t kDefaultMaxNbytes = std::uint64_t{1} << 20;
+
+struct PoolOptions {
+  int n_jobs = 1;                            // joblib semantics, see effective_n_jobs
+  Backend backend = Backend::Process;
+  std::uint64_t max_nbytes = kDefaultMaxNbytes;  // payloads > this go through a shared segment
+};
+
+using Bytes = std::vector<std::byte>;
+
+struct ByteView {
+  const std::byte* data = nullptr;
+  std::size_t size = 0;
+};
+
+// The work of one task: reads `arg`, appends its result to `out`. It runs in a worker process
+// forked from the caller (so everything the function captures is there, as a copy; writes to
+// captured state are NOT seen by the caller), in a worker thread, or on the caller's thread.
+// It may throw; the call then fails with the task's index and the message.
+using TaskFn = std::function<void(std::size_t task, ByteView arg, Bytes& out)>;
+// Receives each task's result on the caller's thread, one at a time, in completion order.
+using ResultFn = std::function<void(std::size_t task, ByteView result)>;
+// Makes the argument of a task on the caller's thread (optional: tasks may take none).
+using ArgFn = std::function<Bytes(std::size_t task)>;
+// Progress, on the caller's thread, after each completed task.
+using ProgressFn = std::function<void(std::size_t done, std::size_t total)>;
+
+struct Call {
+  std::size_t n_tasks = 0;
+  TaskFn run;
+  ResultFn on_result;
+  ArgFn make_arg;           // may be empty
+  ProgressFn on_progress;   // may be empty
+};
+
+// What crossed process boundaries during a call.
+struct CallStats {
+  std::size_t tasks = 0;
+  int workers = 0;                   // workers used (processes forked or threads started)
+  std::uint64_t bytes_piped = 0;     // payload bytes copied through worker pipes
+  std::uint64_t bytes_shared = 0;    // payload bytes handed over in shared segments
+  std::uint64_t segments = 0;        // shared segments created
+};
+
+// Runs every task of `call` and returns when all results were delivered.
+// Process backend: workers are forked once at the start of the call and reused for all its
+// tasks; each payload (argument or result) larger than options.max_nbytes travels in an
+// unlinked shared segment (memfd), smaller ones through the worker's socket.
+// Throws: Error(InvalidArgument) for bad options; the task's error code with "task N: ..." when
+// a task throws; Error(WorkerLost) naming the worker, signal and task when a worker dies;
+// Error(Cancelled) after SIGINT/SIGTERM when install_interrupt_handlers() was called.
+// In every case all workers are stopped and reaped and no segment is left behind.
+// Not reentrant from inside a task.
+CallStats run_tasks(const PoolOptions& options, const Call& call);
+
+// Installs SIGINT/SIGTERM handlers that make running and future calls fail with
+// Error(Cancelled) instead of killing the process outright. For programs (the CLI), not
+// libraries. Idempotent.
+void install_interrupt_handlers();
+// True once SIGINT or SIGTERM arrived after install_interrupt_handlers(); the signal number.
+bool interrupted() noexcept;
+int interrupt_signal() noexcept;
+
+}  // namespace mmc
