@@ -1,1 +1,148 @@
-int main() { return 1; }  // placeholder
+// mmcompute: the command line. Parses arguments, runs a subcommand, and turns errors into one
+// line on stderr and an exit code: 0 success, 2 usage (bad arguments), 1 runtime failure,
+// 128 + signal (130 for SIGINT, 143 for SIGTERM) when interrupted.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "commands.hpp"
+#include "mmc/error.hpp"
+#include "mmc/output.hpp"
+#include "mmc/pool.hpp"
+
+namespace {
+
+constexpr int kExitRuntime = 1;
+constexpr int kExitUsage = 2;
+
+// Prints "mmcompute: error: <message>" as exactly one line.
+void print_error(const std::string& message) {
+  std::string line = message;
+  for (char& c : line) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  std::fprintf(stderr, "mmcompute: error: %s\n", line.c_str());
+}
+
+void add_source_options(CLI::App* cmd, mmc::cli::SourceArgs* source) {
+  cmd->add_option("source", source->path, "FILE.npy, or a raw FILE with --dtype and --shape")
+      ->required();
+  cmd->add_option("--dtype", source->dtype, "raw: element type (u8 i16 f32 ..., <u2 >f8 ...)");
+  cmd->add_option("--shape", source->shape, "raw: shape, e.g. 2048,1024,1024");
+  cmd->add_option("--offset", source->offset, "raw: bytes before the first element");
+  cmd->add_option("--order", source->order, "raw: C (row-major) or F (column-major)");
+}
+
+// True when any raw-source option appeared on the command line.
+bool raw_requested(const CLI::App* cmd) {
+  for (const char* name : {"--dtype", "--shape", "--offset", "--order"}) {
+    if (cmd->count(name) > 0) return true;
+  }
+  return false;
+}
+
+void add_output_options(CLI::App* cmd, mmc::cli::OutputArgs* output) {
+  auto* progress = cmd->add_flag("--progress", output->progress, "progress bar on stderr");
+  auto* quiet = cmd->add_flag("--quiet", output->quiet, "no progress bar");
+  progress->excludes(quiet);
+  cmd->add_flag("-v,--verbose", output->verbose, "transport statistics and throughput on stderr");
+}
+
+int exit_code_for(const mmc::Error& e) {
+  switch (e.code()) {
+    case mmc::ErrorCode::InvalidArgument:
+      return kExitUsage;
+    case mmc::ErrorCode::Cancelled: {
+      const int sig = mmc::interrupt_signal();
+      return 128 + (sig > 0 ? sig : SIGINT);
+    }
+    default:
+      return kExitRuntime;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  mmc::install_interrupt_handlers();
+
+  CLI::App app{"mmcompute: per-image statistics over memory-mapped image cubes"};
+  app.set_version_flag("--version", MMC_VERSION);
+  app.require_subcommand(1);
+
+  mmc::cli::ReduceArgs reduce;
+  auto* reduce_cmd = app.add_subcommand("reduce",
+                                        "reduce a cube over axes (sum mean min max var "
+                                        "std count)");
+  add_source_options(reduce_cmd, &reduce.source);
+  reduce_cmd->add_option("--op", reduce.op, "sum mean min max var std count")->required();
+  reduce_cmd->add_option("--axis", reduce.axis,
+                         "axes to reduce, e.g. 1,2 or -1 (default: all "
+                         "but 0)");
+  reduce_cmd->add_option("--ddof", reduce.ddof, "var/std divide by n - ddof")
+      ->capture_default_str();
+  reduce_cmd->add_option("-j,--jobs", reduce.jobs, "workers, joblib's n_jobs (-1: all CPUs)")
+      ->capture_default_str();
+  reduce_cmd->add_option("--backend", reduce.backend, "process, thread or serial")
+      ->capture_default_str();
+  reduce_cmd
+      ->add_option("--max-nbytes", reduce.max_nbytes,
+                   "payloads above this go through shared memory (0, 4096, 1M, 2G)")
+      ->capture_default_str();
+  reduce_cmd->add_option("-o,--output", reduce.out, "write OUT.npy, OUT.csv or OUT.json");
+  add_output_options(reduce_cmd, &reduce.output);
+
+  mmc::cli::InfoArgs info;
+  auto* info_cmd = app.add_subcommand("info", "describe a source: shape, dtype, layout");
+  add_source_options(info_cmd, &info.source);
+  info_cmd->add_flag("--json", info.json, "print JSON");
+
+  mmc::cli::GenArgs gen;
+  auto* gen_cmd = app.add_subcommand("gen", "write the synthetic satellite cube (raw, or .npy)");
+  gen_cmd->add_option("out", gen.out, "output file; .npy makes a .npy file, anything else raw")
+      ->required();
+  gen_cmd->add_option("--shape", gen.shape, "shape, e.g. 2048,1024,1024")->required();
+  gen_cmd->add_option("--dtype", gen.dtype, "element type")->capture_default_str();
+  gen_cmd->add_option("--seed", gen.seed, "seed of the cube")->capture_default_str();
+  gen_cmd->add_option("-j,--jobs", gen.jobs, "workers (-1: all CPUs)")->capture_default_str();
+  gen_cmd->add_option("--backend", gen.backend, "process, thread or serial")->capture_default_str();
+  add_output_options(gen_cmd, &gen.output);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    print_error(e.what());
+    return kExitUsage;
+  }
+
+  try {
+    if (reduce_cmd->parsed()) {
+      reduce.source.raw = raw_requested(reduce_cmd);
+      return mmc::cli::run_reduce(reduce);
+    }
+    if (info_cmd->parsed()) {
+      info.source.raw = raw_requested(info_cmd);
+      return mmc::cli::run_info(info);
+    }
+    return mmc::cli::run_gen(gen);
+  } catch (const mmc::Error& e) {
+    if (e.code() == mmc::ErrorCode::Cancelled) {
+      mmc::remove_pending_atomic_files();
+      const int sig = mmc::interrupt_signal();
+      const char* abbrev = sig > 0 ? sigabbrev_np(sig) : nullptr;
+      print_error(std::string("interrupted") + (abbrev ? std::string(" by SIG") + abbrev : ""));
+      return exit_code_for(e);
+    }
+    print_error(e.what());
+    return exit_code_for(e);
+  } catch (const std::exception& e) {
+    print_error(e.what());
+    return kExitRuntime;
+  }
+}

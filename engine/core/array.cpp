@@ -37,9 +37,8 @@ ArrayMeta ArrayMeta::contiguous(DType dtype, Shape shape, Order order) {
   for (int k = 0; k < n; ++k) {
     const int axis = order == Order::C ? n - 1 - k : k;
     if (shape[axis] < 0) {
-      throw Error(ErrorCode::InvalidArgument,
-                  "negative extent " + std::to_string(shape[axis]) + " in shape " +
-                      format_shape(shape));
+      throw Error(ErrorCode::InvalidArgument, "negative extent " + std::to_string(shape[axis]) +
+                                                  " in shape " + format_shape(shape));
     }
     m.strides[axis] = static_cast<std::int64_t>(bytes);
     bytes = detail::checked_mul(bytes, static_cast<std::uint64_t>(shape[axis]),

@@ -58,11 +58,21 @@ std::string unsupported(std::string_view text) {
 
 TypeKind DType::kind() const noexcept {
   switch (id_) {
-    case TypeId::Bool: return TypeKind::Bool;
-    case TypeId::I8: case TypeId::I16: case TypeId::I32: case TypeId::I64: return TypeKind::Signed;
-    case TypeId::U8: case TypeId::U16: case TypeId::U32: case TypeId::U64:
+    case TypeId::Bool:
+      return TypeKind::Bool;
+    case TypeId::I8:
+    case TypeId::I16:
+    case TypeId::I32:
+    case TypeId::I64:
+      return TypeKind::Signed;
+    case TypeId::U8:
+    case TypeId::U16:
+    case TypeId::U32:
+    case TypeId::U64:
       return TypeKind::Unsigned;
-    case TypeId::F32: case TypeId::F64: return TypeKind::Float;
+    case TypeId::F32:
+    case TypeId::F64:
+      return TypeKind::Float;
   }
   return TypeKind::Unsigned;
 }
@@ -115,6 +125,12 @@ DType DType::parse(std::string_view text) {
     order = text[0] == '<' ? ByteOrder::Little
                            : (text[0] == '>' ? ByteOrder::Big : native_byte_order());
     body = text.substr(1);
+  }
+  const bool prefixed = body.size() != text.size();
+  // With a byte-order prefix the text is numpy's: "<u8" is uint64, not the CLI's "u8".
+  if (prefixed && body.size() == 2 && body[1] >= '1' && body[1] <= '8') {
+    TypeId id;
+    if (from_kind_size(body[0], body[1] - '0', &id)) return DType(id, order);
   }
   for (const auto& n : kNames) {
     if (body == n.short_name || body == n.long_name) return DType(n.id, order);

@@ -8,15 +8,24 @@ namespace mmc {
 
 const char* to_string(ErrorCode code) noexcept {
   switch (code) {
-    case ErrorCode::InvalidArgument: return "InvalidArgument";
-    case ErrorCode::NotFound: return "NotFound";
-    case ErrorCode::Corrupt: return "Corrupt";
-    case ErrorCode::Io: return "Io";
-    case ErrorCode::WorkerLost: return "WorkerLost";
-    case ErrorCode::Timeout: return "Timeout";
-    case ErrorCode::Cancelled: return "Cancelled";
-    case ErrorCode::TaskFailed: return "TaskFailed";
-    case ErrorCode::Internal: return "Internal";
+    case ErrorCode::InvalidArgument:
+      return "InvalidArgument";
+    case ErrorCode::NotFound:
+      return "NotFound";
+    case ErrorCode::Corrupt:
+      return "Corrupt";
+    case ErrorCode::Io:
+      return "Io";
+    case ErrorCode::WorkerLost:
+      return "WorkerLost";
+    case ErrorCode::Timeout:
+      return "Timeout";
+    case ErrorCode::Cancelled:
+      return "Cancelled";
+    case ErrorCode::TaskFailed:
+      return "TaskFailed";
+    case ErrorCode::Internal:
+      return "Internal";
   }
   return "Unknown";
 }

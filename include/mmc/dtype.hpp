@@ -54,10 +54,21 @@ class DType {
 
   static constexpr std::size_t size_of(TypeId id) noexcept {
     switch (id) {
-      case TypeId::Bool: case TypeId::I8: case TypeId::U8: return 1;
-      case TypeId::I16: case TypeId::U16: return 2;
-      case TypeId::I32: case TypeId::U32: case TypeId::F32: return 4;
-      case TypeId::I64: case TypeId::U64: case TypeId::F64: return 8;
+      case TypeId::Bool:
+      case TypeId::I8:
+      case TypeId::U8:
+        return 1;
+      case TypeId::I16:
+      case TypeId::U16:
+        return 2;
+      case TypeId::I32:
+      case TypeId::U32:
+      case TypeId::F32:
+        return 4;
+      case TypeId::I64:
+      case TypeId::U64:
+      case TypeId::F64:
+        return 8;
     }
     return 0;
   }
@@ -68,35 +79,80 @@ class DType {
 };
 
 // The TypeId of a C++ element type.
-template <class T> constexpr TypeId type_id_of();
-template <> constexpr TypeId type_id_of<bool>() { return TypeId::Bool; }
-template <> constexpr TypeId type_id_of<std::int8_t>() { return TypeId::I8; }
-template <> constexpr TypeId type_id_of<std::uint8_t>() { return TypeId::U8; }
-template <> constexpr TypeId type_id_of<std::int16_t>() { return TypeId::I16; }
-template <> constexpr TypeId type_id_of<std::uint16_t>() { return TypeId::U16; }
-template <> constexpr TypeId type_id_of<std::int32_t>() { return TypeId::I32; }
-template <> constexpr TypeId type_id_of<std::uint32_t>() { return TypeId::U32; }
-template <> constexpr TypeId type_id_of<std::int64_t>() { return TypeId::I64; }
-template <> constexpr TypeId type_id_of<std::uint64_t>() { return TypeId::U64; }
-template <> constexpr TypeId type_id_of<float>() { return TypeId::F32; }
-template <> constexpr TypeId type_id_of<double>() { return TypeId::F64; }
+template <class T>
+constexpr TypeId type_id_of();
+template <>
+constexpr TypeId type_id_of<bool>() {
+  return TypeId::Bool;
+}
+template <>
+constexpr TypeId type_id_of<std::int8_t>() {
+  return TypeId::I8;
+}
+template <>
+constexpr TypeId type_id_of<std::uint8_t>() {
+  return TypeId::U8;
+}
+template <>
+constexpr TypeId type_id_of<std::int16_t>() {
+  return TypeId::I16;
+}
+template <>
+constexpr TypeId type_id_of<std::uint16_t>() {
+  return TypeId::U16;
+}
+template <>
+constexpr TypeId type_id_of<std::int32_t>() {
+  return TypeId::I32;
+}
+template <>
+constexpr TypeId type_id_of<std::uint32_t>() {
+  return TypeId::U32;
+}
+template <>
+constexpr TypeId type_id_of<std::int64_t>() {
+  return TypeId::I64;
+}
+template <>
+constexpr TypeId type_id_of<std::uint64_t>() {
+  return TypeId::U64;
+}
+template <>
+constexpr TypeId type_id_of<float>() {
+  return TypeId::F32;
+}
+template <>
+constexpr TypeId type_id_of<double>() {
+  return TypeId::F64;
+}
 
 // Calls f(T{}) with the C++ type of id (bool for Bool), so per-type code is written once as a
 // template and dispatched once per call.
 template <class F>
 decltype(auto) visit_type(TypeId id, F&& f) {
   switch (id) {
-    case TypeId::Bool: return f(bool{});
-    case TypeId::I8: return f(std::int8_t{});
-    case TypeId::U8: return f(std::uint8_t{});
-    case TypeId::I16: return f(std::int16_t{});
-    case TypeId::U16: return f(std::uint16_t{});
-    case TypeId::I32: return f(std::int32_t{});
-    case TypeId::U32: return f(std::uint32_t{});
-    case TypeId::I64: return f(std::int64_t{});
-    case TypeId::U64: return f(std::uint64_t{});
-    case TypeId::F32: return f(float{});
-    case TypeId::F64: break;
+    case TypeId::Bool:
+      return f(bool{});
+    case TypeId::I8:
+      return f(std::int8_t{});
+    case TypeId::U8:
+      return f(std::uint8_t{});
+    case TypeId::I16:
+      return f(std::int16_t{});
+    case TypeId::U16:
+      return f(std::uint16_t{});
+    case TypeId::I32:
+      return f(std::int32_t{});
+    case TypeId::U32:
+      return f(std::uint32_t{});
+    case TypeId::I64:
+      return f(std::int64_t{});
+    case TypeId::U64:
+      return f(std::uint64_t{});
+    case TypeId::F32:
+      return f(float{});
+    case TypeId::F64:
+      break;
   }
   return f(double{});
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "mmc/array.hpp"
+#include "mmc/cache.hpp"
 #include "mmc/dtype.hpp"
 #include "mmc/error.hpp"
 #include "mmc/generate.hpp"

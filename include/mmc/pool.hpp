@@ -62,10 +62,12 @@ struct Call {
   ProgressFn on_progress;   // may be empty
 };
 
-// What crossed process boundaries during a call.
+// What crossed process boundaries during a call. The transport fields (bytes_piped,
+// bytes_shared, segments) count both directions (arguments and results) and stay zero for the
+// thread and serial backends, where nothing crosses a process boundary.
 struct CallStats {
   std::size_t tasks = 0;
-  int workers = 0;                   // workers used (processes forked or threads started)
+  int workers = 0;                   // processes forked or threads started; 1 for serial
   std::uint64_t bytes_piped = 0;     // payload bytes copied through worker pipes
   std::uint64_t bytes_shared = 0;    // payload bytes handed over in shared segments
   std::uint64_t segments = 0;        // shared segments created
@@ -80,6 +82,18 @@ struct CallStats {
 // Error(Cancelled) after SIGINT/SIGTERM when install_interrupt_handlers() was called.
 // In every case all workers are stopped and reaped and no segment is left behind.
 // Not reentrant from inside a task.
+// Details of the process backend: at most min(n_jobs, n_tasks) workers, about two tasks queued
+// per worker, a free worker takes the next task; workers ignore SIGINT/SIGTERM, die with the
+// thread that called run_tasks (PR_SET_PDEATHSIG) and get OMP_NUM_THREADS,
+// OPENBLAS_NUM_THREADS and MKL_NUM_THREADS = max(cpu_count() / workers, 1) unless set.
+// A lost worker reads "worker 1 (pid 1234) was killed by signal 9 (SIGKILL) while running
+// task 17 ..." or "... exited with status 3 while running task 17 ..." (workers and tasks
+// count from 0).
+// Environment: MMC_TEMP_FOLDER: where segments go when memfd_create is unavailable (default
+// /dev/shm when it has room, else $TMPDIR, else /tmp); files are unlinked as soon as opened.
+// MMC_DISABLE_MEMFD=1: never use memfd_create (for tests of the temp folder path).
+// Thread and serial backends check the interrupt flag between tasks, so a task already
+// running finishes first.
 CallStats run_tasks(const PoolOptions& options, const Call& call);
 
 // Installs SIGINT/SIGTERM handlers that make running and future calls fail with

@@ -1,0 +1,676 @@
+#!/usr/bin/python3
+"""Per-image mean of an image cube, timed side by side in one run on the same files: mmcompute
+(a whole `mmcompute reduce` process) against what scientific programmers use today:
+
+  numpy            np.memmap(...).mean(axis=(1, 2))
+  joblib           Parallel(n_jobs)(delayed(mean_intensity)(images[i]) for i in ...)  (the recipe)
+  multiprocessing  Pool(n_jobs).map over slice indices, each worker opening its own memmap
+  dask             da.from_array(memmap, chunks=(16, ny, nx)).mean(axis=(1, 2)).compute()
+  h5py             the same data in a contiguous HDF5 dataset, reduced slice by slice
+
+for several dtypes, n_jobs and cube sizes, warm and cold page cache (cold needs root: the page
+cache is dropped before every cold run), with the machine's roofline (bench/mmc_roofline)
+measured in the same run. Every peer's means are checked against mmcompute's
+(np.allclose, rtol=1e-12, atol=0); mismatches are flagged loudly.
+
+Usage (from the repository root, after building with -DMMC_BUILD_BENCHMARKS=ON):
+  /usr/bin/python3 bench/compare.py                  # 0.5, 1, 2 GiB; u8, f32; n_jobs 1, 2
+  /usr/bin/python3 bench/compare.py --sizes 2        # one size
+  /usr/bin/python3 bench/compare.py --quick          # 64 MiB, warm only: a CI smoke run (<1 min)
+Writes results/<date-time>/{table.md, results.json, *.png}. See bench/README.md.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GIB = 1 << 30
+IMAGE = (1024, 1024)  # elements per image; slices = cube bytes / image bytes
+DTYPES = {"u8": np.uint8, "u16": np.uint16, "i32": np.int32, "f32": np.float32,
+          "f64": np.float64}
+IO_CHUNK = 16 << 20
+PEERS = ["mmcompute", "numpy", "joblib", "multiprocessing", "dask", "h5py"]
+PARALLEL = {"mmcompute", "joblib", "multiprocessing", "dask"}  # the others ignore n_jobs
+RTOL = 1e-12
+
+
+# ---------------------------------------------------------------------------------------------
+# The contenders. Module-level functions so that joblib and multiprocessing can pickle them.
+
+def mean_intensity(img):
+    return img.mean()
+
+
+def run_numpy(cube, n_jobs):
+    images = np.memmap(cube["path"], dtype=cube["np_dtype"], mode="r", shape=cube["shape"])
+    return images.mean(axis=(1, 2))
+
+
+def run_joblib(cube, n_jobs):
+    from joblib import Parallel, delayed
+    images = np.memmap(cube["path"], dtype=cube["np_dtype"], mode="r", shape=cube["shape"])
+    return np.array(Parallel(n_jobs=n_jobs)(delayed(mean_intensity)(images[i])
+                                            for i in range(images.shape[0])))
+
+
+_mp_images = None
+
+
+def _mp_open(path, dtype, shape):
+    global _mp_images
+    _mp_images = np.memmap(path, dtype=dtype, mode="r", shape=shape)
+
+
+def _mp_mean(i):
+    return _mp_images[i].mean()
+
+
+def run_multiprocessing(cube, n_jobs):
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(n_jobs, initializer=_mp_open,
+                  initargs=(cube["path"], cube["np_dtype"], cube["shape"])) as pool:
+        return np.array(pool.map(_mp_mean, range(cube["shape"][0])))
+
+
+def run_dask(cube, n_jobs):
+    import dask.array as da
+    images = np.memmap(cube["path"], dtype=cube["np_dtype"], mode="r", shape=cube["shape"])
+    arr = da.from_array(images, chunks=(16,) + tuple(cube["shape"][1:]))
+    return arr.mean(axis=(1, 2)).compute(scheduler="threads", num_workers=n_jobs)
+
+
+def run_h5py(cube, n_jobs):
+    import h5py
+    with h5py.File(cube["h5"], "r") as f:
+        d = f["images"]
+        return np.array([d[i].mean() for i in range(d.shape[0])])
+
+
+class MmcomputeRunner:
+    """`mmcompute reduce` as a whole process; keeps its rusage (including its reaped workers)
+    and the reduce time it reports itself with -v, to split process overhead from the scan."""
+    VERBOSE_RE = re.compile(r"in ([0-9.]+) s = ([0-9.]+) GB/s")
+
+    def __init__(self, binary, tmp):
+        self.binary = binary
+        self.out = os.path.join(tmp, "means.npy")
+        self.last = {}
+
+    def __call__(self, cube, n_jobs):
+        cmd = [self.binary, "reduce", cube["path"], "--dtype", cube["dtype"], "--shape",
+               ",".join(map(str, cube["shape"])), "--op", "mean", "--jobs", str(n_jobs),
+               "--quiet", "-v", "-o", self.out]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        err = proc.stderr.read().decode(errors="replace")
+        _, status, ru = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}: {err.strip()}")
+        m = self.VERBOSE_RE.search(err)
+        self.last = {"user_s": ru.ru_utime, "sys_s": ru.ru_stime, "minflt": ru.ru_minflt,
+                     "majflt": ru.ru_majflt, "reduce_s": float(m.group(1)) if m else None,
+                     "command": " ".join(cmd)}
+        return np.load(self.out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files and the page cache.
+
+def can_drop_caches():
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1")
+        return True
+    except OSError:
+        return False
+
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3")
+
+
+def read_through(path):
+    """Reads a file with read() so it is in the page cache."""
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(IO_CHUNK)
+        while f.readinto(buf):
+            pass
+
+
+def rewrite_with_write(path):
+    """Rewrites a file with large write() calls and renames it into place. `mmcompute gen`
+    fills its file through a shared mapping; pages dirtied that way sit in the page cache as
+    small folios, which map and fault several times slower (8x the faults here) than the large
+    folios that write() (or a cold read) makes; see bench/README.md. Real cubes come from
+    writer programs or from disk, so we measure those."""
+    tmp = path + ".rewrite"
+    with open(path, "rb", buffering=0) as src, open(tmp, "wb", buffering=0) as dst:
+        buf = bytearray(IO_CHUNK)
+        while True:
+            n = src.readinto(buf)
+            if not n:
+                break
+            dst.write(memoryview(buf)[:n])
+        os.fsync(dst.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path, os.O_RDONLY)
+    try:  # drop the old file's pages if any are still cached
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    read_through(path)
+
+
+def make_cube(binary, data_dir, dtype, nbytes):
+    item = np.dtype(DTYPES[dtype]).itemsize
+    slices = max(1, nbytes // (IMAGE[0] * IMAGE[1] * item))
+    shape = (slices,) + IMAGE
+    path = os.path.join(data_dir, f"cube_{dtype}_{'x'.join(map(str, shape))}.raw")
+    real_bytes = slices * IMAGE[0] * IMAGE[1] * item
+    if not os.path.exists(path) or os.path.getsize(path) != real_bytes:
+        log(f"making {path} ({real_bytes / GIB:.2f} GiB) with mmcompute gen")
+        subprocess.run([binary, "gen", path, "--shape", ",".join(map(str, shape)), "--dtype",
+                        dtype, "--jobs", "-1", "--quiet"], check=True)
+        rewrite_with_write(path)
+    return {"path": path, "dtype": dtype, "np_dtype": np.dtype(DTYPES[dtype]).str,
+            "shape": shape, "nbytes": real_bytes}
+
+
+def make_h5(cube, folder):
+    import h5py
+    path = os.path.join(folder, os.path.basename(cube["path"]) + ".h5")
+    images = np.memmap(cube["path"], dtype=cube["np_dtype"], mode="r", shape=cube["shape"])
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("images", shape=cube["shape"], dtype=images.dtype)  # contiguous
+        for i in range(0, cube["shape"][0], 16):
+            d[i:i + 16] = images[i:i + 16]
+    return path
+
+
+def warm_up(fns, peers, jobs, tmp):
+    """Runs every Python contender once, untimed, on a tiny cube: imports dask and h5py and
+    starts joblib's worker processes (loky keeps them), so the timed runs measure the scan, not
+    the interpreter's one-time start-up. mmcompute gets no such favour: it is a whole process
+    every time."""
+    path = os.path.join(tmp, "warm_up.raw")
+    np.arange(4 * 64 * 64, dtype=np.uint8).tofile(path)
+    cube = {"path": path, "dtype": "u8", "np_dtype": "|u1", "shape": (4, 64, 64),
+            "nbytes": 4 * 64 * 64}
+    if "h5py" in peers:
+        cube["h5"] = make_h5(cube, tmp)
+    for peer in peers:
+        if peer != "mmcompute":
+            for n_jobs in (jobs if peer in PARALLEL else [1]):
+                fns[peer](cube, n_jobs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurement.
+
+def log(msg):
+    print(f"[compare] {msg}", file=sys.stderr, flush=True)
+
+
+def time_once(fn, cube, n_jobs, cold):
+    if cold:
+        drop_caches()
+    t0 = time.perf_counter()
+    result = fn(cube, n_jobs)
+    return time.perf_counter() - t0, np.asarray(result)
+
+
+def compare_answer(means, reference, exact):
+    """(same, max relative difference) of a peer's means against mmcompute's."""
+    means = np.asarray(means, dtype=np.float64).ravel()
+    if means.shape != reference.shape:
+        return False, float("inf")
+    same = bool(np.allclose(means, reference, rtol=RTOL, atol=0, equal_nan=True))
+    denom = np.maximum(np.abs(exact), np.finfo(np.float64).tiny)
+    return same, float(np.max(np.abs(means - reference) / denom)) if means.size else 0.0
+
+
+def run_roofline(binary, cube_path, cold, quick):
+    if not binary or not os.path.exists(binary):
+        log(f"no mmc_roofline at {binary}: the roofline is not measured")
+        return []
+    cmd = [binary, "--file", cube_path, "--repeat", "3" if quick else "5"]
+    if quick:
+        cmd += ["--bytes", "256M"]
+    if not cold:
+        cmd.append("--no-disk")
+    log("roofline: " + " ".join(cmd))
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def roofline_gbps(roofline, name, threads=None):
+    best = None
+    for r in roofline:
+        if r.get("name") == name and r.get("measured", True) and \
+                (threads is None or r.get("threads") == threads):
+            best = max(best or 0.0, r["gbps"])
+    return best
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports.
+
+def fmt(x, spec=".2f", none="–"):
+    return none if x is None else format(x, spec)
+
+
+def write_table(path, meta, runs, roofline):
+    mem = roofline_gbps(roofline, "mem_file")
+    disk = roofline_gbps(roofline, "disk_cold")
+    lines = [f"# mmcompute vs peers: per-image mean ({meta['started']})", ""]
+    lines.append(f"Command: `{meta['command']}`  ")
+    lines.append(f"Machine: {meta['cpu']}, {meta['cpus']} CPUs, Linux {meta['kernel']}; "
+                 f"mmcompute {meta['mmcompute']} at {meta['git']}  ")
+    lines.append(f"Best of {meta['repeat']} warm (file read once before), "
+                 f"{meta['repeat_cold']} cold (page cache dropped before each run). "
+                 "mmcompute is timed as a whole process; the Python peers run inside this "
+                 "(already started) interpreter.")
+    lines.append("")
+    lines.append("## Roofline (bench/mmc_roofline, same run)")
+    lines.append("")
+    lines.append("| probe | threads | GB/s |")
+    lines.append("| --- | ---: | ---: |")
+    for r in roofline:
+        if r.get("name") == "machine":
+            continue
+        if r.get("measured", True):
+            lines.append(f"| {r['name']} | {r['threads']} | {r['gbps']:.2f} |")
+        else:
+            lines.append(f"| {r['name']} | | {r['reason']} |")
+    lines.append("")
+    lines.append("Ratios: warm runs against mem_file with all CPUs (AVX2 sum over a prefaulted "
+                 "mapping of the same cube), cold runs against disk_cold.")
+    lines.append("")
+
+    def key(r):
+        return (r["dtype"], r["size_gib"], r["cache"], r["n_jobs"])
+    mmc = {key(r): r for r in runs if r["peer"] == "mmcompute" and r.get("seconds")}
+
+    lines.append("## Headline (largest cube, best n_jobs of each contender)")
+    lines.append("")
+    lines.append("| dtype | cache | contender | n_jobs | GB/s | of roofline | mmcompute speed-up |")
+    lines.append("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+    biggest = max((r["size_gib"] for r in runs), default=0)
+    for dtype in meta["dtypes"]:
+        for cache in meta["caches"]:
+            best = {}
+            for r in runs:
+                if r["dtype"] == dtype and r["cache"] == cache and r["size_gib"] == biggest \
+                        and r.get("gbps") and r["gbps"] > best.get(r["peer"], {}).get("gbps", 0):
+                    best[r["peer"]] = r
+            m = best.get("mmcompute")
+            for peer in PEERS:
+                r = best.get(peer)
+                if not r:
+                    continue
+                up = m["gbps"] / r["gbps"] if m else None
+                lines.append(f"| {dtype} | {cache} | {peer} | {r['n_jobs']} | {r['gbps']:.2f} | "
+                             f"{fmt(r.get('of_roofline'))} | {fmt(up, '.1f')}x |")
+    lines.append("")
+
+    lines.append("## All runs")
+    lines.append("")
+    lines.append("| dtype | GiB | cache | contender | n_jobs | seconds | GB/s | of roofline | "
+                 "mmcompute speed-up | same answer | max rel diff |")
+    lines.append("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | :---: | ---: |")
+    for r in runs:
+        if r.get("error"):
+            lines.append(f"| {r['dtype']} | {r['size_gib']:g} | {r['cache']} | {r['peer']} | "
+                         f"{r['n_jobs']} | | | | | **FAILED** | {r['error'][:80]} |")
+            continue
+        m = mmc.get(key(r)) or mmc.get((r["dtype"], r["size_gib"], r["cache"], 1))
+        up = r["seconds"] / m["seconds"] if m else None
+        same = "yes" if r["same"] else "**NO — MISMATCH**"
+        lines.append(f"| {r['dtype']} | {r['size_gib']:g} | {r['cache']} | {r['peer']} | "
+                     f"{r['n_jobs']} | {r['seconds']:.3f} | {r['gbps']:.2f} | "
+                     f"{fmt(r.get('of_roofline'))} | {fmt(up, '.1f')}x | {same} | "
+                     f"{r['max_rel_diff']:.1e} |")
+    lines.append("")
+    lines.append("Speed-up: the contender's time over mmcompute's at the same dtype, size, cache "
+                 "and n_jobs (mmcompute with n_jobs 1 for single-threaded peers). Same answer: "
+                 f"np.allclose(peer, mmcompute, rtol={RTOL:g}, atol=0). Max rel diff is against "
+                 "mmcompute's means.")
+    lines.append("")
+
+    refs = [r for r in runs if r["peer"] == "mmcompute" and r.get("err_vs_f64") is not None]
+    if refs:
+        lines.append("Accuracy of mmcompute against a float64 numpy reference "
+                     "(`mean(axis=(1, 2), dtype=np.float64)`): max relative error "
+                     f"{max(r['err_vs_f64'] for r in refs):.1e}.")
+        lines.append("")
+    bad = [r for r in runs if not r.get("error") and not r["same"]]
+    if bad:
+        lines.append("## MISMATCHES")
+        lines.append("")
+        for r in bad:
+            lines.append(f"- **{r['peer']}** {r['dtype']} {r['size_gib']:g} GiB {r['cache']} "
+                         f"n_jobs={r['n_jobs']}: max rel diff {r['max_rel_diff']:.1e} from "
+                         f"mmcompute; its own max rel error against float64 is "
+                         f"{r['err_vs_f64']:.1e}" +
+                         (" (it accumulates in float32)" if r["dtype"] == "f32" else ""))
+        lines.append("")
+
+    lines.append("## Where mmcompute's time goes (rusage of the process and its workers)")
+    lines.append("")
+    lines.append("| dtype | GiB | cache | n_jobs | wall s | reduce s (its own -v) | user s | "
+                 "sys s | minor faults | major faults |")
+    lines.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in runs:
+        if r["peer"] == "mmcompute" and r.get("rusage"):
+            u = r["rusage"]
+            lines.append(f"| {r['dtype']} | {r['size_gib']:g} | {r['cache']} | {r['n_jobs']} | "
+                         f"{r['seconds']:.3f} | {fmt(u['reduce_s'], '.3f')} | {u['user_s']:.3f} "
+                         f"| {u['sys_s']:.3f} | {u['minflt']} | {u['majflt']} |")
+    lines.append("")
+    if mem is None:
+        lines.append("Roofline not measured: ratios left blank.")
+    if disk is None and "cold" in meta["caches"]:
+        lines.append("Disk not measured (not root?): cold ratios left blank.")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def plot_all(folder, meta, runs, roofline):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mem_all = roofline_gbps(roofline, "mem_file")
+    mem_one = roofline_gbps(roofline, "mem_file", threads=1)
+    disk = roofline_gbps(roofline, "disk_cold")
+    ok = [r for r in runs if r.get("gbps")]
+    biggest = max((r["size_gib"] for r in ok), default=0)
+    colors = {p: f"C{i}" for i, p in enumerate(PEERS)}
+    written = []
+
+    def roof(ax, cache="warm"):
+        if cache == "warm":
+            if mem_all:
+                ax.axhline(mem_all, color="k", lw=1.5, label=f"roofline, all CPUs ({mem_all:.1f})")
+            if mem_one and mem_one != mem_all:
+                ax.axhline(mem_one, color="k", ls="--", lw=1,
+                           label=f"roofline, 1 thread ({mem_one:.1f})")
+        elif disk:
+            ax.axhline(disk, color="k", lw=1.5, label=f"disk, cold sequential read ({disk:.2f})")
+
+    def best(rows):
+        return max(rows, key=lambda r: r["gbps"]) if rows else None
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(os.path.join(folder, name), dpi=110)
+        plt.close(fig)
+        written.append(name)
+
+    dtypes = meta["dtypes"]
+    # Throughput against n_jobs (largest cube, warm).
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(6 * len(dtypes), 4.5), squeeze=False)
+    for ax, dtype in zip(axes[0], dtypes):
+        for peer in PEERS:
+            pts = sorted((r["n_jobs"], r["gbps"]) for r in ok if r["peer"] == peer and
+                         r["dtype"] == dtype and r["cache"] == "warm" and r["size_gib"] == biggest)
+            if pts:
+                xs = [p[0] for p in pts] if peer in PARALLEL else meta["jobs"]
+                ys = [p[1] for p in pts] if peer in PARALLEL else [pts[0][1]] * len(meta["jobs"])
+                ax.plot(xs, ys, "o-" if peer in PARALLEL else ":", color=colors[peer], label=peer)
+        roof(ax)
+        ax.set(title=f"{dtype}, {biggest:g} GiB, warm cache", xlabel="n_jobs", ylabel="GB/s",
+               xticks=meta["jobs"], ylim=(0, None))
+        ax.legend(fontsize=8)
+    save(fig, "throughput_vs_n_jobs.png")
+
+    # Throughput against dtype (largest cube, warm, best n_jobs).
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / len(PEERS)
+    for i, peer in enumerate(PEERS):
+        ys = []
+        for dtype in dtypes:
+            b = best([r for r in ok if r["peer"] == peer and r["dtype"] == dtype and
+                      r["cache"] == "warm" and r["size_gib"] == biggest])
+            ys.append(b["gbps"] if b else 0)
+        ax.bar(np.arange(len(dtypes)) + (i - len(PEERS) / 2 + 0.5) * width, ys, width,
+               color=colors[peer], label=peer)
+    roof(ax)
+    ax.set(title=f"{biggest:g} GiB, warm cache, best n_jobs", xticks=range(len(dtypes)),
+           xticklabels=dtypes, ylabel="GB/s")
+    ax.legend(fontsize=8)
+    save(fig, "throughput_vs_dtype.png")
+
+    # Throughput against cube size (warm, best n_jobs).
+    sizes = sorted({r["size_gib"] for r in ok})
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(6 * len(dtypes), 4.5), squeeze=False)
+    for ax, dtype in zip(axes[0], dtypes):
+        for peer in PEERS:
+            pts = []
+            for s in sizes:
+                b = best([r for r in ok if r["peer"] == peer and r["dtype"] == dtype and
+                          r["cache"] == "warm" and r["size_gib"] == s])
+                if b:
+                    pts.append((s, b["gbps"]))
+            if pts:
+                ax.plot(*zip(*pts), "o-", color=colors[peer], label=peer)
+        roof(ax)
+        ax.set(title=f"{dtype}, warm cache, best n_jobs", xlabel="cube size (GiB)",
+               ylabel="GB/s", xscale="log" if len(sizes) > 2 else "linear", ylim=(0, None))
+        ax.set_xticks(sizes, [f"{s:g}" for s in sizes])
+        ax.legend(fontsize=8)
+    save(fig, "throughput_vs_size.png")
+
+    # Cold cache (largest cube, best n_jobs) against the disk.
+    if any(r["cache"] == "cold" for r in ok):
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for i, peer in enumerate(PEERS):
+            ys = []
+            for dtype in dtypes:
+                b = best([r for r in ok if r["peer"] == peer and r["dtype"] == dtype and
+                          r["cache"] == "cold" and r["size_gib"] == biggest])
+                ys.append(b["gbps"] if b else 0)
+            ax.bar(np.arange(len(dtypes)) + (i - len(PEERS) / 2 + 0.5) * width, ys, width,
+                   color=colors[peer], label=peer)
+        roof(ax, "cold")
+        ax.set(title=f"{biggest:g} GiB, cold cache, best n_jobs", xticks=range(len(dtypes)),
+               xticklabels=dtypes, ylabel="GB/s")
+        ax.legend(fontsize=8)
+        save(fig, "cold_cache.png")
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+
+def find_binary(explicit, candidates):
+    if explicit:
+        return explicit
+    for c in candidates:
+        p = os.path.join(REPO, c)
+        if os.path.exists(p):
+            return p
+    return os.path.join(REPO, candidates[0])
+
+
+def machine_info(binary):
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO).stdout.strip()
+        except OSError:
+            return "?"
+    git = out(["git", "rev-parse", "--short", "HEAD"])
+    if out(["git", "status", "--porcelain", "--untracked-files=no"]):
+        git += " (+ uncommitted changes)"
+    return {"cpu": cpu, "cpus": os.cpu_count(), "kernel": platform.release(), "git": git,
+            "mmcompute": out([binary, "--version"]) or "?", "python": platform.python_version(),
+            "numpy": np.__version__}
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="0.5,1,2", help="cube sizes in GiB (default 0.5,1,2)")
+    ap.add_argument("--big", action="store_true", help="also a 4 GiB cube")
+    ap.add_argument("--dtypes", default="u8,f32", help="from " + ",".join(DTYPES))
+    ap.add_argument("--jobs", default="1,2", help="n_jobs values (default 1,2)")
+    ap.add_argument("--peers", default=",".join(PEERS[1:]),
+                    help="contenders besides mmcompute (default: all)")
+    ap.add_argument("--repeat", type=int, default=3, help="warm runs, best kept (default 3)")
+    ap.add_argument("--repeat-cold", type=int, default=1, help="cold runs, best kept")
+    ap.add_argument("--no-cold", action="store_true", help="skip cold-cache runs")
+    ap.add_argument("--cold", action="store_true", help="with --quick: do cold runs anyway")
+    ap.add_argument("--quick", action="store_true",
+                    help="one 64 MiB cube, one repeat, warm only: a smoke run under a minute")
+    ap.add_argument("--mmcompute", help="the CLI (default build-bench/tools/mmcompute or "
+                                        "build/tools/mmcompute)")
+    ap.add_argument("--roofline", help="mmc_roofline (default build-bench/bench/mmc_roofline)")
+    ap.add_argument("--data-dir", default=os.environ.get("MMC_BENCH_DATA", "/var/tmp/mmc-bench"),
+                    help="where cubes are made and kept between runs (default /var/tmp/mmc-bench "
+                         "or $MMC_BENCH_DATA)")
+    ap.add_argument("--results", default=os.path.join(REPO, "results"),
+                    help="parent of the results/<date-time>/ folder")
+    ap.add_argument("--keep-h5", action="store_true", help="keep the HDF5 copies of the cubes")
+    args = ap.parse_args()
+    if args.quick:
+        args.sizes = str(64 / 1024)
+        args.repeat = 1
+        args.no_cold = not args.cold
+    args.size_list = [float(s) for s in args.sizes.split(",")] + ([4.0] if args.big else [])
+    args.dtype_list = args.dtypes.split(",")
+    args.jobs_list = [int(j) for j in args.jobs.split(",")]
+    args.peer_list = ["mmcompute"] + [p for p in args.peers.split(",") if p and p != "mmcompute"]
+    for d in args.dtype_list:
+        if d not in DTYPES:
+            ap.error(f"--dtypes: unknown dtype {d!r}")
+    for p in args.peer_list:
+        if p not in PEERS:
+            ap.error(f"--peers: unknown contender {p!r} (choose from {', '.join(PEERS[1:])})")
+    return args
+
+
+def main():
+    args = parse_args()
+    binary = find_binary(args.mmcompute, ["build-bench/tools/mmcompute", "build/tools/mmcompute"])
+    roofline_bin = find_binary(args.roofline, ["build-bench/bench/mmc_roofline",
+                                               "build/bench/mmc_roofline"])
+    if not os.path.exists(binary):
+        sys.exit(f"compare.py: no mmcompute binary at {binary}; build it or pass --mmcompute")
+    cold = not args.no_cold
+    if cold and not can_drop_caches():
+        log("cannot write /proc/sys/vm/drop_caches (not root?): cold runs not measured")
+        cold = False
+    caches = ["warm"] + (["cold"] if cold else [])
+
+    started = datetime.datetime.now()
+    folder = os.path.join(args.results, started.strftime("%Y-%m-%d_%H-%M-%S"))
+    h5_dir = os.path.join(folder, "h5")
+    os.makedirs(h5_dir, exist_ok=True)
+    os.makedirs(args.data_dir, exist_ok=True)
+    meta = {"started": started.isoformat(timespec="seconds"),
+            "command": " ".join([sys.executable] + sys.argv), "repeat": args.repeat,
+            "repeat_cold": args.repeat_cold, "dtypes": args.dtype_list, "jobs": args.jobs_list,
+            "caches": caches, "sizes_gib": args.size_list, **machine_info(binary)}
+    log(f"results in {folder}")
+
+    cubes = [make_cube(binary, args.data_dir, d, int(s * GIB))
+             for s in args.size_list for d in args.dtype_list]
+    # The roofline on the largest cube of the first dtype, so the probe maps the same kind of
+    # page-cache pages the contenders read.
+    roof_cube = max(cubes, key=lambda c: c["nbytes"])
+    roofline = run_roofline(roofline_bin, roof_cube["path"], cold, args.quick)
+    mem = roofline_gbps(roofline, "mem_file")
+    disk = roofline_gbps(roofline, "disk_cold")
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        mmc = MmcomputeRunner(binary, tmp)
+        fns = {"mmcompute": mmc, "numpy": run_numpy, "joblib": run_joblib,
+               "multiprocessing": run_multiprocessing, "dask": run_dask, "h5py": run_h5py}
+        warm_up(fns, args.peer_list, args.jobs_list, tmp)
+        for cube in cubes:
+            size_gib = cube["nbytes"] / GIB
+            if "h5py" in args.peer_list:
+                log(f"writing the HDF5 copy of {cube['path']}")
+                cube["h5"] = make_h5(cube, h5_dir)
+            exact = np.memmap(cube["path"], dtype=cube["np_dtype"], mode="r",
+                              shape=cube["shape"]).mean(axis=(1, 2), dtype=np.float64)
+            reference = None
+            for cache in caches:
+                repeat = args.repeat if cache == "warm" else args.repeat_cold
+                for peer in args.peer_list:
+                    for n_jobs in (args.jobs_list if peer in PARALLEL else [1]):
+                        if cache == "warm":
+                            read_through(cube["path"])
+                            if peer == "h5py":
+                                read_through(cube["h5"])
+                        row = {"peer": peer, "dtype": cube["dtype"], "size_gib": size_gib,
+                               "shape": list(cube["shape"]), "cache": cache, "n_jobs": n_jobs}
+                        try:
+                            best, means, usage = float("inf"), None, None
+                            for _ in range(repeat):
+                                s, m = time_once(fns[peer], cube, n_jobs, cache == "cold")
+                                if s < best:
+                                    best, means = s, m
+                                    usage = dict(mmc.last) if peer == "mmcompute" else None
+                        except Exception as e:  # a failing peer is reported, not fatal
+                            row["error"] = f"{type(e).__name__}: {e}"
+                            log(f"FAILED {peer} {cube['dtype']} n_jobs={n_jobs} {cache}: "
+                                f"{row['error']}")
+                            runs.append(row)
+                            continue
+                        if peer == "mmcompute" and reference is None:
+                            reference = np.asarray(means, dtype=np.float64).ravel()
+                        ref = reference if reference is not None else exact
+                        same, diff = compare_answer(means, ref, exact)
+                        _, err64 = compare_answer(means, exact, exact)
+                        roof = mem if cache == "warm" else disk
+                        gbps = cube["nbytes"] / best / 1e9
+                        row.update({"seconds": best, "gbps": gbps, "same": same,
+                                    "max_rel_diff": diff, "err_vs_f64": err64,
+                                    "of_roofline": gbps / roof if roof else None})
+                        if usage:
+                            row["rusage"] = usage
+                        runs.append(row)
+                        log(f"{cube['dtype']} {size_gib:g} GiB {cache} {peer:15s} n_jobs={n_jobs}: "
+                            f"{best:.3f} s, {gbps:.2f} GB/s" + ("" if same else
+                            f"   <<< MISMATCH with mmcompute: max rel diff {diff:.1e} >>>"))
+            if not args.keep_h5 and cube.get("h5"):
+                os.unlink(cube["h5"])
+    if not args.keep_h5:
+        shutil.rmtree(h5_dir, ignore_errors=True)
+
+    with open(os.path.join(folder, "results.json"), "w") as f:
+        json.dump({"meta": meta, "roofline": roofline, "runs": runs}, f, indent=1)
+    write_table(os.path.join(folder, "table.md"), meta, runs, roofline)
+    plots = plot_all(folder, meta, runs, roofline)
+    print(open(os.path.join(folder, "table.md")).read())
+    log(f"wrote {folder}/table.md, results.json, {', '.join(plots)}")
+    mismatches = [r for r in runs if not r.get("error") and not r["same"]]
+    if mismatches:
+        log(f"!!! {len(mismatches)} run(s) disagree with mmcompute beyond rtol={RTOL:g}; see "
+            "MISMATCHES in table.md")
+    if any(r.get("error") and r["peer"] == "mmcompute" for r in runs):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,549 @@
+// Reduction kernels, one family per kind of partial result. Each family defines:
+//   Partial                  the per-output state a task sends back (trivially copyable);
+//   init(P&)                 the empty state;
+//   run(P&, ptr, n, stride)  folds a run of n elements (byte stride) into one partial;
+//   line(P*, ptr, n, stride) folds element j of a run into partial j (outputs along memory);
+//   merge(P&, const P&)      appends a later partial.
+// Families with kNeedsIndex also receive the logical (C-order, over the reduced axes) index of
+// each element: run(P&, ptr, n, stride, first_index, index_stride) and
+// line(P*, ptr, n, stride, index).
+// T is the element type, Swap whether stored bytes are in the other byte order, SkipNan whether
+// NaN elements are ignored (numpy's nan* functions). Results depend only on the plan (how the
+// elements are grouped into runs and pieces), never on which worker ran what.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "kernels/load.hpp"
+#include "kernels/sum_u8.hpp"
+
+namespace mmc::kernels {
+
+// __extension__ keeps -Wpedantic quiet about the GCC/Clang 128-bit integers.
+__extension__ typedef __int128 i128;
+__extension__ typedef unsigned __int128 u128;
+
+template <class T>
+inline constexpr bool kIsFloat = std::is_floating_point_v<T>;
+
+enum class FamilyKind { Sum, Moments, MinMax, Count, AnyAll, Norm, Arg };
+
+template <class T>
+inline bool is_nan(T x) noexcept {
+  if constexpr (kIsFloat<T>) {
+    return x != x;
+  } else {
+    (void)x;
+    return false;
+  }
+}
+
+// What a pairwise sum adds up for each element.
+struct Identity {
+  template <class T>
+  static double apply(T x) noexcept {
+    return static_cast<double>(x);
+  }
+};
+struct NanAsZero {
+  template <class T>
+  static double apply(T x) noexcept {
+    return is_nan(x) ? 0.0 : static_cast<double>(x);
+  }
+};
+struct Square {
+  template <class T>
+  static double apply(T x) noexcept {
+    const double d = static_cast<double>(x);
+    return d * d;
+  }
+};
+
+// Pairwise sum in double: blocks of up to 128 elements in 8 independent lanes, halves merged
+// recursively. The split points depend only on n, so the result is a function of the data.
+template <class T, bool Swap, bool Contig, class Map = Identity>
+double pairwise_sum(const std::byte* p, std::int64_t n, std::int64_t runtime_stride) noexcept {
+  // A compile-time stride for dense runs lets the compiler vectorize the lanes.
+  const std::int64_t stride =
+      Contig ? static_cast<std::int64_t>(sizeof(Stored<T>)) : runtime_stride;
+  if (n <= 128) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      for (int k = 0; k < 8; ++k) acc[k] += Map::apply(load<T, Swap>(p + (i + k) * stride));
+    }
+    double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; ++i) s += Map::apply(load<T, Swap>(p + i * stride));
+    return s;
+  }
+  std::int64_t half = n / 2;
+  half -= half % 8;
+  return pairwise_sum<T, Swap, Contig, Map>(p, half, stride) +
+         pairwise_sum<T, Swap, Contig, Map>(p + half * stride, n - half, stride);
+}
+
+// Calls f(std::true_type) when the run is dense, else f(std::false_type), so kernels get a
+// compile-time stride for dense runs.
+template <class T, class F>
+inline void with_density(std::int64_t stride, F&& f) {
+  if (stride == static_cast<std::int64_t>(sizeof(Stored<T>))) {
+    f(std::true_type{});
+  } else {
+    f(std::false_type{});
+  }
+}
+
+template <class T, bool Swap, bool Contig>
+std::int64_t count_not_nan(const std::byte* p, std::int64_t n,
+                           std::int64_t runtime_stride) noexcept {
+  if constexpr (!kIsFloat<T>) {
+    (void)p;
+    (void)runtime_stride;
+    return n;
+  } else {
+    const std::int64_t stride =
+        Contig ? static_cast<std::int64_t>(sizeof(Stored<T>)) : runtime_stride;
+    std::int64_t c = 0;
+    for (std::int64_t i = 0; i < n; ++i) c += !is_nan(load<T, Swap>(p + i * stride));
+    return c;
+  }
+}
+
+// Exact integer sum of a run (bool counts true values).
+template <class T, bool Swap, bool Contig>
+i128 int_sum(const std::byte* p, std::int64_t n, std::int64_t runtime_stride) noexcept {
+  const std::int64_t stride =
+      Contig ? static_cast<std::int64_t>(sizeof(Stored<T>)) : runtime_stride;
+  if constexpr (std::is_same_v<T, std::uint8_t> && Contig) {
+    return static_cast<i128>(
+        sum_u8(reinterpret_cast<const std::uint8_t*>(p), static_cast<std::size_t>(n)));
+  } else if constexpr (sizeof(T) <= 4) {
+    // Blocks small enough that an int64 cannot overflow (2^32 * 2^20 < 2^63).
+    constexpr std::int64_t kBlock = std::int64_t{1} << 20;
+    i128 total = 0;
+    for (std::int64_t start = 0; start < n; start += kBlock) {
+      const std::int64_t end = start + kBlock < n ? start + kBlock : n;
+      std::int64_t s = 0;
+      for (std::int64_t i = start; i < end; ++i) {
+        s += static_cast<std::int64_t>(load<T, Swap>(p + i * stride));
+      }
+      total += s;
+    }
+    return total;
+  } else {
+    i128 total = 0;
+    for (std::int64_t i = 0; i < n; ++i) total += static_cast<i128>(load<T, Swap>(p + i * stride));
+    return total;
+  }
+}
+
+// sum, mean, nansum, nanmean: exact 128-bit integer sums, or double pairwise sums for floats.
+// n counts the elements summed (NaN excluded when SkipNan).
+template <class T, bool Swap, bool SkipNan = false>
+struct SumFamily {
+  static constexpr FamilyKind kKind = FamilyKind::Sum;
+  static constexpr bool kNeedsIndex = false;
+  struct Partial {
+    std::conditional_t<kIsFloat<T>, double, i128> sum;
+    std::int64_t n;
+  };
+  static void init(Partial& a) noexcept {
+    a.sum = 0;
+    a.n = 0;
+  }
+  static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
+    with_density<T>(stride, [&](auto dense) {
+      constexpr bool kDense = decltype(dense)::value;
+      if constexpr (kIsFloat<T> && SkipNan) {
+        a.sum += pairwise_sum<T, Swap, kDense, NanAsZero>(p, n, stride);
+        a.n += count_not_nan<T, Swap, kDense>(p, n, stride);
+      } else if constexpr (kIsFloat<T>) {
+        a.sum += pairwise_sum<T, Swap, kDense>(p, n, stride);
+        a.n += n;
+      } else {
+        a.sum += int_sum<T, Swap, kDense>(p, n, stride);
+        a.n += n;
+      }
+    });
+  }
+  static void line(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
+    for (std::int64_t j = 0; j < n; ++j) {
+      const T x = load<T, Swap>(p + j * stride);
+      if constexpr (kIsFloat<T>) {
+        if (SkipNan && is_nan(x)) continue;
+        a[j].sum += static_cast<double>(x);
+      } else {
+        a[j].sum += static_cast<i128>(x);
+      }
+      a[j].n += 1;
+    }
+  }
+  static void merge(Partial& a, const Partial& b) noexcept {
+    a.sum += b.sum;
+    a.n += b.n;
+  }
+};
+
+// L2 norm: sqrt of the pairwise double sum of squares.
+template <class T, bool Swap>
+struct NormFamily {
+  static constexpr FamilyKind kKind = FamilyKind::Norm;
+  static constexpr bool kNeedsIndex = false;
+  struct Partial {
+    double sumsq;
+  };
+  static void init(Partial& a) noexcept { a.sumsq = 0; }
+  static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
+    with_density<T>(stride, [&](auto dense) {
+      a.sumsq += pairwise_sum<T, Swap, decltype(dense)::value, Square>(p, n, stride);
+    });
+  }
+  static void line(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
+    for (std::int64_t j = 0; j < n; ++j) a[j].sumsq += Square::apply(load<T, Swap>(p + j * stride));
+  }
+  static void merge(Partial& a, const Partial& b) noexcept { a.sumsq += b.sumsq; }
+};
+
+// Integers of one or two bytes: variance is exact from n, Σx and Σx².
+template <class T>
+inline constexpr bool kExactMoments = !kIsFloat<T> && sizeof(T) <= 2;
+
+// var, std, nanvar, nanstd. Exact integer moments for small integers; otherwise (count, mean,
+// M2) merged with Chan et al.'s formula, each block of up to 1024 elements by two passes.
+template <class T, bool Swap, bool SkipNan = false>
+struct MomentsFamily {
+  static constexpr FamilyKind kKind = FamilyKind::Moments;
+  static constexpr bool kNeedsIndex = false;
+  struct ExactPartial {
+    i128 s1;
+    u128 s2;
+    std::int64_t n;
+  };
+  struct FloatPartial {
+    double mean;
+    double m2;
+    std::int64_t n;
+  };
+  using Partial = std::conditional_t<kExactMoments<T>, ExactPartial, FloatPartial>;
+
+  static void init(Partial& a) noexcept {
+    if constexpr (kExactMoments<T>) {
+      a.s1 = 0;
+      a.s2 = 0;
+    } else {
+      a.mean = 0;
+      a.m2 = 0;
+    }
+    a.n = 0;
+  }
+
+  static void merge_block(FloatPartial& a, double mean, double m2, std::int64_t n) noexcept {
+    if (n == 0) return;
+    if (a.n == 0) {
+      a.mean = mean;
+      a.m2 = m2;
+      a.n = n;
+      return;
+    }
+    const double na = static_cast<double>(a.n), nb = static_cast<double>(n);
+    const double total = na + nb;
+    const double delta = mean - a.mean;
+    a.mean += delta * (nb / total);
+    a.m2 += m2 + delta * delta * (na * nb / total);
+    a.n += n;
+  }
+
+  static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
+    with_density<T>(stride, [&](auto dense) {
+      constexpr bool kDense = decltype(dense)::value;
+      const std::int64_t s = kDense ? static_cast<std::int64_t>(sizeof(Stored<T>)) : stride;
+      if constexpr (kExactMoments<T>) {
+        run_exact(a, p, n, s);
+      } else {
+        run_blocks<kDense>(a, p, n, s);
+      }
+    });
+  }
+
+  static void run_exact(Partial& a, const std::byte* p, std::int64_t n,
+                        std::int64_t stride) noexcept {
+    if constexpr (kExactMoments<T>) {
+      constexpr std::int64_t kBlock = std::int64_t{1} << 20;  // Σx² < 2^32 * 2^20 fits u64
+      for (std::int64_t start = 0; start < n; start += kBlock) {
+        const std::int64_t end = start + kBlock < n ? start + kBlock : n;
+        std::int64_t s1 = 0;
+        std::uint64_t s2 = 0;
+        for (std::int64_t i = start; i < end; ++i) {
+          const std::int64_t x = static_cast<std::int64_t>(load<T, Swap>(p + i * stride));
+          s1 += x;
+          s2 += static_cast<std::uint64_t>(x * x);
+        }
+        a.s1 += s1;
+        a.s2 += s2;
+      }
+      a.n += n;
+    }
+  }
+
+  template <bool Contig>
+  static void run_blocks(Partial& a, const std::byte* p, std::int64_t n,
+                         std::int64_t stride) noexcept {
+    if constexpr (!kExactMoments<T>) {
+      constexpr std::int64_t kBlock = 1024;
+      for (std::int64_t start = 0; start < n; start += kBlock) {
+        const std::int64_t m = start + kBlock < n ? kBlock : n - start;
+        const std::byte* q = p + start * stride;
+        std::int64_t valid = m;
+        double mean;
+        if constexpr (SkipNan && kIsFloat<T>) {
+          valid = count_not_nan<T, Swap, Contig>(q, m, stride);
+          if (valid == 0) continue;
+          mean =
+              pairwise_sum<T, Swap, Contig, NanAsZero>(q, m, stride) / static_cast<double>(valid);
+        } else {
+          mean = pairwise_sum<T, Swap, Contig>(q, m, stride) / static_cast<double>(m);
+        }
+        double acc[4] = {0, 0, 0, 0};
+        std::int64_t i = 0;
+        for (; i + 4 <= m; i += 4) {
+          for (int k = 0; k < 4; ++k)
+            acc[k] += deviation2(load<T, Swap>(q + (i + k) * stride), mean);
+        }
+        double m2 = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        for (; i < m; ++i) m2 += deviation2(load<T, Swap>(q + i * stride), mean);
+        merge_block(a, mean, m2, valid);
+      }
+    }
+  }
+
+  static double deviation2(T x, double mean) noexcept {
+    const double d = static_cast<double>(x) - mean;
+    if constexpr (SkipNan && kIsFloat<T>) {
+      return is_nan(x) ? 0.0 : d * d;
+    } else {
+      return d * d;
+    }
+  }
+
+  static void line(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
+    for (std::int64_t j = 0; j < n; ++j) {
+      const T v = load<T, Swap>(p + j * stride);
+      if constexpr (kExactMoments<T>) {
+        const auto x = static_cast<std::int64_t>(v);
+        a[j].s1 += x;
+        a[j].s2 += static_cast<std::uint64_t>(x * x);
+        a[j].n += 1;
+      } else {
+        if (SkipNan && is_nan(v)) continue;
+        // Welford's update, one element at a time.
+        const double x = static_cast<double>(v);
+        a[j].n += 1;
+        const double delta = x - a[j].mean;
+        a[j].mean += delta / static_cast<double>(a[j].n);
+        a[j].m2 += delta * (x - a[j].mean);
+      }
+    }
+  }
+
+  static void merge(Partial& a, const Partial& b) noexcept {
+    if constexpr (kExactMoments<T>) {
+      a.s1 += b.s1;
+      a.s2 += b.s2;
+      a.n += b.n;
+    } else {
+      merge_block(a, b.mean, b.m2, b.n);
+    }
+  }
+
+  // Variance with ddof: M2 / max(n - ddof, 0), as numpy (inf or NaN when that is 0).
+  static double variance(const Partial& a, int ddof) noexcept {
+    if (a.n == 0) return std::numeric_limits<double>::quiet_NaN();
+    const std::int64_t dof = a.n - ddof > 0 ? a.n - ddof : 0;
+    if constexpr (kExactMoments<T>) {
+      // n·M2 = n·Σx² − (Σx)², exact and non-negative.
+      const u128 n = static_cast<u128>(a.n);
+      const i128 s1 = a.s1;
+      const u128 s1_abs = static_cast<u128>(s1 < 0 ? -s1 : s1);
+      const u128 nm2 = n * a.s2 - s1_abs * s1_abs;
+      const long double m2 = static_cast<long double>(nm2) / static_cast<long double>(a.n);
+      return static_cast<double>(m2 / static_cast<long double>(dof));
+    } else {
+      return a.m2 / static_cast<double>(dof);
+    }
+  }
+};
+
+// min and max together (one pass gives both). Without SkipNan a NaN makes the result NaN, like
+// numpy's minimum/maximum; with SkipNan NaNs are ignored and an all-NaN slice gives NaN.
+template <class T, bool Swap, bool SkipNan = false>
+struct MinMaxFamily {
+  static constexpr FamilyKind kKind = FamilyKind::MinMax;
+  static constexpr bool kNeedsIndex = false;
+  struct Partial {
+    T min;
+    T max;
+    bool nan;    // a NaN was seen
+    bool valid;  // a non-NaN element was seen
+  };
+  static void init(Partial& a) noexcept {
+    if constexpr (kIsFloat<T>) {
+      a.min = std::numeric_limits<T>::infinity();
+      a.max = -std::numeric_limits<T>::infinity();
+    } else {
+      a.min = std::numeric_limits<T>::max();
+      a.max = std::numeric_limits<T>::lowest();
+    }
+    a.nan = false;
+    a.valid = false;
+  }
+  static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
+    with_density<T>(stride, [&](auto dense) {
+      const std::int64_t s =
+          decltype(dense)::value ? static_cast<std::int64_t>(sizeof(Stored<T>)) : stride;
+      T mn = a.min, mx = a.max;
+      std::int64_t nans = 0;
+      for (std::int64_t i = 0; i < n; ++i) {
+        const T x = load<T, Swap>(p + i * s);
+        nans += is_nan(x);
+        mn = x < mn ? x : mn;  // NaN compares false: never taken
+        mx = x > mx ? x : mx;
+      }
+      a.min = mn;
+      a.max = mx;
+      a.nan = a.nan || nans > 0;
+      a.valid = a.valid || nans < n;
+    });
+  }
+  static void line(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
+    for (std::int64_t j = 0; j < n; ++j) {
+      const T x = load<T, Swap>(p + j * stride);
+      if (is_nan(x)) {
+        a[j].nan = true;
+        continue;
+      }
+      a[j].min = x < a[j].min ? x : a[j].min;
+      a[j].max = x > a[j].max ? x : a[j].max;
+      a[j].valid = true;
+    }
+  }
+  static void merge(Partial& a, const Partial& b) noexcept {
+    a.min = b.min < a.min ? b.min : a.min;
+    a.max = b.max > a.max ? b.max : a.max;
+    a.nan = a.nan || b.nan;
+    a.valid = a.valid || b.valid;
+  }
+  // The min or max as stored in the output; NaN per the rules above.
+  static T result(const Partial& a, bool want_min) noexcept {
+    if constexpr (kIsFloat<T>) {
+      if ((!SkipNan && a.nan) || !a.valid) return std::numeric_limits<T>::quiet_NaN();
+    }
+    return want_min ? a.min : a.max;
+  }
+};
+
+// count: elements that are not NaN.
+template <class T, bool Swap>
+struct CountFamily {
+  static constexpr FamilyKind kKind = FamilyKind::Count;
+  static constexpr bool kNeedsIndex = false;
+  struct Partial {
+    std::int64_t n;
+  };
+  static void init(Partial& a) noexcept { a.n = 0; }
+  static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
+    with_density<T>(stride, [&](auto dense) {
+      a.n += count_not_nan<T, Swap, decltype(dense)::value>(p, n, stride);
+    });
+  }
+  static void line(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
+    for (std::int64_t j = 0; j < n; ++j) a[j].n += !is_nan(load<T, Swap>(p + j * stride));
+  }
+  static void merge(Partial& a, const Partial& b) noexcept { a.n += b.n; }
+};
+
+// any and all: truth is x != 0 (NaN is true, -0.0 is false), as numpy.
+template <class T, bool Swap>
+struct AnyAllFamily {
+  static constexpr FamilyKind kKind = FamilyKind::AnyAll;
+  static constexpr bool kNeedsIndex = false;
+  struct Partial {
+    bool any;
+    bool all;
+  };
+  static void init(Partial& a) noexcept {
+    a.any = false;
+    a.all = true;
+  }
+  static bool truth(T x) noexcept { return x != T{}; }
+  static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
+    with_density<T>(stride, [&](auto dense) {
+      const std::int64_t s =
+          decltype(dense)::value ? static_cast<std::int64_t>(sizeof(Stored<T>)) : stride;
+      std::int64_t true_count = 0;
+      for (std::int64_t i = 0; i < n; ++i) true_count += truth(load<T, Swap>(p + i * s));
+      a.any = a.any || true_count > 0;
+      a.all = a.all && true_count == n;
+    });
+  }
+  static void line(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
+    for (std::int64_t j = 0; j < n; ++j) {
+      const bool t = truth(load<T, Swap>(p + j * stride));
+      a[j].any = a[j].any || t;
+      a[j].all = a[j].all && t;
+    }
+  }
+  static void merge(Partial& a, const Partial& b) noexcept {
+    a.any = a.any || b.any;
+    a.all = a.all && b.all;
+  }
+};
+
+// argmin and argmax: the first (lowest C-order index over the reduced axes) extreme element;
+// a NaN wins over everything, first NaN first, as numpy.
+template <class T, bool Swap, bool IsMax>
+struct ArgFamily {
+  static constexpr FamilyKind kKind = FamilyKind::Arg;
+  static constexpr bool kNeedsIndex = true;
+  static constexpr std::int64_t kNone = std::numeric_limits<std::int64_t>::max();
+  struct Partial {
+    T best;
+    std::int64_t index;      // of best; kNone when no element was seen
+    std::int64_t nan_index;  // of the first NaN; kNone when none
+  };
+  static void init(Partial& a) noexcept {
+    a.best = T{};
+    a.index = kNone;
+    a.nan_index = kNone;
+  }
+  static bool better(T x, T best) noexcept { return IsMax ? x > best : x < best; }
+  static void update(Partial& a, T x, std::int64_t idx) noexcept {
+    if (is_nan(x)) {
+      a.nan_index = idx < a.nan_index ? idx : a.nan_index;
+    } else if (a.index == kNone || better(x, a.best) || (x == a.best && idx < a.index)) {
+      a.best = x;
+      a.index = idx;
+    }
+  }
+  static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride,
+                  std::int64_t first, std::int64_t index_stride) noexcept {
+    for (std::int64_t i = 0; i < n; ++i) {
+      update(a, load<T, Swap>(p + i * stride), first + i * index_stride);
+    }
+  }
+  static void line(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride,
+                   std::int64_t index) noexcept {
+    for (std::int64_t j = 0; j < n; ++j) update(a[j], load<T, Swap>(p + j * stride), index);
+  }
+  static void merge(Partial& a, const Partial& b) noexcept {
+    a.nan_index = b.nan_index < a.nan_index ? b.nan_index : a.nan_index;
+    if (b.index != kNone) update(a, b.best, b.index);
+  }
+  static std::int64_t result(const Partial& a) noexcept {
+    return a.nan_index != kNone ? a.nan_index : a.index;
+  }
+};
+
+}  // namespace mmc::kernels

@@ -1,0 +1,173 @@
+// Pool options with joblib's meanings: backend names, the CPU count, n_jobs and max_nbytes.
+#include "pool/options.hpp"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+
+#include "mmc/error.hpp"
+#include "mmc/pool.hpp"
+
+namespace mmc {
+namespace detail {
+namespace {
+
+std::optional<long long> parse_integer(const std::string& text) {
+  long long value = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc() || ptr != end || text.empty()) return std::nullopt;
+  return value;
+}
+
+std::optional<int> cpus_from_quota(long long quota, long long period) {
+  if (quota <= 0 || period <= 0) return std::nullopt;
+  const long long cpus = (quota + period - 1) / period;  // ceil, as loky does
+  return static_cast<int>(std::clamp<long long>(cpus, 1, std::numeric_limits<int>::max()));
+}
+
+std::string trimmed_file(const char* path) {
+  std::ifstream in(path);
+  if (!in) return {};
+  std::string line;
+  std::getline(in, line);
+  while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+  return line;
+}
+
+int affinity_count() {
+  // Start at 1024 CPUs and grow: sched_getaffinity fails with EINVAL when the set is too small.
+  for (int n = 1024; n <= (1 << 20); n *= 2) {
+    cpu_set_t* set = CPU_ALLOC(n);
+    if (set == nullptr) return 0;
+    const std::size_t size = CPU_ALLOC_SIZE(n);
+    CPU_ZERO_S(size, set);
+    const int rc = sched_getaffinity(0, size, set);
+    const int count = rc == 0 ? CPU_COUNT_S(size, set) : 0;
+    const int err = errno;
+    CPU_FREE(set);
+    if (rc == 0) return count;
+    if (err != EINVAL) return 0;
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::optional<int> cpus_from_cgroup_v2(const std::string& cpu_max) {
+  std::istringstream in(cpu_max);
+  std::string quota, period;
+  if (!(in >> quota >> period) || quota == "max") return std::nullopt;
+  const auto q = parse_integer(quota);
+  const auto p = parse_integer(period);
+  if (!q || !p) return std::nullopt;
+  return cpus_from_quota(*q, *p);
+}
+
+std::optional<int> cpus_from_cgroup_v1(const std::string& quota, const std::string& period) {
+  const auto q = parse_integer(quota);
+  const auto p = parse_integer(period);
+  if (!q || !p) return std::nullopt;
+  return cpus_from_quota(*q, *p);
+}
+
+}  // namespace detail
+
+Backend parse_backend(const std::string& text) {
+  if (text == "process") return Backend::Process;
+  if (text == "thread") return Backend::Thread;
+  if (text == "serial") return Backend::Serial;
+  raise(ErrorCode::InvalidArgument,
+        "unknown backend '" + text + "': use process, thread or serial");
+}
+
+const char* to_string(Backend backend) noexcept {
+  switch (backend) {
+    case Backend::Process:
+      return "process";
+    case Backend::Thread:
+      return "thread";
+    case Backend::Serial:
+      return "serial";
+  }
+  return "unknown";
+}
+
+int cpu_count() {
+  int count = std::numeric_limits<int>::max();
+  const long online = sysconf(_SC_NPROCESSORS_ONLN);
+  if (online > 0) count = std::min<long>(count, online);
+  if (const int affinity = detail::affinity_count(); affinity > 0)
+    count = std::min(count, affinity);
+  std::optional<int> quota =
+      detail::cpus_from_cgroup_v2(detail::trimmed_file("/sys/fs/cgroup/cpu.max"));
+  if (!quota) {
+    quota =
+        detail::cpus_from_cgroup_v1(detail::trimmed_file("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+                                    detail::trimmed_file("/sys/fs/cgroup/cpu/cpu.cfs_period_us"));
+  }
+  if (quota) count = std::min(count, *quota);
+  if (count == std::numeric_limits<int>::max()) count = 1;
+  return std::max(count, 1);
+}
+
+int effective_n_jobs(int n_jobs) {
+  if (n_jobs == 0) {
+    raise(ErrorCode::InvalidArgument,
+          "n_jobs=0 is invalid: use a positive count, -1 for all CPUs, -2 for all but one");
+  }
+  if (n_jobs > 0) return n_jobs;
+  // n_jobs >= INT_MIN: cpus + 1 + n_jobs computed in 64 bits cannot overflow.
+  const long long n = static_cast<long long>(cpu_count()) + 1 + n_jobs;
+  return static_cast<int>(std::max<long long>(n, 1));
+}
+
+std::uint64_t parse_max_nbytes(const std::string& text) {
+  const auto bad = [&text]() {
+    raise(ErrorCode::InvalidArgument,
+          "max_nbytes '" + text +
+              "' is invalid: use a byte count (\"4096\", \"0\") or a number with K, M or G "
+              "(powers of 1024, e.g. \"1M\")");
+  };
+  std::string digits = text;
+  std::uint64_t multiplier = 1;
+  if (!digits.empty()) {
+    switch (digits.back()) {
+      case 'k':
+      case 'K':
+        multiplier = std::uint64_t{1} << 10;
+        break;
+      case 'm':
+      case 'M':
+        multiplier = std::uint64_t{1} << 20;
+        break;
+      case 'g':
+      case 'G':
+        multiplier = std::uint64_t{1} << 30;
+        break;
+      default:
+        break;
+    }
+    if (multiplier != 1) digits.pop_back();
+  }
+  if (digits.empty() ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    bad();
+  }
+  std::uint64_t value = 0;
+  const char* end = digits.data() + digits.size();
+  const auto [ptr, ec] = std::from_chars(digits.data(), end, value);
+  if (ec != std::errc() || ptr != end) bad();
+  if (value > std::numeric_limits<std::uint64_t>::max() / multiplier) bad();
+  return value * multiplier;
+}
+
+}  // namespace mmc

@@ -1,0 +1,184 @@
+// Transport framing: sendmsg/recvmsg with MSG_NOSIGNAL (no SIGPIPE), EINTR retried, segment
+// descriptors passed with SCM_RIGHTS and received close-on-exec.
+#include "pool/transport.hpp"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace mmc::detail {
+namespace {
+
+constexpr std::size_t kMaxFdsPerRead = 4;
+constexpr std::size_t kMaxFailureMessage = 64 * 1024;
+
+bool valid_kind(FrameKind kind) {
+  return kind == FrameKind::Task || kind == FrameKind::Result || kind == FrameKind::Failure;
+}
+
+}  // namespace
+
+OutFrame OutFrame::make(FrameKind kind, std::uint64_t task, Bytes payload, std::uint64_t max_nbytes,
+                        TransportCounters& counters) {
+  OutFrame frame;
+  frame.header_.kind = kind;
+  frame.header_.task = task;
+  frame.header_.length = payload.size();
+  if (!payload.empty() && payload.size() > max_nbytes) {
+    frame.segment_ = SharedSegment::create({payload.data(), payload.size()});
+    frame.header_.flags = kInSegment;
+    counters.bytes_shared += payload.size();
+    counters.segments += 1;
+  } else {
+    counters.bytes_piped += payload.size();
+    frame.inline_payload_ = std::move(payload);
+  }
+  return frame;
+}
+
+OutFrame OutFrame::failure(std::uint64_t task, ErrorCode code, const std::string& message) {
+  OutFrame frame;
+  frame.header_.kind = FrameKind::Failure;
+  frame.header_.task = task;
+  frame.header_.code = static_cast<std::uint32_t>(code);
+  const std::size_t size = std::min(message.size(), kMaxFailureMessage);
+  const auto* bytes = reinterpret_cast<const std::byte*>(message.data());
+  frame.inline_payload_.assign(bytes, bytes + size);
+  frame.header_.length = size;
+  return frame;
+}
+
+bool OutFrame::send_some(int socket, bool dont_wait) {
+  constexpr std::size_t kHeaderSize = sizeof(FrameHeader);
+  const std::size_t total = kHeaderSize + inline_payload_.size();
+  while (sent_ < total) {
+    iovec iov[2];
+    int iov_count = 0;
+    if (sent_ < kHeaderSize) {
+      iov[iov_count++] = {reinterpret_cast<char*>(&header_) + sent_, kHeaderSize - sent_};
+      if (!inline_payload_.empty()) {
+        iov[iov_count++] = {inline_payload_.data(), inline_payload_.size()};
+      }
+    } else {
+      iov[iov_count++] = {inline_payload_.data() + (sent_ - kHeaderSize), total - sent_};
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<std::size_t>(iov_count);
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    if (sent_ == 0 && segment_.fd() >= 0) {
+      std::memset(control, 0, sizeof control);
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+      cmsg->cmsg_level = SOL_SOCKET;
+      cmsg->cmsg_type = SCM_RIGHTS;
+      cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+      const int fd = segment_.fd();
+      std::memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+    }
+    const ssize_t n = sendmsg(socket, &msg, MSG_NOSIGNAL | (dont_wait ? MSG_DONTWAIT : 0));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+      if (errno == EPIPE || errno == ECONNRESET) throw PeerGone();
+      raise_errno("sending to a worker socket");
+    }
+    sent_ += static_cast<std::size_t>(n);
+    // The descriptor in flight keeps the segment alive; ours is no longer needed.
+    if (n > 0 && segment_.fd() >= 0) segment_ = SharedSegment();
+  }
+  return true;
+}
+
+std::size_t FrameReader::read_into(int socket, std::byte* dst, std::size_t len, bool dont_wait) {
+  for (;;) {
+    iovec iov{dst, len};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerRead)];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    const ssize_t n = recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | (dont_wait ? MSG_DONTWAIT : 0));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      if (errno == ECONNRESET) throw PeerGone();
+      raise_errno("reading a worker socket");
+    }
+    // Own every received descriptor before anything can throw.
+    bool extra_fd = false;
+    for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+      if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+      const std::size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof fd);
+        UniqueFd owned(fd);
+        if (received_fd_) {
+          extra_fd = true;
+        } else {
+          received_fd_ = std::move(owned);
+        }
+      }
+    }
+    if (extra_fd || (msg.msg_flags & MSG_CTRUNC)) {
+      raise(ErrorCode::Internal, "transport: more than one descriptor arrived with a frame");
+    }
+    if (n == 0) throw PeerGone();
+    return static_cast<std::size_t>(n);
+  }
+}
+
+std::optional<InMessage> FrameReader::receive(int socket, bool dont_wait,
+                                              TransportCounters& counters) {
+  for (;;) {
+    if (!have_header_) {
+      auto* dst = reinterpret_cast<std::byte*>(&header_) + header_got_;
+      const std::size_t n = read_into(socket, dst, sizeof header_ - header_got_, dont_wait);
+      if (n == 0) return std::nullopt;
+      header_got_ += n;
+      if (header_got_ < sizeof header_) continue;
+      const bool in_segment = (header_.flags & kInSegment) != 0;
+      if (header_.magic != kFrameMagic || !valid_kind(header_.kind) ||
+          (in_segment && (!received_fd_ || header_.length == 0)) || (!in_segment && received_fd_)) {
+        raise(ErrorCode::Internal, "transport: malformed frame on a worker socket");
+      }
+      have_header_ = true;
+      payload_got_ = 0;
+      if (!in_segment) payload_.resize(header_.length);
+    }
+    const bool in_segment = (header_.flags & kInSegment) != 0;
+    if (!in_segment && payload_got_ < payload_.size()) {
+      const std::size_t n = read_into(socket, payload_.data() + payload_got_,
+                                      payload_.size() - payload_got_, dont_wait);
+      if (n == 0) return std::nullopt;
+      payload_got_ += n;
+      continue;
+    }
+    InMessage message;
+    message.header = header_;
+    const bool counted = header_.kind != FrameKind::Failure;
+    if (in_segment) {
+      message.segment = SharedSegment::map_received(std::move(received_fd_), header_.length);
+      if (counted) {
+        counters.bytes_shared += header_.length;
+        counters.segments += 1;
+      }
+    } else {
+      message.inline_payload = std::move(payload_);
+      payload_ = Bytes();
+      if (counted) counters.bytes_piped += header_.length;
+    }
+    have_header_ = false;
+    header_got_ = 0;
+    payload_got_ = 0;
+    return message;
+  }
+}
+
+}  // namespace mmc::detail

@@ -1,0 +1,110 @@
+// Transport: framed messages over a worker's AF_UNIX stream socket. A payload of at most
+// max_nbytes bytes travels inline after its header; a larger one is written once into a
+// SharedSegment whose descriptor rides with the header (SCM_RIGHTS).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+
+#include "mmc/error.hpp"
+#include "mmc/pool.hpp"
+#include "pool/segment.hpp"
+#include "pool/unique_fd.hpp"
+
+namespace mmc::detail {
+
+enum class FrameKind : std::uint8_t {
+  Task = 1,     // parent -> worker: run task `task` with the payload as argument
+  Result = 2,   // worker -> parent: the result of task `task`
+  Failure = 3,  // worker -> parent: task `task` threw; `code` and the message as payload
+};
+
+inline constexpr std::uint8_t kInSegment = 1;  // FrameHeader::flags: payload is in a segment
+inline constexpr std::uint32_t kFrameMagic = 0x6d6d6346;  // "Fcmm"
+
+struct FrameHeader {
+  std::uint32_t magic = kFrameMagic;
+  FrameKind kind = FrameKind::Task;
+  std::uint8_t flags = 0;
+  std::uint16_t reserved = 0;
+  std::uint32_t code = 0;  // ErrorCode of a Failure
+  std::uint32_t reserved2 = 0;
+  std::uint64_t task = 0;
+  std::uint64_t length = 0;  // payload bytes
+};
+static_assert(sizeof(FrameHeader) == 32);
+
+// Payload bytes counted as they are framed or received (CallStats' transport fields).
+struct TransportCounters {
+  std::uint64_t bytes_piped = 0;
+  std::uint64_t bytes_shared = 0;
+  std::uint64_t segments = 0;
+};
+
+// A message ready to send, partially sent or not. Move-only.
+class OutFrame {
+ public:
+  // Frames `payload`: inline when payload.size() <= max_nbytes (and always when empty), else
+  // in a new SharedSegment. Counts the bytes into `counters`. Throws what
+  // SharedSegment::create throws.
+  static OutFrame make(FrameKind kind, std::uint64_t task, Bytes payload, std::uint64_t max_nbytes,
+                       TransportCounters& counters);
+  // A Failure frame; the message always travels inline and is not counted.
+  static OutFrame failure(std::uint64_t task, ErrorCode code, const std::string& message);
+
+  // Sends as much as the socket takes now. `dont_wait`: never block (the parent); otherwise
+  // blocks until everything is sent (a worker). Returns true when the frame is fully sent.
+  // Returns false with errno EAGAIN when the socket is full, throws Error(Io) for other errors
+  // (EPIPE/ECONNRESET when the peer is gone: see peer_gone()).
+  bool send_some(int socket, bool dont_wait);
+
+ private:
+  FrameHeader header_;
+  Bytes inline_payload_;
+  SharedSegment segment_;  // sent with the first byte of the header
+  std::size_t sent_ = 0;   // bytes of header + inline payload already sent
+};
+
+// Raised by send_some/receive when the peer closed its end or died.
+class PeerGone : public std::exception {
+ public:
+  const char* what() const noexcept override { return "peer closed its socket"; }
+};
+
+// A received message. The payload is either owned bytes or a read-only mapped segment.
+struct InMessage {
+  FrameHeader header;
+  Bytes inline_payload;
+  SharedSegment segment;
+
+  ByteView payload() const noexcept {
+    if (header.flags & kInSegment) return segment.view();
+    return {inline_payload.data(), inline_payload.size()};
+  }
+};
+
+// Reassembles messages from a stream socket. Reads never cross a header/payload boundary, so a
+// descriptor sent with a header always arrives while that header is being read.
+class FrameReader {
+ public:
+  // Reads what is available (dont_wait) or blocks for one message. Returns a complete message
+  // or nothing (socket drained, EAGAIN). Throws PeerGone on EOF or ECONNRESET, Error(Internal)
+  // for a malformed frame, Error(Io) for other errors. Counts received payload bytes.
+  std::optional<InMessage> receive(int socket, bool dont_wait, TransportCounters& counters);
+
+ private:
+  // Reads into [dst, dst+len); returns bytes read (0 means EAGAIN).
+  std::size_t read_into(int socket, std::byte* dst, std::size_t len, bool dont_wait);
+
+  FrameHeader header_;
+  std::size_t header_got_ = 0;
+  bool have_header_ = false;
+  UniqueFd received_fd_;
+  Bytes payload_;
+  std::size_t payload_got_ = 0;
+};
+
+}  // namespace mmc::detail

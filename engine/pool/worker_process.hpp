@@ -1,0 +1,60 @@
+// WorkerProcess: one forked child, killed and reaped when its owner lets go of it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include "pool/unique_fd.hpp"
+
+namespace mmc::detail {
+
+// How a child ended, from wait4.
+struct ExitInfo {
+  bool known = false;     // false if the child could not be reaped (ECHILD)
+  bool signaled = false;  // killed by `signal`; else exited with `status`
+  int signal = 0;
+  int status = 0;
+  long max_rss_kib = 0;  // the child's peak resident set
+};
+
+// "was killed by signal 9 (SIGKILL)" or "exited with status 3".
+std::string describe(const ExitInfo& info);
+
+// Owns a child process: the destructor SIGKILLs and reaps it, so no zombie and no orphan
+// outlives its owner. Move-only; not thread-safe.
+class WorkerProcess {
+ public:
+  // Forks. In the child, runs `body` and then _exit(0); an exception escaping `body` ends the
+  // child with _exit(kExitUncaught). Never returns in the child. Throws Error(Io) if fork fails.
+  static WorkerProcess start(const std::function<void()>& body);
+  static constexpr int kExitUncaught = 70;
+
+  WorkerProcess() noexcept = default;
+  ~WorkerProcess() { kill_and_reap(); }
+  WorkerProcess(const WorkerProcess&) = delete;
+  WorkerProcess& operator=(const WorkerProcess&) = delete;
+  WorkerProcess(WorkerProcess&& other) noexcept;
+  WorkerProcess& operator=(WorkerProcess&& other) noexcept;
+
+  pid_t pid() const noexcept { return pid_; }
+  // A pidfd that polls readable when the child exits, or -1 on kernels without pidfd_open.
+  int pidfd() const noexcept { return pidfd_.get(); }
+
+  // Waits up to `grace` for the child to end on its own, then SIGKILLs it; reaps it and says
+  // how it ended.
+  ExitInfo reap(std::chrono::milliseconds grace);
+  // SIGKILL, then reap. Idempotent.
+  void kill_and_reap() noexcept;
+  // For a copy inherited by a later child: closes the pidfd and forgets the pid, without
+  // touching the process (it is the sibling's, not ours).
+  void abandon_in_child() noexcept;
+
+ private:
+  pid_t pid_ = 0;
+  UniqueFd pidfd_;
+};
+
+}  // namespace mmc::detail

@@ -1,0 +1,130 @@
+// Reduction ops and axes: names, result dtypes, parsing and validation.
+#include <algorithm>
+#include <charconv>
+
+#include "mmc/error.hpp"
+#include "mmc/reduce.hpp"
+
+namespace mmc {
+namespace {
+
+struct OpName {
+  ReduceOp op;
+  const char* name;
+};
+constexpr OpName kOps[] = {
+    {ReduceOp::Sum, "sum"},       {ReduceOp::Mean, "mean"},     {ReduceOp::Min, "min"},
+    {ReduceOp::Max, "max"},       {ReduceOp::Var, "var"},       {ReduceOp::Std, "std"},
+    {ReduceOp::Count, "count"},   {ReduceOp::NanSum, "nansum"}, {ReduceOp::NanMean, "nanmean"},
+    {ReduceOp::NanMin, "nanmin"}, {ReduceOp::NanMax, "nanmax"}, {ReduceOp::NanVar, "nanvar"},
+    {ReduceOp::NanStd, "nanstd"}, {ReduceOp::Any, "any"},       {ReduceOp::All, "all"},
+    {ReduceOp::Norm, "norm"},     {ReduceOp::ArgMin, "argmin"}, {ReduceOp::ArgMax, "argmax"},
+};
+
+}  // namespace
+
+ReduceOp parse_reduce_op(const std::string& text) {
+  for (const auto& o : kOps) {
+    if (text == o.name) return o.op;
+  }
+  std::string names;
+  for (const auto& o : kOps) names += std::string(names.empty() ? "" : ", ") + o.name;
+  throw Error(ErrorCode::InvalidArgument,
+              "unknown op '" + text + "' (expected one of " + names + ")");
+}
+
+const char* to_string(ReduceOp op) noexcept {
+  for (const auto& o : kOps) {
+    if (o.op == op) return o.name;
+  }
+  return "?";
+}
+
+DType result_dtype(ReduceOp op, DType input) {
+  switch (op) {
+    case ReduceOp::Sum:
+    case ReduceOp::NanSum:
+      switch (input.kind()) {
+        case TypeKind::Float:
+          return DType(TypeId::F64);
+        case TypeKind::Unsigned:
+          return DType(TypeId::U64);
+        case TypeKind::Signed:
+        case TypeKind::Bool:
+          return DType(TypeId::I64);
+      }
+      break;
+    case ReduceOp::Mean:
+    case ReduceOp::Var:
+    case ReduceOp::Std:
+    case ReduceOp::NanMean:
+    case ReduceOp::NanVar:
+    case ReduceOp::NanStd:
+    case ReduceOp::Norm:
+      return DType(TypeId::F64);
+    case ReduceOp::Min:
+    case ReduceOp::Max:
+    case ReduceOp::NanMin:
+    case ReduceOp::NanMax:
+      return input.native();
+    case ReduceOp::Count:
+    case ReduceOp::ArgMin:
+    case ReduceOp::ArgMax:
+      return DType(TypeId::I64);
+    case ReduceOp::Any:
+    case ReduceOp::All:
+      return DType(TypeId::Bool);
+  }
+  return DType(TypeId::F64);
+}
+
+std::int64_t ReduceResult::size() const noexcept {
+  std::int64_t n = 1;
+  for (auto e : shape) n *= e;
+  return n;
+}
+
+std::vector<int> parse_axes(const std::string& text) {
+  std::vector<int> axes;
+  std::size_t pos = 0;
+  while (true) {
+    std::size_t end = text.find(',', pos);
+    if (end == std::string::npos) end = text.size();
+    const char* first = text.data() + pos;
+    const char* last = text.data() + end;
+    int v = 0;
+    auto [ptr, ec] = std::from_chars(first, last, v);
+    if (first == last || ec != std::errc() || ptr != last) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "bad axis list '" + text + "' (expected integers like 1,2 or -1)");
+    }
+    axes.push_back(v);
+    if (end == text.size()) break;
+    pos = end + 1;
+  }
+  return axes;
+}
+
+std::vector<int> normalize_axes(const std::vector<int>& axes, bool axes_given, int ndim) {
+  std::vector<int> out;
+  if (!axes_given) {
+    // One value per slice along axis 0; a 1-d array reduces to a scalar.
+    for (int a = ndim == 1 ? 0 : 1; a < ndim; ++a) out.push_back(a);
+    return out;
+  }
+  for (int a : axes) {
+    if (a < -ndim || a >= ndim) {
+      throw Error(ErrorCode::InvalidArgument, "axis " + std::to_string(a) +
+                                                  " is out of bounds for an array of dimension " +
+                                                  std::to_string(ndim));
+    }
+    out.push_back(a < 0 ? a + ndim : a);
+  }
+  std::sort(out.begin(), out.end());
+  if (std::adjacent_find(out.begin(), out.end()) != out.end()) {
+    throw Error(ErrorCode::InvalidArgument, "duplicate axis in axis list");
+  }
+  return out;
+}
+
+}  // namespace mmc

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: a Release build in build/, then an ASan+UBSan build in build-asan/.
+# Installs missing packages first. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+
+mmc_install_deps
+mmc_build build -DCMAKE_BUILD_TYPE=Release
+ctest --test-dir build --output-on-failure -j2
+
+mmc_build build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMMC_SANITIZE=ON
+ctest --test-dir build-asan --output-on-failure -j2

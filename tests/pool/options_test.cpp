@@ -1,0 +1,167 @@
+// Tests of the pool's options: n_jobs, the CPU count (and cgroup quota parsing), max_nbytes and
+// backend names.
+#include "pool/options.hpp"
+
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <string>
+
+#include "mmc/error.hpp"
+#include "mmc/pool.hpp"
+#include "pool_test_util.hpp"
+
+namespace mmc {
+namespace {
+
+TEST(NJobs, PositiveCountIsTakenAsIs) {
+  EXPECT_EQ(effective_n_jobs(1), 1);
+  EXPECT_EQ(effective_n_jobs(3), 3);
+  EXPECT_EQ(effective_n_jobs(1000), 1000);
+}
+
+TEST(NJobs, ZeroIsRejectedWithAHint) {
+  const test::Caught caught = test::catch_error([] { effective_n_jobs(0); });
+  ASSERT_TRUE(caught.thrown);
+  EXPECT_EQ(caught.code, ErrorCode::InvalidArgument);
+  EXPECT_EQ(caught.message,
+            "n_jobs=0 is invalid: use a positive count, -1 for all CPUs, -2 for all but one");
+}
+
+TEST(NJobs, NegativeCountsFromTheCpuCount) {
+  const int cpus = cpu_count();
+  EXPECT_EQ(effective_n_jobs(-1), cpus);
+  EXPECT_EQ(effective_n_jobs(-2), std::max(cpus - 1, 1));
+  EXPECT_EQ(effective_n_jobs(-cpus - 10), 1);
+  EXPECT_EQ(effective_n_jobs(std::numeric_limits<int>::min()), 1);
+}
+
+TEST(NJobs, RunTasksRejectsZero) {
+  PoolOptions options;
+  options.n_jobs = 0;
+  Call call;
+  call.n_tasks = 3;
+  call.run = [](std::size_t, ByteView, Bytes&) {};
+  const test::Caught caught = test::catch_error([&] { run_tasks(options, call); });
+  ASSERT_TRUE(caught.thrown);
+  EXPECT_EQ(caught.code, ErrorCode::InvalidArgument);
+  EXPECT_NE(caught.message.find("n_jobs=0"), std::string::npos);
+}
+
+TEST(CpuCount, IsAtLeastOneAndAtMostTheOnlineAndAffinityCounts) {
+  const int cpus = cpu_count();
+  EXPECT_GE(cpus, 1);
+  EXPECT_LE(cpus, sysconf(_SC_NPROCESSORS_ONLN));
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  EXPECT_LE(cpus, CPU_COUNT(&set));
+}
+
+TEST(CpuCount, FollowsAShrunkAffinityMask) {
+  cpu_set_t saved;
+  ASSERT_EQ(sched_getaffinity(0, sizeof saved, &saved), 0);
+  int first = -1;
+  for (int cpu = 0; cpu < CPU_SETSIZE && first < 0; ++cpu) {
+    if (CPU_ISSET(cpu, &saved)) first = cpu;
+  }
+  ASSERT_GE(first, 0);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  const int cpus = cpu_count();
+  ASSERT_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
+  EXPECT_EQ(cpus, 1);
+}
+
+TEST(CpuCount, ReadsTheCgroupV2Quota) {
+  EXPECT_FALSE(detail::cpus_from_cgroup_v2("max 100000"));
+  EXPECT_EQ(detail::cpus_from_cgroup_v2("200000 100000"), 2);
+  EXPECT_EQ(detail::cpus_from_cgroup_v2("150000 100000"), 2);  // rounded up, as loky does
+  EXPECT_EQ(detail::cpus_from_cgroup_v2("50000 100000"), 1);
+  EXPECT_FALSE(detail::cpus_from_cgroup_v2(""));
+  EXPECT_FALSE(detail::cpus_from_cgroup_v2("garbage"));
+  EXPECT_FALSE(detail::cpus_from_cgroup_v2("100000 0"));
+}
+
+TEST(CpuCount, ReadsTheCgroupV1Quota) {
+  EXPECT_FALSE(detail::cpus_from_cgroup_v1("-1", "100000"));
+  EXPECT_EQ(detail::cpus_from_cgroup_v1("300000", "100000"), 3);
+  EXPECT_EQ(detail::cpus_from_cgroup_v1("10000", "100000"), 1);
+  EXPECT_FALSE(detail::cpus_from_cgroup_v1("", ""));
+}
+
+struct NbytesCase {
+  const char* text;
+  std::uint64_t bytes;
+};
+
+TEST(MaxNbytes, ParsesBytesAndPowerOf1024Suffixes) {
+  const NbytesCase cases[] = {
+      {"0", 0},
+      {"1", 1},
+      {"4096", 4096},
+      {"0K", 0},
+      {"1K", 1024},
+      {"1k", 1024},
+      {"1M", 1048576},
+      {"1m", 1048576},
+      {"3G", 3ull << 30},
+      {"3g", 3ull << 30},
+      {"0001M", 1048576},
+      {"18446744073709551615", UINT64_MAX},
+      {"17179869183G", 17179869183ull << 30},
+  };
+  for (const NbytesCase& c : cases) {
+    EXPECT_EQ(parse_max_nbytes(c.text), c.bytes) << c.text;
+  }
+  EXPECT_EQ(parse_max_nbytes("1M"), kDefaultMaxNbytes);
+}
+
+TEST(MaxNbytes, RejectsAnythingElse) {
+  const char* bad[] = {"",
+                       "-1",
+                       "-1M",
+                       "+1",
+                       "1.5M",
+                       "1MB",
+                       "1mb",
+                       "1 M",
+                       " 1",
+                       "1 ",
+                       "M",
+                       "K",
+                       "1T",
+                       "1KK",
+                       "0x10",
+                       "1e6",
+                       "one",
+                       "1B",
+                       "１M",
+                       "18446744073709551616",  // 2^64
+                       "17179869184G",          // 2^64 bytes
+                       "18014398509481984K"};   // 2^64 bytes
+  for (const char* text : bad) {
+    const test::Caught caught = test::catch_error([&] { parse_max_nbytes(text); });
+    EXPECT_TRUE(caught.thrown) << "'" << text << "' was accepted";
+    EXPECT_EQ(caught.code, ErrorCode::InvalidArgument) << text;
+    EXPECT_NE(caught.message.find(std::string("'") + text + "'"), std::string::npos)
+        << caught.message;
+  }
+}
+
+TEST(PoolBackend, ParsesAndPrintsItsNames) {
+  for (Backend backend : {Backend::Process, Backend::Thread, Backend::Serial}) {
+    EXPECT_EQ(parse_backend(to_string(backend)), backend);
+  }
+  const test::Caught caught = test::catch_error([] { parse_backend("threads"); });
+  ASSERT_TRUE(caught.thrown);
+  EXPECT_EQ(caught.code, ErrorCode::InvalidArgument);
+  EXPECT_NE(caught.message.find("'threads'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mmc

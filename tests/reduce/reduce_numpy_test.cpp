@@ -1,0 +1,215 @@
+// Cross-check of every op, dtype, byte order, memory order and axes combination against the
+// answers numpy computed on the same .npy files.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "mmc/error.hpp"
+#include "mmc/reduce.hpp"
+#include "mmc/source.hpp"
+#include "support/test_support.hpp"
+
+namespace mmc {
+namespace {
+
+struct Case {
+  std::string input, op;
+  bool axes_given = false;
+  std::vector<int> axes;
+  int ddof = 0;
+  DType dtype;                // of numpy's answer
+  Shape shape;                // of numpy's answer
+  std::size_t offset = 0;     // of numpy's answer in expected.bin
+  std::int64_t tolerance = -1;  // offset of the per-output tolerances, -1: exact
+};
+
+class ReduceNumpy : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = std::make_unique<test::TempDir>();
+    test::run_python("reduce_cases.py", {dir_->path()});
+    const auto json = nlohmann::json::parse(test::read_file(dir_->file("cases.json")));
+    for (const auto& j : json) {
+      Case c;
+      c.input = j["input"];
+      c.op = j["op"];
+      c.dtype = DType::from_numpy_descr(j["descr"].get<std::string>());
+      c.shape = j["shape"].get<Shape>();
+      c.offset = j["offset"];
+      c.tolerance = j["tolerance"].is_null() ? -1 : j["tolerance"].get<std::int64_t>();
+      c.axes_given = !j["axes"].is_null();
+      if (c.axes_given) c.axes = j["axes"].get<std::vector<int>>();
+      c.ddof = j["ddof"];
+      cases_.push_back(c);
+    }
+    expected_ = std::make_unique<MappedFile>(
+        MappedFile::open(dir_->file("expected.bin"), MapMode::ReadOnly));
+  }
+  static void TearDownTestSuite() {
+    cases_.clear();
+    expected_.reset();
+    dir_.reset();
+  }
+
+  static ReduceOptions options_for(const Case& c) {
+    ReduceOptions o;
+    o.op = parse_reduce_op(c.op);
+    o.axes = c.axes;
+    o.axes_given = c.axes_given;
+    o.ddof = c.ddof;
+    o.pool.backend = Backend::Serial;
+    return o;
+  }
+
+  // Empty when `got` matches numpy's answer, else what differs.
+  static std::string compare(const Case& c, const ReduceResult& got) {
+    const std::byte* want = expected_->data() + c.offset;
+    std::ostringstream why;
+    if (got.dtype != c.dtype.native()) {
+      why << "dtype " << got.dtype.name() << " vs numpy " << c.dtype.name();
+      return why.str();
+    }
+    if (got.shape != c.shape) {
+      why << "shape " << format_shape(got.shape) << " vs numpy " << format_shape(c.shape);
+      return why.str();
+    }
+    const auto n = static_cast<std::size_t>(got.size());
+    if (c.tolerance < 0) {
+      // Exact: integers, and min/max (NaN-aware for floats).
+      const std::size_t item = got.dtype.itemsize();
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::byte* a = got.data.data() + i * item;
+        const std::byte* b = want + i * item;
+        if (std::memcmp(a, b, item) == 0) continue;
+        if (got.dtype.kind() == TypeKind::Float) {
+          double x, y;
+          if (item == 4) {
+            float fx, fy;
+            std::memcpy(&fx, a, 4);
+            std::memcpy(&fy, b, 4);
+            x = fx;
+            y = fy;
+          } else {
+            std::memcpy(&x, a, 8);
+            std::memcpy(&y, b, 8);
+          }
+          if (std::isnan(x) && std::isnan(y)) continue;
+        }
+        why << "element " << i << " differs";
+        return why.str();
+      }
+      return "";
+    }
+    const std::byte* tol = expected_->data() + c.tolerance;
+    for (std::size_t i = 0; i < n; ++i) {
+      double x, y, t;
+      std::memcpy(&x, got.data.data() + i * 8, 8);
+      std::memcpy(&y, want + i * 8, 8);
+      std::memcpy(&t, tol + i * 8, 8);
+      if (std::isnan(x) && std::isnan(y)) continue;
+      if (x == y) continue;
+      if (std::isfinite(x) && std::isfinite(y) && std::fabs(x - y) <= t) continue;
+      why.precision(17);
+      why << "element " << i << ": " << x << " vs numpy " << y << " (tolerance " << t << ")";
+      return why.str();
+    }
+    return "";
+  }
+
+  static std::string describe(const Case& c) {
+    std::string s = c.input + " op=" + c.op + " ddof=" + std::to_string(c.ddof) + " axes=";
+    if (!c.axes_given) return s + "default";
+    for (int a : c.axes) s += std::to_string(a) + ",";
+    return s;
+  }
+
+  static inline std::unique_ptr<test::TempDir> dir_;
+  static inline std::vector<Case> cases_;
+  static inline std::unique_ptr<MappedFile> expected_;
+};
+
+TEST_F(ReduceNumpy, EveryOpDtypeOrderAndAxesMatchesNumpy) {
+  ASSERT_GT(cases_.size(), 1000u);
+  int failures = 0;
+  for (const Case& c : cases_) {
+    const Source src = open_npy(dir_->file(c.input));
+    const ReduceResult got = reduce(src, options_for(c));
+    const std::string why = compare(c, got);
+    if (!why.empty() && ++failures <= 20) ADD_FAILURE() << describe(c) << ": " << why;
+  }
+  EXPECT_EQ(failures, 0);
+}
+
+TEST_F(ReduceNumpy, TinyTasksSplitIntoBlocksAndPiecesStillMatchNumpy) {
+  // 64-byte tasks force many blocks and pieces of the reduced axes, so the merge of partials
+  // in the parent is exercised on every geometry.
+  int failures = 0;
+  for (const Case& c : cases_) {
+    const Source src = open_npy(dir_->file(c.input));
+    ReduceOptions o = options_for(c);
+    o.task_bytes = 64;
+    const std::string why = compare(c, reduce(src, o));
+    if (!why.empty() && ++failures <= 20) ADD_FAILURE() << describe(c) << ": " << why;
+  }
+  EXPECT_EQ(failures, 0);
+}
+
+TEST_F(ReduceNumpy, ResultsAreBitwiseIdenticalForEveryBackendJobsAndMaxNbytes) {
+  struct Setup {
+    Backend backend;
+    int n_jobs;
+    std::uint64_t max_nbytes;
+  };
+  const Setup setups[] = {{Backend::Thread, 2, kDefaultMaxNbytes},
+                          {Backend::Thread, 3, kDefaultMaxNbytes},
+                          {Backend::Process, 2, 0},
+                          {Backend::Process, 3, kDefaultMaxNbytes}};
+  int checked = 0;
+  // A spread of about 300 cases across the arrays and ops.
+  const std::size_t step = cases_.size() / 300 | 1;
+  for (std::size_t i = 0; i < cases_.size(); i += step) {
+    const Case& c = cases_[i];
+    const Source src = open_npy(dir_->file(c.input));
+    ReduceOptions o = options_for(c);
+    o.task_bytes = 96;
+    const ReduceResult ref = reduce(src, o);
+    for (const Setup& s : setups) {
+      o.pool.backend = s.backend;
+      o.pool.n_jobs = s.n_jobs;
+      o.pool.max_nbytes = s.max_nbytes;
+      const ReduceResult got = reduce(src, o);
+      ASSERT_EQ(got.data, ref.data)
+          << describe(c) << " backend " << to_string(s.backend) << " n_jobs " << s.n_jobs;
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 290);
+}
+
+TEST_F(ReduceNumpy, PerImageMeanOfU8CubeIsBitwiseNumpys) {
+  test::TempDir dir;
+  test::run_python_code(
+      "import numpy as np, sys\n"
+      "rng = np.random.default_rng(7)\n"
+      "a = rng.integers(0, 256, (48, 256, 320), dtype=np.uint8)\n"
+      "np.save(sys.argv[1] + '/cube.npy', a)\n"
+      "np.save(sys.argv[1] + '/mean.npy', a.mean(axis=(1, 2)))\n",
+      {dir.path()});
+  const Source cube = open_npy(dir.file("cube.npy"));
+  const Source want = open_npy(dir.file("mean.npy"));
+  ReduceOptions o;
+  o.op = ReduceOp::Mean;
+  o.pool.n_jobs = 2;
+  o.task_bytes = 1 << 18;  // several slices per task, several tasks
+  const ReduceResult got = reduce(cube, o);
+  ASSERT_EQ(got.shape, Shape{48});
+  ASSERT_EQ(got.data.size(), 48u * 8);
+  EXPECT_EQ(std::memcmp(got.data.data(), want.data(), got.data.size()), 0);
+}
+
+}  // namespace
+}  // namespace mmc

@@ -1,0 +1,171 @@
+// reduce(): options, edge cases and exactness that numpy's own answers cannot show.
+#include "mmc/reduce.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "mmc/error.hpp"
+#include "support/test_support.hpp"
+
+namespace mmc {
+namespace {
+
+template <class T>
+Source raw_of(const test::TempDir& dir, const std::vector<T>& values, Shape shape,
+              Order order = Order::C) {
+  const std::string path = dir.file("a.raw");
+  test::write_file(
+      path, std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T)));
+  RawSpec spec;
+  spec.path = path;
+  spec.dtype = DType(type_id_of<T>());
+  spec.shape = std::move(shape);
+  spec.order = order;
+  return open_raw(spec);
+}
+
+ReduceOptions opts(ReduceOp op) {
+  ReduceOptions o;
+  o.op = op;
+  o.pool.backend = Backend::Serial;
+  return o;
+}
+
+TEST(ReduceOps, ParsesNamesAndRejectsUnknownOnes) {
+  EXPECT_EQ(parse_reduce_op("mean"), ReduceOp::Mean);
+  EXPECT_EQ(parse_reduce_op("count"), ReduceOp::Count);
+  EXPECT_STREQ(to_string(ReduceOp::Std), "std");
+  try {
+    parse_reduce_op("median");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("median"), std::string::npos);
+  }
+}
+
+TEST(ReduceOps, ResultDtypesFollowTheContract) {
+  EXPECT_EQ(result_dtype(ReduceOp::Sum, DType(TypeId::U8)), DType(TypeId::U64));
+  EXPECT_EQ(result_dtype(ReduceOp::Sum, DType(TypeId::I16)), DType(TypeId::I64));
+  EXPECT_EQ(result_dtype(ReduceOp::Sum, DType(TypeId::Bool)), DType(TypeId::I64));
+  EXPECT_EQ(result_dtype(ReduceOp::Sum, DType(TypeId::F32)), DType(TypeId::F64));
+  EXPECT_EQ(result_dtype(ReduceOp::Max, DType(TypeId::U16, ByteOrder::Big)), DType(TypeId::U16));
+  EXPECT_EQ(result_dtype(ReduceOp::Count, DType(TypeId::F32)), DType(TypeId::I64));
+}
+
+TEST(ReduceAxes, ParsesListsAndNormalizesNegatives) {
+  EXPECT_EQ(parse_axes("1,2"), (std::vector<int>{1, 2}));
+  EXPECT_EQ(normalize_axes({-1, 0}, true, 3), (std::vector<int>{0, 2}));
+  EXPECT_EQ(normalize_axes({}, false, 3), (std::vector<int>{1, 2}));
+  EXPECT_EQ(normalize_axes({}, false, 1), (std::vector<int>{0}));
+  EXPECT_TRUE(normalize_axes({}, false, 0).empty());
+}
+
+TEST(ReduceAxes, RejectsOutOfRangeDuplicateAndMalformedAxes) {
+  EXPECT_THROW(normalize_axes({3}, true, 3), Error);
+  EXPECT_THROW(normalize_axes({-4}, true, 3), Error);
+  EXPECT_THROW(normalize_axes({1, -2}, true, 3), Error);
+  EXPECT_THROW(parse_axes("1,,2"), Error);
+  EXPECT_THROW(parse_axes("x"), Error);
+  EXPECT_THROW(parse_axes(""), Error);
+}
+
+TEST(Reduce, IntegerSumsWrapLikeNumpysInt64) {
+  test::TempDir dir;
+  const std::int64_t big = std::numeric_limits<std::int64_t>::max();
+  const Source src = raw_of<std::int64_t>(dir, {big, big, 3}, {3});
+  const ReduceResult r = reduce(src, opts(ReduceOp::Sum));
+  ASSERT_TRUE(r.shape.empty());
+  // (2^63-1)*2 + 3 wraps to 1 modulo 2^64.
+  EXPECT_EQ(r.as<std::int64_t>()[0], 1);
+}
+
+TEST(Reduce, MeanOfHugeInt64IsExactNotWrapped) {
+  test::TempDir dir;
+  const std::int64_t big = std::int64_t{1} << 62;
+  const Source src = raw_of<std::int64_t>(dir, {big, big, big, big}, {4});
+  const ReduceResult r = reduce(src, opts(ReduceOp::Mean));
+  EXPECT_EQ(r.as<double>()[0], std::ldexp(1.0, 62));
+}
+
+TEST(Reduce, SmallIntegerVarianceIsExact) {
+  test::TempDir dir;
+  // Values with mean 1e4 and variance 2/3: cancellation-prone in naive float formulas.
+  std::vector<std::uint16_t> v;
+  for (int i = 0; i < 30000; ++i) v.push_back(static_cast<std::uint16_t>(9999 + i % 3));
+  const Source src = raw_of(dir, v, {30000});
+  const ReduceResult r = reduce(src, opts(ReduceOp::Var));
+  EXPECT_EQ(r.as<double>()[0], 2.0 / 3.0);
+}
+
+TEST(Reduce, MinOfAnEmptyAxisIsAnError) {
+  test::TempDir dir;
+  const Source src = raw_of<float>(dir, {}, {3, 0});
+  try {
+    reduce(src, opts(ReduceOp::Min));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+  }
+  const ReduceResult s = reduce(src, opts(ReduceOp::Sum));
+  ASSERT_EQ(s.shape, Shape{3});
+  EXPECT_EQ(s.as<double>()[0], 0.0);
+  const ReduceResult m = reduce(src, opts(ReduceOp::Mean));
+  EXPECT_TRUE(std::isnan(m.as<double>()[2]));
+}
+
+TEST(Reduce, ZeroSlicesGiveAnEmptyResult) {
+  test::TempDir dir;
+  const Source src = raw_of<float>(dir, {}, {0, 5});
+  const ReduceResult r = reduce(src, opts(ReduceOp::Max));
+  EXPECT_EQ(r.shape, Shape{0});
+  EXPECT_TRUE(r.data.empty());
+}
+
+TEST(Reduce, RejectsNegativeDdofAndBadAxes) {
+  test::TempDir dir;
+  const Source src = raw_of<float>(dir, {1, 2, 3, 4}, {2, 2});
+  ReduceOptions o = opts(ReduceOp::Var);
+  o.ddof = -1;
+  EXPECT_THROW(reduce(src, o), Error);
+  o.ddof = 0;
+  o.axes = {2};
+  o.axes_given = true;
+  EXPECT_THROW(reduce(src, o), Error);
+}
+
+TEST(Reduce, NoAxesGivesTheElementsThemselves) {
+  test::TempDir dir;
+  const Source src = raw_of<std::int16_t>(dir, {-5, 7, 9, 11}, {2, 2});
+  ReduceOptions o = opts(ReduceOp::Sum);
+  o.axes_given = true;
+  const ReduceResult r = reduce(src, o);
+  ASSERT_EQ(r.shape, (Shape{2, 2}));
+  EXPECT_EQ(r.as<std::int64_t>()[0], -5);
+  EXPECT_EQ(r.as<std::int64_t>()[3], 11);
+}
+
+TEST(Reduce, ProgressReportsEveryTask) {
+  test::TempDir dir;
+  std::vector<float> v(4096, 1.0f);
+  const Source src = raw_of(dir, v, {64, 64});
+  ReduceOptions o = opts(ReduceOp::Sum);
+  o.task_bytes = 1024;  // 4 slices a task → 16 tasks
+  std::size_t last_done = 0, total = 0, calls = 0;
+  o.progress = [&](std::size_t done, std::size_t n) {
+    EXPECT_GE(done, last_done);
+    last_done = done;
+    total = n;
+    ++calls;
+  };
+  reduce(src, o);
+  EXPECT_EQ(total, 16u);
+  EXPECT_EQ(last_done, 16u);
+  EXPECT_EQ(calls, 16u);
+}
+
+}  // namespace
+}  // namespace mmc

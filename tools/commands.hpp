@@ -1,0 +1,58 @@
+// The CLI's subcommands: each takes its parsed arguments, calls the library and prints.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace mmc::cli {
+
+// How a SOURCE argument is read: a .npy file, or raw bytes described by dtype and shape.
+struct SourceArgs {
+  std::string path;
+  std::string dtype;  // raw only
+  std::string shape;  // raw only
+  std::uint64_t offset = 0;
+  std::string order = "C";
+  bool raw = false;  // set when any raw option was given
+};
+
+// Shared by reduce and gen.
+struct OutputArgs {
+  bool progress = false;
+  bool quiet = false;
+  bool verbose = false;
+};
+
+struct ReduceArgs {
+  SourceArgs source;
+  std::string op;
+  std::string axis;  // empty: the library's default (every axis but 0)
+  int ddof = 0;
+  int jobs = -1;
+  std::string backend = "process";
+  std::string max_nbytes = "1M";
+  std::string out;  // empty: text on stdout
+  OutputArgs output;
+};
+
+struct InfoArgs {
+  SourceArgs source;
+  bool json = false;
+};
+
+struct GenArgs {
+  std::string out;
+  std::string shape;
+  std::string dtype = "u8";
+  std::uint64_t seed = 0;
+  int jobs = -1;
+  std::string backend = "process";
+  OutputArgs output;
+};
+
+// Each returns the process exit code on success paths and throws mmc::Error otherwise.
+int run_reduce(const ReduceArgs& args);
+int run_info(const InfoArgs& args);
+int run_gen(const GenArgs& args);
+
+}  // namespace mmc::cli
