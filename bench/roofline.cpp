@@ -7,6 +7,11 @@
 //                with MADV_POPULATE_READ: the ceiling for mmcompute's warm-cache reduce
 //   disk_cold    sequential read() of the file after dropping the page cache (root only;
 //                otherwise a line with "measured": false and the reason)
+//   disk_cold_mmap_{fault,populate8M,sequential_populate8M,willneed}
+//                a cold single-thread scan of the file through a mapping, fed by page-fault
+//                readahead alone, by MADV_POPULATE_READ per 8 MiB chunk (on a MADV_SEQUENTIAL
+//                mapping or not), or by that plus MADV_WILLNEED 32 MiB ahead: which feeding
+//                policy reaches the disk's rate
 // The sum is what a u8 reduction does (SAD against zero into 64-bit lanes), so the figure is
 // the memory system's, not the ALU's. Only ratios taken in one run on one machine mean anything.
 #include <fcntl.h>
@@ -252,17 +257,74 @@ std::string drop_caches() {
   return "";
 }
 
+// How a cold scan through a mapping is fed from disk, single thread, chunks of kTask bytes
+// (mmcompute's task size): Fault lets the page-fault readahead work alone; Populate calls
+// MADV_POPULATE_READ on each chunk before summing it (what a task does today); Willneed also
+// starts reading kAhead chunks in front with MADV_WILLNEED, so the disk never waits for the sum;
+// SequentialPopulate is Populate on a mapping advised MADV_SEQUENTIAL.
+enum class ColdScan { Fault, Populate, SequentialPopulate, Willneed };
+
+double cold_mapped_scan(const std::string& path, ColdScan how, std::uint64_t* bytes) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) die("open " + path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) die("stat " + path);
+  const auto n = static_cast<std::size_t>(st.st_size);
+  constexpr std::size_t kTask = std::size_t{8} << 20;
+  constexpr std::size_t kAhead = 4;
+  const auto t0 = Clock::now();
+  void* p = ::mmap(nullptr, n, PROT_READ, MAP_SHARED, fd.get(), 0);
+  if (p == MAP_FAILED) die("mmap " + path);
+  Mapping map(p, n);
+  if (how == ColdScan::SequentialPopulate) ::madvise(p, n, MADV_SEQUENTIAL);
+  std::uint64_t checksum = 0;
+  for (std::size_t off = 0; off < n; off += kTask) {
+    const std::size_t len = std::min(kTask, n - off);
+    if (how == ColdScan::Willneed) {
+      if (off == 0) ::madvise(map.data(), std::min(n, kAhead * kTask), MADV_WILLNEED);
+      const std::size_t ahead = off + kAhead * kTask;
+      if (ahead < n) ::madvise(map.data() + ahead, std::min(kTask, n - ahead), MADV_WILLNEED);
+    }
+    if (how != ColdScan::Fault) ::madvise(map.data() + off, len, MADV_POPULATE_READ);
+    checksum += sum_u8(map.data() + off, len);
+  }
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  *bytes = n;
+  if (checksum == 42) std::fprintf(stderr, " ");  // keeps the sum alive
+  return s;
+}
+
 void probe_disk(const std::string& path) {
-  const std::string why = drop_caches();
+  std::string why = drop_caches();
   if (!why.empty()) {
     emit_unmeasured("disk_cold", "not measured: " + why);
     return;
   }
-  const auto t0 = Clock::now();
-  const std::uint64_t bytes = read_file(path);
-  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-  emit("disk_cold", 1, bytes, s);
-  read_file(path);  // leave the file warm (and in large folios) for whoever runs next
+  // The disk is shared (a virtual disk here): best of two cold reads.
+  double best = 1e300;
+  std::uint64_t bytes = 0;
+  for (int r = 0; r < 2 && why.empty(); ++r) {
+    const auto t0 = Clock::now();
+    bytes = read_file(path);
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+    why = drop_caches();
+  }
+  emit("disk_cold", 1, bytes, best);
+  // Cold scans through a mapping: what a reduction can get from the disk, by feeding policy.
+  const std::pair<const char*, ColdScan> scans[] = {
+      {"disk_cold_mmap_fault", ColdScan::Fault},
+      {"disk_cold_mmap_populate8M", ColdScan::Populate},
+      {"disk_cold_mmap_sequential_populate8M", ColdScan::SequentialPopulate},
+      {"disk_cold_mmap_willneed", ColdScan::Willneed}};
+  for (auto [name, how] : scans) {
+    if (!why.empty()) break;
+    std::uint64_t n = 0;
+    const double t = cold_mapped_scan(path, how, &n);
+    emit(name, 1, n, t);
+    why = drop_caches();
+  }
+  // Leave the file warm, in the large folios read() makes, for whoever runs next.
+  read_file(path);
 }
 
 void usage() {

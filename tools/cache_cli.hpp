@@ -1,4 +1,5 @@
-// The CLI's cache parts: `reduce --cache DIR [--cache-verify]` and `cache ls|clear|prune`.
+// The CLI's cache parts: the options of `reduce --cache DIR [--cache-verify]` and the
+// `cache ls|clear|prune` commands.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -8,24 +9,8 @@
 
 namespace mmc::cli {
 
-// The cache options of `reduce`.
-struct CacheArgs {
-  std::string folder;     // --cache DIR; empty: $MMC_CACHE_DIR
-  bool verify = false;    // --cache-verify
-  bool disabled = false;  // --no-cache (ignores MMC_CACHE_DIR)
-};
-
 // Adds --cache, --cache-verify and --no-cache to a reduce command.
 void add_reduce_cache_options(CLI::App* reduce_cmd, CacheArgs* args);
-
-// True when a reduce goes through the cache: --cache given or MMC_CACHE_DIR set, and no
-// --no-cache. Throws Error(InvalidArgument) for --cache-verify without any cache folder.
-bool cache_requested(const CacheArgs& args);
-
-// run_reduce through the cache: a hit prints the stored answer without starting a worker.
-// With -v, says "cache: hit <key>" or "cache: miss, stored <key>" on stderr. Cache problems are
-// warnings ("mmcompute: warning: cache: ..."), never failures.
-int run_cached_reduce(const ReduceArgs& args, const CacheArgs& cache);
 
 // `cache ls|clear|prune` arguments.
 struct CacheCommandArgs {

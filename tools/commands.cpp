@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "mmc/mmc.hpp"
 #include "progress_bar.hpp"
@@ -57,12 +58,6 @@ bool show_progress(const OutputArgs& output) {
   return !output.quiet && (output.progress || ::isatty(STDERR_FILENO));
 }
 
-void write_stdout(const std::string& text) {
-  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
-    throw Error(ErrorCode::Io, "cannot write the result to stdout");
-  }
-}
-
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -73,9 +68,40 @@ std::uint64_t file_size_of(const std::string& path) {
   return ec ? 0 : size;
 }
 
+void print_cache_warning(const std::string& message) {
+  std::fprintf(stderr, "mmcompute: warning: cache: %s\n", message.c_str());
+}
+
+// True when reduce goes through the cache: --cache given or MMC_CACHE_DIR set, and no
+// --no-cache. --cache-verify without any folder is a usage error.
+bool cache_requested(const CacheArgs& args) {
+  if (args.disabled) return false;
+  if (!resolve_cache_folder(args.folder).empty()) return true;
+  if (args.verify) {
+    throw Error(ErrorCode::InvalidArgument,
+                "--cache-verify needs a cache folder: pass --cache DIR or set MMC_CACHE_DIR");
+  }
+  return false;
+}
+
 }  // namespace
 
-int run_reduce(const ReduceArgs& args) {
+void write_stdout(const std::string& text) {
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
+    throw Error(ErrorCode::Io, "cannot write the result to stdout");
+  }
+}
+
+std::string cache_folder(const std::string& folder) {
+  const std::string resolved = resolve_cache_folder(folder);
+  if (resolved.empty()) {
+    throw Error(ErrorCode::InvalidArgument,
+                "no cache folder: pass --cache DIR or set MMC_CACHE_DIR");
+  }
+  return resolved;
+}
+
+int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args) {
   ReduceOptions options;
   options.op = parse_reduce_op(args.op);
   if (!args.axis.empty()) {
@@ -91,6 +117,15 @@ int run_reduce(const ReduceArgs& args) {
   if (!args.out.empty()) output_format_for(args.out);
   check_source_args(args.source);
 
+  std::optional<Cache> cache;
+  if (cache_requested(cache_args)) {
+    CacheOptions cache_options;
+    cache_options.folder = cache_folder(cache_args.folder);
+    cache_options.verify = cache_args.verify;
+    cache_options.on_warning = print_cache_warning;
+    cache.emplace(cache_options);
+  }
+
   const Source source = open_source(args.source);
   const ArrayMeta& meta = source.meta();
   if (args.output.verbose) {
@@ -102,11 +137,24 @@ int run_reduce(const ReduceArgs& args) {
   ProgressBar bar(show_progress(args.output), meta.nbytes());
   options.progress = [&bar](std::size_t done, std::size_t total) { bar.update(done, total); };
   const auto start = std::chrono::steady_clock::now();
-  const ReduceResult result = reduce(source, options);
+  CacheOutcome outcome;
+  const ReduceResult result =
+      cache ? cache->reduce(source, options, &outcome) : reduce(source, options);
   const double elapsed = seconds_since(start);
   bar.finish();
 
-  if (args.output.verbose) {
+  if (args.output.verbose && cache) {
+    if (outcome.hit) {
+      std::fprintf(stderr, "cache: hit %s\n", outcome.key.hex().c_str());
+    } else {
+      std::fprintf(stderr, "cache: miss, %s %s\n", outcome.stored ? "stored" : "not stored",
+                   outcome.key.hex().c_str());
+    }
+  }
+  if (args.output.verbose && outcome.hit) {
+    std::fprintf(stderr, "mmcompute: %s of %s from the cache in %.3f ms\n", to_string(options.op),
+                 format_bytes(meta.nbytes()).c_str(), elapsed * 1e3);
+  } else if (args.output.verbose) {
     const CallStats& s = result.stats;
     std::fprintf(stderr,
                  "mmcompute: %s backend, %d workers, %zu tasks; source passed by reference "

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "mmc/cache.hpp"
+
 namespace mmc::cli {
 
 // How a SOURCE argument is read: a .npy file, or raw bytes described by dtype and shape.
@@ -35,6 +37,13 @@ struct ReduceArgs {
   OutputArgs output;
 };
 
+// The cache options of `reduce`.
+struct CacheArgs {
+  std::string folder;     // --cache DIR; empty: $MMC_CACHE_DIR
+  bool verify = false;    // --cache-verify
+  bool disabled = false;  // --no-cache (ignores MMC_CACHE_DIR)
+};
+
 struct InfoArgs {
   SourceArgs source;
   bool json = false;
@@ -50,8 +59,17 @@ struct GenArgs {
   OutputArgs output;
 };
 
+// The cache folder from --cache or MMC_CACHE_DIR. Throws Error(InvalidArgument) when neither.
+std::string cache_folder(const std::string& folder);
+
+void write_stdout(const std::string& text);
+
 // Each returns the process exit code on success paths and throws mmc::Error otherwise.
-int run_reduce(const ReduceArgs& args);
+// reduce goes through the result cache when --cache is given or MMC_CACHE_DIR is set (and
+// not --no-cache): a hit prints the stored answer without starting a worker; -v says
+// "cache: hit <key>" or "cache: miss, stored <key>". Cache problems are warnings
+// ("mmcompute: warning: cache: ..."), never failures.
+int run_reduce(const ReduceArgs& args, const CacheArgs& cache = {});
 int run_info(const InfoArgs& args);
 int run_gen(const GenArgs& args);
 

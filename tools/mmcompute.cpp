@@ -9,6 +9,7 @@
 #include <exception>
 #include <string>
 
+#include "cache_cli.hpp"
 #include "commands.hpp"
 #include "mmc/error.hpp"
 #include "mmc/output.hpp"
@@ -96,6 +97,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   reduce_cmd->add_option("-o,--output", reduce.out, "write OUT.npy, OUT.csv or OUT.json");
   add_output_options(reduce_cmd, &reduce.output);
+  mmc::cli::CacheArgs reduce_cache;
+  mmc::cli::add_reduce_cache_options(reduce_cmd, &reduce_cache);
 
   mmc::cli::InfoArgs info;
   auto* info_cmd = app.add_subcommand("info", "describe a source: shape, dtype, layout");
@@ -113,6 +116,9 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--backend", gen.backend, "process, thread or serial")->capture_default_str();
   add_output_options(gen_cmd, &gen.output);
 
+  mmc::cli::CacheCommandArgs cache_args;
+  const mmc::cli::CacheCommands cache_cmds = mmc::cli::add_cache_commands(&app, &cache_args);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -124,12 +130,13 @@ int main(int argc, char** argv) {
   try {
     if (reduce_cmd->parsed()) {
       reduce.source.raw = raw_requested(reduce_cmd);
-      return mmc::cli::run_reduce(reduce);
+      return mmc::cli::run_reduce(reduce, reduce_cache);
     }
     if (info_cmd->parsed()) {
       info.source.raw = raw_requested(info_cmd);
       return mmc::cli::run_info(info);
     }
+    if (cache_cmds.cache->parsed()) return mmc::cli::run_cache_command(cache_cmds, cache_args);
     return mmc::cli::run_gen(gen);
   } catch (const mmc::Error& e) {
     if (e.code() == mmc::ErrorCode::Cancelled) {

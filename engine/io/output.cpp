@@ -209,14 +209,15 @@ void AtomicFile::write(const void* data, std::size_t size) {
   }
 }
 
-void AtomicFile::commit() {
+void AtomicFile::commit(bool durable) {
   if (committed_ || fd_ < 0) throw Error(ErrorCode::Internal, "AtomicFile committed twice");
-  if (::fsync(fd_) != 0) raise_errno("cannot flush " + target_);
+  if (durable && ::fsync(fd_) != 0) raise_errno("cannot flush " + target_);
   const int fd = std::exchange(fd_, -1);
   if (::close(fd) != 0) raise_errno("cannot close " + target_);
   if (::rename(temp_.c_str(), target_.c_str()) != 0) raise_errno("cannot rename onto " + target_);
   committed_ = true;
   unregister_temp(temp_);
+  if (!durable) return;
   // Make the rename itself durable; failing here loses nothing the caller could act on.
   const int dir_fd = ::open(split_path(target_).first.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd >= 0) {

@@ -85,6 +85,41 @@ double pairwise_sum(const std::byte* p, std::int64_t n, std::int64_t runtime_str
          pairwise_sum<T, Swap, Contig, Map>(p + half * stride, n - half, stride);
 }
 
+// pairwise_sum with NaN as zero that also counts the elements that are not NaN, in one pass.
+template <class T, bool Swap, bool Contig>
+double pairwise_sum_counting(const std::byte* p, std::int64_t n, std::int64_t runtime_stride,
+                             std::int64_t* valid) noexcept {
+  const std::int64_t stride =
+      Contig ? static_cast<std::int64_t>(sizeof(Stored<T>)) : runtime_stride;
+  if (n <= 128) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    std::int64_t cnt[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      for (int k = 0; k < 8; ++k) {
+        const T x = load<T, Swap>(p + (i + k) * stride);
+        const bool ok = !is_nan(x);
+        acc[k] += ok ? static_cast<double>(x) : 0.0;
+        cnt[k] += ok;
+      }
+    }
+    double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    std::int64_t c = 0;
+    for (int k = 0; k < 8; ++k) c += cnt[k];
+    for (; i < n; ++i) {
+      const T x = load<T, Swap>(p + i * stride);
+      s += NanAsZero::apply(x);
+      c += !is_nan(x);
+    }
+    *valid += c;
+    return s;
+  }
+  std::int64_t half = n / 2;
+  half -= half % 8;
+  const double left = pairwise_sum_counting<T, Swap, Contig>(p, half, stride, valid);
+  return left + pairwise_sum_counting<T, Swap, Contig>(p + half * stride, n - half, stride, valid);
+}
+
 // Calls f(std::true_type) when the run is dense, else f(std::false_type), so kernels get a
 // compile-time stride for dense runs.
 template <class T, class F>
@@ -158,8 +193,9 @@ struct SumFamily {
     with_density<T>(stride, [&](auto dense) {
       constexpr bool kDense = decltype(dense)::value;
       if constexpr (kIsFloat<T> && SkipNan) {
-        a.sum += pairwise_sum<T, Swap, kDense, NanAsZero>(p, n, stride);
-        a.n += count_not_nan<T, Swap, kDense>(p, n, stride);
+        std::int64_t valid = 0;
+        a.sum += pairwise_sum_counting<T, Swap, kDense>(p, n, stride, &valid);
+        a.n += valid;
       } else if constexpr (kIsFloat<T>) {
         a.sum += pairwise_sum<T, Swap, kDense>(p, n, stride);
         a.n += n;
@@ -306,13 +342,15 @@ struct MomentsFamily {
         } else {
           mean = pairwise_sum<T, Swap, Contig>(q, m, stride) / static_cast<double>(m);
         }
-        double acc[4] = {0, 0, 0, 0};
+        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         std::int64_t i = 0;
-        for (; i + 4 <= m; i += 4) {
-          for (int k = 0; k < 4; ++k)
+        for (; i + 8 <= m; i += 8) {
+          for (int k = 0; k < 8; ++k) {
             acc[k] += deviation2(load<T, Swap>(q + (i + k) * stride), mean);
+          }
         }
-        double m2 = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        double m2 =
+            ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
         for (; i < m; ++i) m2 += deviation2(load<T, Swap>(q + i * stride), mean);
         merge_block(a, mean, m2, valid);
       }
@@ -403,18 +441,39 @@ struct MinMaxFamily {
     with_density<T>(stride, [&](auto dense) {
       const std::int64_t s =
           decltype(dense)::value ? static_cast<std::int64_t>(sizeof(Stored<T>)) : stride;
-      T mn = a.min, mx = a.max;
-      std::int64_t nans = 0;
-      for (std::int64_t i = 0; i < n; ++i) {
-        const T x = load<T, Swap>(p + i * s);
-        nans += is_nan(x);
-        mn = x < mn ? x : mn;  // NaN compares false: never taken
-        mx = x > mx ? x : mx;
+      // Independent lanes: min/max are exact in any order, and explicit lanes let the compiler
+      // vectorize without reassociating a reduction.
+      constexpr int kLanes = 32 / sizeof(Stored<T>) > 8 ? 32 / sizeof(Stored<T>) : 8;
+      T mn[kLanes], mx[kLanes];
+      std::int64_t nans[kLanes];
+      for (int k = 0; k < kLanes; ++k) {
+        mn[k] = a.min;
+        mx[k] = a.max;
+        nans[k] = 0;
       }
-      a.min = mn;
-      a.max = mx;
-      a.nan = a.nan || nans > 0;
-      a.valid = a.valid || nans < n;
+      std::int64_t i = 0;
+      for (; i + kLanes <= n; i += kLanes) {
+        for (int k = 0; k < kLanes; ++k) {
+          const T x = load<T, Swap>(p + (i + k) * s);
+          nans[k] += is_nan(x);
+          mn[k] = x < mn[k] ? x : mn[k];  // NaN compares false: never taken
+          mx[k] = x > mx[k] ? x : mx[k];
+        }
+      }
+      for (; i < n; ++i) {
+        const T x = load<T, Swap>(p + i * s);
+        nans[0] += is_nan(x);
+        mn[0] = x < mn[0] ? x : mn[0];
+        mx[0] = x > mx[0] ? x : mx[0];
+      }
+      std::int64_t total_nans = 0;
+      for (int k = 0; k < kLanes; ++k) {
+        a.min = mn[k] < a.min ? mn[k] : a.min;
+        a.max = mx[k] > a.max ? mx[k] : a.max;
+        total_nans += nans[k];
+      }
+      a.nan = a.nan || total_nans > 0;
+      a.valid = a.valid || total_nans < n;
     });
   }
   static void line(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
@@ -529,9 +588,48 @@ struct ArgFamily {
   }
   static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride,
                   std::int64_t first, std::int64_t index_stride) noexcept {
-    for (std::int64_t i = 0; i < n; ++i) {
-      update(a, load<T, Swap>(p + i * stride), first + i * index_stride);
+    // Lane k sees elements k, k + kLanes, ...: indices increase within a lane, so a strict
+    // comparison keeps the first extreme; lanes then merge with ties going to lower indices.
+    constexpr int kLanes = 8;
+    if (n < 4 * kLanes) {
+      for (std::int64_t i = 0; i < n; ++i) {
+        update(a, load<T, Swap>(p + i * stride), first + i * index_stride);
+      }
+      return;
     }
+    T best[kLanes];
+    std::int64_t at[kLanes];
+    std::int64_t nan_at = kNone;
+    for (int k = 0; k < kLanes; ++k) {
+      best[k] = load<T, Swap>(p + k * stride);
+      at[k] = k;
+    }
+    std::int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+      for (int k = 0; k < kLanes; ++k) {
+        const T x = load<T, Swap>(p + (i + k) * stride);
+        const bool take = IsMax ? x > best[k] : x < best[k];
+        best[k] = take ? x : best[k];
+        at[k] = take ? i + k : at[k];
+      }
+      if constexpr (kIsFloat<T>) {
+        if (nan_at == kNone) {
+          for (int k = 0; k < kLanes; ++k) {
+            if (is_nan(load<T, Swap>(p + (i + k) * stride))) {
+              nan_at = i + k;
+              break;
+            }
+          }
+        }
+      }
+    }
+    for (int k = 0; k < kLanes; ++k) {
+      // A lane that started on a NaN never moved: its NaN is caught by the scan above.
+      if (!is_nan(best[k])) update(a, best[k], first + at[k] * index_stride);
+    }
+    if (nan_at != kNone)
+      update(a, std::numeric_limits<T>::quiet_NaN(), first + nan_at * index_stride);
+    for (; i < n; ++i) update(a, load<T, Swap>(p + i * stride), first + i * index_stride);
   }
   static void line(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride,
                    std::int64_t index) noexcept {

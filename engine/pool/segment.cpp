@@ -92,7 +92,60 @@ void write_all(int fd, ByteView contents) {
   }
 }
 
+unsigned long long free_bytes_of(const std::string& folder) {
+  struct statvfs info {};
+  if (statvfs(folder.c_str(), &info) != 0) return 0;
+  return static_cast<unsigned long long>(info.f_bavail) * info.f_frsize;
+}
+
 }  // namespace
+
+std::optional<std::string> first_folder_with_room(const std::vector<std::string>& folders,
+                                                  std::uint64_t bytes) {
+  for (const std::string& folder : folders) {
+    if (!folder.empty() && has_room(folder, bytes) && access(folder.c_str(), W_OK | X_OK) == 0) {
+      return folder;
+    }
+  }
+  return std::nullopt;
+}
+
+UniqueFd create_shared_file(std::uint64_t bytes, std::string* where) {
+  UniqueFd fd = try_memfd();
+  std::string folder = "memfd";
+  if (!fd) {
+    if (env_is_set("MMC_TEMP_FOLDER")) {
+      folder = std::getenv("MMC_TEMP_FOLDER");
+    } else {
+      std::vector<std::string> candidates = {"/dev/shm"};
+      if (env_is_set("TMPDIR")) candidates.emplace_back(std::getenv("TMPDIR"));
+      candidates.emplace_back("/tmp");
+      folder = first_folder_with_room(candidates, bytes).value_or("/tmp");
+    }
+    try {
+      fd = open_unlinked_file(folder);
+    } catch (const Error& error) {
+      raise(ErrorCode::Io, std::string(error.what()) +
+                               ": cannot create a shared array there; point MMC_TEMP_FOLDER at a "
+                               "writable folder");
+    }
+  }
+  if (ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) {
+    raise_errno("sizing a " + std::to_string(bytes) + "-byte shared array in " + folder);
+  }
+  const int rc = posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes));
+  if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
+    raise(ErrorCode::Io, "temp folder " + folder + ": no room for a shared array of " +
+                             std::to_string(bytes) + " bytes (" +
+                             (folder == "memfd" ? std::string("memory")
+                                                : std::to_string(free_bytes_of(folder)) +
+                                                      " bytes free") +
+                             ": " + std::strerror(rc) +
+                             "); point MMC_TEMP_FOLDER at a folder with room");
+  }
+  if (where != nullptr) *where = folder;
+  return fd;
+}
 
 SharedSegment SharedSegment::create(ByteView contents) {
   UniqueFd fd = try_memfd();

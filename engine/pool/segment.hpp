@@ -3,7 +3,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "mmc/pool.hpp"
 #include "pool/unique_fd.hpp"
@@ -45,5 +48,17 @@ class SharedSegment {
   std::size_t size_ = 0;
   const std::byte* data_ = nullptr;  // mapping, when mapped
 };
+
+// The first of `folders` with room for `bytes` (plus slack) that this process can write, or
+// nothing.
+std::optional<std::string> first_folder_with_room(const std::vector<std::string>& folders,
+                                                  std::uint64_t bytes);
+
+// A writable, unnamed shared file of `bytes` bytes, its space reserved (fallocate) so a full
+// folder fails now rather than with SIGBUS on first touch: memfd unless MMC_DISABLE_MEMFD=1,
+// else an unlinked file in $MMC_TEMP_FOLDER (only there when set), else the first of /dev/shm,
+// $TMPDIR, /tmp with room. Mode 0600. `where` gets the folder ("memfd" for memfd).
+// Throws Error(Io) naming the folder, the bytes needed and what is free.
+UniqueFd create_shared_file(std::uint64_t bytes, std::string* where);
 
 }  // namespace mmc::detail

@@ -8,6 +8,8 @@
 #include "mmc/generate.hpp"
 #include "mmc/mapped_file.hpp"
 #include "mmc/output.hpp"
+#include "mmc/parallel.hpp"
 #include "mmc/pool.hpp"
 #include "mmc/reduce.hpp"
+#include "mmc/shared.hpp"
 #include "mmc/source.hpp"

@@ -24,8 +24,11 @@ class AtomicFile {
   const std::string& temp_path() const noexcept { return temp_; }
   const std::string& target() const noexcept { return target_; }
   void write(const void* data, std::size_t size);  // throws Error(Io)
-  // fsyncs, closes and renames onto the target. Throws Error(Io).
-  void commit();
+  // fsyncs (unless durable is false), closes and renames onto the target. durable=false is
+  // for data that can be made again (a sample cube): the rename still makes the file appear
+  // whole or not at all to other processes, but a machine crash may leave it empty.
+  // Throws Error(Io).
+  void commit(bool durable = true);
 
  private:
   std::string target_;

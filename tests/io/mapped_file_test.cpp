@@ -39,20 +39,7 @@ std::uint64_t file_size(const std::string& path) {
   return static_cast<std::uint64_t>(st.st_size);
 }
 
-// Runs f() expecting mmc::Error with `code` and a message containing each of `parts`.
-template <class F>
-void expect_error(F&& f, ErrorCode code, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error thrown";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << to_string(e.code()) << ": " << e.what();
-    for (const auto& p : parts) {
-      EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-          << "message lacks '" << p << "': " << e.what();
-    }
-  }
-}
+using test::expect_error;
 
 TEST(MapMode, ParsesNumpyMemmapModes) {
   EXPECT_EQ(parse_map_mode("r"), MapMode::ReadOnly);

@@ -17,19 +17,7 @@ namespace {
 
 using test::TempDir;
 
-template <class F>
-void expect_error(F&& f, ErrorCode code, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error thrown";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << to_string(e.code()) << ": " << e.what();
-    for (const auto& p : parts) {
-      EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-          << "message lacks '" << p << "': " << e.what();
-    }
-  }
-}
+using test::expect_error;
 
 // One line of io_write_npy.py's manifest.
 struct NumpyCase {

@@ -21,9 +21,9 @@ struct Case {
   bool axes_given = false;
   std::vector<int> axes;
   int ddof = 0;
-  DType dtype;                // of numpy's answer
-  Shape shape;                // of numpy's answer
-  std::size_t offset = 0;     // of numpy's answer in expected.bin
+  DType dtype;                  // of numpy's answer
+  Shape shape;                  // of numpy's answer
+  std::size_t offset = 0;       // of numpy's answer in expected.bin
   std::int64_t tolerance = -1;  // offset of the per-output tolerances, -1: exact
 };
 

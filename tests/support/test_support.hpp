@@ -2,10 +2,30 @@
 // scripts) with their output captured.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <initializer_list>
 #include <string>
 #include <vector>
 
+#include "mmc/error.hpp"
+
 namespace mmc::test {
+
+// Runs f() expecting mmc::Error with `code` and a message containing each of `parts`.
+template <class F>
+void expect_error(F&& f, ErrorCode code, std::initializer_list<std::string> parts) {
+  try {
+    f();
+    ADD_FAILURE() << "no error thrown";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), code) << to_string(e.code()) << ": " << e.what();
+    for (const auto& p : parts) {
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
+          << "message lacks '" << p << "': " << e.what();
+    }
+  }
+}
 
 // A fresh folder under $TMPDIR (or /tmp), removed with its contents on destruction.
 class TempDir {

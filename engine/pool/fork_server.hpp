@@ -1,0 +1,62 @@
+// ForkServer: a small process forked when a persistent pool is created; it forks the pool's
+// workers on request, so each starts from the same single-threaded image, and reports how each
+// one ended.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <unordered_map>
+
+#include "pool/unique_fd.hpp"
+#include "pool/worker_process.hpp"
+
+namespace mmc::detail {
+
+struct SpawnedWorker {
+  pid_t pid = 0;
+  UniqueFd socket;  // the parent's end of the worker's AF_UNIX stream socket
+  UniqueFd pidfd;   // for signals that cannot hit a recycled pid; -1 on old kernels
+};
+
+// Move-only; not thread-safe (one dispatcher thread talks to it).
+// The server keeps only its control socket open; it SIGKILLs and reaps every worker and exits
+// when that socket closes (the pool was destroyed or the caller died). Workers have
+// PR_SET_PDEATHSIG(SIGKILL) on the server, ignore SIGINT/SIGTERM, and get nothing of the
+// parent's descriptors but their socket and stdio.
+class ForkServer {
+ public:
+  // Forks the server. `worker_body(socket)` runs in each worker (a grandchild); it should not
+  // return, and the worker _exits with 0 if it does. Throws Error(Io).
+  static ForkServer start(std::function<void(int socket)> worker_body);
+
+  ForkServer() = default;
+  ForkServer(ForkServer&&) noexcept = default;
+  ForkServer& operator=(ForkServer&&) noexcept = default;
+  ~ForkServer() { stop(); }
+
+  // Asks for one more worker and waits for it. Throws Error(Io) if the server is gone.
+  SpawnedWorker spawn();
+  // Readable when the server reported exits (or died).
+  int control_fd() const noexcept { return control_.get(); }
+  // Reads the exit reports available now (nonblocking).
+  void collect_exits();
+  // How worker `pid` ended, waiting up to `wait` for the report. Nothing if none came.
+  std::optional<ExitInfo> exit_of(pid_t pid, std::chrono::milliseconds wait);
+  // Forgets a worker's report (a retired worker nobody asks about).
+  void forget(pid_t pid) { exits_.erase(pid); ignored_.emplace(pid, true); }
+  // Closes the control socket (the server kills its workers and exits) and reaps the server.
+  void stop() noexcept;
+
+ private:
+  bool read_one(bool wait, std::optional<SpawnedWorker>* spawned);
+
+  WorkerProcess process_;
+  UniqueFd control_;
+  std::unordered_map<pid_t, ExitInfo> exits_;
+  std::unordered_map<pid_t, bool> ignored_;
+};
+
+}  // namespace mmc::detail

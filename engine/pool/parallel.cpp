@@ -1,0 +1,310 @@
+// mmc::Pool's non-template parts: option resolution (explicit, scoped ParallelConfig,
+// environment), running an encoded batch, and CallDriver (batch sizing, pre-dispatch,
+// progress lines, bar and callback).
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <string>
+
+#include "mmc/parallel.hpp"
+#include "pool/backends.hpp"
+#include "pool/interrupt.hpp"
+#include "pool/pool_core.hpp"
+
+namespace mmc {
+namespace {
+
+thread_local ParallelOptions t_config;
+
+// joblib's auto batching bounds (MIN_IDEAL_BATCH_DURATION, MAX_IDEAL_BATCH_DURATION).
+constexpr double kMinIdealBatchSeconds = 0.2;
+constexpr double kMaxIdealBatchSeconds = 2.0;
+// A worker-side time below this is noise: do not let it blow the batch size up.
+constexpr double kMinMeasurableSeconds = 10e-6;
+constexpr std::size_t kMaxAutoBatch = std::size_t{1} << 20;
+
+const char* env(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : nullptr;
+}
+
+int parse_n_jobs(const char* text) {
+  char* end = nullptr;
+  const long value = std::strtol(text, &end, 10);
+  if (end == text || *end != '\0' || value < -1'000'000 || value > 1'000'000) {
+    raise(ErrorCode::InvalidArgument,
+          std::string("MMC_N_JOBS='") + text + "' is not an integer n_jobs");
+  }
+  return static_cast<int>(value);
+}
+
+std::string short_time(double seconds) {
+  char text[32];
+  if (seconds < 60) {
+    std::snprintf(text, sizeof text, "%5.1fs", seconds);
+  } else {
+    std::snprintf(text, sizeof text, "%4.1fmin", seconds / 60);
+  }
+  return text;
+}
+
+}  // namespace
+
+ParallelConfig::ParallelConfig(ParallelOptions defaults) : previous_(t_config) {
+  if (defaults.n_jobs) t_config.n_jobs = defaults.n_jobs;
+  if (defaults.backend) t_config.backend = defaults.backend;
+  if (defaults.max_nbytes) t_config.max_nbytes = defaults.max_nbytes;
+  if (defaults.initializer) t_config.initializer = defaults.initializer;
+  if (defaults.maxtasksperchild != 0) t_config.maxtasksperchild = defaults.maxtasksperchild;
+  if (defaults.verbose != 0) t_config.verbose = defaults.verbose;
+}
+
+ParallelConfig::~ParallelConfig() { t_config = previous_; }
+
+namespace detail {
+
+CoreOptions resolve_options(const ParallelOptions& options, int* verbose) {
+  CoreOptions core;
+  int n_jobs = 1;
+  if (options.n_jobs) {
+    n_jobs = *options.n_jobs;
+  } else if (t_config.n_jobs) {
+    n_jobs = *t_config.n_jobs;
+  } else if (const char* text = env("MMC_N_JOBS")) {
+    n_jobs = parse_n_jobs(text);
+  }
+  core.n_jobs = effective_n_jobs(n_jobs);
+  if (options.backend) {
+    core.backend = *options.backend;
+  } else if (t_config.backend) {
+    core.backend = *t_config.backend;
+  } else if (const char* text = env("MMC_BACKEND")) {
+    core.backend = parse_backend(text);
+  }
+  if (options.max_nbytes) {
+    core.max_nbytes = *options.max_nbytes;
+  } else if (t_config.max_nbytes) {
+    core.max_nbytes = *t_config.max_nbytes;
+  } else if (const char* text = env("MMC_MAX_NBYTES")) {
+    core.max_nbytes = parse_max_nbytes(text);
+  }
+  core.initializer = options.initializer ? options.initializer : t_config.initializer;
+  core.maxtasksperchild =
+      options.maxtasksperchild != 0 ? options.maxtasksperchild : t_config.maxtasksperchild;
+  *verbose = options.verbose != 0 ? options.verbose : t_config.verbose;
+  return core;
+}
+
+std::shared_ptr<PoolCore> make_pool_core(const CoreOptions& options) {
+  switch (options.backend) {
+    case Backend::Process:
+      return make_process_core(options);
+    case Backend::Thread:
+      return make_thread_core(options);
+    case Backend::Serial:
+      return make_serial_core(options);
+  }
+  raise(ErrorCode::InvalidArgument, "unknown backend");
+}
+
+void current_failure(ErrorCode* code, std::string* message) {
+  const TaskFailure failure = current_task_failure();
+  *code = failure.code;
+  *message = failure.message;
+}
+
+void run_batch(ByteView batch, Bytes& out) {
+  if (batch.size < 3 * sizeof(std::uint64_t)) {
+    raise(ErrorCode::Internal, "a batch of " + std::to_string(batch.size) + " bytes is too short");
+  }
+  std::uint64_t address;
+  std::memcpy(&address, batch.data, sizeof address);
+  const auto trampoline = reinterpret_cast<Trampoline>(address);
+  trampoline(batch, out);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct CallDriver::Shared {
+  std::mutex mutex;
+  std::condition_variable ready;
+  std::deque<Done> completed;
+};
+
+CallDriver::CallDriver(std::shared_ptr<PoolCore> core, int n_jobs, int pool_verbose,
+                       CallOptions options, std::size_t total, Encode encode)
+    : core_(std::move(core)),
+      n_jobs_(n_jobs),
+      verbose_(options.verbose >= 0 ? options.verbose : pool_verbose),
+      options_(std::move(options)),
+      total_(total),
+      encode_(std::move(encode)),
+      shared_(std::make_shared<Shared>()),
+      start_(std::chrono::steady_clock::now()),
+      last_print_(start_) {
+  if (options_.chunksize > 0) batch_size_ = options_.chunksize;
+  if (options_.pre_dispatch == 0) options_.pre_dispatch = 2 * static_cast<std::size_t>(n_jobs_);
+}
+
+CallDriver::~CallDriver() { cancel_all(); }
+
+void CallDriver::cancel_all() {
+  cancelled_ = true;
+  for (std::uint64_t id : in_flight_) {
+    core_->cancel(id, ErrorCode::Cancelled, "cancelled: another task of the call failed");
+  }
+  in_flight_.clear();
+}
+
+std::size_t CallDriver::next_batch_size() {
+  std::size_t size = batch_size_;
+  if (options_.chunksize == 0 && total_ > 0) {
+    // Smaller batches near the end, so the workers finish together (joblib does the same).
+    const std::size_t remaining = total_ > next_first_ ? total_ - next_first_ : 1;
+    size = std::min(size, std::max<std::size_t>(1, remaining / (2 * n_jobs_)));
+  }
+  return std::max<std::size_t>(size, 1);
+}
+
+void CallDriver::dispatch() {
+  while (!exhausted_ && !cancelled_ && in_flight_.size() + held_ < options_.pre_dispatch) {
+    BatchRequest request;
+    const std::size_t first = next_first_;
+    const std::size_t n = encode_(request.payload, first, next_batch_size());
+    if (n == 0) {
+      exhausted_ = true;
+      return;
+    }
+    request.first_task = first;
+    request.n_items = n;
+    request.timeout = options_.timeout * static_cast<double>(n);
+    request.on_done = [shared = shared_, first, n](BatchOutcome& outcome) {
+      {
+        std::lock_guard lock(shared->mutex);
+        shared->completed.push_back({first, n, std::move(outcome)});
+      }
+      shared->ready.notify_one();
+    };
+    next_first_ += n;
+    const std::uint64_t id = core_->submit(std::move(request));
+    in_flight_.push_back(id);
+    // The batch's id is matched to its completion by order of `first` below.
+    ids_by_first_.emplace(first, id);
+  }
+}
+
+std::optional<CallDriver::Done> CallDriver::next() {
+  dispatch();
+  std::unique_lock lock(shared_->mutex);
+  for (;;) {
+    if (!shared_->completed.empty()) break;
+    if (in_flight_.empty()) {
+      lock.unlock();
+      report(0);
+      return std::nullopt;
+    }
+    shared_->ready.wait_for(lock, std::chrono::milliseconds(100));
+    if (interrupted()) {
+      lock.unlock();
+      cancel_all();
+      throw_if_interrupted();
+    }
+    if (options_.progress_bar && shared_->completed.empty()) {
+      lock.unlock();
+      report(0);
+      lock.lock();
+    }
+  }
+  Done done = std::move(shared_->completed.front());
+  shared_->completed.pop_front();
+  lock.unlock();
+  if (auto it = ids_by_first_.find(done.first); it != ids_by_first_.end()) {
+    in_flight_.erase(std::remove(in_flight_.begin(), in_flight_.end(), it->second),
+                     in_flight_.end());
+    ids_by_first_.erase(it);
+  }
+  if (options_.chunksize == 0 && !done.outcome.failed && done.n == batch_size_) {
+    // joblib's rule: aim at batches of 0.2 s to 2 s of work.
+    const double seconds = std::max(done.outcome.seconds, kMinMeasurableSeconds);
+    if (seconds < kMinIdealBatchSeconds) {
+      const double ideal = static_cast<double>(done.n) * kMinIdealBatchSeconds / seconds;
+      batch_size_ = std::clamp<std::size_t>(static_cast<std::size_t>(2 * ideal), 1, kMaxAutoBatch);
+    } else if (seconds > kMaxIdealBatchSeconds) {
+      batch_size_ = std::max<std::size_t>(done.n / 2, 1);
+    }
+  }
+  done_items_ += done.n;
+  report(done.n);
+  return done;  // the next call refills, once the caller said what it still holds
+}
+
+void CallDriver::report(std::size_t batch_items) {
+  const auto now = std::chrono::steady_clock::now();
+  const double elapsed = std::chrono::duration<double>(now - start_).count();
+  const bool finished = exhausted_ && in_flight_.empty();
+  Progress progress;
+  progress.done = done_items_;
+  progress.total = total_;
+  progress.elapsed_s = elapsed;
+  if (total_ > 0 && done_items_ > 0) {
+    progress.eta_s = elapsed / static_cast<double>(done_items_) *
+                     static_cast<double>(total_ - std::min(done_items_, total_));
+  }
+  if (batch_items > 0 && options_.on_progress) options_.on_progress(progress);
+  if (batch_items > 0 && options_.progress_json) {
+    std::fprintf(stderr, "{\"done\": %zu, \"total\": %zu, \"elapsed_s\": %.3f, \"eta_s\": %.3f}\n",
+                 done_items_, total_, elapsed, progress.eta_s);
+  }
+  if (verbose_ > 0 && (batch_items > 0 || finished)) {
+    const double interval = verbose_ >= 10 ? 0 : 10.0 / verbose_;
+    const bool last = total_ > 0 ? done_items_ >= total_ : finished;
+    if (last || std::chrono::duration<double>(now - last_print_).count() >= interval) {
+      if (!(finished && batch_items == 0 && last_printed_done_ == done_items_)) {
+        last_print_ = now;
+        last_printed_done_ = done_items_;
+        if (total_ > 0) {
+          std::fprintf(stderr, "[Parallel(n_jobs=%d)]: Done %3zu out of %3zu | elapsed: %s remaining: %s\n",
+                       n_jobs_, done_items_, total_, short_time(elapsed).c_str(),
+                       short_time(std::max(progress.eta_s, 0.0)).c_str());
+        } else {
+          std::fprintf(stderr, "[Parallel(n_jobs=%d)]: Done %3zu tasks      | elapsed: %s\n",
+                       n_jobs_, done_items_, short_time(elapsed).c_str());
+        }
+      }
+    }
+  }
+  if (options_.progress_bar) {
+    const bool due = std::chrono::duration<double>(now - last_bar_).count() >= 0.1;
+    if (due || finished) {
+      if (finished && bar_closed_) return;
+      last_bar_ = now;
+      constexpr int kWidth = 30;
+      const double rate = elapsed > 0 ? static_cast<double>(done_items_) / elapsed : 0;
+      std::string bar;
+      if (total_ > 0) {
+        const int filled = static_cast<int>(kWidth * static_cast<double>(done_items_) /
+                                            static_cast<double>(total_));
+        bar = "[" + std::string(static_cast<std::size_t>(filled), '#') +
+              std::string(static_cast<std::size_t>(kWidth - filled), ' ') + "]";
+        std::fprintf(stderr, "\r%s %zu/%zu %3.0f%% %.1f it/s ETA %s", bar.c_str(), done_items_,
+                     total_, 100.0 * static_cast<double>(done_items_) / static_cast<double>(total_),
+                     rate, short_time(std::max(progress.eta_s, 0.0)).c_str());
+      } else {
+        std::fprintf(stderr, "\r%zu done %.1f it/s elapsed %s", done_items_, rate,
+                     short_time(elapsed).c_str());
+      }
+      if (finished) {
+        std::fputc('\n', stderr);
+        bar_closed_ = true;
+      }
+      std::fflush(stderr);
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace mmc

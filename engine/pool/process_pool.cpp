@@ -1,0 +1,676 @@
+// The persistent process backend of mmc::Pool: workers forked by a ForkServer, one dispatcher
+// thread that polls the worker sockets, the server's exit reports, a wake-up eventfd and the
+// interrupt self-pipe, enforces per-batch deadlines and replaces lost workers.
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <cstdlib>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mmc/parallel.hpp"
+#include "pool/backends.hpp"
+#include "pool/fork_server.hpp"
+#include "pool/interrupt.hpp"
+#include "pool/pool_core.hpp"
+#include "pool/transport.hpp"
+
+namespace mmc::detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::uint64_t kInitFailedTask = ~std::uint64_t{0};
+constexpr int kExitInitFailed = 73;
+constexpr int kExitProtocol = 72;
+// A worker that dies before finishing any batch this many times in a row breaks the pool
+// rather than being replaced forever (a crashing initializer, a broken environment).
+constexpr int kMaxEarlyDeaths = 5;
+// Batches queued at one worker: 2 normally (a free worker takes the next batch, so long tasks
+// balance), up to 16 while its batches take under a millisecond, so tiny submitted tasks
+// pipeline instead of paying a round trip each.
+constexpr std::size_t kQueueDepth = 2;
+constexpr std::size_t kQueueDepthTiny = 64;
+constexpr double kTinyBatchSeconds = 1e-3;
+// Tiny jobs (submit() of small tasks) queued for one worker travel together in one frame:
+// [kGroupMarker][count] then per job [id][size][batch]. A batch never starts with 0 (it starts
+// with its trampoline's address).
+constexpr std::uint64_t kGroupMarker = 0;
+constexpr std::size_t kMaxGroup = 32;
+constexpr std::size_t kMaxGroupBytes = 64 * 1024;
+
+void limit_nested_threads(int threads) {
+  const std::string value = std::to_string(threads);
+  for (const char* name : {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}) {
+    setenv(name, value.c_str(), /*overwrite=*/0);
+  }
+}
+
+// Runs one batch and sends its result (or its failure) back, blocking.
+void run_and_reply(int socket, std::uint64_t id, ByteView batch, std::uint64_t max_nbytes) {
+  TransportCounters unused;
+  OutFrame reply;
+  try {
+    Bytes out(sizeof(std::uint64_t));
+    const auto start = Clock::now();
+    run_batch(batch, out);
+    const auto ns = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
+    std::memcpy(out.data(), &ns, sizeof ns);
+    reply = OutFrame::make(FrameKind::Result, id, std::move(out), max_nbytes, unused);
+  } catch (...) {
+    ErrorCode code = ErrorCode::TaskFailed;
+    std::string text;
+    current_failure(&code, &text);
+    reply = OutFrame::failure(id, code, text);
+  }
+  try {
+    reply.send_some(socket, /*dont_wait=*/false);
+  } catch (const PeerGone&) {
+    _exit(0);
+  }
+}
+
+// The loop of a worker process: runs the initializer, then each batch it receives.
+void worker_main(int socket, const CoreOptions& options, int threads) {
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  sigaction(SIGINT, &ignore, nullptr);
+  sigaction(SIGTERM, &ignore, nullptr);
+  limit_nested_threads(threads);
+  TransportCounters unused;
+  if (options.initializer) {
+    try {
+      options.initializer();
+    } catch (...) {
+      ErrorCode code = ErrorCode::TaskFailed;
+      std::string message;
+      current_failure(&code, &message);
+      OutFrame frame = OutFrame::failure(kInitFailedTask, code, message);
+      try {
+        frame.send_some(socket, /*dont_wait=*/false);
+      } catch (...) {
+      }
+      _exit(kExitInitFailed);
+    }
+  }
+  FrameReader reader;
+  for (;;) {
+    std::optional<InMessage> message;
+    try {
+      message = reader.receive(socket, /*dont_wait=*/false, unused);
+    } catch (const PeerGone&) {
+      _exit(0);  // the pool closed our socket: retired or shut down
+    }
+    if (!message || message->header.kind != FrameKind::Task) _exit(kExitProtocol);
+    const ByteView payload = message->payload();
+    std::uint64_t marker = 1;
+    if (payload.size >= sizeof marker) std::memcpy(&marker, payload.data, sizeof marker);
+    if (marker != kGroupMarker) {
+      run_and_reply(socket, message->header.task, payload, options.max_nbytes);
+      continue;
+    }
+    // A group of small jobs: each answered on its own, in order, as it finishes, so the
+    // parent always knows which one is running.
+    Reader group(payload);
+    group.u64();
+    const std::uint64_t count = group.u64();
+    for (std::uint64_t i = 0; i < count; ++i) {
+      const std::uint64_t id = group.u64();
+      const std::uint64_t size = group.u64();
+      const std::byte* at = group.take(size);
+      run_and_reply(socket, id, {at, size}, options.max_nbytes);
+    }
+  }
+}
+
+struct Job {
+  std::uint64_t id = 0;
+  BatchRequest request;
+  bool abandoned = false;  // already failed (cancelled while queued at a worker): drop its result
+};
+
+struct Worker {
+  int index = 0;
+  pid_t pid = 0;
+  UniqueFd pidfd;
+  UniqueFd socket;
+  FrameReader reader;
+  std::deque<OutFrame> outbox;
+  std::deque<std::unique_ptr<Job>> in_flight;
+  Clock::time_point front_since;  // when the front batch started running
+  std::size_t items_assigned = 0;
+  bool finished_one = false;
+  double last_seconds = 1;  // run time of its last batch
+  std::size_t depth() const { return last_seconds < kTinyBatchSeconds ? kQueueDepthTiny : kQueueDepth; }
+};
+
+std::string seconds_text(double seconds) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g s", seconds);
+  return text;
+}
+
+std::string task_range(const BatchRequest& request) {
+  if (request.n_items <= 1) return "task " + std::to_string(request.first_task);
+  return "tasks " + std::to_string(request.first_task) + ".." +
+         std::to_string(request.first_task + request.n_items - 1);
+}
+
+class ProcessPool final : public PoolCore {
+ public:
+  explicit ProcessPool(const CoreOptions& options) : options_(options) {
+    wake_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!wake_) raise_errno("eventfd for the pool's dispatcher");
+    const int threads = std::max(cpu_count() / options_.n_jobs, 1);
+    const CoreOptions* opts = &options_;  // stable: the pool outlives its server
+    server_ = ForkServer::start([opts, threads](int socket) { worker_main(socket, *opts, threads); });
+    for (int i = 0; i < options_.n_jobs; ++i) add_worker();
+    thread_ = std::thread([this] { loop(); });
+  }
+
+  ~ProcessPool() override {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    wake();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  std::uint64_t submit(BatchRequest request) override {
+    throw_if_interrupted();
+    auto job = std::make_unique<Job>();
+    std::uint64_t id;
+    bool first = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (broken_) throw *broken_;
+      id = job->id = ++last_id_;
+      job->request = std::move(request);
+      first = incoming_.empty();
+      incoming_.push_back(std::move(job));
+    }
+    // The dispatcher drains incoming_ whole: one wake-up per burst of submissions is enough.
+    if (first) wake();
+    return id;
+  }
+
+  void cancel(std::uint64_t id, ErrorCode code, const std::string& why) override {
+    {
+      std::lock_guard lock(mutex_);
+      cancels_.push_back({id, code, why});
+    }
+    wake();
+  }
+
+ private:
+  struct CancelRequest {
+    std::uint64_t id;
+    ErrorCode code;
+    std::string why;
+  };
+
+  void wake() {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = write(wake_.get(), &one, sizeof one);
+  }
+
+  void add_worker() {
+    SpawnedWorker spawned = server_.spawn();
+    auto worker = std::make_unique<Worker>();
+    worker->index = next_index_++;
+    worker->pid = spawned.pid;
+    worker->pidfd = std::move(spawned.pidfd);
+    worker->socket = std::move(spawned.socket);
+    workers_.push_back(std::move(worker));
+  }
+
+  static void finish(Job& job, BatchOutcome& outcome) {
+    if (job.abandoned || !job.request.on_done) return;
+    auto on_done = std::move(job.request.on_done);
+    job.request.on_done = nullptr;
+    on_done(outcome);
+  }
+
+  static void fail(Job& job, ErrorCode code, const std::string& message) {
+    BatchOutcome outcome;
+    outcome.failed = true;
+    outcome.code = code;
+    outcome.message = message;
+    finish(job, outcome);
+  }
+
+  void loop() {
+    std::vector<pollfd> fds;
+    for (;;) {
+      bool stop = false;
+      std::vector<CancelRequest> cancels;
+      {
+        std::lock_guard lock(mutex_);
+        stop = stop_;
+        while (!incoming_.empty()) {
+          pending_.push_back(std::move(incoming_.front()));
+          incoming_.pop_front();
+        }
+        cancels.swap(cancels_);
+      }
+      if (stop) break;
+      for (auto& c : cancels) apply_cancel(c);
+      retire_workers();
+      replace_workers();  // before assigning: a cancel may have just killed a worker
+      if (broken_copy_) {
+        for (auto& job : pending_) fail(*job, broken_copy_->code(), broken_copy_->what());
+        pending_.clear();
+      }
+      assign();
+      for (auto& worker : workers_) flush(*worker);
+
+      fds.clear();
+      fds.push_back({wake_.get(), POLLIN, 0});
+      fds.push_back({server_.control_fd(), POLLIN, 0});
+      fds.push_back({interrupt_fd(), POLLIN, 0});
+      for (auto& worker : workers_) {
+        const short events = static_cast<short>(POLLIN | (worker->outbox.empty() ? 0 : POLLOUT));
+        fds.push_back({worker->socket.get(), events, 0});
+      }
+      const int rc = poll(fds.data(), fds.size(), poll_timeout_ms());
+      if (rc < 0 && errno != EINTR) break;  // cannot happen with valid descriptors
+      if (fds[0].revents != 0) {
+        std::uint64_t count;
+        [[maybe_unused]] const ssize_t n = read(wake_.get(), &count, sizeof count);
+      }
+      if (fds[2].revents != 0 || interrupted()) {
+        on_interrupt();
+        continue;
+      }
+      if (fds[1].revents != 0) {
+        try {
+          server_.collect_exits();
+        } catch (const Error& error) {
+          break_pool(error);
+          continue;
+        }
+      }
+      // Service by index: losing a worker reorders workers_.
+      std::vector<Worker*> ready;
+      for (std::size_t i = 0; i < workers_.size(); ++i) {
+        if (fds[3 + i].revents != 0) ready.push_back(workers_[i].get());
+      }
+      for (Worker* worker : ready) {
+        // An earlier worker's failure may have broken the pool and dropped this one.
+        const bool alive = std::any_of(workers_.begin(), workers_.end(),
+                                       [worker](const auto& w) { return w.get() == worker; });
+        if (alive) service(*worker);
+      }
+      check_deadlines();
+    }
+    shut_down();
+  }
+
+  int poll_timeout_ms() const {
+    std::optional<Clock::time_point> nearest;
+    for (const auto& worker : workers_) {
+      if (worker->in_flight.empty()) continue;
+      const Job& job = *worker->in_flight.front();
+      if (job.request.timeout <= 0) continue;
+      const auto deadline = worker->front_since + std::chrono::duration_cast<Clock::duration>(
+                                                      std::chrono::duration<double>(job.request.timeout));
+      if (!nearest || deadline < *nearest) nearest = deadline;
+    }
+    if (!nearest) return -1;
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(*nearest - Clock::now()).count();
+    return static_cast<int>(std::clamp<long long>(left + 1, 0, 60'000));
+  }
+
+  // Keeps up to depth() batches queued at each worker, least loaded first.
+  void assign() {
+    while (!pending_.empty()) {
+      Worker* best = nullptr;
+      for (auto& worker : workers_) {
+        if (worker->in_flight.size() >= worker->depth()) continue;
+        if (options_.maxtasksperchild > 0 &&
+            worker->items_assigned >= options_.maxtasksperchild) {
+          continue;
+        }
+        if (best == nullptr || worker->in_flight.size() < best->in_flight.size()) {
+          best = worker.get();
+        }
+      }
+      if (best == nullptr) return;
+      if (best->depth() == kQueueDepthTiny && pending_.size() > 1 &&
+          pending_.front()->request.timeout <= 0) {
+        assign_group(*best);
+        continue;
+      }
+      std::unique_ptr<Job> job = std::move(pending_.front());
+      pending_.pop_front();
+      try {
+        Bytes payload = std::move(job->request.payload);
+        best->outbox.push_back(
+            OutFrame::make(FrameKind::Task, job->id, std::move(payload), options_.max_nbytes,
+                           counters_));
+      } catch (const Error& error) {
+        fail(*job, error.code(), task_range(job->request) + ": " + error.what());
+        continue;
+      }
+      if (best->in_flight.empty()) best->front_since = Clock::now();
+      best->items_assigned += job->request.n_items;
+      best->in_flight.push_back(std::move(job));
+    }
+  }
+
+  // Packs small pending jobs without a timeout into one frame for `worker`: its fair share of
+  // the queue, within its depth and kMaxGroup / kMaxGroupBytes.
+  void assign_group(Worker& worker) {
+    const std::size_t share =
+        std::max<std::size_t>(1, (pending_.size() + workers_.size() - 1) / workers_.size());
+    const std::size_t room = worker.depth() - worker.in_flight.size();
+    const std::size_t limit = std::min({share, room, kMaxGroup});
+    Bytes payload;
+    Writer w(payload);
+    w.u64(kGroupMarker);
+    w.u64(0);  // count, patched below
+    std::uint64_t count = 0;
+    while (count < limit && !pending_.empty() && pending_.front()->request.timeout <= 0 &&
+           payload.size() + pending_.front()->request.payload.size() <= kMaxGroupBytes) {
+      std::unique_ptr<Job> job = std::move(pending_.front());
+      pending_.pop_front();
+      const Bytes& batch = job->request.payload;
+      w.u64(job->id);
+      w.u64(batch.size());
+      w.raw(batch.data(), batch.size());
+      job->request.payload = Bytes();
+      if (worker.in_flight.empty()) worker.front_since = Clock::now();
+      worker.items_assigned += job->request.n_items;
+      worker.in_flight.push_back(std::move(job));
+      ++count;
+    }
+    if (count == 0) {  // the first job alone is too big for a group: send it by itself
+      std::unique_ptr<Job> job = std::move(pending_.front());
+      pending_.pop_front();
+      payload = std::move(job->request.payload);
+      count = 0;
+      worker.outbox.push_back(OutFrame::make(FrameKind::Task, job->id, std::move(payload),
+                                             options_.max_nbytes, counters_));
+      if (worker.in_flight.empty()) worker.front_since = Clock::now();
+      worker.items_assigned += job->request.n_items;
+      worker.in_flight.push_back(std::move(job));
+      return;
+    }
+    std::memcpy(payload.data() + sizeof(std::uint64_t), &count, sizeof count);
+    const std::uint64_t first_id = worker.in_flight[worker.in_flight.size() - count]->id;
+    worker.outbox.push_back(OutFrame::make(FrameKind::Task, first_id, std::move(payload),
+                                           options_.max_nbytes, counters_));
+  }
+
+  void flush(Worker& worker) {
+    try {
+      while (!worker.outbox.empty() &&
+             worker.outbox.front().send_some(worker.socket.get(), /*dont_wait=*/true)) {
+        worker.outbox.pop_front();
+      }
+    } catch (const PeerGone&) {
+      // Seen as EOF on the next poll.
+    } catch (const Error&) {
+    }
+  }
+
+  void service(Worker& worker) {
+    try {
+      while (auto message = worker.reader.receive(worker.socket.get(), true, counters_)) {
+        if (!handle(worker, *message)) return;
+      }
+      flush(worker);
+    } catch (const PeerGone&) {
+      lose(worker, ErrorCode::WorkerLost, "");
+    } catch (const Error& error) {
+      lose(worker, ErrorCode::Internal, error.what());
+    }
+  }
+
+  // False when the worker is gone (its entry destroyed).
+  bool handle(Worker& worker, const InMessage& message) {
+    const FrameHeader& header = message.header;
+    if (header.kind == FrameKind::Failure && header.task == kInitFailedTask) {
+      const ByteView text = message.payload();
+      break_pool(Error(ErrorCode::TaskFailed,
+                       "the pool's initializer failed in worker " + std::to_string(worker.index) +
+                           ": " + std::string(reinterpret_cast<const char*>(text.data), text.size)));
+      return false;
+    }
+    if (worker.in_flight.empty() || worker.in_flight.front()->id != header.task) {
+      lose(worker, ErrorCode::Internal,
+           "worker answered for a batch it was not running (a bug in mmcompute)");
+      return false;
+    }
+    std::unique_ptr<Job> job = std::move(worker.in_flight.front());
+    worker.in_flight.pop_front();
+    worker.front_since = Clock::now();
+    worker.finished_one = true;
+    early_deaths_ = 0;
+    BatchOutcome outcome;
+    const ByteView payload = message.payload();
+    if (header.kind == FrameKind::Failure) {
+      outcome.failed = true;
+      outcome.code = header.code <= static_cast<std::uint32_t>(ErrorCode::Internal)
+                         ? static_cast<ErrorCode>(header.code)
+                         : ErrorCode::Internal;
+      outcome.message = task_range(job->request) + ": " +
+                        std::string(reinterpret_cast<const char*>(payload.data), payload.size);
+    } else if (payload.size >= sizeof(std::uint64_t)) {
+      std::uint64_t ns;
+      std::memcpy(&ns, payload.data, sizeof ns);
+      outcome.seconds = static_cast<double>(ns) * 1e-9;
+      worker.last_seconds = outcome.seconds;
+      outcome.results.assign(payload.data + sizeof ns, payload.data + payload.size);
+    }
+    finish(*job, outcome);
+    return true;
+  }
+
+  void apply_cancel(const CancelRequest& c) {
+    for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+      if ((*it)->id == c.id) {
+        fail(**it, c.code, task_range((*it)->request) + ": " + c.why);
+        pending_.erase(it);
+        return;
+      }
+    }
+    for (auto& worker : workers_) {
+      for (std::size_t i = 0; i < worker->in_flight.size(); ++i) {
+        Job& job = *worker->in_flight[i];
+        if (job.id != c.id || job.abandoned) continue;
+        if (i == 0) {
+          lose(*worker, c.code, c.why);
+        } else {
+          fail(job, c.code, task_range(job.request) + ": " + c.why);
+          job.abandoned = true;
+        }
+        return;
+      }
+    }
+  }
+
+  void check_deadlines() {
+    const auto now = Clock::now();
+    for (std::size_t i = 0; i < workers_.size();) {
+      Worker& worker = *workers_[i];
+      if (!worker.in_flight.empty()) {
+        const Job& job = *worker.in_flight.front();
+        const double timeout = job.request.timeout;
+        if (timeout > 0 && now - worker.front_since >= std::chrono::duration<double>(timeout)) {
+          lose(worker, ErrorCode::Timeout,
+               "passed its timeout of " + seconds_text(timeout));
+          continue;  // workers_[i] is now another worker
+        }
+      }
+      ++i;
+    }
+  }
+
+  // A worker died, timed out, or must be stopped: kill it, fail the batch it was running,
+  // queue the batches waiting behind it again, and drop it (replace_workers starts another).
+  void lose(Worker& worker, ErrorCode code, const std::string& why) {
+    if (worker.pidfd) {
+      syscall(SYS_pidfd_send_signal, worker.pidfd.get(), SIGKILL, nullptr, 0);
+    } else {
+      kill(worker.pid, SIGKILL);
+    }
+    std::optional<ExitInfo> info;
+    try {
+      info = server_.exit_of(worker.pid, std::chrono::milliseconds(3000));
+    } catch (const Error&) {
+    }
+    std::string who = "worker " + std::to_string(worker.index) + " (pid " +
+                      std::to_string(worker.pid) + ")";
+    if (!worker.in_flight.empty()) {
+      Job& job = *worker.in_flight.front();
+      std::string text;
+      if (code == ErrorCode::WorkerLost) {
+        text = who + " " + (info ? describe(*info) : std::string("ended")) + " while running " +
+               task_range(job.request);
+        if (info && info->known) {
+          text += " (peak RSS " + std::to_string(info->max_rss_kib / 1024) + " MiB)";
+        }
+        if (info && info->signaled && info->signal == SIGKILL) {
+          text += "; SIGKILL often comes from the out-of-memory killer: check dmesg";
+        }
+        text += "; the worker was replaced";
+      } else {
+        text = task_range(job.request) + ": " + why + "; " + who + " was killed and replaced";
+      }
+      fail(job, code, text);
+      // Batches queued behind it never started: run them elsewhere, in their order.
+      for (std::size_t i = worker.in_flight.size(); i-- > 1;) {
+        if (!worker.in_flight[i]->abandoned) {
+          pending_.push_front(std::move(worker.in_flight[i]));
+        }
+      }
+    }
+    if (!worker.finished_one && code == ErrorCode::WorkerLost) ++early_deaths_;
+    const auto it = std::find_if(workers_.begin(), workers_.end(),
+                                 [&](const auto& w) { return w.get() == &worker; });
+    workers_.erase(it);
+    if (early_deaths_ >= kMaxEarlyDeaths && !broken_copy_) {
+      break_pool(Error(ErrorCode::WorkerLost,
+                       std::to_string(early_deaths_) +
+                           " workers in a row died before finishing a batch; last: " + who +
+                           " " + (info ? describe(*info) : std::string("ended"))));
+    }
+  }
+
+  // maxtasksperchild: a worker that had its share and is idle is let go (it exits on EOF).
+  void retire_workers() {
+    if (options_.maxtasksperchild == 0) return;
+    for (std::size_t i = 0; i < workers_.size();) {
+      Worker& worker = *workers_[i];
+      if (worker.items_assigned >= options_.maxtasksperchild && worker.in_flight.empty() &&
+          worker.outbox.empty()) {
+        server_.forget(worker.pid);
+        workers_.erase(workers_.begin() + static_cast<std::ptrdiff_t>(i));
+        continue;
+      }
+      ++i;
+    }
+  }
+
+  void replace_workers() {
+    if (broken_copy_) return;
+    while (static_cast<int>(workers_.size()) < options_.n_jobs) {
+      try {
+        add_worker();
+      } catch (const Error& error) {
+        break_pool(error);
+        return;
+      }
+    }
+  }
+
+  void break_pool(const Error& error) {
+    {
+      std::lock_guard lock(mutex_);
+      if (!broken_) broken_.emplace(error);
+    }
+    if (!broken_copy_) broken_copy_.emplace(error);
+    for (auto& worker : workers_) {
+      for (auto& job : worker->in_flight) fail(*job, error.code(), error.what());
+      if (worker->pidfd) syscall(SYS_pidfd_send_signal, worker->pidfd.get(), SIGKILL, nullptr, 0);
+      server_.forget(worker->pid);
+    }
+    workers_.clear();
+    for (auto& job : pending_) fail(*job, error.code(), error.what());
+    pending_.clear();
+  }
+
+  void on_interrupt() {
+    try {
+      throw_if_interrupted();
+    } catch (const Error& error) {
+      break_pool(error);
+      return;
+    }
+    // A byte on the self-pipe without the flag cannot happen; treat as an interrupt anyway.
+    break_pool(Error(ErrorCode::Cancelled, "interrupted"));
+  }
+
+  void shut_down() {
+    std::deque<std::unique_ptr<Job>> incoming;
+    {
+      std::lock_guard lock(mutex_);
+      incoming.swap(incoming_);
+      if (!broken_) broken_.emplace(ErrorCode::Cancelled, "the pool was destroyed");
+    }
+    const Error destroyed(ErrorCode::Cancelled, "the pool was destroyed before the task ran");
+    for (auto& job : incoming) fail(*job, destroyed.code(), destroyed.what());
+    for (auto& job : pending_) fail(*job, destroyed.code(), destroyed.what());
+    pending_.clear();
+    for (auto& worker : workers_) {
+      for (auto& job : worker->in_flight) fail(*job, destroyed.code(), destroyed.what());
+      if (worker->pidfd) syscall(SYS_pidfd_send_signal, worker->pidfd.get(), SIGKILL, nullptr, 0);
+    }
+    workers_.clear();
+    server_.stop();  // the server SIGKILLs and reaps what is left, then exits; we reap it
+  }
+
+  CoreOptions options_;
+  ForkServer server_;
+  UniqueFd wake_;
+  std::thread thread_;
+
+  std::mutex mutex_;  // guards the members below, up to the dispatcher's own
+  std::deque<std::unique_ptr<Job>> incoming_;
+  std::vector<CancelRequest> cancels_;
+  std::optional<Error> broken_;
+  std::uint64_t last_id_ = 0;
+  bool stop_ = false;
+
+  // The dispatcher thread's own.
+  std::deque<std::unique_ptr<Job>> pending_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::optional<Error> broken_copy_;
+  TransportCounters counters_;
+  int next_index_ = 0;
+  int early_deaths_ = 0;
+};
+
+}  // namespace
+
+std::shared_ptr<PoolCore> make_process_core(const CoreOptions& options) {
+  return std::make_shared<ProcessPool>(options);
+}
+
+}  // namespace mmc::detail

@@ -1,0 +1,241 @@
+// SharedArray/SharedValue segments (a robust process-shared mutex, then the payload) and the
+// per-process cache of what ArrayRefs map: a worker maps a segment or file region once.
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <tuple>
+
+#include "mmc/shared.hpp"
+#include "pool/segment.hpp"
+#include "pool/unique_fd.hpp"
+
+namespace mmc::detail {
+namespace {
+
+constexpr std::uint64_t kHeaderBytes = 128;  // the lock, then the uid; payload 128-aligned
+constexpr std::size_t kMaxCachedMappings = 64;
+
+struct Header {
+  pthread_mutex_t mutex;
+  std::uint64_t uid;
+};
+static_assert(sizeof(Header) <= kHeaderBytes);
+
+std::uint64_t new_uid() {
+  static std::mutex mutex;
+  static std::mt19937_64 engine{std::random_device{}()};
+  std::lock_guard lock(mutex);
+  std::uint64_t uid = 0;
+  while (uid == 0) uid = engine();
+  return uid;
+}
+
+int prot_of(MapMode mode) {
+  return mode == MapMode::ReadOnly ? PROT_READ : PROT_READ | PROT_WRITE;
+}
+
+struct Unmapper {
+  std::size_t length;
+  void operator()(void* base) const noexcept {
+    if (base != nullptr) munmap(base, length);
+  }
+};
+
+// Maps a segment of another process (or ours) through /proc/<pid>/fd/<fd>.
+ArrayMapping map_segment(const ArrayDesc& desc) {
+  const std::string link =
+      "/proc/" + std::to_string(desc.pid) + "/fd/" + std::to_string(desc.fd);
+  UniqueFd fd(open(link.c_str(), (desc.mode == MapMode::ReadWrite ? O_RDWR : O_RDONLY) | O_CLOEXEC));
+  if (!fd) {
+    raise(ErrorCode::NotFound, "shared array (owner pid " + std::to_string(desc.pid) +
+                                   "): cannot open " + link + ": " + std::strerror(errno) +
+                                   "; does its SharedArray still exist?");
+  }
+  const std::size_t length = kHeaderBytes + desc.nbytes;
+  struct stat info {};
+  if (fstat(fd.get(), &info) != 0 || static_cast<std::uint64_t>(info.st_size) < length) {
+    raise(ErrorCode::NotFound, "shared array: " + link + " is not the segment it names");
+  }
+  // Private for c (a copy-on-write view of the shared pages), shared otherwise; the header
+  // is always shared and writable so lock() works whatever the mode.
+  const int flags = desc.mode == MapMode::CopyOnWrite ? MAP_PRIVATE : MAP_SHARED;
+  const int prot = desc.mode == MapMode::CopyOnWrite ? PROT_READ | PROT_WRITE : prot_of(desc.mode);
+  void* base = mmap(nullptr, length, prot, flags, fd.get(), 0);
+  if (base == MAP_FAILED) raise_errno("mmap of shared array " + link);
+  std::shared_ptr<void> keep(base, Unmapper{length});
+  auto* bytes = static_cast<std::byte*>(base);
+  if (reinterpret_cast<Header*>(bytes)->uid != desc.uid) {
+    raise(ErrorCode::NotFound, "shared array: " + link + " is no longer the segment it named");
+  }
+  ArrayMapping mapping;
+  mapping.base = bytes;
+  mapping.data = bytes + kHeaderBytes;
+  mapping.keep = std::move(keep);
+  if (desc.mode == MapMode::CopyOnWrite) {
+    // The lock must be the shared one: map the header page again, shared.
+    UniqueFd rw(open(link.c_str(), O_RDWR | O_CLOEXEC));
+    void* header = rw ? mmap(nullptr, kHeaderBytes, PROT_READ | PROT_WRITE, MAP_SHARED, rw.get(), 0)
+                      : MAP_FAILED;
+    if (header != MAP_FAILED) {
+      auto both = std::make_shared<std::pair<std::shared_ptr<void>, std::shared_ptr<void>>>(
+          mapping.keep, std::shared_ptr<void>(header, Unmapper{kHeaderBytes}));
+      mapping.base = static_cast<std::byte*>(header);
+      mapping.keep = std::shared_ptr<void>(both, both.get());
+    }
+  }
+  return mapping;
+}
+
+ArrayMapping map_file(const ArrayDesc& desc) {
+  auto file = std::make_shared<MappedFile>(MappedFile::open(desc.path, desc.mode, desc.offset,
+                                                            desc.nbytes));
+  ArrayMapping mapping;
+  mapping.data = file->mutable_data();
+  mapping.keep = std::shared_ptr<void>(file, file.get());
+  return mapping;
+}
+
+class MappingCache {
+ public:
+  using Key = std::tuple<std::uint64_t, std::int64_t, std::int64_t, std::string, std::uint64_t,
+                         std::uint64_t, int>;
+  ArrayMapping get(const ArrayDesc& desc) {
+    const Key key{desc.uid, desc.pid, desc.fd, desc.path, desc.offset, desc.nbytes,
+                  static_cast<int>(desc.mode)};
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = entries_.find(key); it != entries_.end()) return it->second;
+    }
+    ArrayMapping mapping = desc.uid != 0 ? map_segment(desc) : map_file(desc);
+    std::lock_guard lock(mutex_);
+    if (entries_.emplace(key, mapping).second) order_.push_back(key);
+    while (order_.size() > kMaxCachedMappings) {
+      entries_.erase(order_.front());
+      order_.pop_front();
+    }
+    return mapping;
+  }
+  void forget(std::uint64_t uid) {
+    std::lock_guard lock(mutex_);
+    for (auto it = order_.begin(); it != order_.end();) {
+      if (std::get<0>(*it) == uid) {
+        entries_.erase(*it);
+        it = order_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<Key, ArrayMapping> entries_;
+  std::deque<Key> order_;
+};
+
+MappingCache& cache() {
+  static MappingCache* instance = new MappingCache();  // never destroyed: used at exit
+  return *instance;
+}
+
+}  // namespace
+
+ArrayMapping resolve_array(const ArrayDesc& desc) {
+  if (desc.mode == MapMode::Create) {
+    raise(ErrorCode::InvalidArgument, "ArrayRef: mode w+ is for creating files; use r+");
+  }
+  if (desc.mode == MapMode::CopyOnWrite) {
+    return desc.uid != 0 ? map_segment(desc) : map_file(desc);  // private to this holder
+  }
+  return cache().get(desc);
+}
+
+void lock_segment(std::byte* base) {
+  auto* header = reinterpret_cast<Header*>(base);
+  const int rc = pthread_mutex_lock(&header->mutex);
+  if (rc == EOWNERDEAD) {
+    // The holder died (killed worker): the data may be half-updated, the lock is usable again.
+    pthread_mutex_consistent(&header->mutex);
+  } else if (rc != 0) {
+    raise(ErrorCode::Internal, std::string("shared array lock: ") + std::strerror(rc));
+  }
+}
+
+void unlock_segment(std::byte* base) noexcept {
+  pthread_mutex_unlock(&reinterpret_cast<Header*>(base)->mutex);
+}
+
+SharedSegmentOwner SharedSegmentOwner::create(std::uint64_t payload_bytes) {
+  SharedSegmentOwner owner;
+  owner.total_bytes_ = kHeaderBytes + payload_bytes;
+  std::string where;
+  UniqueFd fd = create_shared_file(owner.total_bytes_, &where);
+  void* base = mmap(nullptr, owner.total_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (base == MAP_FAILED) raise_errno("mmap of a shared array in " + where);
+  owner.base_ = static_cast<std::byte*>(base);
+  owner.fd_ = fd.release();
+  owner.payload_bytes_ = payload_bytes;
+  owner.uid_ = new_uid();
+  auto* header = reinterpret_cast<Header*>(owner.base_);
+  pthread_mutexattr_t attr;
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  pthread_mutex_init(&header->mutex, &attr);
+  pthread_mutexattr_destroy(&attr);
+  header->uid = owner.uid_;
+  return owner;
+}
+
+SharedSegmentOwner::~SharedSegmentOwner() { release(); }
+
+SharedSegmentOwner::SharedSegmentOwner(SharedSegmentOwner&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      base_(std::exchange(other.base_, nullptr)),
+      total_bytes_(std::exchange(other.total_bytes_, 0)),
+      payload_bytes_(std::exchange(other.payload_bytes_, 0)),
+      uid_(std::exchange(other.uid_, 0)) {}
+
+SharedSegmentOwner& SharedSegmentOwner::operator=(SharedSegmentOwner&& other) noexcept {
+  if (this != &other) {
+    release();
+    fd_ = std::exchange(other.fd_, -1);
+    base_ = std::exchange(other.base_, nullptr);
+    total_bytes_ = std::exchange(other.total_bytes_, 0);
+    payload_bytes_ = std::exchange(other.payload_bytes_, 0);
+    uid_ = std::exchange(other.uid_, 0);
+  }
+  return *this;
+}
+
+std::byte* SharedSegmentOwner::data() const noexcept { return base_ + kHeaderBytes; }
+
+ArrayDesc SharedSegmentOwner::describe(MapMode mode) const {
+  ArrayDesc desc;
+  desc.uid = uid_;
+  desc.pid = getpid();
+  desc.fd = fd_;
+  desc.offset = kHeaderBytes;
+  desc.nbytes = payload_bytes_;
+  desc.mode = mode;
+  return desc;
+}
+
+void SharedSegmentOwner::release() noexcept {
+  if (uid_ != 0) cache().forget(uid_);
+  if (base_ != nullptr) munmap(base_, total_bytes_);
+  UniqueFd(std::exchange(fd_, -1));  // closes it
+  base_ = nullptr;
+  uid_ = 0;
+}
+
+}  // namespace mmc::detail
