@@ -151,9 +151,8 @@ void bm_transport(benchmark::State& state, bool shared) {
 }
 
 void register_parallel() {
-  const std::pair<mmc::Backend, int> pools[] = {{mmc::Backend::Serial, 1},
-                                                {mmc::Backend::Thread, 2},
-                                                {mmc::Backend::Process, 2}};
+  const std::pair<mmc::Backend, int> pools[] = {
+      {mmc::Backend::Serial, 1}, {mmc::Backend::Thread, 2}, {mmc::Backend::Process, 2}};
   for (auto [backend, jobs] : pools) {
     const std::string tag =
         std::string("/backend:") + mmc::to_string(backend) + "/jobs:" + std::to_string(jobs);
@@ -184,8 +183,8 @@ void register_parallel() {
     auto* b = benchmark::RegisterBenchmark(
         shared ? "parallel/transport/shared" : "parallel/transport/copy", bm_transport, shared);
     b->ArgNames({"bytes"});
-    for (std::int64_t bytes : {64 << 10, 256 << 10, (1 << 20) - 4096, (1 << 20) + 4096, 4 << 20,
-                               16 << 20, 64 << 20}) {
+    for (std::int64_t bytes :
+         {64 << 10, 256 << 10, (1 << 20) - 4096, (1 << 20) + 4096, 4 << 20, 16 << 20, 64 << 20}) {
       b->Args({bytes});
     }
     b->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -5,7 +5,7 @@ Runs mmc_pool_bench (the persistent mmc::Pool: map with auto batching and with c
 submit per task, one submit+get round trip, copy vs shared transport around max_nbytes), then
 the same tiny task (x*x on an int) through joblib.Parallel(batch_size='auto') and
 multiprocessing.Pool (apply_async per task, and map), and prints rates and ratios. With
-matplotlib, plots the copy/shared crossover to --plot (default pool_crossover.png).
+matplotlib, plots the copy/shared crossover to --plot (default: beside the bench binary).
 
 Usage: /usr/bin/python3 bench/pool_compare.py [--bench build-par-rel/bench/mmc_pool_bench]
        [--jobs 2] [--tasks 100000] [--quick] [--plot FILE]
@@ -53,7 +53,8 @@ def main():
                         help="tiny tasks for apply_async (one message each)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--plot", default="pool_crossover.png")
+    parser.add_argument("--plot", default=None,
+                        help="PNG of the crossover (default: beside mmc_pool_bench)")
     args = parser.parse_args()
     bench = args.bench
     if bench is None:
@@ -67,6 +68,8 @@ def main():
     if args.jobs != 2:
         print("note: mmc_pool_bench registers jobs:2 for the process backend", file=sys.stderr)
 
+    if args.plot is None:
+        args.plot = os.path.join(os.path.dirname(os.path.abspath(bench)), "pool_crossover.png")
     results = run_mmc(bench, args.jobs, args.quick)
     by_name = {b["name"]: b for b in results}
 

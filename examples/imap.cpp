@@ -13,8 +13,8 @@ int main() {
 
   mmc::CallOptions call;
   call.progress_bar = true;
-  auto lines = pool.imap([](int i) { return "line " + std::to_string(i); },
-                         std::views::iota(0, 2000), call);
+  auto lines =
+      pool.imap([](int i) { return "line " + std::to_string(i); }, std::views::iota(0, 2000), call);
   std::size_t count = 0;
   for (const std::string& line : lines) {
     if (line != "line " + std::to_string(count)) return 1;

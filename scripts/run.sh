@@ -8,7 +8,8 @@ source scripts/deps.sh
 
 mmc_install_deps
 if [ ! -f build/build.ninja ]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+  # The same configuration as scripts/test.sh, so either may create build/ first.
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMMC_BUILD_BENCHMARKS=ON
 fi
 cmake --build build --target mmcompute
 

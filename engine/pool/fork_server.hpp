@@ -46,7 +46,10 @@ class ForkServer {
   // How worker `pid` ended, waiting up to `wait` for the report. Nothing if none came.
   std::optional<ExitInfo> exit_of(pid_t pid, std::chrono::milliseconds wait);
   // Forgets a worker's report (a retired worker nobody asks about).
-  void forget(pid_t pid) { exits_.erase(pid); ignored_.emplace(pid, true); }
+  void forget(pid_t pid) {
+    exits_.erase(pid);
+    ignored_.emplace(pid, true);
+  }
   // Closes the control socket (the server kills its workers and exits) and reaps the server.
   void stop() noexcept;
 

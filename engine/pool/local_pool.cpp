@@ -98,7 +98,8 @@ class ThreadCore final : public PoolCore {
         it->second = nullptr;
       }
     }
-    auto outcome = failed(code, why + " (a thread cannot be stopped: it runs on, its result dropped)");
+    auto outcome =
+        failed(code, why + " (a thread cannot be stopped: it runs on, its result dropped)");
     on_done(outcome);
   }
 

@@ -1,6 +1,8 @@
 // mmc::Pool's non-template parts: option resolution (explicit, scoped ParallelConfig,
 // environment), running an encoded batch, and CallDriver (batch sizing, pre-dispatch,
 // progress lines, bar and callback).
+#include "mmc/parallel.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,7 +12,6 @@
 #include <deque>
 #include <string>
 
-#include "mmc/parallel.hpp"
 #include "pool/backends.hpp"
 #include "pool/interrupt.hpp"
 #include "pool/pool_core.hpp"
@@ -267,7 +268,8 @@ void CallDriver::report(std::size_t batch_items) {
         last_print_ = now;
         last_printed_done_ = done_items_;
         if (total_ > 0) {
-          std::fprintf(stderr, "[Parallel(n_jobs=%d)]: Done %3zu out of %3zu | elapsed: %s remaining: %s\n",
+          std::fprintf(stderr,
+                       "[Parallel(n_jobs=%d)]: Done %3zu out of %3zu | elapsed: %s remaining: %s\n",
                        n_jobs_, done_items_, total_, short_time(elapsed).c_str(),
                        short_time(std::max(progress.eta_s, 0.0)).c_str());
         } else {

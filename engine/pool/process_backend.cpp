@@ -40,26 +40,12 @@ struct Worker {
   std::deque<std::size_t> in_flight;  // tasks sent, in the order the worker runs them
 };
 
-// Sets nested thread pools to `threads` unless the user chose already (joblib does the same).
-void limit_nested_threads(int threads) {
-  const std::string value = std::to_string(threads);
-  for (const char* name : {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}) {
-    setenv(name, value.c_str(), /*overwrite=*/0);
-  }
-}
-
 [[noreturn]] void worker_main(const Call& call, int socket, std::uint64_t max_nbytes, pid_t parent,
                               int threads) {
   // Die with the parent, and do not miss a parent that died before prctl took effect.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(kExitOrphaned);
-  // Ctrl-C reaches the whole process group: the parent decides what happens.
-  struct sigaction ignore {};
-  ignore.sa_handler = SIG_IGN;
-  sigemptyset(&ignore.sa_mask);
-  sigaction(SIGINT, &ignore, nullptr);
-  sigaction(SIGTERM, &ignore, nullptr);
-  limit_nested_threads(threads);
+  prepare_worker(threads);
 
   FrameReader reader;
   TransportCounters unused;  // the parent counts both directions

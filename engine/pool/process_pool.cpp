@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -25,6 +25,7 @@
 #include "pool/interrupt.hpp"
 #include "pool/pool_core.hpp"
 #include "pool/transport.hpp"
+#include "pool/worker_process.hpp"
 
 namespace mmc::detail {
 namespace {
@@ -49,13 +50,6 @@ constexpr double kTinyBatchSeconds = 1e-3;
 constexpr std::uint64_t kGroupMarker = 0;
 constexpr std::size_t kMaxGroup = 32;
 constexpr std::size_t kMaxGroupBytes = 64 * 1024;
-
-void limit_nested_threads(int threads) {
-  const std::string value = std::to_string(threads);
-  for (const char* name : {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}) {
-    setenv(name, value.c_str(), /*overwrite=*/0);
-  }
-}
 
 // Runs one batch and sends its result (or its failure) back, blocking.
 void run_and_reply(int socket, std::uint64_t id, ByteView batch, std::uint64_t max_nbytes) {
@@ -84,12 +78,7 @@ void run_and_reply(int socket, std::uint64_t id, ByteView batch, std::uint64_t m
 
 // The loop of a worker process: runs the initializer, then each batch it receives.
 void worker_main(int socket, const CoreOptions& options, int threads) {
-  struct sigaction ignore {};
-  ignore.sa_handler = SIG_IGN;
-  sigemptyset(&ignore.sa_mask);
-  sigaction(SIGINT, &ignore, nullptr);
-  sigaction(SIGTERM, &ignore, nullptr);
-  limit_nested_threads(threads);
+  prepare_worker(threads);
   TransportCounters unused;
   if (options.initializer) {
     try {
@@ -154,7 +143,9 @@ struct Worker {
   std::size_t items_assigned = 0;
   bool finished_one = false;
   double last_seconds = 1;  // run time of its last batch
-  std::size_t depth() const { return last_seconds < kTinyBatchSeconds ? kQueueDepthTiny : kQueueDepth; }
+  std::size_t depth() const {
+    return last_seconds < kTinyBatchSeconds ? kQueueDepthTiny : kQueueDepth;
+  }
 };
 
 std::string seconds_text(double seconds) {
@@ -176,7 +167,8 @@ class ProcessPool final : public PoolCore {
     if (!wake_) raise_errno("eventfd for the pool's dispatcher");
     const int threads = std::max(cpu_count() / options_.n_jobs, 1);
     const CoreOptions* opts = &options_;  // stable: the pool outlives its server
-    server_ = ForkServer::start([opts, threads](int socket) { worker_main(socket, *opts, threads); });
+    server_ =
+        ForkServer::start([opts, threads](int socket) { worker_main(socket, *opts, threads); });
     for (int i = 0; i < options_.n_jobs; ++i) add_worker();
     thread_ = std::thread([this] { loop(); });
   }
@@ -326,8 +318,9 @@ class ProcessPool final : public PoolCore {
       if (worker->in_flight.empty()) continue;
       const Job& job = *worker->in_flight.front();
       if (job.request.timeout <= 0) continue;
-      const auto deadline = worker->front_since + std::chrono::duration_cast<Clock::duration>(
-                                                      std::chrono::duration<double>(job.request.timeout));
+      const auto deadline =
+          worker->front_since + std::chrono::duration_cast<Clock::duration>(
+                                    std::chrono::duration<double>(job.request.timeout));
       if (!nearest || deadline < *nearest) nearest = deadline;
     }
     if (!nearest) return -1;
@@ -342,8 +335,7 @@ class ProcessPool final : public PoolCore {
       Worker* best = nullptr;
       for (auto& worker : workers_) {
         if (worker->in_flight.size() >= worker->depth()) continue;
-        if (options_.maxtasksperchild > 0 &&
-            worker->items_assigned >= options_.maxtasksperchild) {
+        if (options_.maxtasksperchild > 0 && worker->items_assigned >= options_.maxtasksperchild) {
           continue;
         }
         if (best == nullptr || worker->in_flight.size() < best->in_flight.size()) {
@@ -359,10 +351,12 @@ class ProcessPool final : public PoolCore {
       std::unique_ptr<Job> job = std::move(pending_.front());
       pending_.pop_front();
       try {
-        Bytes payload = std::move(job->request.payload);
-        best->outbox.push_back(
-            OutFrame::make(FrameKind::Task, job->id, std::move(payload), options_.max_nbytes,
-                           counters_));
+        // A job queued behind another may have to be sent again elsewhere if that worker is
+        // lost: keep its bytes. The front job is never re-sent (it fails with its worker).
+        Bytes payload =
+            best->in_flight.empty() ? std::move(job->request.payload) : job->request.payload;
+        best->outbox.push_back(OutFrame::make(FrameKind::Task, job->id, std::move(payload),
+                                              options_.max_nbytes, counters_));
       } catch (const Error& error) {
         fail(*job, error.code(), task_range(job->request) + ": " + error.what());
         continue;
@@ -392,8 +386,7 @@ class ProcessPool final : public PoolCore {
       const Bytes& batch = job->request.payload;
       w.u64(job->id);
       w.u64(batch.size());
-      w.raw(batch.data(), batch.size());
-      job->request.payload = Bytes();
+      w.raw(batch.data(), batch.size());  // the job keeps its bytes: it may be re-sent
       if (worker.in_flight.empty()) worker.front_since = Clock::now();
       worker.items_assigned += job->request.n_items;
       worker.in_flight.push_back(std::move(job));
@@ -402,8 +395,7 @@ class ProcessPool final : public PoolCore {
     if (count == 0) {  // the first job alone is too big for a group: send it by itself
       std::unique_ptr<Job> job = std::move(pending_.front());
       pending_.pop_front();
-      payload = std::move(job->request.payload);
-      count = 0;
+      payload = worker.in_flight.empty() ? std::move(job->request.payload) : job->request.payload;
       worker.outbox.push_back(OutFrame::make(FrameKind::Task, job->id, std::move(payload),
                                              options_.max_nbytes, counters_));
       if (worker.in_flight.empty()) worker.front_since = Clock::now();
@@ -449,7 +441,8 @@ class ProcessPool final : public PoolCore {
       const ByteView text = message.payload();
       break_pool(Error(ErrorCode::TaskFailed,
                        "the pool's initializer failed in worker " + std::to_string(worker.index) +
-                           ": " + std::string(reinterpret_cast<const char*>(text.data), text.size)));
+                           ": " +
+                           std::string(reinterpret_cast<const char*>(text.data), text.size)));
       return false;
     }
     if (worker.in_flight.empty() || worker.in_flight.front()->id != header.task) {
@@ -513,8 +506,7 @@ class ProcessPool final : public PoolCore {
         const Job& job = *worker.in_flight.front();
         const double timeout = job.request.timeout;
         if (timeout > 0 && now - worker.front_since >= std::chrono::duration<double>(timeout)) {
-          lose(worker, ErrorCode::Timeout,
-               "passed its timeout of " + seconds_text(timeout));
+          lose(worker, ErrorCode::Timeout, "passed its timeout of " + seconds_text(timeout));
           continue;  // workers_[i] is now another worker
         }
       }
@@ -535,8 +527,8 @@ class ProcessPool final : public PoolCore {
       info = server_.exit_of(worker.pid, std::chrono::milliseconds(3000));
     } catch (const Error&) {
     }
-    std::string who = "worker " + std::to_string(worker.index) + " (pid " +
-                      std::to_string(worker.pid) + ")";
+    std::string who =
+        "worker " + std::to_string(worker.index) + " (pid " + std::to_string(worker.pid) + ")";
     if (!worker.in_flight.empty()) {
       Job& job = *worker.in_flight.front();
       std::string text;
@@ -568,8 +560,8 @@ class ProcessPool final : public PoolCore {
     if (early_deaths_ >= kMaxEarlyDeaths && !broken_copy_) {
       break_pool(Error(ErrorCode::WorkerLost,
                        std::to_string(early_deaths_) +
-                           " workers in a row died before finishing a batch; last: " + who +
-                           " " + (info ? describe(*info) : std::string("ended"))));
+                           " workers in a row died before finishing a batch; last: " + who + " " +
+                           (info ? describe(*info) : std::string("ended"))));
     }
   }
 

@@ -135,13 +135,12 @@ UniqueFd create_shared_file(std::uint64_t bytes, std::string* where) {
   }
   const int rc = posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes));
   if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
-    raise(ErrorCode::Io, "temp folder " + folder + ": no room for a shared array of " +
-                             std::to_string(bytes) + " bytes (" +
-                             (folder == "memfd" ? std::string("memory")
-                                                : std::to_string(free_bytes_of(folder)) +
-                                                      " bytes free") +
-                             ": " + std::strerror(rc) +
-                             "); point MMC_TEMP_FOLDER at a folder with room");
+    raise(ErrorCode::Io,
+          "temp folder " + folder + ": no room for a shared array of " + std::to_string(bytes) +
+              " bytes (" +
+              (folder == "memfd" ? std::string("memory")
+                                 : std::to_string(free_bytes_of(folder)) + " bytes free") +
+              ": " + std::strerror(rc) + "); point MMC_TEMP_FOLDER at a folder with room");
   }
   if (where != nullptr) *where = folder;
   return fd;

@@ -39,9 +39,7 @@ std::uint64_t new_uid() {
   return uid;
 }
 
-int prot_of(MapMode mode) {
-  return mode == MapMode::ReadOnly ? PROT_READ : PROT_READ | PROT_WRITE;
-}
+int prot_of(MapMode mode) { return mode == MapMode::ReadOnly ? PROT_READ : PROT_READ | PROT_WRITE; }
 
 struct Unmapper {
   std::size_t length;
@@ -52,9 +50,9 @@ struct Unmapper {
 
 // Maps a segment of another process (or ours) through /proc/<pid>/fd/<fd>.
 ArrayMapping map_segment(const ArrayDesc& desc) {
-  const std::string link =
-      "/proc/" + std::to_string(desc.pid) + "/fd/" + std::to_string(desc.fd);
-  UniqueFd fd(open(link.c_str(), (desc.mode == MapMode::ReadWrite ? O_RDWR : O_RDONLY) | O_CLOEXEC));
+  const std::string link = "/proc/" + std::to_string(desc.pid) + "/fd/" + std::to_string(desc.fd);
+  UniqueFd fd(
+      open(link.c_str(), (desc.mode == MapMode::ReadWrite ? O_RDWR : O_RDONLY) | O_CLOEXEC));
   if (!fd) {
     raise(ErrorCode::NotFound, "shared array (owner pid " + std::to_string(desc.pid) +
                                    "): cannot open " + link + ": " + std::strerror(errno) +
@@ -96,8 +94,8 @@ ArrayMapping map_segment(const ArrayDesc& desc) {
 }
 
 ArrayMapping map_file(const ArrayDesc& desc) {
-  auto file = std::make_shared<MappedFile>(MappedFile::open(desc.path, desc.mode, desc.offset,
-                                                            desc.nbytes));
+  auto file = std::make_shared<MappedFile>(
+      MappedFile::open(desc.path, desc.mode, desc.offset, desc.nbytes));
   ArrayMapping mapping;
   mapping.data = file->mutable_data();
   mapping.keep = std::shared_ptr<void>(file, file.get());
@@ -109,7 +107,12 @@ class MappingCache {
   using Key = std::tuple<std::uint64_t, std::int64_t, std::int64_t, std::string, std::uint64_t,
                          std::uint64_t, int>;
   ArrayMapping get(const ArrayDesc& desc) {
-    const Key key{desc.uid, desc.pid, desc.fd, desc.path, desc.offset, desc.nbytes,
+    const Key key{desc.uid,
+                  desc.pid,
+                  desc.fd,
+                  desc.path,
+                  desc.offset,
+                  desc.nbytes,
                   static_cast<int>(desc.mode)};
     {
       std::lock_guard lock(mutex_);

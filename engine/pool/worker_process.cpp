@@ -10,12 +10,27 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <utility>
 
 #include "mmc/error.hpp"
 
 namespace mmc::detail {
+
+void prepare_worker(int threads) {
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  sigaction(SIGINT, &ignore, nullptr);
+  sigaction(SIGTERM, &ignore, nullptr);
+  const std::string value = std::to_string(threads);
+  for (const char* name : {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}) {
+    setenv(name, value.c_str(), /*overwrite=*/0);
+  }
+}
+
 namespace {
 
 ExitInfo wait_for(pid_t pid, int options, bool* reaped) {

@@ -20,6 +20,11 @@ struct ExitInfo {
   long max_rss_kib = 0;  // the child's peak resident set
 };
 
+// What every worker does first: ignore SIGINT/SIGTERM (Ctrl-C reaches the whole process group;
+// the parent decides what happens) and set OMP/OPENBLAS/MKL thread counts to `threads` unless
+// the user chose already, as joblib does, so nested pools do not oversubscribe.
+void prepare_worker(int threads);
+
 // "was killed by signal 9 (SIGKILL)" or "exited with status 3".
 std::string describe(const ExitInfo& info);
 

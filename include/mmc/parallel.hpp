@@ -124,8 +124,8 @@ struct Codec<std::vector<T, A>, std::enable_if_t<Shippable<T>>> {
 };
 
 template <class T>
-struct Codec<std::optional<T>, std::enable_if_t<!std::is_trivially_copyable_v<std::optional<T>> &&
-                                                Shippable<T>>> {
+struct Codec<std::optional<T>,
+             std::enable_if_t<!std::is_trivially_copyable_v<std::optional<T>> && Shippable<T>>> {
   static void write(Writer& w, const std::optional<T>& v) {
     w.u64(v ? 1 : 0);
     if (v) Codec<T>::write(w, *v);
@@ -182,7 +182,7 @@ namespace mmc {
 // Pool-wide options. Unset fields take the scoped default (ParallelConfig), then the
 // environment (MMC_N_JOBS, MMC_BACKEND, MMC_MAX_NBYTES), then n_jobs=1, process, 1M.
 struct ParallelOptions {
-  std::optional<int> n_jobs;              // joblib's meaning (see effective_n_jobs)
+  std::optional<int> n_jobs;  // joblib's meaning (see effective_n_jobs)
   std::optional<Backend> backend;
   std::optional<std::uint64_t> max_nbytes;  // batch payloads larger than this go in a segment
   // Runs once in each worker before its first task (each process, each thread; once on the
@@ -335,11 +335,8 @@ void run_items(ByteView batch, Bytes& out) {
         w.u64(0);
       } else {
         R result = std::apply(fn, std::move(args));
-        Bytes encoded;
-        Writer ew(encoded);
-        Codec<std::decay_t<R>>::write(ew, result);
         w.u64(0);
-        w.raw(encoded.data(), encoded.size());
+        Codec<std::decay_t<R>>::write(w, result);
       }
     } catch (...) {
       ErrorCode code = ErrorCode::TaskFailed;
@@ -714,8 +711,9 @@ class Pool {
   template <class F, class Range>
   auto starmap(F fn, const Range& tuples, const CallOptions& options = {}) {
     using Tup = std::ranges::range_value_t<Range>;
-    using Args = decltype(std::apply([](auto&&... a) { return std::tuple<std::decay_t<decltype(a)>...>(a...); },
-                                     std::declval<const Tup&>()));
+    using Args = decltype(std::apply(
+        [](auto&&... a) { return std::tuple<std::decay_t<decltype(a)>...>(a...); },
+        std::declval<const Tup&>()));
     using R = decltype(std::apply(std::declval<F&>(), std::declval<Args&&>()));
     auto results = collect<R>(fn, tuples, options, /*fail_fast=*/true, [](const Tup& t) {
       return std::apply([](const auto&... a) { return Args(a...); }, t);
@@ -808,6 +806,7 @@ class Pool {
                                       std::size_t max_items) mutable -> std::size_t {
       if (it == end) return 0;
       payload = detail::batch_header<F, Tuple>(fn, first);
+      payload.reserve(payload.size() + std::min<std::size_t>(max_items, 1 << 16) * 16);
       Writer w(payload);
       std::size_t n = 0;
       for (; n < max_items && it != end; ++it, ++n) Codec<Tuple>::write(w, make(*it));
@@ -820,8 +819,8 @@ class Pool {
 
   template <class R, class F, class Range, class MakeTuple>
   std::vector<TaskResult<detail::stored_t<R>>> collect(F fn, const Range& items,
-                                                        const CallOptions& options,
-                                                        bool fail_fast, MakeTuple make) {
+                                                       const CallOptions& options, bool fail_fast,
+                                                       MakeTuple make) {
     using T = detail::stored_t<R>;
     using Tuple = decltype(make(*std::ranges::begin(items)));
     if constexpr (!std::is_void_v<R>) detail::check_value<std::decay_t<R>>();
@@ -853,8 +852,8 @@ class Pool {
     using R = std::invoke_result_t<F&, In&&>;
     static_assert(!std::is_void_v<R>, "imap needs a function that returns a value: use map");
     if constexpr (!std::is_void_v<R>) detail::check_value<std::decay_t<R>>();
-    auto driver = make_driver<F, std::tuple<In>>(fn, items, options,
-                                                 [](const In& item) { return std::tuple<In>(item); });
+    auto driver = make_driver<F, std::tuple<In>>(
+        fn, items, options, [](const In& item) { return std::tuple<In>(item); });
     return Imap<R>(std::move(driver), ordered,
                    [](detail::CallDriver::Done& done, std::vector<TaskResult<R>>& out) {
                      detail::decode_outcome(done.outcome, done.first, done.n, out);

@@ -74,7 +74,8 @@ TEST_P(EveryBackend, MapWithExplicitChunksizeAndLambdaCapturingPlainData) {
     std::iota(items.begin(), items.end(), 0);
     CallOptions options;
     options.chunksize = 10;
-    const auto out = pool.map([scale, offset](int x) { return scale * x + offset; }, items, options);
+    const auto out =
+        pool.map([scale, offset](int x) { return scale * x + offset; }, items, options);
     for (int i = 0; i < 257; ++i) EXPECT_DOUBLE_EQ(out[i], 0.5 * i + 3);
   });
 }
@@ -173,8 +174,9 @@ TEST_P(EveryBackend, MapCollectKeepsGoodResultsBesideErrors) {
       if (i % 10 == 3) {
         ASSERT_FALSE(results[i].ok());
         EXPECT_EQ(results[i].error().code(), ErrorCode::TaskFailed);
-        EXPECT_NE(std::string(results[i].error().what()).find("task " + std::to_string(i) + ": bad"),
-                  std::string::npos);
+        EXPECT_NE(
+            std::string(results[i].error().what()).find("task " + std::to_string(i) + ": bad"),
+            std::string::npos);
       } else {
         ASSERT_TRUE(results[i].ok());
         EXPECT_EQ(results[i].value(), 2 * i);
@@ -263,6 +265,32 @@ TEST(ProcessPool, WorkerKilledFromOutsideFailsOnlyItsTask) {
     EXPECT_EQ(caught.code, ErrorCode::WorkerLost) << caught.message;
     EXPECT_EQ(bystander.get(), 144);
     EXPECT_EQ(pool.submit(square, 5).get(), 25);
+  });
+}
+
+// Small submitted tasks travel in groups; a crash inside a group fails exactly its task.
+TEST(ProcessPool, CrashAmongManySmallSubmitsFailsOnlyThatTask) {
+  run_guarded([] {
+    Pool pool(with(Backend::Process, 2));
+    for (int round = 0; round < 3; ++round) {
+      std::vector<Future<int>> futures;
+      for (int i = 0; i < 300; ++i) {
+        futures.push_back(pool.submit(
+            [](int x) {
+              if (x == 150) kill(getpid(), SIGKILL);
+              return x + 1;
+            },
+            i));
+      }
+      for (int i = 0; i < 300; ++i) {
+        if (i == 150) {
+          const auto caught = catch_error([&] { futures[i].get(); });
+          EXPECT_EQ(caught.code, ErrorCode::WorkerLost) << caught.message;
+        } else {
+          EXPECT_EQ(futures[i].get(), i + 1);
+        }
+      }
+    }
   });
 }
 
@@ -381,8 +409,8 @@ TEST(ProcessPool, InitializerRunsOnceInEachWorker) {
     std::vector<int> items(200);
     CallOptions call;
     call.chunksize = 3;
-    const auto seen = pool.map([](int) { return std::pair<int, int>(getpid(), g_initialized); },
-                               items, call);
+    const auto seen =
+        pool.map([](int) { return std::pair<int, int>(getpid(), g_initialized); }, items, call);
     std::set<int> pids;
     for (auto [pid, count] : seen) {
       EXPECT_EQ(count, 1);
@@ -412,8 +440,8 @@ TEST(ProcessPool, MaxTasksPerChildRecyclesWorkers) {
     Pool pool(options);
     CallOptions call;
     call.chunksize = 1;
-    const auto pids = pool.map([](int) { return static_cast<int>(getpid()); },
-                               std::vector<int>(6), call);
+    const auto pids =
+        pool.map([](int) { return static_cast<int>(getpid()); }, std::vector<int>(6), call);
     EXPECT_EQ(std::set<int>(pids.begin(), pids.end()).size(), 3u);
   });
 }
@@ -434,7 +462,8 @@ TEST(ProcessPool, PayloadsOverMaxNbytesGoThroughSegments) {
           return r;
         },
         inputs, call);
-    for (std::uint32_t i = 0; i < 4; ++i) EXPECT_EQ(out[i], std::vector<std::uint32_t>(300'000, i + 1));
+    for (std::uint32_t i = 0; i < 4; ++i)
+      EXPECT_EQ(out[i], std::vector<std::uint32_t>(300'000, i + 1));
   });
 }
 
@@ -484,8 +513,8 @@ TEST(ProcessPool, WorkersNeverOutliveTheirCaller) {
     Pool pool(with(Backend::Process, 2));
     CallOptions call;
     call.chunksize = 1;
-    const auto pids = pool.map([](int) { return static_cast<int>(getpid()); },
-                               std::vector<int>(20), call);
+    const auto pids =
+        pool.map([](int) { return static_cast<int>(getpid()); }, std::vector<int>(20), call);
     std::set<int> unique(pids.begin(), pids.end());
     for (int pid : unique) {
       if (write(pipe_fds[1], &pid, sizeof pid) != sizeof pid) _exit(2);
@@ -579,8 +608,7 @@ TEST(ParallelDefaults, ScopedConfigThenEnvironmentThenDefault) {
   }
   EXPECT_EQ(Pool(serial_default()).n_jobs(), 3);
   setenv("MMC_N_JOBS", "zero", 1);
-  EXPECT_EQ(catch_error([] { Pool pool(serial_default()); }).code,
-            ErrorCode::InvalidArgument);
+  EXPECT_EQ(catch_error([] { Pool pool(serial_default()); }).code, ErrorCode::InvalidArgument);
   unsetenv("MMC_N_JOBS");
 }
 

@@ -81,11 +81,12 @@ TEST_P(SharedEveryBackend, CopyOnWriteWritesStayPrivate) {
     SharedArray<int> data(16);
     for (int i = 0; i < 16; ++i) data[i] = i;
     const int seen = pool.submit(
-        [](ArrayRef<int> a) {
-          a[3] = 1000;
-          return a[3] + a[4];
-        },
-        data.ref(MapMode::CopyOnWrite)).get();
+                             [](ArrayRef<int> a) {
+                               a[3] = 1000;
+                               return a[3] + a[4];
+                             },
+                             data.ref(MapMode::CopyOnWrite))
+                         .get();
     EXPECT_EQ(seen, 1004);
     EXPECT_EQ(data[3], 3);
   });
@@ -97,9 +98,9 @@ TEST_P(SharedEveryBackend, FileBackedArraysGoByReference) {
     const std::string path = dir.file("cube.raw");
     std::vector<std::uint16_t> values(4096);
     std::iota(values.begin(), values.end(), 0);
-    test::write_file(path, std::string(8, 'h') +
-                               std::string(reinterpret_cast<const char*>(values.data()),
-                                           values.size() * 2));
+    test::write_file(
+        path, std::string(8, 'h') +
+                  std::string(reinterpret_cast<const char*>(values.data()), values.size() * 2));
     RawSpec spec;
     spec.path = path;
     spec.dtype = DType::parse("<u2");
@@ -131,8 +132,8 @@ TEST(SharedArray, WriteThroughAReadOnlyRefKillsOnlyThatWorker) {
   run_guarded([] {
     Pool pool(with(Backend::Process, 1));
     SharedArray<int> data(8);
-    const auto caught =
-        catch_error([&] { pool.submit([](ArrayRef<int> a) { a[0] = 1; }, data.ref(MapMode::ReadOnly)).get(); });
+    const auto caught = catch_error(
+        [&] { pool.submit([](ArrayRef<int> a) { a[0] = 1; }, data.ref(MapMode::ReadOnly)).get(); });
     EXPECT_EQ(caught.code, ErrorCode::WorkerLost) << caught.message;
     EXPECT_EQ(pool.submit([](ArrayRef<int> a) { return a[0]; }, data.ref(MapMode::ReadOnly)).get(),
               0);
