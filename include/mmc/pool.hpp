@@ -30,7 +30,7 @@ std::uint64_t parse_max_nbytes(const std::string& text);
 inline constexpr std::uint64_t kDefaultMaxNbytes = std::uint64_t{1} << 20;
 
 struct PoolOptions {
-  int n_jobs = 1;                            // joblib semantics, see effective_n_jobs
+  int n_jobs = 1;  // joblib semantics, see effective_n_jobs
   Backend backend = Backend::Process;
   std::uint64_t max_nbytes = kDefaultMaxNbytes;  // payloads > this go through a shared segment
 };
@@ -58,8 +58,8 @@ struct Call {
   std::size_t n_tasks = 0;
   TaskFn run;
   ResultFn on_result;
-  ArgFn make_arg;           // may be empty
-  ProgressFn on_progress;   // may be empty
+  ArgFn make_arg;          // may be empty
+  ProgressFn on_progress;  // may be empty
 };
 
 // What crossed process boundaries during a call. The transport fields (bytes_piped,
@@ -67,10 +67,10 @@ struct Call {
 // thread and serial backends, where nothing crosses a process boundary.
 struct CallStats {
   std::size_t tasks = 0;
-  int workers = 0;                   // processes forked or threads started; 1 for serial
-  std::uint64_t bytes_piped = 0;     // payload bytes copied through worker pipes
-  std::uint64_t bytes_shared = 0;    // payload bytes handed over in shared segments
-  std::uint64_t segments = 0;        // shared segments created
+  int workers = 0;                 // processes forked or threads started; 1 for serial
+  std::uint64_t bytes_piped = 0;   // payload bytes copied through worker pipes
+  std::uint64_t bytes_shared = 0;  // payload bytes handed over in shared segments
+  std::uint64_t segments = 0;      // shared segments created
 };
 
 // Runs every task of `call` and returns when all results were delivered.
