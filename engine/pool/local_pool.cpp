@@ -3,8 +3,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -43,6 +46,20 @@ BatchOutcome failed(ErrorCode code, const std::string& message) {
   outcome.code = code;
   outcome.message = message;
   return outcome;
+}
+
+// Runs a pool's initializer; its failure, if any, as the error that breaks the pool.
+std::optional<Error> run_initializer(const std::function<void()>& initializer,
+                                     const std::string& what) {
+  try {
+    initializer();
+  } catch (...) {
+    ErrorCode code;
+    std::string message;
+    current_failure(&code, &message);
+    return Error(code, what + ": " + message);
+  }
+  return std::nullopt;
 }
 
 class ThreadCore final : public PoolCore {
@@ -125,14 +142,11 @@ class ThreadCore final : public PoolCore {
       BatchOutcome outcome;
       if (!initialized && options_.initializer) {
         initialized = true;
-        try {
-          options_.initializer();
-        } catch (...) {
-          ErrorCode code;
-          std::string message;
-          current_failure(&code, &message);
+        std::optional<Error> failure = run_initializer(
+            options_.initializer, "the pool's initializer failed in a worker thread");
+        if (failure) {
           std::lock_guard lock(mutex_);
-          broken_.emplace(code, "the pool's initializer failed in a worker thread: " + message);
+          broken_ = std::move(failure);
         }
       }
       initialized = true;
@@ -181,14 +195,7 @@ class SerialCore final : public PoolCore {
       id = ++last_id_;
       if (!initialized_ && options_.initializer) {
         initialized_ = true;
-        try {
-          options_.initializer();
-        } catch (...) {
-          ErrorCode code;
-          std::string message;
-          current_failure(&code, &message);
-          broken_.emplace(code, "the pool's initializer failed: " + message);
-        }
+        broken_ = run_initializer(options_.initializer, "the pool's initializer failed");
       }
       initialized_ = true;
       if (broken_) throw *broken_;
