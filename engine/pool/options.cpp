@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <cstdint>
 #include <fstream>
 #include <limits>
@@ -14,6 +15,7 @@
 #include <string>
 
 #include "mmc/error.hpp"
+#include "mmc/parallel.hpp"
 #include "mmc/pool.hpp"
 
 namespace mmc {
@@ -60,7 +62,90 @@ int affinity_count() {
   return 0;
 }
 
+std::string whole_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return {};
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::optional<std::uint64_t> stat_field(const std::string& stat, const std::string& key) {
+  std::istringstream lines(stat);
+  std::string name;
+  std::string value;
+  while (lines >> name >> value) {
+    if (name != key) continue;
+    const auto number = parse_integer(value);
+    if (!number || *number < 0) return std::nullopt;
+    return static_cast<std::uint64_t>(*number);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
+
+std::optional<CgroupMemory> cgroup_memory_from(const std::string& limit_text,
+                                               const std::string& stat_text, bool v1) {
+  std::string limit = limit_text;
+  while (!limit.empty() && (limit.back() == '\n' || limit.back() == ' ')) limit.pop_back();
+  if (limit.empty() || limit == "max") return std::nullopt;
+  const auto bytes = parse_integer(limit);
+  // v1 reports "no limit" as the largest page multiple below 2^63.
+  if (!bytes || *bytes <= 0 || *bytes >= (1LL << 60)) return std::nullopt;
+  const auto anon = stat_field(stat_text, v1 ? "total_rss" : "anon");
+  const auto shmem = stat_field(stat_text, v1 ? "total_shmem" : "shmem");
+  if (!anon || !shmem) return std::nullopt;
+  return CgroupMemory{static_cast<std::uint64_t>(*bytes), *anon + *shmem};
+}
+
+std::optional<CgroupMemory> cgroup_memory() {
+  std::string root = "/sys/fs/cgroup";
+  if (const char* dir = std::getenv("MMC_CGROUP_DIR"); dir != nullptr && *dir != '\0') root = dir;
+  if (auto v2 = cgroup_memory_from(whole_file(root + "/memory.max"),
+                                   whole_file(root + "/memory.stat"), false)) {
+    return v2;
+  }
+  for (const std::string& dir : {root + "/memory", root}) {
+    if (auto v1 = cgroup_memory_from(whole_file(dir + "/memory.limit_in_bytes"),
+                                     whole_file(dir + "/memory.stat"), true)) {
+      return v1;
+    }
+  }
+  return std::nullopt;
+}
+
+void check_shared_memory_room(std::uint64_t bytes, const std::string& what) {
+  const std::optional<CgroupMemory> memory = cgroup_memory();
+  // Slack for the rest of the process's growth meanwhile.
+  constexpr std::uint64_t kSlack = 16u << 20;
+  if (!memory || bytes + kSlack <= memory->headroom()) return;
+  raise(ErrorCode::Io, "sharing " + what + " would pass this cgroup's memory limit (" +
+                           format_bytes(memory->used) + " of " + format_bytes(memory->limit) +
+                           " in use): pass the array by reference (ArrayRef of a file, or a "
+                           "SharedArray made once), lower n_jobs, or raise the limit");
+}
+
+std::uint64_t available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string name;
+  std::uint64_t kib = 0;
+  std::string unit;
+  while (in >> name >> kib >> unit) {
+    if (name == "MemAvailable:") return kib * 1024;
+  }
+  return 0;
+}
+
+int cap_jobs_by_memory(int n_jobs, std::uint64_t worker_memory,
+                       const std::optional<CgroupMemory>& cgroup, std::uint64_t available) {
+  if (worker_memory == 0) return n_jobs;
+  std::uint64_t room = std::numeric_limits<std::uint64_t>::max();
+  if (cgroup) room = cgroup->headroom();
+  if (available > 0) room = std::min(room, available);
+  const std::uint64_t fit = room / worker_memory;
+  return static_cast<int>(std::clamp<std::uint64_t>(fit, 1, static_cast<std::uint64_t>(n_jobs)));
+}
 
 std::optional<int> cpus_from_cgroup_v2(const std::string& cpu_max) {
   std::istringstream in(cpu_max);

@@ -3,6 +3,7 @@
 // progress lines, bar and callback).
 #include "mmc/parallel.hpp"
 
+#include <cxxabi.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 
 #include "pool/backends.hpp"
 #include "pool/interrupt.hpp"
+#include "pool/options.hpp"
 #include "pool/pool_core.hpp"
 
 namespace mmc {
@@ -23,6 +25,11 @@ thread_local ParallelOptions t_config;
 
 // joblib's auto batching bounds (MIN_IDEAL_BATCH_DURATION, MAX_IDEAL_BATCH_DURATION).
 constexpr double kMinIdealBatchSeconds = 0.2;
+// Batches in flight per worker by default, and the most while batches take under
+// kTinyBatchSeconds.
+constexpr std::size_t kDefaultDispatchPerJob = 2;
+constexpr std::size_t kMaxDispatchPerJob = 64;
+constexpr double kTinyBatchSeconds = 1e-3;
 constexpr double kMaxIdealBatchSeconds = 2.0;
 // A worker-side time below this is noise: do not let it blow the batch size up.
 constexpr double kMinMeasurableSeconds = 10e-6;
@@ -79,6 +86,17 @@ CoreOptions resolve_options(const ParallelOptions& options, int* verbose) {
     n_jobs = parse_n_jobs(text);
   }
   core.n_jobs = effective_n_jobs(n_jobs);
+  if (options.worker_memory > 0) {
+    const int capped = cap_jobs_by_memory(core.n_jobs, options.worker_memory, cgroup_memory(),
+                                          available_memory());
+    if (capped < core.n_jobs && options.verbose > 0) {
+      std::fprintf(stderr,
+                   "[Parallel]: n_jobs lowered from %d to %d: %s per worker would not fit in "
+                   "the memory left\n",
+                   core.n_jobs, capped, format_bytes(options.worker_memory).c_str());
+    }
+    core.n_jobs = capped;
+  }
   if (options.backend) {
     core.backend = *options.backend;
   } else if (t_config.backend) {
@@ -110,6 +128,58 @@ std::shared_ptr<PoolCore> make_pool_core(const CoreOptions& options) {
       return make_serial_core(options);
   }
   raise(ErrorCode::InvalidArgument, "unknown backend");
+}
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  char* text = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  if (status != 0 || text == nullptr) return mangled;
+  std::string name(text);
+  std::free(text);
+  return name;
+}
+
+std::string format_bytes(std::uint64_t bytes) {
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes) / 1024;
+  int unit = 0;
+  while (value >= 1024 && unit < 3) {
+    value /= 1024;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f %s", value, units[unit]);
+  return text;
+}
+
+std::string explain_transport(Backend backend, std::uint64_t max_nbytes, std::uint64_t header,
+                              const std::vector<ArgumentNote>& arguments) {
+  std::uint64_t total = header;
+  for (const ArgumentNote& a : arguments) total += a.encoded;
+  std::string text;
+  if (backend != Backend::Process) {
+    text = std::string(backend == Backend::Thread ? "thread" : "serial") +
+           " backend: nothing crosses a process boundary; arguments are copied in memory (" +
+           format_bytes(total) + " for this task)\n";
+  } else if (total > max_nbytes) {
+    text = "task message: " + format_bytes(total) + " > max_nbytes " + format_bytes(max_nbytes) +
+           ": written once into an unlinked shared segment (memfd) that the worker maps\n";
+  } else {
+    text = "task message: " + format_bytes(total) + " <= max_nbytes " + format_bytes(max_nbytes) +
+           ": copied through the worker's socket\n";
+  }
+  for (std::size_t i = 0; i < arguments.size(); ++i) {
+    const ArgumentNote& a = arguments[i];
+    text += "  arg " + std::to_string(i) + " (" + a.type + "): " + format_bytes(a.encoded) +
+            " in the message; ";
+    text += a.by_reference.empty() ? "its value travels in the message" : a.by_reference;
+    text += "\n";
+  }
+  if (backend == Backend::Process) {
+    text += "results: each batch's results are one message, under the same max_nbytes rule\n";
+  }
+  return text;
 }
 
 void current_failure(ErrorCode* code, std::string* message) {
@@ -148,7 +218,8 @@ CallDriver::CallDriver(std::shared_ptr<PoolCore> core, int n_jobs, int pool_verb
       start_(std::chrono::steady_clock::now()),
       last_print_(start_) {
   if (options_.chunksize > 0) batch_size_ = options_.chunksize;
-  if (options_.pre_dispatch == 0) options_.pre_dispatch = 2 * static_cast<std::size_t>(n_jobs_);
+  dispatch_cap_ = options_.pre_dispatch > 0 ? options_.pre_dispatch
+                                            : kDefaultDispatchPerJob * static_cast<std::size_t>(n_jobs_);
 }
 
 CallDriver::~CallDriver() { cancel_all(); }
@@ -172,7 +243,7 @@ std::size_t CallDriver::next_batch_size() {
 }
 
 void CallDriver::dispatch() {
-  while (!exhausted_ && !cancelled_ && in_flight_.size() + held_ < options_.pre_dispatch) {
+  while (!exhausted_ && !cancelled_ && in_flight_.size() + held_ < dispatch_cap_) {
     BatchRequest request;
     const std::size_t first = next_first_;
     const std::size_t n = encode_(request.payload, first, next_batch_size());
@@ -236,6 +307,14 @@ std::optional<CallDriver::Done> CallDriver::next() {
       batch_size_ = std::clamp<std::size_t>(static_cast<std::size_t>(2 * ideal), 1, kMaxAutoBatch);
     } else if (seconds > kMaxIdealBatchSeconds) {
       batch_size_ = std::max<std::size_t>(done.n / 2, 1);
+    }
+  }
+  if (options_.pre_dispatch == 0 && !done.outcome.failed) {
+    const std::size_t base = kDefaultDispatchPerJob * static_cast<std::size_t>(n_jobs_);
+    if (done.outcome.seconds < kTinyBatchSeconds) {
+      dispatch_cap_ = std::min(dispatch_cap_ * 2, kMaxDispatchPerJob * static_cast<std::size_t>(n_jobs_));
+    } else if (done.outcome.seconds > 10 * kTinyBatchSeconds) {
+      dispatch_cap_ = base;
     }
   }
   done_items_ += done.n;

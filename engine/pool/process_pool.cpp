@@ -24,6 +24,7 @@
 #include "pool/fork_server.hpp"
 #include "pool/interrupt.hpp"
 #include "pool/pool_core.hpp"
+#include "pool/run_board.hpp"
 #include "pool/transport.hpp"
 #include "pool/worker_process.hpp"
 
@@ -51,10 +52,22 @@ constexpr std::uint64_t kGroupMarker = 0;
 constexpr std::size_t kMaxGroup = 32;
 constexpr std::size_t kMaxGroupBytes = 64 * 1024;
 
-// Runs one batch and sends its result (or its failure) back, blocking.
-void run_and_reply(int socket, std::uint64_t id, ByteView batch, std::uint64_t max_nbytes) {
-  TransportCounters unused;
-  OutFrame reply;
+// Results of grouped jobs are sent together once this many bytes are waiting, or when the
+// oldest waiting result is this old, or when the group is done.
+constexpr std::size_t kReplyBatchBytes = 64 * 1024;
+constexpr auto kReplyBatchAge = std::chrono::milliseconds(1);
+constexpr std::size_t kMaxReplyText = 64 * 1024;
+
+// One job's answer before framing: a Result (run time in ns, then the batch's results) or a
+// Failure (code and message).
+struct Reply {
+  FrameKind kind = FrameKind::Result;
+  std::uint32_t code = 0;
+  Bytes payload;
+};
+
+Reply run_one(ByteView batch) {
+  Reply reply;
   try {
     Bytes out(sizeof(std::uint64_t));
     const auto start = Clock::now();
@@ -62,23 +75,84 @@ void run_and_reply(int socket, std::uint64_t id, ByteView batch, std::uint64_t m
     const auto ns = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
     std::memcpy(out.data(), &ns, sizeof ns);
-    reply = OutFrame::make(FrameKind::Result, id, std::move(out), max_nbytes, unused);
+    reply.payload = std::move(out);
   } catch (...) {
     ErrorCode code = ErrorCode::TaskFailed;
     std::string text;
     current_failure(&code, &text);
-    reply = OutFrame::failure(id, code, text);
+    if (text.size() > kMaxReplyText) text.resize(kMaxReplyText);
+    reply.kind = FrameKind::Failure;
+    reply.code = static_cast<std::uint32_t>(code);
+    reply.payload.assign(reinterpret_cast<const std::byte*>(text.data()),
+                         reinterpret_cast<const std::byte*>(text.data()) + text.size());
   }
+  return reply;
+}
+
+// Sends a frame, blocking; a pool that closed our socket means we are done.
+void send_or_leave(int socket, OutFrame frame) {
   try {
-    reply.send_some(socket, /*dont_wait=*/false);
+    frame.send_some(socket, /*dont_wait=*/false);
   } catch (const PeerGone&) {
     _exit(0);
   }
 }
 
+void send_reply(int socket, std::uint64_t id, Reply reply, std::uint64_t max_nbytes) {
+  TransportCounters unused;
+  if (reply.kind == FrameKind::Failure) {
+    send_or_leave(socket, OutFrame::failure(
+                              id, static_cast<ErrorCode>(reply.code),
+                              std::string(reinterpret_cast<const char*>(reply.payload.data()),
+                                          reply.payload.size())));
+  } else {
+    send_or_leave(socket, OutFrame::make(FrameKind::Result, id, std::move(reply.payload),
+                                         max_nbytes, unused));
+  }
+}
+
+// Runs a group of small jobs, saying on the run board which one is running. Their results
+// travel together in Batch frames (flushed by size, age, and at the end); a result too big for
+// the pipe goes alone, in a segment. Without a board slot, each job is answered on its own.
+void run_group(int socket, Reader& group, std::uint64_t count, RunSlot* slot,
+               std::uint64_t max_nbytes) {
+  Bytes batch;
+  Clock::time_point oldest;
+  TransportCounters unused;
+  const auto flush = [&] {
+    if (batch.empty()) return;
+    send_or_leave(socket, OutFrame::make(FrameKind::Batch, 0, std::move(batch), ~std::uint64_t{0},
+                                         unused));
+    batch = Bytes();
+  };
+  for (std::uint64_t i = 0; i < count; ++i) {
+    const std::uint64_t id = group.u64();
+    const std::uint64_t size = group.u64();
+    const std::byte* at = group.take(size);
+    if (slot == nullptr) {
+      send_reply(socket, id, run_one({at, size}), max_nbytes);
+      continue;
+    }
+    slot->running.store(id, std::memory_order_release);
+    Reply reply = run_one({at, size});
+    slot->finished.store(id, std::memory_order_release);
+    slot->running.store(0, std::memory_order_release);
+    if (reply.kind == FrameKind::Result && reply.payload.size() > max_nbytes) {
+      flush();
+      send_reply(socket, id, std::move(reply), max_nbytes);
+      continue;
+    }
+    if (batch.empty()) oldest = Clock::now();
+    append_subframe(batch, reply.kind, id, reply.code, {reply.payload.data(), reply.payload.size()});
+    if (batch.size() >= kReplyBatchBytes || Clock::now() - oldest >= kReplyBatchAge) flush();
+  }
+  flush();
+}
+
 // The loop of a worker process: runs the initializer, then each batch it receives.
-void worker_main(int socket, const CoreOptions& options, int threads) {
+void worker_main(int socket, const CoreOptions& options, int threads, RunBoard* board) {
   prepare_worker(threads);
+  RunSlot* slot = board->claim(getpid());
   TransportCounters unused;
   if (options.initializer) {
     try {
@@ -108,20 +182,20 @@ void worker_main(int socket, const CoreOptions& options, int threads) {
     std::uint64_t marker = 1;
     if (payload.size >= sizeof marker) std::memcpy(&marker, payload.data, sizeof marker);
     if (marker != kGroupMarker) {
-      run_and_reply(socket, message->header.task, payload, options.max_nbytes);
+      const std::uint64_t id = message->header.task;
+      if (slot != nullptr) slot->running.store(id, std::memory_order_release);
+      Reply reply = run_one(payload);
+      if (slot != nullptr) {
+        slot->finished.store(id, std::memory_order_release);
+        slot->running.store(0, std::memory_order_release);
+      }
+      send_reply(socket, id, std::move(reply), options.max_nbytes);
       continue;
     }
-    // A group of small jobs: each answered on its own, in order, as it finishes, so the
-    // parent always knows which one is running.
     Reader group(payload);
     group.u64();
     const std::uint64_t count = group.u64();
-    for (std::uint64_t i = 0; i < count; ++i) {
-      const std::uint64_t id = group.u64();
-      const std::uint64_t size = group.u64();
-      const std::byte* at = group.take(size);
-      run_and_reply(socket, id, {at, size}, options.max_nbytes);
-    }
+    run_group(socket, group, count, slot, options.max_nbytes);
   }
 }
 
@@ -129,6 +203,7 @@ struct Job {
   std::uint64_t id = 0;
   BatchRequest request;
   bool abandoned = false;  // already failed (cancelled while queued at a worker): drop its result
+  bool payload_sent = false;  // its bytes were moved into the frame: it cannot be sent again
 };
 
 struct Worker {
@@ -167,8 +242,9 @@ class ProcessPool final : public PoolCore {
     if (!wake_) raise_errno("eventfd for the pool's dispatcher");
     const int threads = std::max(cpu_count() / options_.n_jobs, 1);
     const CoreOptions* opts = &options_;  // stable: the pool outlives its server
-    server_ =
-        ForkServer::start([opts, threads](int socket) { worker_main(socket, *opts, threads); });
+    RunBoard* board = &board_;
+    server_ = ForkServer::start(
+        [opts, threads, board](int socket) { worker_main(socket, *opts, threads, board); });
     for (int i = 0; i < options_.n_jobs; ++i) add_worker();
     thread_ = std::thread([this] { loop(); });
   }
@@ -353,8 +429,8 @@ class ProcessPool final : public PoolCore {
       try {
         // A job queued behind another may have to be sent again elsewhere if that worker is
         // lost: keep its bytes. The front job is never re-sent (it fails with its worker).
-        Bytes payload =
-            best->in_flight.empty() ? std::move(job->request.payload) : job->request.payload;
+        job->payload_sent = best->in_flight.empty();
+        Bytes payload = job->payload_sent ? std::move(job->request.payload) : job->request.payload;
         best->outbox.push_back(OutFrame::make(FrameKind::Task, job->id, std::move(payload),
                                               options_.max_nbytes, counters_));
       } catch (const Error& error) {
@@ -395,7 +471,8 @@ class ProcessPool final : public PoolCore {
     if (count == 0) {  // the first job alone is too big for a group: send it by itself
       std::unique_ptr<Job> job = std::move(pending_.front());
       pending_.pop_front();
-      payload = worker.in_flight.empty() ? std::move(job->request.payload) : job->request.payload;
+      job->payload_sent = worker.in_flight.empty();
+      payload = job->payload_sent ? std::move(job->request.payload) : job->request.payload;
       worker.outbox.push_back(OutFrame::make(FrameKind::Task, job->id, std::move(payload),
                                              options_.max_nbytes, counters_));
       if (worker.in_flight.empty()) worker.front_since = Clock::now();
@@ -445,9 +522,33 @@ class ProcessPool final : public PoolCore {
                            std::string(reinterpret_cast<const char*>(text.data), text.size)));
       return false;
     }
-    if (worker.in_flight.empty() || worker.in_flight.front()->id != header.task) {
-      lose(worker, ErrorCode::Internal,
-           "worker answered for a batch it was not running (a bug in mmcompute)");
+    if (header.kind != FrameKind::Batch) return handle_reply(worker, header, message.payload());
+    std::vector<SubFrame> replies;
+    try {
+      replies = split_batch(message.payload());
+    } catch (const Error& error) {
+      lose(worker, ErrorCode::Internal, error.what());
+      return false;
+    }
+    for (const SubFrame& reply : replies) {
+      if (!handle_reply(worker, reply.header, reply.payload)) return false;
+    }
+    return true;
+  }
+
+  // One job's Result or Failure. False when the worker is gone.
+  bool handle_reply(Worker& worker, const FrameHeader& header, ByteView payload) {
+    if (take_reply(worker, header, payload)) return true;
+    lose(worker, ErrorCode::Internal,
+         "worker answered for a batch it was not running (a bug in mmcompute)");
+    return false;
+  }
+
+  // Completes the front job with a reply; false (nothing done) when the reply is not the
+  // front job's.
+  bool take_reply(Worker& worker, const FrameHeader& header, ByteView payload) {
+    if ((header.kind != FrameKind::Result && header.kind != FrameKind::Failure) ||
+        worker.in_flight.empty() || worker.in_flight.front()->id != header.task) {
       return false;
     }
     std::unique_ptr<Job> job = std::move(worker.in_flight.front());
@@ -456,7 +557,6 @@ class ProcessPool final : public PoolCore {
     worker.finished_one = true;
     early_deaths_ = 0;
     BatchOutcome outcome;
-    const ByteView payload = message.payload();
     if (header.kind == FrameKind::Failure) {
       outcome.failed = true;
       outcome.code = header.code <= static_cast<std::uint32_t>(ErrorCode::Internal)
@@ -487,8 +587,12 @@ class ProcessPool final : public PoolCore {
       for (std::size_t i = 0; i < worker->in_flight.size(); ++i) {
         Job& job = *worker->in_flight[i];
         if (job.id != c.id || job.abandoned) continue;
-        if (i == 0) {
-          lose(*worker, c.code, c.why);
+        const Progress progress = progress_of(*worker);
+        if (progress.known && i < progress.finished) return;  // done: its result is coming
+        const bool running = progress.known ? progress.running == static_cast<std::ptrdiff_t>(i)
+                                            : i == 0;
+        if (running) {
+          lose(*worker, c.code, c.why, c.id);
         } else {
           fail(job, c.code, task_range(job.request) + ": " + c.why);
           job.abandoned = true;
@@ -506,7 +610,8 @@ class ProcessPool final : public PoolCore {
         const Job& job = *worker.in_flight.front();
         const double timeout = job.request.timeout;
         if (timeout > 0 && now - worker.front_since >= std::chrono::duration<double>(timeout)) {
-          lose(worker, ErrorCode::Timeout, "passed its timeout of " + seconds_text(timeout));
+          lose(worker, ErrorCode::Timeout, "passed its timeout of " + seconds_text(timeout),
+               job.id);
           continue;  // workers_[i] is now another worker
         }
       }
@@ -514,9 +619,55 @@ class ProcessPool final : public PoolCore {
     }
   }
 
-  // A worker died, timed out, or must be stopped: kill it, fail the batch it was running,
-  // queue the batches waiting behind it again, and drop it (replace_workers starts another).
-  void lose(Worker& worker, ErrorCode code, const std::string& why) {
+  // Where a worker stands in its queue, from the run board: the index in in_flight of the job
+  // it is running (-1: none), and how many jobs at the front have finished (their results may
+  // still be on their way). Unknown for a worker without a board slot.
+  struct Progress {
+    bool known = false;
+    std::ptrdiff_t running = -1;
+    std::size_t finished = 0;
+  };
+
+  Progress progress_of(const Worker& worker) const {
+    Progress progress;
+    const RunSlot* slot = board_.find(worker.pid);
+    if (slot == nullptr) return progress;
+    progress.known = true;
+    const std::uint64_t running = slot->running.load(std::memory_order_acquire);
+    const std::uint64_t finished = slot->finished.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < worker.in_flight.size(); ++i) {
+      const std::uint64_t id = worker.in_flight[i]->id;
+      if (id == finished) progress.finished = i + 1;
+      if (running != 0 && id == running) progress.running = static_cast<std::ptrdiff_t>(i);
+    }
+    if (progress.running >= 0 && static_cast<std::size_t>(progress.running) < progress.finished) {
+      progress.running = -1;
+    }
+    return progress;
+  }
+
+  // After a worker ended: completes the jobs whose results it sent before dying.
+  void drain(Worker& worker) {
+    try {
+      while (auto message = worker.reader.receive(worker.socket.get(), true, counters_)) {
+        if (message->header.kind != FrameKind::Batch) {
+          if (!take_reply(worker, message->header, message->payload())) return;
+          continue;
+        }
+        for (const SubFrame& reply : split_batch(message->payload())) {
+          if (!take_reply(worker, reply.header, reply.payload)) return;
+        }
+      }
+    } catch (...) {
+      // EOF, a frame cut short by the death, or garbage: what arrived whole was taken.
+    }
+  }
+
+  // A worker died, timed out, or must be stopped: kill it, take the results it had sent, fail
+  // the job it was running (or `target`, the job it is stopped for), run the other jobs queued
+  // at it elsewhere, in their order, and drop it (replace_workers starts another). Jobs it had
+  // finished whose results were still in its batch run again: results come from one run.
+  void lose(Worker& worker, ErrorCode code, const std::string& why, std::uint64_t target = 0) {
     if (worker.pidfd) {
       syscall(SYS_pidfd_send_signal, worker.pidfd.get(), SIGKILL, nullptr, 0);
     } else {
@@ -527,10 +678,23 @@ class ProcessPool final : public PoolCore {
       info = server_.exit_of(worker.pid, std::chrono::milliseconds(3000));
     } catch (const Error&) {
     }
+    drain(worker);
+    const Progress progress = progress_of(worker);
+    board_.release(worker.pid);
     std::string who =
         "worker " + std::to_string(worker.index) + " (pid " + std::to_string(worker.pid) + ")";
-    if (!worker.in_flight.empty()) {
-      Job& job = *worker.in_flight.front();
+    std::ptrdiff_t culprit = -1;
+    if (target != 0) {
+      for (std::size_t i = 0; i < worker.in_flight.size(); ++i) {
+        if (worker.in_flight[i]->id == target) culprit = static_cast<std::ptrdiff_t>(i);
+      }
+    } else if (progress.running >= 0) {
+      culprit = progress.running;
+    } else if (progress.finished < worker.in_flight.size()) {
+      culprit = static_cast<std::ptrdiff_t>(progress.finished);  // the next one to run
+    }
+    if (culprit >= 0) {
+      Job& job = *worker.in_flight[static_cast<std::size_t>(culprit)];
       std::string text;
       if (code == ErrorCode::WorkerLost) {
         text = who + " " + (info ? describe(*info) : std::string("ended")) + " while running " +
@@ -546,12 +710,19 @@ class ProcessPool final : public PoolCore {
         text = task_range(job.request) + ": " + why + "; " + who + " was killed and replaced";
       }
       fail(job, code, text);
-      // Batches queued behind it never started: run them elsewhere, in their order.
-      for (std::size_t i = worker.in_flight.size(); i-- > 1;) {
-        if (!worker.in_flight[i]->abandoned) {
-          pending_.push_front(std::move(worker.in_flight[i]));
-        }
+      job.abandoned = true;
+    }
+    // The others never started, or finished without their results arriving: run them again
+    // elsewhere, in their order.
+    for (std::size_t i = worker.in_flight.size(); i-- > 0;) {
+      Job& job = *worker.in_flight[i];
+      if (job.abandoned) continue;
+      if (job.payload_sent) {  // finished, but its answer died with the worker
+        fail(job, ErrorCode::WorkerLost,
+             who + " ended before the result of " + task_range(job.request) + " arrived");
+        continue;
       }
+      pending_.push_front(std::move(worker.in_flight[i]));
     }
     if (!worker.finished_one && code == ErrorCode::WorkerLost) ++early_deaths_;
     const auto it = std::find_if(workers_.begin(), workers_.end(),
@@ -573,6 +744,7 @@ class ProcessPool final : public PoolCore {
       if (worker.items_assigned >= options_.maxtasksperchild && worker.in_flight.empty() &&
           worker.outbox.empty()) {
         server_.forget(worker.pid);
+        board_.release(worker.pid);
         workers_.erase(workers_.begin() + static_cast<std::ptrdiff_t>(i));
         continue;
       }
@@ -602,6 +774,7 @@ class ProcessPool final : public PoolCore {
       for (auto& job : worker->in_flight) fail(*job, error.code(), error.what());
       if (worker->pidfd) syscall(SYS_pidfd_send_signal, worker->pidfd.get(), SIGKILL, nullptr, 0);
       server_.forget(worker->pid);
+      board_.release(worker->pid);
     }
     workers_.clear();
     for (auto& job : pending_) fail(*job, error.code(), error.what());
@@ -639,6 +812,7 @@ class ProcessPool final : public PoolCore {
   }
 
   CoreOptions options_;
+  RunBoard board_;  // before server_: mapped before anything forks
   ForkServer server_;
   UniqueFd wake_;
   std::thread thread_;

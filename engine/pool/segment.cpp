@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "mmc/error.hpp"
+#include "mmc/parallel.hpp"
+#include "pool/options.hpp"
 
 namespace mmc::detail {
 namespace {
@@ -111,6 +113,7 @@ std::optional<std::string> first_folder_with_room(const std::vector<std::string>
 }
 
 UniqueFd create_shared_file(std::uint64_t bytes, std::string* where) {
+  check_shared_memory_room(bytes, "a " + format_bytes(bytes) + " shared array");
   UniqueFd fd = try_memfd();
   std::string folder = "memfd";
   if (!fd) {
@@ -147,6 +150,7 @@ UniqueFd create_shared_file(std::uint64_t bytes, std::string* where) {
 }
 
 SharedSegment SharedSegment::create(ByteView contents) {
+  check_shared_memory_room(contents.size, "a " + format_bytes(contents.size) + " message");
   UniqueFd fd = try_memfd();
   const bool sealable = fd.valid();
   if (!fd) fd = temp_file_for(contents.size);

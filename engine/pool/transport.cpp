@@ -16,10 +16,46 @@ constexpr std::size_t kMaxFdsPerRead = 4;
 constexpr std::size_t kMaxFailureMessage = 64 * 1024;
 
 bool valid_kind(FrameKind kind) {
-  return kind == FrameKind::Task || kind == FrameKind::Result || kind == FrameKind::Failure;
+  return kind == FrameKind::Task || kind == FrameKind::Result || kind == FrameKind::Failure ||
+         kind == FrameKind::Batch;
 }
 
 }  // namespace
+
+void append_subframe(Bytes& batch, FrameKind kind, std::uint64_t task, std::uint32_t code,
+                     ByteView payload) {
+  FrameHeader header;
+  header.kind = kind;
+  header.task = task;
+  header.code = code;
+  header.length = payload.size;
+  const auto* h = reinterpret_cast<const std::byte*>(&header);
+  batch.insert(batch.end(), h, h + sizeof header);
+  batch.insert(batch.end(), payload.data, payload.data + payload.size);
+}
+
+std::vector<SubFrame> split_batch(ByteView batch) {
+  std::vector<SubFrame> frames;
+  std::size_t pos = 0;
+  while (pos < batch.size) {
+    SubFrame frame;
+    if (batch.size - pos < sizeof frame.header) {
+      raise(ErrorCode::Internal, "transport: a batch of results ends inside a header");
+    }
+    std::memcpy(&frame.header, batch.data + pos, sizeof frame.header);
+    pos += sizeof frame.header;
+    const FrameKind kind = frame.header.kind;
+    if (frame.header.magic != kFrameMagic ||
+        (kind != FrameKind::Result && kind != FrameKind::Failure) || frame.header.flags != 0 ||
+        frame.header.length > batch.size - pos) {
+      raise(ErrorCode::Internal, "transport: malformed result in a batch");
+    }
+    frame.payload = {batch.data + pos, static_cast<std::size_t>(frame.header.length)};
+    pos += frame.header.length;
+    frames.push_back(frame);
+  }
+  return frames;
+}
 
 OutFrame OutFrame::make(FrameKind kind, std::uint64_t task, Bytes payload, std::uint64_t max_nbytes,
                         TransportCounters& counters) {

@@ -8,6 +8,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "mmc/error.hpp"
 #include "mmc/pool.hpp"
@@ -20,6 +21,7 @@ enum class FrameKind : std::uint8_t {
   Task = 1,     // parent -> worker: run task `task` with the payload as argument
   Result = 2,   // worker -> parent: the result of task `task`
   Failure = 3,  // worker -> parent: task `task` threw; `code` and the message as payload
+  Batch = 4,    // worker -> parent: several Result/Failure sub-frames, each inline, in order
 };
 
 inline constexpr std::uint8_t kInSegment = 1;  // FrameHeader::flags: payload is in a segment
@@ -43,6 +45,18 @@ struct TransportCounters {
   std::uint64_t bytes_shared = 0;
   std::uint64_t segments = 0;
 };
+
+// One Result or Failure inside a Batch payload: a FrameHeader followed by its inline payload.
+struct SubFrame {
+  FrameHeader header;
+  ByteView payload;
+};
+// Appends a sub-frame to a Batch payload.
+void append_subframe(Bytes& batch, FrameKind kind, std::uint64_t task, std::uint32_t code,
+                     ByteView payload);
+// Splits a Batch payload into its sub-frames (views into `batch`). Throws Error(Internal) for a
+// malformed batch.
+std::vector<SubFrame> split_batch(ByteView batch);
 
 // A message ready to send, partially sent or not. Move-only.
 class OutFrame {

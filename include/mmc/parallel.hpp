@@ -172,6 +172,7 @@ struct Codec<std::tuple<T...>, std::enable_if_t<!std::is_trivially_copyable_v<st
 #include <memory>
 #include <mutex>
 #include <ranges>
+#include <typeinfo>
 #include <variant>
 
 namespace mmc {
@@ -191,6 +192,10 @@ struct ParallelOptions {
   std::function<void()> initializer;
   std::size_t maxtasksperchild = 0;  // process backend: replace a worker after this many tasks
   int verbose = 0;  // joblib's levels: 0 silent, 1..9 some lines, >= 10 a line per batch
+  // Memory one worker is expected to need, in bytes (0: unknown). When set, n_jobs is lowered so
+  // that n_jobs workers fit in the cgroup's memory limit and the system's available memory
+  // (never below 1), instead of meeting the out-of-memory killer; verbose > 0 says so.
+  std::uint64_t worker_memory = 0;
 };
 
 // joblib.parallel_config: sets the defaults of pools created on this thread while it lives.
@@ -219,7 +224,10 @@ using ProgressCallback = std::function<void(const Progress&)>;
 // Options of one map/imap/starmap call.
 struct CallOptions {
   std::size_t chunksize = 0;     // items per batch; 0 = joblib's 'auto' (sized by measured time)
-  std::size_t pre_dispatch = 0;  // batches in flight at once; 0 = 2 * n_jobs (joblib's default)
+  // Batches in flight at once. 0: 2 * n_jobs (joblib's default), allowed to grow up to
+  // 64 * n_jobs while batches take under a millisecond each (explicit tiny chunksizes), so the
+  // round trip does not bound the rate; read-ahead stays bounded either way.
+  std::size_t pre_dispatch = 0;
   double timeout = 0;            // seconds a task may run (a batch: its items' sum); 0 = none
   int verbose = -1;              // -1: the pool's
   bool progress_bar = false;     // a bar with rate and ETA on stderr
@@ -310,6 +318,24 @@ std::shared_ptr<PoolCore> make_pool_core(const CoreOptions& options);
 
 // The options a pool gets: the explicit ones, then scoped defaults, then the environment.
 CoreOptions resolve_options(const ParallelOptions& options, int* verbose);
+
+// One argument as Pool::explain sees it.
+struct ArgumentNote {
+  std::string type;            // demangled C++ type
+  std::uint64_t encoded = 0;   // bytes it adds to the task's message
+  std::string by_reference;    // how it is shared when it goes by reference; empty otherwise
+};
+// How a type crosses to a worker; specialized by ArrayRef (shared.hpp).
+template <class T, class Enable = void>
+struct TransportNote {
+  static std::string by_reference(const T&) { return {}; }
+};
+std::string demangle(const char* mangled);
+// "512 B", "8.0 KiB", "2.0 GiB".
+std::string format_bytes(std::uint64_t bytes);
+// Pool::explain's text, from the notes of each argument.
+std::string explain_transport(Backend backend, std::uint64_t max_nbytes, std::uint64_t header,
+                              const std::vector<ArgumentNote>& arguments);
 
 // Turns the exception being handled into (code, message). Call only inside a catch block.
 void current_failure(ErrorCode* code, std::string* message);
@@ -424,6 +450,7 @@ class CallDriver {
   bool cancelled_ = false;
   std::size_t batch_size_ = 1;
   std::size_t held_ = 0;
+  std::size_t dispatch_cap_ = 0;  // batches in flight allowed now (pre_dispatch, or adaptive)
   std::map<std::size_t, std::uint64_t> ids_by_first_;
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_print_;
@@ -679,6 +706,7 @@ class Pool {
     detail::CoreOptions core = detail::resolve_options(options, &verbose_);
     n_jobs_ = core.n_jobs;
     backend_ = core.backend;
+    max_nbytes_ = core.max_nbytes;
     core_ = detail::make_pool_core(core);
   }
   Pool(Pool&&) noexcept = default;
@@ -686,6 +714,20 @@ class Pool {
 
   int n_jobs() const noexcept { return n_jobs_; }
   Backend backend() const noexcept { return backend_; }
+  std::uint64_t max_nbytes() const noexcept { return max_nbytes_; }
+
+  // Says, without running anything, how submit(fn, args...) would move each argument to a
+  // worker: its encoded size, whether the task's message goes through the worker's socket or
+  // a shared segment (max_nbytes), and which arguments go by reference (ArrayRef, SharedArray:
+  // mapped by the worker, never copied, with their mmap mode). One line per argument.
+  template <class F, class... Args>
+  std::string explain(const F& fn, const Args&... args) const {
+    using Tuple = std::tuple<std::decay_t<Args>...>;
+    const std::uint64_t header = detail::batch_header<F, Tuple>(fn, 0).size();
+    std::vector<detail::ArgumentNote> notes;
+    (notes.push_back(note_of(args)), ...);
+    return detail::explain_transport(backend_, max_nbytes_, header, notes);
+  }
 
   // fn(item) for each item, results in input order. Fail fast.
   template <class F, class Range>
@@ -785,6 +827,19 @@ class Pool {
   }
 
  private:
+  template <class A>
+  static detail::ArgumentNote note_of(const A& arg) {
+    detail::check_value<A>();
+    detail::ArgumentNote note;
+    note.type = detail::demangle(typeid(A).name());
+    Bytes bytes;
+    Writer w(bytes);
+    Codec<A>::write(w, arg);
+    note.encoded = bytes.size();
+    note.by_reference = detail::TransportNote<A>::by_reference(arg);
+    return note;
+  }
+
   template <class T>
   static std::vector<T> unwrap(std::vector<TaskResult<T>>&& results) {
     std::vector<T> values;
@@ -864,6 +919,7 @@ class Pool {
   int n_jobs_ = 1;
   int verbose_ = 0;
   Backend backend_ = Backend::Process;
+  std::uint64_t max_nbytes_ = 0;
 };
 
 }  // namespace mmc

@@ -148,6 +148,17 @@ class ArrayRef {
   mutable detail::ArrayMapping mapping_;
 };
 
+namespace detail {
+// "by reference: 2.0 GiB of file cube.u8 at offset 128, mapped in mode r" and the like.
+std::string describe_reference(const ArrayDesc& desc);
+template <class T>
+struct TransportNote<ArrayRef<T>> {
+  static std::string by_reference(const ArrayRef<T>& ref) {
+    return describe_reference(ref.desc());
+  }
+};
+}  // namespace detail
+
 template <class T>
 struct Codec<ArrayRef<T>> {
   static void write(Writer& w, const ArrayRef<T>& ref) {

@@ -7,11 +7,16 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <fstream>
 #include <string>
+#include <vector>
 
 #include "mmc/error.hpp"
 #include "mmc/pool.hpp"
+#include "mmc/parallel.hpp"
 #include "pool_test_util.hpp"
+#include "support/test_support.hpp"
 
 namespace mmc {
 namespace {
@@ -98,6 +103,89 @@ struct NbytesCase {
   const char* text;
   std::uint64_t bytes;
 };
+
+TEST(CgroupMemory, ParsesV2AndV1Files) {
+  const auto v2 = detail::cgroup_memory_from("1073741824\n",
+                                             "anon 104857600\nfile 5000\nshmem 4194304\n", false);
+  ASSERT_TRUE(v2.has_value());
+  EXPECT_EQ(v2->limit, 1073741824u);
+  EXPECT_EQ(v2->used, 104857600u + 4194304u);
+  EXPECT_EQ(v2->headroom(), 1073741824u - 104857600u - 4194304u);
+  EXPECT_FALSE(detail::cgroup_memory_from("max\n", "anon 1\nshmem 1\n", false));
+  EXPECT_FALSE(detail::cgroup_memory_from("12x", "anon 1\nshmem 1\n", false));
+  EXPECT_FALSE(detail::cgroup_memory_from("4096", "file 1\n", false));  // no anon line
+
+  const auto v1 = detail::cgroup_memory_from(
+      "2147483648", "cache 9\nrss 5\nshmem 7\ntotal_rss 1000\ntotal_shmem 24\n", true);
+  ASSERT_TRUE(v1.has_value());
+  EXPECT_EQ(v1->used, 1024u);
+  // v1's "unlimited" is the largest page multiple below 2^63.
+  EXPECT_FALSE(detail::cgroup_memory_from("9223372036854771712", "total_rss 1\ntotal_shmem 1\n",
+                                          true));
+}
+
+TEST(CgroupMemory, CapsNJobsByWorkerMemory) {
+  const detail::CgroupMemory memory{8ull << 30, 2ull << 30};  // 6 GiB left
+  EXPECT_EQ(detail::cap_jobs_by_memory(8, 1ull << 30, memory, 0), 6);
+  EXPECT_EQ(detail::cap_jobs_by_memory(4, 1ull << 30, memory, 0), 4);
+  EXPECT_EQ(detail::cap_jobs_by_memory(8, 1ull << 30, memory, 3ull << 30), 3);
+  EXPECT_EQ(detail::cap_jobs_by_memory(8, 100ull << 30, memory, 0), 1);  // never below 1
+  EXPECT_EQ(detail::cap_jobs_by_memory(8, 0, memory, 0), 8);             // unknown: no cap
+  EXPECT_EQ(detail::cap_jobs_by_memory(8, 1ull << 30, std::nullopt, 0), 8);
+}
+
+// A fake cgroup folder (MMC_CGROUP_DIR) with 64 MiB of headroom.
+class FakeCgroup {
+ public:
+  FakeCgroup() {
+    std::ofstream(dir_.file("memory.max")) << (1ull << 30) << "\n";
+    std::ofstream(dir_.file("memory.stat"))
+        << "anon " << (960ull << 20) << "\nfile 0\nshmem 0\n";
+    setenv("MMC_CGROUP_DIR", dir_.path().c_str(), 1);
+  }
+  ~FakeCgroup() { unsetenv("MMC_CGROUP_DIR"); }
+
+ private:
+  test::TempDir dir_;
+};
+
+TEST(CgroupMemory, SharingPastTheLimitFailsAtOnceNamingTheCgroup) {
+  FakeCgroup cgroup;
+  ASSERT_TRUE(detail::cgroup_memory().has_value());
+  EXPECT_EQ(detail::cgroup_memory()->headroom(), 64ull << 20);
+  EXPECT_NO_THROW(detail::check_shared_memory_room(1 << 20, "a small array"));
+  const test::Caught caught =
+      test::catch_error([] { detail::check_shared_memory_room(200ull << 20, "a big array"); });
+  EXPECT_EQ(caught.code, ErrorCode::Io);
+  EXPECT_NE(caught.message.find("cgroup's memory limit"), std::string::npos) << caught.message;
+  EXPECT_NE(caught.message.find("a big array"), std::string::npos) << caught.message;
+
+  // The pool's transport checks before making a segment: the task fails with that message.
+  test::run_guarded([] {
+    ParallelOptions options;
+    options.backend = Backend::Process;
+    options.n_jobs = 1;
+    options.max_nbytes = 1024;
+    Pool pool(options);
+    const auto caught = test::catch_error(
+        [&] { pool.submit([](const std::vector<char>& v) { return v.size(); },
+                          std::vector<char>(100u << 20)).get(); });
+    EXPECT_EQ(caught.code, ErrorCode::Io) << caught.message;
+    EXPECT_NE(caught.message.find("cgroup"), std::string::npos) << caught.message;
+    EXPECT_EQ(pool.submit([](int x) { return x; }, 5).get(), 5);
+  });
+}
+
+TEST(CgroupMemory, WorkerMemoryLowersNJobs) {
+  FakeCgroup cgroup;
+  ParallelOptions options;
+  options.backend = Backend::Serial;
+  options.n_jobs = 8;
+  options.worker_memory = 20ull << 20;  // 64 MiB left: 3 workers fit
+  EXPECT_EQ(Pool(options).n_jobs(), 3);
+  options.worker_memory = 0;
+  EXPECT_EQ(Pool(options).n_jobs(), 8);
+}
 
 TEST(MaxNbytes, ParsesBytesAndPowerOf1024Suffixes) {
   const NbytesCase cases[] = {

@@ -22,6 +22,7 @@
 
 #include "mmc/shared.hpp"
 #include "pool_test_util.hpp"
+#include "support/test_support.hpp"
 
 namespace mmc {
 namespace {
@@ -292,6 +293,93 @@ TEST(ProcessPool, CrashAmongManySmallSubmitsFailsOnlyThatTask) {
       }
     }
   });
+}
+
+// Results of grouped tasks come back in batches; the run board still tells which task a
+// get(timeout) must stop: the endless one's worker is killed, every neighbour completes.
+TEST(ProcessPool, GetWithTimeoutStopsAnEndlessTaskAmongManySmallOnes) {
+  run_guarded([] {
+    Pool pool(with(Backend::Process, 2));
+    std::vector<Future<int>> before, after;
+    for (int i = 0; i < 200; ++i) before.push_back(pool.submit(square, i));
+    auto endless = pool.submit([](int x) {
+      if (x == 7) {
+        for (;;) pause();
+      }
+      return x;
+    }, 7);
+    for (int i = 0; i < 200; ++i) after.push_back(pool.submit(square, i + 200));
+    const auto caught = catch_error([&] { endless.get(300ms); });
+    EXPECT_EQ(caught.code, ErrorCode::Timeout) << caught.message;
+    for (int i = 0; i < 200; ++i) {
+      EXPECT_EQ(before[i].get(), i * i);
+      EXPECT_EQ(after[i].get(), (i + 200) * (i + 200));
+    }
+    EXPECT_EQ(pool.submit(square, 9).get(), 81);
+  });
+}
+
+// Tasks queued at a worker that crashes are run again elsewhere; each future gets exactly one
+// answer, and only the crashing task fails, even with results batched.
+TEST(ProcessPool, EveryTaskBesideACrashIsAnsweredOnceWithItsValue) {
+  run_guarded([] {
+    Pool pool(with(Backend::Process, 2));
+    std::vector<Future<int>> futures;
+    std::atomic<int> answered{0};
+    for (int i = 0; i < 2000; ++i) {
+      futures.push_back(pool.submit(
+          [](int x) {
+            if (x == 1234) ::raise(SIGSEGV);
+            return x * 3;
+          },
+          i));
+      futures.back().add_done_callback([&](const int&) { ++answered; },
+                                       [&](const Error&) { ++answered; });
+    }
+    for (int i = 0; i < 2000; ++i) {
+      if (i == 1234) {
+        const auto caught = catch_error([&] { futures[i].get(); });
+        EXPECT_EQ(caught.code, ErrorCode::WorkerLost) << caught.message;
+        EXPECT_NE(caught.message.find("SIGSEGV"), std::string::npos) << caught.message;
+        EXPECT_NE(caught.message.find("task 0"), std::string::npos) << caught.message;
+      } else {
+        EXPECT_EQ(futures[i].get(), i * 3);
+      }
+    }
+    // Callbacks run on the dispatcher just after the value is published: let the last finish.
+    for (int i = 0; i < 500 && answered.load() < 2000; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(answered.load(), 2000);
+  });
+}
+
+TEST(ProcessPool, ExplainSaysHowEachArgumentTravels) {
+  test::TempDir dir;
+  const std::string path = dir.file("cube.u8");
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << std::string(4096, 'x');
+  }
+  const Source cube = open_raw({path, DType(TypeId::U8), {4, 1024}});
+  ParallelOptions options = with(Backend::Process, 1);
+  options.max_nbytes = 1 << 20;
+  Pool pool(options);
+  const auto fn = [](int, const std::vector<double>&, ArrayRef<std::uint8_t>) { return 0; };
+  const std::string small = pool.explain(fn, 3, std::vector<double>(10), ArrayRef<std::uint8_t>::of(cube));
+  EXPECT_NE(small.find("copied through the worker's socket"), std::string::npos) << small;
+  EXPECT_NE(small.find("arg 0 (int): 4 B"), std::string::npos) << small;
+  EXPECT_NE(small.find("by reference: 4.0 KiB of file " + path), std::string::npos) << small;
+  EXPECT_NE(small.find("mode r,"), std::string::npos) << small;
+  const std::string big =
+      pool.explain(fn, 3, std::vector<double>(1 << 18), ArrayRef<std::uint8_t>::of(cube, MapMode::ReadWrite));
+  EXPECT_NE(big.find("> max_nbytes 1.0 MiB"), std::string::npos) << big;
+  EXPECT_NE(big.find("shared segment"), std::string::npos) << big;
+  EXPECT_NE(big.find("arg 1 (std::vector<double"), std::string::npos) << big;
+  EXPECT_NE(big.find("2.0 MiB"), std::string::npos) << big;
+  EXPECT_NE(big.find("mode r+"), std::string::npos) << big;
+  Pool threads(with(Backend::Thread, 2));
+  EXPECT_NE(threads.explain(fn, 1, std::vector<double>(), ArrayRef<std::uint8_t>::of(cube))
+                .find("nothing crosses a process boundary"),
+            std::string::npos);
 }
 
 TEST(ProcessPool, AbortInATaskIsReportedWithItsSignal) {
@@ -626,6 +714,30 @@ TEST(ParallelDefaults, ImapReadsAheadBoundedly) {
     auto results = pool.imap(square, input, call);
     EXPECT_EQ(*results.next(), 0);
     EXPECT_LE(produced, 8u * 2 * 2 + 8);  // pre_dispatch = 2 * n_jobs batches of 8, +1
+  });
+}
+
+// With chunksize 1 on tiny tasks the in-flight window grows past 2 * n_jobs, but stays bounded.
+TEST(ParallelDefaults, TinyBatchesGrowTheWindowButReadAheadStaysBounded) {
+  run_guarded([] {
+    Pool pool(with(Backend::Process, 2));
+    std::size_t produced = 0;
+    auto input = std::views::iota(0, 1'000'000) | std::views::transform([&produced](int x) {
+                   ++produced;
+                   return x;
+                 });
+    CallOptions call;
+    call.chunksize = 1;
+    auto results = pool.imap(square, input, call);
+    std::size_t consumed = 0;
+    std::size_t most_ahead = 0;
+    for (int i = 0; i < 5000; ++i) {
+      ASSERT_EQ(*results.next(), i * i);
+      ++consumed;
+      most_ahead = std::max(most_ahead, produced - consumed);
+    }
+    EXPECT_LE(most_ahead, 64u * 2 + 1) << "read-ahead must stay within 64 * n_jobs batches";
+    EXPECT_GT(most_ahead, 2u * 2) << "tiny batches should widen the window past 2 * n_jobs";
   });
 }
 
