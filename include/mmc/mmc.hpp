@@ -3,6 +3,8 @@
 
 #include "mmc/array.hpp"
 #include "mmc/cache.hpp"
+#include "mmc/chunked.hpp"
+#include "mmc/convert.hpp"
 #include "mmc/dtype.hpp"
 #include "mmc/error.hpp"
 #include "mmc/generate.hpp"

@@ -1,0 +1,131 @@
+// AnyArray: one face for dense and chunked arrays; open_array tells formats apart by name and
+// content.
+#include <sys/stat.h>
+
+#include <cstring>
+#include <fstream>
+#include <utility>
+
+#include "mmc/convert.hpp"
+#include "mmc/error.hpp"
+
+namespace mmc {
+namespace {
+
+// Copies a box of a dense strided array (any byte strides) into a C-order buffer.
+void copy_dense_box(const std::byte* data, const ArrayMeta& meta, const Box& box,
+                    std::byte* out) {
+  const std::size_t nd = meta.shape.size();
+  const std::size_t itemsize = meta.dtype.itemsize();
+  if (nd == 0) {
+    std::memcpy(out, data, itemsize);
+    return;
+  }
+  const std::int64_t run = box.count[nd - 1];
+  const std::int64_t inner_stride = meta.strides[nd - 1];
+  Shape idx = box.start;
+  std::byte* dst = out;
+  for (;;) {
+    std::int64_t offset = 0;
+    for (std::size_t i = 0; i < nd; ++i) offset += idx[i] * meta.strides[i];
+    const std::byte* src = data + offset;
+    if (inner_stride == static_cast<std::int64_t>(itemsize)) {
+      std::memcpy(dst, src, static_cast<std::size_t>(run) * itemsize);
+    } else {
+      for (std::int64_t k = 0; k < run; ++k) {
+        std::memcpy(dst + k * static_cast<std::int64_t>(itemsize), src + k * inner_stride,
+                    itemsize);
+      }
+    }
+    dst += run * static_cast<std::int64_t>(itemsize);
+    std::size_t ax = nd - 1;
+    for (;;) {
+      if (ax == 0) return;
+      --ax;
+      if (++idx[ax] < box.start[ax] + box.count[ax]) break;
+      idx[ax] = box.start[ax];
+    }
+  }
+}
+
+void check_box(const ArrayMeta& meta, const Box& box) {
+  const std::size_t nd = meta.shape.size();
+  bool ok = box.start.size() == nd && box.count.size() == nd;
+  for (std::size_t i = 0; ok && i < nd; ++i) {
+    ok = box.start[i] >= 0 && box.count[i] >= 0 && box.start[i] + box.count[i] <= meta.shape[i];
+  }
+  if (!ok) {
+    raise(ErrorCode::InvalidArgument, "box start " + format_shape(box.start) + " count " +
+                                          format_shape(box.count) + " lies outside the array " +
+                                          format_shape(meta.shape));
+  }
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool has_npy_magic(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[6] = {};
+  in.read(magic, sizeof magic);
+  return in.gcount() == 6 && std::memcmp(magic, "\x93NUMPY", 6) == 0;
+}
+
+}  // namespace
+
+AnyArray::AnyArray(Source dense)
+    : dense_(std::make_shared<Source>(std::move(dense))),
+      kind_(dense_->kind()),
+      name_(dense_->path()) {}
+
+AnyArray::AnyArray(std::unique_ptr<ChunkedArray> chunked)
+    : chunked_(std::move(chunked)), kind_(chunked_->storage().kind), name_(chunked_->name()) {}
+
+const ArrayMeta& AnyArray::meta() const noexcept {
+  return dense_ ? dense_->meta() : chunked_->meta();
+}
+
+void AnyArray::read_box(const Box& box, std::byte* out) const {
+  if (chunked_) {
+    chunked_->read_box(box, out);
+    return;
+  }
+  check_box(dense_->meta(), box);
+  if (box.size() == 0) return;
+  copy_dense_box(dense_->data(), dense_->meta(), box, out);
+}
+
+void AnyArray::reopen_after_fork() const {
+  if (chunked_) chunked_->reopen_after_fork();
+}
+
+AnyArray open_array(const std::string& spec, const RawSpec* raw) {
+  std::string file, dataset;
+  if (raw == nullptr && split_hdf5_spec(spec, &file, &dataset)) {
+    Hdf5Dataset h5 = open_hdf5(file, dataset);
+    if (h5.dense) {
+      AnyArray array(std::move(*h5.dense));
+      array.name_ = spec;
+      return array;
+    }
+    return AnyArray(std::move(h5.chunked));
+  }
+  if (raw != nullptr) {
+    RawSpec copy = *raw;
+    copy.path = spec;
+    return AnyArray(open_raw(copy));
+  }
+  struct stat st;
+  if (::stat(spec.c_str(), &st) != 0) {
+    raise(ErrorCode::NotFound, spec + ": no such file or directory");
+  }
+  if (is_directory(spec)) return AnyArray(open_zarr(spec));
+  if (has_npy_magic(spec)) return AnyArray(open_npy(spec));
+  raise(ErrorCode::InvalidArgument,
+        spec + ": not a .npy file, a zarr store or FILE.h5:/dataset; give --dtype and --shape "
+               "to read it as a raw file");
+}
+
+}  // namespace mmc

@@ -1,0 +1,284 @@
+// Chunk codecs over zlib, libzstd and libblosc (blosc1 context API), plus HDF5's byte shuffle.
+#include "io/codecs.hpp"
+
+#include <blosc.h>
+#include <zlib.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "mmc/error.hpp"
+
+namespace mmc::detail {
+namespace {
+
+// zlib counts in uInt (32 bits): big buffers go through in pieces of at most this.
+constexpr std::size_t kZlibPiece = UINT_MAX;
+
+std::string bytes_text(std::size_t n) { return std::to_string(n) + " bytes"; }
+
+[[noreturn]] void corrupt(const std::string& what, const std::string& detail) {
+  raise(ErrorCode::Corrupt, what + ": " + detail);
+}
+
+// Owns a z_stream set up for inflate or deflate.
+class ZStream {
+ public:
+  explicit ZStream(bool inflating) : inflating_(inflating) {}
+  ZStream(const ZStream&) = delete;
+  ZStream& operator=(const ZStream&) = delete;
+  ~ZStream() {
+    if (!live_) return;
+    if (inflating_) {
+      inflateEnd(&zs_);
+    } else {
+      deflateEnd(&zs_);
+    }
+  }
+  z_stream* get() noexcept { return &zs_; }
+  void set_live() noexcept { live_ = true; }
+
+ private:
+  z_stream zs_{};
+  bool inflating_;
+  bool live_ = false;
+};
+
+// True when every byte of [p, p + n) is zero.
+bool all_zero(const std::byte* p, std::size_t n) {
+  return std::all_of(p, p + n, [](std::byte b) { return b == std::byte{0}; });
+}
+
+}  // namespace
+
+std::vector<std::byte> zlib_encode(const std::byte* data, std::size_t n, int level, bool gzip) {
+  if (level < -1 || level > 9) {
+    raise(ErrorCode::InvalidArgument, std::string(gzip ? "gzip" : "zlib") + " level " +
+                                          std::to_string(level) + " is out of range (use 0..9)");
+  }
+  ZStream stream(false);
+  z_stream* zs = stream.get();
+  const int rc = deflateInit2(zs, level, Z_DEFLATED, gzip ? 15 + 16 : 15, 8, Z_DEFAULT_STRATEGY);
+  if (rc == Z_MEM_ERROR) throw std::bad_alloc();
+  if (rc != Z_OK) raise(ErrorCode::Internal, "deflateInit2 failed with code " + std::to_string(rc));
+  stream.set_live();
+
+  std::vector<std::byte> out(deflateBound(zs, static_cast<uLong>(n)));
+  std::size_t in_pos = 0;
+  std::size_t out_pos = 0;
+  for (;;) {
+    if (out_pos == out.size()) out.resize(out.size() + out.size() / 2 + 64);
+    const std::size_t in_piece = std::min(n - in_pos, kZlibPiece);
+    const std::size_t out_piece = std::min(out.size() - out_pos, kZlibPiece);
+    // zlib never writes through next_in; its API simply predates const.
+    zs->next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(data + in_pos));
+    zs->avail_in = static_cast<uInt>(in_piece);
+    zs->next_out = reinterpret_cast<Bytef*>(out.data() + out_pos);
+    zs->avail_out = static_cast<uInt>(out_piece);
+    const int flush = in_pos + in_piece == n ? Z_FINISH : Z_NO_FLUSH;
+    const int ret = deflate(zs, flush);
+    in_pos += in_piece - zs->avail_in;
+    out_pos += out_piece - zs->avail_out;
+    if (ret == Z_STREAM_END) break;
+    if (ret != Z_OK && ret != Z_BUF_ERROR) {
+      raise(ErrorCode::Internal, "deflate failed with code " + std::to_string(ret));
+    }
+  }
+  out.resize(out_pos);
+  return out;
+}
+
+void zlib_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_t out_n, bool gzip,
+                 const std::string& what) {
+  const char* fmt = gzip ? "gzip" : "zlib";
+  ZStream stream(true);
+  z_stream* zs = stream.get();
+  const int rc = inflateInit2(zs, gzip ? 15 + 16 : 15);
+  if (rc == Z_MEM_ERROR) throw std::bad_alloc();
+  if (rc != Z_OK) raise(ErrorCode::Internal, "inflateInit2 failed with code " + std::to_string(rc));
+  stream.set_live();
+
+  std::size_t in_pos = 0;
+  std::size_t out_pos = 0;
+  // Once out is full, inflate into this byte to find out whether the stream holds more.
+  std::byte overflow_probe[1];
+  for (;;) {
+    const std::size_t in_piece = std::min(n - in_pos, kZlibPiece);
+    const bool full = out_pos == out_n;
+    const std::size_t out_piece = full ? 1 : std::min(out_n - out_pos, kZlibPiece);
+    zs->next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(src + in_pos));
+    zs->avail_in = static_cast<uInt>(in_piece);
+    zs->next_out = reinterpret_cast<Bytef*>(full ? overflow_probe : out + out_pos);
+    zs->avail_out = static_cast<uInt>(out_piece);
+    const int ret = inflate(zs, Z_NO_FLUSH);
+    const std::size_t produced = out_piece - zs->avail_out;
+    in_pos += in_piece - zs->avail_in;
+    if (full && produced > 0) {
+      corrupt(what,
+              std::string(fmt) + " data decodes to more than the expected " + bytes_text(out_n));
+    }
+    out_pos += produced;
+    if (ret == Z_STREAM_END) {
+      if (!gzip || in_pos == n) break;
+      // Python's gzip reads concatenated members and ignores zero padding after the last.
+      const std::size_t rest = n - in_pos;
+      if (rest >= 2 && src[in_pos] == std::byte{0x1f} && src[in_pos + 1] == std::byte{0x8b}) {
+        if (inflateReset(zs) != Z_OK) corrupt(what, "cannot restart gzip decoding");
+        continue;
+      }
+      if (all_zero(src + in_pos, rest)) break;
+      corrupt(what, "gzip data has " + bytes_text(rest) + " of garbage after its end");
+    }
+    if (ret == Z_BUF_ERROR || (ret == Z_OK && in_pos == n && produced == 0)) {
+      // No progress is possible: the input ended before the stream did.
+      corrupt(what, std::string(fmt) + " data is truncated (" + bytes_text(n) + " decoded to " +
+                        bytes_text(out_pos) + " without reaching the end)");
+    }
+    if (ret != Z_OK) {
+      if (ret == Z_MEM_ERROR) throw std::bad_alloc();
+      corrupt(what, std::string("invalid ") + fmt + " data" +
+                        (zs->msg != nullptr ? std::string(" (") + zs->msg + ")" : std::string()));
+    }
+  }
+  if (out_pos != out_n) {
+    corrupt(what, std::string(fmt) + " data decodes to " + bytes_text(out_pos) + ", expected " +
+                      bytes_text(out_n));
+  }
+}
+
+namespace {
+
+struct CctxDeleter {
+  void operator()(ZSTD_CCtx* c) const noexcept { ZSTD_freeCCtx(c); }
+};
+struct DctxDeleter {
+  void operator()(ZSTD_DCtx* d) const noexcept { ZSTD_freeDCtx(d); }
+};
+
+// One context per thread, reused across chunks (creating one costs more than a small chunk).
+ZSTD_CCtx* thread_cctx() {
+  thread_local std::unique_ptr<ZSTD_CCtx, CctxDeleter> ctx(ZSTD_createCCtx());
+  if (ctx == nullptr) throw std::bad_alloc();
+  return ctx.get();
+}
+
+ZSTD_DCtx* thread_dctx() {
+  thread_local std::unique_ptr<ZSTD_DCtx, DctxDeleter> ctx(ZSTD_createDCtx());
+  if (ctx == nullptr) throw std::bad_alloc();
+  return ctx.get();
+}
+
+}  // namespace
+
+std::vector<std::byte> zstd_encode(const std::byte* data, std::size_t n, int level) {
+  if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel()) {
+    raise(ErrorCode::InvalidArgument, "zstd level " + std::to_string(level) +
+                                          " is out of range (use 1.." +
+                                          std::to_string(ZSTD_maxCLevel()) + ")");
+  }
+  std::vector<std::byte> out(ZSTD_compressBound(n));
+  ZSTD_CCtx* cctx = thread_cctx();
+  // Parameters stick to a reused context: start from a clean one, with the content size
+  // written in the frame header (numcodecs' decoder requires it).
+  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
+  const std::size_t r = ZSTD_compress2(cctx, out.data(), out.size(), data, n);
+  if (ZSTD_isError(r)) {
+    raise(ErrorCode::Internal, std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
+  }
+  out.resize(r);
+  return out;
+}
+
+void zstd_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_t out_n,
+                 const std::string& what) {
+  // zstd wants a real destination pointer even for an empty output.
+  std::byte dummy[1];
+  const std::size_t r = ZSTD_decompressDCtx(thread_dctx(), out_n == 0 ? dummy : out, out_n, src, n);
+  if (ZSTD_isError(r)) {
+    const ZSTD_ErrorCode code = ZSTD_getErrorCode(r);
+    if (code == ZSTD_error_dstSize_tooSmall) {
+      corrupt(what, "zstd data decodes to more than the expected " + bytes_text(out_n));
+    }
+    corrupt(what, std::string("invalid zstd data (") + ZSTD_getErrorName(r) + ")");
+  }
+  if (r != out_n) {
+    corrupt(what, "zstd data decodes to " + bytes_text(r) + ", expected " + bytes_text(out_n));
+  }
+}
+
+std::vector<std::byte> blosc_encode(const std::byte* data, std::size_t n, std::size_t typesize,
+                                    const std::string& cname, int clevel, int shuffle) {
+  if (clevel < 0 || clevel > 9) {
+    raise(ErrorCode::InvalidArgument,
+          "blosc clevel " + std::to_string(clevel) + " is out of range (use 0..9)");
+  }
+  if (shuffle < 0 || shuffle > 2) {
+    raise(ErrorCode::InvalidArgument, "blosc shuffle " + std::to_string(shuffle) +
+                                          " is out of range (use 0 none, 1 byte, 2 bit)");
+  }
+  if (blosc_compname_to_compcode(cname.c_str()) < 0) {
+    raise(ErrorCode::InvalidArgument, "blosc codec '" + cname +
+                                          "' is not available (this libblosc has " +
+                                          blosc_list_compressors() + ")");
+  }
+  if (n > static_cast<std::size_t>(BLOSC_MAX_BUFFERSIZE)) {
+    raise(ErrorCode::InvalidArgument,
+          "blosc cannot compress " + bytes_text(n) + " in one buffer (its limit is " +
+              bytes_text(BLOSC_MAX_BUFFERSIZE) + "); use smaller chunks");
+  }
+  if (typesize == 0 || typesize > 255) typesize = 1;  // blosc's shuffle needs 1..255
+  std::vector<std::byte> out(n + BLOSC_MAX_OVERHEAD);
+  const int r = blosc_compress_ctx(clevel, shuffle, typesize, n, data, out.data(), out.size(),
+                                   cname.c_str(), 0, 1);
+  if (r <= 0) {
+    raise(ErrorCode::Internal, "blosc compression failed with code " + std::to_string(r));
+  }
+  out.resize(static_cast<std::size_t>(r));
+  return out;
+}
+
+void blosc_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_t out_n,
+                  const std::string& what) {
+  std::size_t nbytes = 0;
+  // Checks the header's sizes against n, so blosc_decompress_ctx cannot be led outside src.
+  if (blosc_cbuffer_validate(src, n, &nbytes) != 0) {
+    corrupt(what, "invalid blosc data (" + bytes_text(n) +
+                      " whose header does not describe a blosc buffer of that size)");
+  }
+  if (nbytes != out_n) {
+    corrupt(what,
+            "blosc data decodes to " + bytes_text(nbytes) + ", expected " + bytes_text(out_n));
+  }
+  if (out_n == 0) return;
+  const int r = blosc_decompress_ctx(src, out, out_n, 1);
+  if (r < 0 || static_cast<std::size_t>(r) != out_n) {
+    corrupt(what, "invalid blosc data (decompression failed with code " + std::to_string(r) + ")");
+  }
+}
+
+void byte_shuffle(const std::byte* in, std::byte* out, std::size_t n_elems, std::size_t itemsize) {
+  for (std::size_t k = 0; k < itemsize; ++k) {
+    std::byte* lane = out + k * n_elems;
+    const std::byte* p = in + k;
+    for (std::size_t i = 0; i < n_elems; ++i) lane[i] = p[i * itemsize];
+  }
+}
+
+void byte_unshuffle(const std::byte* in, std::byte* out, std::size_t n_elems,
+                    std::size_t itemsize) {
+  for (std::size_t k = 0; k < itemsize; ++k) {
+    const std::byte* lane = in + k * n_elems;
+    std::byte* p = out + k;
+    for (std::size_t i = 0; i < n_elems; ++i) p[i * itemsize] = lane[i];
+  }
+}
+
+}  // namespace mmc::detail

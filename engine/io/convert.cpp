@@ -1,0 +1,377 @@
+// convert: any array into raw, .npy, HDF5 or zarr v2, in parallel tasks that follow the
+// destination's chunks (or slabs of ~8 MiB), each worker holding one task's data.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "mmc/convert.hpp"
+#include "mmc/error.hpp"
+#include "mmc/output.hpp"
+
+namespace mmc {
+namespace {
+
+constexpr std::uint64_t kTaskBytes = std::uint64_t{8} << 20;
+
+struct Destination {
+  ArrayFormat format = ArrayFormat::Raw;
+  std::string path;     // file or directory
+  std::string dataset;  // HDF5 only
+};
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() &&
+         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+Destination parse_destination(const std::string& dst) {
+  Destination d;
+  d.format = format_of_destination(dst);
+  d.path = dst;
+  if (d.format == ArrayFormat::Hdf5) {
+    if (!split_hdf5_spec(dst, &d.path, &d.dataset)) d.dataset = "/data";
+  }
+  while (d.format == ArrayFormat::Zarr && d.path.size() > 1 && d.path.back() == '/') {
+    d.path.pop_back();
+  }
+  return d;
+}
+
+bool path_exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// Slabs of whole trailing axes: 1 along the axes before k, as many as fit in kTaskBytes along
+// axis k, everything after it, where k is the outermost axis whose trailing block fits.
+Shape slab_shape(const Shape& shape, std::size_t itemsize) {
+  const std::size_t nd = shape.size();
+  Shape slab(nd, 1);
+  std::uint64_t inner = itemsize;  // bytes of one index of axis k (the axes after k, whole)
+  std::size_t k = nd;
+  while (k > 0) {
+    const std::uint64_t extent = static_cast<std::uint64_t>(std::max<std::int64_t>(shape[k - 1], 1));
+    if (inner * extent > kTaskBytes) break;
+    inner *= extent;
+    --k;
+  }
+  for (std::size_t i = k; i < nd; ++i) slab[i] = std::max<std::int64_t>(shape[i], 1);
+  if (k > 0) {
+    const std::uint64_t fit = std::max<std::uint64_t>(kTaskBytes / inner, 1);
+    slab[k - 1] = static_cast<std::int64_t>(
+        std::min<std::uint64_t>(fit, static_cast<std::uint64_t>(std::max<std::int64_t>(shape[k - 1], 1))));
+  }
+  return slab;
+}
+
+// The chunk grid of `shape` cut by `chunks`: cell coordinates from a C-order index.
+struct Grid {
+  Shape shape;
+  Shape chunks;
+  Shape cells;
+  std::int64_t count = 1;
+
+  Grid(Shape s, Shape c) : shape(std::move(s)), chunks(std::move(c)), cells(shape.size()) {
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+      cells[i] = (shape[i] + chunks[i] - 1) / chunks[i];
+      count *= cells[i];
+    }
+  }
+  Shape coord(std::int64_t index) const {
+    Shape c(cells.size());
+    for (std::size_t i = cells.size(); i-- > 0;) {
+      c[i] = index % cells[i];
+      index /= cells[i];
+    }
+    return c;
+  }
+  Box box(const Shape& coord) const {
+    Box b{Shape(coord.size()), Shape(coord.size())};
+    for (std::size_t i = 0; i < coord.size(); ++i) {
+      b.start[i] = coord[i] * chunks[i];
+      b.count[i] = std::min(chunks[i], shape[i] - b.start[i]);
+    }
+    return b;
+  }
+};
+
+// Element offset of a box's first element in a C-order array of `shape`.
+std::int64_t c_offset(const Shape& shape, const Shape& start) {
+  std::int64_t offset = 0;
+  for (std::size_t i = 0; i < shape.size(); ++i) offset = offset * shape[i] + start[i];
+  return offset;
+}
+
+void swap_bytes(std::byte* data, std::size_t n, std::size_t itemsize) {
+  if (itemsize == 1) return;
+  for (std::size_t i = 0; i < n; ++i) std::reverse(data + i * itemsize, data + (i + 1) * itemsize);
+}
+
+// Reads a chunk's part of the array into a full-chunk C-order buffer (zeros outside the array).
+void read_chunk_box(const AnyArray& src, const Box& box, const Shape& chunks, std::byte* chunk,
+                    std::vector<std::byte>& scratch) {
+  const std::size_t itemsize = src.meta().dtype.itemsize();
+  const std::size_t nd = chunks.size();
+  if (box.count == chunks) {
+    src.read_box(box, chunk);
+    return;
+  }
+  std::int64_t full = 1;
+  for (std::int64_t c : chunks) full *= c;
+  std::memset(chunk, 0, static_cast<std::size_t>(full) * itemsize);
+  scratch.resize(static_cast<std::size_t>(box.size()) * itemsize);
+  src.read_box(box, scratch.data());
+  if (box.size() == 0) return;
+  // Copy rows of the box into the chunk layout.
+  const std::int64_t run = box.count[nd - 1];
+  Shape idx(nd, 0);
+  const std::byte* from = scratch.data();
+  for (;;) {
+    std::int64_t to = 0;
+    for (std::size_t i = 0; i < nd; ++i) to = to * chunks[i] + idx[i];
+    std::memcpy(chunk + to * static_cast<std::int64_t>(itemsize), from,
+                static_cast<std::size_t>(run) * itemsize);
+    from += run * static_cast<std::int64_t>(itemsize);
+    std::size_t ax = nd - 1;
+    for (;;) {
+      if (ax == 0) return;
+      --ax;
+      if (++idx[ax] < box.count[ax]) break;
+      idx[ax] = 0;
+    }
+  }
+}
+
+void pwrite_all(int fd, const std::byte* data, std::size_t size, std::uint64_t offset,
+                const std::string& what) {
+  while (size > 0) {
+    const ssize_t n = ::pwrite(fd, data, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) raise_errno("writing " + what);
+    data += n;
+    size -= static_cast<std::size_t>(n);
+    offset += static_cast<std::uint64_t>(n);
+  }
+}
+
+// Lets the kernel drop a dense C-order source's pages behind the reader.
+void release_source_range(const AnyArray& src, const Box& box) {
+  const Source* dense = src.dense();
+  if (dense == nullptr || dense->meta().order != Order::C || box.size() == 0) return;
+  const std::size_t itemsize = dense->meta().dtype.itemsize();
+  Shape last(box.start.size());
+  for (std::size_t i = 0; i < last.size(); ++i) last[i] = box.start[i] + box.count[i] - 1;
+  const auto first = static_cast<std::uint64_t>(c_offset(dense->meta().shape, box.start)) * itemsize;
+  const auto end = (static_cast<std::uint64_t>(c_offset(dense->meta().shape, last)) + 1) * itemsize;
+  dense->mapping().dont_need(first, end - first);
+}
+
+}  // namespace
+
+ArrayFormat format_of_destination(const std::string& dst) {
+  std::string file, dataset;
+  if (split_hdf5_spec(dst, &file, &dataset)) return ArrayFormat::Hdf5;
+  std::string path = dst;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  if (ends_with(path, ".npy")) return ArrayFormat::Npy;
+  if (ends_with(path, ".h5") || ends_with(path, ".hdf5")) return ArrayFormat::Hdf5;
+  if (ends_with(path, ".zarr")) return ArrayFormat::Zarr;
+  return ArrayFormat::Raw;
+}
+
+ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertOptions& options) {
+  const ArrayMeta& meta = src.meta();
+  const std::size_t nd = meta.shape.size();
+  const std::size_t itemsize = meta.dtype.itemsize();
+  const Destination d = parse_destination(dst);
+  ConvertStats stats;
+  stats.format = d.format;
+  stats.logical_bytes = meta.nbytes();
+
+  if (!options.chunks.empty()) {
+    if (d.format != ArrayFormat::Zarr && d.format != ArrayFormat::Hdf5) {
+      raise(ErrorCode::InvalidArgument, dst + ": --chunks applies to zarr and HDF5 outputs only");
+    }
+    if (options.chunks.size() != nd) {
+      raise(ErrorCode::InvalidArgument,
+            "--chunks " + format_shape(options.chunks) + " has " +
+                std::to_string(options.chunks.size()) + " axes, the array " + std::to_string(nd));
+    }
+    for (std::int64_t c : options.chunks) {
+      if (c < 1) raise(ErrorCode::InvalidArgument, "--chunks " + format_shape(options.chunks) +
+                                                       ": every extent must be at least 1");
+    }
+  }
+  if (d.format == ArrayFormat::Hdf5 && options.compressor != Compressor::None &&
+      options.compressor != Compressor::Zlib) {
+    raise(ErrorCode::InvalidArgument,
+          dst + ": HDF5 outputs take --compressor none or zlib (gzip with shuffle)");
+  }
+  if ((d.format == ArrayFormat::Raw || d.format == ArrayFormat::Npy) &&
+      options.compressor != Compressor::None) {
+    raise(ErrorCode::InvalidArgument, dst + ": raw and .npy outputs cannot be compressed");
+  }
+  if (!options.overwrite && path_exists(d.path)) {
+    raise(ErrorCode::Io, d.path + " exists; pass --overwrite to replace it");
+  }
+  const bool chunked_out =
+      d.format == ArrayFormat::Zarr ||
+      (d.format == ArrayFormat::Hdf5 &&
+       (!options.chunks.empty() || options.compressor != Compressor::None));
+  Shape chunks = options.chunks;
+  if (chunked_out && chunks.empty()) chunks = slab_shape(meta.shape, itemsize);
+  if (chunked_out) {
+    // Zero extents: chunks must still be at least 1.
+    for (std::int64_t& c : chunks) c = std::max<std::int64_t>(c, 1);
+  }
+  stats.chunks = chunked_out ? chunks : Shape();
+  const Shape cells_of = chunked_out ? chunks : slab_shape(meta.shape, itemsize);
+  const Grid grid(meta.shape, cells_of);
+  std::uint64_t cell_bytes = itemsize;
+  for (std::int64_t c : cells_of) cell_bytes *= static_cast<std::uint64_t>(c);
+  // Chunked outputs: consecutive chunks grouped into tasks of about kTaskBytes.
+  const std::int64_t per_task =
+      chunked_out ? static_cast<std::int64_t>(std::max<std::uint64_t>(kTaskBytes / cell_bytes, 1))
+                  : 1;
+  const std::int64_t cells = meta.size() == 0 ? 0 : grid.count;
+  const std::int64_t n_tasks = (cells + per_task - 1) / per_task;
+  const pid_t parent = getpid();
+  const auto prepare = [&src, parent] {
+    if (getpid() != parent) src.reopen_after_fork();
+  };
+
+  Call call;
+  call.n_tasks = static_cast<std::size_t>(n_tasks);
+  call.on_progress = options.progress;
+  call.on_result = [](std::size_t, ByteView) {};
+
+  if (d.format == ArrayFormat::Zarr) {
+    ZarrSpec spec;
+    spec.dtype = meta.dtype;
+    spec.shape = meta.shape;
+    spec.chunks = chunks;
+    spec.compressor = options.compressor;
+    spec.level = options.level;
+    ZarrWriter writer(d.path, spec, options.overwrite);
+    call.run = [&](std::size_t task, ByteView, Bytes&) {
+      prepare();
+      std::vector<std::byte> chunk(writer.chunk_nbytes()), scratch;
+      const std::int64_t first = static_cast<std::int64_t>(task) * per_task;
+      for (std::int64_t i = first; i < std::min(first + per_task, cells); ++i) {
+        const Shape coord = grid.coord(i);
+        const Box box = grid.box(coord);
+        read_chunk_box(src, box, chunks, chunk.data(), scratch);
+        release_source_range(src, box);
+        writer.write_chunk(coord, chunk.data());
+      }
+    };
+    stats.call = run_tasks(options.pool, call);
+    writer.commit();
+    return stats;
+  }
+
+  if (d.format == ArrayFormat::Hdf5) {
+    Hdf5WriteSpec spec;
+    spec.dtype = meta.dtype.native();
+    spec.shape = meta.shape;
+    spec.chunks = chunked_out ? chunks : Shape();
+    spec.gzip_level = options.compressor == Compressor::Zlib ? options.level : 0;
+    spec.shuffle = options.compressor == Compressor::Zlib;
+    Hdf5Writer writer(d.path, d.dataset, spec, options.overwrite);
+    const bool swap = !meta.dtype.is_native();
+    if (chunked_out) {
+      // Workers encode; the parent stores each encoded chunk (one HDF5 writer process).
+      call.run = [&](std::size_t task, ByteView, Bytes& out) {
+        prepare();
+        std::vector<std::byte> chunk(cell_bytes), scratch;
+        const std::int64_t first = static_cast<std::int64_t>(task) * per_task;
+        for (std::int64_t i = first; i < std::min(first + per_task, cells); ++i) {
+          const Box box = grid.box(grid.coord(i));
+          read_chunk_box(src, box, chunks, chunk.data(), scratch);
+          release_source_range(src, box);
+          if (swap) swap_bytes(chunk.data(), cell_bytes / itemsize, itemsize);
+          const std::vector<std::byte> encoded = writer.encode_chunk(chunk.data());
+          const std::uint64_t size = encoded.size();
+          const auto* p = reinterpret_cast<const std::byte*>(&size);
+          out.insert(out.end(), p, p + sizeof size);
+          out.insert(out.end(), encoded.begin(), encoded.end());
+        }
+      };
+      call.on_result = [&](std::size_t task, ByteView result) {
+        std::size_t pos = 0;
+        const std::int64_t first = static_cast<std::int64_t>(task) * per_task;
+        for (std::int64_t i = first; i < std::min(first + per_task, cells); ++i) {
+          std::uint64_t size = 0;
+          if (result.size - pos < sizeof size) raise(ErrorCode::Internal, "short chunk result");
+          std::memcpy(&size, result.data + pos, sizeof size);
+          pos += sizeof size;
+          if (result.size - pos < size) raise(ErrorCode::Internal, "short chunk result");
+          writer.write_encoded_chunk(grid.coord(i),
+                                     std::vector<std::byte>(result.data + pos, result.data + pos + size));
+          pos += size;
+        }
+      };
+      stats.call = run_tasks(options.pool, call);
+      writer.commit();
+      return stats;
+    }
+    // Contiguous: workers pwrite at the dataset's offset in the temporary file.
+    const int fd = ::open(writer.temp_path().c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) raise_errno("opening " + writer.temp_path());
+    const std::uint64_t base = writer.data_offset();
+    call.run = [&](std::size_t task, ByteView, Bytes&) {
+      prepare();
+      const Box box = grid.box(grid.coord(static_cast<std::int64_t>(task)));
+      std::vector<std::byte> buf(static_cast<std::size_t>(box.size()) * itemsize);
+      src.read_box(box, buf.data());
+      release_source_range(src, box);
+      if (swap) swap_bytes(buf.data(), static_cast<std::size_t>(box.size()), itemsize);
+      pwrite_all(fd, buf.data(), buf.size(),
+                 base + static_cast<std::uint64_t>(c_offset(meta.shape, box.start)) * itemsize,
+                 writer.temp_path());
+    };
+    try {
+      stats.call = run_tasks(options.pool, call);
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    ::close(fd);
+    writer.commit();
+    return stats;
+  }
+
+  // Raw and .npy: one file, written at offsets by the workers, renamed into place at the end.
+  AtomicFile file(d.path);
+  std::uint64_t header_size = 0;
+  if (d.format == ArrayFormat::Npy) {
+    const std::string header = make_npy_header(meta.dtype, meta.shape, /*fortran_order=*/false);
+    file.write(header.data(), header.size());
+    header_size = header.size();
+  }
+  if (::ftruncate(file.fd(), static_cast<off_t>(header_size + meta.nbytes())) != 0) {
+    raise_errno("sizing " + file.temp_path());
+  }
+  const int fd = file.fd();
+  call.run = [&](std::size_t task, ByteView, Bytes&) {
+    prepare();
+    const Box box = grid.box(grid.coord(static_cast<std::int64_t>(task)));
+    std::vector<std::byte> buf(static_cast<std::size_t>(box.size()) * itemsize);
+    src.read_box(box, buf.data());
+    release_source_range(src, box);
+    pwrite_all(fd, buf.data(), buf.size(),
+               header_size + static_cast<std::uint64_t>(c_offset(meta.shape, box.start)) * itemsize,
+               file.temp_path());
+  };
+  stats.call = run_tasks(options.pool, call);
+  file.commit();
+  return stats;
+}
+
+}  // namespace mmc

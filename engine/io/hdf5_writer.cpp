@@ -1,0 +1,404 @@
+// Writing one HDF5 dataset crash-safely: a hidden temporary file renamed into place on commit;
+// contiguous data written by the caller at data_offset(), chunks encoded here (shuffle +
+// deflate, byte for byte what libhdf5's filters produce) and stored with H5Dwrite_chunk.
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+
+#include "io/codecs.hpp"
+#include "io/hdf5_handles.hpp"
+#include "mmc/chunked.hpp"
+#include "mmc/error.hpp"
+#include "pool/unique_fd.hpp"
+
+namespace mmc {
+
+using detail::Hdf5Handle;
+using detail::Hdf5Kind;
+
+namespace {
+
+// HDF5 limits a chunk to 4 GiB - 1 bytes (its size is a 32-bit field).
+constexpr std::uint64_t kMaxChunkBytes = (std::uint64_t{1} << 32) - 1;
+constexpr hsize_t kAlignAbove = 64 << 10;
+constexpr hsize_t kAlignment = 4096;
+
+// The file type of a dtype, in its byte order. Bool is h5py's enum (FALSE=0, TRUE=1 over an
+// 8-bit integer) so h5py reads it back as numpy bool.
+Hdf5Handle file_type_of(DType dtype, const std::string& what) {
+  if (dtype.id() == TypeId::Bool) {
+    Hdf5Handle type = Hdf5Handle::adopt(H5Tenum_create(H5T_NATIVE_INT8), Hdf5Kind::Datatype,
+                                        ErrorCode::Internal, what);
+    const std::int8_t no = 0, yes = 1;
+    if (H5Tenum_insert(type.get(), "FALSE", &no) < 0 ||
+        H5Tenum_insert(type.get(), "TRUE", &yes) < 0) {
+      raise(ErrorCode::Internal,
+            what + ": cannot make the bool type: " + detail::hdf5_error_detail());
+    }
+    return type;
+  }
+  const bool le = dtype.byte_order() == ByteOrder::Little;
+  hid_t base = H5T_STD_U8LE;
+  switch (dtype.id()) {
+    case TypeId::Bool:
+    case TypeId::U8:
+      base = H5T_STD_U8LE;
+      break;
+    case TypeId::I8:
+      base = H5T_STD_I8LE;
+      break;
+    case TypeId::I16:
+      base = le ? H5T_STD_I16LE : H5T_STD_I16BE;
+      break;
+    case TypeId::U16:
+      base = le ? H5T_STD_U16LE : H5T_STD_U16BE;
+      break;
+    case TypeId::I32:
+      base = le ? H5T_STD_I32LE : H5T_STD_I32BE;
+      break;
+    case TypeId::U32:
+      base = le ? H5T_STD_U32LE : H5T_STD_U32BE;
+      break;
+    case TypeId::I64:
+      base = le ? H5T_STD_I64LE : H5T_STD_I64BE;
+      break;
+    case TypeId::U64:
+      base = le ? H5T_STD_U64LE : H5T_STD_U64BE;
+      break;
+    case TypeId::F32:
+      base = le ? H5T_IEEE_F32LE : H5T_IEEE_F32BE;
+      break;
+    case TypeId::F64:
+      base = le ? H5T_IEEE_F64LE : H5T_IEEE_F64BE;
+      break;
+  }
+  return Hdf5Handle::adopt(H5Tcopy(base), Hdf5Kind::Datatype, ErrorCode::Internal, what);
+}
+
+bool path_exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// "dir/.name.tmp-<pid>-<n>": hidden, in the destination's folder so rename() stays atomic.
+std::string temp_name_for(const std::string& file) {
+  static std::atomic<unsigned> counter{0};
+  const std::size_t slash = file.rfind('/');
+  const std::string dir = slash == std::string::npos ? "" : file.substr(0, slash + 1);
+  const std::string base = slash == std::string::npos ? file : file.substr(slash + 1);
+  return dir + "." + base + ".tmp-" + std::to_string(::getpid()) + "-" +
+         std::to_string(counter.fetch_add(1));
+}
+
+std::string folder_of(const std::string& file) {
+  const std::size_t slash = file.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : file.substr(0, slash);
+}
+
+void validate(const std::string& file, const std::string& dataset, const Hdf5WriteSpec& spec) {
+  const std::string what = file + ":" + dataset;
+  if (dataset.empty() || dataset == "/" || dataset.back() == '/' ||
+      dataset.find("//") != std::string::npos) {
+    raise(ErrorCode::InvalidArgument,
+          what + ": dataset path must name a dataset, like '/group/images'");
+  }
+  for (std::int64_t extent : spec.shape) {
+    if (extent < 0) {
+      raise(ErrorCode::InvalidArgument,
+            what + ": negative extent in shape " + format_shape(spec.shape));
+    }
+  }
+  if (spec.shape.size() > H5S_MAX_RANK) {
+    raise(ErrorCode::InvalidArgument, what + ": HDF5 allows at most 32 axes");
+  }
+  if (spec.chunks.empty()) {
+    if (spec.gzip_level != 0) {
+      raise(ErrorCode::InvalidArgument,
+            what + ": gzip needs a chunked dataset; give chunks or set gzip_level 0");
+    }
+    return;
+  }
+  if (spec.shape.empty()) {
+    raise(ErrorCode::InvalidArgument,
+          what + ": a 0-d dataset cannot be chunked; leave chunks empty");
+  }
+  if (spec.chunks.size() != spec.shape.size()) {
+    raise(ErrorCode::InvalidArgument, what + ": chunks " + format_shape(spec.chunks) +
+                                          " and shape " + format_shape(spec.shape) +
+                                          " have different numbers of axes");
+  }
+  std::uint64_t bytes = spec.dtype.itemsize();
+  for (std::int64_t c : spec.chunks) {
+    if (c < 1) {
+      raise(ErrorCode::InvalidArgument,
+            what + ": chunk extents must be at least 1, got " + format_shape(spec.chunks));
+    }
+    bytes = detail::checked_mul(bytes, static_cast<std::uint64_t>(c), "HDF5 chunk size");
+  }
+  if (bytes > kMaxChunkBytes) {
+    raise(ErrorCode::InvalidArgument, what + ": chunks " + format_shape(spec.chunks) +
+                                          " make chunks of 4 GiB or more, HDF5's limit");
+  }
+  if (spec.gzip_level < 0 || spec.gzip_level > 9) {
+    raise(ErrorCode::InvalidArgument,
+          what + ": gzip_level " + std::to_string(spec.gzip_level) + " is outside 0..9");
+  }
+}
+
+}  // namespace
+
+struct Hdf5Writer::State {
+  std::string file;
+  std::string dataset;
+  std::string temp;
+  Hdf5WriteSpec spec;
+  bool overwrite = false;
+  pid_t owner = -1;
+  Hdf5Handle file_id;
+  Hdf5Handle dataset_id;
+  std::uint64_t offset = 0;
+  bool has_offset = false;
+  Shape grid;
+  std::uint64_t chunk_nbytes = 0;
+  bool committed = false;
+
+  std::string what() const { return file + ":" + dataset; }
+
+  // Closes the dataset and the file; throws Error(Io) when libhdf5 fails to write them out.
+  void close_ids() {
+    const bool ok = dataset_id.close() & file_id.close();
+    if (!ok) {
+      raise(ErrorCode::Io,
+            temp + ": cannot write the HDF5 metadata out: " + detail::hdf5_error_detail());
+    }
+  }
+};
+
+Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
+                       const Hdf5WriteSpec& spec, bool overwrite)
+    : state_(std::make_unique<State>()) {
+  detail::hdf5_quiet();
+  validate(file, dataset, spec);
+  State& s = *state_;
+  s.file = file;
+  s.dataset = dataset.front() == '/' ? dataset : "/" + dataset;
+  s.spec = spec;
+  s.overwrite = overwrite;
+  s.owner = ::getpid();
+  const std::string what = s.what();
+  if (!overwrite && path_exists(file)) {
+    raise(ErrorCode::Io, file + ": already exists; remove it or pass overwrite to replace it");
+  }
+  s.temp = temp_name_for(file);
+  // Contiguous data of 64 KiB or more starts on a page boundary: callers pwrite whole pages
+  // and readers map it without sharing a page with metadata.
+  Hdf5Handle fapl = Hdf5Handle::adopt(H5Pcreate(H5P_FILE_ACCESS), Hdf5Kind::PropertyList,
+                                      ErrorCode::Internal, what);
+  if (spec.chunks.empty() && H5Pset_alignment(fapl.get(), kAlignAbove, kAlignment) < 0) {
+    raise(ErrorCode::Internal, what + ": cannot set the alignment: " + detail::hdf5_error_detail());
+  }
+  s.file_id = Hdf5Handle::adopt(H5Fcreate(s.temp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()),
+                                Hdf5Kind::File, ErrorCode::Io,
+                                s.temp + ": cannot create the temporary HDF5 file");
+  try {
+    Hdf5Handle type = file_type_of(spec.dtype, what);
+    hsize_t dims[H5S_MAX_RANK];
+    for (std::size_t i = 0; i < spec.shape.size(); ++i) dims[i] = spec.shape[i];
+    Hdf5Handle space = Hdf5Handle::adopt(
+        spec.shape.empty() ? H5Screate(H5S_SCALAR)
+                           : H5Screate_simple(static_cast<int>(spec.shape.size()), dims, nullptr),
+        Hdf5Kind::Dataspace, ErrorCode::Internal, what);
+    Hdf5Handle lcpl = Hdf5Handle::adopt(H5Pcreate(H5P_LINK_CREATE), Hdf5Kind::PropertyList,
+                                        ErrorCode::Internal, what);
+    Hdf5Handle dcpl = Hdf5Handle::adopt(H5Pcreate(H5P_DATASET_CREATE), Hdf5Kind::PropertyList,
+                                        ErrorCode::Internal, what);
+    bool ok = H5Pset_create_intermediate_group(lcpl.get(), 1) >= 0;
+    if (spec.chunks.empty()) {
+      // Storage now (so its offset is known) and never a fill written by libhdf5 over the
+      // bytes callers pwrite there.
+      ok = ok && H5Pset_layout(dcpl.get(), H5D_CONTIGUOUS) >= 0 &&
+           H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY) >= 0 &&
+           H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER) >= 0;
+    } else {
+      hsize_t chunk_dims[H5S_MAX_RANK];
+      for (std::size_t i = 0; i < spec.chunks.size(); ++i) chunk_dims[i] = spec.chunks[i];
+      ok = ok && H5Pset_chunk(dcpl.get(), static_cast<int>(spec.chunks.size()), chunk_dims) >= 0;
+      // Pipeline order shuffle, then deflate: encode_chunk applies them in that order.
+      if (spec.gzip_level > 0 && spec.shuffle) ok = ok && H5Pset_shuffle(dcpl.get()) >= 0;
+      if (spec.gzip_level > 0) {
+        ok = ok && H5Pset_deflate(dcpl.get(), static_cast<unsigned>(spec.gzip_level)) >= 0;
+      }
+    }
+    if (!ok) {
+      raise(ErrorCode::Internal,
+            what + ": cannot set the dataset properties: " + detail::hdf5_error_detail());
+    }
+    s.dataset_id =
+        Hdf5Handle::adopt(H5Dcreate2(s.file_id.get(), s.dataset.c_str(), type.get(), space.get(),
+                                     lcpl.get(), dcpl.get(), H5P_DEFAULT),
+                          Hdf5Kind::Dataset, ErrorCode::Io, what + ": cannot create the dataset");
+    if (spec.chunks.empty()) {
+      const haddr_t offset = H5Dget_offset(s.dataset_id.get());
+      s.has_offset = offset != HADDR_UNDEF;
+      if (!s.has_offset) detail::hdf5_error_detail();  // empty datasets have no storage
+      s.offset = s.has_offset ? offset : 0;
+      // Write the metadata now, so the file is complete but for the caller's bytes.
+      if (H5Fflush(s.file_id.get(), H5F_SCOPE_LOCAL) < 0) {
+        raise(ErrorCode::Io, s.temp + ": cannot write: " + detail::hdf5_error_detail());
+      }
+    } else {
+      s.grid.resize(spec.shape.size());
+      s.chunk_nbytes = spec.dtype.itemsize();
+      for (std::size_t i = 0; i < spec.shape.size(); ++i) {
+        s.grid[i] = (spec.shape[i] + spec.chunks[i] - 1) / spec.chunks[i];
+        s.chunk_nbytes *= static_cast<std::uint64_t>(spec.chunks[i]);
+      }
+    }
+  } catch (...) {
+    s.dataset_id.close();
+    s.file_id.close();
+    ::unlink(s.temp.c_str());
+    throw;
+  }
+}
+
+Hdf5Writer::~Hdf5Writer() {
+  State& s = *state_;
+  if (s.owner != ::getpid()) {
+    // A forked worker's copy: the file belongs to the parent.
+    s.dataset_id.forget();
+    s.file_id.forget();
+    return;
+  }
+  if (s.committed) return;
+  s.dataset_id.close();
+  s.file_id.close();
+  detail::hdf5_error_detail();
+  ::unlink(s.temp.c_str());
+}
+
+const std::string& Hdf5Writer::temp_path() const noexcept { return state_->temp; }
+
+std::uint64_t Hdf5Writer::data_offset() const {
+  const State& s = *state_;
+  if (!s.spec.chunks.empty()) {
+    raise(ErrorCode::InvalidArgument,
+          s.what() + ": a chunked dataset has no single data offset; use write_chunk");
+  }
+  return s.offset;
+}
+
+std::vector<std::byte> Hdf5Writer::encode_chunk(const std::byte* data) const {
+  const State& s = *state_;
+  if (s.spec.chunks.empty()) {
+    raise(ErrorCode::InvalidArgument,
+          s.what() + ": a contiguous dataset has no chunks; write at data_offset()");
+  }
+  const std::size_t n = s.chunk_nbytes;
+  if (s.spec.gzip_level == 0) return std::vector<std::byte>(data, data + n);
+  const std::size_t itemsize = s.spec.dtype.itemsize();
+  if (!s.spec.shuffle || itemsize == 1)
+    return detail::zlib_encode(data, n, s.spec.gzip_level, false);
+  std::vector<std::byte> shuffled(n);
+  detail::byte_shuffle(data, shuffled.data(), n / itemsize, itemsize);
+  return detail::zlib_encode(shuffled.data(), n, s.spec.gzip_level, false);
+}
+
+void Hdf5Writer::write_encoded_chunk(const Shape& coord, const std::vector<std::byte>& encoded) {
+  State& s = *state_;
+  const std::string what = s.what();
+  if (s.spec.chunks.empty()) {
+    raise(ErrorCode::InvalidArgument,
+          what + ": a contiguous dataset has no chunks; write at data_offset()");
+  }
+  if (s.committed || !s.dataset_id) {
+    raise(ErrorCode::InvalidArgument, what + ": the writer is already committed");
+  }
+  if (s.owner != ::getpid()) {
+    raise(ErrorCode::InvalidArgument, what +
+                                          ": write_encoded_chunk called in a forked worker; "
+                                          "encode there, write in the process that made "
+                                          "the writer");
+  }
+  if (coord.size() != s.grid.size()) {
+    raise(ErrorCode::InvalidArgument,
+          what + ": chunk (" + format_shape(coord) + ") has the wrong number of axes");
+  }
+  hsize_t offset[H5S_MAX_RANK];
+  for (std::size_t i = 0; i < coord.size(); ++i) {
+    if (coord[i] < 0 || coord[i] >= s.grid[i]) {
+      raise(ErrorCode::InvalidArgument, what + ": chunk (" + format_shape(coord) +
+                                            ") is outside the grid (" + format_shape(s.grid) + ")");
+    }
+    offset[i] = static_cast<hsize_t>(coord[i] * s.spec.chunks[i]);
+  }
+  if (s.spec.gzip_level == 0 && encoded.size() != s.chunk_nbytes) {
+    raise(ErrorCode::InvalidArgument, what + ": chunk (" + format_shape(coord) + ") has " +
+                                          std::to_string(encoded.size()) + " bytes, expected " +
+                                          std::to_string(s.chunk_nbytes));
+  }
+  if (encoded.empty() || encoded.size() > kMaxChunkBytes) {
+    raise(ErrorCode::InvalidArgument,
+          what + ": encoded chunk of " + std::to_string(encoded.size()) + " bytes");
+  }
+  if (H5Dwrite_chunk(s.dataset_id.get(), H5P_DEFAULT, 0, offset, encoded.size(), encoded.data()) <
+      0) {
+    raise(ErrorCode::Io, what + ": cannot write chunk (" + format_shape(coord) +
+                             "): " + detail::hdf5_error_detail());
+  }
+}
+
+void Hdf5Writer::write_chunk(const Shape& coord, const std::byte* data) {
+  write_encoded_chunk(coord, encode_chunk(data));
+}
+
+void Hdf5Writer::commit() {
+  State& s = *state_;
+  if (s.committed) return;
+  if (s.owner != ::getpid()) {
+    raise(ErrorCode::InvalidArgument, s.what() + ": commit() called in a forked worker");
+  }
+  detail::hdf5_quiet();
+  s.close_ids();
+  {
+    detail::UniqueFd fd(::open(s.temp.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) raise_errno(s.temp + ": cannot reopen to flush");
+    if (::fsync(fd.get()) != 0) raise_errno(s.temp + ": cannot flush");
+  }
+  if (s.overwrite) {
+    if (::rename(s.temp.c_str(), s.file.c_str()) != 0) {
+      raise_errno(s.file + ": cannot rename " + s.temp + " onto it");
+    }
+  } else {
+    // No-clobber rename: the destination may have appeared since construction.
+    if (::renameat2(AT_FDCWD, s.temp.c_str(), AT_FDCWD, s.file.c_str(), RENAME_NOREPLACE) != 0) {
+      if (errno == EEXIST) {
+        raise(ErrorCode::Io,
+              s.file + ": already exists; remove it or pass overwrite to replace it");
+      }
+      if (errno != EINVAL && errno != ENOSYS) {
+        raise_errno(s.file + ": cannot rename " + s.temp + " onto it");
+      }
+      // A file system without RENAME_NOREPLACE: link() refuses an existing name too.
+      if (::link(s.temp.c_str(), s.file.c_str()) != 0) {
+        if (errno == EEXIST) {
+          raise(ErrorCode::Io,
+                s.file + ": already exists; remove it or pass overwrite to replace it");
+        }
+        raise_errno(s.file + ": cannot link " + s.temp + " to it");
+      }
+      ::unlink(s.temp.c_str());
+    }
+  }
+  s.committed = true;
+  // Make the rename durable; failing here loses nothing the caller could act on.
+  detail::UniqueFd dir(::open(folder_of(s.file).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir) ::fsync(dir.get());
+}
+
+}  // namespace mmc

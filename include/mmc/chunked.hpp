@@ -1,0 +1,213 @@
+// Chunked arrays: zarr v2 stores and chunked (or compact) HDF5 datasets, read chunk by chunk.
+//
+// A ChunkedArray describes a logical n-d array cut into a regular grid of chunks. Each chunk
+// is either stored raw in a file (then it can be mapped in place, zero copy), encoded (read and
+// decoded into a caller's buffer), or absent (it reads as the fill value). Dense sources whose
+// bytes are one run in a file (raw, .npy, contiguous HDF5) are a Source instead (source.hpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mmc/array.hpp"
+#include "mmc/source.hpp"
+
+namespace mmc {
+
+// A box of the index space: [start[i], start[i] + count[i]) on every axis.
+struct Box {
+  Shape start;
+  Shape count;
+  std::int64_t size() const noexcept;  // elements (1 for 0-d)
+};
+
+// How a chunked array is stored, for `mmcompute info` and for planning.
+struct StorageInfo {
+  std::string kind;         // "zarr", "hdf5"
+  std::string layout;       // "chunked", "compact", "external"
+  std::string compressor;   // "none", "zlib", "gzip", "zstd", "blosc(lz4,shuffle,5)", ...
+  std::vector<std::string> filters;  // e.g. HDF5 "shuffle", "fletcher32"; empty when none
+  std::int64_t chunks_total = 0;     // cells of the chunk grid
+  std::int64_t chunks_stored = -1;   // chunks present on disk; -1 when not counted (too costly)
+  std::uint64_t stored_bytes = 0;    // bytes on disk (0 when unknown)
+};
+
+// One chunk of the grid.
+struct ChunkRef {
+  Shape coord;  // grid coordinates
+  Box box;      // the array elements it holds (clipped at the array's edges)
+};
+
+class ChunkedArray {
+ public:
+  virtual ~ChunkedArray() = default;
+  ChunkedArray(const ChunkedArray&) = delete;
+  ChunkedArray& operator=(const ChunkedArray&) = delete;
+
+  // The logical array: dtype (with its byte order as stored), shape, and the element order
+  // inside each chunk (zarr's "order"; HDF5 is always C). strides are those of a dense array
+  // of the full shape in that order (what the array would be as one contiguous file).
+  const ArrayMeta& meta() const noexcept { return meta_; }
+  // Full (unclipped) chunk shape; every chunk buffer holds this many elements.
+  const Shape& chunk_shape() const noexcept { return chunk_shape_; }
+  // Bytes of one decoded chunk: product(chunk_shape) * itemsize.
+  std::uint64_t chunk_nbytes() const noexcept;
+  // Chunks per axis: ceil(shape / chunk_shape) (0 on an axis of extent 0).
+  Shape grid() const;
+  std::int64_t n_chunks() const;
+  // Grid coordinates <-> C-order linear chunk index.
+  Shape chunk_coord(std::int64_t index) const;
+  ChunkRef chunk(const Shape& coord) const;
+
+  // The fill value's bytes (one element, in meta().dtype's byte order).
+  const std::vector<std::byte>& fill_value() const noexcept { return fill_; }
+
+  virtual StorageInfo storage() const = 0;
+  // A short description of where the data is ("cube.zarr", "cube.h5:/images").
+  virtual std::string name() const = 0;
+
+  // Zero-copy access: the chunk's bytes in place in a mapped file (full chunk shape, chunk
+  // order, stored byte order), or nullptr when the chunk is encoded, absent, or not mappable.
+  // Keeps any mapping alive as long as the array.
+  virtual const std::byte* chunk_in_place(const Shape& coord) const = 0;
+  // Decodes one chunk into `out` (chunk_nbytes() bytes, full chunk shape in chunk order; the
+  // part outside the array on edge chunks holds unspecified bytes). An absent chunk is filled
+  // with the fill value. Throws Error(Corrupt) for a chunk whose bytes do not decode to
+  // exactly chunk_nbytes(), naming the chunk and file. Safe to call from several threads
+  // of one process, and from forked workers after reopen_after_fork().
+  virtual void read_chunk(const Shape& coord, std::byte* out) const = 0;
+  // Called in a forked worker before its first read_chunk (HDF5 drops the parent's handles and
+  // opens the file again; zarr does nothing).
+  virtual void reopen_after_fork() {}
+
+  // Reads any box of the array into `out` as a dense C-order array of box.count elements in
+  // meta().dtype (stored byte order). Generic: decodes each chunk the box touches once.
+  // Throws Error(InvalidArgument) for a box outside the array.
+  void read_box(const Box& box, std::byte* out) const;
+  // Reads a box into a strided destination: element idx (array coordinates) goes to
+  // base + sum(idx[i] * strides[i]) (byte strides, e.g. those of meta() to rebuild the array's
+  // dense layout in place). Decodes each chunk the box touches once.
+  void read_into(const Box& box, std::byte* base, const std::vector<std::int64_t>& strides) const;
+
+ protected:
+  ChunkedArray(ArrayMeta meta, Shape chunk_shape, std::vector<std::byte> fill);
+
+ private:
+  void copy_box(const Box& box, std::byte* out, const Shape& origin,
+                const std::vector<std::int64_t>& out_strides) const;
+
+  ArrayMeta meta_;
+  Shape chunk_shape_;
+  std::vector<std::byte> fill_;
+};
+
+// ---- zarr v2 (directory store) ----
+
+// Opens a zarr v2 array: a directory holding .zarray. Throws Error(NotFound) when there is no
+// .zarray, Error(Corrupt) for broken JSON or metadata (naming the field), Error(InvalidArgument)
+// for a dtype, compressor or filter we do not support, or a shape whose byte count overflows.
+std::unique_ptr<ChunkedArray> open_zarr(const std::string& path);
+
+enum class Compressor : std::uint8_t { None, Zlib, Zstd, Blosc };
+// "none", "zlib", "zstd", "blosc". Throws Error(InvalidArgument).
+Compressor parse_compressor(const std::string& text);
+
+struct ZarrSpec {
+  DType dtype;
+  Shape shape;
+  Shape chunks;
+  Order order = Order::C;
+  Compressor compressor = Compressor::None;
+  int level = 5;             // zlib 1..9, zstd 1..22, blosc clevel 1..9
+  std::string blosc_cname = "lz4";  // blosc's inner codec
+  int blosc_shuffle = 1;     // 0 none, 1 byte shuffle, 2 bit shuffle
+  std::vector<std::byte> fill;  // one element in dtype's byte order; empty: zero fill
+};
+
+// Writes a zarr v2 store crash-safely: everything goes into a hidden temporary directory next
+// to `path`; commit() writes .zarray and renames the directory into place, so a writer killed
+// before commit() leaves no store at `path` (and the temporary directory is removed by the
+// destructor when not committed). write_chunk may be called from several threads, and from
+// forked workers between construction and commit() (each chunk is written under a temporary
+// name and renamed). Throws Error(InvalidArgument) for a bad spec, Error(Io) when `path`
+// exists and overwrite is false or the folder cannot be written.
+class ZarrWriter {
+ public:
+  ZarrWriter(const std::string& path, const ZarrSpec& spec, bool overwrite = false);
+  ~ZarrWriter();
+  ZarrWriter(const ZarrWriter&) = delete;
+  ZarrWriter& operator=(const ZarrWriter&) = delete;
+
+  const ZarrSpec& spec() const noexcept;
+  Shape grid() const;
+  std::uint64_t chunk_nbytes() const noexcept;
+  // Encodes and writes one chunk: `data` is the full chunk shape in spec.order, dtype's byte
+  // order (edge chunks: the part outside the array is written as given; pass fill there).
+  void write_chunk(const Shape& coord, const std::byte* data) const;
+  // Writes .zarray and moves the store into place. Idempotent; throws Error(Io).
+  void commit();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// ---- HDF5 ----
+
+// "cube.h5:/group/images" -> {"cube.h5", "/group/images"}; returns false without a ':/' part.
+bool split_hdf5_spec(const std::string& spec, std::string* file, std::string* dataset);
+
+// An HDF5 dataset opened for reading. Contiguous datasets whose file type matches a dtype we
+// read are returned as a dense Source mapped at the dataset's offset (zero copy; no HDF5 call
+// after open); everything else as a ChunkedArray (chunked, with or without filters; compact
+// and external datasets as one chunk read through libhdf5).
+struct Hdf5Dataset {
+  std::unique_ptr<Source> dense;          // set for mappable contiguous datasets
+  std::unique_ptr<ChunkedArray> chunked;  // set otherwise
+};
+
+// Throws Error(NotFound) for a missing file or dataset path (naming it), Error(Corrupt) for a
+// file that is not HDF5, Error(InvalidArgument) for a datatype we do not support.
+Hdf5Dataset open_hdf5(const std::string& file, const std::string& dataset);
+
+struct Hdf5WriteSpec {
+  DType dtype;
+  Shape shape;
+  Shape chunks;        // empty: contiguous
+  int gzip_level = 0;  // chunked only: 0 no filter, 1..9 deflate (with shuffle when > 0)
+  bool shuffle = true;
+};
+
+// Writes one dataset into a new HDF5 file crash-safely (temporary name, rename on commit()).
+// Contiguous: storage is allocated at creation, so data_offset() lets workers pwrite or map
+// the bytes directly; chunked: write_chunk() encodes (shuffle + deflate) in the caller and
+// stores the chunk with H5Dwrite_chunk. Not thread safe; call from one process.
+class Hdf5Writer {
+ public:
+  Hdf5Writer(const std::string& file, const std::string& dataset, const Hdf5WriteSpec& spec,
+             bool overwrite = false);
+  ~Hdf5Writer();
+  Hdf5Writer(const Hdf5Writer&) = delete;
+  Hdf5Writer& operator=(const Hdf5Writer&) = delete;
+
+  // Contiguous datasets: the temporary file's path and the absolute byte offset of the data.
+  const std::string& temp_path() const noexcept;
+  std::uint64_t data_offset() const;
+  // Chunked datasets: `data` is the full chunk shape in C order, native byte order.
+  void write_chunk(const Shape& coord, const std::byte* data);
+  // Encodes a chunk without touching the file (safe in forked workers): returns the bytes to
+  // pass to write_encoded_chunk.
+  std::vector<std::byte> encode_chunk(const std::byte* data) const;
+  void write_encoded_chunk(const Shape& coord, const std::vector<std::byte>& encoded);
+  // Closes the file and renames it into place. Throws Error(Io).
+  void commit();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace mmc
