@@ -87,8 +87,8 @@ CoreOptions resolve_options(const ParallelOptions& options, int* verbose) {
   }
   core.n_jobs = effective_n_jobs(n_jobs);
   if (options.worker_memory > 0) {
-    const int capped = cap_jobs_by_memory(core.n_jobs, options.worker_memory, cgroup_memory(),
-                                          available_memory());
+    const int capped =
+        cap_jobs_by_memory(core.n_jobs, options.worker_memory, cgroup_memory(), available_memory());
     if (capped < core.n_jobs && options.verbose > 0) {
       std::fprintf(stderr,
                    "[Parallel]: n_jobs lowered from %d to %d: %s per worker would not fit in "
@@ -218,8 +218,9 @@ CallDriver::CallDriver(std::shared_ptr<PoolCore> core, int n_jobs, int pool_verb
       start_(std::chrono::steady_clock::now()),
       last_print_(start_) {
   if (options_.chunksize > 0) batch_size_ = options_.chunksize;
-  dispatch_cap_ = options_.pre_dispatch > 0 ? options_.pre_dispatch
-                                            : kDefaultDispatchPerJob * static_cast<std::size_t>(n_jobs_);
+  dispatch_cap_ = options_.pre_dispatch > 0
+                      ? options_.pre_dispatch
+                      : kDefaultDispatchPerJob * static_cast<std::size_t>(n_jobs_);
 }
 
 CallDriver::~CallDriver() { cancel_all(); }
@@ -312,7 +313,8 @@ std::optional<CallDriver::Done> CallDriver::next() {
   if (options_.pre_dispatch == 0 && !done.outcome.failed) {
     const std::size_t base = kDefaultDispatchPerJob * static_cast<std::size_t>(n_jobs_);
     if (done.outcome.seconds < kTinyBatchSeconds) {
-      dispatch_cap_ = std::min(dispatch_cap_ * 2, kMaxDispatchPerJob * static_cast<std::size_t>(n_jobs_));
+      dispatch_cap_ =
+          std::min(dispatch_cap_ * 2, kMaxDispatchPerJob * static_cast<std::size_t>(n_jobs_));
     } else if (done.outcome.seconds > 10 * kTinyBatchSeconds) {
       dispatch_cap_ = base;
     }

@@ -101,10 +101,10 @@ void send_or_leave(int socket, OutFrame frame) {
 void send_reply(int socket, std::uint64_t id, Reply reply, std::uint64_t max_nbytes) {
   TransportCounters unused;
   if (reply.kind == FrameKind::Failure) {
-    send_or_leave(socket, OutFrame::failure(
-                              id, static_cast<ErrorCode>(reply.code),
-                              std::string(reinterpret_cast<const char*>(reply.payload.data()),
-                                          reply.payload.size())));
+    send_or_leave(socket,
+                  OutFrame::failure(id, static_cast<ErrorCode>(reply.code),
+                                    std::string(reinterpret_cast<const char*>(reply.payload.data()),
+                                                reply.payload.size())));
   } else {
     send_or_leave(socket, OutFrame::make(FrameKind::Result, id, std::move(reply.payload),
                                          max_nbytes, unused));
@@ -121,8 +121,8 @@ void run_group(int socket, Reader& group, std::uint64_t count, RunSlot* slot,
   TransportCounters unused;
   const auto flush = [&] {
     if (batch.empty()) return;
-    send_or_leave(socket, OutFrame::make(FrameKind::Batch, 0, std::move(batch), ~std::uint64_t{0},
-                                         unused));
+    send_or_leave(socket,
+                  OutFrame::make(FrameKind::Batch, 0, std::move(batch), ~std::uint64_t{0}, unused));
     batch = Bytes();
   };
   for (std::uint64_t i = 0; i < count; ++i) {
@@ -143,7 +143,8 @@ void run_group(int socket, Reader& group, std::uint64_t count, RunSlot* slot,
       continue;
     }
     if (batch.empty()) oldest = Clock::now();
-    append_subframe(batch, reply.kind, id, reply.code, {reply.payload.data(), reply.payload.size()});
+    append_subframe(batch, reply.kind, id, reply.code,
+                    {reply.payload.data(), reply.payload.size()});
     if (batch.size() >= kReplyBatchBytes || Clock::now() - oldest >= kReplyBatchAge) flush();
   }
   flush();
@@ -589,8 +590,8 @@ class ProcessPool final : public PoolCore {
         if (job.id != c.id || job.abandoned) continue;
         const Progress progress = progress_of(*worker);
         if (progress.known && i < progress.finished) return;  // done: its result is coming
-        const bool running = progress.known ? progress.running == static_cast<std::ptrdiff_t>(i)
-                                            : i == 0;
+        const bool running =
+            progress.known ? progress.running == static_cast<std::ptrdiff_t>(i) : i == 0;
         if (running) {
           lose(*worker, c.code, c.why, c.id);
         } else {

@@ -156,9 +156,9 @@ std::string describe_reference(const ArrayDesc& desc) {
   const char* mode = desc.mode == MapMode::ReadOnly      ? "r"
                      : desc.mode == MapMode::CopyOnWrite ? "c"
                                                          : "r+";
-  std::string where = desc.uid == 0 ? "of file " + desc.path + " at offset " +
-                                          std::to_string(desc.offset)
-                                    : "in a shared segment (SharedArray/SharedValue)";
+  std::string where = desc.uid == 0
+                          ? "of file " + desc.path + " at offset " + std::to_string(desc.offset)
+                          : "in a shared segment (SharedArray/SharedValue)";
   return "by reference: " + format_bytes(desc.nbytes) + " " + where +
          ", mapped by the worker in mode " + mode + ", never copied";
 }

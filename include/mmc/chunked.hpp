@@ -26,9 +26,9 @@ struct Box {
 
 // How a chunked array is stored, for `mmcompute info` and for planning.
 struct StorageInfo {
-  std::string kind;         // "zarr", "hdf5"
-  std::string layout;       // "chunked", "compact", "external"
-  std::string compressor;   // "none", "zlib", "gzip", "zstd", "blosc(lz4,shuffle,5)", ...
+  std::string kind;                  // "zarr", "hdf5"
+  std::string layout;                // "chunked", "compact", "external"
+  std::string compressor;            // "none", "zlib", "gzip", "zstd", "blosc(lz4,shuffle,5)", ...
   std::vector<std::string> filters;  // e.g. HDF5 "shuffle", "fletcher32"; empty when none
   std::int64_t chunks_total = 0;     // cells of the chunk grid
   std::int64_t chunks_stored = -1;   // chunks present on disk; -1 when not counted (too costly)
@@ -121,10 +121,10 @@ struct ZarrSpec {
   Shape chunks;
   Order order = Order::C;
   Compressor compressor = Compressor::None;
-  int level = 5;             // zlib 1..9, zstd 1..22, blosc clevel 1..9
+  int level = 5;                    // zlib 1..9, zstd 1..22, blosc clevel 1..9
   std::string blosc_cname = "lz4";  // blosc's inner codec
-  int blosc_shuffle = 1;     // 0 none, 1 byte shuffle, 2 bit shuffle
-  std::vector<std::byte> fill;  // one element in dtype's byte order; empty: zero fill
+  int blosc_shuffle = 1;            // 0 none, 1 byte shuffle, 2 bit shuffle
+  std::vector<std::byte> fill;      // one element in dtype's byte order; empty: zero fill
 };
 
 // Writes a zarr v2 store crash-safely: everything goes into a hidden temporary directory next

@@ -223,7 +223,7 @@ using ProgressCallback = std::function<void(const Progress&)>;
 
 // Options of one map/imap/starmap call.
 struct CallOptions {
-  std::size_t chunksize = 0;     // items per batch; 0 = joblib's 'auto' (sized by measured time)
+  std::size_t chunksize = 0;  // items per batch; 0 = joblib's 'auto' (sized by measured time)
   // Batches in flight at once. 0: 2 * n_jobs (joblib's default), allowed to grow up to
   // 64 * n_jobs while batches take under a millisecond each (explicit tiny chunksizes), so the
   // round trip does not bound the rate; read-ahead stays bounded either way.
@@ -321,9 +321,9 @@ CoreOptions resolve_options(const ParallelOptions& options, int* verbose);
 
 // One argument as Pool::explain sees it.
 struct ArgumentNote {
-  std::string type;            // demangled C++ type
-  std::uint64_t encoded = 0;   // bytes it adds to the task's message
-  std::string by_reference;    // how it is shared when it goes by reference; empty otherwise
+  std::string type;           // demangled C++ type
+  std::uint64_t encoded = 0;  // bytes it adds to the task's message
+  std::string by_reference;   // how it is shared when it goes by reference; empty otherwise
 };
 // How a type crosses to a worker; specialized by ArrayRef (shared.hpp).
 template <class T, class Enable = void>

@@ -153,9 +153,7 @@ namespace detail {
 std::string describe_reference(const ArrayDesc& desc);
 template <class T>
 struct TransportNote<ArrayRef<T>> {
-  static std::string by_reference(const ArrayRef<T>& ref) {
-    return describe_reference(ref.desc());
-  }
+  static std::string by_reference(const ArrayRef<T>& ref) { return describe_reference(ref.desc()); }
 };
 }  // namespace detail
 

@@ -105,7 +105,8 @@ TEST(Convert, NpyToEveryFormatWithOneAndTwoWorkers) {
       chunked.compressor = parse_compressor(codec);
       const std::string out = dir.file(std::string(codec) + tag + ".zarr");
       convert(in, out, chunked);
-      EXPECT_EQ(check("zarr", out, src.expected), "ok <f4 chunks=2,16,16;" + std::string(codec) + "\n");
+      EXPECT_EQ(check("zarr", out, src.expected),
+                "ok <f4 chunks=2,16,16;" + std::string(codec) + "\n");
     }
     ConvertOptions gzip = options;
     gzip.chunks = {1, 25, 40};
@@ -189,8 +190,8 @@ TEST(Convert, RefusesToReplaceUnlessAskedAndRejectsBadOptions) {
                      {"at least 1"});
   ConvertOptions squeeze;
   squeeze.compressor = Compressor::Zstd;
-  test::expect_error([&] { convert(in, dir.file("b.npy"), squeeze); },
-                     ErrorCode::InvalidArgument, {"cannot be compressed"});
+  test::expect_error([&] { convert(in, dir.file("b.npy"), squeeze); }, ErrorCode::InvalidArgument,
+                     {"cannot be compressed"});
   test::expect_error([&] { convert(in, dir.file("b.h5"), squeeze); }, ErrorCode::InvalidArgument,
                      {"zlib"});
 }

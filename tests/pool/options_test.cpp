@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "mmc/error.hpp"
-#include "mmc/pool.hpp"
 #include "mmc/parallel.hpp"
+#include "mmc/pool.hpp"
 #include "pool_test_util.hpp"
 #include "support/test_support.hpp"
 
@@ -120,8 +120,8 @@ TEST(CgroupMemory, ParsesV2AndV1Files) {
   ASSERT_TRUE(v1.has_value());
   EXPECT_EQ(v1->used, 1024u);
   // v1's "unlimited" is the largest page multiple below 2^63.
-  EXPECT_FALSE(detail::cgroup_memory_from("9223372036854771712", "total_rss 1\ntotal_shmem 1\n",
-                                          true));
+  EXPECT_FALSE(
+      detail::cgroup_memory_from("9223372036854771712", "total_rss 1\ntotal_shmem 1\n", true));
 }
 
 TEST(CgroupMemory, CapsNJobsByWorkerMemory) {
@@ -139,8 +139,7 @@ class FakeCgroup {
  public:
   FakeCgroup() {
     std::ofstream(dir_.file("memory.max")) << (1ull << 30) << "\n";
-    std::ofstream(dir_.file("memory.stat"))
-        << "anon " << (960ull << 20) << "\nfile 0\nshmem 0\n";
+    std::ofstream(dir_.file("memory.stat")) << "anon " << (960ull << 20) << "\nfile 0\nshmem 0\n";
     setenv("MMC_CGROUP_DIR", dir_.path().c_str(), 1);
   }
   ~FakeCgroup() { unsetenv("MMC_CGROUP_DIR"); }
@@ -167,9 +166,11 @@ TEST(CgroupMemory, SharingPastTheLimitFailsAtOnceNamingTheCgroup) {
     options.n_jobs = 1;
     options.max_nbytes = 1024;
     Pool pool(options);
-    const auto caught = test::catch_error(
-        [&] { pool.submit([](const std::vector<char>& v) { return v.size(); },
-                          std::vector<char>(100u << 20)).get(); });
+    const auto caught = test::catch_error([&] {
+      pool.submit([](const std::vector<char>& v) { return v.size(); },
+                  std::vector<char>(100u << 20))
+          .get();
+    });
     EXPECT_EQ(caught.code, ErrorCode::Io) << caught.message;
     EXPECT_NE(caught.message.find("cgroup"), std::string::npos) << caught.message;
     EXPECT_EQ(pool.submit([](int x) { return x; }, 5).get(), 5);

@@ -302,12 +302,14 @@ TEST(ProcessPool, GetWithTimeoutStopsAnEndlessTaskAmongManySmallOnes) {
     Pool pool(with(Backend::Process, 2));
     std::vector<Future<int>> before, after;
     for (int i = 0; i < 200; ++i) before.push_back(pool.submit(square, i));
-    auto endless = pool.submit([](int x) {
-      if (x == 7) {
-        for (;;) pause();
-      }
-      return x;
-    }, 7);
+    auto endless = pool.submit(
+        [](int x) {
+          if (x == 7) {
+            for (;;) pause();
+          }
+          return x;
+        },
+        7);
     for (int i = 0; i < 200; ++i) after.push_back(pool.submit(square, i + 200));
     const auto caught = catch_error([&] { endless.get(300ms); });
     EXPECT_EQ(caught.code, ErrorCode::Timeout) << caught.message;
@@ -364,13 +366,14 @@ TEST(ProcessPool, ExplainSaysHowEachArgumentTravels) {
   options.max_nbytes = 1 << 20;
   Pool pool(options);
   const auto fn = [](int, const std::vector<double>&, ArrayRef<std::uint8_t>) { return 0; };
-  const std::string small = pool.explain(fn, 3, std::vector<double>(10), ArrayRef<std::uint8_t>::of(cube));
+  const std::string small =
+      pool.explain(fn, 3, std::vector<double>(10), ArrayRef<std::uint8_t>::of(cube));
   EXPECT_NE(small.find("copied through the worker's socket"), std::string::npos) << small;
   EXPECT_NE(small.find("arg 0 (int): 4 B"), std::string::npos) << small;
   EXPECT_NE(small.find("by reference: 4.0 KiB of file " + path), std::string::npos) << small;
   EXPECT_NE(small.find("mode r,"), std::string::npos) << small;
-  const std::string big =
-      pool.explain(fn, 3, std::vector<double>(1 << 18), ArrayRef<std::uint8_t>::of(cube, MapMode::ReadWrite));
+  const std::string big = pool.explain(fn, 3, std::vector<double>(1 << 18),
+                                       ArrayRef<std::uint8_t>::of(cube, MapMode::ReadWrite));
   EXPECT_NE(big.find("> max_nbytes 1.0 MiB"), std::string::npos) << big;
   EXPECT_NE(big.find("shared segment"), std::string::npos) << big;
   EXPECT_NE(big.find("arg 1 (std::vector<double"), std::string::npos) << big;
