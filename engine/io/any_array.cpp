@@ -6,6 +6,7 @@
 #include <fstream>
 #include <utility>
 
+#include "io/box.hpp"
 #include "mmc/convert.hpp"
 #include "mmc/error.hpp"
 
@@ -13,8 +14,7 @@ namespace mmc {
 namespace {
 
 // Copies a box of a dense strided array (any byte strides) into a C-order buffer.
-void copy_dense_box(const std::byte* data, const ArrayMeta& meta, const Box& box,
-                    std::byte* out) {
+void copy_dense_box(const std::byte* data, const ArrayMeta& meta, const Box& box, std::byte* out) {
   const std::size_t nd = meta.shape.size();
   const std::size_t itemsize = meta.dtype.itemsize();
   if (nd == 0) {
@@ -45,19 +45,6 @@ void copy_dense_box(const std::byte* data, const ArrayMeta& meta, const Box& box
       if (++idx[ax] < box.start[ax] + box.count[ax]) break;
       idx[ax] = box.start[ax];
     }
-  }
-}
-
-void check_box(const ArrayMeta& meta, const Box& box) {
-  const std::size_t nd = meta.shape.size();
-  bool ok = box.start.size() == nd && box.count.size() == nd;
-  for (std::size_t i = 0; ok && i < nd; ++i) {
-    ok = box.start[i] >= 0 && box.count[i] >= 0 && box.start[i] + box.count[i] <= meta.shape[i];
-  }
-  if (!ok) {
-    raise(ErrorCode::InvalidArgument, "box start " + format_shape(box.start) + " count " +
-                                          format_shape(box.count) + " lies outside the array " +
-                                          format_shape(meta.shape));
   }
 }
 
@@ -92,7 +79,7 @@ void AnyArray::read_box(const Box& box, std::byte* out) const {
     chunked_->read_box(box, out);
     return;
   }
-  check_box(dense_->meta(), box);
+  detail::check_box(dense_->meta(), box);
   if (box.size() == 0) return;
   copy_dense_box(dense_->data(), dense_->meta(), box, out);
 }
@@ -124,8 +111,9 @@ AnyArray open_array(const std::string& spec, const RawSpec* raw) {
   if (is_directory(spec)) return AnyArray(open_zarr(spec));
   if (has_npy_magic(spec)) return AnyArray(open_npy(spec));
   raise(ErrorCode::InvalidArgument,
-        spec + ": not a .npy file, a zarr store or FILE.h5:/dataset; give --dtype and --shape "
-               "to read it as a raw file");
+        spec +
+            ": not a .npy file, a zarr store or FILE.h5:/dataset; give --dtype and --shape "
+            "to read it as a raw file");
 }
 
 }  // namespace mmc

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "io/box.hpp"
 #include "mmc/error.hpp"
 
 namespace mmc {
@@ -23,8 +24,9 @@ ChunkedArray::ChunkedArray(ArrayMeta meta, Shape chunk_shape, std::vector<std::b
   }
   std::uint64_t n = meta_.dtype.itemsize();
   for (std::int64_t c : chunk_shape_) {
-    if (c <= 0) raise(ErrorCode::Corrupt, "chunk shape " + format_shape(chunk_shape_) +
-                                              " has an extent below 1");
+    if (c <= 0)
+      raise(ErrorCode::Corrupt,
+            "chunk shape " + format_shape(chunk_shape_) + " has an extent below 1");
     n = detail::checked_mul(n, static_cast<std::uint64_t>(c), "chunk size");
   }
   if (n > (std::uint64_t{1} << 40)) {
@@ -124,6 +126,10 @@ void copy_intersection(const std::byte* chunk, const Shape& chunk_shape, Order c
   }
 }
 
+}  // namespace
+
+namespace detail {
+
 void check_box(const ArrayMeta& meta, const Box& box) {
   const std::size_t nd = meta.shape.size();
   if (box.start.size() != nd || box.count.size() != nd) {
@@ -132,17 +138,16 @@ void check_box(const ArrayMeta& meta, const Box& box) {
   for (std::size_t i = 0; i < nd; ++i) {
     if (box.start[i] < 0 || box.count[i] < 0 || box.start[i] + box.count[i] > meta.shape[i]) {
       raise(ErrorCode::InvalidArgument, "box start " + format_shape(box.start) + " count " +
-                                            format_shape(box.count) +
-                                            " lies outside the array " +
+                                            format_shape(box.count) + " lies outside the array " +
                                             format_shape(meta.shape));
     }
   }
 }
 
-}  // namespace
+}  // namespace detail
 
 void ChunkedArray::read_box(const Box& box, std::byte* out) const {
-  check_box(meta_, box);
+  detail::check_box(meta_, box);
   const std::size_t nd = meta_.shape.size();
   std::vector<std::int64_t> strides(nd);
   std::int64_t s = static_cast<std::int64_t>(meta_.dtype.itemsize());
@@ -152,7 +157,7 @@ void ChunkedArray::read_box(const Box& box, std::byte* out) const {
 
 void ChunkedArray::read_into(const Box& box, std::byte* base,
                              const std::vector<std::int64_t>& strides) const {
-  check_box(meta_, box);
+  detail::check_box(meta_, box);
   if (strides.size() != meta_.shape.size()) {
     raise(ErrorCode::InvalidArgument, "read_into: strides have the wrong number of axes");
   }
@@ -196,8 +201,8 @@ void ChunkedArray::copy_box(const Box& box, std::byte* out, const Shape& origin,
       read_chunk(coord, buf.data());
       data = buf.data();
     }
-    copy_intersection(data, chunk_shape_, meta_.order, ref.box.start, lo, hi, itemsize, out,
-                      origin, out_strides);
+    copy_intersection(data, chunk_shape_, meta_.order, ref.box.start, lo, hi, itemsize, out, origin,
+                      out_strides);
     std::size_t ax = nd;
     for (;;) {
       if (ax == 0) return;

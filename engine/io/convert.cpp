@@ -1,5 +1,7 @@
 // convert: any array into raw, .npy, HDF5 or zarr v2, in parallel tasks that follow the
 // destination's chunks (or slabs of ~8 MiB), each worker holding one task's data.
+#include "mmc/convert.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,7 +12,6 @@
 #include <utility>
 #include <vector>
 
-#include "mmc/convert.hpp"
 #include "mmc/error.hpp"
 #include "mmc/output.hpp"
 
@@ -56,7 +57,8 @@ Shape slab_shape(const Shape& shape, std::size_t itemsize) {
   std::uint64_t inner = itemsize;  // bytes of one index of axis k (the axes after k, whole)
   std::size_t k = nd;
   while (k > 0) {
-    const std::uint64_t extent = static_cast<std::uint64_t>(std::max<std::int64_t>(shape[k - 1], 1));
+    const std::uint64_t extent =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(shape[k - 1], 1));
     if (inner * extent > kTaskBytes) break;
     inner *= extent;
     --k;
@@ -64,8 +66,8 @@ Shape slab_shape(const Shape& shape, std::size_t itemsize) {
   for (std::size_t i = k; i < nd; ++i) slab[i] = std::max<std::int64_t>(shape[i], 1);
   if (k > 0) {
     const std::uint64_t fit = std::max<std::uint64_t>(kTaskBytes / inner, 1);
-    slab[k - 1] = static_cast<std::int64_t>(
-        std::min<std::uint64_t>(fit, static_cast<std::uint64_t>(std::max<std::int64_t>(shape[k - 1], 1))));
+    slab[k - 1] = static_cast<std::int64_t>(std::min<std::uint64_t>(
+        fit, static_cast<std::uint64_t>(std::max<std::int64_t>(shape[k - 1], 1))));
   }
   return slab;
 }
@@ -167,9 +169,24 @@ void release_source_range(const AnyArray& src, const Box& box) {
   const std::size_t itemsize = dense->meta().dtype.itemsize();
   Shape last(box.start.size());
   for (std::size_t i = 0; i < last.size(); ++i) last[i] = box.start[i] + box.count[i] - 1;
-  const auto first = static_cast<std::uint64_t>(c_offset(dense->meta().shape, box.start)) * itemsize;
+  const auto first =
+      static_cast<std::uint64_t>(c_offset(dense->meta().shape, box.start)) * itemsize;
   const auto end = (static_cast<std::uint64_t>(c_offset(dense->meta().shape, last)) + 1) * itemsize;
   dense->mapping().dont_need(first, end - first);
+}
+
+// A contiguous output's task: reads slab `task` of the grid and pwrites it at `base` plus its
+// C-order offset (byte-swapped to native order when `swap`).
+void write_slab(const AnyArray& src, const Grid& grid, std::size_t task, int fd, std::uint64_t base,
+                bool swap, const std::string& what) {
+  const std::size_t itemsize = src.meta().dtype.itemsize();
+  const Box box = grid.box(grid.coord(static_cast<std::int64_t>(task)));
+  std::vector<std::byte> buf(static_cast<std::size_t>(box.size()) * itemsize);
+  src.read_box(box, buf.data());
+  release_source_range(src, box);
+  if (swap) swap_bytes(buf.data(), static_cast<std::size_t>(box.size()), itemsize);
+  pwrite_all(fd, buf.data(), buf.size(),
+             base + static_cast<std::uint64_t>(c_offset(grid.shape, box.start)) * itemsize, what);
 }
 
 }  // namespace
@@ -199,13 +216,14 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
       raise(ErrorCode::InvalidArgument, dst + ": --chunks applies to zarr and HDF5 outputs only");
     }
     if (options.chunks.size() != nd) {
-      raise(ErrorCode::InvalidArgument,
-            "--chunks " + format_shape(options.chunks) + " has " +
-                std::to_string(options.chunks.size()) + " axes, the array " + std::to_string(nd));
+      raise(ErrorCode::InvalidArgument, "--chunks " + format_shape(options.chunks) + " has " +
+                                            std::to_string(options.chunks.size()) +
+                                            " axes, the array " + std::to_string(nd));
     }
     for (std::int64_t c : options.chunks) {
-      if (c < 1) raise(ErrorCode::InvalidArgument, "--chunks " + format_shape(options.chunks) +
-                                                       ": every extent must be at least 1");
+      if (c < 1)
+        raise(ErrorCode::InvalidArgument,
+              "--chunks " + format_shape(options.chunks) + ": every extent must be at least 1");
     }
   }
   if (d.format == ArrayFormat::Hdf5 && options.compressor != Compressor::None &&
@@ -220,10 +238,9 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
   if (!options.overwrite && path_exists(d.path)) {
     raise(ErrorCode::Io, d.path + " exists; pass --overwrite to replace it");
   }
-  const bool chunked_out =
-      d.format == ArrayFormat::Zarr ||
-      (d.format == ArrayFormat::Hdf5 &&
-       (!options.chunks.empty() || options.compressor != Compressor::None));
+  const bool chunked_out = d.format == ArrayFormat::Zarr ||
+                           (d.format == ArrayFormat::Hdf5 &&
+                            (!options.chunks.empty() || options.compressor != Compressor::None));
   Shape chunks = options.chunks;
   if (chunked_out && chunks.empty()) chunks = slab_shape(meta.shape, itemsize);
   if (chunked_out) {
@@ -312,8 +329,8 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
           std::memcpy(&size, result.data + pos, sizeof size);
           pos += sizeof size;
           if (result.size - pos < size) raise(ErrorCode::Internal, "short chunk result");
-          writer.write_encoded_chunk(grid.coord(i),
-                                     std::vector<std::byte>(result.data + pos, result.data + pos + size));
+          writer.write_encoded_chunk(
+              grid.coord(i), std::vector<std::byte>(result.data + pos, result.data + pos + size));
           pos += size;
         }
       };
@@ -327,14 +344,7 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     const std::uint64_t base = writer.data_offset();
     call.run = [&](std::size_t task, ByteView, Bytes&) {
       prepare();
-      const Box box = grid.box(grid.coord(static_cast<std::int64_t>(task)));
-      std::vector<std::byte> buf(static_cast<std::size_t>(box.size()) * itemsize);
-      src.read_box(box, buf.data());
-      release_source_range(src, box);
-      if (swap) swap_bytes(buf.data(), static_cast<std::size_t>(box.size()), itemsize);
-      pwrite_all(fd, buf.data(), buf.size(),
-                 base + static_cast<std::uint64_t>(c_offset(meta.shape, box.start)) * itemsize,
-                 writer.temp_path());
+      write_slab(src, grid, task, fd, base, swap, writer.temp_path());
     };
     try {
       stats.call = run_tasks(options.pool, call);
@@ -361,13 +371,7 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
   const int fd = file.fd();
   call.run = [&](std::size_t task, ByteView, Bytes&) {
     prepare();
-    const Box box = grid.box(grid.coord(static_cast<std::int64_t>(task)));
-    std::vector<std::byte> buf(static_cast<std::size_t>(box.size()) * itemsize);
-    src.read_box(box, buf.data());
-    release_source_range(src, box);
-    pwrite_all(fd, buf.data(), buf.size(),
-               header_size + static_cast<std::uint64_t>(c_offset(meta.shape, box.start)) * itemsize,
-               file.temp_path());
+    write_slab(src, grid, task, fd, header_size, /*swap=*/false, file.temp_path());
   };
   stats.call = run_tasks(options.pool, call);
   file.commit();
