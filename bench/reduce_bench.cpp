@@ -8,7 +8,9 @@
 //               filled, so serial/thread runs show the kernels' own speed. Forked workers do not
 //               inherit page-table entries of shared file mappings, so process runs re-fault.
 // Counters: bytes_per_second (input bytes), minflt and sys_ms per iteration (this process and
-// its reaped workers), the best clue to where the time goes when it is not in the kernels.
+// its reaped workers), the best clue to where the time goes when it is not in the kernels. The
+// label ends with the kernel variant (MMC_ISA=portable|avx2|avx512 lowers it). Histograms
+// count 256 bins over the range the cube's values are drawn from.
 //
 // Environment: MMC_BENCH_BYTES (default 268435456) sets the cube size; MMC_BENCH_DIR the
 // folder for the temporary cubes (default $TMPDIR or /var/tmp; not tmpfs, so the page cache
@@ -202,6 +204,14 @@ void bm_reduce(benchmark::State& state, Config cfg) {
   const Cube& cube = cube_for(cfg.type);
   mmc::ReduceOptions options;
   options.op = cfg.op;
+  if (cfg.op == mmc::ReduceOp::Histogram) {
+    // 256 bins over the range fill() draws from: every element is counted.
+    options.bins = 256;
+    options.range_given = true;
+    options.range_hi = cube.dtype.id() == mmc::TypeId::U8    ? 255
+                       : cube.dtype.id() == mmc::TypeId::U16 ? 4095
+                                                             : 1000;
+  }
   options.pool.backend = cfg.backend;
   options.pool.n_jobs = cfg.n_jobs;
   std::unique_ptr<mmc::Source> reused;
@@ -229,7 +239,7 @@ void bm_reduce(benchmark::State& state, Config cfg) {
                           static_cast<std::int64_t>(cube.nbytes));
   state.counters["minflt"] = static_cast<double>(after.minflt - before.minflt) / iters;
   state.counters["sys_ms"] = (after.sys_s - before.sys_s) * 1e3 / iters;
-  state.SetLabel(mmc::format_shape(cube.shape) + " " + cube.dtype.name());
+  state.SetLabel(mmc::format_shape(cube.shape) + " " + cube.dtype.name() + " " + mmc::kernel_isa());
 }
 
 std::string name_of(const Config& c) {
@@ -278,6 +288,15 @@ void register_all() {
   }
   for (auto [backend, jobs] : pools) {
     add({ReduceOp::Mean, TypeId::U8, SourceKind::Raw, backend, jobs, MapPolicy::Fresh});
+  }
+  // Single-thread kernel speed: serial, the mapping reused so that page faults stay out of the
+  // timing. Select with --benchmark_filter='backend:serial/jobs:1/map:reused'.
+  const ReduceOp kernel_ops[] = {ReduceOp::Min, ReduceOp::Max, ReduceOp::Var, ReduceOp::NanSum,
+                                 ReduceOp::Histogram};
+  for (ReduceOp op : kernel_ops) {
+    for (TypeId t : {TypeId::U8, TypeId::F32, TypeId::F64}) {
+      add({op, t, SourceKind::Npy, Backend::Serial, 1, MapPolicy::Reused});
+    }
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -18,6 +19,40 @@ namespace {
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// "LO,HI" as two numbers; the library checks that they are finite and ordered.
+void parse_range(const std::string& text, double* lo, double* hi) {
+  const std::size_t comma = text.find(',');
+  auto number = [&](std::size_t begin, std::size_t end, double* v) {
+    const char* first = text.data() + begin;
+    const char* last = text.data() + end;
+    const auto [ptr, ec] = std::from_chars(first, last, *v);
+    return first != last && ec == std::errc() && ptr == last;
+  };
+  if (comma == std::string::npos || !number(0, comma, lo) || !number(comma + 1, text.size(), hi)) {
+    throw Error(ErrorCode::InvalidArgument,
+                "bad --range '" + text + "' (expected LO,HI, e.g. 0,255 or -1.5,2.5)");
+  }
+}
+
+// --bins and --range: histogram only.
+void set_histogram_options(const ReduceArgs& args, ReduceOptions* options) {
+  if (options->op != ReduceOp::Histogram) {
+    if (args.bins_given || !args.range.empty()) {
+      throw Error(ErrorCode::InvalidArgument, "--bins and --range apply to --op histogram only");
+    }
+    return;
+  }
+  if (args.bins < 1) {
+    throw Error(ErrorCode::InvalidArgument,
+                "--bins must be 1 or more, got " + std::to_string(args.bins));
+  }
+  options->bins = args.bins;
+  if (!args.range.empty()) {
+    parse_range(args.range, &options->range_lo, &options->range_hi);
+    options->range_given = true;
+  }
 }
 
 Order parse_order(const std::string& text) {
@@ -110,6 +145,7 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args) {
   }
   if (args.ddof < 0) throw Error(ErrorCode::InvalidArgument, "--ddof must be >= 0");
   options.ddof = args.ddof;
+  set_histogram_options(args, &options);
   effective_n_jobs(args.jobs);  // rejects 0 before any work
   options.pool.n_jobs = args.jobs;
   options.pool.backend = parse_backend(args.backend);
@@ -129,10 +165,10 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args) {
   const Source source = open_source(args.source);
   const ArrayMeta& meta = source.meta();
   if (args.output.verbose) {
-    std::fprintf(stderr, "mmcompute: source %s (%s), %s at offset %llu of %s\n",
-                 meta.describe().c_str(), source.kind().c_str(),
-                 format_bytes(meta.nbytes()).c_str(),
-                 static_cast<unsigned long long>(source.data_offset()), source.path().c_str());
+    std::fprintf(
+        stderr, "mmcompute: source %s (%s), %s at offset %llu of %s; %s kernels\n",
+        meta.describe().c_str(), source.kind().c_str(), format_bytes(meta.nbytes()).c_str(),
+        static_cast<unsigned long long>(source.data_offset()), source.path().c_str(), kernel_isa());
   }
   ProgressBar bar(show_progress(args.output), meta.nbytes());
   options.progress = [&bar](std::size_t done, std::size_t total) { bar.update(done, total); };

@@ -30,6 +30,9 @@ struct ReduceArgs {
   std::string op;
   std::string axis;  // empty: the library's default (every axis but 0)
   int ddof = 0;
+  std::int64_t bins = 10;  // histogram only
+  bool bins_given = false;
+  std::string range;  // histogram only: "LO,HI"; empty: the data's min and max
   int jobs = -1;
   std::string backend = "process";
   std::string max_nbytes = "1M";

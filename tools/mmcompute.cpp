@@ -77,16 +77,24 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   mmc::cli::ReduceArgs reduce;
-  auto* reduce_cmd = app.add_subcommand("reduce",
-                                        "reduce a cube over axes (sum mean min max var "
-                                        "std count)");
+  auto* reduce_cmd = app.add_subcommand(
+      "reduce", "reduce a cube over axes (sum, mean, min, max, var, std, histogram, ...)");
   add_source_options(reduce_cmd, &reduce.source);
-  reduce_cmd->add_option("--op", reduce.op, "sum mean min max var std count")->required();
+  reduce_cmd
+      ->add_option("--op", reduce.op,
+                   "sum mean min max var std count nansum nanmean nanmin nanmax nanvar nanstd "
+                   "any all norm argmin argmax histogram")
+      ->required();
   reduce_cmd->add_option("--axis", reduce.axis,
                          "axes to reduce, e.g. 1,2 or -1 (default: all "
                          "but 0)");
   reduce_cmd->add_option("--ddof", reduce.ddof, "var/std divide by n - ddof")
       ->capture_default_str();
+  reduce_cmd->add_option("--bins", reduce.bins, "histogram: equal-width bins")
+      ->capture_default_str();
+  reduce_cmd->add_option("--range", reduce.range,
+                         "histogram: LO,HI (default: the whole array's min and max, one more "
+                         "pass; a histogram of data with NaN or inf needs a range)");
   reduce_cmd->add_option("-j,--jobs", reduce.jobs, "workers, joblib's n_jobs (-1: all CPUs)")
       ->capture_default_str();
   reduce_cmd->add_option("--backend", reduce.backend, "process, thread or serial")
@@ -130,6 +138,7 @@ int main(int argc, char** argv) {
   try {
     if (reduce_cmd->parsed()) {
       reduce.source.raw = raw_requested(reduce_cmd);
+      reduce.bins_given = reduce_cmd->count("--bins") > 0;
       return mmc::cli::run_reduce(reduce, reduce_cache);
     }
     if (info_cmd->parsed()) {

@@ -133,19 +133,6 @@ class Protocol {
 };
 
 // The kept axes of a reduction, in order: the result's shape.
-Shape kept_shape(const ArrayMeta& meta, const std::vector<int>& axes) {
-  Shape out;
-  std::size_t next = 0;
-  for (int k = 0; k < meta.ndim(); ++k) {
-    if (next < axes.size() && axes[next] == k) {
-      ++next;
-    } else {
-      out.push_back(meta.shape[static_cast<std::size_t>(k)]);
-    }
-  }
-  return out;
-}
-
 std::string join_axes(const std::vector<int>& axes) {
   std::string out;
   for (std::size_t i = 0; i < axes.size(); ++i) out += (i ? "," : "") + std::to_string(axes[i]);
@@ -159,6 +146,18 @@ std::string display_path(const std::string& path) {
 }
 
 bool uses_ddof(ReduceOp op) { return op == ReduceOp::Var || op == ReduceOp::Std; }
+
+// The histogram's options as the entry's description shows them.
+std::string histogram_what(const ReduceOptions& options) {
+  if (options.op != ReduceOp::Histogram) return "";
+  std::string what = " bins=" + std::to_string(options.bins);
+  if (options.range_given) {
+    char range[96];
+    std::snprintf(range, sizeof range, " range=%.17g,%.17g", options.range_lo, options.range_hi);
+    what += range;
+  }
+  return what;
+}
 
 }  // namespace
 
@@ -183,6 +182,10 @@ CacheKey Cache::reduce_key(const Source& source, const ReduceOptions& options) c
   Hasher h;
   h.add("mmc.reduce").add(kResultFormatVersion).add(to_string(options.op)).add(axes);
   h.add(uses_ddof(options.op) ? options.ddof : 0);
+  if (options.op == ReduceOp::Histogram) {
+    h.add(options.bins).add(options.range_given);
+    if (options.range_given) h.add(options.range_lo).add(options.range_hi);
+  }
   h.add(options.task_bytes > 0 ? options.task_bytes : detail::kTaskBytes);
   h.add(source, options_.verify ? SourceHash::Content : SourceHash::Identity);
   return h.digest();
@@ -199,7 +202,7 @@ ReduceResult Cache::reduce(const Source& source, const ReduceOptions& options,
   // What a stored answer must look like: its .npy header is known before reading it.
   ReduceResult expected;
   expected.dtype = result_dtype(options.op, meta.dtype);
-  expected.shape = kept_shape(meta, axes);
+  expected.shape = result_shape(meta, options);
   const std::string npy_header = make_npy_header(expected.dtype, expected.shape, false);
   std::uint64_t nbytes = expected.dtype.itemsize();
   for (const std::int64_t extent : expected.shape) nbytes *= static_cast<std::uint64_t>(extent);
@@ -208,9 +211,9 @@ ReduceResult Cache::reduce(const Source& source, const ReduceOptions& options,
   call.key = reduce_key(source, options);
   call.kind = EntryKind::ReduceNpy;
   call.what = std::string(to_string(options.op)) + " axes=" + join_axes(axes) +
-              (uses_ddof(options.op) ? " ddof=" + std::to_string(options.ddof) : "") + " of " +
-              display_path(source.path()) + " (" + meta.describe() + ", " + source.kind() + ")" +
-              (options_.verify ? " verified" : "");
+              (uses_ddof(options.op) ? " ddof=" + std::to_string(options.ddof) : "") +
+              histogram_what(options) + " of " + display_path(source.path()) + " (" +
+              meta.describe() + ", " + source.kind() + ")" + (options_.verify ? " verified" : "");
   call.check = [&](const Bytes& payload) -> std::string {
     if (payload.size() != npy_header.size() + nbytes ||
         std::memcmp(payload.data(), npy_header.data(), npy_header.size()) != 0) {

@@ -10,6 +10,9 @@
 // T is the element type, Swap whether stored bytes are in the other byte order, SkipNan whether
 // NaN elements are ignored (numpy's nan* functions). Results depend only on the plan (how the
 // elements are grouped into runs and pieces), never on which worker ran what.
+// Contiguous runs in native byte order go to the dense kernels of dispatch.hpp (vector code,
+// chosen per CPU); the scalar templates here are the reference they match bit for bit, and
+// serve strided and byte-swapped runs.
 #pragma once
 
 #include <cmath>
@@ -17,6 +20,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "kernels/dispatch.hpp"
 #include "kernels/load.hpp"
 #include "kernels/sum_u8.hpp"
 
@@ -29,7 +33,16 @@ __extension__ typedef unsigned __int128 u128;
 template <class T>
 inline constexpr bool kIsFloat = std::is_floating_point_v<T>;
 
-enum class FamilyKind { Sum, Moments, MinMax, Count, AnyAll, Norm, Arg };
+enum class FamilyKind { Sum, Moments, MinMax, Count, AnyAll, Norm, Arg, Histogram };
+
+// Runs the dense kernels take: contiguous and in native byte order.
+template <bool Swap, bool Contig>
+inline constexpr bool kDenseNative = Contig && !Swap;
+
+template <class T>
+inline const T* elements(const std::byte* p) noexcept {
+  return reinterpret_cast<const T*>(p);
+}
 
 template <class T>
 inline bool is_nan(T x) noexcept {
@@ -194,10 +207,18 @@ struct SumFamily {
       constexpr bool kDense = decltype(dense)::value;
       if constexpr (kIsFloat<T> && SkipNan) {
         std::int64_t valid = 0;
-        a.sum += pairwise_sum_counting<T, Swap, kDense>(p, n, stride, &valid);
+        if constexpr (kDenseNative<Swap, kDense>) {
+          a.sum += float_kernels<T>(active_kernels()).nan_sum(elements<T>(p), n, &valid);
+        } else {
+          a.sum += pairwise_sum_counting<T, Swap, kDense>(p, n, stride, &valid);
+        }
         a.n += valid;
       } else if constexpr (kIsFloat<T>) {
-        a.sum += pairwise_sum<T, Swap, kDense>(p, n, stride);
+        if constexpr (kDenseNative<Swap, kDense>) {
+          a.sum += float_kernels<T>(active_kernels()).sum(elements<T>(p), n);
+        } else {
+          a.sum += pairwise_sum<T, Swap, kDense>(p, n, stride);
+        }
         a.n += n;
       } else {
         a.sum += int_sum<T, Swap, kDense>(p, n, stride);
@@ -234,7 +255,12 @@ struct NormFamily {
   static void init(Partial& a) noexcept { a.sumsq = 0; }
   static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
     with_density<T>(stride, [&](auto dense) {
-      a.sumsq += pairwise_sum<T, Swap, decltype(dense)::value, Square>(p, n, stride);
+      constexpr bool kDense = decltype(dense)::value;
+      if constexpr (kDenseNative<Swap, kDense> && kHasFloatKernels<T>) {
+        a.sumsq += float_kernels<T>(active_kernels()).sum_squares(elements<T>(p), n);
+      } else {
+        a.sumsq += pairwise_sum<T, Swap, kDense, Square>(p, n, stride);
+      }
     });
   }
   static void line(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
@@ -297,13 +323,14 @@ struct MomentsFamily {
       constexpr bool kDense = decltype(dense)::value;
       const std::int64_t s = kDense ? static_cast<std::int64_t>(sizeof(Stored<T>)) : stride;
       if constexpr (kExactMoments<T>) {
-        run_exact(a, p, n, s);
+        run_exact<kDense>(a, p, n, s);
       } else {
         run_blocks<kDense>(a, p, n, s);
       }
     });
   }
 
+  template <bool Contig>
   static void run_exact(Partial& a, const std::byte* p, std::int64_t n,
                         std::int64_t stride) noexcept {
     if constexpr (kExactMoments<T>) {
@@ -312,10 +339,15 @@ struct MomentsFamily {
         const std::int64_t end = start + kBlock < n ? start + kBlock : n;
         std::int64_t s1 = 0;
         std::uint64_t s2 = 0;
-        for (std::int64_t i = start; i < end; ++i) {
-          const std::int64_t x = static_cast<std::int64_t>(load<T, Swap>(p + i * stride));
-          s1 += x;
-          s2 += static_cast<std::uint64_t>(x * x);
+        if constexpr (kDenseNative<Swap, Contig> && kHasExactMoments<T>) {
+          exact_moments_kernel<T>(active_kernels())(elements<T>(p + start * stride), end - start,
+                                                    &s1, &s2);
+        } else {
+          for (std::int64_t i = start; i < end; ++i) {
+            const std::int64_t x = static_cast<std::int64_t>(load<T, Swap>(p + i * stride));
+            s1 += x;
+            s2 += static_cast<std::uint64_t>(x * x);
+          }
         }
         a.s1 += s1;
         a.s2 += s2;
@@ -327,8 +359,18 @@ struct MomentsFamily {
   template <bool Contig>
   static void run_blocks(Partial& a, const std::byte* p, std::int64_t n,
                          std::int64_t stride) noexcept {
-    if constexpr (!kExactMoments<T>) {
-      constexpr std::int64_t kBlock = 1024;
+    if constexpr (kDenseNative<Swap, Contig> && kHasFloatKernels<T>) {
+      // Two blocks per call (the kernel interleaves their passes), merged in order.
+      const FloatKernels<T>& k = float_kernels<T>(active_kernels());
+      for (std::int64_t start = 0; start < n; start += 2 * kMomentsBlock) {
+        const std::int64_t m = n - start < 2 * kMomentsBlock ? n - start : 2 * kMomentsBlock;
+        BlockMoments b[2];
+        (SkipNan ? k.nan_moments : k.moments)(elements<T>(p + start * stride), m, b);
+        merge_block(a, b[0].mean, b[0].m2, b[0].n);
+        if (m > kMomentsBlock) merge_block(a, b[1].mean, b[1].m2, b[1].n);
+      }
+    } else if constexpr (!kExactMoments<T>) {
+      constexpr std::int64_t kBlock = kMomentsBlock;
       for (std::int64_t start = 0; start < n; start += kBlock) {
         const std::int64_t m = start + kBlock < n ? kBlock : n - start;
         const std::byte* q = p + start * stride;
@@ -420,12 +462,7 @@ template <class T, bool Swap, bool SkipNan = false>
 struct MinMaxFamily {
   static constexpr FamilyKind kKind = FamilyKind::MinMax;
   static constexpr bool kNeedsIndex = false;
-  struct Partial {
-    T min;
-    T max;
-    bool nan;    // a NaN was seen
-    bool valid;  // a non-NaN element was seen
-  };
+  using Partial = MinMaxAcc<T>;  // min, max, nan (a NaN was seen), valid (a non-NaN was seen)
   static void init(Partial& a) noexcept {
     if constexpr (kIsFloat<T>) {
       a.min = std::numeric_limits<T>::infinity();
@@ -439,11 +476,15 @@ struct MinMaxFamily {
   }
   static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
     with_density<T>(stride, [&](auto dense) {
-      const std::int64_t s =
-          decltype(dense)::value ? static_cast<std::int64_t>(sizeof(Stored<T>)) : stride;
-      // Independent lanes: min/max are exact in any order, and explicit lanes let the compiler
-      // vectorize without reassociating a reduction.
-      constexpr int kLanes = 32 / sizeof(Stored<T>) > 8 ? 32 / sizeof(Stored<T>) : 8;
+      constexpr bool kDense = decltype(dense)::value;
+      if constexpr (kDenseNative<Swap, kDense> && kHasMinMaxKernel<T>) {
+        minmax_kernel<T>(active_kernels())(elements<T>(p), n, &a);
+        return;
+      }
+      const std::int64_t s = kDense ? static_cast<std::int64_t>(sizeof(Stored<T>)) : stride;
+      // The lanes of the dense kernel (64 bytes of elements), so that the zero kept among
+      // -0.0 and +0.0 does not depend on the path taken.
+      constexpr int kLanes = 64 / sizeof(Stored<T>);
       T mn[kLanes], mx[kLanes];
       std::int64_t nans[kLanes];
       for (int k = 0; k < kLanes; ++k) {

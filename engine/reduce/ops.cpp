@@ -13,12 +13,25 @@ struct OpName {
   const char* name;
 };
 constexpr OpName kOps[] = {
-    {ReduceOp::Sum, "sum"},       {ReduceOp::Mean, "mean"},     {ReduceOp::Min, "min"},
-    {ReduceOp::Max, "max"},       {ReduceOp::Var, "var"},       {ReduceOp::Std, "std"},
-    {ReduceOp::Count, "count"},   {ReduceOp::NanSum, "nansum"}, {ReduceOp::NanMean, "nanmean"},
-    {ReduceOp::NanMin, "nanmin"}, {ReduceOp::NanMax, "nanmax"}, {ReduceOp::NanVar, "nanvar"},
-    {ReduceOp::NanStd, "nanstd"}, {ReduceOp::Any, "any"},       {ReduceOp::All, "all"},
-    {ReduceOp::Norm, "norm"},     {ReduceOp::ArgMin, "argmin"}, {ReduceOp::ArgMax, "argmax"},
+    {ReduceOp::Sum, "sum"},
+    {ReduceOp::Mean, "mean"},
+    {ReduceOp::Min, "min"},
+    {ReduceOp::Max, "max"},
+    {ReduceOp::Var, "var"},
+    {ReduceOp::Std, "std"},
+    {ReduceOp::Count, "count"},
+    {ReduceOp::NanSum, "nansum"},
+    {ReduceOp::NanMean, "nanmean"},
+    {ReduceOp::NanMin, "nanmin"},
+    {ReduceOp::NanMax, "nanmax"},
+    {ReduceOp::NanVar, "nanvar"},
+    {ReduceOp::NanStd, "nanstd"},
+    {ReduceOp::Any, "any"},
+    {ReduceOp::All, "all"},
+    {ReduceOp::Norm, "norm"},
+    {ReduceOp::ArgMin, "argmin"},
+    {ReduceOp::ArgMax, "argmax"},
+    {ReduceOp::Histogram, "histogram"},
 };
 
 }  // namespace
@@ -70,6 +83,7 @@ DType result_dtype(ReduceOp op, DType input) {
     case ReduceOp::Count:
     case ReduceOp::ArgMin:
     case ReduceOp::ArgMax:
+    case ReduceOp::Histogram:
       return DType(TypeId::I64);
     case ReduceOp::Any:
     case ReduceOp::All:

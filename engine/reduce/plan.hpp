@@ -67,7 +67,10 @@ inline constexpr std::int64_t kTaskBytes = std::int64_t{8} << 20;
 // REQUIRES: axes normalized (sorted, unique, in range); meta.strides positive or zero-extent.
 // With track_index, reduced axes merge only when their C-order index is contiguous too, so
 // index_stride gives each element's position over the reduced axes (argmin/argmax).
+// partial_bytes: bytes of one output's partial when larger than the usual (up to 48 bytes; a
+// histogram's is 8 per bin); it bounds the outputs of a task so its result stays a few MiB.
 ReducePlan make_reduce_plan(const ArrayMeta& meta, const std::vector<int>& axes,
-                            std::int64_t task_bytes = kTaskBytes, bool track_index = false);
+                            std::int64_t task_bytes = kTaskBytes, bool track_index = false,
+                            std::int64_t partial_bytes = 0);
 
 }  // namespace mmc::detail

@@ -3,13 +3,16 @@
 #include "mmc/reduce.hpp"
 
 #include <chrono>
+#include <cinttypes>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <thread>
 
 #include "kernels/families.hpp"
+#include "kernels/histogram.hpp"
 #include "mmc/error.hpp"
 #include "reduce/plan.hpp"
 
@@ -33,13 +36,26 @@ struct Context {
   int delay_ms;
 };
 
+// Partials per output: one, or the family's width() (a histogram's bins).
+template <class F>
+std::int64_t width_of(const F& family) noexcept {
+  if constexpr (requires { family.width(); }) {
+    return family.width();
+  } else {
+    return 1;
+  }
+}
+
 // Folds the elements of one task (a block of units, one piece of reduced[0]) into partials.
+// Families are called through an object: most have only static members, the histogram carries
+// its bins.
 template <class F>
 class TaskRunner {
  public:
   using Partial = typename F::Partial;
 
-  TaskRunner(const ReducePlan& plan, std::int64_t task) : plan_(plan) {
+  TaskRunner(const F& family, const ReducePlan& plan, std::int64_t task)
+      : family_(family), plan_(plan), width_(width_of(family)) {
     const std::int64_t block = task / plan.pieces;
     const std::int64_t piece = task % plan.pieces;
     u0_ = block * plan.units_per_task;
@@ -55,18 +71,21 @@ class TaskRunner {
     return n;
   }
 
+  // Partials of the task's result: outputs() * width.
+  std::int64_t partials() const { return outputs() * width_; }
+
   void run(const std::byte* data, Partial* parts) const {
     for (std::int64_t u = u0_; u < u1_; ++u) {
       const std::byte* base = data + plan_.unit_offset(u);
       if (plan_.inner_reduced) {
-        F::init(*parts);
+        family_.init(*parts);
         fold_output(*parts, base, 0, 0);
-        ++parts;
+        parts += width_;
       } else {
         const std::int64_t n = plan_.unit_outputs(u);
-        for (std::int64_t j = 0; j < n; ++j) F::init(parts[j]);
+        for (std::int64_t j = 0; j < n; ++j) family_.init(parts[j * width_]);
         fold_line(parts, base, n, 0, 0);
-        parts += n;
+        parts += n * width_;
       }
     }
   }
@@ -85,9 +104,10 @@ class TaskRunner {
     range(level, &b, &e);
     if (level + 1 == plan_.reduced.size()) {
       if constexpr (F::kNeedsIndex) {
-        F::run(p, ptr + b * d.stride, e - b, d.stride, index + b * d.index_stride, d.index_stride);
+        family_.run(p, ptr + b * d.stride, e - b, d.stride, index + b * d.index_stride,
+                    d.index_stride);
       } else {
-        F::run(p, ptr + b * d.stride, e - b, d.stride);
+        family_.run(p, ptr + b * d.stride, e - b, d.stride);
       }
       return;
     }
@@ -108,14 +128,16 @@ class TaskRunner {
       if (!last) {
         fold_line(parts, q, n, level + 1, at);
       } else if constexpr (F::kNeedsIndex) {
-        F::line(parts, q, n, plan_.line.stride, at);
+        family_.line(parts, q, n, plan_.line.stride, at);
       } else {
-        F::line(parts, q, n, plan_.line.stride);
+        family_.line(parts, q, n, plan_.line.stride);
       }
     }
   }
 
+  const F& family_;
   const ReducePlan& plan_;
+  std::int64_t width_;
   std::int64_t u0_ = 0, u1_ = 0, r0_ = 0, r1_ = 0;
 };
 
@@ -124,11 +146,14 @@ void store(std::byte* dst, V v) {
   std::memcpy(dst, &v, sizeof v);
 }
 
-// Writes one output element of `op` from its merged partial.
+// Writes one output element of `op` from its merged partial (a histogram: its bins' counts).
 template <class F, class T>
-void finalize(ReduceOp op, int ddof, const typename F::Partial& p, std::byte* dst) {
+void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial& p,
+              std::byte* dst) {
   using kernels::FamilyKind;
-  if constexpr (F::kKind == FamilyKind::Sum) {
+  if constexpr (F::kKind == FamilyKind::Histogram) {
+    std::memcpy(dst, &p, static_cast<std::size_t>(width_of(family)) * sizeof p);
+  } else if constexpr (F::kKind == FamilyKind::Sum) {
     if (op == ReduceOp::Sum || op == ReduceOp::NanSum) {
       if constexpr (kernels::kIsFloat<T>) {
         store(dst, p.sum);
@@ -169,29 +194,27 @@ void finalize(ReduceOp op, int ddof, const typename F::Partial& p, std::byte* ds
   }
 }
 
-template <class F, class T, bool Swap>
-void execute(Context& ctx) {
+// Runs `plan`'s tasks with `family` on the pool and calls emit(output_index, parts) for every
+// output, parts being its width_of(family) merged partials; outputs of a block come together,
+// blocks in any order. Returns the pool's statistics.
+template <class F, class Emit>
+CallStats run_plan(const Source& source, const ReducePlan& plan, const F& family,
+                   const ReduceOptions& options, int delay_ms, const ProgressFn& progress,
+                   Emit&& emit_output) {
   using Partial = typename F::Partial;
   static_assert(std::is_trivially_copyable_v<Partial>);
-  const ReducePlan& plan = ctx.plan;
-  const std::size_t out_item = ctx.result.dtype.itemsize();
-  std::byte* out = ctx.result.data.data();
-  const ReduceOp op = ctx.options.op;
-  const int ddof = ctx.options.ddof;
-  const std::byte* data = ctx.source.data();
-  const MappedFile& mapping = ctx.source.mapping();
-  const int delay_ms = ctx.delay_ms;
-  const std::int64_t populate_limit = 4 * std::max(ctx.options.task_bytes, detail::kTaskBytes);
-
-  const std::int64_t n_tasks = plan.n_tasks();
+  const std::int64_t width = width_of(family);
+  const std::byte* data = source.data();
+  const MappedFile& mapping = source.mapping();
+  const std::int64_t populate_limit = 4 * std::max(options.task_bytes, detail::kTaskBytes);
 
   Call call;
-  call.n_tasks = static_cast<std::size_t>(n_tasks);
-  call.run = [&plan, data, &mapping, delay_ms, populate_limit](std::size_t task, ByteView,
-                                                               Bytes& result) {
+  call.n_tasks = static_cast<std::size_t>(plan.n_tasks());
+  call.run = [&plan, &family, data, &mapping, delay_ms, populate_limit](std::size_t task, ByteView,
+                                                                        Bytes& result) {
     if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     const auto t = static_cast<std::int64_t>(task);
-    const TaskRunner<F> runner(plan, t);
+    const TaskRunner<F> runner(family, plan, t);
     std::int64_t first, last;
     plan.task_span(t, &first, &last);
     const bool dense = last > first && last - first <= populate_limit;
@@ -201,7 +224,7 @@ void execute(Context& ctx) {
     if (dense) {
       mapping.populate(static_cast<std::uint64_t>(first), static_cast<std::uint64_t>(last - first));
     }
-    result.resize(static_cast<std::size_t>(runner.outputs()) * sizeof(Partial));
+    result.resize(static_cast<std::size_t>(runner.partials()) * sizeof(Partial));
     runner.run(data, reinterpret_cast<Partial*>(result.data()));
     // Unmap what was read (the page cache keeps it), so resident memory stays flat however
     // large the cube.
@@ -211,7 +234,7 @@ void execute(Context& ctx) {
     }
   };
 
-  // Writes the outputs of a block from its merged partials.
+  // Hands the outputs of a block to emit_output from its merged partials.
   auto emit = [&](std::int64_t block, const Partial* parts) {
     const std::int64_t u0 = block * plan.units_per_task;
     const std::int64_t u1 = std::min(plan.units, u0 + plan.units_per_task);
@@ -220,8 +243,8 @@ void execute(Context& ctx) {
       const std::int64_t base = plan.unit_out_index(u);
       const std::int64_t n = plan.unit_outputs(u);
       for (std::int64_t j = 0; j < n; ++j) {
-        finalize<F, T>(op, ddof, *parts++,
-                       out + static_cast<std::size_t>(base + j * step) * out_item);
+        emit_output(base + j * step, parts);
+        parts += width;
       }
     }
   };
@@ -231,36 +254,121 @@ void execute(Context& ctx) {
   std::vector<std::int64_t> arrived(plan.pieces > 1 ? static_cast<std::size_t>(plan.blocks()) : 0);
   call.on_result = [&](std::size_t task, ByteView bytes) {
     const auto t = static_cast<std::int64_t>(task);
-    const TaskRunner<F> runner(plan, t);
-    if (bytes.size != static_cast<std::size_t>(runner.outputs()) * sizeof(Partial)) {
+    const TaskRunner<F> runner(family, plan, t);
+    const auto expected = static_cast<std::size_t>(runner.partials()) * sizeof(Partial);
+    if (bytes.size != expected) {
       throw Error(ErrorCode::Internal, "task " + std::to_string(task) + ": result of " +
                                            std::to_string(bytes.size) + " bytes, expected " +
-                                           std::to_string(runner.outputs() * sizeof(Partial)));
+                                           std::to_string(expected));
     }
     const std::int64_t block = t / plan.pieces;
     if (plan.pieces == 1) {
-      std::vector<Partial> parts(static_cast<std::size_t>(runner.outputs()));
+      std::vector<Partial> parts(static_cast<std::size_t>(runner.partials()));
       std::memcpy(parts.data(), bytes.data, bytes.size);
       emit(block, parts.data());
       return;
     }
     pending[task].assign(bytes.data, bytes.data + bytes.size);
     if (++arrived[static_cast<std::size_t>(block)] < plan.pieces) return;
-    std::vector<Partial> acc(static_cast<std::size_t>(runner.outputs()));
+    std::vector<Partial> acc(static_cast<std::size_t>(runner.partials()));
     std::memcpy(acc.data(), pending[static_cast<std::size_t>(block * plan.pieces)].data(),
                 bytes.size);
     for (std::int64_t p = 1; p < plan.pieces; ++p) {
       Bytes& piece = pending[static_cast<std::size_t>(block * plan.pieces + p)];
       std::vector<Partial> next(acc.size());
       std::memcpy(next.data(), piece.data(), piece.size());
-      for (std::size_t k = 0; k < acc.size(); ++k) F::merge(acc[k], next[k]);
+      for (std::size_t k = 0; k < acc.size(); k += static_cast<std::size_t>(width)) {
+        family.merge(acc[k], next[k]);
+      }
       Bytes().swap(piece);
     }
     Bytes().swap(pending[static_cast<std::size_t>(block * plan.pieces)]);
     emit(block, acc.data());
   };
-  call.on_progress = ctx.options.progress;
-  ctx.result.stats = run_tasks(ctx.options.pool, call);
+  call.on_progress = progress;
+  return run_tasks(options.pool, call);
+}
+
+template <class F, class T, bool Swap>
+void execute(Context& ctx, const F& family = F{}) {
+  const std::size_t out_item =
+      ctx.result.dtype.itemsize() * static_cast<std::size_t>(width_of(family));
+  std::byte* out = ctx.result.data.data();
+  const ReduceOp op = ctx.options.op;
+  const int ddof = ctx.options.ddof;
+  ctx.result.stats = run_plan(
+      ctx.source, ctx.plan, family, ctx.options, ctx.delay_ms, ctx.options.progress,
+      [&](std::int64_t index, const typename F::Partial* parts) {
+        finalize<F, T>(family, op, ddof, *parts, out + static_cast<std::size_t>(index) * out_item);
+      });
+}
+
+std::string format_value(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+// numpy's last - first for the types of the edges np.histogram derives from the data (numpy
+// scalars of the array's dtype): float32 subtracts in float32, integers exactly in 64 bits
+// (np.histogram's _unsigned_subtract), float64 in float64.
+template <class T>
+double data_span(T lo, T hi) {
+  if constexpr (std::is_same_v<T, float>) {
+    return static_cast<double>(hi - lo);
+  } else if constexpr (std::is_same_v<T, double>) {
+    return hi - lo;
+  } else {
+    return static_cast<double>(static_cast<std::uint64_t>(hi) - static_cast<std::uint64_t>(lo));
+  }
+}
+
+// The histogram: edges from the options' range, or from the min and max of the whole array (a
+// first pass over it), then the counts.
+template <class T, bool Swap>
+void execute_histogram(Context& ctx) {
+  using E = kernels::BinType<T>;
+  const ReduceOptions& o = ctx.options;
+  const ArrayMeta& meta = ctx.source.meta();
+  double first = 0, last = 1, span = 1;  // numpy's range for empty data
+  bool widen = false;                    // numpy widens an empty range by 0.5 on each side
+  if (o.range_given) {
+    first = o.range_lo;
+    last = o.range_hi;
+    span = last - first;
+    widen = first == last;
+  } else if (meta.size() > 0) {
+    using MinMax = kernels::MinMaxFamily<T, Swap>;
+    std::vector<int> all(static_cast<std::size_t>(meta.ndim()));
+    for (int a = 0; a < meta.ndim(); ++a) all[static_cast<std::size_t>(a)] = a;
+    const ReducePlan whole =
+        detail::make_reduce_plan(meta, all, o.task_bytes > 0 ? o.task_bytes : detail::kTaskBytes);
+    typename MinMax::Partial mm;
+    MinMax::init(mm);
+    run_plan(ctx.source, whole, MinMax{}, o, ctx.delay_ms, ProgressFn{},
+             [&](std::int64_t, const typename MinMax::Partial* p) { mm = *p; });
+    const T lo = MinMax::result(mm, true);
+    const T hi = MinMax::result(mm, false);
+    if (!std::isfinite(static_cast<double>(lo)) || !std::isfinite(static_cast<double>(hi))) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "histogram: the data's range [" + format_value(static_cast<double>(lo)) + ", " +
+                      format_value(static_cast<double>(hi)) +
+                      "] is not finite (NaN or infinity in the data): give a finite range "
+                      "(--range LO,HI)");
+    }
+    first = static_cast<double>(lo);
+    last = static_cast<double>(hi);
+    span = data_span(lo, hi);
+    widen = lo == hi;
+  }
+  if (widen) {
+    first -= 0.5;
+    last += 0.5;
+    span = last - first;
+  }
+  const kernels::BinEdges<E> edges(o.bins, first, last, span);
+  execute<kernels::HistogramFamily<T, Swap>, T, Swap>(
+      ctx, kernels::HistogramFamily<T, Swap>(edges, ctx.plan.n_out * ctx.plan.n_red));
 }
 
 template <class T, bool Swap>
@@ -296,6 +404,28 @@ void execute_op(Context& ctx) {
       return execute<ArgFamily<T, Swap, false>, T, Swap>(ctx);
     case ReduceOp::ArgMax:
       return execute<ArgFamily<T, Swap, true>, T, Swap>(ctx);
+    case ReduceOp::Histogram:
+      return execute_histogram<T, Swap>(ctx);
+  }
+}
+
+// Bins of one histogram: a generous bound that keeps bin indices in 32 bits.
+constexpr std::int64_t kMaxBins = std::int64_t{1} << 30;
+
+void check_histogram_options(const ReduceOptions& o) {
+  if (o.bins < 1 || o.bins > kMaxBins) {
+    throw Error(ErrorCode::InvalidArgument, "histogram bins must be between 1 and " +
+                                                std::to_string(kMaxBins) + ", got " +
+                                                std::to_string(o.bins));
+  }
+  if (!o.range_given) return;
+  const std::string range = "[" + format_value(o.range_lo) + ", " + format_value(o.range_hi) + "]";
+  if (!std::isfinite(o.range_lo) || !std::isfinite(o.range_hi)) {
+    throw Error(ErrorCode::InvalidArgument, "histogram range " + range + " is not finite");
+  }
+  if (o.range_lo > o.range_hi) {
+    throw Error(ErrorCode::InvalidArgument,
+                "histogram range " + range + ": the low end is above the high end");
   }
 }
 
@@ -305,6 +435,20 @@ bool needs_nonempty(ReduceOp op) {
 }
 
 }  // namespace
+
+Shape result_shape(const ArrayMeta& meta, const ReduceOptions& options) {
+  const std::vector<int> axes = normalize_axes(options.axes, options.axes_given, meta.ndim());
+  std::vector<bool> reduced(meta.shape.size(), false);
+  for (int a : axes) reduced[static_cast<std::size_t>(a)] = true;
+  Shape shape;
+  for (std::size_t k = 0; k < meta.shape.size(); ++k) {
+    if (!reduced[k]) shape.push_back(meta.shape[k]);
+  }
+  if (options.op == ReduceOp::Histogram) shape.push_back(options.bins);
+  return shape;
+}
+
+const char* kernel_isa() noexcept { return kernels::to_string(kernels::active_kernels().isa); }
 
 ReduceResult reduce(const Source& source, const ReduceOptions& options) {
   const ArrayMeta& meta = source.meta();
@@ -316,9 +460,13 @@ ReduceResult reduce(const Source& source, const ReduceOptions& options) {
   if (options.task_bytes < 0) {
     throw Error(ErrorCode::InvalidArgument, "task_bytes must be 0 (default) or positive");
   }
+  const bool histogram = options.op == ReduceOp::Histogram;
+  if (histogram) check_histogram_options(options);
+  const std::int64_t width = histogram ? options.bins : 1;
   const detail::ReducePlan plan = detail::make_reduce_plan(
       meta, axes, options.task_bytes > 0 ? options.task_bytes : detail::kTaskBytes,
-      options.op == ReduceOp::ArgMin || options.op == ReduceOp::ArgMax);
+      options.op == ReduceOp::ArgMin || options.op == ReduceOp::ArgMax,
+      histogram ? width * static_cast<std::int64_t>(sizeof(std::int64_t)) : 0);
   if (needs_nonempty(options.op) && plan.n_red == 0 && plan.n_out > 0) {
     throw Error(ErrorCode::InvalidArgument, std::string(to_string(options.op)) +
                                                 " of an empty axis: a zero-size reduction has "
@@ -327,7 +475,12 @@ ReduceResult reduce(const Source& source, const ReduceOptions& options) {
   ReduceResult result;
   result.dtype = result_dtype(options.op, meta.dtype);
   result.shape = plan.out_shape;
-  result.data.assign(static_cast<std::size_t>(plan.n_out) * result.dtype.itemsize(), std::byte{0});
+  if (histogram) result.shape.push_back(width);
+  const std::uint64_t out_bytes =
+      detail::checked_mul(detail::checked_mul(static_cast<std::uint64_t>(plan.n_out),
+                                              static_cast<std::uint64_t>(width), "result size"),
+                          result.dtype.itemsize(), "result size");
+  result.data.assign(static_cast<std::size_t>(out_bytes), std::byte{0});
   if (plan.n_tasks() == 0) return result;
 
   source.mapping().advise(Access::Sequential);

@@ -1,4 +1,5 @@
-// Reductions over axes of a source: sum, mean, min, max, var, std, count.
+// Reductions over axes of a source: sum, mean, min, max, var, std, count, their nan forms,
+// any/all, norm, argmin/argmax and histogram.
 #pragma once
 
 #include <cstdint>
@@ -29,18 +30,19 @@ enum class ReduceOp : std::uint8_t {
   All,   // truth is x != 0 (NaN is true)
   Norm,  // L2 norm: sqrt of the sum of squares
   ArgMin,
-  ArgMax,  // index of the first extreme element, C order over the reduced axes
+  ArgMax,     // index of the first extreme element, C order over the reduced axes
+  Histogram,  // counts in equal-width bins (ReduceOptions::bins, range), as np.histogram
 };
 
 // "sum", "mean", "min", "max", "var", "std", "count", "nansum", "nanmean", "nanmin",
-// "nanmax", "nanvar", "nanstd", "any", "all", "norm", "argmin", "argmax".
+// "nanmax", "nanvar", "nanstd", "any", "all", "norm", "argmin", "argmax", "histogram".
 // Throws Error(InvalidArgument).
 ReduceOp parse_reduce_op(const std::string& text);
 const char* to_string(ReduceOp op) noexcept;
 
 // The dtype of op's result for an input dtype (native byte order): (nan)sum → int64/uint64
 // for integers and bool, float64 for floats; (nan)mean/var/std and norm → float64;
-// (nan)min/max → the input type; count, argmin, argmax → int64; any/all → bool.
+// (nan)min/max → the input type; count, argmin, argmax, histogram → int64; any/all → bool.
 DType result_dtype(ReduceOp op, DType input);
 
 struct ReduceOptions {
@@ -50,6 +52,17 @@ struct ReduceOptions {
   std::vector<int> axes;
   bool axes_given = false;
   int ddof = 0;  // var/std divide by n - ddof
+  // histogram: `bins` equal-width bins over [range_lo, range_hi] when range_given, else over
+  // [min, max] of the whole array (an extra pass over it; every output then shares the same
+  // bins, and a NaN or an infinity in the data is an error, as in numpy). Each output's counts
+  // are those of np.histogram(elements, bins, range=(lo, hi)) with lo, hi Python floats (with
+  // the data's range: numpy scalars of the array's dtype): the last bin is closed on the
+  // right, elements outside the range and NaN are not counted, and bin membership is
+  // computed in numpy's arithmetic (float32 for float32 data), edge cases included.
+  std::int64_t bins = 10;
+  bool range_given = false;
+  double range_lo = 0;
+  double range_hi = 0;
   // Input bytes per task; 0 picks the default (8 MiB). A tuning and testing knob: it changes
   // how float sums are blocked (so their last bits), never the dependence on n_jobs.
   std::int64_t task_bytes = 0;
@@ -60,7 +73,7 @@ struct ReduceOptions {
 // A reduction's answer: a dense C-order array in native byte order.
 struct ReduceResult {
   DType dtype;
-  Shape shape;  // the kept axes, in order; empty for a scalar
+  Shape shape;  // the kept axes, in order (then the bins for a histogram); empty for a scalar
   Bytes data;
   CallStats stats;
 
@@ -78,13 +91,24 @@ std::vector<int> parse_axes(const std::string& text);
 // Throws Error(InvalidArgument) naming the bad axis.
 std::vector<int> normalize_axes(const std::vector<int>& axes, bool axes_given, int ndim);
 
+// The shape of reduce()'s result: the kept axes, then (bins,) for a histogram. Throws
+// Error(InvalidArgument) for bad axes.
+Shape result_shape(const ArrayMeta& meta, const ReduceOptions& options);
+
+// The instruction set the reduction kernels of this process use: "portable", "avx2" or
+// "avx512", the best this CPU runs; the environment variable MMC_ISA (same names) can lower it,
+// never raise it. Fixed at the first reduction.
+const char* kernel_isa() noexcept;
+
 // Reduces `source` over options' axes. The result is bitwise identical for any n_jobs,
 // backend and max_nbytes: the work is split by the array's geometry alone and partials are
 // merged in a fixed order. Integer sums are exact (wrapping like numpy past 64 bits); floats
 // are summed in double with pairwise blocks; min/max/argmin/argmax propagate NaN like numpy;
-// count counts elements that are not NaN. min, max, their nan forms, argmin and argmax of an
-// empty axis throw Error(InvalidArgument), as numpy raises. Throws what run_tasks throws, and
-// Error(InvalidArgument) for bad axes or options.
+// count counts elements that are not NaN; histogram as described at ReduceOptions::bins. min,
+// max, their nan forms, argmin and argmax of an empty axis throw Error(InvalidArgument), as
+// numpy raises. Throws what run_tasks throws, and Error(InvalidArgument) for bad axes or
+// options (bins < 1, a range that is not finite or has lo > hi, a histogram without a range of
+// data holding NaN or infinity).
 ReduceResult reduce(const Source& source, const ReduceOptions& options);
 
 }  // namespace mmc

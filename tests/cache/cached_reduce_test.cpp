@@ -129,6 +129,37 @@ TEST_F(CachedReduce, KeyIgnoresJobsBackendAndMaxNbytesButNotOpAxesOrDdof) {
   EXPECT_EQ(cache.reduce_key(source, explicit_axes), a.key);
 }
 
+TEST_F(CachedReduce, HistogramKeyHasItsBinsAndRangeAndTheEntryItsBinsAxis) {
+  const Source source = open_cube(cube_);
+  const Cache cache(cache_options(folder_, &warnings_));
+  ReduceOptions h = mean_options();
+  h.op = ReduceOp::Histogram;
+  h.bins = 8;
+  ReduceOptions more_bins = h;
+  more_bins.bins = 9;
+  ReduceOptions ranged = h;
+  ranged.range_given = true;
+  ranged.range_lo = 0;
+  ranged.range_hi = 100;
+  ReduceOptions other_range = ranged;
+  other_range.range_hi = 101;
+  ReduceOptions mean_bins = mean_options();
+  mean_bins.bins = 9;  // bins do not change a mean: same key
+  EXPECT_NE(cache.reduce_key(source, h), cache.reduce_key(source, more_bins));
+  EXPECT_NE(cache.reduce_key(source, h), cache.reduce_key(source, ranged));
+  EXPECT_NE(cache.reduce_key(source, ranged), cache.reduce_key(source, other_range));
+  EXPECT_EQ(cache.reduce_key(source, mean_bins), cache.reduce_key(source, mean_options()));
+
+  CacheOutcome first, second;
+  const ReduceResult computed = run(ranged, &first);
+  const ReduceResult cached = run(ranged, &second);
+  EXPECT_TRUE(second.hit);
+  EXPECT_EQ(cached.shape, computed.shape);
+  EXPECT_EQ(cached.shape.back(), 8);
+  EXPECT_EQ(as_string(cached.data), as_string(direct(ranged).data));
+  EXPECT_TRUE(warnings_.empty());
+}
+
 TEST_F(CachedReduce, RewritingSameSizeWithOtherBytesRecomputes) {
   CacheOutcome first, second;
   const ReduceResult before = run(mean_options(), &first);

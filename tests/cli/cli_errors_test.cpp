@@ -111,6 +111,35 @@ TEST_F(CliErrors, UnknownOutputExtensionIsAUsageError) {
   expect_failure({"reduce", npy_, "--op", "mean", "-o", dir_.file("out.txt")}, kUsage);
 }
 
+TEST_F(CliErrors, BadHistogramOptionsAreUsageErrors) {
+  EXPECT_NE(
+      expect_failure({"reduce", npy_, "--op", "histogram", "--bins", "0", "-o", out()}, kUsage)
+          .find("--bins"),
+      std::string::npos);
+  for (const char* bad : {"1", "1,", "a,b", "1,2,3"}) {
+    SCOPED_TRACE(bad);
+    expect_failure({"reduce", npy_, "--op", "histogram", "--range", bad, "-o", out()}, kUsage);
+  }
+  expect_failure({"reduce", npy_, "--op", "histogram", "--range", "5,1", "-o", out()}, kUsage);
+  expect_failure({"reduce", npy_, "--op", "histogram", "--range", "0,inf", "-o", out()}, kUsage);
+  const std::string err =
+      expect_failure({"reduce", npy_, "--op", "mean", "--bins", "5", "-o", out()}, kUsage);
+  EXPECT_NE(err.find("histogram only"), std::string::npos) << err;
+}
+
+TEST_F(CliErrors, HistogramOfNanDataWithoutARangeSaysToGiveOne) {
+  const std::string nan_npy = dir_.file("nan.npy");
+  std::string data;
+  for (int i = 0; i < 4 * 5 * 6; ++i)
+    data += i % 7 ? std::string("\x00\x00\x80\x3f", 4) : std::string("\x00\x00\xc0\x7f", 4);
+  std::string bytes =
+      npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 5, 6), }", 0);
+  write_file(nan_npy, bytes + data);
+  const std::string err =
+      expect_failure({"reduce", nan_npy, "--op", "histogram", "-o", out()}, kUsage);
+  EXPECT_NE(err.find("--range"), std::string::npos) << err;
+}
+
 TEST_F(CliErrors, ArgumentParserErrorsAreOneLineUsageErrors) {
   expect_failure({"reduce", npy_, "--op", "mean", "--jobs", "two"}, kUsage);
   expect_failure({"reduce", npy_}, kUsage);

@@ -234,3 +234,79 @@ TEST(CliReduceProgress, DrawsABarEndingInANewlineOnlyWhenAsked) {
 
 }  // namespace
 }  // namespace mmc::test
+
+namespace mmc::test {
+namespace {
+
+struct HistogramCase {
+  const char* descr;
+  const char* shape;
+  const char* order;
+  const char* axis;  // "" for the default
+  const char* bins;
+  const char* range;   // "" for the data's range
+  const char* output;  // "npy", "csv" or "json"
+};
+
+void expect_histogram_matches_numpy(const HistogramCase& c) {
+  TempDir dir;
+  const std::string source = dir.file("cube.npy");
+  cube_fixture(
+      {"make", source, "--descr", c.descr, "--shape", c.shape, "--order", c.order, "--seed", "5"});
+  std::vector<std::string> args{"reduce", source, "--op", "histogram", "--bins", c.bins};
+  std::vector<std::string> expect_args{"expect", source, "--op", "histogram", "--bins", c.bins};
+  for (auto* list : {&args, &expect_args}) {
+    if (*c.axis) list->insert(list->end(), {"--axis", c.axis});
+  }
+  if (*c.range) {
+    args.insert(args.end(), {"--range", c.range});  // "-1,5" is a value, not an option
+    expect_args.push_back(std::string("--range=") + c.range);
+  }
+  const std::string out = dir.file(std::string("counts.") + c.output);
+  args.insert(args.end(), {"-o", out, "--jobs", "2"});
+  const json expected = cube_fixture(expect_args);
+  const CommandResult r = run_cli(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string output = c.output;
+  json actual;
+  if (output == "npy") actual = load_npy_output(out);
+  if (output == "json") actual = load_json_output(out);
+  if (output == "csv") actual = parse_text_values(read_file(out), "i64");
+  expect_same_values(expected, actual, std::string(c.descr) + " " + c.shape + " " + c.range);
+}
+
+TEST(CliReduceHistogram, U8WithARangeWhoseBinsDoNotDivideItMatchesNumpy) {
+  expect_histogram_matches_numpy({"|u1", "6,7,8", "C", "", "7", "10.5,200.25", "csv"});
+}
+
+TEST(CliReduceHistogram, F32PerSliceWithTheWholeArraysRangeMatchesNumpy) {
+  expect_histogram_matches_numpy({"<f4", "5,6,7", "F", "", "9", "", "npy"});
+}
+
+TEST(CliReduceHistogram, BigEndianI16OverAllAxesWithNegativeRangeMatchesNumpy) {
+  expect_histogram_matches_numpy({">i2", "4,5,6", "C", "0,1,2", "256", "-20000,30000.5", "json"});
+}
+
+TEST(CliReduceIsa, EveryKernelVariantGivesTheSameBytesAndVerboseNamesIt) {
+  TempDir dir;
+  const std::string source = dir.file("cube.npy");
+  cube_fixture({"make", source, "--descr", "<f4", "--shape", "8,64,64"});
+  std::string reference;
+  for (const char* isa : {"portable", "avx2", "avx512"}) {
+    for (const char* op : {"var", "nansum", "min", "norm"}) {
+      const std::string out = dir.file(std::string(op) + "_" + isa + ".npy");
+      const CommandResult r = run_command({"env", std::string("MMC_ISA=") + isa, MMC_CLI_PATH,
+                                           "reduce", source, "--op", op, "-v", "-o", out});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      if (std::string(isa) == "portable") {
+        EXPECT_NE(r.err.find("portable kernels"), std::string::npos) << r.err;
+      }
+      const std::string bytes = read_file(out);
+      const std::string first = dir.file(std::string(op) + "_portable.npy");
+      EXPECT_EQ(bytes, read_file(first)) << op << " with MMC_ISA=" << isa;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mmc::test

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "mmc/error.hpp"
@@ -25,6 +26,10 @@ struct Case {
   Shape shape;                  // of numpy's answer
   std::size_t offset = 0;       // of numpy's answer in expected.bin
   std::int64_t tolerance = -1;  // offset of the per-output tolerances, -1: exact
+  std::int64_t bins = 10;       // histogram
+  bool range_given = false;
+  double range_lo = 0, range_hi = 0;
+  bool error = false;  // numpy refuses the case (a histogram of NaN without a range)
 };
 
 class ReduceNumpy : public ::testing::Test {
@@ -44,6 +49,15 @@ class ReduceNumpy : public ::testing::Test {
       c.axes_given = !j["axes"].is_null();
       if (c.axes_given) c.axes = j["axes"].get<std::vector<int>>();
       c.ddof = j["ddof"];
+      if (c.op == "histogram") {
+        c.bins = j["bins"];
+        c.range_given = !j["range"].is_null();
+        if (c.range_given) {
+          c.range_lo = j["range"][0];
+          c.range_hi = j["range"][1];
+        }
+        c.error = j["error"];
+      }
       cases_.push_back(c);
     }
     expected_ = std::make_unique<MappedFile>(
@@ -61,8 +75,25 @@ class ReduceNumpy : public ::testing::Test {
     o.axes = c.axes;
     o.axes_given = c.axes_given;
     o.ddof = c.ddof;
+    o.bins = c.bins;
+    o.range_given = c.range_given;
+    o.range_lo = c.range_lo;
+    o.range_hi = c.range_hi;
     o.pool.backend = Backend::Serial;
     return o;
+  }
+
+  // Runs the case; empty when the result (or the refusal) matches numpy's, else what differs.
+  static std::string check(const Case& c, const ReduceOptions& o) {
+    const Source src = open_npy(dir_->file(c.input));
+    if (!c.error) return compare(c, reduce(src, o));
+    try {
+      reduce(src, o);
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::InvalidArgument) return "";
+      return std::string("error of another kind: ") + e.what();
+    }
+    return "numpy refuses this case, reduce() returned a result";
   }
 
   // Empty when `got` matches numpy's answer, else what differs.
@@ -121,7 +152,13 @@ class ReduceNumpy : public ::testing::Test {
   }
 
   static std::string describe(const Case& c) {
-    std::string s = c.input + " op=" + c.op + " ddof=" + std::to_string(c.ddof) + " axes=";
+    std::string s = c.input + " op=" + c.op + " ddof=" + std::to_string(c.ddof);
+    if (c.op == "histogram") {
+      s += " bins=" + std::to_string(c.bins);
+      if (c.range_given)
+        s += " range=" + std::to_string(c.range_lo) + "," + std::to_string(c.range_hi);
+    }
+    s += " axes=";
     if (!c.axes_given) return s + "default";
     for (int a : c.axes) s += std::to_string(a) + ",";
     return s;
@@ -136,9 +173,7 @@ TEST_F(ReduceNumpy, EveryOpDtypeOrderAndAxesMatchesNumpy) {
   ASSERT_GT(cases_.size(), 1000u);
   int failures = 0;
   for (const Case& c : cases_) {
-    const Source src = open_npy(dir_->file(c.input));
-    const ReduceResult got = reduce(src, options_for(c));
-    const std::string why = compare(c, got);
+    const std::string why = check(c, options_for(c));
     if (!why.empty() && ++failures <= 20) ADD_FAILURE() << describe(c) << ": " << why;
   }
   EXPECT_EQ(failures, 0);
@@ -149,10 +184,9 @@ TEST_F(ReduceNumpy, TinyTasksSplitIntoBlocksAndPiecesStillMatchNumpy) {
   // in the parent is exercised on every geometry.
   int failures = 0;
   for (const Case& c : cases_) {
-    const Source src = open_npy(dir_->file(c.input));
     ReduceOptions o = options_for(c);
     o.task_bytes = 64;
-    const std::string why = compare(c, reduce(src, o));
+    const std::string why = check(c, o);
     if (!why.empty() && ++failures <= 20) ADD_FAILURE() << describe(c) << ": " << why;
   }
   EXPECT_EQ(failures, 0);
@@ -173,6 +207,7 @@ TEST_F(ReduceNumpy, ResultsAreBitwiseIdenticalForEveryBackendJobsAndMaxNbytes) {
   const std::size_t step = cases_.size() / 300 | 1;
   for (std::size_t i = 0; i < cases_.size(); i += step) {
     const Case& c = cases_[i];
+    if (c.error) continue;
     const Source src = open_npy(dir_->file(c.input));
     ReduceOptions o = options_for(c);
     o.task_bytes = 96;
@@ -187,7 +222,91 @@ TEST_F(ReduceNumpy, ResultsAreBitwiseIdenticalForEveryBackendJobsAndMaxNbytes) {
     }
     ++checked;
   }
-  EXPECT_GE(checked, 290);
+  EXPECT_GE(checked, 280);
+}
+
+TEST_F(ReduceNumpy, HistogramsCoverEveryDtypeAndRefusals) {
+  // The histogram cases exist for every dtype, with and without a range, and some are refused.
+  std::set<std::string> inputs_with_range, inputs_without;
+  int refused = 0, histograms = 0;
+  for (const Case& c : cases_) {
+    if (c.op != "histogram") continue;
+    ++histograms;
+    refused += c.error;
+    (c.range_given ? inputs_with_range : inputs_without).insert(c.input);
+  }
+  EXPECT_GT(histograms, 1000);
+  EXPECT_GT(refused, 10);
+  EXPECT_GT(inputs_with_range.size(), 100u);
+  EXPECT_GT(inputs_without.size(), 100u);
+}
+
+TEST_F(ReduceNumpy, HistogramsAreBitwiseIdenticalForEveryBackendAndJobs) {
+  int checked = 0;
+  for (std::size_t i = 0; i < cases_.size(); i += 7) {
+    const Case& c = cases_[i];
+    if (c.op != "histogram" || c.error) continue;
+    const Source src = open_npy(dir_->file(c.input));
+    ReduceOptions o = options_for(c);
+    o.task_bytes = 128;
+    const ReduceResult ref = reduce(src, o);
+    o.pool.backend = Backend::Process;
+    o.pool.n_jobs = 2;
+    o.pool.max_nbytes = 0;
+    ASSERT_EQ(reduce(src, o).data, ref.data) << describe(c);
+    ++checked;
+  }
+  EXPECT_GE(checked, 100);
+}
+
+TEST_F(ReduceNumpy, LargeSmallIntegerHistogramsMatchNumpy) {
+  // Enough elements for the table of bins over all 2^8 / 2^16 values and for sub-histograms;
+  // values on the edges of ranges whose bins do not divide them.
+  test::TempDir dir;
+  test::run_python_code(
+      "import numpy as np, sys\n"
+      "d = sys.argv[1]\n"
+      "rng = np.random.default_rng(11)\n"
+      "cases = [('u1', 7, (10.0, 80.0)), ('u1', 256, None), ('i1', 3, (-100.5, 99.25)),\n"
+      "         ('u2', 7, (1000.0, 1049.0)), ('u2', 255, (0.0, 65280.0)), ('u2', 5, None),\n"
+      "         ('i2', 7, (-30000.0, 30001.0)), ('?', 3, (0.0, 1.0))]\n"
+      "for k, (code, bins, r) in enumerate(cases):\n"
+      "    dt = np.dtype(code)\n"
+      "    if dt.kind == 'b':\n"
+      "        a = rng.integers(0, 2, (4, 300, 200)).astype(bool)\n"
+      "    else:\n"
+      "        info = np.iinfo(dt)\n"
+      "        a = rng.integers(info.min, info.max, (4, 300, 200), endpoint=True, dtype=dt)\n"
+      "        a[:, ::7, :] = rng.integers(1000 if code == 'u2' else 0, 1050 if code == 'u2'"
+      " else 90, (4, 43, 200)).astype(dt)\n"
+      "    rr = r if r is not None else (a.min(), a.max())\n"
+      "    e = np.stack([np.histogram(s, bins=bins, range=rr)[0] for s in a]).astype(np.int64)\n"
+      "    np.save(f'{d}/in{k}.npy', a)\n"
+      "    np.save(f'{d}/out{k}.npy', e)\n",
+      {dir.path()});
+  struct Params {
+    std::int64_t bins;
+    bool range_given;
+    double lo, hi;
+  };
+  const Params params[] = {
+      {7, true, 10, 80},     {256, false, 0, 0}, {3, true, -100.5, 99.25}, {7, true, 1000, 1049},
+      {255, true, 0, 65280}, {5, false, 0, 0},   {7, true, -30000, 30001}, {3, true, 0, 1}};
+  for (int k = 0; k < 8; ++k) {
+    const Params& p = params[k];
+    const Source src = open_npy(dir.file("in" + std::to_string(k) + ".npy"));
+    const Source want = open_npy(dir.file("out" + std::to_string(k) + ".npy"));
+    ReduceOptions o;
+    o.op = ReduceOp::Histogram;
+    o.bins = p.bins;
+    o.range_given = p.range_given;
+    o.range_lo = p.lo;
+    o.range_hi = p.hi;
+    o.pool.n_jobs = 2;
+    const ReduceResult got = reduce(src, o);
+    ASSERT_EQ(got.shape, (Shape{4, p.bins})) << k;
+    EXPECT_EQ(std::memcmp(got.data.data(), want.data(), got.data.size()), 0) << "case " << k;
+  }
 }
 
 TEST_F(ReduceNumpy, PerImageMeanOfU8CubeIsBitwiseNumpys) {

@@ -141,6 +141,28 @@ TEST(Reduce, NoAxesGivesTheElementsThemselves) {
   EXPECT_EQ(r.as<std::int64_t>()[3], 11);
 }
 
+TEST(Reduce, DataAtAnOddByteOffsetGivesTheAlignedAnswers) {
+  // A raw file may put its data anywhere: the dense kernels read it unaligned.
+  test::TempDir dir;
+  std::vector<float> v(3 * 1000);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>((i * 37) % 1001) - 500.5f;
+  const std::string bytes(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  test::write_file(dir.file("aligned.raw"), bytes);
+  test::write_file(dir.file("odd.raw"), "x" + bytes);
+  RawSpec spec;
+  spec.dtype = DType(TypeId::F32);
+  spec.shape = {3, 1000};
+  spec.path = dir.file("aligned.raw");
+  const Source aligned = open_raw(spec);
+  spec.path = dir.file("odd.raw");
+  spec.offset = 1;
+  const Source odd = open_raw(spec);
+  for (ReduceOp op : {ReduceOp::Sum, ReduceOp::NanSum, ReduceOp::Var, ReduceOp::Min, ReduceOp::Max,
+                      ReduceOp::Norm, ReduceOp::Histogram}) {
+    EXPECT_EQ(reduce(odd, opts(op)).data, reduce(aligned, opts(op)).data) << to_string(op);
+  }
+}
+
 TEST(Reduce, ProgressReportsEveryTask) {
   test::TempDir dir;
   std::vector<float> v(4096, 1.0f);
@@ -196,6 +218,114 @@ TEST(ReduceLarge, CountsAndSumsPastTwoToThe32ElementsAreExact) {
   EXPECT_EQ(reduce(src, o).as<std::uint64_t>()[0], 510u);
   o.op = ReduceOp::ArgMax;
   EXPECT_EQ(reduce(src, o).as<std::int64_t>()[0], n - 1);
+}
+
+}  // namespace
+}  // namespace mmc
+
+namespace mmc {
+namespace {
+
+ReduceOptions histogram(std::int64_t bins) {
+  ReduceOptions o = opts(ReduceOp::Histogram);
+  o.bins = bins;
+  return o;
+}
+
+ReduceOptions histogram(std::int64_t bins, double lo, double hi) {
+  ReduceOptions o = histogram(bins);
+  o.range_given = true;
+  o.range_lo = lo;
+  o.range_hi = hi;
+  return o;
+}
+
+std::vector<std::int64_t> counts_of(const ReduceResult& r) {
+  return std::vector<std::int64_t>(r.as<std::int64_t>(), r.as<std::int64_t>() + r.size());
+}
+
+TEST(ReduceHistogram, ParsesItsNameAndGivesInt64CountsWithABinsAxis) {
+  EXPECT_EQ(parse_reduce_op("histogram"), ReduceOp::Histogram);
+  EXPECT_EQ(result_dtype(ReduceOp::Histogram, DType(TypeId::F32)), DType(TypeId::I64));
+  test::TempDir dir;
+  const Source src = raw_of<float>(dir, std::vector<float>(2 * 3 * 4, 1.0f), {2, 3, 4});
+  ReduceOptions o = histogram(5, 0, 2);
+  o.axes = {1};
+  o.axes_given = true;
+  const ReduceResult r = reduce(src, o);
+  EXPECT_EQ(r.dtype, DType(TypeId::I64));
+  EXPECT_EQ(r.shape, (Shape{2, 4, 5}));
+  EXPECT_EQ(result_shape(src.meta(), o), (Shape{2, 4, 5}));
+  // Each output: 3 ones, in bin 2 of [0, 0.4, 0.8, 1.2, 1.6, 2].
+  EXPECT_EQ(counts_of(r)[2], 3);
+  EXPECT_EQ(counts_of(r)[5 * 7 + 2], 3);
+}
+
+TEST(ReduceHistogram, LastBinIsClosedAndOutsideValuesAndNanAreNotCounted) {
+  test::TempDir dir;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  const Source src = raw_of<double>(dir, {0, 0.5, 1, 1.5, 2, nan, -1, 3, inf, -inf}, {10});
+  EXPECT_EQ(counts_of(reduce(src, histogram(2, 0, 2))), (std::vector<std::int64_t>{2, 3}));
+}
+
+TEST(ReduceHistogram, WithoutARangeEveryOutputSharesTheWholeArraysMinAndMax) {
+  test::TempDir dir;
+  // Two slices, 0..4 and 5..9: the bins are [0, 4.5) and [4.5, 9] for both.
+  std::vector<std::int32_t> v(10);
+  for (int i = 0; i < 10; ++i) v[static_cast<std::size_t>(i)] = i;
+  const Source src = raw_of(dir, v, {2, 5});
+  EXPECT_EQ(counts_of(reduce(src, histogram(2))), (std::vector<std::int64_t>{5, 0, 0, 5}));
+}
+
+TEST(ReduceHistogram, AnEmptyRangeIsWidenedByAHalfOnEachSide) {
+  test::TempDir dir;
+  const Source src = raw_of<float>(dir, {3.0f, 3.4f, 3.6f, 2.5f}, {4});
+  // [2.5, 3.5]: 2.5, 3 and 3.4 counted, 3.6 not.
+  EXPECT_EQ(counts_of(reduce(src, histogram(1, 3, 3))), (std::vector<std::int64_t>{3}));
+  // The data's own range when all values are equal: [v - 0.5, v + 0.5].
+  const Source same = raw_of<std::uint8_t>(dir, {7, 7, 7}, {3});
+  EXPECT_EQ(counts_of(reduce(same, histogram(2))), (std::vector<std::int64_t>{0, 3}));
+}
+
+TEST(ReduceHistogram, EmptyDataGivesZeroCounts) {
+  test::TempDir dir;
+  const Source src = raw_of<float>(dir, {}, {3, 0});
+  const ReduceResult r = reduce(src, histogram(4));
+  EXPECT_EQ(r.shape, (Shape{3, 4}));
+  EXPECT_EQ(counts_of(r), std::vector<std::int64_t>(12, 0));
+}
+
+TEST(ReduceHistogram, RejectsBadBinsAndRanges) {
+  test::TempDir dir;
+  const Source src = raw_of<float>(dir, {1, 2, 3, 4}, {4});
+  test::expect_error([&] { reduce(src, histogram(0)); }, ErrorCode::InvalidArgument, {"bins"});
+  test::expect_error([&] { reduce(src, histogram(2, 5, 1)); }, ErrorCode::InvalidArgument,
+                     {"range", "low end"});
+  test::expect_error([&] { reduce(src, histogram(2, 0, std::numeric_limits<double>::infinity())); },
+                     ErrorCode::InvalidArgument, {"not finite"});
+}
+
+TEST(ReduceHistogram, NanInTheDataWithoutARangeIsAnErrorNamingTheFix) {
+  test::TempDir dir;
+  const Source src = raw_of<float>(dir, {1, std::numeric_limits<float>::quiet_NaN(), 3}, {3});
+  test::expect_error([&] { reduce(src, histogram(3)); }, ErrorCode::InvalidArgument,
+                     {"not finite", "--range"});
+  EXPECT_EQ(counts_of(reduce(src, histogram(2, 0, 4))), (std::vector<std::int64_t>{1, 1}));
+}
+
+TEST(ReduceHistogram, LongRunsOfOneBinCountEveryElement) {
+  // Runs long enough for the sub-histograms and, for u16, the table of bins over every value.
+  test::TempDir dir;
+  std::vector<std::uint16_t> v(300000, 1000);
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i % 100000 % 3 == 0) v[i] = 65535;
+  }
+  const Source src = raw_of(dir, v, {3, 100000});
+  const std::vector<std::int64_t> c = counts_of(reduce(src, histogram(4, 0, 65535)));
+  // Per slice: 33334 values 65535 (last bin, closed) and 66666 values 1000 (first bin).
+  EXPECT_EQ(
+      c, (std::vector<std::int64_t>{66666, 0, 0, 33334, 66666, 0, 0, 33334, 66666, 0, 0, 33334}));
 }
 
 }  // namespace

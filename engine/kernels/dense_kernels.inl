@@ -1,0 +1,472 @@
+// The dense-run kernels of dispatch.hpp, written once with GCC vector extensions. Each of
+// dense_portable.cpp, dense_avx2.cpp and dense_avx512.cpp defines MMC_KERNEL_ISA (the variant's
+// namespace) and MMC_KERNEL_VECTOR_BYTES (its register width) and includes this file; CMake
+// compiles each with its own -m flags.
+//
+// Rules that keep the variants interchangeable:
+//  - logical vectors are 64 bytes in every variant (four SSE2 registers, two AVX2 ones, one
+//    AVX-512 one), so every lane sees the same elements in the same order;
+//  - the files are compiled with -ffp-contract=off: no a*b+c is fused in one variant only;
+//  - everything but table() has internal linkage, and the only inline code included is
+//    immintrin.h's (gnu_inline: never emitted out of line), so no function compiled with AVX
+//    instructions can be picked by the linker for code that runs on a CPU without them.
+// The arithmetic mirrors the scalar templates of families.hpp step for step (same blocks, same
+// lanes, same order of the final additions): tests check that they agree bit for bit.
+
+#if !defined(MMC_KERNEL_ISA) || !defined(MMC_KERNEL_VECTOR_BYTES)
+#error "define MMC_KERNEL_ISA and MMC_KERNEL_VECTOR_BYTES before including dense_kernels.inl"
+#endif
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/dispatch.hpp"
+
+namespace mmc::kernels::MMC_KERNEL_ISA {
+namespace {
+
+// The variant's register width. A logical vector is 64 bytes in every variant and lives in
+// kParts registers (4 with SSE2, 2 with AVX2, 1 with AVX-512); element k of 64 bytes is lane k,
+// whatever the variant. (GCC keeps vectors wider than the hardware's in memory, so the split
+// into registers is written out.)
+constexpr int kRegBytes = MMC_KERNEL_VECTOR_BYTES;
+constexpr int kParts = 64 / kRegBytes;
+
+template <class T, int Bytes>
+using Vec __attribute__((vector_size(Bytes))) = T;
+template <class T>
+using Reg = Vec<T, kRegBytes>;
+
+// 64 bytes of T in kParts registers.
+template <class T>
+struct Lanes {
+  static constexpr int kPerReg = kRegBytes / static_cast<int>(sizeof(T));
+  static constexpr int kCount = kParts * kPerReg;
+  Reg<T> reg[kParts];
+  T lane(int k) const noexcept { return reg[k / kPerReg][k % kPerReg]; }
+};
+
+// Element i, read with memcpy: a raw file's data may start at any byte offset.
+template <class T>
+[[gnu::always_inline]] inline T at(const T* p, std::int64_t i) noexcept {
+  T x;
+  std::memcpy(&x, p + i, sizeof x);
+  return x;
+}
+
+template <class T>
+[[gnu::always_inline]] inline Lanes<T> load_lanes(const T* p) noexcept {
+  Lanes<T> v;
+  for (int j = 0; j < kParts; ++j) {
+    std::memcpy(&v.reg[j], p + j * Lanes<T>::kPerReg, sizeof v.reg[j]);
+  }
+  return v;
+}
+
+// The lanes of v, in order, into out[0 .. kCount).
+template <class T>
+[[gnu::always_inline]] inline void store_lanes(const Lanes<T>& v, T* out) noexcept {
+  for (int j = 0; j < kParts; ++j) {
+    std::memcpy(out + j * Lanes<T>::kPerReg, &v.reg[j], sizeof v.reg[j]);
+  }
+}
+
+template <class T>
+[[gnu::always_inline]] inline Lanes<T> splat(T x) noexcept {
+  Lanes<T> v;
+  for (int j = 0; j < kParts; ++j) {
+    v.reg[j] = Reg<T>{};
+    for (int k = 0; k < Lanes<T>::kPerReg; ++k) v.reg[j][k] = x;
+  }
+  return v;
+}
+
+using D8 = Lanes<double>;  // the 8 double lanes of the pairwise sums
+using L8 = Lanes<std::int64_t>;
+
+// 8 consecutive elements as 8 doubles. GCC 12 splits __builtin_convertvector from 4 floats to
+// 4 doubles into 128-bit pieces, so SSE2 and AVX2 widen with intrinsics.
+[[gnu::always_inline]] inline D8 widen8(const float* p) noexcept {
+  D8 d;
+#if MMC_KERNEL_VECTOR_BYTES == 64
+  d.reg[0] = __builtin_convertvector(_mm256_loadu_ps(p), Reg<double>);
+#elif MMC_KERNEL_VECTOR_BYTES == 32
+  d.reg[0] = _mm256_cvtps_pd(_mm_loadu_ps(p));
+  d.reg[1] = _mm256_cvtps_pd(_mm_loadu_ps(p + 4));
+#else
+  const __m128 a = _mm_loadu_ps(p);
+  const __m128 b = _mm_loadu_ps(p + 4);
+  d.reg[0] = _mm_cvtps_pd(a);
+  d.reg[1] = _mm_cvtps_pd(_mm_movehl_ps(a, a));
+  d.reg[2] = _mm_cvtps_pd(b);
+  d.reg[3] = _mm_cvtps_pd(_mm_movehl_ps(b, b));
+#endif
+  return d;
+}
+[[gnu::always_inline]] inline D8 widen8(const double* p) noexcept { return load_lanes(p); }
+
+// The 8 lanes added in families.hpp's order.
+[[gnu::always_inline]] inline double lane_sum(const D8& a) noexcept {
+  return ((a.lane(0) + a.lane(1)) + (a.lane(2) + a.lane(3))) +
+         ((a.lane(4) + a.lane(5)) + (a.lane(6) + a.lane(7)));
+}
+
+[[gnu::always_inline]] inline std::int64_t lane_total(const L8& a) noexcept {
+  std::int64_t t = 0;
+  for (int k = 0; k < 8; ++k) t += a.lane(k);
+  return t;
+}
+
+// What a sum adds for each element, for a register of doubles and for one value (families.hpp's
+// Identity, Square and NanAsZero).
+struct Plain {
+  [[gnu::always_inline]] static Reg<double> lanes(Reg<double> d) noexcept { return d; }
+  [[gnu::always_inline]] static double one(double d) noexcept { return d; }
+};
+struct Squared {
+  [[gnu::always_inline]] static Reg<double> lanes(Reg<double> d) noexcept { return d * d; }
+  [[gnu::always_inline]] static double one(double d) noexcept { return d * d; }
+};
+struct NanAsZero {
+  [[gnu::always_inline]] static Reg<double> lanes(Reg<double> d) noexcept {
+    return d == d ? d : Reg<double>{};
+  }
+  [[gnu::always_inline]] static double one(double d) noexcept { return d == d ? d : 0.0; }
+};
+
+// acc += Map(x) lane by lane; with Count, cnt counts (down) the lanes that are not NaN.
+template <class Map, bool Count>
+[[gnu::always_inline]] inline void accumulate(D8& acc, L8& cnt, const D8& x) noexcept {
+  for (int j = 0; j < kParts; ++j) {
+    acc.reg[j] += Map::lanes(x.reg[j]);
+    if constexpr (Count) cnt.reg[j] += x.reg[j] == x.reg[j];
+  }
+}
+
+// A leaf of the pairwise sum: up to 128 elements in 8 lanes, then the tail one by one. With
+// Count, *valid grows by the elements that are not NaN.
+template <class Map, bool Count, class T>
+[[gnu::always_inline]] inline double leaf(const T* p, std::int64_t n,
+                                          std::int64_t* valid) noexcept {
+  D8 acc = splat(0.0);
+  L8 cnt = splat(std::int64_t{0});
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) accumulate<Map, Count>(acc, cnt, widen8(p + i));
+  double s = lane_sum(acc);
+  std::int64_t c = 0;
+  for (; i < n; ++i) {
+    const double d = static_cast<double>(at(p, i));
+    s += Map::one(d);
+    if constexpr (Count) c += d == d;
+  }
+  if constexpr (Count) *valid += c - lane_total(cnt);  // compare results are -1 per lane
+  return s;
+}
+
+// Two neighbouring leaves at once (na a multiple of 8, na <= nb <= 128): the same sums as two
+// leaf() calls, with twice the independent additions in flight.
+template <class Map, bool Count, class T>
+[[gnu::always_inline]] inline double leaf_pair(const T* p, std::int64_t na, std::int64_t nb,
+                                               std::int64_t* valid) noexcept {
+  const T* q = p + na;
+  D8 acc_a = splat(0.0), acc_b = splat(0.0);
+  L8 cnt = splat(std::int64_t{0});
+  std::int64_t i = 0;
+  for (; i + 8 <= na; i += 8) {
+    // Two streams a leaf apart defeat the hardware prefetcher (f64 sums from memory ran 35%
+    // slower than one stream): fetch the next pair's elements, two per element consumed.
+    __builtin_prefetch(q + nb + 2 * i);
+    __builtin_prefetch(q + nb + 2 * i + 8);
+    accumulate<Map, Count>(acc_a, cnt, widen8(p + i));
+    accumulate<Map, Count>(acc_b, cnt, widen8(q + i));
+  }
+  for (; i + 8 <= nb; i += 8) accumulate<Map, Count>(acc_b, cnt, widen8(q + i));
+  double sb = lane_sum(acc_b);
+  std::int64_t c = 0;
+  for (; i < nb; ++i) {
+    const double d = static_cast<double>(at(q, i));
+    sb += Map::one(d);
+    if constexpr (Count) c += d == d;
+  }
+  if constexpr (Count) *valid += c - lane_total(cnt);
+  return lane_sum(acc_a) + sb;
+}
+
+// families.hpp's pairwise_sum: halves rounded down to a multiple of 8, leaves of <= 128.
+template <class Map, bool Count, class T>
+double pairwise(const T* p, std::int64_t n, std::int64_t* valid) noexcept {
+  if (n <= 128) return leaf<Map, Count>(p, n, valid);
+  std::int64_t half = n / 2;
+  half -= half % 8;
+  // Pairs of leaves for float, whose widening makes one leaf latency-bound; double leaves
+  // already run faster than memory, and one stream streams best.
+  if constexpr (sizeof(T) == 4) {
+    if (n - half <= 128) return leaf_pair<Map, Count>(p, half, n - half, valid);
+  }
+  const double left = pairwise<Map, Count>(p, half, valid);
+  return left + pairwise<Map, Count>(p + half, n - half, valid);
+}
+
+template <class T>
+double sum(const T* p, std::int64_t n) noexcept {
+  return pairwise<Plain, false>(p, n, nullptr);
+}
+
+template <class T>
+double sum_squares(const T* p, std::int64_t n) noexcept {
+  return pairwise<Squared, false>(p, n, nullptr);
+}
+
+template <class T>
+double nan_sum(const T* p, std::int64_t n, std::int64_t* valid) noexcept {
+  return pairwise<NanAsZero, true>(p, n, valid);
+}
+
+// The mean of a block (NaN excluded with SkipNan; *valid: the elements it is over).
+template <bool SkipNan, class T>
+[[gnu::always_inline]] inline double block_mean(const T* p, std::int64_t n,
+                                                std::int64_t* valid) noexcept {
+  if constexpr (SkipNan) {
+    *valid = 0;
+    const double s = pairwise<NanAsZero, true>(p, n, valid);
+    return *valid > 0 ? s / static_cast<double>(*valid) : 0.0;
+  } else {
+    *valid = n;
+    return n > 0 ? pairwise<Plain, false>(p, n, nullptr) / static_cast<double>(n) : 0.0;
+  }
+}
+
+// (x - mean)² of 8 elements, added to 8 lanes (NaN adds nothing with SkipNan).
+template <bool SkipNan>
+[[gnu::always_inline]] inline void add_deviations(D8& acc, const D8& x, double mean) noexcept {
+  for (int j = 0; j < kParts; ++j) {
+    const Reg<double> e = x.reg[j] - mean;
+    if constexpr (SkipNan) {
+      acc.reg[j] += x.reg[j] == x.reg[j] ? e * e : Reg<double>{};
+    } else {
+      acc.reg[j] += e * e;
+    }
+  }
+}
+
+template <bool SkipNan, class T>
+[[gnu::always_inline]] inline double deviation_tail(const T* p, std::int64_t from, std::int64_t n,
+                                                    double mean, double m2) noexcept {
+  for (std::int64_t i = from; i < n; ++i) {
+    const double d = static_cast<double>(at(p, i));
+    const double e = d - mean;
+    if constexpr (SkipNan) {
+      m2 += d == d ? e * e : 0.0;
+    } else {
+      m2 += e * e;
+    }
+  }
+  return m2;
+}
+
+// families.hpp's MomentsFamily blocks: n <= 2 * kMomentsBlock elements, in blocks of
+// kMomentsBlock (out[0], and out[1] when n > kMomentsBlock). Each block: its mean by pairwise
+// sum, then M2 in 8 lanes; two blocks' M2 passes run interleaved, for twice the independent
+// additions in flight.
+template <bool SkipNan, class T>
+void block_moments(const T* p, std::int64_t n, BlockMoments* out) noexcept {
+  const std::int64_t na = n < kMomentsBlock ? n : kMomentsBlock;
+  const std::int64_t nb = n - na;
+  const T* q = p + na;
+  std::int64_t valid_a, valid_b = 0;
+  const double mean_a = block_mean<SkipNan>(p, na, &valid_a);
+  const double mean_b = nb > 0 ? block_mean<SkipNan>(q, nb, &valid_b) : 0.0;
+  D8 acc_a = splat(0.0), acc_b = splat(0.0);
+  std::int64_t i = 0;
+  for (; i + 8 <= nb; i += 8) {  // nb <= na
+    add_deviations<SkipNan>(acc_a, widen8(p + i), mean_a);
+    add_deviations<SkipNan>(acc_b, widen8(q + i), mean_b);
+  }
+  const std::int64_t b_vectors = i;
+  for (; i + 8 <= na; i += 8) add_deviations<SkipNan>(acc_a, widen8(p + i), mean_a);
+  out[0] = valid_a > 0
+               ? BlockMoments{mean_a, deviation_tail<SkipNan>(p, i, na, mean_a, lane_sum(acc_a)),
+                              valid_a}
+               : BlockMoments{0.0, 0.0, 0};
+  if (nb > 0) {
+    out[1] = valid_b > 0
+                 ? BlockMoments{mean_b,
+                                deviation_tail<SkipNan>(q, b_vectors, nb, mean_b, lane_sum(acc_b)),
+                                valid_b}
+                 : BlockMoments{0.0, 0.0, 0};
+  }
+}
+
+// Byte sums and pair products, the two integer steps that vector extensions cannot express:
+// sum_bytes adds each 8 bytes into a 64-bit lane (SAD against zero); square_pairs gives
+// x[2i]² + x[2i+1]² of 16-bit lanes in 32-bit lanes (PMADDWD). Both exist from SSE2 on.
+using IntReg = Reg<long long>;  // what the intrinsics take: __m128i, __m256i or __m512i
+
+[[gnu::always_inline]] inline Reg<std::uint64_t> sum_bytes(Reg<std::uint8_t> x) noexcept {
+  const IntReg v = __builtin_bit_cast(IntReg, x);
+#if MMC_KERNEL_VECTOR_BYTES == 64
+  const IntReg r = _mm512_sad_epu8(v, _mm512_setzero_si512());
+#elif MMC_KERNEL_VECTOR_BYTES == 32
+  const IntReg r = _mm256_sad_epu8(v, _mm256_setzero_si256());
+#else
+  const IntReg r = _mm_sad_epu8(v, _mm_setzero_si128());
+#endif
+  return __builtin_bit_cast(Reg<std::uint64_t>, r);
+}
+
+[[gnu::always_inline]] inline Reg<std::int32_t> square_pairs(Reg<std::int16_t> x) noexcept {
+  const IntReg v = __builtin_bit_cast(IntReg, x);
+#if MMC_KERNEL_VECTOR_BYTES == 64
+  const IntReg r = _mm512_madd_epi16(v, v);
+#elif MMC_KERNEL_VECTOR_BYTES == 32
+  const IntReg r = _mm256_madd_epi16(v, v);
+#else
+  const IntReg r = _mm_madd_epi16(v, v);
+#endif
+  return __builtin_bit_cast(Reg<std::int32_t>, r);
+}
+
+// Exact Σx and Σx² of n <= 2^20 bytes (Signed: int8, else uint8), a register per step: Σx by
+// byte sums (of x + 128 for int8), Σx² by squaring the even and the odd bytes as 16-bit lanes.
+// The 32-bit lanes of squares get at most 4 * 65025 per step and are flushed every 4096 steps.
+template <bool Signed, class T>
+void byte_moments(const T* p, std::int64_t n, std::int64_t* s1, std::uint64_t* s2) noexcept {
+  constexpr int kBytes = kRegBytes;
+  constexpr std::int64_t kFlush = 4096;
+  Reg<std::uint64_t> acc1 = {};
+  std::uint64_t total2 = 0;
+  std::int64_t i = 0;
+  while (i + kBytes <= n) {
+    Reg<std::int32_t> acc2 = {};
+    for (std::int64_t step = 0; step < kFlush && i + kBytes <= n; ++step, i += kBytes) {
+      Reg<std::uint8_t> x;
+      std::memcpy(&x, p + i, sizeof x);
+      const auto w = __builtin_bit_cast(Reg<std::int16_t>, x);
+      Reg<std::int16_t> even, odd;
+      if constexpr (Signed) {
+        acc1 += sum_bytes(x ^ 0x80);
+        even = (w << 8) >> 8;  // arithmetic shifts: sign-extended bytes
+        odd = w >> 8;
+      } else {
+        acc1 += sum_bytes(x);
+        even = w & 0xFF;
+        odd = __builtin_bit_cast(Reg<std::int16_t>, __builtin_bit_cast(Reg<std::uint16_t>, w) >> 8);
+      }
+      acc2 += square_pairs(even) + square_pairs(odd);
+    }
+    for (int k = 0; k < kRegBytes / 4; ++k) total2 += static_cast<std::uint32_t>(acc2[k]);
+  }
+  std::int64_t total1 = 0;
+  for (int k = 0; k < kRegBytes / 8; ++k) total1 += static_cast<std::int64_t>(acc1[k]);
+  if constexpr (Signed) total1 -= 128 * i;
+  for (; i < n; ++i) {
+    const auto x = static_cast<std::int64_t>(at(p, i));
+    total1 += x;
+    total2 += static_cast<std::uint64_t>(x * x);
+  }
+  *s1 += total1;
+  *s2 += total2;
+}
+
+// Exact Σx and Σx² of n <= 2^20 16-bit integers: Σx in 32 bits, flushed every 2^16 elements,
+// x² in 32 bits (|x| < 2^16) summed in 64; the compiler vectorizes this loop well enough.
+template <class T>
+void word_moments(const T* p, std::int64_t n, std::int64_t* s1, std::uint64_t* s2) noexcept {
+  constexpr std::int64_t kChunk = std::int64_t{1} << 16;
+  using Acc = std::conditional_t<std::is_signed_v<T>, std::int32_t, std::uint32_t>;
+  std::int64_t total1 = 0;
+  std::uint64_t total2 = 0;
+  for (std::int64_t start = 0; start < n; start += kChunk) {
+    const std::int64_t end = start + kChunk < n ? start + kChunk : n;
+    Acc a1 = 0;
+    std::uint64_t a2 = 0;
+    for (std::int64_t i = start; i < end; ++i) {
+      const Acc x = at(p, i);
+      a1 += x;
+      a2 += static_cast<std::uint32_t>(x * x);
+    }
+    total1 += a1;
+    total2 += a2;
+  }
+  *s1 += total1;
+  *s2 += total2;
+}
+
+// Min and max in 64 / sizeof(T) lanes, the tail folded into lane 0, lanes merged in order: the
+// lanes of families.hpp's MinMaxFamily. Float NaNs never win a comparison; they set acc->nan.
+template <class T>
+void minmax(const T* p, std::int64_t n, MinMaxAcc<T>* acc) noexcept {
+  using V = Lanes<T>;
+  using M = decltype(Reg<T>{} < Reg<T>{});
+  constexpr int kLanes = V::kCount;
+  V mn = splat(acc->min);
+  V mx = splat(acc->max);
+  M nan_lanes = {}, valid_lanes = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const V x = load_lanes(p + i);
+    for (int j = 0; j < kParts; ++j) {
+      const Reg<T> v = x.reg[j];
+      mn.reg[j] = v < mn.reg[j] ? v : mn.reg[j];
+      mx.reg[j] = v > mx.reg[j] ? v : mx.reg[j];
+      nan_lanes |= v != v;
+      valid_lanes |= v == v;
+    }
+  }
+  T lane_min[kLanes], lane_max[kLanes];
+  store_lanes(mn, lane_min);
+  store_lanes(mx, lane_max);
+  bool nan = false, valid = false;
+  for (int k = 0; k < V::kPerReg; ++k) {
+    nan = nan || nan_lanes[k] != 0;
+    valid = valid || valid_lanes[k] != 0;
+  }
+  for (; i < n; ++i) {
+    const T x = at(p, i);
+    nan = nan || x != x;
+    valid = valid || x == x;
+    lane_min[0] = x < lane_min[0] ? x : lane_min[0];
+    lane_max[0] = x > lane_max[0] ? x : lane_max[0];
+  }
+  for (int k = 0; k < kLanes; ++k) {
+    acc->min = lane_min[k] < acc->min ? lane_min[k] : acc->min;
+    acc->max = lane_max[k] > acc->max ? lane_max[k] : acc->max;
+  }
+  acc->nan = acc->nan || nan;
+  acc->valid = acc->valid || valid;
+}
+
+template <class T>
+constexpr FloatKernels<T> float_table() noexcept {
+  return FloatKernels<T>{&sum<T>, &sum_squares<T>, &nan_sum<T>, &block_moments<false, T>,
+                         &block_moments<true, T>};
+}
+
+constexpr KernelTable kTable{
+    Isa::MMC_KERNEL_ISA_ENUM,
+    float_table<float>(),
+    float_table<double>(),
+    &byte_moments<true, std::int8_t>,
+    &byte_moments<false, std::uint8_t>,
+    &word_moments<std::int16_t>,
+    &word_moments<std::uint16_t>,
+    &minmax<std::int8_t>,
+    &minmax<std::uint8_t>,
+    &minmax<std::int16_t>,
+    &minmax<std::uint16_t>,
+    &minmax<std::int32_t>,
+    &minmax<std::uint32_t>,
+    &minmax<std::int64_t>,
+    &minmax<std::uint64_t>,
+    &minmax<float>,
+    &minmax<double>,
+};
+
+}  // namespace
+
+const KernelTable& table() noexcept { return kTable; }
+
+}  // namespace mmc::kernels::MMC_KERNEL_ISA

@@ -1,0 +1,267 @@
+// The histogram family: counts per equal-width bin, with numpy's bin assignment. Integers of one
+// or two bytes look their bin up in a table made once per call; wider types compute it.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/families.hpp"
+
+namespace mmc::kernels {
+
+// The type numpy computes bin indices in: float32 data stays float32, everything else float64.
+template <class T>
+using BinType = std::conditional_t<std::is_same_v<T, float>, float, double>;
+
+// Equal-width bins over [first, last], exactly as np.histogram's fast path (numpy 1.24) does it
+// in the bin type E:
+//   edges  np.linspace(first, last, bins + 1): i * step + first in double, step = (last -
+//          first) / bins (for a subnormal step, i / bins * (last - first) + first), the last
+//          edge exactly `last`; then rounded to E;
+//   index  i = int((x - first) * norm) in E, with norm = bins / span rounded to E; i == bins
+//          becomes bins - 1; then one step down when x < edges[i], and one step up when
+//          x >= edges[i + 1], except from the last bin (which is closed on the right).
+// x is counted when first <= x <= last, compared in E; NaN never is.
+template <class E>
+struct Binner {
+  E lo, hi, norm;
+  E top;              // bins, as E
+  std::int64_t last;  // bins - 1
+  const E* edges;     // bins + 1
+
+  // The bin of x, or -1 when x is not counted.
+  std::int64_t bin(E x) const noexcept {
+    if (!(x >= lo && x <= hi)) return -1;
+    const E f = (x - lo) * norm;
+    // numpy truncates f to an integer (and bins becomes bins - 1); the guards only matter for
+    // absurd ranges (a span that overflows), where numpy itself fails with an IndexError.
+    std::int64_t i = f < top ? static_cast<std::int64_t>(f) : last;
+    if (i > last) i = last;
+    if (i < 0) i = 0;
+    // numpy's two corrections, from one pair of loads: after a step down, the edge above is
+    // edges[i] itself, which x is below.
+    const E below = edges[i], above = edges[i + 1];
+    const bool down = (x < below) & (i > 0);
+    const bool up = !down & (x >= above) & (i != last);
+    return i + static_cast<std::int64_t>(up) - static_cast<std::int64_t>(down);
+  }
+};
+
+// The edges of equal-width bins, and the Binner over them.
+template <class E>
+class BinEdges {
+ public:
+  // span: last - first as numpy computes it for the edges' types (np.histogram's
+  // _unsigned_subtract), which is not always the double difference. REQUIRES: bins >= 1,
+  // first < last, both finite.
+  BinEdges(std::int64_t bins, double first, double last, double span)
+      : bins_(bins),
+        lo_(static_cast<E>(first)),
+        hi_(static_cast<E>(last)),
+        norm_(static_cast<E>(static_cast<double>(bins) / span)) {
+    const double delta = last - first;
+    const double div = static_cast<double>(bins);
+    const double step = delta / div;
+    edges_.resize(static_cast<std::size_t>(bins) + 1);
+    for (std::int64_t i = 0; i < bins; ++i) {
+      const double at = step == 0 ? static_cast<double>(i) / div * delta + first
+                                  : static_cast<double>(i) * step + first;
+      edges_[static_cast<std::size_t>(i)] = static_cast<E>(at);
+    }
+    edges_.back() = static_cast<E>(last);
+  }
+
+  BinEdges(const BinEdges&) = delete;  // binner() points into edges_
+  BinEdges& operator=(const BinEdges&) = delete;
+
+  std::int64_t bins() const noexcept { return bins_; }
+  const std::vector<E>& edges() const noexcept { return edges_; }
+  Binner<E> binner() const noexcept {
+    return Binner<E>{lo_, hi_, norm_, static_cast<E>(bins_), bins_ - 1, edges_.data()};
+  }
+  // The bin of x, or -1 when x is not counted.
+  std::int64_t bin(E x) const noexcept { return binner().bin(x); }
+
+ private:
+  std::int64_t bins_;
+  E lo_, hi_, norm_;
+  std::vector<E> edges_;
+};
+
+// Integers of one or two bytes (and bool): their bins come from a table over every value.
+template <class T>
+inline constexpr bool kBinTable = std::is_integral_v<T> && sizeof(T) <= 2;
+
+// The counts of bins() bins per output. Partial is one count; an output's partial is bins()
+// consecutive counts, and init/run/merge take the first of them.
+template <class T, bool Swap>
+class HistogramFamily {
+ public:
+  using E = BinType<T>;
+  using Partial = std::int64_t;
+  static constexpr FamilyKind kKind = FamilyKind::Histogram;
+  static constexpr bool kNeedsIndex = false;
+
+  // `edges` must outlive the family. `elements`: how many will be counted, to decide whether a
+  // table of bins over all 2^8 or 2^16 values pays for itself.
+  HistogramFamily(const BinEdges<E>& edges, std::int64_t elements) : edges_(edges) {
+    if constexpr (kBinTable<T>) {
+      if (elements < 2 * (std::int64_t{1} << (8 * sizeof(Stored<T>)))) return;
+      using U = std::make_unsigned_t<Stored<T>>;
+      constexpr std::size_t kValues = std::size_t{1} << (8 * sizeof(U));
+      table_.resize(kValues);
+      for (std::size_t u = 0; u < kValues; ++u) {
+        U bits = static_cast<U>(u);
+        Stored<T> v;
+        std::memcpy(&v, &bits, sizeof v);
+        table_[u] = static_cast<std::int32_t>(slot_of_value(load_value(v)));
+      }
+    }
+  }
+
+  std::int64_t width() const noexcept { return edges_.bins(); }
+
+  void init(Partial& first) const noexcept {
+    std::int64_t* counts = &first;
+    for (std::int64_t b = 0; b < width(); ++b) counts[b] = 0;
+  }
+
+  void run(Partial& first, const std::byte* p, std::int64_t n, std::int64_t stride) const {
+    with_density<T>(stride, [&](auto dense) {
+      constexpr bool kDense = decltype(dense)::value;
+      const std::int64_t s = kDense ? static_cast<std::int64_t>(sizeof(Stored<T>)) : stride;
+      count<kDense>(&first, p, n, s);
+    });
+  }
+
+  void line(Partial* counts, const std::byte* p, std::int64_t n, std::int64_t stride) const {
+    const std::int64_t bins = width();
+    const Slots slots = this->slots();
+    for (std::int64_t j = 0; j < n; ++j, p += stride) {
+      const std::int64_t b = slots(load<T, Swap>(p));
+      if (b < bins) ++counts[j * bins + b];
+    }
+  }
+
+  void merge(Partial& a, const Partial& b) const noexcept {
+    std::int64_t* into = &a;
+    const std::int64_t* from = &b;
+    for (std::int64_t k = 0; k < width(); ++k) into[k] += from[k];
+  }
+
+ private:
+  // Runs at least this long count into sub-histograms (see count()).
+  static constexpr std::int64_t kSplitMin = 1024;
+
+  static T load_value(Stored<T> v) noexcept {
+    if constexpr (std::is_same_v<T, bool>) {
+      return v != 0;
+    } else {
+      return v;
+    }
+  }
+
+  // The bin of x, or bins() (a slot past the bins) when x is not counted.
+  std::int64_t slot_of_value(T x) const noexcept {
+    const std::int64_t b = edges_.bin(static_cast<E>(x));
+    return b < 0 ? edges_.bins() : b;
+  }
+
+  // slot_of_value in a loop: a copy of what it needs, which the compiler keeps in registers
+  // (stores to the int64 counters could otherwise alias the family's own fields).
+  struct Slots {
+    Binner<E> binner;
+    const std::int32_t* table;  // kBinTable and many elements, else null
+
+    std::int64_t operator()(T x) const noexcept {
+      if constexpr (kBinTable<T>) {
+        if (table != nullptr) {
+          using U = std::make_unsigned_t<Stored<T>>;
+          const auto v = static_cast<Stored<T>>(x);
+          U bits;
+          std::memcpy(&bits, &v, sizeof bits);
+          return table[bits];
+        }
+      }
+      const std::int64_t b = binner.bin(static_cast<E>(x));
+      return b < 0 ? binner.last + 1 : b;
+    }
+  };
+
+  Slots slots() const noexcept {
+    return Slots{edges_.binner(), table_.empty() ? nullptr : table_.data()};
+  }
+
+  template <bool Contig>
+  void count(std::int64_t* counts, const std::byte* p, std::int64_t n,
+             std::int64_t runtime_stride) const {
+    const std::int64_t stride =
+        Contig ? static_cast<std::int64_t>(sizeof(Stored<T>)) : runtime_stride;
+    const std::int64_t bins = width();
+    if constexpr (sizeof(Stored<T>) == 1) {
+      if (n >= kSplitMin) return count_bytes(counts, p, n, stride);
+    }
+    const Slots slot = slots();
+    if (n < kSplitMin || n < 8 * (bins + 1)) {
+      for (std::int64_t i = 0; i < n; ++i, p += stride) {
+        const std::int64_t b = slot(load<T, Swap>(p));
+        if (b < bins) ++counts[b];
+      }
+      return;
+    }
+    // Neighbouring elements often fall in the same bin; four interleaved sub-histograms keep
+    // each increment from waiting for the store of the previous one to the same counter. The
+    // extra slot per sub-histogram takes the elements that are not counted, without a branch.
+    const std::size_t w = static_cast<std::size_t>(bins) + 1;
+    std::vector<std::int64_t> sub(4 * w, 0);
+    std::int64_t* h0 = sub.data();
+    std::int64_t* h1 = h0 + w;
+    std::int64_t* h2 = h1 + w;
+    std::int64_t* h3 = h2 + w;
+    std::int64_t i = 0;
+    for (; i + 4 <= n; i += 4, p += 4 * stride) {
+      ++h0[slot(load<T, Swap>(p))];
+      ++h1[slot(load<T, Swap>(p + stride))];
+      ++h2[slot(load<T, Swap>(p + 2 * stride))];
+      ++h3[slot(load<T, Swap>(p + 3 * stride))];
+    }
+    for (; i < n; ++i, p += stride) ++h0[slot(load<T, Swap>(p))];
+    for (std::int64_t b = 0; b < bins; ++b) counts[b] += h0[b] + h1[b] + h2[b] + h3[b];
+  }
+
+  // One-byte values: how often each of the 256 occurs (four interleaved tables, for the same
+  // reason as count()'s sub-histograms), then each value's count goes to its bin.
+  void count_bytes(std::int64_t* counts, const std::byte* p, std::int64_t n,
+                   std::int64_t stride) const {
+    constexpr std::int64_t kChunk = std::int64_t{1} << 32;  // 32-bit counters cannot overflow
+    for (std::int64_t start = 0; start < n; start += kChunk) {
+      const std::int64_t m = n - start < kChunk ? n - start : kChunk;
+      std::uint32_t seen[4][256] = {};
+      const auto* q = reinterpret_cast<const std::uint8_t*>(p + start * stride);
+      std::int64_t i = 0;
+      for (; i + 4 <= m; i += 4, q += 4 * stride) {
+        ++seen[0][q[0]];
+        ++seen[1][q[stride]];
+        ++seen[2][q[2 * stride]];
+        ++seen[3][q[3 * stride]];
+      }
+      for (; i < m; ++i, q += stride) ++seen[0][*q];
+      for (int v = 0; v < 256; ++v) {
+        const std::int64_t c = std::int64_t{seen[0][v]} + seen[1][v] + seen[2][v] + seen[3][v];
+        if (c == 0) continue;
+        const auto bits = static_cast<std::uint8_t>(v);
+        Stored<T> value;
+        std::memcpy(&value, &bits, 1);
+        const std::int64_t b = slot_of_value(load_value(value));
+        if (b < width()) counts[b] += c;
+      }
+    }
+  }
+
+  const BinEdges<E>& edges_;
+  std::vector<std::int32_t> table_;  // kBinTable, many elements: the slot of every value
+};
+
+}  // namespace mmc::kernels

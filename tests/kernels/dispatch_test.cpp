@@ -1,0 +1,283 @@
+// The dense kernels: every variant this CPU runs gives the portable variant's bits, and the
+// families give the same partials whether a run goes to the dense kernels (native byte order)
+// or to the scalar templates (the same values byte-swapped).
+#include "kernels/dispatch.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/families.hpp"
+
+namespace mmc::kernels {
+namespace {
+
+std::vector<const KernelTable*> variants() {
+  std::vector<const KernelTable*> out;
+  for (Isa isa : {Isa::Portable, Isa::Avx2, Isa::Avx512}) {
+    if (const KernelTable* t = kernels_for(isa)) out.push_back(t);
+  }
+  return out;
+}
+
+const KernelTable& portable() { return *kernels_for(Isa::Portable); }
+
+// Lengths around the lane (8, 16, 64 elements), leaf (128), block (1024) and flush boundaries.
+const std::int64_t kLengths[] = {0,    1,    7,    8,    9,    63,    64,    65,    127,
+                                 128,  129,  255,  256,  257,  1000,  1023,  1024,  1025,
+                                 2047, 2048, 2049, 4099, 5000, 65536, 65599, 100003};
+
+// Floats of every kind: ordinary values around an offset (so that variances cancel), zeros of
+// both signs, subnormals, huge values, and (when `specials`) NaN and, unless `nan_only`,
+// infinities (whose differences make NaNs of another sign).
+template <class T>
+std::vector<T> float_data(std::int64_t n, bool specials, std::uint64_t seed,
+                          bool nan_only = false) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal(1000.0, 3.0);
+  std::vector<T> v(static_cast<std::size_t>(n));
+  for (auto& x : v) {
+    const std::uint64_t kind = rng() % 64;
+    if (kind == 0) {
+      x = static_cast<T>(rng() % 2 ? 0.0 : -0.0);
+    } else if (kind == 1) {
+      x = std::numeric_limits<T>::denorm_min() * static_cast<T>(rng() % 5 + 1);
+    } else if (kind == 2) {
+      x = std::numeric_limits<T>::max() / static_cast<T>(rng() % 3 + 2);
+    } else if (kind == 3 && specials) {
+      x = std::numeric_limits<T>::quiet_NaN();
+    } else if (kind == 4 && specials && !nan_only) {
+      x = rng() % 2 ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity();
+    } else {
+      x = static_cast<T>(normal(rng));
+    }
+  }
+  return v;
+}
+
+template <class T>
+std::vector<T> int_data(std::int64_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<T> v(static_cast<std::size_t>(n));
+  for (auto& x : v) {
+    const std::uint64_t r = rng();
+    std::memcpy(&x, &r, sizeof x);
+  }
+  // The extremes, in runs, where widening sums come closest to overflowing.
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i % 1000 < 300) v[i] = std::numeric_limits<T>::max();
+    if (i % 1000 >= 300 && i % 1000 < 400) v[i] = std::numeric_limits<T>::lowest();
+  }
+  return v;
+}
+
+template <class V>
+bool same_bits(const V& a, const V& b) {
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+// Bitwise equal, or both NaN: which NaN an operation on two NaNs returns depends on the order
+// the compiler gave its operands, which no variant controls.
+bool same_value(double a, double b) { return same_bits(a, b) || (std::isnan(a) && std::isnan(b)); }
+
+bool same_value(const BlockMoments& a, const BlockMoments& b) {
+  return same_value(a.mean, b.mean) && same_value(a.m2, b.m2) && a.n == b.n;
+}
+
+template <class T>
+void expect_float_kernels_agree(const FloatKernels<T>& ref, const FloatKernels<T>& got,
+                                const char* isa) {
+  for (std::int64_t n : kLengths) {
+    for (bool specials : {false, true}) {
+      const std::vector<T> v =
+          float_data<T>(n, specials, static_cast<std::uint64_t>(n) * 2 + specials);
+      const T* p = v.data();
+      SCOPED_TRACE(testing::Message() << isa << " n=" << n << " specials=" << specials);
+      EXPECT_TRUE(same_value(ref.sum(p, n), got.sum(p, n)));
+      EXPECT_TRUE(same_value(ref.sum_squares(p, n), got.sum_squares(p, n)));
+      std::int64_t valid_ref = 0, valid_got = 0;
+      EXPECT_TRUE(same_value(ref.nan_sum(p, n, &valid_ref), got.nan_sum(p, n, &valid_got)));
+      EXPECT_EQ(valid_ref, valid_got);
+      const std::int64_t m = n < 2 * kMomentsBlock ? n : 2 * kMomentsBlock;
+      if (m == 0) continue;
+      for (auto fn : {&FloatKernels<T>::moments, &FloatKernels<T>::nan_moments}) {
+        BlockMoments a[2] = {}, b[2] = {};
+        (ref.*fn)(p, m, a);
+        (got.*fn)(p, m, b);
+        EXPECT_TRUE(same_value(a[0], b[0]));
+        EXPECT_TRUE(same_value(a[1], b[1]));
+      }
+    }
+  }
+}
+
+template <class T>
+void expect_minmax_agree(MinMaxFn<T> ref, MinMaxFn<T> got, const char* isa) {
+  for (std::int64_t n : kLengths) {
+    std::vector<T> v;
+    if constexpr (std::is_floating_point_v<T>) {
+      v = float_data<T>(n, n % 2 == 1, static_cast<std::uint64_t>(n) + 5);
+    } else {
+      v = int_data<T>(n, static_cast<std::uint64_t>(n) + 5);
+    }
+    MinMaxAcc<T> a{std::numeric_limits<T>::max(), std::numeric_limits<T>::lowest(), false, false};
+    MinMaxAcc<T> b = a;
+    ref(v.data(), n, &a);
+    got(v.data(), n, &b);
+    EXPECT_TRUE(same_bits(a.min, b.min)) << isa << " n=" << n;
+    EXPECT_TRUE(same_bits(a.max, b.max)) << isa << " n=" << n;
+    EXPECT_EQ(a.nan, b.nan) << isa << " n=" << n;
+    EXPECT_EQ(a.valid, b.valid) << isa << " n=" << n;
+  }
+}
+
+template <class T>
+void expect_exact_moments(ExactMomentsFn<T> fn, const char* isa) {
+  for (std::int64_t n :
+       {std::int64_t{0}, std::int64_t{5}, std::int64_t{4099}, std::int64_t{1} << 20}) {
+    const std::vector<T> v = int_data<T>(n, static_cast<std::uint64_t>(n) + 9);
+    std::int64_t s1 = 0, want1 = 0;
+    std::uint64_t s2 = 0, want2 = 0;
+    for (T x : v) {
+      want1 += x;
+      want2 += static_cast<std::uint64_t>(static_cast<std::int64_t>(x) * x);
+    }
+    fn(v.data(), n, &s1, &s2);
+    EXPECT_EQ(s1, want1) << isa << " n=" << n;
+    EXPECT_EQ(s2, want2) << isa << " n=" << n;
+  }
+  // All at the extreme that grows Σx² fastest.
+  const std::vector<T> big(std::size_t{1} << 20, std::numeric_limits<T>::lowest() < 0
+                                                     ? std::numeric_limits<T>::lowest()
+                                                     : std::numeric_limits<T>::max());
+  std::int64_t s1 = 0;
+  std::uint64_t s2 = 0;
+  fn(big.data(), static_cast<std::int64_t>(big.size()), &s1, &s2);
+  const auto x = static_cast<std::int64_t>(big[0]);
+  EXPECT_EQ(s1, x * static_cast<std::int64_t>(big.size())) << isa;
+  EXPECT_EQ(s2, static_cast<std::uint64_t>(x * x) * big.size()) << isa;
+}
+
+TEST(DenseKernels, ThePortableVariantAlwaysRunsAndTheActiveOneIsSupported) {
+  ASSERT_NE(kernels_for(Isa::Portable), nullptr);
+  EXPECT_EQ(portable().isa, Isa::Portable);
+  const KernelTable& active = active_kernels();
+  EXPECT_EQ(kernels_for(active.isa), &active);
+  for (const KernelTable* t : variants()) EXPECT_LE(t->isa, Isa::Avx512);
+  EXPECT_STREQ(to_string(Isa::Avx2), "avx2");
+}
+
+TEST(DenseKernels, EveryVariantGivesThePortableFloatResultsBitForBit) {
+  for (const KernelTable* t : variants()) {
+    expect_float_kernels_agree(portable().f32, t->f32, to_string(t->isa));
+    expect_float_kernels_agree(portable().f64, t->f64, to_string(t->isa));
+  }
+}
+
+TEST(DenseKernels, EveryVariantGivesThePortableMinAndMax) {
+  for (const KernelTable* t : variants()) {
+    const char* isa = to_string(t->isa);
+    expect_minmax_agree(portable().minmax_i8, t->minmax_i8, isa);
+    expect_minmax_agree(portable().minmax_u8, t->minmax_u8, isa);
+    expect_minmax_agree(portable().minmax_i16, t->minmax_i16, isa);
+    expect_minmax_agree(portable().minmax_u16, t->minmax_u16, isa);
+    expect_minmax_agree(portable().minmax_i32, t->minmax_i32, isa);
+    expect_minmax_agree(portable().minmax_u32, t->minmax_u32, isa);
+    expect_minmax_agree(portable().minmax_i64, t->minmax_i64, isa);
+    expect_minmax_agree(portable().minmax_u64, t->minmax_u64, isa);
+    expect_minmax_agree(portable().minmax_f32, t->minmax_f32, isa);
+    expect_minmax_agree(portable().minmax_f64, t->minmax_f64, isa);
+  }
+}
+
+TEST(DenseKernels, ExactMomentsOfSmallIntegersAreExactInEveryVariant) {
+  for (const KernelTable* t : variants()) {
+    const char* isa = to_string(t->isa);
+    expect_exact_moments(t->moments_i8, isa);
+    expect_exact_moments(t->moments_u8, isa);
+    expect_exact_moments(t->moments_i16, isa);
+    expect_exact_moments(t->moments_u16, isa);
+  }
+}
+
+TEST(DenseKernels, MinMaxKeepsTheSameZeroAsTheScalarLanes) {
+  // -0.0 == +0.0: which one a min keeps depends on the order elements meet; the kernels keep
+  // the scalar templates' lanes, so both paths keep the same one.
+  std::vector<float> v(200, 1.0f);
+  for (std::size_t i = 0; i < v.size(); i += 3) v[i] = (i / 3) % 2 ? -0.0f : 0.0f;
+  for (const KernelTable* t : variants()) {
+    MinMaxAcc<float> a{std::numeric_limits<float>::infinity(),
+                       -std::numeric_limits<float>::infinity(), false, false};
+    t->minmax_f32(v.data(), static_cast<std::int64_t>(v.size()), &a);
+    MinMaxFamily<float, true>::Partial b;
+    MinMaxFamily<float, true>::init(b);
+    std::vector<float> swapped(v);
+    for (float& x : swapped) x = byteswap(x);
+    MinMaxFamily<float, true>::run(b, reinterpret_cast<const std::byte*>(swapped.data()),
+                                   static_cast<std::int64_t>(v.size()), sizeof(float));
+    EXPECT_TRUE(same_bits(a.min, b.min)) << to_string(t->isa);
+    EXPECT_EQ(a.min, 0.0f);
+  }
+}
+
+// A family's partial of one dense run, in native order (dense kernels) and byte-swapped
+// (scalar templates).
+template <class Native, class Swapped, class T>
+void expect_paths_agree(const std::vector<T>& v, const char* what) {
+  std::vector<T> swapped(v);
+  for (T& x : swapped) x = byteswap(x);
+  typename Native::Partial a;
+  typename Swapped::Partial b;
+  std::memset(&a, 0, sizeof a);  // padding too, for the byte comparison
+  std::memset(&b, 0, sizeof b);
+  Native::init(a);
+  Swapped::init(b);
+  const auto n = static_cast<std::int64_t>(v.size());
+  Native::run(a, reinterpret_cast<const std::byte*>(v.data()), n, sizeof(T));
+  Swapped::run(b, reinterpret_cast<const std::byte*>(swapped.data()), n, sizeof(T));
+  static_assert(sizeof a == sizeof b);
+  EXPECT_TRUE(std::memcmp(&a, &b, sizeof a) == 0) << what << " n=" << n;
+}
+
+template <class T>
+void expect_float_families_agree(std::int64_t n, bool specials) {
+  // NaN from the data only: every NaN then has the same bits, whatever the order of operands.
+  const std::vector<T> v = float_data<T>(n, specials, static_cast<std::uint64_t>(n) + 77, true);
+  expect_paths_agree<SumFamily<T, false>, SumFamily<T, true>>(v, "sum");
+  expect_paths_agree<SumFamily<T, false, true>, SumFamily<T, true, true>>(v, "nansum");
+  expect_paths_agree<NormFamily<T, false>, NormFamily<T, true>>(v, "norm");
+  expect_paths_agree<MomentsFamily<T, false>, MomentsFamily<T, true>>(v, "var");
+  expect_paths_agree<MomentsFamily<T, false, true>, MomentsFamily<T, true, true>>(v, "nanvar");
+  expect_paths_agree<MinMaxFamily<T, false>, MinMaxFamily<T, true>>(v, "minmax");
+}
+
+template <class T>
+void expect_int_families_agree(std::int64_t n) {
+  const std::vector<T> v = int_data<T>(n, static_cast<std::uint64_t>(n) + 3);
+  expect_paths_agree<MinMaxFamily<T, false>, MinMaxFamily<T, true>>(v, "minmax");
+  expect_paths_agree<MomentsFamily<T, false>, MomentsFamily<T, true>>(v, "var");
+}
+
+TEST(DenseKernels, FamiliesGiveTheScalarTemplatesPartialsBitForBit) {
+  // The active variant (what reduce() uses) against the scalar reference of families.hpp.
+  for (std::int64_t n : {std::int64_t{1}, std::int64_t{100}, std::int64_t{129}, std::int64_t{1500},
+                         std::int64_t{70001}}) {
+    for (bool specials : {false, true}) {
+      expect_float_families_agree<float>(n, specials);
+      expect_float_families_agree<double>(n, specials);
+    }
+    expect_int_families_agree<std::int8_t>(n);
+    expect_int_families_agree<std::uint8_t>(n);
+    expect_int_families_agree<std::int16_t>(n);
+    expect_int_families_agree<std::uint16_t>(n);
+    expect_int_families_agree<std::int32_t>(n);
+    expect_int_families_agree<std::uint64_t>(n);
+  }
+}
+
+}  // namespace
+}  // namespace mmc::kernels
