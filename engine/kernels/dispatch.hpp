@@ -2,9 +2,11 @@
 // chosen once per process from what the CPU supports, as simdjson does: a portable variant (the
 // x86-64 baseline, SSE2) that tests use as the reference, AVX2 and AVX-512.
 //
-// Every kernel reads n contiguous elements in native byte order. Vectors have the same width
-// (64 bytes) and the same lanes in every variant and nothing is fused (-ffp-contract=off), so
-// all variants give bitwise identical results, equal to the scalar templates of families.hpp.
+// Every kernel reads n contiguous elements in native byte order, at any alignment. Vectors
+// have the same width (64 bytes) and the same lanes in every variant and nothing is fused
+// (-ffp-contract=off), so all variants give bitwise identical results, equal to the scalar
+// templates of families.hpp. (Except NaN payloads: which of two NaNs an addition keeps depends
+// on the operand order the compiler picked.)
 #pragma once
 
 #include <cstdint>

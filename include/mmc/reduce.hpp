@@ -58,7 +58,8 @@ struct ReduceOptions {
   // are those of np.histogram(elements, bins, range=(lo, hi)) with lo, hi Python floats (with
   // the data's range: numpy scalars of the array's dtype): the last bin is closed on the
   // right, elements outside the range and NaN are not counted, and bin membership is
-  // computed in numpy's arithmetic (float32 for float32 data), edge cases included.
+  // computed in numpy's arithmetic (float32 for float32 data), edge cases included. bool data
+  // counts as 0 and 1 (numpy refuses a bool histogram without a range).
   std::int64_t bins = 10;
   bool range_given = false;
   double range_lo = 0;
