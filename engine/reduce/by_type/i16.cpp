@@ -1,0 +1,4 @@
+// reduce() for i16 elements (one element type per file; see reduce/execute.hpp).
+#include "reduce/execute.hpp"
+
+MMC_REDUCE_INSTANTIATE(std::int16_t)
