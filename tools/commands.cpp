@@ -16,11 +16,6 @@
 namespace mmc::cli {
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // "LO,HI" as two numbers; the library checks that they are finite and ordered.
 void parse_range(const std::string& text, double* lo, double* hi) {
   const std::size_t comma = text.find(',');
@@ -77,16 +72,30 @@ RawSpec raw_spec(const SourceArgs& args) {
 }
 
 void check_source_args(const SourceArgs& args) {
-  if (args.raw) {
-    raw_spec(args);
-  } else if (!ends_with(args.path, ".npy")) {
-    throw Error(ErrorCode::InvalidArgument,
-                args.path + ": not a .npy file; give --dtype and --shape to read it as raw data");
-  }
+  if (args.raw) raw_spec(args);
 }
 
-Source open_source(const SourceArgs& args) {
-  return args.raw ? open_raw(raw_spec(args)) : open_npy(args.path);
+// .npy, HDF5 (FILE:/dataset), zarr, or raw with the raw options; open_array tells them apart
+// and says what to pass for a file it cannot recognize.
+AnyArray open_source(const SourceArgs& args) {
+  if (!args.raw) return open_array(args.path);
+  const RawSpec spec = raw_spec(args);
+  return open_array(args.path, &spec);
+}
+
+// "contiguous at offset 128 in cube.npy" or "chunked (8, 1024, 1024), blosc(lz4,shuffle,5),
+// 256 chunks (250 stored)".
+std::string describe_layout(const AnyArray& array) {
+  if (const Source* dense = array.dense()) {
+    return "contiguous at offset " + std::to_string(dense->data_offset()) + " in " + dense->path();
+  }
+  const ChunkedArray& c = *array.chunked();
+  const StorageInfo s = c.storage();
+  std::string text = s.layout + " " + format_shape(c.chunk_shape(), true) + ", " + s.compressor;
+  for (const std::string& f : s.filters) text += "+" + f;
+  text += ", " + std::to_string(s.chunks_total) + " chunks";
+  if (s.chunks_stored >= 0) text += " (" + std::to_string(s.chunks_stored) + " stored)";
+  return text;
 }
 
 bool show_progress(const OutputArgs& output) {
@@ -162,20 +171,24 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args) {
     cache.emplace(cache_options);
   }
 
-  const Source source = open_source(args.source);
+  const AnyArray source = open_source(args.source);
   const ArrayMeta& meta = source.meta();
+  if (cache && source.dense() == nullptr) {
+    print_cache_warning("results of chunked sources (" + source.kind() +
+                        ") are not cached yet; computing");
+    cache.reset();
+  }
   if (args.output.verbose) {
-    std::fprintf(
-        stderr, "mmcompute: source %s (%s), %s at offset %llu of %s; %s kernels\n",
-        meta.describe().c_str(), source.kind().c_str(), format_bytes(meta.nbytes()).c_str(),
-        static_cast<unsigned long long>(source.data_offset()), source.path().c_str(), kernel_isa());
+    std::fprintf(stderr, "mmcompute: source %s (%s), %s, %s; %s kernels\n", meta.describe().c_str(),
+                 source.kind().c_str(), format_bytes(meta.nbytes()).c_str(),
+                 describe_layout(source).c_str(), kernel_isa());
   }
   ProgressBar bar(show_progress(args.output), meta.nbytes());
   options.progress = [&bar](std::size_t done, std::size_t total) { bar.update(done, total); };
   const auto start = std::chrono::steady_clock::now();
   CacheOutcome outcome;
   const ReduceResult result =
-      cache ? cache->reduce(source, options, &outcome) : reduce(source, options);
+      cache ? cache->reduce(*source.dense(), options, &outcome) : reduce(source, options);
   const double elapsed = seconds_since(start);
   bar.finish();
 
@@ -194,9 +207,10 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args) {
     const CallStats& s = result.stats;
     std::fprintf(stderr,
                  "mmcompute: %s backend, %d workers, %zu tasks; source passed by reference "
-                 "(mapped file); payloads above max_nbytes=%llu go through shared segments: "
+                 "(%s); payloads above max_nbytes=%llu go through shared segments: "
                  "%s piped, %s shared in %llu segments\n",
                  to_string(options.pool.backend), s.workers, s.tasks,
+                 source.dense() ? "mapped file" : "each worker decodes its chunks",
                  static_cast<unsigned long long>(options.pool.max_nbytes),
                  format_bytes(s.bytes_piped).c_str(), format_bytes(s.bytes_shared).c_str(),
                  static_cast<unsigned long long>(s.segments));
@@ -214,19 +228,23 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args) {
 
 int run_info(const InfoArgs& args) {
   check_source_args(args.source);
-  const Source source = open_source(args.source);
-  const ArrayMeta& meta = source.meta();
+  const AnyArray array = open_source(args.source);
+  const ArrayMeta& meta = array.meta();
+  const Source* dense = array.dense();
+  const ChunkedArray* chunked = array.chunked();
   std::string version;
-  if (source.kind() == "npy") {
-    const NpyHeader header = read_npy_header(source.path());
+  if (dense != nullptr && dense->kind() == "npy") {
+    const NpyHeader header = read_npy_header(dense->path());
     version = std::to_string(header.major) + "." + std::to_string(header.minor);
   }
-  const std::uint64_t file_size = file_size_of(source.path());
+  const StorageInfo storage = chunked ? chunked->storage() : StorageInfo{};
+  const std::uint64_t stored =
+      dense ? file_size_of(dense->path()) : static_cast<std::uint64_t>(storage.stored_bytes);
   const char* order = meta.order == Order::C ? "C" : "F";
   if (args.json) {
     nlohmann::ordered_json j;
-    j["path"] = source.path();
-    j["format"] = source.kind();
+    j["path"] = array.name();
+    j["format"] = array.kind();
     if (!version.empty()) j["npy_version"] = version;
     j["shape"] = meta.shape;
     j["dtype"] = meta.dtype.name();
@@ -235,9 +253,20 @@ int run_info(const InfoArgs& args) {
     j["itemsize"] = meta.dtype.itemsize();
     j["size"] = meta.size();
     j["nbytes"] = meta.nbytes();
-    j["layout"] = "contiguous";
-    j["offset"] = source.data_offset();
-    j["file_size"] = file_size;
+    if (dense != nullptr) {
+      j["layout"] = "contiguous";
+      j["offset"] = dense->data_offset();
+      j["file"] = dense->path();
+      j["file_size"] = stored;
+    } else {
+      j["layout"] = storage.layout;
+      j["chunks"] = chunked->chunk_shape();
+      j["compressor"] = storage.compressor;
+      j["filters"] = storage.filters;
+      j["chunks_total"] = storage.chunks_total;
+      if (storage.chunks_stored >= 0) j["chunks_stored"] = storage.chunks_stored;
+      j["stored_bytes"] = stored;
+    }
     write_stdout(j.dump(2) + "\n");
     return 0;
   }
@@ -247,16 +276,23 @@ int run_info(const InfoArgs& args) {
     std::snprintf(buf, sizeof buf, "%-10s %s\n", key, value.c_str());
     text += buf;
   };
-  line("path:", source.path());
-  line("format:", source.kind() + (version.empty() ? "" : " (version " + version + ")"));
+  line("path:", array.name());
+  line("format:", array.kind() + (version.empty() ? "" : " (version " + version + ")"));
   line("shape:", format_shape(meta.shape, true));
   line("dtype:", meta.dtype.name() + " (" + meta.dtype.numpy_descr() + ")");
   line("order:", order);
   line("elements:", std::to_string(meta.size()));
   line("bytes:", std::to_string(meta.nbytes()) + " (" + format_bytes(meta.nbytes()) + ")");
-  line("layout:",
-       "contiguous at offset " + std::to_string(source.data_offset()) + " in " + source.path());
-  line("file size:", std::to_string(file_size) + " (" + format_bytes(file_size) + ")");
+  line("layout:", describe_layout(array));
+  if (dense != nullptr) {
+    line("file size:", std::to_string(stored) + " (" + format_bytes(stored) + ")");
+  } else if (stored > 0) {
+    char ratio[64];
+    std::snprintf(ratio, sizeof ratio, ", %.2fx smaller than the array",
+                  static_cast<double>(meta.nbytes()) / static_cast<double>(stored));
+    line("on disk:", std::to_string(stored) + " (" + format_bytes(stored) + ")" +
+                         (meta.nbytes() > 0 ? std::string(ratio) : std::string()));
+  }
   write_stdout(text);
   return 0;
 }
@@ -280,6 +316,40 @@ int run_gen(const GenArgs& args) {
     char line[512];
     std::snprintf(line, sizeof line, "wrote %s: %s (%s) in %.2f s\n", args.out.c_str(),
                   meta.describe().c_str(), format_bytes(meta.nbytes()).c_str(), elapsed);
+    write_stdout(line);
+  }
+  return 0;
+}
+
+int run_convert(const ConvertArgs& args) {
+  ConvertOptions options;
+  if (!args.chunks.empty()) options.chunks = parse_shape(args.chunks);
+  options.compressor = parse_compressor(args.compressor);
+  options.level = args.level;
+  options.overwrite = args.overwrite;
+  effective_n_jobs(args.jobs);
+  options.pool.n_jobs = args.jobs;
+  options.pool.backend = parse_backend(args.backend);
+  check_source_args(args.source);
+  const AnyArray src = open_source(args.source);
+  const ArrayMeta& meta = src.meta();
+
+  ProgressBar bar(show_progress(args.output), meta.nbytes());
+  options.progress = [&bar](std::size_t done, std::size_t total) { bar.update(done, total); };
+  const auto start = std::chrono::steady_clock::now();
+  const ConvertStats stats = convert(src, args.dst, options);
+  const double elapsed = seconds_since(start);
+  bar.finish();
+  if (!args.output.quiet) {
+    static const char* const kFormats[] = {"raw", "npy", "hdf5", "zarr"};
+    std::string layout = stats.chunks.empty() ? std::string("contiguous")
+                                              : "chunks " + format_shape(stats.chunks, true) +
+                                                    ", " + args.compressor;
+    char line[768];
+    std::snprintf(line, sizeof line, "wrote %s (%s, %s): %s (%s) in %.2f s = %.2f GB/s\n",
+                  args.dst.c_str(), kFormats[static_cast<int>(stats.format)], layout.c_str(),
+                  meta.describe().c_str(), format_bytes(stats.logical_bytes).c_str(), elapsed,
+                  elapsed > 0 ? static_cast<double>(stats.logical_bytes) / elapsed / 1e9 : 0.0);
     write_stdout(line);
   }
   return 0;

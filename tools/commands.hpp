@@ -8,7 +8,8 @@
 
 namespace mmc::cli {
 
-// How a SOURCE argument is read: a .npy file, or raw bytes described by dtype and shape.
+// How a SOURCE argument is read: a .npy file, an HDF5 dataset (FILE:/path), a zarr v2 store,
+// or raw bytes described by dtype and shape.
 struct SourceArgs {
   std::string path;
   std::string dtype;  // raw only
@@ -62,6 +63,18 @@ struct GenArgs {
   OutputArgs output;
 };
 
+struct ConvertArgs {
+  SourceArgs source;
+  std::string dst;
+  std::string chunks;  // "1,256,1024"; empty: the library's default
+  std::string compressor = "none";
+  int level = 5;
+  int jobs = -1;
+  std::string backend = "process";
+  bool overwrite = false;
+  OutputArgs output;
+};
+
 // The cache folder from --cache or MMC_CACHE_DIR. Throws Error(InvalidArgument) when neither.
 std::string cache_folder(const std::string& folder);
 
@@ -75,5 +88,6 @@ void write_stdout(const std::string& text);
 int run_reduce(const ReduceArgs& args, const CacheArgs& cache = {});
 int run_info(const InfoArgs& args);
 int run_gen(const GenArgs& args);
+int run_convert(const ConvertArgs& args);
 
 }  // namespace mmc::cli

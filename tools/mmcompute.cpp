@@ -31,7 +31,8 @@ void print_error(const std::string& message) {
 }
 
 void add_source_options(CLI::App* cmd, mmc::cli::SourceArgs* source) {
-  cmd->add_option("source", source->path, "FILE.npy, or a raw FILE with --dtype and --shape")
+  cmd->add_option("source", source->path,
+                  "FILE.npy, FILE.h5:/dataset, STORE.zarr, or a raw FILE with --dtype and --shape")
       ->required();
   cmd->add_option("--dtype", source->dtype, "raw: element type (u8 i16 f32 ..., <u2 >f8 ...)");
   cmd->add_option("--shape", source->shape, "raw: shape, e.g. 2048,1024,1024");
@@ -124,6 +125,28 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--backend", gen.backend, "process, thread or serial")->capture_default_str();
   add_output_options(gen_cmd, &gen.output);
 
+  mmc::cli::ConvertArgs conv;
+  auto* convert_cmd = app.add_subcommand(
+      "convert", "copy an array between raw, .npy, HDF5 and zarr v2, in parallel");
+  add_source_options(convert_cmd, &conv.source);
+  convert_cmd
+      ->add_option("destination", conv.dst,
+                   "OUT.npy, OUT.h5[:/dataset] (default dataset /data), OUT.zarr, or raw")
+      ->required();
+  convert_cmd->add_option("--chunks", conv.chunks,
+                          "chunk shape of a zarr or HDF5 output, e.g. 1,256,1024 (default: "
+                          "slabs of about 8 MiB for zarr; HDF5 contiguous)");
+  convert_cmd
+      ->add_option("--compressor", conv.compressor,
+                   "none, zlib, zstd or blosc (zarr); none or zlib (HDF5 gzip+shuffle)")
+      ->capture_default_str();
+  convert_cmd->add_option("--level", conv.level, "compression level")->capture_default_str();
+  convert_cmd->add_option("-j,--jobs", conv.jobs, "workers (-1: all CPUs)")->capture_default_str();
+  convert_cmd->add_option("--backend", conv.backend, "process, thread or serial")
+      ->capture_default_str();
+  convert_cmd->add_flag("--overwrite", conv.overwrite, "replace an existing destination");
+  add_output_options(convert_cmd, &conv.output);
+
   mmc::cli::CacheCommandArgs cache_args;
   const mmc::cli::CacheCommands cache_cmds = mmc::cli::add_cache_commands(&app, &cache_args);
 
@@ -144,6 +167,10 @@ int main(int argc, char** argv) {
     if (info_cmd->parsed()) {
       info.source.raw = raw_requested(info_cmd);
       return mmc::cli::run_info(info);
+    }
+    if (convert_cmd->parsed()) {
+      conv.source.raw = raw_requested(convert_cmd);
+      return mmc::cli::run_convert(conv);
     }
     if (cache_cmds.cache->parsed()) return mmc::cli::run_cache_command(cache_cmds, cache_args);
     return mmc::cli::run_gen(gen);

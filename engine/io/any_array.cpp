@@ -53,11 +53,18 @@ bool is_directory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-bool has_npy_magic(const std::string& path) {
+bool starts_with_bytes(const std::string& path, const char* magic, std::size_t n) {
   std::ifstream in(path, std::ios::binary);
-  char magic[6] = {};
-  in.read(magic, sizeof magic);
-  return in.gcount() == 6 && std::memcmp(magic, "\x93NUMPY", 6) == 0;
+  char head[8] = {};
+  in.read(head, static_cast<std::streamsize>(n));
+  return static_cast<std::size_t>(in.gcount()) == n && std::memcmp(head, magic, n) == 0;
+}
+
+bool has_npy_magic(const std::string& path) { return starts_with_bytes(path, "\x93NUMPY", 6); }
+
+// HDF5's format signature, at the start of files without a user block.
+bool has_hdf5_magic(const std::string& path) {
+  return starts_with_bytes(path, "\x89HDF\r\n\x1a\n", 8);
 }
 
 }  // namespace
@@ -110,6 +117,11 @@ AnyArray open_array(const std::string& spec, const RawSpec* raw) {
   }
   if (is_directory(spec)) return AnyArray(open_zarr(spec));
   if (has_npy_magic(spec)) return AnyArray(open_npy(spec));
+  if (has_hdf5_magic(spec)) {
+    raise(ErrorCode::InvalidArgument, spec + " is an HDF5 file: name the dataset, as " + spec +
+                                          ":/path/to/dataset (convert writes " + spec +
+                                          ":/data by default)");
+  }
   raise(ErrorCode::InvalidArgument,
         spec +
             ": not a .npy file, a zarr store or FILE.h5:/dataset; give --dtype and --shape "

@@ -59,17 +59,34 @@ class TaskRunner {
   // Partials of the task's result: outputs() * width.
   std::int64_t partials() const { return outputs() * width_; }
 
-  void run(const std::byte* data, Partial* parts) const {
+  void run(const std::byte* data, Partial* parts) const { run_part(data, parts, r0_, r1_, true); }
+
+  // The indices [r0, r1) of reduced[0] the task folds.
+  std::int64_t r0() const noexcept { return r0_; }
+  std::int64_t r1() const noexcept { return r1_; }
+
+  // Folds the task's elements whose reduced[0] index is in [rb, re) (inside [r0, r1)) into
+  // parts, initializing them first when `init`. Every family folds an output's elements in
+  // order of reduced[0] one index (or one run) at a time, so folding [r0, m) then [m, r1) gives
+  // the same partials as [r0, r1) at once, provided reduced[0] is not the run itself (A with
+  // a single reduced dim: there the run's pairwise sum would split differently).
+  void run_part(const std::byte* data, Partial* parts, std::int64_t rb, std::int64_t re,
+                bool init) const {
+    TaskRunner part = *this;
+    part.r0_ = rb;
+    part.r1_ = re;
     for (std::int64_t u = u0_; u < u1_; ++u) {
       const std::byte* base = data + plan_.unit_offset(u);
       if (plan_.inner_reduced) {
-        family_.init(*parts);
-        fold_output(*parts, base, 0, 0);
+        if (init) family_.init(*parts);
+        part.fold_output(*parts, base, 0, 0);
         parts += width_;
       } else {
         const std::int64_t n = plan_.unit_outputs(u);
-        for (std::int64_t j = 0; j < n; ++j) family_.init(parts[j * width_]);
-        fold_line(parts, base, n, 0, 0);
+        if (init) {
+          for (std::int64_t j = 0; j < n; ++j) family_.init(parts[j * width_]);
+        }
+        part.fold_line(parts, base, n, 0, 0);
         parts += n * width_;
       }
     }
@@ -183,23 +200,42 @@ void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial&
 // output, parts being its width_of(family) merged partials; outputs of a block come together,
 // blocks in any order. Returns the pool's statistics.
 template <class F, class Emit>
-CallStats run_plan(const Source& source, const ReducePlan& plan, const F& family,
+CallStats run_plan(const Input& input, const ReducePlan& plan, const F& family,
                    const ReduceOptions& options, int delay_ms, const ProgressFn& progress,
                    Emit&& emit_output) {
   using Partial = typename F::Partial;
   static_assert(std::is_trivially_copyable_v<Partial>);
   const std::int64_t width = width_of(family);
-  const std::byte* data = source.data();
-  const MappedFile& mapping = source.mapping();
   const std::int64_t populate_limit = 4 * std::max(options.task_bytes, detail::kTaskBytes);
 
   Call call;
   call.n_tasks = static_cast<std::size_t>(plan.n_tasks());
-  call.run = [&plan, &family, data, &mapping, delay_ms, populate_limit](std::size_t task, ByteView,
-                                                                        Bytes& result) {
+  call.run = [&plan, &family, &input, delay_ms, populate_limit](std::size_t task, ByteView,
+                                                                Bytes& result) {
     if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     const auto t = static_cast<std::int64_t>(task);
     const TaskRunner<F> runner(family, plan, t);
+    result.resize(static_cast<std::size_t>(runner.partials()) * sizeof(Partial));
+    Partial* parts = reinterpret_cast<Partial*>(result.data());
+    if (input.chunked != nullptr) {
+      // An empty array has nothing to read (its runs are empty): a placeholder origin.
+      static constexpr std::byte kNothing{};
+      if (input.meta.size() == 0) return runner.run(&kNothing, parts);
+      // Decode the task's box at its dense offsets, in slabs of whole chunk rows along
+      // reduced[0] when the plan allows, so memory stays at one slab.
+      const std::int64_t step = slab_step(plan, input.meta, input.chunked->chunk_shape());
+      if (step == 0) {
+        return runner.run(materialize_box(*input.chunked, task_box(plan, input.meta, t)), parts);
+      }
+      for (std::int64_t rb = runner.r0(); rb < runner.r1();) {
+        const std::int64_t re = std::min(runner.r1(), (rb / step + 1) * step);
+        const Box box = task_box(plan, input.meta, t, rb, re);
+        runner.run_part(materialize_box(*input.chunked, box), parts, rb, re, rb == runner.r0());
+        rb = re;
+      }
+      return;
+    }
+    const MappedFile& mapping = input.dense->mapping();
     std::int64_t first, last;
     plan.task_span(t, &first, &last);
     const bool dense = last > first && last - first <= populate_limit;
@@ -209,8 +245,7 @@ CallStats run_plan(const Source& source, const ReducePlan& plan, const F& family
     if (dense) {
       mapping.populate(static_cast<std::uint64_t>(first), static_cast<std::uint64_t>(last - first));
     }
-    result.resize(static_cast<std::size_t>(runner.partials()) * sizeof(Partial));
-    runner.run(data, reinterpret_cast<Partial*>(result.data()));
+    runner.run(input.dense->data(), parts);
     // Unmap what was read (the page cache keeps it), so resident memory stays flat however
     // large the cube.
     if (dense) {
@@ -282,7 +317,7 @@ void execute(Context& ctx, const F& family = F{}) {
   const ReduceOp op = ctx.options.op;
   const int ddof = ctx.options.ddof;
   ctx.result.stats = run_plan(
-      ctx.source, ctx.plan, family, ctx.options, ctx.delay_ms, ctx.options.progress,
+      ctx.input, ctx.plan, family, ctx.options, ctx.delay_ms, ctx.options.progress,
       [&](std::int64_t index, const typename F::Partial* parts) {
         finalize<F, T>(family, op, ddof, *parts, out + static_cast<std::size_t>(index) * out_item);
       });
@@ -308,7 +343,7 @@ template <class T, bool Swap>
 void execute_histogram(Context& ctx) {
   using E = kernels::BinType<T>;
   const ReduceOptions& o = ctx.options;
-  const ArrayMeta& meta = ctx.source.meta();
+  const ArrayMeta& meta = ctx.input.meta;
   double first = 0, last = 1, span = 1;  // numpy's range for empty data
   bool widen = false;                    // numpy widens an empty range by 0.5 on each side
   if (o.range_given) {
@@ -320,11 +355,10 @@ void execute_histogram(Context& ctx) {
     using MinMax = kernels::MinMaxFamily<T, Swap>;
     std::vector<int> all(static_cast<std::size_t>(meta.ndim()));
     for (int a = 0; a < meta.ndim(); ++a) all[static_cast<std::size_t>(a)] = a;
-    const ReducePlan whole =
-        detail::make_reduce_plan(meta, all, o.task_bytes > 0 ? o.task_bytes : detail::kTaskBytes);
+    const ReducePlan whole = plan_for(ctx.input, all, o, false, 0);
     typename MinMax::Partial mm;
     MinMax::init(mm);
-    run_plan(ctx.source, whole, MinMax{}, o, ctx.delay_ms, ProgressFn{},
+    run_plan(ctx.input, whole, MinMax{}, o, ctx.delay_ms, ProgressFn{},
              [&](std::int64_t, const typename MinMax::Partial* p) { mm = *p; });
     const T lo = MinMax::result(mm, true);
     const T hi = MinMax::result(mm, false);

@@ -43,6 +43,13 @@ void decompose(const std::vector<PlanDim>& dims, std::int64_t linear, std::int64
 
 }  // namespace
 
+std::int64_t max_task_outputs(std::int64_t partial_bytes) noexcept {
+  // A task's result stays a few MiB: 2^17 partials of up to 48 bytes.
+  constexpr std::int64_t kUsualPartialBytes = 48;
+  constexpr std::int64_t kMaxResultBytes = (std::int64_t{1} << 17) * kUsualPartialBytes;
+  return kMaxResultBytes / std::max(partial_bytes, kUsualPartialBytes);
+}
+
 ReducePlan make_reduce_plan(const ArrayMeta& meta, const std::vector<int>& axes,
                             std::int64_t task_bytes, bool track_index, std::int64_t partial_bytes) {
   ReducePlan plan;
@@ -137,12 +144,9 @@ ReducePlan make_reduce_plan(const ArrayMeta& meta, const std::vector<int>& axes,
     plan.pieces = ceil_div(outer.extent, plan.piece_len);
   }
   const std::int64_t piece_bytes = std::max<std::int64_t>(unit_bytes / plan.pieces, 1);
-  // Bound a task's result to a few MiB: 2^17 partials of up to 48 bytes.
-  constexpr std::int64_t kUsualPartialBytes = 48;
-  constexpr std::int64_t kMaxResultBytes = (std::int64_t{1} << 17) * kUsualPartialBytes;
-  const std::int64_t max_outputs = kMaxResultBytes / std::max(partial_bytes, kUsualPartialBytes);
   plan.units_per_task = std::clamp<std::int64_t>(
-      task_bytes / piece_bytes, 1, std::max<std::int64_t>(max_outputs / outputs_per_unit, 1));
+      task_bytes / piece_bytes, 1,
+      std::max<std::int64_t>(max_task_outputs(partial_bytes) / outputs_per_unit, 1));
   return plan;
 }
 

@@ -64,6 +64,9 @@ struct ReducePlan {
 // scan (~1 ms at memory speed), small enough to balance 2..64 workers.
 inline constexpr std::int64_t kTaskBytes = std::int64_t{8} << 20;
 
+// Outputs one task may hold so that its result stays a few MiB (partial_bytes as below).
+std::int64_t max_task_outputs(std::int64_t partial_bytes) noexcept;
+
 // REQUIRES: axes normalized (sorted, unique, in range); meta.strides positive or zero-extent.
 // With track_index, reduced axes merge only when their C-order index is contiguous too, so
 // index_stride gives each element's position over the reduced axes (argmin/argmax).

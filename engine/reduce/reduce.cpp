@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "kernels/dispatch.hpp"
+#include "mmc/convert.hpp"
 #include "mmc/error.hpp"
 #include "reduce/context.hpp"
 #include "reduce/plan.hpp"
@@ -70,8 +71,24 @@ Shape result_shape(const ArrayMeta& meta, const ReduceOptions& options) {
 
 const char* kernel_isa() noexcept { return kernels::to_string(kernels::active_kernels().isa); }
 
-ReduceResult reduce(const Source& source, const ReduceOptions& options) {
-  const ArrayMeta& meta = source.meta();
+namespace detail {
+
+ReducePlan plan_for(const Input& input, const std::vector<int>& axes, const ReduceOptions& options,
+                    bool track_index, std::int64_t partial_bytes) {
+  const std::int64_t task_bytes = options.task_bytes > 0 ? options.task_bytes : kTaskBytes;
+  ReducePlan plan = make_reduce_plan(input.meta, axes, task_bytes, track_index, partial_bytes);
+  if (input.chunked != nullptr) {
+    align_plan_to_chunks(plan, input.meta, input.chunked->chunk_shape(), task_bytes, partial_bytes);
+  }
+  return plan;
+}
+
+}  // namespace detail
+
+namespace {
+
+ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& options) {
+  const ArrayMeta& meta = input.meta;
   const std::vector<int> axes = normalize_axes(options.axes, options.axes_given, meta.ndim());
   if (options.ddof < 0) {
     throw Error(ErrorCode::InvalidArgument,
@@ -83,9 +100,8 @@ ReduceResult reduce(const Source& source, const ReduceOptions& options) {
   const bool histogram = options.op == ReduceOp::Histogram;
   if (histogram) check_histogram_options(options);
   const std::int64_t width = histogram ? options.bins : 1;
-  const detail::ReducePlan plan = detail::make_reduce_plan(
-      meta, axes, options.task_bytes > 0 ? options.task_bytes : detail::kTaskBytes,
-      options.op == ReduceOp::ArgMin || options.op == ReduceOp::ArgMax,
+  const detail::ReducePlan plan = detail::plan_for(
+      input, axes, options, options.op == ReduceOp::ArgMin || options.op == ReduceOp::ArgMax,
       histogram ? width * static_cast<std::int64_t>(sizeof(std::int64_t)) : 0);
   if (needs_nonempty(options.op) && plan.n_red == 0 && plan.n_out > 0) {
     throw Error(ErrorCode::InvalidArgument, std::string(to_string(options.op)) +
@@ -103,11 +119,25 @@ ReduceResult reduce(const Source& source, const ReduceOptions& options) {
   result.data.assign(static_cast<std::size_t>(out_bytes), std::byte{0});
   if (plan.n_tasks() == 0) return result;
 
-  source.mapping().advise(Access::Sequential);
-  detail::Context ctx{
-      source, plan, options, result, debug_task_delay_ms(), !meta.dtype.is_native()};
+  if (input.dense != nullptr) input.dense->mapping().advise(Access::Sequential);
+  detail::Context ctx{input, plan, options, result, debug_task_delay_ms(), !meta.dtype.is_native()};
   visit_type(meta.dtype.id(), [&](auto tag) { detail::execute_for_type<decltype(tag)>(ctx); });
   return result;
+}
+
+}  // namespace
+
+ReduceResult reduce(const Source& source, const ReduceOptions& options) {
+  return reduce_input(detail::Input{source.meta(), &source, nullptr}, options);
+}
+
+ReduceResult reduce(const ChunkedArray& array, const ReduceOptions& options) {
+  return reduce_input(detail::Input{array.meta(), nullptr, &array}, options);
+}
+
+ReduceResult reduce(const AnyArray& array, const ReduceOptions& options) {
+  return array.dense() != nullptr ? reduce(*array.dense(), options)
+                                  : reduce(*array.chunked(), options);
 }
 
 }  // namespace mmc

@@ -11,6 +11,11 @@
 #include "mmc/source.hpp"
 
 namespace mmc {
+class AnyArray;
+class ChunkedArray;
+}  // namespace mmc
+
+namespace mmc {
 
 enum class ReduceOp : std::uint8_t {
   Sum,
@@ -111,5 +116,16 @@ const char* kernel_isa() noexcept;
 // options (bins < 1, a range that is not finite or has lo > hi, a histogram without a range of
 // data holding NaN or infinity).
 ReduceResult reduce(const Source& source, const ReduceOptions& options);
+
+// Reduces a chunked array (zarr, chunked HDF5) with the plan of the same array stored dense
+// (meta()'s strides): each task decodes the chunks its box touches into a private buffer, and
+// tasks follow the chunk grid so that no chunk is decoded twice when a chunk row fits a task's
+// memory bound (see docs/ARCHITECTURE.md). The result is bitwise what reduce() gives on a
+// .npy file of the same values, dtype and order, whatever the chunking and compressor. Forked
+// workers open HDF5 files themselves. Throws as reduce() does, and what decoding throws.
+ReduceResult reduce(const ChunkedArray& array, const ReduceOptions& options);
+
+// Either of the above, for an array opened by open_array().
+ReduceResult reduce(const AnyArray& array, const ReduceOptions& options);
 
 }  // namespace mmc
