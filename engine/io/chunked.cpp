@@ -164,6 +164,26 @@ void ChunkedArray::read_into(const Box& box, std::byte* base,
   copy_box(box, base, Shape(meta_.shape.size(), 0), strides);
 }
 
+bool ChunkedArray::lands_whole(const Box& chunk_box, const Shape& lo, const Shape& hi,
+                               const std::vector<std::int64_t>& out_strides) const {
+  const std::size_t nd = chunk_shape_.size();
+  std::vector<std::int64_t> cs(nd);  // byte strides of a decoded chunk
+  std::int64_t s = static_cast<std::int64_t>(meta_.dtype.itemsize());
+  if (meta_.order == Order::C) {
+    for (std::size_t i = nd; i-- > 0;) cs[i] = s, s *= chunk_shape_[i];
+  } else {
+    for (std::size_t i = 0; i < nd; ++i) cs[i] = s, s *= chunk_shape_[i];
+  }
+  for (std::size_t i = 0; i < nd; ++i) {
+    if (chunk_box.count[i] != chunk_shape_[i] || lo[i] != chunk_box.start[i] ||
+        hi[i] != chunk_box.start[i] + chunk_box.count[i]) {
+      return false;
+    }
+    if (chunk_shape_[i] > 1 && out_strides[i] != cs[i]) return false;
+  }
+  return true;
+}
+
 void ChunkedArray::copy_box(const Box& box, std::byte* out, const Shape& origin,
                             const std::vector<std::int64_t>& out_strides) const {
   const std::size_t nd = meta_.shape.size();
@@ -196,13 +216,21 @@ void ChunkedArray::copy_box(const Box& box, std::byte* out, const Shape& origin,
       hi[i] = std::min(box.start[i] + box.count[i], ref.box.start[i] + ref.box.count[i]);
     }
     const std::byte* data = chunk_in_place(coord);
-    if (data == nullptr) {
-      buf.resize(chunk_nbytes());
-      read_chunk(coord, buf.data());
-      data = buf.data();
+    if (data == nullptr && lands_whole(ref.box, lo, hi, out_strides)) {
+      // The whole chunk falls in the box and its bytes are one run of the destination in the
+      // chunk's own layout: decode straight there, with no copy.
+      std::int64_t o = 0;
+      for (std::size_t i = 0; i < nd; ++i) o += (ref.box.start[i] - origin[i]) * out_strides[i];
+      read_chunk(coord, out + o);
+    } else {
+      if (data == nullptr) {
+        buf.resize(chunk_nbytes());
+        read_chunk(coord, buf.data());
+        data = buf.data();
+      }
+      copy_intersection(data, chunk_shape_, meta_.order, ref.box.start, lo, hi, itemsize, out,
+                        origin, out_strides);
     }
-    copy_intersection(data, chunk_shape_, meta_.order, ref.box.start, lo, hi, itemsize, out, origin,
-                      out_strides);
     std::size_t ax = nd;
     for (;;) {
       if (ax == 0) return;

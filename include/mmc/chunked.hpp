@@ -98,6 +98,9 @@ class ChunkedArray {
  private:
   void copy_box(const Box& box, std::byte* out, const Shape& origin,
                 const std::vector<std::int64_t>& out_strides) const;
+  // True when a chunk lies whole in [lo, hi) and out_strides lay it out as it decodes.
+  bool lands_whole(const Box& chunk_box, const Shape& lo, const Shape& hi,
+                   const std::vector<std::int64_t>& out_strides) const;
 
   ArrayMeta meta_;
   Shape chunk_shape_;

@@ -14,4 +14,5 @@
 #include "mmc/pool.hpp"
 #include "mmc/reduce.hpp"
 #include "mmc/shared.hpp"
+#include "mmc/slices.hpp"
 #include "mmc/source.hpp"

@@ -1,0 +1,104 @@
+// Custom kernels: your own function over every slice (image) of an array, run by the same
+// pool, transport and chunk-aware reading as the built-in reductions.
+//
+//   const mmc::AnyArray cube = mmc::open_array("cube.h5:/images");
+//   std::vector<double> p99 = mmc::map_slices<std::uint8_t, double>(
+//       cube, [](const mmc::SliceView<std::uint8_t>& s) { return percentile(s.data, s.size(), 99);
+//       });
+//
+// With Eigen, <mmc/eigen.hpp> maps a slice as a matrix or an array without copying.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "mmc/array.hpp"
+#include "mmc/convert.hpp"
+#include "mmc/dtype.hpp"
+#include "mmc/error.hpp"
+#include "mmc/pool.hpp"
+
+namespace mmc {
+
+// One slice a[index, ...] of an array: C-order, native byte order, contiguous.
+template <class T>
+struct SliceView {
+  const T* data = nullptr;
+  std::int64_t index = 0;  // position along axis 0
+  Shape shape;             // the array's shape without axis 0 (empty for a 1-d array)
+
+  std::int64_t size() const noexcept {
+    std::int64_t n = 1;
+    for (std::int64_t e : shape) n *= e;
+    return n;
+  }
+  // Rows and columns when the slice is seen as a matrix: the last axis is the columns.
+  std::int64_t cols() const noexcept { return shape.empty() ? 1 : shape.back(); }
+  std::int64_t rows() const noexcept { return cols() == 0 ? 0 : size() / cols(); }
+};
+
+struct SliceOptions {
+  PoolOptions pool;
+  // Bytes of input per task (consecutive slices; one slice at least). 0: about 8 MiB.
+  std::int64_t task_bytes = 0;
+  ProgressFn progress;  // caller's thread, after each task
+};
+
+namespace detail {
+
+// Runs block(first, count, slices, results) over consecutive slices of `array` along axis 0 in
+// the pool. `slices` holds `count` slices in C order and native byte order: the mapping itself
+// for a native C-order dense source (zero copy), else a per-task buffer filled from the array
+// (chunks decoded, bytes swapped, Fortran order transposed). `results` has room for
+// count * result_bytes; the returned vector holds every slice's result bytes in order.
+std::vector<std::byte> run_slice_blocks(
+    const AnyArray& array, std::size_t result_bytes, const SliceOptions& options,
+    const std::function<void(std::int64_t first, std::int64_t count, const std::byte* slices,
+                             std::byte* results)>& block);
+
+}  // namespace detail
+
+// Calls fn(SliceView<T>) for every slice a[i, ...] of `array` and returns the results in slice
+// order (R trivially copyable: it crosses process boundaries as bytes). T must be the array's
+// element type (byte order aside). fn runs in the pool's workers: with the process backend, in
+// forked processes, so it must not rely on changing the caller's memory; its exceptions fail
+// the call (mmc::Error keeps its code; others become ErrorCode::TaskFailed), naming the task.
+// Throws Error(InvalidArgument) for a 0-d array or a T that is not the array's element type.
+template <class T, class R, class Fn>
+std::vector<R> map_slices(const AnyArray& array, Fn&& fn, const SliceOptions& options = {}) {
+  static_assert(std::is_trivially_copyable_v<R>, "map_slices results must be trivially copyable");
+  const ArrayMeta& meta = array.meta();
+  if (meta.dtype.id() != type_id_of<T>()) {
+    throw Error(ErrorCode::InvalidArgument,
+                "map_slices: the array holds " + meta.dtype.name() +
+                    " elements, not those of the kernel's element type " +
+                    DType(type_id_of<T>()).name());
+  }
+  if (meta.shape.empty()) {
+    throw Error(ErrorCode::InvalidArgument, "map_slices: a 0-d array has no slices");
+  }
+  const Shape slice_shape(meta.shape.begin() + 1, meta.shape.end());
+  std::int64_t slice_size = 1;
+  for (std::int64_t e : slice_shape) slice_size *= e;
+  const std::vector<std::byte> bytes = detail::run_slice_blocks(
+      array, sizeof(R), options,
+      [&](std::int64_t first, std::int64_t count, const std::byte* slices, std::byte* results) {
+        SliceView<T> view;
+        view.shape = slice_shape;
+        for (std::int64_t k = 0; k < count; ++k) {
+          view.data = reinterpret_cast<const T*>(slices) + k * slice_size;
+          view.index = first + k;
+          const R r = fn(static_cast<const SliceView<T>&>(view));
+          std::memcpy(results + static_cast<std::size_t>(k) * sizeof(R), &r, sizeof(R));
+        }
+      });
+  std::vector<R> out(bytes.size() / sizeof(R));
+  if (!bytes.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
+  return out;
+}
+
+}  // namespace mmc

@@ -1,0 +1,141 @@
+// Custom kernels over slices (mmc::map_slices, with Eigen maps): results against the built-in
+// reductions and numpy, the same answers from every storage of the same values (C and F .npy,
+// big-endian, zarr, chunked HDF5) and every backend, and errors that name the task.
+#include "mmc/slices.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "mmc/eigen.hpp"
+#include "mmc/reduce.hpp"
+#include "support/test_support.hpp"
+
+namespace mmc {
+namespace {
+
+using test::TempDir;
+
+std::string make(const TempDir& dir, const std::string& kind, const std::string& name,
+                 const std::string& dtype, const std::string& shape, const std::string& order,
+                 const std::string& chunks = "", const std::string& compressor = "none") {
+  const std::string path = kind == "hdf5" ? dir.file(name) + ":/d" : dir.file(name);
+  std::vector<std::string> args = {"make", kind,  path, dir.file(name + ".e.npy"),
+                                   dtype,  shape, order};
+  if (!chunks.empty()) args.insert(args.end(), {chunks, compressor});
+  test::run_python("convert_check.py", args);
+  return path;
+}
+
+SliceOptions with(Backend backend, std::int64_t task_bytes = 0) {
+  SliceOptions o;
+  o.pool.n_jobs = 2;
+  o.pool.backend = backend;
+  o.task_bytes = task_bytes;
+  return o;
+}
+
+// Per-image statistics a user might write: max via an Eigen matrix, row-mean spread, and the
+// slice index (checks that results land in order).
+struct Stats {
+  double max;
+  double row_mean_range;
+  std::int64_t index;
+  friend bool operator==(const Stats&, const Stats&) = default;
+};
+
+Stats stats_of(const SliceView<float>& s) {
+  const auto m = as_matrix(s).template cast<double>();
+  const Eigen::VectorXd rows = m.rowwise().mean();
+  return {m.template maxCoeff<Eigen::PropagateNaN>(), rows.maxCoeff() - rows.minCoeff(), s.index};
+}
+
+TEST(MapSlices, EigenKernelMatchesTheBuiltInReductions) {
+  TempDir dir;
+  const AnyArray cube = open_array(make(dir, "npy", "u.npy", "|u1", "37,40,50", "C"));
+  ReduceOptions mean;
+  mean.op = ReduceOp::Mean;
+  mean.pool.n_jobs = 2;
+  const ReduceResult want = reduce(cube, mean);
+  std::vector<double> want_means(37);
+  std::memcpy(want_means.data(), want.data.data(), want.data.size());
+  for (Backend b : {Backend::Process, Backend::Thread, Backend::Serial}) {
+    for (std::int64_t tb : {std::int64_t{0}, std::int64_t{5000}}) {
+      const std::vector<double> got = map_slices<std::uint8_t, double>(
+          cube,
+          [](const SliceView<std::uint8_t>& s) {
+            return as_array(s).template cast<double>().sum() / static_cast<double>(s.size());
+          },
+          with(b, tb));
+      ASSERT_EQ(got.size(), 37u);
+      for (std::size_t i = 0; i < got.size(); ++i) {
+        EXPECT_NEAR(got[i], want_means[i], 1e-12 * std::abs(want_means[i])) << i;
+      }
+    }
+  }
+}
+
+TEST(MapSlices, EveryStorageOfTheSameValuesGivesTheSameResults) {
+  TempDir dir;
+  const std::vector<std::string> sources = {
+      make(dir, "npy", "c.npy", "<f4", "21,12,18", "C"),
+      make(dir, "npy", "f.npy", "<f4", "21,12,18", "F"),
+      make(dir, "npy", "b.npy", ">f4", "21,12,18", "C"),
+      make(dir, "zarr", "z.zarr", "<f4", "21,12,18", "C", "4,5,18", "blosc"),
+      make(dir, "zarr", "zf.zarr", ">f4", "21,12,18", "F", "3,12,7", "zlib"),
+      make(dir, "hdf5", "h.h5", "<f4", "21,12,18", "C", "6,12,18", "gzip"),
+  };
+  std::vector<Stats> reference;
+  for (const std::string& src : sources) {
+    for (Backend b : {Backend::Process, Backend::Thread}) {
+      const std::vector<Stats> got =
+          map_slices<float, Stats>(open_array(src), stats_of, with(b, 2000));
+      ASSERT_EQ(got.size(), 21u) << src;
+      for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].index, std::int64_t(i));
+      if (reference.empty()) {
+        reference = got;
+        continue;
+      }
+      // NaN != NaN in Stats' ==, so compare bytes: the values are computed from identical data.
+      EXPECT_EQ(std::memcmp(got.data(), reference.data(), got.size() * sizeof(Stats)), 0)
+          << src << " " << to_string(b);
+    }
+  }
+  // The reference against numpy (image 0 holds a NaN at element 3: its max is NaN).
+  std::string list;
+  for (const Stats& s : reference) list += (list.empty() ? "" : ",") + std::to_string(s.max);
+  test::run_python_code(
+      "import sys, numpy as np\n"
+      "a = np.load(sys.argv[1]).astype(np.float64)\n"
+      "want = a.max(axis=(1, 2))\n"
+      "got = np.array([float(x) for x in sys.argv[2].split(',')])\n"
+      "assert np.allclose(got, want, rtol=1e-6, equal_nan=True), (got, want)\n",
+      {dir.file("c.npy.e.npy"), list});
+}
+
+TEST(MapSlices, ErrorsNameTheTaskAndTheWrongType) {
+  TempDir dir;
+  const AnyArray cube = open_array(make(dir, "npy", "e.npy", "<i2", "10,4,4", "C"));
+  test::expect_error(
+      [&] { map_slices<float, double>(cube, [](const SliceView<float>&) { return 0.0; }); },
+      ErrorCode::InvalidArgument, {"i16", "f32"});
+  for (Backend b : {Backend::Process, Backend::Thread, Backend::Serial}) {
+    test::expect_error(
+        [&] {
+          map_slices<std::int16_t, int>(
+              cube,
+              [](const SliceView<std::int16_t>& s) -> int {
+                if (s.index == 7) throw Error(ErrorCode::Corrupt, "bad image 7");
+                return 0;
+              },
+              with(b, 32));
+        },
+        ErrorCode::Corrupt, {"bad image 7", "task"});
+  }
+}
+
+}  // namespace
+}  // namespace mmc
