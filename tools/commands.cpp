@@ -145,45 +145,70 @@ std::string cache_folder(const std::string& folder) {
   return resolved;
 }
 
-int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args) {
+int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluster& cluster) {
+  const bool root = cluster.rank == 0;
+  const bool verbose = args.output.verbose && root;
   ReduceOptions options;
-  options.op = parse_reduce_op(args.op);
-  if (!args.axis.empty()) {
-    options.axes = parse_axes(args.axis);
-    options.axes_given = true;
-  }
-  if (args.ddof < 0) throw Error(ErrorCode::InvalidArgument, "--ddof must be >= 0");
-  options.ddof = args.ddof;
-  set_histogram_options(args, &options);
-  effective_n_jobs(args.jobs);  // rejects 0 before any work
-  options.pool.n_jobs = args.jobs;
-  options.pool.backend = parse_backend(args.backend);
-  options.pool.max_nbytes = parse_max_nbytes(args.max_nbytes);
-  if (!args.out.empty()) output_format_for(args.out);
-  check_source_args(args.source);
-
   std::optional<Cache> cache;
-  if (cache_requested(cache_args)) {
-    CacheOptions cache_options;
-    cache_options.folder = cache_folder(cache_args.folder);
-    cache_options.verify = cache_args.verify;
-    cache_options.on_warning = print_cache_warning;
-    cache.emplace(cache_options);
+  std::optional<AnyArray> opened;
+  // Checks the arguments and opens the source; under MPI every rank does, then they agree.
+  auto setup = [&] {
+    options.op = parse_reduce_op(args.op);
+    if (!args.axis.empty()) {
+      options.axes = parse_axes(args.axis);
+      options.axes_given = true;
+    }
+    if (args.ddof < 0) throw Error(ErrorCode::InvalidArgument, "--ddof must be >= 0");
+    options.ddof = args.ddof;
+    set_histogram_options(args, &options);
+    effective_n_jobs(args.jobs);  // rejects 0 before any work
+    options.pool.n_jobs = args.jobs;
+    options.pool.backend = parse_backend(args.backend);
+    options.pool.max_nbytes = parse_max_nbytes(args.max_nbytes);
+    if (!args.out.empty()) output_format_for(args.out);
+    check_source_args(args.source);
+    if (cache_requested(cache_args)) {
+      if (cluster.run_call) {
+        if (root) print_cache_warning("not used under MPI; computing");
+      } else {
+        CacheOptions cache_options;
+        cache_options.folder = cache_folder(cache_args.folder);
+        cache_options.verify = cache_args.verify;
+        cache_options.on_warning = print_cache_warning;
+        cache.emplace(cache_options);
+      }
+    }
+    opened.emplace(open_source(args.source));
+  };
+  if (cluster.agree) {
+    std::exception_ptr error;
+    try {
+      setup();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    cluster.agree(error);
+  } else {
+    setup();
   }
-
-  const AnyArray source = open_source(args.source);
+  options.run_call = cluster.run_call;
+  const AnyArray& source = *opened;
   const ArrayMeta& meta = source.meta();
   if (cache && source.dense() == nullptr) {
     print_cache_warning("results of chunked sources (" + source.kind() +
                         ") are not cached yet; computing");
     cache.reset();
   }
-  if (args.output.verbose) {
+  if (verbose) {
     std::fprintf(stderr, "mmcompute: source %s (%s), %s, %s; %s kernels\n", meta.describe().c_str(),
                  source.kind().c_str(), format_bytes(meta.nbytes()).c_str(),
                  describe_layout(source).c_str(), kernel_isa());
+    if (cluster.size > 1) {
+      std::fprintf(stderr, "mmcompute: %d MPI ranks share the tasks; %d workers per rank\n",
+                   cluster.size, effective_n_jobs(args.jobs));
+    }
   }
-  ProgressBar bar(show_progress(args.output), meta.nbytes());
+  ProgressBar bar(root && show_progress(args.output), meta.nbytes());
   options.progress = [&bar](std::size_t done, std::size_t total) { bar.update(done, total); };
   const auto start = std::chrono::steady_clock::now();
   CacheOutcome outcome;
@@ -192,7 +217,7 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args) {
   const double elapsed = seconds_since(start);
   bar.finish();
 
-  if (args.output.verbose && cache) {
+  if (verbose && cache) {
     if (outcome.hit) {
       std::fprintf(stderr, "cache: hit %s\n", outcome.key.hex().c_str());
     } else {
@@ -200,10 +225,10 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args) {
                    outcome.key.hex().c_str());
     }
   }
-  if (args.output.verbose && outcome.hit) {
+  if (verbose && outcome.hit) {
     std::fprintf(stderr, "mmcompute: %s of %s from the cache in %.3f ms\n", to_string(options.op),
                  format_bytes(meta.nbytes()).c_str(), elapsed * 1e3);
-  } else if (args.output.verbose) {
+  } else if (verbose) {
     const CallStats& s = result.stats;
     std::fprintf(stderr,
                  "mmcompute: %s backend, %d workers, %zu tasks; source passed by reference "
@@ -218,6 +243,7 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args) {
                  format_bytes(meta.nbytes()).c_str(), elapsed,
                  elapsed > 0 ? static_cast<double>(meta.nbytes()) / elapsed / 1e9 : 0.0);
   }
+  if (!root) return 0;
   if (args.out.empty()) {
     write_stdout(format_result_text(result));
   } else {

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <string>
 
 #include "mmc/cache.hpp"
@@ -85,7 +87,18 @@ void write_stdout(const std::string& text);
 // not --no-cache): a hit prints the stored answer without starting a worker; -v says
 // "cache: hit <key>" or "cache: miss, stored <key>". Cache problems are warnings
 // ("mmcompute: warning: cache: ..."), never failures.
-int run_reduce(const ReduceArgs& args, const CacheArgs& cache = {});
+// Under mpirun: this process's rank, the ranks' agreement on errors (mmc::mpi::agree) and the
+// task sharer (mmc::mpi::task_sharer). Default: one process, nothing shared.
+struct Cluster {
+  int rank = 0;
+  int size = 1;
+  std::function<void(std::exception_ptr)> agree;
+  std::function<CallStats(const PoolOptions&, const Call&)> run_call;
+};
+
+// Under MPI (cluster.run_call set) every rank opens the source and runs its share of the tasks;
+// only rank 0 prints, shows progress and writes the output; the cache is not used.
+int run_reduce(const ReduceArgs& args, const CacheArgs& cache = {}, const Cluster& cluster = {});
 int run_info(const InfoArgs& args);
 int run_gen(const GenArgs& args);
 int run_convert(const ConvertArgs& args);

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -14,14 +15,21 @@
 #include "mmc/error.hpp"
 #include "mmc/output.hpp"
 #include "mmc/pool.hpp"
+#if MMC_WITH_MPI
+#include "mmc/mpi.hpp"
+#endif
 
 namespace {
 
 constexpr int kExitRuntime = 1;
 constexpr int kExitUsage = 2;
 
-// Prints "mmcompute: error: <message>" as exactly one line.
+// This process's MPI rank (0 when not under mpirun): only rank 0 reports errors.
+int g_rank = 0;
+
+// Prints "mmcompute: error: <message>" as exactly one line (on rank 0 only under MPI).
 void print_error(const std::string& message) {
+  if (g_rank != 0) return;
   std::string line = message;
   for (char& c : line) {
     if (c == '\n' || c == '\r') c = ' ';
@@ -68,9 +76,42 @@ int exit_code_for(const mmc::Error& e) {
   }
 }
 
+// True when mpirun (OpenMPI), srun or another PMI launcher started this process: only then is
+// MPI initialized, so a plain run pays no MPI start-up.
+bool launched_by_mpi() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"}) {
+    if (std::getenv(name) != nullptr) return true;
+  }
+  return false;
+}
+
+int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster);
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  mmc::cli::Cluster cluster;
+#if MMC_WITH_MPI
+  const bool mpi = launched_by_mpi();
+  if (mpi) {
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &cluster.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &cluster.size);
+    g_rank = cluster.rank;
+    cluster.agree = [](std::exception_ptr error) { mmc::mpi::agree(MPI_COMM_WORLD, error); };
+    cluster.run_call = mmc::mpi::task_sharer(MPI_COMM_WORLD);
+  }
+#endif
+  const int code = run_cli(argc, argv, cluster);
+#if MMC_WITH_MPI
+  if (mpi) MPI_Finalize();
+#endif
+  return code;
+}
+
+namespace {
+
+int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
   mmc::install_interrupt_handlers();
 
   CLI::App app{"mmcompute: per-image statistics over memory-mapped image cubes"};
@@ -162,8 +203,10 @@ int main(int argc, char** argv) {
     if (reduce_cmd->parsed()) {
       reduce.source.raw = raw_requested(reduce_cmd);
       reduce.bins_given = reduce_cmd->count("--bins") > 0;
-      return mmc::cli::run_reduce(reduce, reduce_cache);
+      return mmc::cli::run_reduce(reduce, reduce_cache, cluster);
     }
+    // Under MPI only reduce is shared among ranks; the other commands run on rank 0.
+    if (cluster.rank != 0) return 0;
     if (info_cmd->parsed()) {
       info.source.raw = raw_requested(info_cmd);
       return mmc::cli::run_info(info);
@@ -189,3 +232,5 @@ int main(int argc, char** argv) {
     return kExitRuntime;
   }
 }
+
+}  // namespace

@@ -306,7 +306,7 @@ CallStats run_plan(const Input& input, const ReducePlan& plan, const F& family,
     emit(block, acc.data());
   };
   call.on_progress = progress;
-  return run_tasks(options.pool, call);
+  return options.run_call ? options.run_call(options.pool, call) : run_tasks(options.pool, call);
 }
 
 template <class F, class T, bool Swap>

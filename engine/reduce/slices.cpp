@@ -105,7 +105,11 @@ std::vector<std::byte> run_slice_blocks(
     }
   };
   call.on_progress = options.progress;
-  run_tasks(options.pool, call);
+  if (options.run_call) {
+    options.run_call(options.pool, call);
+  } else {
+    run_tasks(options.pool, call);
+  }
   return out;
 }
 

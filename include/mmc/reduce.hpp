@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,10 @@ struct ReduceOptions {
   std::int64_t task_bytes = 0;
   PoolOptions pool;
   ProgressFn progress;  // optional, caller's thread
+  // Runs a call's tasks; empty: run_tasks(pool, call). Whatever runs them must hand every
+  // task's result to call.on_result on this process (in any order): mmc::mpi::task_sharer
+  // (mmc/mpi.hpp) runs a share on each MPI rank and replays every result on every rank.
+  std::function<CallStats(const PoolOptions&, const Call&)> run_call;
 };
 
 // A reduction's answer: a dense C-order array in native byte order.
