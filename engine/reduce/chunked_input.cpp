@@ -231,13 +231,25 @@ std::int64_t align_plan_to_chunks(ReducePlan& plan, const ArrayMeta& meta, const
         // Indices of d per chunk row of axis a.
         steps.push_back(inner * chunks[ua] * (s / d->stride));
       }
+    } else {
+      // B's segments of the line: segments per chunk row of each axis of the line, when a
+      // chunk row is a whole number of segments.
+      for (int a = 0; a < meta.ndim(); ++a) {
+        const auto ua = static_cast<std::size_t>(a);
+        const std::int64_t s = meta.strides[ua];
+        const PlanDim& line = plan.line;
+        if (meta.shape[ua] <= 1 || s < line.stride || s >= line.stride * line.extent) continue;
+        const std::int64_t per_row = chunks[ua] * (s / line.stride);
+        if (per_row % plan.segment == 0) steps.push_back(inner * (per_row / plan.segment));
+      }
     }
     inner *= unit_dims[k];
   }
   steps.push_back(inner);  // every unit in one task
   const std::int64_t outputs_per_unit = plan.inner_reduced ? 1 : plan.segment;
+  // Task results may grow to 4 times the planner's bound (a few tens of MiB) to follow chunks.
   const std::int64_t max_k =
-      std::max<std::int64_t>(max_task_outputs(partial_bytes) / outputs_per_unit, 1);
+      std::max<std::int64_t>(4 * max_task_outputs(partial_bytes) / outputs_per_unit, 1);
   // A task may hold a chunk row of the outermost axis, up to 1 GiB.
   std::int64_t row = task_bytes;
   if (!meta.shape.empty()) {

@@ -166,6 +166,8 @@ TEST(ChunkedReduce, TasksFollowTheChunkGrid) {
       {{512, 256, 256}, {64, 128, 128}, {1, 2}},  // a chunk row is 4 MiB
       {{512, 256, 256}, {16, 256, 256}, {0}},     // reduce across images
       {{300, 1000}, {7, 1000}, {1}},
+      {{32, 2048, 2048}, {8, 512, 512}, {1, 2}},  // images of 4 MiB: pieces of 512 rows
+      {{64, 1024, 1024}, {1, 256, 1024}, {0}},    // the mean image, chunks of 256 rows
   };
   for (const Geometry& g : geometries) {
     const ArrayMeta meta = ArrayMeta::contiguous(DType(TypeId::U8), g.shape);
