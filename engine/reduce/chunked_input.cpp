@@ -179,7 +179,8 @@ const std::byte* materialize_box(const ChunkedArray& array, const Box& box) {
 }
 
 std::int64_t align_plan_to_chunks(ReducePlan& plan, const ArrayMeta& meta, const Shape& chunks,
-                                  std::int64_t task_bytes, std::int64_t partial_bytes) {
+                                  std::int64_t task_bytes, std::int64_t partial_bytes,
+                                  int workers) {
   if (plan.n_tasks() == 0 || meta.size() == 0) return 0;
   const std::int64_t step = slab_step(plan, meta, chunks);
   // Chunk decodes of a plan, and the largest buffer one of its tasks needs (one slab's).
@@ -247,9 +248,9 @@ std::int64_t align_plan_to_chunks(ReducePlan& plan, const ArrayMeta& meta, const
   }
   steps.push_back(inner);  // every unit in one task
   const std::int64_t outputs_per_unit = plan.inner_reduced ? 1 : plan.segment;
-  // Task results may grow to 4 times the planner's bound (a few tens of MiB) to follow chunks.
+  // Task results may grow to 16 times the planner's bound (up to ~100 MiB) to follow chunks.
   const std::int64_t max_k =
-      std::max<std::int64_t>(4 * max_task_outputs(partial_bytes) / outputs_per_unit, 1);
+      std::max<std::int64_t>(16 * max_task_outputs(partial_bytes) / outputs_per_unit, 1);
   // A task may hold a chunk row of the outermost axis, up to 1 GiB.
   std::int64_t row = task_bytes;
   if (!meta.shape.empty()) {
@@ -262,11 +263,29 @@ std::int64_t align_plan_to_chunks(ReducePlan& plan, const ArrayMeta& meta, const
   std::int64_t max_span = std::max(4 * task_bytes, span0);
   if (2 * row <= (std::int64_t{1} << 30)) max_span = std::max(max_span, 2 * row);
 
+  // Decodes per worker when the tasks spread over the workers: a plan whose tasks must each
+  // decode every chunk (the reduced axis spans every chunk) is best with one task per worker.
+  const auto wall = [&](std::int64_t cost, std::int64_t tasks) {
+    return static_cast<double>(cost) /
+           static_cast<double>(std::max<std::int64_t>(1, std::min<std::int64_t>(tasks, workers)));
+  };
   std::int64_t best_k = k0, best_cost = cost0;
+  double best_wall = wall(cost0, plan.n_tasks());
   double best_distance = 0;
+  // Candidates: the planner's size rounded to each alignment step, and sizes that give every
+  // worker one, two or four tasks (for plans where each task must touch every chunk).
+  std::vector<std::int64_t> candidates;
   for (std::int64_t m : steps) {
     if (m < 1) continue;
-    for (std::int64_t k : {std::max<std::int64_t>(k0 / m, 1) * m, (k0 + m - 1) / m * m}) {
+    candidates.push_back(std::max<std::int64_t>(k0 / m, 1) * m);
+    candidates.push_back((k0 + m - 1) / m * m);
+  }
+  for (std::int64_t per : {1, 2, 4}) {
+    const std::int64_t tasks = per * std::max(workers, 1);
+    candidates.push_back((plan.units + tasks - 1) / tasks);
+  }
+  {
+    for (std::int64_t k : candidates) {
       k = std::min(k, plan.units);
       if (k < 1 || k > max_k || k == best_k) continue;
       ReducePlan p = plan;
@@ -274,10 +293,13 @@ std::int64_t align_plan_to_chunks(ReducePlan& plan, const ArrayMeta& meta, const
       std::int64_t span = 0;
       const std::int64_t cost = cost_of(p, &span);
       if (span > max_span) continue;
+      const double w = wall(cost, p.n_tasks());
       const double distance = std::fabs(std::log(static_cast<double>(k) / static_cast<double>(k0)));
-      if (cost < best_cost || (cost == best_cost && distance < best_distance)) {
+      // Ties go to the task size nearest the planner's (more tasks share the folding too).
+      if (w < best_wall || (w == best_wall && distance < best_distance)) {
         best_k = k;
         best_cost = cost;
+        best_wall = w;
         best_distance = distance;
       }
     }

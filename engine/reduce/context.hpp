@@ -60,11 +60,14 @@ std::int64_t slab_step(const ReducePlan& plan, const ArrayMeta& meta, const Shap
 // thread's next call. Throws what decoding throws.
 const std::byte* materialize_box(const ChunkedArray& array, const Box& box);
 
-// Regroups the plan's units (units_per_task only, which does not change the arithmetic) so
-// that tasks follow the chunk grid: among task sizes aligned to whole chunk rows, picks the one
-// that decodes the fewest chunks in all, within a memory bound per task and the result bound of
-// max_task_outputs(partial_bytes). Returns the number of chunk decodes the chosen plan makes.
+// Regroups the plan's units (units_per_task only, which does not change the arithmetic, so the
+// choice may depend on the worker count) so that tasks follow the chunk grid: among task sizes
+// aligned to whole chunk rows, within a memory bound per task and 16 times the result bound of
+// max_task_outputs(partial_bytes), picks the one with the fewest chunk decodes per worker (the
+// decodes spread over min(tasks, workers)), then the task size nearest the planner's. Returns
+// the number of chunk decodes the chosen plan makes.
 std::int64_t align_plan_to_chunks(ReducePlan& plan, const ArrayMeta& meta, const Shape& chunks,
-                                  std::int64_t task_bytes, std::int64_t partial_bytes);
+                                  std::int64_t task_bytes, std::int64_t partial_bytes,
+                                  int workers = 1);
 
 }  // namespace mmc::detail

@@ -185,6 +185,16 @@ TEST(ChunkedReduce, TasksFollowTheChunkGrid) {
     EXPECT_EQ(covered, meta.size())
         << format_shape(g.shape) << " chunks " << format_shape(g.chunks);
   }
+  // Whole-image chunks and the mean image: every task must decode every chunk (the reduced
+  // axis crosses them all), so the best plan has one task per worker.
+  const ArrayMeta meta = ArrayMeta::contiguous(DType(TypeId::U8), {512, 1024, 1024});
+  detail::ReducePlan plan = detail::make_reduce_plan(meta, {0});
+  const std::int64_t before = plan.n_tasks();
+  const std::int64_t decodes =
+      detail::align_plan_to_chunks(plan, meta, {8, 1024, 1024}, detail::kTaskBytes, 0, 2);
+  EXPECT_GT(before, 2);
+  EXPECT_EQ(plan.n_tasks(), 2);
+  EXPECT_EQ(decodes, 2 * 64);
 }
 
 }  // namespace
