@@ -456,8 +456,11 @@ class ProcessPool final : public PoolCore {
     w.u64(kGroupMarker);
     w.u64(0);  // count, patched below
     std::uint64_t count = 0;
+    // A group never takes a worker past maxtasksperchild (the worker then retires).
     while (count < limit && !pending_.empty() && pending_.front()->request.timeout <= 0 &&
-           payload.size() + pending_.front()->request.payload.size() <= kMaxGroupBytes) {
+           payload.size() + pending_.front()->request.payload.size() <= kMaxGroupBytes &&
+           (options_.maxtasksperchild == 0 ||
+            worker.items_assigned < options_.maxtasksperchild)) {
       std::unique_ptr<Job> job = std::move(pending_.front());
       pending_.pop_front();
       const Bytes& batch = job->request.payload;
