@@ -56,6 +56,12 @@ bool raw_requested(const CLI::App* cmd) {
   return false;
 }
 
+// -j/--jobs and --backend of gen and convert.
+void add_pool_options(CLI::App* cmd, int* jobs, std::string* backend) {
+  cmd->add_option("-j,--jobs", *jobs, "workers (-1: all CPUs)")->capture_default_str();
+  cmd->add_option("--backend", *backend, "process, thread or serial")->capture_default_str();
+}
+
 void add_output_options(CLI::App* cmd, mmc::cli::OutputArgs* output) {
   auto* progress = cmd->add_flag("--progress", output->progress, "progress bar on stderr");
   auto* quiet = cmd->add_flag("--quiet", output->quiet, "no progress bar");
@@ -162,8 +168,7 @@ int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
   gen_cmd->add_option("--shape", gen.shape, "shape, e.g. 2048,1024,1024")->required();
   gen_cmd->add_option("--dtype", gen.dtype, "element type")->capture_default_str();
   gen_cmd->add_option("--seed", gen.seed, "seed of the cube")->capture_default_str();
-  gen_cmd->add_option("-j,--jobs", gen.jobs, "workers (-1: all CPUs)")->capture_default_str();
-  gen_cmd->add_option("--backend", gen.backend, "process, thread or serial")->capture_default_str();
+  add_pool_options(gen_cmd, &gen.jobs, &gen.backend);
   add_output_options(gen_cmd, &gen.output);
 
   mmc::cli::ConvertArgs conv;
@@ -182,9 +187,7 @@ int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
                    "none, zlib, zstd or blosc (zarr); none or zlib (HDF5 gzip+shuffle)")
       ->capture_default_str();
   convert_cmd->add_option("--level", conv.level, "compression level")->capture_default_str();
-  convert_cmd->add_option("-j,--jobs", conv.jobs, "workers (-1: all CPUs)")->capture_default_str();
-  convert_cmd->add_option("--backend", conv.backend, "process, thread or serial")
-      ->capture_default_str();
+  add_pool_options(convert_cmd, &conv.jobs, &conv.backend);
   convert_cmd->add_flag("--overwrite", conv.overwrite, "replace an existing destination");
   add_output_options(convert_cmd, &conv.output);
 

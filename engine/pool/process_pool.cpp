@@ -406,15 +406,18 @@ class ProcessPool final : public PoolCore {
     return static_cast<int>(std::clamp<long long>(left + 1, 0, 60'000));
   }
 
+  // True when the worker was given its maxtasksperchild share and takes no more tasks.
+  bool spent(const Worker& worker) const {
+    return options_.maxtasksperchild > 0 && worker.items_assigned >= options_.maxtasksperchild;
+  }
+
   // Keeps up to depth() batches queued at each worker, least loaded first.
   void assign() {
     while (!pending_.empty()) {
       Worker* best = nullptr;
       for (auto& worker : workers_) {
         if (worker->in_flight.size() >= worker->depth()) continue;
-        if (options_.maxtasksperchild > 0 && worker->items_assigned >= options_.maxtasksperchild) {
-          continue;
-        }
+        if (spent(*worker)) continue;
         if (best == nullptr || worker->in_flight.size() < best->in_flight.size()) {
           best = worker.get();
         }
@@ -459,8 +462,7 @@ class ProcessPool final : public PoolCore {
     // A group never takes a worker past maxtasksperchild (the worker then retires).
     while (count < limit && !pending_.empty() && pending_.front()->request.timeout <= 0 &&
            payload.size() + pending_.front()->request.payload.size() <= kMaxGroupBytes &&
-           (options_.maxtasksperchild == 0 ||
-            worker.items_assigned < options_.maxtasksperchild)) {
+           !spent(worker)) {
       std::unique_ptr<Job> job = std::move(pending_.front());
       pending_.pop_front();
       const Bytes& batch = job->request.payload;
@@ -745,8 +747,7 @@ class ProcessPool final : public PoolCore {
     if (options_.maxtasksperchild == 0) return;
     for (std::size_t i = 0; i < workers_.size();) {
       Worker& worker = *workers_[i];
-      if (worker.items_assigned >= options_.maxtasksperchild && worker.in_flight.empty() &&
-          worker.outbox.empty()) {
+      if (spent(worker) && worker.in_flight.empty() && worker.outbox.empty()) {
         server_.forget(worker.pid);
         board_.release(worker.pid);
         workers_.erase(workers_.begin() + static_cast<std::ptrdiff_t>(i));
