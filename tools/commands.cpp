@@ -192,6 +192,7 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
     setup();
   }
   options.run_call = cluster.run_call;
+  if (cluster.total_workers) options.plan_workers = cluster.total_workers(options.pool);
   const AnyArray& source = *opened;
   const ArrayMeta& meta = source.meta();
   if (cache && source.dense() == nullptr) {

@@ -94,6 +94,7 @@ struct Cluster {
   int size = 1;
   std::function<void(std::exception_ptr)> agree;
   std::function<CallStats(const PoolOptions&, const Call&)> run_call;
+  std::function<int(const PoolOptions&)> total_workers;  // mmc::mpi::total_workers
 };
 
 // Under MPI (cluster.run_call set) every rank opens the source and runs its share of the tasks;

@@ -106,6 +106,9 @@ int main(int argc, char** argv) {
     g_rank = cluster.rank;
     cluster.agree = [](std::exception_ptr error) { mmc::mpi::agree(MPI_COMM_WORLD, error); };
     cluster.run_call = mmc::mpi::task_sharer(MPI_COMM_WORLD);
+    cluster.total_workers = [](const mmc::PoolOptions& pool) {
+      return mmc::mpi::total_workers(MPI_COMM_WORLD, pool);
+    };
   }
 #endif
   const int code = run_cli(argc, argv, cluster);

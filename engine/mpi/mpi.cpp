@@ -95,6 +95,16 @@ void agree(MPI_Comm comm, std::exception_ptr error) {
 std::function<CallStats(const PoolOptions&, const Call&)> task_sharer(MPI_Comm comm) {
   return [comm](const PoolOptions& pool, const Call& call) {
     const int rank = rank_of(comm), size = size_of(comm);
+    // Every rank must share the same task list: compare the counts before any exchange.
+    const auto mine_tasks = static_cast<long long>(call.n_tasks);
+    long long fewest = 0, most = 0;
+    check(MPI_Allreduce(&mine_tasks, &fewest, 1, MPI_LONG_LONG, MPI_MIN, comm), "MPI_Allreduce");
+    check(MPI_Allreduce(&mine_tasks, &most, 1, MPI_LONG_LONG, MPI_MAX, comm), "MPI_Allreduce");
+    if (fewest != most) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "the ranks planned different task lists (" + std::to_string(fewest) + " to " +
+                      std::to_string(most) + " tasks): give every rank the same array and options");
+    }
     std::size_t first = 0, last = 0;
     task_share(call.n_tasks, rank, size, &first, &last);
     std::vector<Bytes> results(last - first);
@@ -170,9 +180,17 @@ std::function<CallStats(const PoolOptions&, const Call&)> task_sharer(MPI_Comm c
   };
 }
 
+int total_workers(MPI_Comm comm, const PoolOptions& pool) {
+  const int mine = pool.backend == Backend::Serial ? 1 : effective_n_jobs(pool.n_jobs);
+  int total = 0;
+  check(MPI_Allreduce(&mine, &total, 1, MPI_INT, MPI_SUM, comm), "MPI_Allreduce");
+  return total;
+}
+
 ReduceResult reduce(MPI_Comm comm, const AnyArray& array, const ReduceOptions& options) {
   ReduceOptions o = options;
   o.run_call = task_sharer(comm);
+  o.plan_workers = total_workers(comm, options.pool);
   return mmc::reduce(array, o);
 }
 

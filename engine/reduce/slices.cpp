@@ -62,7 +62,9 @@ std::vector<std::byte> run_slice_blocks(
   if (n_tasks == 0) return out;
 
   const Source* dense = array.dense();
-  const bool in_place = dense != nullptr && native_c_order(meta);
+  // In place only when the elements are aligned for T (a raw file at an odd offset is not).
+  const bool in_place = dense != nullptr && native_c_order(meta) &&
+                        reinterpret_cast<std::uintptr_t>(dense->data()) % item == 0;
   if (in_place) dense->mapping().advise(Access::Sequential);
   Call call;
   call.n_tasks = static_cast<std::size_t>(n_tasks);

@@ -31,11 +31,17 @@ void task_share(std::size_t n_tasks, int rank, int size, std::size_t* first, std
 // its share with run_tasks, then every rank hands every task's result to call.on_result in
 // task order. Collective: every rank of comm must make the same calls. When a task fails on
 // any rank, every rank throws the same Error ("rank R: ...", the code of the lowest failing
-// rank); a rank that dies ends the job through the MPI runtime. The CallStats returned are the
-// local ones with tasks set to the call's total.
+// rank); a rank that dies ends the job through the MPI runtime. Ranks whose calls have
+// different task counts (their plans differ) all throw Error(InvalidArgument) before running
+// any task. The CallStats returned are the local ones with tasks set to the call's total.
 std::function<CallStats(const PoolOptions&, const Call&)> task_sharer(MPI_Comm comm);
 
-// reduce() over `comm` (collective); options.run_call is replaced by task_sharer(comm).
+// The workers of every rank of `comm` together (collective): each rank's pool counts
+// effective_n_jobs(pool.n_jobs), or 1 for the serial backend.
+int total_workers(MPI_Comm comm, const PoolOptions& pool);
+
+// reduce() over `comm` (collective); options.run_call is replaced by task_sharer(comm) and
+// options.plan_workers by total_workers(comm, options.pool), so every rank plans the same tasks.
 ReduceResult reduce(MPI_Comm comm, const AnyArray& array, const ReduceOptions& options);
 
 // map_slices() over `comm` (collective): each rank runs its share of the slices' tasks and every

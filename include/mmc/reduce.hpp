@@ -79,6 +79,10 @@ struct ReduceOptions {
   // task's result to call.on_result on this process (in any order): mmc::mpi::task_sharer
   // (mmc/mpi.hpp) runs a share on each MPI rank and replays every result on every rank.
   std::function<CallStats(const PoolOptions&, const Call&)> run_call;
+  // Workers the tasks of a chunked source are grouped for (the chunk alignment weighs decodes
+  // per worker); 0: this process's pool. Under MPI every rank must plan the same tasks, so
+  // mmc::mpi sets it to the workers of all ranks together.
+  int plan_workers = 0;
 };
 
 // A reduction's answer: a dense C-order array in native byte order.
