@@ -1,21 +1,24 @@
 #!/usr/bin/python3
-"""Per-image mean of an image cube, timed side by side in one run on the same files: mmcompute
-(a whole `mmcompute reduce` process) against what scientific programmers use today:
+"""Per-image mean and variance of an image cube, timed side by side in one run on the same
+files: mmcompute (a whole `mmcompute reduce` process) against what scientific programmers use
+today (OP is mean or var, the population variance, ddof=0):
 
-  numpy            np.memmap(...).mean(axis=(1, 2))
-  joblib           Parallel(n_jobs)(delayed(mean_intensity)(images[i]) for i in ...)  (the recipe)
+  numpy            np.memmap(...).OP(axis=(1, 2))
+  joblib           Parallel(n_jobs)(delayed(mean_intensity)(images[i]) for i in ...)  (the recipe;
+                   var_intensity, img.var(), for var)
   multiprocessing  Pool(n_jobs).map over slice indices, each worker opening its own memmap
-  dask             da.from_array(memmap, chunks=(16, ny, nx)).mean(axis=(1, 2)).compute()
+  dask             da.from_array(memmap, chunks=(16, ny, nx)).OP(axis=(1, 2)).compute()
   h5py             the same data in a contiguous HDF5 dataset, reduced slice by slice
 
-for several dtypes, n_jobs and cube sizes, warm and cold page cache (cold needs root: the page
-cache is dropped before every cold run), with the machine's roofline (bench/mmc_roofline)
-measured in the same run. Every peer's means are checked against mmcompute's
+for several ops, dtypes, n_jobs and cube sizes, warm and cold page cache (cold needs root: the
+page cache is dropped before every cold run), with the machine's roofline (bench/mmc_roofline)
+measured in the same run. Every peer's answers are checked against mmcompute's
 (np.allclose, rtol=1e-12, atol=0); mismatches are flagged loudly.
 
 Usage (from the repository root, after building with -DMMC_BUILD_BENCHMARKS=ON):
-  /usr/bin/python3 bench/compare.py                  # 0.5, 1, 2 GiB; u8, f32; n_jobs 1, 2
+  /usr/bin/python3 bench/compare.py                  # mean, var; 0.5, 1, 2 GiB; u8, f32; n_jobs 1,2
   /usr/bin/python3 bench/compare.py --sizes 2        # one size
+  /usr/bin/python3 bench/compare.py --ops mean       # one op
   /usr/bin/python3 bench/compare.py --quick          # 64 MiB, warm only: a CI smoke run (<1 min)
 Writes results/<date-time>/{table.md, results.json, *.png}. See bench/README.md.
 """
@@ -41,60 +44,94 @@ DTYPES = {"u8": np.uint8, "u16": np.uint16, "i32": np.int32, "f32": np.float32,
 IO_CHUNK = 16 << 20
 PEERS = ["mmcompute", "numpy", "joblib", "multiprocessing", "dask", "h5py"]
 PARALLEL = {"mmcompute", "joblib", "multiprocessing", "dask"}  # the others ignore n_jobs
+# Per-image reductions: each name is both mmcompute's --op and the numpy/dask method the peers
+# call (var: population variance, ddof=0 on both sides).
+OPS = ["mean", "var"]
 RTOL = 1e-12
 
 
 # ---------------------------------------------------------------------------------------------
-# The contenders. Module-level functions so that joblib and multiprocessing can pickle them.
+# The contenders, each called as fn(cube, n_jobs, op) with op in OPS. Module-level functions so
+# that joblib and multiprocessing can pickle them.
 
 def mean_intensity(img):
     return img.mean()
 
 
-def run_numpy(cube, n_jobs):
+def var_intensity(img):
+    return img.var()
+
+
+PER_IMAGE = {"mean": mean_intensity, "var": var_intensity}
+
+
+def run_numpy(cube, n_jobs, op):
     images = np.memmap(cube["path"], dtype=cube["np_dtype"], mode="r", shape=cube["shape"])
-    return images.mean(axis=(1, 2))
+    return getattr(images, op)(axis=(1, 2))
 
 
-def run_joblib(cube, n_jobs):
+def run_joblib(cube, n_jobs, op):
     from joblib import Parallel, delayed
     images = np.memmap(cube["path"], dtype=cube["np_dtype"], mode="r", shape=cube["shape"])
-    return np.array(Parallel(n_jobs=n_jobs)(delayed(mean_intensity)(images[i])
+    return np.array(Parallel(n_jobs=n_jobs)(delayed(PER_IMAGE[op])(images[i])
                                             for i in range(images.shape[0])))
 
 
 _mp_images = None
+_mp_op = None
 
 
-def _mp_open(path, dtype, shape):
-    global _mp_images
+def _mp_open(path, dtype, shape, op):
+    global _mp_images, _mp_op
     _mp_images = np.memmap(path, dtype=dtype, mode="r", shape=shape)
+    _mp_op = PER_IMAGE[op]
 
 
-def _mp_mean(i):
-    return _mp_images[i].mean()
+def _mp_slice(i):
+    return _mp_op(_mp_images[i])
 
 
-def run_multiprocessing(cube, n_jobs):
+def run_multiprocessing(cube, n_jobs, op):
     import multiprocessing
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(n_jobs, initializer=_mp_open,
-                  initargs=(cube["path"], cube["np_dtype"], cube["shape"])) as pool:
-        return np.array(pool.map(_mp_mean, range(cube["shape"][0])))
+                  initargs=(cube["path"], cube["np_dtype"], cube["shape"], op)) as pool:
+        return np.array(pool.map(_mp_slice, range(cube["shape"][0])))
 
 
-def run_dask(cube, n_jobs):
+def run_dask(cube, n_jobs, op):
     import dask.array as da
     images = np.memmap(cube["path"], dtype=cube["np_dtype"], mode="r", shape=cube["shape"])
     arr = da.from_array(images, chunks=(16,) + tuple(cube["shape"][1:]))
-    return arr.mean(axis=(1, 2)).compute(scheduler="threads", num_workers=n_jobs)
+    return getattr(arr, op)(axis=(1, 2)).compute(scheduler="threads", num_workers=n_jobs)
 
 
-def run_h5py(cube, n_jobs):
+def numpy_temporary_bytes(cube, op):
+    """What run_numpy allocates besides its answer: np.var over the whole memmap makes
+    `images - mean` as one array of the cube's shape (float64 for integer data, the data's own
+    type for floats); np.mean makes none."""
+    if op != "var":
+        return 0
+    dt = np.dtype(cube["np_dtype"])
+    return int(np.prod(cube["shape"])) * (8 if dt.kind in "iub" else dt.itemsize)
+
+
+def mem_available():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def run_h5py(cube, n_jobs, op):
     import h5py
     with h5py.File(cube["h5"], "r") as f:
         d = f["images"]
-        return np.array([d[i].mean() for i in range(d.shape[0])])
+        return np.array([PER_IMAGE[op](d[i]) for i in range(d.shape[0])])
 
 
 class MmcomputeRunner:
@@ -104,13 +141,13 @@ class MmcomputeRunner:
 
     def __init__(self, binary, tmp):
         self.binary = binary
-        self.out = os.path.join(tmp, "means.npy")
+        self.out = os.path.join(tmp, "answer.npy")
         self.last = {}
 
-    def __call__(self, cube, n_jobs):
+    def __call__(self, cube, n_jobs, op):
         cmd = [self.binary, "reduce", cube["path"], "--dtype", cube["dtype"], "--shape",
-               ",".join(map(str, cube["shape"])), "--op", "mean", "--jobs", str(n_jobs),
-               "--quiet", "-v", "-o", self.out]
+               ",".join(map(str, cube["shape"])), "--op", op, "--jobs", str(n_jobs),
+               "--quiet", "--no-cache", "-v", "-o", self.out]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         err = proc.stderr.read().decode(errors="replace")
         _, status, ru = os.wait4(proc.pid, 0)
@@ -196,7 +233,26 @@ def make_h5(cube, folder):
     return path
 
 
-def warm_up(fns, peers, jobs, tmp):
+def float64_reference(cube, op):
+    """The exact answer to compare against, in float64. var goes slice by slice (a float64 copy
+    of one image at a time) and in two passes, so memory stays bounded and nothing cancels."""
+    images = np.memmap(cube["path"], dtype=cube["np_dtype"], mode="r", shape=cube["shape"])
+    if op == "mean":
+        return images.mean(axis=(1, 2), dtype=np.float64)
+    if op == "var":
+        out = np.empty(cube["shape"][0])
+        for i in range(cube["shape"][0]):
+            x = images[i].astype(np.float64)
+            out[i] = ((x - x.mean()) ** 2).mean()
+        return out
+    raise ValueError(f"no float64 reference for op {op!r}")
+
+
+REFERENCE_TEXT = {"mean": "`mean(axis=(1, 2), dtype=np.float64)`",
+                  "var": "per slice `x = img.astype(np.float64); ((x - x.mean())**2).mean()`"}
+
+
+def warm_up(fns, peers, jobs, ops, tmp):
     """Runs every Python contender once, untimed, on a tiny cube: imports dask and h5py and
     starts joblib's worker processes (loky keeps them), so the timed runs measure the scan, not
     the interpreter's one-time start-up. mmcompute gets no such favour: it is a whole process
@@ -210,7 +266,8 @@ def warm_up(fns, peers, jobs, tmp):
     for peer in peers:
         if peer != "mmcompute":
             for n_jobs in (jobs if peer in PARALLEL else [1]):
-                fns[peer](cube, n_jobs)
+                for op in ops:
+                    fns[peer](cube, n_jobs, op)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,22 +277,23 @@ def log(msg):
     print(f"[compare] {msg}", file=sys.stderr, flush=True)
 
 
-def time_once(fn, cube, n_jobs, cold):
+def time_once(fn, cube, n_jobs, op, cold):
     if cold:
         drop_caches()
     t0 = time.perf_counter()
-    result = fn(cube, n_jobs)
+    result = fn(cube, n_jobs, op)
     return time.perf_counter() - t0, np.asarray(result)
 
 
-def compare_answer(means, reference, exact):
-    """(same, max relative difference) of a peer's means against mmcompute's."""
-    means = np.asarray(means, dtype=np.float64).ravel()
-    if means.shape != reference.shape:
+def compare_answer(answer, reference, exact):
+    """(same, max relative difference) of a peer's answer against mmcompute's (reference),
+    the difference relative to the float64 answer (exact)."""
+    answer = np.asarray(answer, dtype=np.float64).ravel()
+    if answer.shape != reference.shape:
         return False, float("inf")
-    same = bool(np.allclose(means, reference, rtol=RTOL, atol=0, equal_nan=True))
+    same = bool(np.allclose(answer, reference, rtol=RTOL, atol=0, equal_nan=True))
     denom = np.maximum(np.abs(exact), np.finfo(np.float64).tiny)
-    return same, float(np.max(np.abs(means - reference) / denom)) if means.size else 0.0
+    return same, float(np.max(np.abs(answer - reference) / denom)) if answer.size else 0.0
 
 
 def run_roofline(binary, cube_path, cold, quick):
@@ -271,7 +329,8 @@ def fmt(x, spec=".2f", none="–"):
 def write_table(path, meta, runs, roofline):
     mem = roofline_gbps(roofline, "mem_file")
     disk = roofline_gbps(roofline, "disk_cold")
-    lines = [f"# mmcompute vs peers: per-image mean ({meta['started']})", ""]
+    ops = meta["ops"]
+    lines = [f"# mmcompute vs peers: per-image {', '.join(ops)} ({meta['started']})", ""]
     lines.append(f"Command: `{meta['command']}`  ")
     lines.append(f"Machine: {meta['cpu']}, {meta['cpus']} CPUs, Linux {meta['kernel']}; "
                  f"mmcompute {meta['mmcompute']} at {meta['git']}  ")
@@ -282,99 +341,122 @@ def write_table(path, meta, runs, roofline):
     lines.append("")
     lines.append("## Roofline (bench/mmc_roofline, same run)")
     lines.append("")
-    lines.append("| probe | threads | GB/s |")
-    lines.append("| --- | ---: | ---: |")
-    for r in roofline:
-        if r.get("name") == "machine":
-            continue
-        if r.get("measured", True):
-            lines.append(f"| {r['name']} | {r['threads']} | {r['gbps']:.2f} |")
-        else:
-            lines.append(f"| {r['name']} | | {r['reason']} |")
+    if not roofline:
+        lines.append("Not measured (no mmc_roofline binary: build with "
+                     "-DMMC_BUILD_BENCHMARKS=ON or pass --roofline); \"of roofline\" is left "
+                     "blank.")
+    else:
+        lines.append("| probe | threads | GB/s |")
+        lines.append("| --- | ---: | ---: |")
+        for r in roofline:
+            if r.get("name") == "machine":
+                continue
+            if r.get("measured", True):
+                lines.append(f"| {r['name']} | {r['threads']} | {r['gbps']:.2f} |")
+            else:
+                lines.append(f"| {r['name']} | | {r['reason']} |")
     lines.append("")
     lines.append("Ratios: warm runs against mem_file with all CPUs (AVX2 sum over a prefaulted "
-                 "mapping of the same cube), cold runs against disk_cold.")
+                 "mapping of the same cube), cold runs against disk_cold; the same probe for "
+                 "every op.")
     lines.append("")
 
     def key(r):
-        return (r["dtype"], r["size_gib"], r["cache"], r["n_jobs"])
+        return (r["op"], r["dtype"], r["size_gib"], r["cache"], r["n_jobs"])
     mmc = {key(r): r for r in runs if r["peer"] == "mmcompute" and r.get("seconds")}
 
     lines.append("## Headline (largest cube, best n_jobs of each contender)")
     lines.append("")
-    lines.append("| dtype | cache | contender | n_jobs | GB/s | of roofline | mmcompute speed-up |")
-    lines.append("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+    lines.append("| op | dtype | cache | contender | n_jobs | GB/s | of roofline | "
+                 "mmcompute speed-up |")
+    lines.append("| --- | --- | --- | --- | ---: | ---: | ---: | ---: |")
     biggest = max((r["size_gib"] for r in runs), default=0)
-    for dtype in meta["dtypes"]:
-        for cache in meta["caches"]:
-            best = {}
-            for r in runs:
-                if r["dtype"] == dtype and r["cache"] == cache and r["size_gib"] == biggest \
-                        and r.get("gbps") and r["gbps"] > best.get(r["peer"], {}).get("gbps", 0):
-                    best[r["peer"]] = r
-            m = best.get("mmcompute")
-            for peer in PEERS:
-                r = best.get(peer)
-                if not r:
-                    continue
-                up = m["gbps"] / r["gbps"] if m else None
-                lines.append(f"| {dtype} | {cache} | {peer} | {r['n_jobs']} | {r['gbps']:.2f} | "
-                             f"{fmt(r.get('of_roofline'))} | {fmt(up, '.1f')}x |")
+    for op in ops:
+        for dtype in meta["dtypes"]:
+            for cache in meta["caches"]:
+                best = {}
+                for r in runs:
+                    if r["op"] == op and r["dtype"] == dtype and r["cache"] == cache and \
+                            r["size_gib"] == biggest and r.get("gbps") and \
+                            r["gbps"] > best.get(r["peer"], {}).get("gbps", 0):
+                        best[r["peer"]] = r
+                m = best.get("mmcompute")
+                for peer in PEERS:
+                    r = best.get(peer)
+                    if not r:
+                        continue
+                    up = m["gbps"] / r["gbps"] if m else None
+                    lines.append(f"| {op} | {dtype} | {cache} | {peer} | {r['n_jobs']} | "
+                                 f"{r['gbps']:.2f} | {fmt(r.get('of_roofline'))} | "
+                                 f"{fmt(up, '.1f')}x |")
     lines.append("")
+
+    by_op = sorted(runs, key=lambda r: ops.index(r["op"]))  # stable: run order within an op
 
     lines.append("## All runs")
     lines.append("")
-    lines.append("| dtype | GiB | cache | contender | n_jobs | seconds | GB/s | of roofline | "
-                 "mmcompute speed-up | same answer | max rel diff |")
-    lines.append("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | :---: | ---: |")
-    for r in runs:
-        if r.get("error"):
-            lines.append(f"| {r['dtype']} | {r['size_gib']:g} | {r['cache']} | {r['peer']} | "
-                         f"{r['n_jobs']} | | | | | **FAILED** | {r['error'][:80]} |")
+    lines.append("| op | dtype | GiB | cache | contender | n_jobs | seconds | GB/s | of roofline "
+                 "| mmcompute speed-up | same answer | max rel diff |")
+    lines.append("| --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | :---: "
+                 "| ---: |")
+    for r in by_op:
+        if r.get("error") or r.get("skipped"):
+            what = "**FAILED**" if r.get("error") else "skipped"
+            lines.append(f"| {r['op']} | {r['dtype']} | {r['size_gib']:g} | {r['cache']} | "
+                         f"{r['peer']} | {r['n_jobs']} | | | | | {what} | "
+                         f"{(r.get('error') or r['skipped'])[:80]} |")
             continue
-        m = mmc.get(key(r)) or mmc.get((r["dtype"], r["size_gib"], r["cache"], 1))
+        m = mmc.get(key(r)) or mmc.get((r["op"], r["dtype"], r["size_gib"], r["cache"], 1))
         up = r["seconds"] / m["seconds"] if m else None
         same = "yes" if r["same"] else "**NO — MISMATCH**"
-        lines.append(f"| {r['dtype']} | {r['size_gib']:g} | {r['cache']} | {r['peer']} | "
-                     f"{r['n_jobs']} | {r['seconds']:.3f} | {r['gbps']:.2f} | "
+        lines.append(f"| {r['op']} | {r['dtype']} | {r['size_gib']:g} | {r['cache']} | "
+                     f"{r['peer']} | {r['n_jobs']} | {r['seconds']:.3f} | {r['gbps']:.2f} | "
                      f"{fmt(r.get('of_roofline'))} | {fmt(up, '.1f')}x | {same} | "
                      f"{r['max_rel_diff']:.1e} |")
     lines.append("")
-    lines.append("Speed-up: the contender's time over mmcompute's at the same dtype, size, cache "
-                 "and n_jobs (mmcompute with n_jobs 1 for single-threaded peers). Same answer: "
-                 f"np.allclose(peer, mmcompute, rtol={RTOL:g}, atol=0). Max rel diff is against "
-                 "mmcompute's means.")
+    lines.append("Speed-up: the contender's time over mmcompute's at the same op, dtype, size, "
+                 "cache and n_jobs (mmcompute with n_jobs 1 for single-threaded peers). Same "
+                 f"answer: np.allclose(peer, mmcompute, rtol={RTOL:g}, atol=0). Max rel diff: "
+                 "the largest |peer - mmcompute| over the float64 reference's magnitude. "
+                 "mmcompute's first run of each op, dtype and size is checked against the "
+                 "float64 reference instead.")
     lines.append("")
 
-    refs = [r for r in runs if r["peer"] == "mmcompute" and r.get("err_vs_f64") is not None]
-    if refs:
-        lines.append("Accuracy of mmcompute against a float64 numpy reference "
-                     "(`mean(axis=(1, 2), dtype=np.float64)`): max relative error "
-                     f"{max(r['err_vs_f64'] for r in refs):.1e}.")
+    accuracy = []
+    for op in ops:
+        refs = [r for r in runs if r["peer"] == "mmcompute" and r["op"] == op and
+                r.get("err_vs_f64") is not None]
+        if refs:
+            accuracy.append(f"Accuracy of mmcompute's {op} against a float64 numpy reference "
+                            f"({REFERENCE_TEXT[op]}): max relative error "
+                            f"{max(r['err_vs_f64'] for r in refs):.1e}.")
+    if accuracy:
+        lines.append("  \n".join(accuracy))
         lines.append("")
-    bad = [r for r in runs if not r.get("error") and not r["same"]]
+    bad = [r for r in by_op if r.get("seconds") and not r["same"]]
     if bad:
         lines.append("## MISMATCHES")
         lines.append("")
         for r in bad:
-            lines.append(f"- **{r['peer']}** {r['dtype']} {r['size_gib']:g} GiB {r['cache']} "
-                         f"n_jobs={r['n_jobs']}: max rel diff {r['max_rel_diff']:.1e} from "
-                         f"mmcompute; its own max rel error against float64 is "
-                         f"{r['err_vs_f64']:.1e}" +
+            lines.append(f"- **{r['peer']}** {r['op']} {r['dtype']} {r['size_gib']:g} GiB "
+                         f"{r['cache']} n_jobs={r['n_jobs']}: max rel diff "
+                         f"{r['max_rel_diff']:.1e} from mmcompute; its own max rel error against "
+                         f"float64 is {r['err_vs_f64']:.1e}" +
                          (" (it accumulates in float32)" if r["dtype"] == "f32" else ""))
         lines.append("")
 
     lines.append("## Where mmcompute's time goes (rusage of the process and its workers)")
     lines.append("")
-    lines.append("| dtype | GiB | cache | n_jobs | wall s | reduce s (its own -v) | user s | "
+    lines.append("| op | dtype | GiB | cache | n_jobs | wall s | reduce s (its own -v) | user s | "
                  "sys s | minor faults | major faults |")
-    lines.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in runs:
+    lines.append("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in by_op:
         if r["peer"] == "mmcompute" and r.get("rusage"):
             u = r["rusage"]
-            lines.append(f"| {r['dtype']} | {r['size_gib']:g} | {r['cache']} | {r['n_jobs']} | "
-                         f"{r['seconds']:.3f} | {fmt(u['reduce_s'], '.3f')} | {u['user_s']:.3f} "
-                         f"| {u['sys_s']:.3f} | {u['minflt']} | {u['majflt']} |")
+            lines.append(f"| {r['op']} | {r['dtype']} | {r['size_gib']:g} | {r['cache']} | "
+                         f"{r['n_jobs']} | {r['seconds']:.3f} | {fmt(u['reduce_s'], '.3f')} | "
+                         f"{u['user_s']:.3f} | {u['sys_s']:.3f} | {u['minflt']} | "
+                         f"{u['majflt']} |")
     lines.append("")
     if mem is None:
         lines.append("Roofline not measured: ratios left blank.")
@@ -392,8 +474,6 @@ def plot_all(folder, meta, runs, roofline):
     mem_all = roofline_gbps(roofline, "mem_file")
     mem_one = roofline_gbps(roofline, "mem_file", threads=1)
     disk = roofline_gbps(roofline, "disk_cold")
-    ok = [r for r in runs if r.get("gbps")]
-    biggest = max((r["size_gib"] for r in ok), default=0)
     colors = {p: f"C{i}" for i, p in enumerate(PEERS)}
     written = []
 
@@ -417,79 +497,135 @@ def plot_all(folder, meta, runs, roofline):
         written.append(name)
 
     dtypes = meta["dtypes"]
-    # Throughput against n_jobs (largest cube, warm).
-    fig, axes = plt.subplots(1, len(dtypes), figsize=(6 * len(dtypes), 4.5), squeeze=False)
-    for ax, dtype in zip(axes[0], dtypes):
-        for peer in PEERS:
-            pts = sorted((r["n_jobs"], r["gbps"]) for r in ok if r["peer"] == peer and
-                         r["dtype"] == dtype and r["cache"] == "warm" and r["size_gib"] == biggest)
-            if pts:
-                xs = [p[0] for p in pts] if peer in PARALLEL else meta["jobs"]
-                ys = [p[1] for p in pts] if peer in PARALLEL else [pts[0][1]] * len(meta["jobs"])
-                ax.plot(xs, ys, "o-" if peer in PARALLEL else ":", color=colors[peer], label=peer)
-        roof(ax)
-        ax.set(title=f"{dtype}, {biggest:g} GiB, warm cache", xlabel="n_jobs", ylabel="GB/s",
-               xticks=meta["jobs"], ylim=(0, None))
-        ax.legend(fontsize=8)
-    save(fig, "throughput_vs_n_jobs.png")
-
-    # Throughput against dtype (largest cube, warm, best n_jobs).
-    fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.8 / len(PEERS)
-    for i, peer in enumerate(PEERS):
-        ys = []
-        for dtype in dtypes:
-            b = best([r for r in ok if r["peer"] == peer and r["dtype"] == dtype and
-                      r["cache"] == "warm" and r["size_gib"] == biggest])
-            ys.append(b["gbps"] if b else 0)
-        ax.bar(np.arange(len(dtypes)) + (i - len(PEERS) / 2 + 0.5) * width, ys, width,
-               color=colors[peer], label=peer)
-    roof(ax)
-    ax.set(title=f"{biggest:g} GiB, warm cache, best n_jobs", xticks=range(len(dtypes)),
-           xticklabels=dtypes, ylabel="GB/s")
-    ax.legend(fontsize=8)
-    save(fig, "throughput_vs_dtype.png")
+    for op in meta["ops"]:
+        # mean keeps the plain file names; other ops get _OP appended. Titles name the op.
+        suffix = "" if op == "mean" else f"_{op}"
+        ok = [r for r in runs if r.get("gbps") and r["op"] == op]
+        if not ok:
+            continue
+        biggest = max(r["size_gib"] for r in ok)
+        # Throughput against n_jobs (largest cube, warm).
+        fig, axes = plt.subplots(1, len(dtypes), figsize=(6 * len(dtypes), 4.5), squeeze=False)
+        for ax, dtype in zip(axes[0], dtypes):
+            for peer in PEERS:
+                pts = sorted((r["n_jobs"], r["gbps"]) for r in ok
+                             if r["peer"] == peer and r["dtype"] == dtype and
+                             r["cache"] == "warm" and r["size_gib"] == biggest)
+                if pts:
+                    xs = [p[0] for p in pts] if peer in PARALLEL else meta["jobs"]
+                    ys = [p[1] for p in pts] if peer in PARALLEL else \
+                        [pts[0][1]] * len(meta["jobs"])
+                    ax.plot(xs, ys, "o-" if peer in PARALLEL else ":", color=colors[peer],
+                            label=peer)
+            roof(ax)
+            ax.set(title=f"{op}: {dtype}, {biggest:g} GiB, warm cache", xlabel="n_jobs",
+                   ylabel="GB/s", xticks=meta["jobs"], ylim=(0, None))
+            ax.legend(fontsize=8)
+        save(fig, f"throughput_vs_n_jobs{suffix}.png")
 
-    # Throughput against cube size (warm, best n_jobs).
-    sizes = sorted({r["size_gib"] for r in ok})
-    fig, axes = plt.subplots(1, len(dtypes), figsize=(6 * len(dtypes), 4.5), squeeze=False)
-    for ax, dtype in zip(axes[0], dtypes):
-        for peer in PEERS:
-            pts = []
-            for s in sizes:
-                b = best([r for r in ok if r["peer"] == peer and r["dtype"] == dtype and
-                          r["cache"] == "warm" and r["size_gib"] == s])
-                if b:
-                    pts.append((s, b["gbps"]))
-            if pts:
-                ax.plot(*zip(*pts), "o-", color=colors[peer], label=peer)
-        roof(ax)
-        ax.set(title=f"{dtype}, warm cache, best n_jobs", xlabel="cube size (GiB)",
-               ylabel="GB/s", xscale="log" if len(sizes) > 2 else "linear", ylim=(0, None))
-        ax.set_xticks(sizes, [f"{s:g}" for s in sizes])
-        ax.legend(fontsize=8)
-    save(fig, "throughput_vs_size.png")
-
-    # Cold cache (largest cube, best n_jobs) against the disk.
-    if any(r["cache"] == "cold" for r in ok):
+        # Throughput against dtype (largest cube, warm, best n_jobs).
         fig, ax = plt.subplots(figsize=(8, 4.5))
         for i, peer in enumerate(PEERS):
             ys = []
             for dtype in dtypes:
                 b = best([r for r in ok if r["peer"] == peer and r["dtype"] == dtype and
-                          r["cache"] == "cold" and r["size_gib"] == biggest])
+                          r["cache"] == "warm" and r["size_gib"] == biggest])
                 ys.append(b["gbps"] if b else 0)
             ax.bar(np.arange(len(dtypes)) + (i - len(PEERS) / 2 + 0.5) * width, ys, width,
                    color=colors[peer], label=peer)
-        roof(ax, "cold")
-        ax.set(title=f"{biggest:g} GiB, cold cache, best n_jobs", xticks=range(len(dtypes)),
-               xticklabels=dtypes, ylabel="GB/s")
+        roof(ax)
+        ax.set(title=f"{op}: {biggest:g} GiB, warm cache, best n_jobs",
+               xticks=range(len(dtypes)), xticklabels=dtypes, ylabel="GB/s")
         ax.legend(fontsize=8)
-        save(fig, "cold_cache.png")
+        save(fig, f"throughput_vs_dtype{suffix}.png")
+
+        # Throughput against cube size (warm, best n_jobs).
+        sizes = sorted({r["size_gib"] for r in ok})
+        fig, axes = plt.subplots(1, len(dtypes), figsize=(6 * len(dtypes), 4.5), squeeze=False)
+        for ax, dtype in zip(axes[0], dtypes):
+            for peer in PEERS:
+                pts = []
+                for s in sizes:
+                    b = best([r for r in ok if r["peer"] == peer and r["dtype"] == dtype and
+                              r["cache"] == "warm" and r["size_gib"] == s])
+                    if b:
+                        pts.append((s, b["gbps"]))
+                if pts:
+                    ax.plot(*zip(*pts), "o-", color=colors[peer], label=peer)
+            roof(ax)
+            ax.set(title=f"{op}: {dtype}, warm cache, best n_jobs", xlabel="cube size (GiB)",
+                   ylabel="GB/s", xscale="log" if len(sizes) > 2 else "linear", ylim=(0, None))
+            ax.set_xticks(sizes, [f"{s:g}" for s in sizes])
+            ax.legend(fontsize=8)
+        save(fig, f"throughput_vs_size{suffix}.png")
+
+        # Cold cache (largest cube, best n_jobs) against the disk.
+        if any(r["cache"] == "cold" for r in ok):
+            fig, ax = plt.subplots(figsize=(8, 4.5))
+            for i, peer in enumerate(PEERS):
+                ys = []
+                for dtype in dtypes:
+                    b = best([r for r in ok if r["peer"] == peer and r["dtype"] == dtype and
+                              r["cache"] == "cold" and r["size_gib"] == biggest])
+                    ys.append(b["gbps"] if b else 0)
+                ax.bar(np.arange(len(dtypes)) + (i - len(PEERS) / 2 + 0.5) * width, ys, width,
+                       color=colors[peer], label=peer)
+            roof(ax, "cold")
+            ax.set(title=f"{op}: {biggest:g} GiB, cold cache, best n_jobs",
+                   xticks=range(len(dtypes)), xticklabels=dtypes, ylabel="GB/s")
+            ax.legend(fontsize=8)
+            save(fig, f"cold_cache{suffix}.png")
     return written
 
 
 # ---------------------------------------------------------------------------------------------
+
+def run_contender(fn, peer, cube, op, cache, n_jobs, repeat, mmc, exact, reference, mem, disk):
+    """Times one contender (best of `repeat`, the file read once before when warm) and checks
+    its answer against mmcompute's (`reference`; the float64 answer `exact` until mmcompute has
+    answered). Returns (the run's row, the answer as float64 or None if the contender failed:
+    that is reported in the row, not fatal)."""
+    size_gib = cube["nbytes"] / GIB
+    row = {"op": op, "peer": peer, "dtype": cube["dtype"], "size_gib": size_gib,
+           "shape": list(cube["shape"]), "cache": cache, "n_jobs": n_jobs}
+    if peer == "numpy":
+        need, avail = numpy_temporary_bytes(cube, op), mem_available()
+        if need and avail is not None and need > avail // 2:  # no swap here: it would OOM
+            row["skipped"] = (f"np.{op} would allocate a {need / GIB:.1f} GiB temporary, over "
+                              f"half the {avail / GIB:.1f} GiB available")
+            log(f"skipped {op} {peer} {cube['dtype']} {size_gib:g} GiB {cache}: "
+                f"{row['skipped']}")
+            return row, None
+    if cache == "warm":
+        read_through(cube["path"])
+        if peer == "h5py":
+            read_through(cube["h5"])
+    try:
+        best, answer, usage = float("inf"), None, None
+        for _ in range(repeat):
+            s, a = time_once(fn, cube, n_jobs, op, cache == "cold")
+            if s < best:
+                best, answer = s, a
+                usage = dict(mmc.last) if peer == "mmcompute" else None
+    except Exception as e:  # a failing peer is reported, not fatal
+        row["error"] = f"{type(e).__name__}: {e}"
+        log(f"FAILED {op} {peer} {cube['dtype']} n_jobs={n_jobs} {cache}: {row['error']}")
+        return row, None
+    ref = reference if reference is not None else exact
+    same, diff = compare_answer(answer, ref, exact)
+    _, err64 = compare_answer(answer, exact, exact)
+    roof = mem if cache == "warm" else disk
+    gbps = cube["nbytes"] / best / 1e9
+    row.update({"seconds": best, "gbps": gbps, "same": same, "max_rel_diff": diff,
+                "err_vs_f64": err64, "of_roofline": gbps / roof if roof else None})
+    if usage:
+        row["rusage"] = usage
+    log(f"{op} {cube['dtype']} {size_gib:g} GiB {cache} {peer:15s} n_jobs={n_jobs}: "
+        f"{best:.3f} s, {gbps:.2f} GB/s" + ("" if same else
+        f"   <<< MISMATCH with mmcompute: max rel diff {diff:.1e} >>>"))
+    return row, np.asarray(answer, dtype=np.float64).ravel()
+
 
 def find_binary(explicit, candidates):
     if explicit:
@@ -526,6 +662,9 @@ def parse_args():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="0.5,1,2", help="cube sizes in GiB (default 0.5,1,2)")
     ap.add_argument("--big", action="store_true", help="also a 4 GiB cube")
+    ap.add_argument("--ops", default=",".join(OPS),
+                    help="reductions per image, from " + ",".join(OPS) + " (default: all; var is "
+                         "the population variance, ddof=0)")
     ap.add_argument("--dtypes", default="u8,f32", help="from " + ",".join(DTYPES))
     ap.add_argument("--jobs", default="1,2", help="n_jobs values (default 1,2)")
     ap.add_argument("--peers", default=",".join(PEERS[1:]),
@@ -552,9 +691,17 @@ def parse_args():
         args.repeat = 1
         args.no_cold = not args.cold
     args.size_list = [float(s) for s in args.sizes.split(",")] + ([4.0] if args.big else [])
+    args.op_list = [o for o in args.ops.split(",") if o]
     args.dtype_list = args.dtypes.split(",")
     args.jobs_list = [int(j) for j in args.jobs.split(",")]
     args.peer_list = ["mmcompute"] + [p for p in args.peers.split(",") if p and p != "mmcompute"]
+    if not args.op_list:
+        ap.error("--ops: name at least one op")
+    for o in args.op_list:
+        if o not in OPS:
+            ap.error(f"--ops: unknown op {o!r} (choose from {', '.join(OPS)})")
+    if len(set(args.op_list)) != len(args.op_list):
+        ap.error("--ops: an op is named twice")
     for d in args.dtype_list:
         if d not in DTYPES:
             ap.error(f"--dtypes: unknown dtype {d!r}")
@@ -584,8 +731,9 @@ def main():
     os.makedirs(args.data_dir, exist_ok=True)
     meta = {"started": started.isoformat(timespec="seconds"),
             "command": " ".join([sys.executable] + sys.argv), "repeat": args.repeat,
-            "repeat_cold": args.repeat_cold, "dtypes": args.dtype_list, "jobs": args.jobs_list,
-            "caches": caches, "sizes_gib": args.size_list, **machine_info(binary)}
+            "repeat_cold": args.repeat_cold, "ops": args.op_list, "dtypes": args.dtype_list,
+            "jobs": args.jobs_list, "caches": caches, "sizes_gib": args.size_list,
+            **machine_info(binary)}
     log(f"results in {folder}")
 
     cubes = [make_cube(binary, args.data_dir, d, int(s * GIB))
@@ -602,54 +750,24 @@ def main():
         mmc = MmcomputeRunner(binary, tmp)
         fns = {"mmcompute": mmc, "numpy": run_numpy, "joblib": run_joblib,
                "multiprocessing": run_multiprocessing, "dask": run_dask, "h5py": run_h5py}
-        warm_up(fns, args.peer_list, args.jobs_list, tmp)
+        warm_up(fns, args.peer_list, args.jobs_list, args.op_list, tmp)
         for cube in cubes:
-            size_gib = cube["nbytes"] / GIB
             if "h5py" in args.peer_list:
                 log(f"writing the HDF5 copy of {cube['path']}")
                 cube["h5"] = make_h5(cube, h5_dir)
-            exact = np.memmap(cube["path"], dtype=cube["np_dtype"], mode="r",
-                              shape=cube["shape"]).mean(axis=(1, 2), dtype=np.float64)
-            reference = None
-            for cache in caches:
-                repeat = args.repeat if cache == "warm" else args.repeat_cold
-                for peer in args.peer_list:
-                    for n_jobs in (args.jobs_list if peer in PARALLEL else [1]):
-                        if cache == "warm":
-                            read_through(cube["path"])
-                            if peer == "h5py":
-                                read_through(cube["h5"])
-                        row = {"peer": peer, "dtype": cube["dtype"], "size_gib": size_gib,
-                               "shape": list(cube["shape"]), "cache": cache, "n_jobs": n_jobs}
-                        try:
-                            best, means, usage = float("inf"), None, None
-                            for _ in range(repeat):
-                                s, m = time_once(fns[peer], cube, n_jobs, cache == "cold")
-                                if s < best:
-                                    best, means = s, m
-                                    usage = dict(mmc.last) if peer == "mmcompute" else None
-                        except Exception as e:  # a failing peer is reported, not fatal
-                            row["error"] = f"{type(e).__name__}: {e}"
-                            log(f"FAILED {peer} {cube['dtype']} n_jobs={n_jobs} {cache}: "
-                                f"{row['error']}")
+            for op in args.op_list:  # the cube and its HDF5 copy serve every op
+                exact = float64_reference(cube, op)
+                reference = None  # mmcompute's answer, once it has one
+                for cache in caches:
+                    repeat = args.repeat if cache == "warm" else args.repeat_cold
+                    for peer in args.peer_list:
+                        for n_jobs in (args.jobs_list if peer in PARALLEL else [1]):
+                            row, answer = run_contender(fns[peer], peer, cube, op, cache,
+                                                        n_jobs, repeat, mmc, exact, reference,
+                                                        mem, disk)
                             runs.append(row)
-                            continue
-                        if peer == "mmcompute" and reference is None:
-                            reference = np.asarray(means, dtype=np.float64).ravel()
-                        ref = reference if reference is not None else exact
-                        same, diff = compare_answer(means, ref, exact)
-                        _, err64 = compare_answer(means, exact, exact)
-                        roof = mem if cache == "warm" else disk
-                        gbps = cube["nbytes"] / best / 1e9
-                        row.update({"seconds": best, "gbps": gbps, "same": same,
-                                    "max_rel_diff": diff, "err_vs_f64": err64,
-                                    "of_roofline": gbps / roof if roof else None})
-                        if usage:
-                            row["rusage"] = usage
-                        runs.append(row)
-                        log(f"{cube['dtype']} {size_gib:g} GiB {cache} {peer:15s} n_jobs={n_jobs}: "
-                            f"{best:.3f} s, {gbps:.2f} GB/s" + ("" if same else
-                            f"   <<< MISMATCH with mmcompute: max rel diff {diff:.1e} >>>"))
+                            if peer == "mmcompute" and reference is None:
+                                reference = answer
             if not args.keep_h5 and cube.get("h5"):
                 os.unlink(cube["h5"])
     if not args.keep_h5:
@@ -661,7 +779,7 @@ def main():
     plots = plot_all(folder, meta, runs, roofline)
     print(open(os.path.join(folder, "table.md")).read())
     log(f"wrote {folder}/table.md, results.json, {', '.join(plots)}")
-    mismatches = [r for r in runs if not r.get("error") and not r["same"]]
+    mismatches = [r for r in runs if r.get("seconds") and not r["same"]]
     if mismatches:
         log(f"!!! {len(mismatches)} run(s) disagree with mmcompute beyond rtol={RTOL:g}; see "
             "MISMATCHES in table.md")

@@ -4,6 +4,14 @@
 //   run(P&, ptr, n, stride)  folds a run of n elements (byte stride) into one partial;
 //   line(P*, ptr, n, stride) folds element j of a run into partial j (outputs along memory);
 //   merge(P&, const P&)      appends a later partial.
+// and may define
+//   lines(P*, ptr, n, stride, m, line_stride)
+//                            line() over m lines (line k at ptr + k * line_stride), in order,
+//                            with the same partials bit for bit (but for which of two NaNs a
+//                            sum keeps, as in the dense kernels). Dense lines in native byte
+//                            order are folded a block of outputs at a time, which lets the
+//                            compiler vectorize what line() does one output at a time
+//                            (strategy B: the mean image, reduce over axis 0).
 // Families with kNeedsIndex also receive the logical (C-order, over the reduced axes) index of
 // each element: run(P&, ptr, n, stride, first_index, index_stride) and
 // line(P*, ptr, n, stride, index).
@@ -17,6 +25,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -188,6 +197,71 @@ i128 int_sum(const std::byte* p, std::int64_t n, std::int64_t runtime_stride) no
   }
 }
 
+// Strategy B in blocks: line() touches one partial per element (32 bytes of state for one
+// byte of u8 data), so lines() folds the m lines into kLineBlock outputs at a time, held in
+// small local arrays the compiler vectorizes (narrow integer accumulators, flushed before they
+// can overflow; doubles for floats), and touches the partials once per block.
+inline constexpr std::int64_t kLineBlock = 2048;
+
+// True when lines() must fall back to line() calls: strided or byte-swapped lines, or bool.
+template <class T, bool Swap>
+inline bool lines_by_line(std::int64_t stride) noexcept {
+  return Swap || std::is_same_v<T, bool> || stride != static_cast<std::int64_t>(sizeof(T));
+}
+
+// Element j of the line starting at p (dense, native order, any alignment).
+template <class T>
+[[gnu::always_inline]] inline T line_at(const std::byte* p, std::int64_t j) noexcept {
+  T x;
+  std::memcpy(&x, p + j * static_cast<std::int64_t>(sizeof(T)), sizeof x);
+  return x;
+}
+
+// Exact Σx (and with Squares, Σx²) over m lines for the block's outputs [j0, j0 + jn), added to
+// s1[0, jn) (and s2). Narrow accumulators, flushed before they can overflow: 1-byte types sum in
+// 16 bits and square in 32 for 256 lines at a time (255 * 256 < 2^16), 2-byte types sum in 32
+// bits (squares in 64) for 2^15 lines; 4-byte types sum straight in 64 bits.
+template <class T, bool Squares = false>
+void int_lines(const std::byte* p, std::int64_t j0, std::int64_t jn, std::int64_t m,
+               std::int64_t line_stride, std::int64_t* s1, std::uint64_t* s2 = nullptr) noexcept {
+  static_assert(std::is_integral_v<T> && sizeof(T) <= 4 && (!Squares || sizeof(T) <= 2));
+  constexpr bool kSigned = std::is_signed_v<T>;
+  using Narrow = std::conditional_t<
+      sizeof(T) == 1, std::conditional_t<kSigned, std::int16_t, std::uint16_t>,
+      std::conditional_t<sizeof(T) == 2, std::conditional_t<kSigned, std::int32_t, std::uint32_t>,
+                         std::int64_t>>;
+  using Square = std::conditional_t<sizeof(T) == 1, std::uint32_t, std::uint64_t>;
+  constexpr std::int64_t kLines = sizeof(T) == 1   ? 256
+                                  : sizeof(T) == 2 ? (std::int64_t{1} << 15)
+                                                   : std::numeric_limits<std::int64_t>::max();
+  Narrow acc[kLineBlock];
+  Square sq[Squares ? kLineBlock : 1];
+  for (std::int64_t g = 0; g < m;) {
+    const std::int64_t g1 = m - g < kLines ? m : g + kLines;
+    for (std::int64_t j = 0; j < jn; ++j) acc[j] = 0;
+    if constexpr (Squares) {
+      for (std::int64_t j = 0; j < jn; ++j) sq[j] = 0;
+    }
+    for (std::int64_t i = g; i < g1; ++i) {
+      const std::byte* q = p + i * line_stride;
+      for (std::int64_t j = 0; j < jn; ++j) {
+        const T x = line_at<T>(q, j0 + j);
+        acc[j] = static_cast<Narrow>(acc[j] + static_cast<Narrow>(x));
+        if constexpr (Squares) {
+          using Product = std::conditional_t<kSigned, std::int32_t, std::uint32_t>;
+          const Product w = static_cast<Product>(x);
+          sq[j] += static_cast<Square>(static_cast<std::uint32_t>(w * w));
+        }
+      }
+    }
+    for (std::int64_t j = 0; j < jn; ++j) s1[j] += static_cast<std::int64_t>(acc[j]);
+    if constexpr (Squares) {
+      for (std::int64_t j = 0; j < jn; ++j) s2[j] += static_cast<std::uint64_t>(sq[j]);
+    }
+    g = g1;
+  }
+}
+
 // sum, mean, nansum, nanmean: exact 128-bit integer sums, or double pairwise sums for floats.
 // n counts the elements summed (NaN excluded when SkipNan).
 template <class T, bool Swap, bool SkipNan = false>
@@ -236,6 +310,54 @@ struct SumFamily {
         a[j].sum += static_cast<i128>(x);
       }
       a[j].n += 1;
+    }
+  }
+  static void lines(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride,
+                    std::int64_t m, std::int64_t line_stride) noexcept {
+    if (lines_by_line<T, Swap>(stride)) {
+      for (std::int64_t i = 0; i < m; ++i) line(a, p + i * line_stride, n, stride);
+      return;
+    }
+    for (std::int64_t j0 = 0; j0 < n; j0 += kLineBlock) {
+      const std::int64_t jn = n - j0 < kLineBlock ? n - j0 : kLineBlock;
+      if constexpr (kIsFloat<T>) {
+        // The same additions as line(), in the same order per output.
+        double acc[kLineBlock];
+        std::int64_t valid[kLineBlock];
+        for (std::int64_t j = 0; j < jn; ++j) {
+          acc[j] = a[j0 + j].sum;
+          valid[j] = 0;
+        }
+        for (std::int64_t i = 0; i < m; ++i) {
+          const std::byte* q = p + i * line_stride;
+          for (std::int64_t j = 0; j < jn; ++j) {
+            const T x = line_at<T>(q, j0 + j);
+            if constexpr (SkipNan) {
+              const bool ok = !is_nan(x);
+              acc[j] = ok ? acc[j] + static_cast<double>(x) : acc[j];
+              valid[j] += ok;
+            } else {
+              acc[j] += static_cast<double>(x);
+            }
+          }
+        }
+        for (std::int64_t j = 0; j < jn; ++j) {
+          a[j0 + j].sum = acc[j];
+          a[j0 + j].n += SkipNan ? valid[j] : m;
+        }
+      } else if constexpr (sizeof(T) <= 4 && !std::is_same_v<T, bool>) {
+        std::int64_t acc[kLineBlock] = {};
+        int_lines<T>(p, j0, jn, m, line_stride, acc);
+        for (std::int64_t j = 0; j < jn; ++j) {
+          a[j0 + j].sum += acc[j];
+          a[j0 + j].n += m;
+        }
+      } else {
+        // 8-byte integers: 128-bit sums, nothing narrower to vectorize.
+        for (std::int64_t i = 0; i < m; ++i) {
+          line(a + j0, p + i * line_stride + j0 * stride, jn, stride);
+        }
+      }
     }
   }
   static void merge(Partial& a, const Partial& b) noexcept {
@@ -428,6 +550,58 @@ struct MomentsFamily {
     }
   }
 
+  static void lines(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride,
+                    std::int64_t m, std::int64_t line_stride) noexcept {
+    if (lines_by_line<T, Swap>(stride)) {
+      for (std::int64_t i = 0; i < m; ++i) line(a, p + i * line_stride, n, stride);
+      return;
+    }
+    for (std::int64_t j0 = 0; j0 < n; j0 += kLineBlock) {
+      const std::int64_t jn = n - j0 < kLineBlock ? n - j0 : kLineBlock;
+      Partial* out = a + j0;
+      if constexpr (std::is_same_v<T, bool>) {
+        return;  // never reached: bool goes by line() above
+      } else if constexpr (kExactMoments<T>) {
+        std::int64_t s1[kLineBlock] = {};
+        std::uint64_t s2[kLineBlock] = {};
+        int_lines<T, true>(p, j0, jn, m, line_stride, s1, s2);
+        for (std::int64_t j = 0; j < jn; ++j) {
+          out[j].s1 += s1[j];
+          out[j].s2 += s2[j];
+          out[j].n += m;
+        }
+      } else {
+        // line()'s Welford updates, the count held as a double (exact below 2^53).
+        double count[kLineBlock], mean[kLineBlock], m2[kLineBlock];
+        for (std::int64_t j = 0; j < jn; ++j) {
+          count[j] = static_cast<double>(out[j].n);
+          mean[j] = out[j].mean;
+          m2[j] = out[j].m2;
+        }
+        for (std::int64_t i = 0; i < m; ++i) {
+          const std::byte* q = p + i * line_stride;
+          for (std::int64_t j = 0; j < jn; ++j) {
+            const T v = line_at<T>(q, j0 + j);
+            const double x = static_cast<double>(v);
+            const double c = count[j] + 1.0;
+            const double delta = x - mean[j];
+            const double next = mean[j] + delta / c;
+            const double next_m2 = m2[j] + delta * (x - next);
+            const bool take = !(SkipNan && is_nan(v));  // nan*: a NaN changes nothing
+            count[j] = take ? c : count[j];
+            mean[j] = take ? next : mean[j];
+            m2[j] = take ? next_m2 : m2[j];
+          }
+        }
+        for (std::int64_t j = 0; j < jn; ++j) {
+          out[j].n = static_cast<std::int64_t>(count[j]);
+          out[j].mean = mean[j];
+          out[j].m2 = m2[j];
+        }
+      }
+    }
+  }
+
   static void merge(Partial& a, const Partial& b) noexcept {
     if constexpr (kExactMoments<T>) {
       a.s1 += b.s1;
@@ -527,6 +701,44 @@ struct MinMaxFamily {
       a[j].min = x < a[j].min ? x : a[j].min;
       a[j].max = x > a[j].max ? x : a[j].max;
       a[j].valid = true;
+    }
+  }
+  static void lines(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride,
+                    std::int64_t m, std::int64_t line_stride) noexcept {
+    if (lines_by_line<T, Swap>(stride)) {
+      for (std::int64_t i = 0; i < m; ++i) line(a, p + i * line_stride, n, stride);
+      return;
+    }
+    if constexpr (!std::is_same_v<T, bool>) {
+      for (std::int64_t j0 = 0; j0 < n; j0 += kLineBlock) {
+        const std::int64_t jn = n - j0 < kLineBlock ? n - j0 : kLineBlock;
+        T mn[kLineBlock], mx[kLineBlock];
+        std::uint8_t nan[kLineBlock], valid[kLineBlock];
+        for (std::int64_t j = 0; j < jn; ++j) {
+          mn[j] = a[j0 + j].min;
+          mx[j] = a[j0 + j].max;
+          nan[j] = 0;
+          valid[j] = 0;
+        }
+        for (std::int64_t i = 0; i < m; ++i) {
+          const std::byte* q = p + i * line_stride;
+          for (std::int64_t j = 0; j < jn; ++j) {
+            const T x = line_at<T>(q, j0 + j);
+            mn[j] = x < mn[j] ? x : mn[j];  // NaN compares false: skipped, as in line()
+            mx[j] = x > mx[j] ? x : mx[j];
+            const std::uint8_t is = is_nan(x) ? 1 : 0;
+            nan[j] |= is;
+            valid[j] |= static_cast<std::uint8_t>(is ^ 1);
+          }
+        }
+        for (std::int64_t j = 0; j < jn; ++j) {
+          Partial& out = a[j0 + j];
+          out.min = mn[j];
+          out.max = mx[j];
+          out.nan = out.nan || nan[j] != 0;
+          out.valid = out.valid || valid[j] != 0;
+        }
+      }
     }
   }
   static void merge(Partial& a, const Partial& b) noexcept {

@@ -12,12 +12,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <thread>
 
 #include "kernels/families.hpp"
 #include "kernels/histogram.hpp"
 #include "mmc/error.hpp"
 #include "reduce/context.hpp"
+#include "reduce/read_ahead.hpp"
 
 namespace mmc::detail {
 
@@ -124,6 +126,12 @@ class TaskRunner {
     std::int64_t b, e;
     range(level, &b, &e);
     const bool last = level + 1 == plan_.reduced.size();
+    if constexpr (!F::kNeedsIndex && requires { family_.lines(parts, ptr, n, n, n, n); }) {
+      if (last) {
+        family_.lines(parts, ptr + b * d.stride, n, plan_.line.stride, e - b, d.stride);
+        return;
+      }
+    }
     for (std::int64_t i = b; i < e; ++i) {
       const std::byte* q = ptr + i * d.stride;
       const std::int64_t at = index + i * d.index_stride;
@@ -208,6 +216,13 @@ CallStats run_plan(const Input& input, const ReducePlan& plan, const F& family,
   const std::int64_t width = width_of(family);
   const std::int64_t populate_limit = 4 * std::max(options.task_bytes, detail::kTaskBytes);
 
+  // A cold cube streams from disk in task order ahead of the workers (read_ahead.hpp). Not
+  // under run_call (MPI): a rank's share of the tasks is not known here.
+  std::optional<ReadAhead> read_ahead;
+  if (input.dense != nullptr && !options.run_call && read_ahead_enabled()) {
+    read_ahead.emplace(input.dense->mapping(), plan, populate_limit, kReadAheadWindow);
+  }
+
   Call call;
   call.n_tasks = static_cast<std::size_t>(plan.n_tasks());
   call.run = [&plan, &family, &input, delay_ms, populate_limit](std::size_t task, ByteView,
@@ -273,6 +288,7 @@ CallStats run_plan(const Input& input, const ReducePlan& plan, const F& family,
   std::vector<Bytes> pending(plan.pieces > 1 ? call.n_tasks : 0);
   std::vector<std::int64_t> arrived(plan.pieces > 1 ? static_cast<std::size_t>(plan.blocks()) : 0);
   call.on_result = [&](std::size_t task, ByteView bytes) {
+    if (read_ahead) read_ahead->finished();
     const auto t = static_cast<std::int64_t>(task);
     const TaskRunner<F> runner(family, plan, t);
     const auto expected = static_cast<std::size_t>(runner.partials()) * sizeof(Partial);

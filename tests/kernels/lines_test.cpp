@@ -1,0 +1,166 @@
+// Strategy B's blocked fold: a family's lines() gives, bit for bit (NaN payloads aside), the
+// partials of line() called once per line, for every element type, across the output blocks, past
+// the lines after which narrow accumulators are flushed, on misaligned and gapped lines, and when
+// the lines arrive in two slabs (as the chunked executor folds them).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/families.hpp"
+
+namespace mmc::kernels {
+namespace {
+
+// Geometries: outputs per line (n) and lines (m). They cross the output block (kLineBlock),
+// the 256 lines of 1-byte accumulators and the 2^15 lines of 2-byte ones.
+struct Geometry {
+  std::int64_t n;
+  std::int64_t m;
+};
+const Geometry kGeometries[] = {{1, 1},    {7, 3},     {2049, 5}, {4100, 2},
+                                {33, 600}, {3, 33000}, {0, 4},    {5, 0}};
+
+// Element values that stress every path: the type's extremes in runs (where narrow sums come
+// closest to overflowing), random bits, and for floats zeros of both signs, NaN, infinities.
+template <class T>
+T value(std::mt19937_64& rng, std::int64_t i) {
+  const std::uint64_t r = rng();
+  if constexpr (std::is_same_v<T, bool>) {
+    return (r & 1) != 0;
+  } else if constexpr (std::is_floating_point_v<T>) {
+    switch (r % 16) {
+      case 0:
+        return std::numeric_limits<T>::quiet_NaN();
+      case 1:
+        return (r >> 8) % 2 ? std::numeric_limits<T>::infinity()
+                            : -std::numeric_limits<T>::infinity();
+      case 2:
+        return (r >> 8) % 2 ? T(0.0) : T(-0.0);
+      case 3:
+        return std::numeric_limits<T>::max() / T(3);
+      default:
+        return static_cast<T>(static_cast<double>(r % 100000) / 7.0 - 5000.0);
+    }
+  } else {
+    if (i % 7 < 3) return std::numeric_limits<T>::max();
+    if (i % 7 == 3) return std::numeric_limits<T>::lowest();
+    T x;
+    std::memcpy(&x, &r, sizeof x);
+    return x;
+  }
+}
+
+// Lines of n elements, line_stride bytes apart (a gap after each), starting one byte into the
+// buffer so that no element is aligned.
+template <class T>
+std::vector<std::byte> make_lines(std::int64_t n, std::int64_t m, std::int64_t line_stride,
+                                  std::uint64_t seed) {
+  std::vector<std::byte> buf(static_cast<std::size_t>(1 + m * line_stride));
+  std::mt19937_64 rng(seed);
+  for (std::int64_t i = 0; i < m; ++i) {
+    for (std::int64_t j = 0; j < n; ++j) {
+      const T x = value<T>(rng, i + j);
+      std::byte* at = buf.data() + 1 + i * line_stride + j * static_cast<std::int64_t>(sizeof(T));
+      std::memcpy(at, &x, sizeof x);
+    }
+  }
+  return buf;
+}
+
+// Equal bits, except that for float partials (8-byte words: sums, means, M2, counts) two NaNs
+// are equal whatever their sign and payload: which of two NaNs an addition keeps depends on the
+// operand order the compiler picked, in vector code as in the dense kernels.
+template <class T, class P>
+bool same_partial(const P& a, const P& b) {
+  if (std::memcmp(&a, &b, sizeof(P)) == 0) return true;
+  if constexpr (!std::is_floating_point_v<T> || sizeof(P) % sizeof(double) != 0) {
+    return false;
+  } else {
+    for (std::size_t at = 0; at < sizeof(P); at += sizeof(double)) {
+      double x, y;
+      std::memcpy(&x, reinterpret_cast<const char*>(&a) + at, sizeof x);
+      std::memcpy(&y, reinterpret_cast<const char*>(&b) + at, sizeof y);
+      if (std::memcmp(&x, &y, sizeof x) != 0 && !(std::isnan(x) && std::isnan(y))) return false;
+    }
+    return true;
+  }
+}
+
+template <class F, class T>
+void expect_lines_match_line(const std::string& what) {
+  using Partial = typename F::Partial;
+  constexpr auto kItem = static_cast<std::int64_t>(sizeof(T));
+  for (const Geometry& g : kGeometries) {
+    const std::int64_t line_stride = (g.n + 3) * kItem;
+    const std::vector<std::byte> buf = make_lines<T>(g.n, g.m, line_stride, 17 + g.n * g.m);
+    const std::byte* p = buf.data() + 1;
+    // Partials zeroed first: padding bytes compare equal.
+    std::vector<Partial> want(static_cast<std::size_t>(g.n)), got(want.size());
+    std::memset(static_cast<void*>(want.data()), 0, want.size() * sizeof(Partial));
+    std::memset(static_cast<void*>(got.data()), 0, got.size() * sizeof(Partial));
+    for (Partial& a : want) F::init(a);
+    for (Partial& a : got) F::init(a);
+    for (std::int64_t i = 0; i < g.m; ++i) F::line(want.data(), p + i * line_stride, g.n, kItem);
+    const std::int64_t split = g.m / 3;  // two slabs: [0, split), [split, m)
+    F::lines(got.data(), p, g.n, kItem, split, line_stride);
+    F::lines(got.data(), p + split * line_stride, g.n, kItem, g.m - split, line_stride);
+    for (std::int64_t j = 0; j < g.n; ++j) {
+      const auto k = static_cast<std::size_t>(j);
+      ASSERT_TRUE(same_partial<T>(want[k], got[k]))
+          << what << ": output " << j << " of " << g.n << " after " << g.m << " lines";
+    }
+  }
+}
+
+template <class T>
+void expect_all_families(const char* type) {
+  const std::string t = type;
+  expect_lines_match_line<SumFamily<T, false>, T>("sum " + t);
+  expect_lines_match_line<MomentsFamily<T, false>, T>("moments " + t);
+  expect_lines_match_line<MinMaxFamily<T, false>, T>("minmax " + t);
+  if constexpr (std::is_floating_point_v<T>) {
+    expect_lines_match_line<SumFamily<T, false, true>, T>("nansum " + t);
+    expect_lines_match_line<MomentsFamily<T, false, true>, T>("nanmoments " + t);
+    expect_lines_match_line<MinMaxFamily<T, false, true>, T>("nanminmax " + t);
+  }
+}
+
+TEST(Lines, MatchLineForEveryType) {
+  expect_all_families<std::uint8_t>("u8");
+  expect_all_families<std::int8_t>("i8");
+  expect_all_families<std::uint16_t>("u16");
+  expect_all_families<std::int16_t>("i16");
+  expect_all_families<std::uint32_t>("u32");
+  expect_all_families<std::int32_t>("i32");
+  expect_all_families<std::uint64_t>("u64");
+  expect_all_families<std::int64_t>("i64");
+  expect_all_families<float>("f32");
+  expect_all_families<double>("f64");
+  expect_all_families<bool>("bool");
+}
+
+// Byte-swapped and strided lines go through line(): still the same partials.
+TEST(Lines, SwappedAndStridedLinesFallBackToLine) {
+  using F = SumFamily<std::uint16_t, true>;
+  const std::int64_t n = 9, m = 4, line_stride = 64;
+  const std::vector<std::byte> buf = make_lines<std::uint16_t>(2 * n, m, line_stride, 3);
+  for (std::int64_t stride : {2, 4}) {
+    std::vector<F::Partial> want(n), got(n);
+    for (auto& a : want) F::init(a);
+    for (auto& a : got) F::init(a);
+    for (std::int64_t i = 0; i < m; ++i)
+      F::line(want.data(), buf.data() + i * line_stride, n, stride);
+    F::lines(got.data(), buf.data(), n, stride, m, line_stride);
+    for (std::int64_t j = 0; j < n; ++j) {
+      EXPECT_TRUE(want[j].sum == got[j].sum && want[j].n == got[j].n) << j;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mmc::kernels

@@ -1,0 +1,121 @@
+// The cold-cube read-ahead: it queues the tasks' spans for reading in task order, never more
+// than its window past the last finished task, and leaves a cached file alone. A file's
+// clean pages are evicted with POSIX_FADV_DONTNEED, which needs no privileges.
+#include "reduce/read_ahead.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "support/test_support.hpp"
+
+namespace mmc::detail {
+namespace {
+
+constexpr std::int64_t kMiB = std::int64_t{1} << 20;
+constexpr std::int64_t kImages = 16;  // of 1 MiB each; tasks of 2 images
+
+// Fraction of the file's pages in the page cache.
+double cached_fraction(const MappedFile& m) {
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in(m.size() / page);
+  EXPECT_EQ(::mincore(const_cast<std::byte*>(m.data()), m.size(), in.data()), 0);
+  std::size_t n = 0;
+  for (unsigned char c : in) n += c & 1;
+  return static_cast<double>(n) / static_cast<double>(in.size());
+}
+
+// Writes kImages MiB of `fill` to path, flushed so that its pages are clean and can be evicted.
+void write_cube(const std::string& path, char fill) {
+  test::write_file(path, std::string(static_cast<std::size_t>(kImages * kMiB), fill));
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::fsync(fd), 0);
+  ::close(fd);
+}
+
+void evict(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  ::close(fd);
+}
+
+// Waits up to 20 s for spans_read() to reach `want`.
+bool wait_for(const ReadAhead& ra, std::int64_t want) {
+  for (int i = 0; i < 2000 && ra.spans_read() < want; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return ra.spans_read() == want;
+}
+
+TEST(ReadAhead, ReadsColdSpansInOrderWithinItsWindow) {
+  test::TempDir dir;
+  const std::string path = dir.file("cube.u8");
+  write_cube(path, '\x07');
+  const MappedFile m = MappedFile::open(path, MapMode::ReadOnly);
+  m.advise(Access::Random);  // no kernel read-ahead: only what ReadAhead asks for is read
+  const ArrayMeta meta = ArrayMeta::contiguous(DType(TypeId::U8), {kImages, 1024, 1024});
+  const ReducePlan plan = make_reduce_plan(meta, {1, 2}, 2 * kMiB);
+  ASSERT_EQ(plan.n_tasks(), kImages / 2);
+
+  evict(path);
+  ASSERT_LT(cached_fraction(m), 0.5) << "the kernel kept the test file's pages";
+  {
+    ReadAhead ra(m, plan, 4 * kMiB, 3 * 2 * kMiB);  // a window of 3 tasks
+    ASSERT_TRUE(wait_for(ra, 3));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_EQ(ra.spans_read(), 3) << "read past its window";
+    // MADV_WILLNEED is best effort and its reads complete later: some of the first three
+    // tasks' pages are in, none past them.
+    const double cached = cached_fraction(m);
+    EXPECT_GT(cached, 0.0);
+    EXPECT_LE(cached, 3.0 / 8.0) << "pages past the window were read";
+    for (std::int64_t t = 0; t < plan.n_tasks(); ++t) ra.finished();
+    EXPECT_TRUE(wait_for(ra, plan.n_tasks()));
+  }
+
+  // Warm (read through by the test): nothing to read.
+  EXPECT_EQ(test::read_file(path).size(), static_cast<std::size_t>(kImages * kMiB));
+  ASSERT_EQ(cached_fraction(m), 1.0);
+  ReadAhead warm(m, plan, 4 * kMiB, 3 * 2 * kMiB);
+  for (std::int64_t t = 0; t < plan.n_tasks(); ++t) warm.finished();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(warm.spans_read(), 0);
+}
+
+TEST(ReadAhead, StridedPlansAndSingleTasksStartNoThread) {
+  test::TempDir dir;
+  const std::string path = dir.file("cube.u8");
+  write_cube(path, '\x01');
+  const MappedFile m = MappedFile::open(path, MapMode::ReadOnly);
+  m.advise(Access::Random);
+  const ArrayMeta meta = ArrayMeta::contiguous(DType(TypeId::U8), {kImages, 1024, 1024});
+  evict(path);
+  ASSERT_LT(cached_fraction(m), 0.5) << "the kernel kept the test file's pages";
+  // Reduce over axis 0: every task reads across the whole file.
+  const ReducePlan across = make_reduce_plan(meta, {0}, 2 * kMiB);
+  ASSERT_GT(across.n_tasks(), 1);
+  {
+    ReadAhead ra(m, across, 4 * kMiB, 64 * kMiB);
+    for (std::int64_t t = 0; t < across.n_tasks(); ++t) ra.finished();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(ra.spans_read(), 0);
+  }
+  EXPECT_LT(cached_fraction(m), 0.5);
+  // Destroyed while it waits on its window (no task finished): it stops rather than hangs.
+  const ReducePlan per_image = make_reduce_plan(meta, {1, 2}, kMiB);
+  {
+    ReadAhead ra(m, per_image, 4 * kMiB, kMiB);
+    ASSERT_TRUE(wait_for(ra, 1));
+  }
+  EXPECT_LE(cached_fraction(m), 1.0 / 16.0);
+}
+
+}  // namespace
+}  // namespace mmc::detail
