@@ -48,6 +48,10 @@ PARALLEL = {"mmcompute", "joblib", "multiprocessing", "dask"}  # the others igno
 # call (var: population variance, ddof=0 on both sides).
 OPS = ["mean", "var"]
 RTOL = 1e-12
+# Peers that accumulate float32 data in float32 (numpy's .mean()/.var() of float32, and the
+# recipes built on it) are this far from the float64 answer; within it a difference from
+# mmcompute (which accumulates in float64) is expected, not a mismatch.
+F32_RTOL = 1e-5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,6 +187,17 @@ def read_through(path):
             pass
 
 
+def reload_cache(path):
+    """Drops a file's clean pages from the page cache (no root needed) and reads it back with
+    read(), in large folios."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    read_through(path)
+
+
 def rewrite_with_write(path):
     """Rewrites a file with large write() calls and renames it into place. `mmcompute gen`
     fills its file through a shared mapping; pages dirtied that way sit in the page cache as
@@ -199,12 +214,7 @@ def rewrite_with_write(path):
             dst.write(memoryview(buf)[:n])
         os.fsync(dst.fileno())
     os.replace(tmp, path)
-    fd = os.open(path, os.O_RDONLY)
-    try:  # drop the old file's pages if any are still cached
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-    read_through(path)
+    reload_cache(path)  # drop the old file's pages if any are still cached
 
 
 def make_cube(binary, data_dir, dtype, nbytes):
@@ -408,7 +418,8 @@ def write_table(path, meta, runs, roofline):
             continue
         m = mmc.get(key(r)) or mmc.get((r["op"], r["dtype"], r["size_gib"], r["cache"], 1))
         up = r["seconds"] / m["seconds"] if m else None
-        same = "yes" if r["same"] else "**NO — MISMATCH**"
+        same = ("yes" if r["same"] else "float32 sums" if r.get("float32") else
+                "**NO — MISMATCH**")
         lines.append(f"| {r['op']} | {r['dtype']} | {r['size_gib']:g} | {r['cache']} | "
                      f"{r['peer']} | {r['n_jobs']} | {r['seconds']:.3f} | {r['gbps']:.2f} | "
                      f"{fmt(r.get('of_roofline'))} | {fmt(up, '.1f')}x | {same} | "
@@ -416,7 +427,9 @@ def write_table(path, meta, runs, roofline):
     lines.append("")
     lines.append("Speed-up: the contender's time over mmcompute's at the same op, dtype, size, "
                  "cache and n_jobs (mmcompute with n_jobs 1 for single-threaded peers). Same "
-                 f"answer: np.allclose(peer, mmcompute, rtol={RTOL:g}, atol=0). Max rel diff: "
+                 f"answer: np.allclose(peer, mmcompute, rtol={RTOL:g}, atol=0); \"float32 "
+                 "sums\": a float32 peer that accumulates in float32, within "
+                 f"{F32_RTOL:g} of the float64 answer. Max rel diff: "
                  "the largest |peer - mmcompute| over the float64 reference's magnitude. "
                  "mmcompute's first run of each op, dtype and size is checked against the "
                  "float64 reference instead.")
@@ -433,7 +446,7 @@ def write_table(path, meta, runs, roofline):
     if accuracy:
         lines.append("  \n".join(accuracy))
         lines.append("")
-    bad = [r for r in by_op if r.get("seconds") and not r["same"]]
+    bad = [r for r in by_op if r.get("seconds") and not r["same"] and not r.get("float32")]
     if bad:
         lines.append("## MISMATCHES")
         lines.append("")
@@ -441,8 +454,7 @@ def write_table(path, meta, runs, roofline):
             lines.append(f"- **{r['peer']}** {r['op']} {r['dtype']} {r['size_gib']:g} GiB "
                          f"{r['cache']} n_jobs={r['n_jobs']}: max rel diff "
                          f"{r['max_rel_diff']:.1e} from mmcompute; its own max rel error against "
-                         f"float64 is {r['err_vs_f64']:.1e}" +
-                         (" (it accumulates in float32)" if r["dtype"] == "f32" else ""))
+                         f"float64 is {r['err_vs_f64']:.1e}")
         lines.append("")
 
     lines.append("## Where mmcompute's time goes (rusage of the process and its workers)")
@@ -617,12 +629,15 @@ def run_contender(fn, peer, cube, op, cache, n_jobs, repeat, mmc, exact, referen
     _, err64 = compare_answer(answer, exact, exact)
     roof = mem if cache == "warm" else disk
     gbps = cube["nbytes"] / best / 1e9
-    row.update({"seconds": best, "gbps": gbps, "same": same, "max_rel_diff": diff,
-                "err_vs_f64": err64, "of_roofline": gbps / roof if roof else None})
+    float32 = not same and cube["dtype"] == "f32" and err64 <= F32_RTOL
+    row.update({"seconds": best, "gbps": gbps, "same": same, "float32": float32,
+                "max_rel_diff": diff, "err_vs_f64": err64,
+                "of_roofline": gbps / roof if roof else None})
     if usage:
         row["rusage"] = usage
     log(f"{op} {cube['dtype']} {size_gib:g} GiB {cache} {peer:15s} n_jobs={n_jobs}: "
         f"{best:.3f} s, {gbps:.2f} GB/s" + ("" if same else
+        f"   (float32 accumulation: {err64:.1e} from float64)" if float32 else
         f"   <<< MISMATCH with mmcompute: max rel diff {diff:.1e} >>>"))
     return row, np.asarray(answer, dtype=np.float64).ravel()
 
@@ -760,6 +775,11 @@ def main():
                 reference = None  # mmcompute's answer, once it has one
                 for cache in caches:
                     repeat = args.repeat if cache == "warm" else args.repeat_cold
+                    if cache == "warm":
+                        # A cold run leaves the cube cached in the folios that fault read-ahead
+                        # made, which map several times slower than the large ones read()
+                        # makes; every op's warm runs start from read()'s, as the roofline's.
+                        reload_cache(cube["path"])
                     for peer in args.peer_list:
                         for n_jobs in (args.jobs_list if peer in PARALLEL else [1]):
                             row, answer = run_contender(fns[peer], peer, cube, op, cache,
@@ -779,11 +799,12 @@ def main():
     plots = plot_all(folder, meta, runs, roofline)
     print(open(os.path.join(folder, "table.md")).read())
     log(f"wrote {folder}/table.md, results.json, {', '.join(plots)}")
-    mismatches = [r for r in runs if r.get("seconds") and not r["same"]]
+    mismatches = [r for r in runs
+                  if r.get("seconds") and not r["same"] and not r.get("float32")]
     if mismatches:
         log(f"!!! {len(mismatches)} run(s) disagree with mmcompute beyond rtol={RTOL:g}; see "
             "MISMATCHES in table.md")
-    if any(r.get("error") and r["peer"] == "mmcompute" for r in runs):
+    if mismatches or any(r.get("error") and r["peer"] == "mmcompute" for r in runs):
         sys.exit(1)
 
 

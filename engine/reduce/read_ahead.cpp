@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string_view>
+#include <system_error>
 
 namespace mmc::detail {
 namespace {
@@ -40,7 +41,11 @@ ReadAhead::ReadAhead(const MappedFile& mapping, const ReducePlan& plan, std::int
   plan.task_span(0, &first, &last);
   if (last <= first || last - first > max_span) return;
   window_tasks_ = std::max<std::int64_t>(1, window / (last - first));
-  thread_ = std::thread([this] { run(); });
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error&) {
+    // No thread to spare (a process or thread limit): the workers read for themselves.
+  }
 }
 
 ReadAhead::~ReadAhead() {

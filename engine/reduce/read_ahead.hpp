@@ -29,9 +29,10 @@ bool read_ahead_enabled() noexcept;
 
 class ReadAhead {
  public:
-  // Starts the thread when the plan's tasks are contiguous spans of at most max_span bytes
-  // (strided plans read everywhere at once: nothing to stream). `window` is how many bytes of
-  // tasks past the last finished one are read ahead.
+  // Starts the thread when the plan's first task spans at most max_span bytes (the same test
+  // that makes a task populate its span: plans whose tasks read across the file, such as the
+  // reduce over axis 0 of a big cube, have nothing to stream), and later skips tasks wider
+  // than that. `window` is how many bytes of tasks past the last finished one are read ahead.
   ReadAhead(const MappedFile& mapping, const ReducePlan& plan, std::int64_t max_span,
             std::int64_t window);
   ReadAhead(const ReadAhead&) = delete;

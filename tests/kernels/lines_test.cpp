@@ -1,7 +1,8 @@
 // Strategy B's blocked fold: a family's lines() gives, bit for bit (NaN payloads aside), the
-// partials of line() called once per line, for every element type, across the output blocks, past
-// the lines after which narrow accumulators are flushed, on misaligned and gapped lines, and when
-// the lines arrive in two slabs (as the chunked executor folds them).
+// partials of line() called once per line, for every element type, across the output blocks,
+// at and past the lines after which narrow accumulators are flushed (with the type's extremes
+// everywhere), on misaligned and gapped lines, in one call and in two slabs (as the chunked
+// executor folds them).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -25,10 +26,18 @@ struct Geometry {
 const Geometry kGeometries[] = {{1, 1},    {7, 3},     {2049, 5}, {4100, 2},
                                 {33, 600}, {3, 33000}, {0, 4},    {5, 0}};
 
+// How lines are filled: mixed values, or the type's largest or lowest value everywhere (the
+// narrow accumulators' worst case, right at their flush boundaries).
+enum class Fill { Mixed, Max, Lowest };
+
 // Element values that stress every path: the type's extremes in runs (where narrow sums come
 // closest to overflowing), random bits, and for floats zeros of both signs, NaN, infinities.
 template <class T>
-T value(std::mt19937_64& rng, std::int64_t i) {
+T value(std::mt19937_64& rng, std::int64_t i, Fill fill) {
+  if constexpr (!std::is_same_v<T, bool>) {
+    if (fill == Fill::Max) return std::numeric_limits<T>::max();
+    if (fill == Fill::Lowest) return std::numeric_limits<T>::lowest();
+  }
   const std::uint64_t r = rng();
   if constexpr (std::is_same_v<T, bool>) {
     return (r & 1) != 0;
@@ -59,12 +68,12 @@ T value(std::mt19937_64& rng, std::int64_t i) {
 // buffer so that no element is aligned.
 template <class T>
 std::vector<std::byte> make_lines(std::int64_t n, std::int64_t m, std::int64_t line_stride,
-                                  std::uint64_t seed) {
+                                  std::uint64_t seed, Fill fill = Fill::Mixed) {
   std::vector<std::byte> buf(static_cast<std::size_t>(1 + m * line_stride));
   std::mt19937_64 rng(seed);
   for (std::int64_t i = 0; i < m; ++i) {
     for (std::int64_t j = 0; j < n; ++j) {
-      const T x = value<T>(rng, i + j);
+      const T x = value<T>(rng, i + j, fill);
       std::byte* at = buf.data() + 1 + i * line_stride + j * static_cast<std::int64_t>(sizeof(T));
       std::memcpy(at, &x, sizeof x);
     }
@@ -91,29 +100,44 @@ bool same_partial(const P& a, const P& b) {
   }
 }
 
+// Partials of n outputs, zeroed first (so that padding bytes compare equal), then initialized.
+template <class F>
+std::vector<typename F::Partial> fresh_partials(std::int64_t n) {
+  std::vector<typename F::Partial> parts(static_cast<std::size_t>(n));
+  std::memset(static_cast<void*>(parts.data()), 0, parts.size() * sizeof(parts[0]));
+  for (auto& a : parts) F::init(a);
+  return parts;
+}
+
+template <class F, class T>
+void expect_geometry(const std::string& what, Geometry g, Fill fill) {
+  constexpr auto kItem = static_cast<std::int64_t>(sizeof(T));
+  const std::int64_t line_stride = (g.n + 3) * kItem;
+  const std::vector<std::byte> buf = make_lines<T>(g.n, g.m, line_stride, 17 + g.n * g.m, fill);
+  const std::byte* p = buf.data() + 1;
+  auto want = fresh_partials<F>(g.n), whole = want, slabs = want;
+  for (std::int64_t i = 0; i < g.m; ++i) F::line(want.data(), p + i * line_stride, g.n, kItem);
+  F::lines(whole.data(), p, g.n, kItem, g.m, line_stride);
+  const std::int64_t split = g.m / 3;  // two slabs: [0, split), [split, m)
+  F::lines(slabs.data(), p, g.n, kItem, split, line_stride);
+  F::lines(slabs.data(), p + split * line_stride, g.n, kItem, g.m - split, line_stride);
+  for (std::int64_t j = 0; j < g.n; ++j) {
+    const auto k = static_cast<std::size_t>(j);
+    ASSERT_TRUE(same_partial<T>(want[k], whole[k]))
+        << what << ": output " << j << " of " << g.n << " after " << g.m << " lines in one call";
+    ASSERT_TRUE(same_partial<T>(want[k], slabs[k]))
+        << what << ": output " << j << " of " << g.n << " after " << g.m << " lines in two slabs";
+  }
+}
+
 template <class F, class T>
 void expect_lines_match_line(const std::string& what) {
-  using Partial = typename F::Partial;
-  constexpr auto kItem = static_cast<std::int64_t>(sizeof(T));
-  for (const Geometry& g : kGeometries) {
-    const std::int64_t line_stride = (g.n + 3) * kItem;
-    const std::vector<std::byte> buf = make_lines<T>(g.n, g.m, line_stride, 17 + g.n * g.m);
-    const std::byte* p = buf.data() + 1;
-    // Partials zeroed first: padding bytes compare equal.
-    std::vector<Partial> want(static_cast<std::size_t>(g.n)), got(want.size());
-    std::memset(static_cast<void*>(want.data()), 0, want.size() * sizeof(Partial));
-    std::memset(static_cast<void*>(got.data()), 0, got.size() * sizeof(Partial));
-    for (Partial& a : want) F::init(a);
-    for (Partial& a : got) F::init(a);
-    for (std::int64_t i = 0; i < g.m; ++i) F::line(want.data(), p + i * line_stride, g.n, kItem);
-    const std::int64_t split = g.m / 3;  // two slabs: [0, split), [split, m)
-    F::lines(got.data(), p, g.n, kItem, split, line_stride);
-    F::lines(got.data(), p + split * line_stride, g.n, kItem, g.m - split, line_stride);
-    for (std::int64_t j = 0; j < g.n; ++j) {
-      const auto k = static_cast<std::size_t>(j);
-      ASSERT_TRUE(same_partial<T>(want[k], got[k]))
-          << what << ": output " << j << " of " << g.n << " after " << g.m << " lines";
-    }
+  for (const Geometry& g : kGeometries) expect_geometry<F, T>(what, g, Fill::Mixed);
+  // The extremes everywhere, around the flush boundaries (256 lines for 1-byte types, 2^15
+  // for 2-byte ones) and past them.
+  for (std::int64_t m : {255, 256, 257, 513, 32767, 32768, 32769, 65537}) {
+    expect_geometry<F, T>(what + " (all max)", {3, m}, Fill::Max);
+    expect_geometry<F, T>(what + " (all lowest)", {3, m}, Fill::Lowest);
   }
 }
 
