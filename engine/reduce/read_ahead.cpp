@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string_view>
-#include <system_error>
 
 namespace mmc::detail {
 namespace {
@@ -34,58 +33,31 @@ bool read_ahead_enabled() noexcept {
 }
 
 ReadAhead::ReadAhead(const MappedFile& mapping, const ReducePlan& plan, std::int64_t max_span,
-                     std::int64_t window)
+                     std::int64_t window) noexcept
     : mapping_(mapping), plan_(plan), max_span_(max_span) {
   if (plan.n_tasks() < 2 || mapping.data() == nullptr) return;
   std::int64_t first, last;
   plan.task_span(0, &first, &last);
   if (last <= first || last - first > max_span) return;
   window_tasks_ = std::max<std::int64_t>(1, window / (last - first));
-  try {
-    thread_ = std::thread([this] { run(); });
-  } catch (const std::system_error&) {
-    // No thread to spare (a process or thread limit): the workers read for themselves.
-  }
-}
-
-ReadAhead::~ReadAhead() {
-  {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  advance(window_tasks_);
 }
 
 void ReadAhead::finished() noexcept {
-  {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    ++finished_;
-  }
-  cv_.notify_all();
+  if (window_tasks_ == 0) return;
+  ++finished_;
+  advance(finished_ + window_tasks_);
 }
 
-std::int64_t ReadAhead::spans_read() const noexcept {
-  const std::lock_guard<std::mutex> lock(mutex_);
-  return spans_read_;
-}
-
-void ReadAhead::run() noexcept {
-  const std::int64_t n = plan_.n_tasks();
-  for (std::int64_t t = 0; t < n; ++t) {
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      cv_.wait(lock, [&] { return stop_ || t < finished_ + window_tasks_; });
-      if (stop_) return;
-    }
+void ReadAhead::advance(std::int64_t limit) noexcept {
+  for (const std::int64_t end = std::min(limit, plan_.n_tasks()); next_ < end; ++next_) {
     std::int64_t first, last;
-    plan_.task_span(t, &first, &last);
+    plan_.task_span(next_, &first, &last);
     if (last <= first || last - first > max_span_) continue;
     if (looks_cached(mapping_, first, last)) continue;
     // Queues the reads and returns: pages under I/O are already in the page cache, so a
     // worker that reaches them waits for them instead of reading them again.
     mapping_.will_need(static_cast<std::uint64_t>(first), static_cast<std::uint64_t>(last - first));
-    const std::lock_guard<std::mutex> lock(mutex_);
     ++spans_read_;
   }
 }

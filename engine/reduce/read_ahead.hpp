@@ -2,19 +2,19 @@
 //
 // Tasks of a dense plan are handed out in order and each worker faults its own task's pages in,
 // so with two workers the disk sees two interleaved streams, which this (virtual) disk serves
-// slower than one. A ReadAhead thread in the calling process walks the tasks' byte spans in task
-// order, a bounded window past the last finished task, and queues each span it finds missing
-// from the page cache with MADV_WILLNEED: reads are submitted in file order by one thread, and a
-// worker reaching pages under I/O waits for them instead of reading them again. Nothing is mapped
-// into the caller. Spans already cached (a warm cube) are only sampled with mincore, one page per
-// MiB, and left alone. Measured on a 2 GiB u8 cube, cold, 5 runs each, medians: 1 worker 2.35 s
-// against 3.46 s without it, 2 workers 1.99 s against 2.19 s (MMC_READ_AHEAD=0 turns it off).
+// slower than one. ReadAhead queues the tasks' byte spans with MADV_WILLNEED in task order, a
+// bounded window past the last finished task: reads are submitted in file order from one place,
+// and a worker reaching pages under I/O waits for them instead of reading them again. It runs
+// on the caller's thread (the pool calls on_result there), starting before the workers are
+// forked and moving on with each result: MADV_WILLNEED only queues reads, and a helper thread
+// alive across the pool's fork() could hold a lock a child then needs. Nothing is mapped into
+// the caller. Spans already cached (a warm cube) are only sampled with mincore, one page per
+// MiB, and left alone. Measured on a 2 GiB u8 cube, cold, 4-5 runs each, medians: 1 worker
+// ~1.9 s against ~3.5-4.7 s without it, 2 workers ~2.0 s against ~2.2-2.7 s
+// (MMC_READ_AHEAD=0 turns it off).
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
-#include <thread>
 
 #include "mmc/mapped_file.hpp"
 #include "reduce/plan.hpp"
@@ -29,35 +29,31 @@ bool read_ahead_enabled() noexcept;
 
 class ReadAhead {
  public:
-  // Starts the thread when the plan's first task spans at most max_span bytes (the same test
-  // that makes a task populate its span: plans whose tasks read across the file, such as the
-  // reduce over axis 0 of a big cube, have nothing to stream), and later skips tasks wider
-  // than that. `window` is how many bytes of tasks past the last finished one are read ahead.
+  // Active when the plan's first task spans at most max_span bytes (the same test that makes
+  // a task populate its span: plans whose tasks read across the file, such as the reduce over
+  // axis 0 of a big cube, have nothing to stream); tasks wider than that are skipped. `window`
+  // is how many bytes of tasks past the last finished one are read ahead; the first window is
+  // queued here.
   ReadAhead(const MappedFile& mapping, const ReducePlan& plan, std::int64_t max_span,
-            std::int64_t window);
+            std::int64_t window) noexcept;
   ReadAhead(const ReadAhead&) = delete;
   ReadAhead& operator=(const ReadAhead&) = delete;
-  // Stops and joins the thread.
-  ~ReadAhead();
 
-  // A task's result arrived: the window moves on.
+  // A task's result arrived: the window moves on. Call from one thread at a time.
   void finished() noexcept;
-  // Spans found missing from the page cache and read ahead (for tests and -v).
-  std::int64_t spans_read() const noexcept;
+  // Spans found missing from the page cache and queued for reading.
+  std::int64_t spans_read() const noexcept { return spans_read_; }
 
  private:
-  void run() noexcept;
+  void advance(std::int64_t limit) noexcept;
 
   const MappedFile& mapping_;
   const ReducePlan& plan_;
   std::int64_t max_span_;
-  std::int64_t window_tasks_ = 1;
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
+  std::int64_t window_tasks_ = 0;  // 0: inactive
+  std::int64_t next_ = 0;          // the next task to look at
   std::int64_t finished_ = 0;
   std::int64_t spans_read_ = 0;
-  bool stop_ = false;
-  std::thread thread_;
 };
 
 }  // namespace mmc::detail

@@ -104,7 +104,8 @@ bool same_partial(const P& a, const P& b) {
 template <class F>
 std::vector<typename F::Partial> fresh_partials(std::int64_t n) {
   std::vector<typename F::Partial> parts(static_cast<std::size_t>(n));
-  std::memset(static_cast<void*>(parts.data()), 0, parts.size() * sizeof(parts[0]));
+  if (!parts.empty())
+    std::memset(static_cast<void*>(parts.data()), 0, parts.size() * sizeof(parts[0]));
   for (auto& a : parts) F::init(a);
   return parts;
 }
