@@ -35,10 +35,8 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 1 << 30
 MIB = 1 << 20
-IMAGE = (1024, 1024)  # elements per image; slices = cube bytes / image bytes (as compare.py)
-DTYPES = {"u8": np.uint8, "u16": np.uint16, "i32": np.int32, "f32": np.float32,
-          "f64": np.float64}
-IO_CHUNK = 16 << 20
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare import DTYPES, IMAGE, make_cube, read_through  # noqa: E402  (shared cubes)
 # A process can exit (or turn into a zombie) between listing /proc and reading its files.
 GONE = (FileNotFoundError, ProcessLookupError, PermissionError)
 # smaps_rollup fields in the table (kB in the file); RssFile is derived per sample.
@@ -50,51 +48,8 @@ def log(msg):
 
 
 # ---------------------------------------------------------------------------------------------
-# Cubes: the same files, names and making as bench/compare.py, so the two scripts share them.
-
-def read_through(path):
-    """Reads a file with read() so it is in the page cache."""
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(IO_CHUNK)
-        while f.readinto(buf):
-            pass
-
-
-def rewrite_with_write(path):
-    """Rewrites a file with large write() calls and renames it into place: `mmcompute gen`
-    fills its file through a shared mapping, whose pages stay in small page-cache folios that
-    fault much more slowly than the large folios write() makes (see bench/README.md)."""
-    tmp = path + ".rewrite"
-    with open(path, "rb", buffering=0) as src, open(tmp, "wb", buffering=0) as dst:
-        buf = bytearray(IO_CHUNK)
-        while True:
-            n = src.readinto(buf)
-            if not n:
-                break
-            dst.write(memoryview(buf)[:n])
-        os.fsync(dst.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path, os.O_RDONLY)
-    try:  # drop the old file's pages if any are still cached
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-    read_through(path)
-
-
-def make_cube(binary, data_dir, dtype, nbytes):
-    item = np.dtype(DTYPES[dtype]).itemsize
-    slices = max(1, nbytes // (IMAGE[0] * IMAGE[1] * item))
-    shape = (slices,) + IMAGE
-    path = os.path.join(data_dir, f"cube_{dtype}_{'x'.join(map(str, shape))}.raw")
-    real_bytes = slices * IMAGE[0] * IMAGE[1] * item
-    if not os.path.exists(path) or os.path.getsize(path) != real_bytes:
-        log(f"making {path} ({real_bytes / GIB:.2f} GiB) with mmcompute gen")
-        subprocess.run([binary, "gen", path, "--shape", ",".join(map(str, shape)), "--dtype",
-                        dtype, "--jobs", "-1", "--quiet"], check=True)
-        rewrite_with_write(path)
-    return {"path": path, "dtype": dtype, "shape": shape, "nbytes": real_bytes}
-
+# Cubes: bench/compare.py's own files, names and making (imported), so the two scripts share
+# them: make_cube(binary, data_dir, dtype, nbytes) and read_through(path).
 
 # ---------------------------------------------------------------------------------------------
 # /proc.
