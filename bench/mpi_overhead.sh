@@ -18,7 +18,7 @@ trap 'rm -rf "$out"' EXIT
 
 # best_of_3 CMD...: prints "wall reduce" in seconds, the best of three runs (by wall time).
 best_of_3() {
-  local best_wall=1e9 best_reduce=0
+  local best_wall=1000000 best_reduce=0
   "$@" > /dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }  # warm-up
   for _ in 1 2 3; do
     local t0 t1 log wall reduce
