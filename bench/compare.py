@@ -510,6 +510,24 @@ def plot_all(folder, meta, runs, roofline):
 
     dtypes = meta["dtypes"]
     width = 0.8 / len(PEERS)
+
+    def bars_by_dtype(ok, biggest, op, cache, name):
+        """Each contender's best GB/s per dtype on the largest cube, against the roofline."""
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for i, peer in enumerate(PEERS):
+            ys = []
+            for dtype in dtypes:
+                b = best([r for r in ok if r["peer"] == peer and r["dtype"] == dtype and
+                          r["cache"] == cache and r["size_gib"] == biggest])
+                ys.append(b["gbps"] if b else 0)
+            ax.bar(np.arange(len(dtypes)) + (i - len(PEERS) / 2 + 0.5) * width, ys, width,
+                   color=colors[peer], label=peer)
+        roof(ax, cache)
+        ax.set(title=f"{op}: {biggest:g} GiB, {cache} cache, best n_jobs",
+               xticks=range(len(dtypes)), xticklabels=dtypes, ylabel="GB/s")
+        ax.legend(fontsize=8)
+        save(fig, name)
+
     for op in meta["ops"]:
         # mean keeps the plain file names; other ops get _OP appended. Titles name the op.
         suffix = "" if op == "mean" else f"_{op}"
@@ -537,20 +555,7 @@ def plot_all(folder, meta, runs, roofline):
         save(fig, f"throughput_vs_n_jobs{suffix}.png")
 
         # Throughput against dtype (largest cube, warm, best n_jobs).
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        for i, peer in enumerate(PEERS):
-            ys = []
-            for dtype in dtypes:
-                b = best([r for r in ok if r["peer"] == peer and r["dtype"] == dtype and
-                          r["cache"] == "warm" and r["size_gib"] == biggest])
-                ys.append(b["gbps"] if b else 0)
-            ax.bar(np.arange(len(dtypes)) + (i - len(PEERS) / 2 + 0.5) * width, ys, width,
-                   color=colors[peer], label=peer)
-        roof(ax)
-        ax.set(title=f"{op}: {biggest:g} GiB, warm cache, best n_jobs",
-               xticks=range(len(dtypes)), xticklabels=dtypes, ylabel="GB/s")
-        ax.legend(fontsize=8)
-        save(fig, f"throughput_vs_dtype{suffix}.png")
+        bars_by_dtype(ok, biggest, op, "warm", f"throughput_vs_dtype{suffix}.png")
 
         # Throughput against cube size (warm, best n_jobs).
         sizes = sorted({r["size_gib"] for r in ok})
@@ -574,20 +579,7 @@ def plot_all(folder, meta, runs, roofline):
 
         # Cold cache (largest cube, best n_jobs) against the disk.
         if any(r["cache"] == "cold" for r in ok):
-            fig, ax = plt.subplots(figsize=(8, 4.5))
-            for i, peer in enumerate(PEERS):
-                ys = []
-                for dtype in dtypes:
-                    b = best([r for r in ok if r["peer"] == peer and r["dtype"] == dtype and
-                              r["cache"] == "cold" and r["size_gib"] == biggest])
-                    ys.append(b["gbps"] if b else 0)
-                ax.bar(np.arange(len(dtypes)) + (i - len(PEERS) / 2 + 0.5) * width, ys, width,
-                       color=colors[peer], label=peer)
-            roof(ax, "cold")
-            ax.set(title=f"{op}: {biggest:g} GiB, cold cache, best n_jobs",
-                   xticks=range(len(dtypes)), xticklabels=dtypes, ylabel="GB/s")
-            ax.legend(fontsize=8)
-            save(fig, f"cold_cache{suffix}.png")
+            bars_by_dtype(ok, biggest, op, "cold", f"cold_cache{suffix}.png")
     return written
 
 
