@@ -108,16 +108,34 @@ using L8 = Lanes<std::int64_t>;
 }
 [[gnu::always_inline]] inline D8 widen8(const double* p) noexcept { return load_lanes(p); }
 
-// The 8 lanes added in families.hpp's order.
-[[gnu::always_inline]] inline double lane_sum(const D8& a) noexcept {
-  return ((a.lane(0) + a.lane(1)) + (a.lane(2) + a.lane(3))) +
-         ((a.lane(4) + a.lane(5)) + (a.lane(6) + a.lane(7)));
-}
-
 [[gnu::always_inline]] inline std::int64_t lane_total(const L8& a) noexcept {
   std::int64_t t = 0;
   for (int k = 0; k < 8; ++k) t += a.lane(k);
   return t;
+}
+
+// acc + x and x - m, each rounded once as the scalar templates' additions are, so the bits are
+// the same. With FMA they go out as fma(x, 1, acc) and fms(x, 1, m) (not fma(x, 1, -m): negating
+// a NaN mean would flip its sign bit), which issue on the
+// multiply pipes: on Zen 3 the float-to-double conversions share the add pipes, and this moved
+// the f32 variance from 20 to 27 GB/s in cache.
+[[gnu::always_inline]] inline Reg<double> plus(Reg<double> acc, Reg<double> x) noexcept {
+#if MMC_KERNEL_VECTOR_BYTES == 64
+  return _mm512_fmadd_pd(x, _mm512_set1_pd(1.0), acc);
+#elif MMC_KERNEL_VECTOR_BYTES == 32
+  return _mm256_fmadd_pd(x, _mm256_set1_pd(1.0), acc);
+#else
+  return acc + x;
+#endif
+}
+[[gnu::always_inline]] inline Reg<double> minus(Reg<double> x, double m) noexcept {
+#if MMC_KERNEL_VECTOR_BYTES == 64
+  return _mm512_fmsub_pd(x, _mm512_set1_pd(1.0), _mm512_set1_pd(m));
+#elif MMC_KERNEL_VECTOR_BYTES == 32
+  return _mm256_fmsub_pd(x, _mm256_set1_pd(1.0), _mm256_set1_pd(m));
+#else
+  return x - m;
+#endif
 }
 
 // What a sum adds for each element, for a register of doubles and for one value (families.hpp's
@@ -141,21 +159,91 @@ struct NanAsZero {
 template <class Map, bool Count>
 [[gnu::always_inline]] inline void accumulate(D8& acc, L8& cnt, const D8& x) noexcept {
   for (int j = 0; j < kParts; ++j) {
-    acc.reg[j] += Map::lanes(x.reg[j]);
+    acc.reg[j] = plus(acc.reg[j], Map::lanes(x.reg[j]));
     if constexpr (Count) cnt.reg[j] += x.reg[j] == x.reg[j];
   }
 }
 
-// A leaf of the pairwise sum: up to 128 elements in 8 lanes, then the tail one by one. With
-// Count, *valid grows by the elements that are not NaN.
+// The kSumLanes = 16 double lanes of a sum leaf: lanes 0-7 in lo, 8-15 in hi.
+struct D16 {
+  D8 lo;
+  D8 hi;
+};
+static_assert(kSumLanes == 16);
+
+[[gnu::always_inline]] inline D16 zeros16() noexcept { return D16{splat(0.0), splat(0.0)}; }
+
+[[gnu::always_inline]] inline D16 add16(const D16& a, const D16& b) noexcept {
+  D16 r;
+  for (int j = 0; j < kParts; ++j) {
+    r.lo.reg[j] = a.lo.reg[j] + b.lo.reg[j];
+    r.hi.reg[j] = a.hi.reg[j] + b.hi.reg[j];
+  }
+  return r;
+}
+
+// families.hpp's fold of the lanes by halves: lane k += lane k + w for w = 8, 4, 2, 1.
+[[gnu::always_inline]] inline double fold16(const D16& v) noexcept {
+  D8 a;
+  for (int j = 0; j < kParts; ++j) a.reg[j] = v.lo.reg[j] + v.hi.reg[j];
+  double t[8];
+  store_lanes(a, t);
+  for (int k = 0; k < 4; ++k) t[k] = t[k] + t[k + 4];
+  for (int k = 0; k < 2; ++k) t[k] = t[k] + t[k + 2];
+  return t[0] + t[1];
+}
+
+// A sum leaf: n (a multiple of 16) elements into the 16 lanes, lane k taking elements k, k + 16,
+// ... With Count, cnt counts (down) the elements that are not NaN.
 template <class Map, bool Count, class T>
-[[gnu::always_inline]] inline double leaf(const T* p, std::int64_t n,
-                                          std::int64_t* valid) noexcept {
-  D8 acc = splat(0.0);
+[[gnu::always_inline]] inline D16 leaf16(const T* p, std::int64_t n, L8& cnt) noexcept {
+  D16 acc = zeros16();
+  for (std::int64_t i = 0; i < n; i += 16) {
+    accumulate<Map, Count>(acc.lo, cnt, widen8(p + i));
+    accumulate<Map, Count>(acc.hi, cnt, widen8(p + i + 8));
+  }
+  return acc;
+}
+
+// families.hpp's SumTree: level[i] holds the lanes of 2^i leaves when bit i of `leaves` is set.
+struct Tree {
+  D16 level[64];
+  std::uint64_t leaves = 0;
+
+  [[gnu::always_inline]] void push(D16 v) noexcept {
+    int i = 0;
+    for (; (leaves >> i) & 1; ++i) v = add16(level[i], v);
+    level[i] = v;
+    ++leaves;
+  }
+
+  double total() const noexcept {
+    if (leaves == 0) return 0.0;
+    D16 acc;
+    bool any = false;
+    for (int i = 0; i < 64; ++i) {
+      if (((leaves >> i) & 1) == 0) continue;
+      acc = any ? add16(level[i], acc) : level[i];
+      any = true;
+    }
+    return fold16(acc);
+  }
+};
+
+// families.hpp's tree_sum: leaves of kSumLeaf elements (the last one rounded down to whole
+// lane rows) merged pairwise, then the last n % 16 elements one by one. With Count, *valid grows
+// by the elements that are not NaN.
+template <class Map, bool Count, class T>
+double tree_sum(const T* p, std::int64_t n, std::int64_t* valid) noexcept {
+  Tree tree;
   L8 cnt = splat(std::int64_t{0});
   std::int64_t i = 0;
-  for (; i + 8 <= n; i += 8) accumulate<Map, Count>(acc, cnt, widen8(p + i));
-  double s = lane_sum(acc);
+  while (n - i >= kSumLanes) {
+    const std::int64_t len = n - i >= kSumLeaf ? kSumLeaf : (n - i) - (n - i) % kSumLanes;
+    tree.push(leaf16<Map, Count>(p + i, len, cnt));
+    i += len;
+  }
+  double s = tree.total();
   std::int64_t c = 0;
   for (; i < n; ++i) {
     const double d = static_cast<double>(at(p, i));
@@ -166,96 +254,75 @@ template <class Map, bool Count, class T>
   return s;
 }
 
-// Two neighbouring leaves at once (na a multiple of 8, na <= nb <= 128): the same sums as two
-// leaf() calls, with twice the independent additions in flight.
-template <class Map, bool Count, class T>
-[[gnu::always_inline]] inline double leaf_pair(const T* p, std::int64_t na, std::int64_t nb,
-                                               std::int64_t* valid) noexcept {
-  const T* q = p + na;
-  D8 acc_a = splat(0.0), acc_b = splat(0.0);
-  L8 cnt = splat(std::int64_t{0});
-  std::int64_t i = 0;
-  for (; i + 8 <= na; i += 8) {
-    // Two streams a leaf apart defeat the hardware prefetcher (f64 sums from memory ran 35%
-    // slower than one stream): fetch the next pair's elements, two per element consumed.
-    __builtin_prefetch(q + nb + 2 * i);
-    __builtin_prefetch(q + nb + 2 * i + 8);
-    accumulate<Map, Count>(acc_a, cnt, widen8(p + i));
-    accumulate<Map, Count>(acc_b, cnt, widen8(q + i));
-  }
-  for (; i + 8 <= nb; i += 8) accumulate<Map, Count>(acc_b, cnt, widen8(q + i));
-  double sb = lane_sum(acc_b);
-  std::int64_t c = 0;
-  for (; i < nb; ++i) {
-    const double d = static_cast<double>(at(q, i));
-    sb += Map::one(d);
-    if constexpr (Count) c += d == d;
-  }
-  if constexpr (Count) *valid += c - lane_total(cnt);
-  return lane_sum(acc_a) + sb;
-}
-
-// families.hpp's pairwise_sum: halves rounded down to a multiple of 8, leaves of <= 128.
-template <class Map, bool Count, class T>
-double pairwise(const T* p, std::int64_t n, std::int64_t* valid) noexcept {
-  if (n <= 128) return leaf<Map, Count>(p, n, valid);
-  std::int64_t half = n / 2;
-  half -= half % 8;
-  // Pairs of leaves for float, whose widening makes one leaf latency-bound; double leaves
-  // already run faster than memory, and one stream streams best.
-  if constexpr (sizeof(T) == 4) {
-    if (n - half <= 128) return leaf_pair<Map, Count>(p, half, n - half, valid);
-  }
-  const double left = pairwise<Map, Count>(p, half, valid);
-  return left + pairwise<Map, Count>(p + half, n - half, valid);
-}
-
 template <class T>
 double sum(const T* p, std::int64_t n) noexcept {
-  return pairwise<Plain, false>(p, n, nullptr);
+  return tree_sum<Plain, false>(p, n, nullptr);
 }
 
 template <class T>
 double sum_squares(const T* p, std::int64_t n) noexcept {
-  return pairwise<Squared, false>(p, n, nullptr);
+  return tree_sum<Squared, false>(p, n, nullptr);
 }
 
 template <class T>
 double nan_sum(const T* p, std::int64_t n, std::int64_t* valid) noexcept {
-  return pairwise<NanAsZero, true>(p, n, valid);
+  return tree_sum<NanAsZero, true>(p, n, valid);
 }
 
-// The mean of a block (NaN excluded with SkipNan; *valid: the elements it is over).
+// The sum half of a variance block: Σx (NaN as zero with SkipNan) and the elements counted.
+struct BlockSum {
+  double s;
+  std::int64_t valid;
+};
+
+// A block's sum from its lanes (the first n16 = n - n % 16 elements, counted down in cnt) and
+// its last n % 16 elements one by one.
 template <bool SkipNan, class T>
-[[gnu::always_inline]] inline double block_mean(const T* p, std::int64_t n,
-                                                std::int64_t* valid) noexcept {
-  if constexpr (SkipNan) {
-    *valid = 0;
-    const double s = pairwise<NanAsZero, true>(p, n, valid);
-    return *valid > 0 ? s / static_cast<double>(*valid) : 0.0;
-  } else {
-    *valid = n;
-    return n > 0 ? pairwise<Plain, false>(p, n, nullptr) / static_cast<double>(n) : 0.0;
+[[gnu::always_inline]] inline BlockSum close_sum(const T* p, std::int64_t n, std::int64_t n16,
+                                                 const D16& lanes, const L8& cnt) noexcept {
+  using Map = std::conditional_t<SkipNan, NanAsZero, Plain>;
+  double s = n16 > 0 ? fold16(lanes) : 0.0;
+  std::int64_t c = 0;
+  for (std::int64_t i = n16; i < n; ++i) {
+    const double d = static_cast<double>(at(p, i));
+    s += Map::one(d);
+    if constexpr (SkipNan) c += d == d;
   }
+  return BlockSum{s, SkipNan ? c - lane_total(cnt) : n};
 }
 
-// (x - mean)² of 8 elements, added to 8 lanes (NaN adds nothing with SkipNan).
-template <bool SkipNan>
-[[gnu::always_inline]] inline void add_deviations(D8& acc, const D8& x, double mean) noexcept {
-  for (int j = 0; j < kParts; ++j) {
-    const Reg<double> e = x.reg[j] - mean;
-    if constexpr (SkipNan) {
-      acc.reg[j] += x.reg[j] == x.reg[j] ? e * e : Reg<double>{};
-    } else {
-      acc.reg[j] += e * e;
+template <bool SkipNan, class T>
+[[gnu::always_inline]] inline BlockSum block_sum(const T* p, std::int64_t n) noexcept {
+  using Map = std::conditional_t<SkipNan, NanAsZero, Plain>;
+  const std::int64_t n16 = n - n % kSumLanes;
+  L8 cnt = splat(std::int64_t{0});
+  const D16 lanes = leaf16<Map, SkipNan>(p, n16, cnt);
+  return close_sum<SkipNan>(p, n, n16, lanes, cnt);
+}
+
+// (x - mean)² of 16 elements, added to the 16 lanes (NaN adds nothing with SkipNan).
+template <bool SkipNan, class T>
+[[gnu::always_inline]] inline void add_deviations(D16& acc, const T* p, double mean) noexcept {
+  const D8 x[2] = {widen8(p), widen8(p + 8)};
+  D8* lanes[2] = {&acc.lo, &acc.hi};
+  for (int h = 0; h < 2; ++h) {
+    for (int j = 0; j < kParts; ++j) {
+      const Reg<double> e = minus(x[h].reg[j], mean);
+      if constexpr (SkipNan) {
+        lanes[h]->reg[j] += x[h].reg[j] == x[h].reg[j] ? e * e : Reg<double>{};
+      } else {
+        lanes[h]->reg[j] += e * e;
+      }
     }
   }
 }
 
+// A block's M2 from its lanes and its last n % 16 elements one by one.
 template <bool SkipNan, class T>
-[[gnu::always_inline]] inline double deviation_tail(const T* p, std::int64_t from, std::int64_t n,
-                                                    double mean, double m2) noexcept {
-  for (std::int64_t i = from; i < n; ++i) {
+[[gnu::always_inline]] inline double close_m2(const T* p, std::int64_t n, std::int64_t n16,
+                                              const D16& lanes, double mean) noexcept {
+  double m2 = fold16(lanes);
+  for (std::int64_t i = n16; i < n; ++i) {
     const double d = static_cast<double>(at(p, i));
     const double e = d - mean;
     if constexpr (SkipNan) {
@@ -267,36 +334,47 @@ template <bool SkipNan, class T>
   return m2;
 }
 
-// families.hpp's MomentsFamily blocks: n <= 2 * kMomentsBlock elements, in blocks of
-// kMomentsBlock (out[0], and out[1] when n > kMomentsBlock). Each block: its mean by pairwise
-// sum, then M2 in 8 lanes; two blocks' M2 passes run interleaved, for twice the independent
-// additions in flight.
+// Variance blocks, as families.hpp's MomentsFamily: each block of kMomentsBlock elements (the
+// last one shorter) gives its mean as one sum leaf (NaN as zero and not counted with SkipNan),
+// then M2 in 16 lanes folded the same way, its last n % 16 elements one by one; out[k] is block
+// k's. Between two whole blocks, the M2 pass of one runs in the same loop as the sum pass of
+// the next: the same additions, but the next block streams in from memory while this one is
+// worked on from L1 (one block at a time left the memory idle during each M2 pass).
 template <bool SkipNan, class T>
 void block_moments(const T* p, std::int64_t n, BlockMoments* out) noexcept {
-  const std::int64_t na = n < kMomentsBlock ? n : kMomentsBlock;
-  const std::int64_t nb = n - na;
-  const T* q = p + na;
-  std::int64_t valid_a, valid_b = 0;
-  const double mean_a = block_mean<SkipNan>(p, na, &valid_a);
-  const double mean_b = nb > 0 ? block_mean<SkipNan>(q, nb, &valid_b) : 0.0;
-  D8 acc_a = splat(0.0), acc_b = splat(0.0);
-  std::int64_t i = 0;
-  for (; i + 8 <= nb; i += 8) {  // nb <= na
-    add_deviations<SkipNan>(acc_a, widen8(p + i), mean_a);
-    add_deviations<SkipNan>(acc_b, widen8(q + i), mean_b);
-  }
-  const std::int64_t b_vectors = i;
-  for (; i + 8 <= na; i += 8) add_deviations<SkipNan>(acc_a, widen8(p + i), mean_a);
-  out[0] = valid_a > 0
-               ? BlockMoments{mean_a, deviation_tail<SkipNan>(p, i, na, mean_a, lane_sum(acc_a)),
-                              valid_a}
-               : BlockMoments{0.0, 0.0, 0};
-  if (nb > 0) {
-    out[1] = valid_b > 0
-                 ? BlockMoments{mean_b,
-                                deviation_tail<SkipNan>(q, b_vectors, nb, mean_b, lane_sum(acc_b)),
-                                valid_b}
-                 : BlockMoments{0.0, 0.0, 0};
+  using Map = std::conditional_t<SkipNan, NanAsZero, Plain>;
+  constexpr std::int64_t kBlock = kMomentsBlock;
+  BlockSum current = block_sum<SkipNan>(p, n < kBlock ? n : kBlock);
+  for (std::int64_t start = 0; start < n; start += kBlock, ++out) {
+    const T* q = p + start;
+    const std::int64_t len = n - start < kBlock ? n - start : kBlock;
+    const T* r = q + len;
+    const std::int64_t rest = n - start - len;
+    const std::int64_t next_len = rest < kBlock ? rest : kBlock;
+    BlockSum next{0.0, 0};
+    if (current.valid == 0) {
+      *out = BlockMoments{0.0, 0.0, 0};
+      if (next_len > 0) next = block_sum<SkipNan>(r, next_len);
+    } else {
+      const double mean = current.s / static_cast<double>(current.valid);
+      const std::int64_t n16 = len - len % kSumLanes;
+      D16 acc = zeros16();
+      if (len == kBlock && next_len == kBlock) {
+        D16 lanes = zeros16();
+        L8 cnt = splat(std::int64_t{0});
+        for (std::int64_t i = 0; i < kBlock; i += 16) {
+          add_deviations<SkipNan>(acc, q + i, mean);
+          accumulate<Map, SkipNan>(lanes.lo, cnt, widen8(r + i));
+          accumulate<Map, SkipNan>(lanes.hi, cnt, widen8(r + i + 8));
+        }
+        next = close_sum<SkipNan>(r, kBlock, kBlock, lanes, cnt);
+      } else {
+        for (std::int64_t i = 0; i < n16; i += 16) add_deviations<SkipNan>(acc, q + i, mean);
+        if (next_len > 0) next = block_sum<SkipNan>(r, next_len);
+      }
+      *out = BlockMoments{mean, close_m2<SkipNan>(q, len, n16, acc, mean), current.valid};
+    }
+    current = next;
   }
 }
 

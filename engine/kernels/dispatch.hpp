@@ -28,8 +28,16 @@ struct MinMaxAcc {
   bool valid;
 };
 
-// Elements of a variance block (families.hpp's MomentsFamily).
+// Float sums: leaves of kSumLeaf elements in kSumLanes double lanes, combined pairwise
+// (families.hpp's tree_sum says how, the dense kernels do the same additions).
+inline constexpr std::int64_t kSumLanes = 16;
+inline constexpr std::int64_t kSumLeaf = 1024;
+
+// Elements of a variance block (families.hpp's MomentsFamily); a block's mean is one sum leaf.
 inline constexpr std::int64_t kMomentsBlock = 1024;
+static_assert(kMomentsBlock <= kSumLeaf && kMomentsBlock % kSumLanes == 0);
+// Blocks per call of the moments kernels.
+inline constexpr std::int64_t kMomentsBatch = 16;
 
 // Mean and M2 (sum of squared deviations from the mean) of one block, over n elements.
 struct BlockMoments {
@@ -45,8 +53,9 @@ struct FloatKernels {
   double (*sum_squares)(const T* p, std::int64_t n) noexcept;
   // NaN counts as zero; *valid grows by the number of elements that are not NaN.
   double (*nan_sum)(const T* p, std::int64_t n, std::int64_t* valid) noexcept;
-  // Variance blocks of kMomentsBlock elements (the last one shorter), mean by pairwise sum then
-  // M2 in 8 lanes: n <= 2 * kMomentsBlock elements give out[0], and out[1] if n > kMomentsBlock.
+  // Variance blocks of kMomentsBlock elements (the last one shorter), each its mean by pairwise
+  // sum then M2 in kSumLanes lanes: n <= kMomentsBatch * kMomentsBlock elements give out[k] for
+  // block k.
   void (*moments)(const T* p, std::int64_t n, BlockMoments* out) noexcept;
   void (*nan_moments)(const T* p, std::int64_t n, BlockMoments* out) noexcept;
 };

@@ -84,62 +84,89 @@ struct Square {
   }
 };
 
-// Pairwise sum in double: blocks of up to 128 elements in 8 independent lanes, halves merged
-// recursively. The split points depend only on n, so the result is a function of the data.
-template <class T, bool Swap, bool Contig, class Map = Identity>
-double pairwise_sum(const std::byte* p, std::int64_t n, std::int64_t runtime_stride) noexcept {
+// Float sums in double, blocked and pairwise. A run is cut into leaves of kSumLeaf elements
+// (the last one shorter, rounded down to whole lane rows); a leaf is summed in kSumLanes lanes,
+// lane k taking the leaf's elements k, k + kSumLanes, ... in order. Leaves then combine lane by
+// lane in a pairwise tree kept like a binary counter (SumTree): the new leaf merges with each
+// complete subtree of its own size to its left. At the end the pending subtrees fold right to
+// left, the lanes fold by halves (lane k + lane k + w, for w = 8, 4, 2, 1), and the last
+// n % kSumLanes elements add one by one. Every step depends only on n, so the result is a
+// function of the data; the dense kernels (dense_kernels.inl) make the same additions in
+// vector registers.
+// The pending subtrees of a pairwise sum over leaves: level[i] holds the sum of 2^i leaves
+// when bit i of `leaves` is set.
+struct SumTree {
+  double level[64][kSumLanes];
+  std::uint64_t leaves = 0;
+
+  void push(double (&v)[kSumLanes]) noexcept {
+    int i = 0;
+    for (; (leaves >> i) & 1; ++i) {
+      for (int k = 0; k < kSumLanes; ++k) v[k] = level[i][k] + v[k];
+    }
+    for (int k = 0; k < kSumLanes; ++k) level[i][k] = v[k];
+    ++leaves;
+  }
+
+  // The lanes of all leaves pushed, folded to one value (0 when none was).
+  double total() const noexcept {
+    double acc[kSumLanes] = {};
+    bool any = false;
+    for (int i = 0; i < 64; ++i) {
+      if (((leaves >> i) & 1) == 0) continue;
+      for (int k = 0; k < kSumLanes; ++k) acc[k] = any ? level[i][k] + acc[k] : level[i][k];
+      any = true;
+    }
+    for (int w = kSumLanes / 2; w >= 1; w /= 2) {
+      for (int k = 0; k < w; ++k) acc[k] = acc[k] + acc[k + w];
+    }
+    return acc[0];
+  }
+};
+
+// The pairwise sum of Map::apply over the run; with Count, *valid grows by the elements that are
+// not NaN.
+template <class T, bool Swap, bool Contig, class Map, bool Count>
+double tree_sum(const std::byte* p, std::int64_t n, std::int64_t runtime_stride,
+                std::int64_t* valid) noexcept {
   // A compile-time stride for dense runs lets the compiler vectorize the lanes.
   const std::int64_t stride =
       Contig ? static_cast<std::int64_t>(sizeof(Stored<T>)) : runtime_stride;
-  if (n <= 128) {
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    std::int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      for (int k = 0; k < 8; ++k) acc[k] += Map::apply(load<T, Swap>(p + (i + k) * stride));
+  SumTree tree;
+  std::int64_t c = 0;
+  std::int64_t i = 0;
+  while (n - i >= kSumLanes) {
+    const std::int64_t end = n - i >= kSumLeaf ? i + kSumLeaf : n - (n - i) % kSumLanes;
+    double acc[kSumLanes] = {};
+    for (; i < end; i += kSumLanes) {
+      for (int k = 0; k < kSumLanes; ++k) {
+        const T x = load<T, Swap>(p + (i + k) * stride);
+        acc[k] += Map::apply(x);
+        if constexpr (Count) c += !is_nan(x);
+      }
     }
-    double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < n; ++i) s += Map::apply(load<T, Swap>(p + i * stride));
-    return s;
+    tree.push(acc);
   }
-  std::int64_t half = n / 2;
-  half -= half % 8;
-  return pairwise_sum<T, Swap, Contig, Map>(p, half, stride) +
-         pairwise_sum<T, Swap, Contig, Map>(p + half * stride, n - half, stride);
+  double s = tree.total();
+  for (; i < n; ++i) {
+    const T x = load<T, Swap>(p + i * stride);
+    s += Map::apply(x);
+    if constexpr (Count) c += !is_nan(x);
+  }
+  if constexpr (Count) *valid += c;
+  return s;
+}
+
+template <class T, bool Swap, bool Contig, class Map = Identity>
+double pairwise_sum(const std::byte* p, std::int64_t n, std::int64_t runtime_stride) noexcept {
+  return tree_sum<T, Swap, Contig, Map, false>(p, n, runtime_stride, nullptr);
 }
 
 // pairwise_sum with NaN as zero that also counts the elements that are not NaN, in one pass.
 template <class T, bool Swap, bool Contig>
 double pairwise_sum_counting(const std::byte* p, std::int64_t n, std::int64_t runtime_stride,
                              std::int64_t* valid) noexcept {
-  const std::int64_t stride =
-      Contig ? static_cast<std::int64_t>(sizeof(Stored<T>)) : runtime_stride;
-  if (n <= 128) {
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    std::int64_t cnt[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    std::int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      for (int k = 0; k < 8; ++k) {
-        const T x = load<T, Swap>(p + (i + k) * stride);
-        const bool ok = !is_nan(x);
-        acc[k] += ok ? static_cast<double>(x) : 0.0;
-        cnt[k] += ok;
-      }
-    }
-    double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    std::int64_t c = 0;
-    for (int k = 0; k < 8; ++k) c += cnt[k];
-    for (; i < n; ++i) {
-      const T x = load<T, Swap>(p + i * stride);
-      s += NanAsZero::apply(x);
-      c += !is_nan(x);
-    }
-    *valid += c;
-    return s;
-  }
-  std::int64_t half = n / 2;
-  half -= half % 8;
-  const double left = pairwise_sum_counting<T, Swap, Contig>(p, half, stride, valid);
-  return left + pairwise_sum_counting<T, Swap, Contig>(p + half * stride, n - half, stride, valid);
+  return tree_sum<T, Swap, Contig, NanAsZero, true>(p, n, runtime_stride, valid);
 }
 
 // Calls f(std::true_type) when the run is dense, else f(std::false_type), so kernels get a
@@ -482,14 +509,15 @@ struct MomentsFamily {
   static void run_blocks(Partial& a, const std::byte* p, std::int64_t n,
                          std::int64_t stride) noexcept {
     if constexpr (kDenseNative<Swap, Contig> && kHasFloatKernels<T>) {
-      // Two blocks per call (the kernel interleaves their passes), merged in order.
+      // kMomentsBatch blocks per call (the kernel overlaps their passes), merged in order.
       const FloatKernels<T>& k = float_kernels<T>(active_kernels());
-      for (std::int64_t start = 0; start < n; start += 2 * kMomentsBlock) {
-        const std::int64_t m = n - start < 2 * kMomentsBlock ? n - start : 2 * kMomentsBlock;
-        BlockMoments b[2];
+      constexpr std::int64_t kBatch = kMomentsBatch * kMomentsBlock;
+      for (std::int64_t start = 0; start < n; start += kBatch) {
+        const std::int64_t m = n - start < kBatch ? n - start : kBatch;
+        BlockMoments b[kMomentsBatch];
         (SkipNan ? k.nan_moments : k.moments)(elements<T>(p + start * stride), m, b);
-        merge_block(a, b[0].mean, b[0].m2, b[0].n);
-        if (m > kMomentsBlock) merge_block(a, b[1].mean, b[1].m2, b[1].n);
+        for (std::int64_t j = 0; j * kMomentsBlock < m; ++j)
+          merge_block(a, b[j].mean, b[j].m2, b[j].n);
       }
     } else if constexpr (!kExactMoments<T>) {
       constexpr std::int64_t kBlock = kMomentsBlock;
@@ -506,15 +534,18 @@ struct MomentsFamily {
         } else {
           mean = pairwise_sum<T, Swap, Contig>(q, m, stride) / static_cast<double>(m);
         }
-        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        // M2 in the lanes of a sum leaf, folded the same way (SumTree::total).
+        double acc[kSumLanes] = {};
         std::int64_t i = 0;
-        for (; i + 8 <= m; i += 8) {
-          for (int k = 0; k < 8; ++k) {
+        for (; i + kSumLanes <= m; i += kSumLanes) {
+          for (int k = 0; k < kSumLanes; ++k) {
             acc[k] += deviation2(load<T, Swap>(q + (i + k) * stride), mean);
           }
         }
-        double m2 =
-            ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        for (int w = kSumLanes / 2; w >= 1; w /= 2) {
+          for (int k = 0; k < w; ++k) acc[k] = acc[k] + acc[k + w];
+        }
+        double m2 = acc[0];
         for (; i < m; ++i) m2 += deviation2(load<T, Swap>(q + i * stride), mean);
         merge_block(a, mean, m2, valid);
       }

@@ -11,11 +11,13 @@
 namespace mmc::detail {
 namespace {
 
-// True when sampled pages of [first, last) of the mapping (one per MiB, and the last) are in the
-// page cache; mincore answers for file pages whether or not this process has them mapped.
+// True when sampled pages of [first, last) of the mapping (one per 4 MiB, and the last) are in
+// the page cache; mincore answers for file pages whether or not this process has them mapped.
+// The parent shares the cores with the workers, so it samples sparsely: a span found cold is
+// queued whole, and the kernel skips its cached pages quickly.
 bool looks_cached(const MappedFile& mapping, std::int64_t first, std::int64_t last) {
   static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  constexpr std::int64_t kSample = std::int64_t{1} << 20;
+  constexpr std::int64_t kSample = std::int64_t{4} << 20;
   for (std::int64_t at = first;; at = std::min(at + kSample, last - 1)) {
     const auto address = reinterpret_cast<std::uintptr_t>(mapping.data() + at) & ~(page - 1);
     unsigned char in_core = 0;
