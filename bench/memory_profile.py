@@ -136,44 +136,63 @@ VERBOSE_WORKERS = re.compile(r"(\d+) workers?, (\d+) tasks?")
 VERBOSE_TIME = re.compile(r"in ([0-9.]+) s = ([0-9.]+) GB/s")
 
 
+def sample_until_exit(proc, tree, interval, t0, next_tick, peaks, tree_peak, series, seen):
+    """Samples the tree every `interval` s until its root exits; returns (wait status, number
+    of samples, most workers alive in one sample)."""
+    root = proc.pid
+    most_alive = 0
+    n_samples = 0
+    while True:
+        pid, status, _ = os.wait4(root, os.WNOHANG)
+        if pid:
+            return status, n_samples, most_alive
+        t = time.perf_counter() - t0
+        total, point, alive = {}, {}, 0
+        for p in tree.pids():
+            v = smaps_rollup(p)
+            if p != root:
+                seen.add(p)
+            if v is None:
+                continue
+            alive += p != root
+            peak_into(peaks.setdefault(p, {}), v)
+            for k, x in v.items():
+                total[k] = total.get(k, 0) + x
+            point[str(p)] = [v["Rss"], v.get("Anonymous", 0), v.get("Pss", 0)]
+        if point:
+            n_samples += 1
+            peak_into(tree_peak, total)
+            series.append([round(t, 4), point])
+            most_alive = max(most_alive, alive)
+        next_tick += interval
+        time.sleep(max(0.0, next_tick - time.perf_counter()))
+
+
 def profile_run(cmd, interval, err_path):
     """Runs cmd, sampling its process tree every `interval` seconds until it exits."""
     peaks = {}          # pid -> {field: peak kB}
     tree_peak = {}      # field -> peak over samples of the sum over the tree
     series = []         # [t s, {pid: [Rss, Anonymous, Pss]}] per sample, for the plot
     seen = set()        # every descendant pid listed, sampled or not
-    most_alive = 0
-    n_samples = 0
     with open(err_path, "wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
         root = proc.pid
         tree = ProcessTree(root)
         next_tick = t0
-        while True:
-            pid, status, _ = os.wait4(root, os.WNOHANG)
-            if pid:
-                break
-            t = time.perf_counter() - t0
-            total, point, alive = {}, {}, 0
-            for p in tree.pids():
-                v = smaps_rollup(p)
-                if p != root:
-                    seen.add(p)
-                if v is None:
-                    continue
-                alive += p != root
-                peak_into(peaks.setdefault(p, {}), v)
-                for k, x in v.items():
-                    total[k] = total.get(k, 0) + x
-                point[str(p)] = [v["Rss"], v.get("Anonymous", 0), v.get("Pss", 0)]
-            if point:
-                n_samples += 1
-                peak_into(tree_peak, total)
-                series.append([round(t, 4), point])
-                most_alive = max(most_alive, alive)
-            next_tick += interval
-            time.sleep(max(0.0, next_tick - time.perf_counter()))
+        try:
+            status, n_samples, most_alive = sample_until_exit(
+                proc, tree, interval, t0, next_tick, peaks, tree_peak, series, seen)
+        except BaseException:
+            # Interrupted (Ctrl-C) or failed: mmcompute stops its workers on SIGTERM; never
+            # leave it running behind us.
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4, not by Popen
     with open(err_path, errors="replace") as f:
@@ -368,6 +387,9 @@ def parse_args():
     ap.add_argument("--flat-frac", type=float, default=0.10,
                     help="flatness margin as a fraction of the smallest cube's peak (default 0.10)")
     ap.add_argument("--no-plot", action="store_true", help="skip memory.png")
+    ap.add_argument("--require-workers", action="store_true",
+                    help="fail unless every run's workers were sampled (the CTest smoke run "
+                         "slows its tasks with MMC_DEBUG_TASK_DELAY_MS so that they are)")
     args = ap.parse_args()
     try:
         args.size_list = [float(s) for s in args.sizes.split(",") if s]
@@ -450,6 +472,12 @@ def main():
     log(f"wrote {folder}/memory.md, memory.json" + (", memory.png" if plotted else ""))
     if any(r["exit_code"] != 0 or not r["output_ok"] for r in runs):
         sys.exit(1)
+    if args.require_workers:
+        unsampled = [r for r in runs if r["workers_sampled"] == 0 or
+                     not r["worker_max"].get("Anonymous")]
+        if unsampled:
+            log(f"FAILED: no worker's smaps sampled in {len(unsampled)} run(s)")
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -193,12 +193,24 @@ static_assert(kSumLanes == 16);
   return t[0] + t[1];
 }
 
+// How far ahead the float kernels prefetch. Their float-to-double conversions make them heavy
+// enough in compute that the hardware prefetcher alone left memory idle: with 16 KiB ahead, the
+// f32 variance from memory went from 23 to 28-31 GB/s with 2 threads (12-14 to 15-16 with one);
+// a plain streaming byte sum (the roofline probe's loop) gains nothing from it.
+constexpr std::int64_t kPrefetchBytes = 16 << 10;
+
+template <class T>
+[[gnu::always_inline]] inline void prefetch_ahead(const T* p) noexcept {
+  __builtin_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes);
+}
+
 // A sum leaf: n (a multiple of 16) elements into the 16 lanes, lane k taking elements k, k + 16,
 // ... With Count, cnt counts (down) the elements that are not NaN.
 template <class Map, bool Count, class T>
 [[gnu::always_inline]] inline D16 leaf16(const T* p, std::int64_t n, L8& cnt) noexcept {
   D16 acc = zeros16();
   for (std::int64_t i = 0; i < n; i += 16) {
+    prefetch_ahead(p + i);
     accumulate<Map, Count>(acc.lo, cnt, widen8(p + i));
     accumulate<Map, Count>(acc.hi, cnt, widen8(p + i + 8));
   }
@@ -363,6 +375,7 @@ void block_moments(const T* p, std::int64_t n, BlockMoments* out) noexcept {
         D16 lanes = zeros16();
         L8 cnt = splat(std::int64_t{0});
         for (std::int64_t i = 0; i < kBlock; i += 16) {
+          prefetch_ahead(r + i);
           add_deviations<SkipNan>(acc, q + i, mean);
           accumulate<Map, SkipNan>(lanes.lo, cnt, widen8(r + i));
           accumulate<Map, SkipNan>(lanes.hi, cnt, widen8(r + i + 8));

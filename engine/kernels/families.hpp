@@ -244,6 +244,21 @@ template <class T>
   return x;
 }
 
+// The frame of every family's lines(): line() per line for what lines_by_line refuses, else
+// block(j0, jn) for each block of kLineBlock outputs [j0, j0 + jn).
+template <class T, bool Swap, class Family, class Block>
+[[gnu::always_inline]] inline void lines_in_blocks(typename Family::Partial* a, const std::byte* p,
+                                                   std::int64_t n, std::int64_t stride,
+                                                   std::int64_t m, std::int64_t line_stride,
+                                                   Block&& block) noexcept {
+  if (lines_by_line<T, Swap>(stride)) {
+    for (std::int64_t i = 0; i < m; ++i) Family::line(a, p + i * line_stride, n, stride);
+    return;
+  }
+  for (std::int64_t j0 = 0; j0 < n; j0 += kLineBlock)
+    block(j0, n - j0 < kLineBlock ? n - j0 : kLineBlock);
+}
+
 // Exact Σx (and with Squares, Σx²) over m lines for the block's outputs [j0, j0 + jn), added to
 // s1[0, jn) (and s2). Narrow accumulators, flushed before they can overflow: 1-byte types sum in
 // 16 bits and square in 32 for 256 lines at a time (255 * 256 < 2^16), 2-byte types sum in 32
@@ -341,51 +356,47 @@ struct SumFamily {
   }
   static void lines(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride,
                     std::int64_t m, std::int64_t line_stride) noexcept {
-    if (lines_by_line<T, Swap>(stride)) {
-      for (std::int64_t i = 0; i < m; ++i) line(a, p + i * line_stride, n, stride);
-      return;
-    }
-    for (std::int64_t j0 = 0; j0 < n; j0 += kLineBlock) {
-      const std::int64_t jn = n - j0 < kLineBlock ? n - j0 : kLineBlock;
-      if constexpr (kIsFloat<T>) {
-        // The same additions as line(), in the same order per output.
-        double acc[kLineBlock];
-        std::int64_t valid[kLineBlock];
-        for (std::int64_t j = 0; j < jn; ++j) {
-          acc[j] = a[j0 + j].sum;
-          valid[j] = 0;
-        }
-        for (std::int64_t i = 0; i < m; ++i) {
-          const std::byte* q = p + i * line_stride;
-          for (std::int64_t j = 0; j < jn; ++j) {
-            const T x = line_at<T>(q, j0 + j);
-            if constexpr (SkipNan) {
-              const bool ok = !is_nan(x);
-              acc[j] = ok ? acc[j] + static_cast<double>(x) : acc[j];
-              valid[j] += ok;
-            } else {
-              acc[j] += static_cast<double>(x);
+    lines_in_blocks<T, Swap, SumFamily>(
+        a, p, n, stride, m, line_stride, [&](std::int64_t j0, std::int64_t jn) {
+          if constexpr (kIsFloat<T>) {
+            // The same additions as line(), in the same order per output.
+            double acc[kLineBlock];
+            std::int64_t valid[kLineBlock];
+            for (std::int64_t j = 0; j < jn; ++j) {
+              acc[j] = a[j0 + j].sum;
+              valid[j] = 0;
+            }
+            for (std::int64_t i = 0; i < m; ++i) {
+              const std::byte* q = p + i * line_stride;
+              for (std::int64_t j = 0; j < jn; ++j) {
+                const T x = line_at<T>(q, j0 + j);
+                if constexpr (SkipNan) {
+                  const bool ok = !is_nan(x);
+                  acc[j] = ok ? acc[j] + static_cast<double>(x) : acc[j];
+                  valid[j] += ok;
+                } else {
+                  acc[j] += static_cast<double>(x);
+                }
+              }
+            }
+            for (std::int64_t j = 0; j < jn; ++j) {
+              a[j0 + j].sum = acc[j];
+              a[j0 + j].n += SkipNan ? valid[j] : m;
+            }
+          } else if constexpr (sizeof(T) <= 4 && !std::is_same_v<T, bool>) {
+            std::int64_t acc[kLineBlock] = {};
+            int_lines<T>(p, j0, jn, m, line_stride, acc);
+            for (std::int64_t j = 0; j < jn; ++j) {
+              a[j0 + j].sum += acc[j];
+              a[j0 + j].n += m;
+            }
+          } else {
+            // 8-byte integers: 128-bit sums, nothing narrower to vectorize.
+            for (std::int64_t i = 0; i < m; ++i) {
+              line(a + j0, p + i * line_stride + j0 * stride, jn, stride);
             }
           }
-        }
-        for (std::int64_t j = 0; j < jn; ++j) {
-          a[j0 + j].sum = acc[j];
-          a[j0 + j].n += SkipNan ? valid[j] : m;
-        }
-      } else if constexpr (sizeof(T) <= 4 && !std::is_same_v<T, bool>) {
-        std::int64_t acc[kLineBlock] = {};
-        int_lines<T>(p, j0, jn, m, line_stride, acc);
-        for (std::int64_t j = 0; j < jn; ++j) {
-          a[j0 + j].sum += acc[j];
-          a[j0 + j].n += m;
-        }
-      } else {
-        // 8-byte integers: 128-bit sums, nothing narrower to vectorize.
-        for (std::int64_t i = 0; i < m; ++i) {
-          line(a + j0, p + i * line_stride + j0 * stride, jn, stride);
-        }
-      }
-    }
+        });
   }
   static void merge(Partial& a, const Partial& b) noexcept {
     a.sum += b.sum;
@@ -583,54 +594,50 @@ struct MomentsFamily {
 
   static void lines(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride,
                     std::int64_t m, std::int64_t line_stride) noexcept {
-    if (lines_by_line<T, Swap>(stride)) {
-      for (std::int64_t i = 0; i < m; ++i) line(a, p + i * line_stride, n, stride);
-      return;
-    }
-    for (std::int64_t j0 = 0; j0 < n; j0 += kLineBlock) {
-      const std::int64_t jn = n - j0 < kLineBlock ? n - j0 : kLineBlock;
-      Partial* out = a + j0;
-      if constexpr (std::is_same_v<T, bool>) {
-        return;  // never reached: bool goes by line() above
-      } else if constexpr (kExactMoments<T>) {
-        std::int64_t s1[kLineBlock] = {};
-        std::uint64_t s2[kLineBlock] = {};
-        int_lines<T, true>(p, j0, jn, m, line_stride, s1, s2);
-        for (std::int64_t j = 0; j < jn; ++j) {
-          out[j].s1 += s1[j];
-          out[j].s2 += s2[j];
-          out[j].n += m;
-        }
-      } else {
-        // line()'s Welford updates, the count held as a double (exact below 2^53).
-        double count[kLineBlock], mean[kLineBlock], m2[kLineBlock];
-        for (std::int64_t j = 0; j < jn; ++j) {
-          count[j] = static_cast<double>(out[j].n);
-          mean[j] = out[j].mean;
-          m2[j] = out[j].m2;
-        }
-        for (std::int64_t i = 0; i < m; ++i) {
-          const std::byte* q = p + i * line_stride;
-          for (std::int64_t j = 0; j < jn; ++j) {
-            const T v = line_at<T>(q, j0 + j);
-            const double x = static_cast<double>(v);
-            const double c = count[j] + 1.0;
-            const double delta = x - mean[j];
-            const double next = mean[j] + delta / c;
-            const double next_m2 = m2[j] + delta * (x - next);
-            const bool take = !(SkipNan && is_nan(v));  // nan*: a NaN changes nothing
-            count[j] = take ? c : count[j];
-            mean[j] = take ? next : mean[j];
-            m2[j] = take ? next_m2 : m2[j];
+    lines_in_blocks<T, Swap, MomentsFamily>(
+        a, p, n, stride, m, line_stride, [&](std::int64_t j0, std::int64_t jn) {
+          Partial* out = a + j0;
+          if constexpr (std::is_same_v<T, bool>) {
+            return;  // never reached: bool goes by line()
+          } else if constexpr (kExactMoments<T>) {
+            std::int64_t s1[kLineBlock] = {};
+            std::uint64_t s2[kLineBlock] = {};
+            int_lines<T, true>(p, j0, jn, m, line_stride, s1, s2);
+            for (std::int64_t j = 0; j < jn; ++j) {
+              out[j].s1 += s1[j];
+              out[j].s2 += s2[j];
+              out[j].n += m;
+            }
+          } else {
+            // line()'s Welford updates, the count held as a double (exact below 2^53).
+            double count[kLineBlock], mean[kLineBlock], m2[kLineBlock];
+            for (std::int64_t j = 0; j < jn; ++j) {
+              count[j] = static_cast<double>(out[j].n);
+              mean[j] = out[j].mean;
+              m2[j] = out[j].m2;
+            }
+            for (std::int64_t i = 0; i < m; ++i) {
+              const std::byte* q = p + i * line_stride;
+              for (std::int64_t j = 0; j < jn; ++j) {
+                const T v = line_at<T>(q, j0 + j);
+                const double x = static_cast<double>(v);
+                const double c = count[j] + 1.0;
+                const double delta = x - mean[j];
+                const double next = mean[j] + delta / c;
+                const double next_m2 = m2[j] + delta * (x - next);
+                const bool take = !(SkipNan && is_nan(v));  // nan*: a NaN changes nothing
+                count[j] = take ? c : count[j];
+                mean[j] = take ? next : mean[j];
+                m2[j] = take ? next_m2 : m2[j];
+              }
+            }
+            for (std::int64_t j = 0; j < jn; ++j) {
+              out[j].n = static_cast<std::int64_t>(count[j]);
+              out[j].mean = mean[j];
+              out[j].m2 = m2[j];
+            }
           }
-        }
-        for (std::int64_t j = 0; j < jn; ++j) {
-          out[j].n = static_cast<std::int64_t>(count[j]);
-          out[j].mean = mean[j];
-          out[j].m2 = m2[j];
-        }
-      }
-    }
+        });
   }
 
   static void merge(Partial& a, const Partial& b) noexcept {
@@ -736,41 +743,37 @@ struct MinMaxFamily {
   }
   static void lines(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride,
                     std::int64_t m, std::int64_t line_stride) noexcept {
-    if (lines_by_line<T, Swap>(stride)) {
-      for (std::int64_t i = 0; i < m; ++i) line(a, p + i * line_stride, n, stride);
-      return;
-    }
-    if constexpr (!std::is_same_v<T, bool>) {
-      for (std::int64_t j0 = 0; j0 < n; j0 += kLineBlock) {
-        const std::int64_t jn = n - j0 < kLineBlock ? n - j0 : kLineBlock;
-        T mn[kLineBlock], mx[kLineBlock];
-        std::uint8_t nan[kLineBlock], valid[kLineBlock];
-        for (std::int64_t j = 0; j < jn; ++j) {
-          mn[j] = a[j0 + j].min;
-          mx[j] = a[j0 + j].max;
-          nan[j] = 0;
-          valid[j] = 0;
-        }
-        for (std::int64_t i = 0; i < m; ++i) {
-          const std::byte* q = p + i * line_stride;
-          for (std::int64_t j = 0; j < jn; ++j) {
-            const T x = line_at<T>(q, j0 + j);
-            mn[j] = x < mn[j] ? x : mn[j];  // NaN compares false: skipped, as in line()
-            mx[j] = x > mx[j] ? x : mx[j];
-            const std::uint8_t is = is_nan(x) ? 1 : 0;
-            nan[j] |= is;
-            valid[j] |= static_cast<std::uint8_t>(is ^ 1);
+    lines_in_blocks<T, Swap, MinMaxFamily>(
+        a, p, n, stride, m, line_stride, [&](std::int64_t j0, std::int64_t jn) {
+          if constexpr (!std::is_same_v<T, bool>) {  // bool goes by line()
+            T mn[kLineBlock], mx[kLineBlock];
+            std::uint8_t nan[kLineBlock], valid[kLineBlock];
+            for (std::int64_t j = 0; j < jn; ++j) {
+              mn[j] = a[j0 + j].min;
+              mx[j] = a[j0 + j].max;
+              nan[j] = 0;
+              valid[j] = 0;
+            }
+            for (std::int64_t i = 0; i < m; ++i) {
+              const std::byte* q = p + i * line_stride;
+              for (std::int64_t j = 0; j < jn; ++j) {
+                const T x = line_at<T>(q, j0 + j);
+                mn[j] = x < mn[j] ? x : mn[j];  // NaN compares false: skipped, as in line()
+                mx[j] = x > mx[j] ? x : mx[j];
+                const std::uint8_t is = is_nan(x) ? 1 : 0;
+                nan[j] |= is;
+                valid[j] |= static_cast<std::uint8_t>(is ^ 1);
+              }
+            }
+            for (std::int64_t j = 0; j < jn; ++j) {
+              Partial& out = a[j0 + j];
+              out.min = mn[j];
+              out.max = mx[j];
+              out.nan = out.nan || nan[j] != 0;
+              out.valid = out.valid || valid[j] != 0;
+            }
           }
-        }
-        for (std::int64_t j = 0; j < jn; ++j) {
-          Partial& out = a[j0 + j];
-          out.min = mn[j];
-          out.max = mx[j];
-          out.nan = out.nan || nan[j] != 0;
-          out.valid = out.valid || valid[j] != 0;
-        }
-      }
-    }
+        });
   }
   static void merge(Partial& a, const Partial& b) noexcept {
     a.min = b.min < a.min ? b.min : a.min;
