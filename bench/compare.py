@@ -323,6 +323,17 @@ def run_roofline(binary, cube_path, cold, quick):
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
+def warm_probe(binary, cube, op, quick):
+    """mem_file right before an op's warm runs, on the cube they read. The memory bandwidth this
+    shared virtual machine gets moves by 10-20% from minute to minute (mem_file with 2 threads:
+    24 to 33 GB/s within one hour here), so a warm ratio is taken against the probe next to it
+    rather than against one probe minutes away."""
+    probe = run_roofline(binary, cube["path"], False, quick) if binary else []
+    return {"op": op, "dtype": cube["dtype"], "size_gib": cube["nbytes"] / GIB,
+            "mem_file": roofline_gbps(probe, "mem_file"),
+            "mem_file_1": roofline_gbps(probe, "mem_file", threads=1)}
+
+
 def roofline_gbps(roofline, name, threads=None):
     best = None
     for r in roofline:
@@ -339,7 +350,7 @@ def fmt(x, spec=".2f", none="–"):
     return none if x is None else format(x, spec)
 
 
-def write_table(path, meta, runs, roofline):
+def write_table(path, meta, runs, roofline, probes):
     mem = roofline_gbps(roofline, "mem_file")
     disk = roofline_gbps(roofline, "disk_cold")
     ops = meta["ops"]
@@ -369,9 +380,19 @@ def write_table(path, meta, runs, roofline):
             else:
                 lines.append(f"| {r['name']} | | {r['reason']} |")
     lines.append("")
+    if probes:
+        lines.append("Warm probes, each run right before an op's warm runs on the cube they "
+                     "read (the machine's memory bandwidth moves from minute to minute):")
+        lines.append("")
+        lines.append("| op | dtype | GiB | mem_file, all CPUs | mem_file, 1 thread |")
+        lines.append("| --- | --- | ---: | ---: | ---: |")
+        for pr in probes:
+            lines.append(f"| {pr['op']} | {pr['dtype']} | {pr['size_gib']:g} | "
+                         f"{fmt(pr['mem_file'])} | {fmt(pr['mem_file_1'])} |")
+        lines.append("")
     lines.append("Ratios: warm runs against mem_file with all CPUs (AVX2 sum over a prefaulted "
-                 "mapping of the same cube), cold runs against disk_cold; the same probe for "
-                 "every op.")
+                 "mapping of the same cube) of the warm probe next to them (the run's first "
+                 "probe when there is none), cold runs against disk_cold of the first probe.")
     lines.append("")
 
     def key(r):
@@ -627,7 +648,7 @@ def run_contender(fn, peer, cube, op, cache, n_jobs, repeat, mmc, exact, referen
     float32 = not same and cube["dtype"] == "f32" and err64 <= F32_RTOL
     row.update({"seconds": best, "gbps": gbps, "same": same, "float32": float32,
                 "max_rel_diff": diff, "err_vs_f64": err64,
-                "of_roofline": gbps / roof if roof else None})
+                "roofline_gbps": roof, "of_roofline": gbps / roof if roof else None})
     if usage:
         row["rusage"] = usage
     log(f"{op} {cube['dtype']} {size_gib:g} GiB {cache} {peer:15s} n_jobs={n_jobs}: "
@@ -755,7 +776,7 @@ def main():
     mem = roofline_gbps(roofline, "mem_file")
     disk = roofline_gbps(roofline, "disk_cold")
 
-    runs = []
+    runs, probes = [], []
     with tempfile.TemporaryDirectory() as tmp:
         mmc = MmcomputeRunner(binary, tmp)
         fns = {"mmcompute": mmc, "numpy": run_numpy, "joblib": run_joblib,
@@ -770,16 +791,20 @@ def main():
                 reference = None  # mmcompute's answer, once it has one
                 for cache in caches:
                     repeat = args.repeat if cache == "warm" else args.repeat_cold
+                    mem_here = mem
                     if cache == "warm":
                         # A cold run leaves the cube cached in the folios that fault read-ahead
                         # made, which map several times slower than the large ones read()
                         # makes; every op's warm runs start from read()'s, as the roofline's.
                         reload_cache(cube["path"])
+                        if roofline_bin and os.path.exists(roofline_bin):
+                            probes.append(warm_probe(roofline_bin, cube, op, args.quick))
+                            mem_here = probes[-1]["mem_file"] or mem
                     for peer in args.peer_list:
                         for n_jobs in (args.jobs_list if peer in PARALLEL else [1]):
                             row, answer = run_contender(fns[peer], peer, cube, op, cache,
                                                         n_jobs, repeat, mmc, exact, reference,
-                                                        mem, disk)
+                                                        mem_here, disk)
                             runs.append(row)
                             if peer == "mmcompute" and reference is None:
                                 reference = answer
@@ -789,8 +814,9 @@ def main():
         shutil.rmtree(h5_dir, ignore_errors=True)
 
     with open(os.path.join(folder, "results.json"), "w") as f:
-        json.dump({"meta": meta, "roofline": roofline, "runs": runs}, f, indent=1)
-    write_table(os.path.join(folder, "table.md"), meta, runs, roofline)
+        json.dump({"meta": meta, "roofline": roofline, "warm_probes": probes, "runs": runs}, f,
+                  indent=1)
+    write_table(os.path.join(folder, "table.md"), meta, runs, roofline, probes)
     plots = plot_all(folder, meta, runs, roofline)
     print(open(os.path.join(folder, "table.md")).read())
     log(f"wrote {folder}/table.md, results.json, {', '.join(plots)}")
