@@ -309,11 +309,12 @@ def compare_answer(answer, reference, exact):
     return same, float(np.max(np.abs(answer - reference) / denom)) if answer.size else 0.0
 
 
-def run_roofline(binary, cube_path, cold, quick):
+def run_roofline(binary, cube_path, cold, quick, repeat=None):
     if not binary or not os.path.exists(binary):
         log(f"no mmc_roofline at {binary}: the roofline is not measured")
         return []
-    cmd = [binary, "--file", cube_path, "--repeat", "3" if quick else "5"]
+    repeat = repeat or (3 if quick else 5)
+    cmd = [binary, "--file", cube_path, "--repeat", str(repeat)]
     if quick:
         cmd += ["--bytes", "256M"]
     if not cold:
@@ -323,12 +324,13 @@ def run_roofline(binary, cube_path, cold, quick):
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def warm_probe(binary, cube, op, quick):
-    """mem_file right before an op's warm runs, on the cube they read. The memory bandwidth this
-    shared virtual machine gets moves by 10-20% from minute to minute (mem_file with 2 threads:
-    24 to 33 GB/s within one hour here), so a warm ratio is taken against the probe next to it
-    rather than against one probe minutes away."""
-    probe = run_roofline(binary, cube["path"], False, quick) if binary else []
+def warm_probe(binary, cube, op, quick, repeat):
+    """mem_file right before an op's warm runs, on the cube they read, best of as many tries as
+    each contender gets. The memory bandwidth this shared virtual machine gets moves by 10-20%
+    from minute to minute (mem_file with 2 threads: 24 to 33 GB/s within one hour here), so a
+    warm ratio is taken against the probe next to it rather than against one probe minutes
+    away."""
+    probe = run_roofline(binary, cube["path"], False, quick, repeat) if binary else []
     return {"op": op, "dtype": cube["dtype"], "size_gib": cube["nbytes"] / GIB,
             "mem_file": roofline_gbps(probe, "mem_file"),
             "mem_file_1": roofline_gbps(probe, "mem_file", threads=1)}
@@ -798,7 +800,7 @@ def main():
                         # makes; every op's warm runs start from read()'s, as the roofline's.
                         reload_cache(cube["path"])
                         if roofline_bin and os.path.exists(roofline_bin):
-                            probes.append(warm_probe(roofline_bin, cube, op, args.quick))
+                            probes.append(warm_probe(roofline_bin, cube, op, args.quick, repeat))
                             mem_here = probes[-1]["mem_file"] or mem
                     for peer in args.peer_list:
                         for n_jobs in (args.jobs_list if peer in PARALLEL else [1]):
