@@ -115,10 +115,10 @@ using L8 = Lanes<std::int64_t>;
 }
 
 // acc + x and x - m, each rounded once as the scalar templates' additions are, so the bits are
-// the same. With FMA they go out as fma(x, 1, acc) and fms(x, 1, m) (not fma(x, 1, -m): negating
-// a NaN mean would flip its sign bit), which issue on the
+// the same. With FMA they go out as fma(x, 1, acc) and fms(x, 1, m), which issue on the
 // multiply pipes: on Zen 3 the float-to-double conversions share the add pipes, and this moved
-// the f32 variance from 20 to 27 GB/s in cache.
+// the f32 variance from 20 to 27 GB/s in cache. (Not fma(x, 1, -m): negating a NaN mean would
+// flip its sign bit.)
 [[gnu::always_inline]] inline Reg<double> plus(Reg<double> acc, Reg<double> x) noexcept {
 #if MMC_KERNEL_VECTOR_BYTES == 64
   return _mm512_fmadd_pd(x, _mm512_set1_pd(1.0), acc);
