@@ -298,10 +298,11 @@ int run_info(const InfoArgs& args) {
     return 0;
   }
   std::string text;
-  char buf[512];
-  auto line = [&](const char* key, const std::string& value) {
-    std::snprintf(buf, sizeof buf, "%-10s %s\n", key, value.c_str());
-    text += buf;
+  auto line = [&](const std::string& key, const std::string& value) {
+    // "%-10s %s\n", with no bound on the value's length (a path can be long).
+    text += key;
+    text.append(key.size() < 10 ? 10 - key.size() : 0, ' ');
+    text += ' ' + value + '\n';
   };
   line("path:", array.name());
   line("format:", array.kind() + (version.empty() ? "" : " (version " + version + ")"));
@@ -340,10 +341,10 @@ int run_gen(const GenArgs& args) {
   const double elapsed = seconds_since(start);
   bar.finish();
   if (!args.output.quiet) {
-    char line[512];
-    std::snprintf(line, sizeof line, "wrote %s: %s (%s) in %.2f s\n", args.out.c_str(),
-                  meta.describe().c_str(), format_bytes(meta.nbytes()).c_str(), elapsed);
-    write_stdout(line);
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%.2f", elapsed);
+    write_stdout("wrote " + args.out + ": " + meta.describe() + " (" + format_bytes(meta.nbytes()) +
+                 ") in " + seconds + " s\n");
   }
   return 0;
 }

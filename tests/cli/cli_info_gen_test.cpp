@@ -1,6 +1,7 @@
 // `mmcompute info` and `mmcompute gen` end to end.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <string>
 
 #include "cli/cli_helpers.hpp"
@@ -46,6 +47,25 @@ TEST(CliInfo, TextDescribesARawFileWithOffset) {
   EXPECT_EQ(info.at("format"), "raw");
   EXPECT_EQ(info.at("offset"), 16);
   EXPECT_EQ(info.at("nbytes"), 24);
+}
+
+TEST(CliInfo, TextAndGenKeepAPathLongerThanALineBuffer) {
+  // Three 200-character directories: a path of over 600 bytes, which a fixed 512-byte line
+  // buffer used to cut.
+  TempDir dir;
+  std::string folder = dir.file("");
+  for (int i = 0; i < 3; ++i) folder += std::string(200, static_cast<char>('a' + i)) + "/";
+  std::filesystem::create_directories(folder);
+  const std::string source = folder + "cube.u8";
+  ASSERT_GT(source.size(), 600u);
+  CommandResult r = run_cli({"gen", source, "--shape", "2,3,4", "--dtype", "u8"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("wrote " + source + ": "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" s\n"), std::string::npos) << r.out;
+  r = run_cli({"info", source, "--dtype", "u8", "--shape", "2,3,4"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("path:      " + source + "\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("contiguous at offset 0 in " + source + "\n"), std::string::npos) << r.out;
 }
 
 TEST(CliGen, WritesTheSameBytesForOneAndTwoWorkers) {
