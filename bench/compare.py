@@ -330,7 +330,7 @@ def warm_probe(binary, cube, op, quick, repeat):
     from minute to minute (mem_file with 2 threads: 24 to 33 GB/s within one hour here), so a
     warm ratio is taken against the probe next to it rather than against one probe minutes
     away."""
-    probe = run_roofline(binary, cube["path"], False, quick, repeat) if binary else []
+    probe = run_roofline(binary, cube["path"], False, quick, repeat)
     return {"op": op, "dtype": cube["dtype"], "size_gib": cube["nbytes"] / GIB,
             "mem_file": roofline_gbps(probe, "mem_file"),
             "mem_file_1": roofline_gbps(probe, "mem_file", threads=1)}
