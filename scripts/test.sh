@@ -12,3 +12,6 @@ ctest --test-dir build --output-on-failure -j2
 
 mmc_build build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMMC_SANITIZE=ON
 ctest --test-dir build-asan --output-on-failure -j2
+
+# Fuzz smoke: each libFuzzer target of tests/fuzz for a bounded time (clang-14; see scripts/fuzz.sh).
+scripts/fuzz.sh

@@ -171,8 +171,10 @@ struct Hdf5Writer::State {
 
   // Closes the dataset and the file; throws Error(Io) when libhdf5 fails to write them out.
   void close_ids() {
-    const bool ok = dataset_id.close() & file_id.close();
-    if (!ok) {
+    // Both are closed whatever the first gives.
+    const bool dataset_closed = dataset_id.close();
+    const bool file_closed = file_id.close();
+    if (!dataset_closed || !file_closed) {
       raise(ErrorCode::Io,
             temp + ": cannot write the HDF5 metadata out: " + detail::hdf5_error_detail());
     }
