@@ -8,12 +8,15 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "mmc/error.hpp"
 #include "mmc/output.hpp"
+#include "pool/debug_hooks.hpp"
 
 namespace mmc {
 namespace {
@@ -259,7 +262,10 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
   const std::int64_t cells = meta.size() == 0 ? 0 : grid.count;
   const std::int64_t n_tasks = (cells + per_task - 1) / per_task;
   const pid_t parent = getpid();
-  const auto prepare = [&src, parent] {
+  const int delay_ms = detail::debug_task_delay_ms();
+  // Before every task: the test hook's pause, and HDF5 sources reopened in a forked worker.
+  const auto prepare = [&src, parent, delay_ms] {
+    if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     if (getpid() != parent) src.reopen_after_fork();
   };
 

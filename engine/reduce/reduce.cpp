@@ -9,6 +9,7 @@
 #include "kernels/dispatch.hpp"
 #include "mmc/convert.hpp"
 #include "mmc/error.hpp"
+#include "pool/debug_hooks.hpp"
 #include "reduce/context.hpp"
 #include "reduce/plan.hpp"
 
@@ -23,12 +24,6 @@ std::string detail::format_value(double v) {
 namespace {
 
 using detail::format_value;
-
-// Test hook: every task sleeps this long, so tests can kill or interrupt a run mid-way.
-int debug_task_delay_ms() {
-  const char* v = std::getenv("MMC_DEBUG_TASK_DELAY_MS");
-  return v ? std::atoi(v) : 0;
-}
 
 // Bins of one histogram: a generous bound that keeps bin indices in 32 bits.
 constexpr std::int64_t kMaxBins = std::int64_t{1} << 30;
@@ -125,7 +120,7 @@ ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& optio
   if (plan.n_tasks() == 0) return result;
 
   if (input.dense != nullptr) input.dense->mapping().advise(Access::Sequential);
-  detail::Context ctx{input, plan, options, result, debug_task_delay_ms(), !meta.dtype.is_native()};
+  detail::Context ctx{input, plan, options, result, detail::debug_task_delay_ms(), !meta.dtype.is_native()};
   visit_type(meta.dtype.id(), [&](auto tag) { detail::execute_for_type<decltype(tag)>(ctx); });
   return result;
 }
