@@ -27,7 +27,8 @@ void remove_all(const std::string& path);
 
 // Reads a leading box of `array` of at most kReadCap bytes (whole trailing axes, as many rows
 // of axis 0 as fit) and every chunk of a chunked array up to that budget, so decoders and the
-// box copy run on the input. Lets mmc::Error through.
+// box copy run on the input; then, when the whole array is that small, a serial sum over axis 0
+// (planner and kernels). Lets mmc::Error through.
 void read_bounded(const AnyArray& array);
 
 }  // namespace mmc::fuzz
