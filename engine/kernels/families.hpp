@@ -42,6 +42,30 @@ __extension__ typedef unsigned __int128 u128;
 template <class T>
 inline constexpr bool kIsFloat = std::is_floating_point_v<T>;
 
+// Running float totals carry their rounding errors (Knuth's TwoSum: hi + lo is a + b exactly),
+// so the order and the grouping of the additions stop mattering to a few ulps: a partial gets
+// element after element (strategy B) or run after run (strategy A), and stays as accurate as
+// one pairwise sum over a dense run, however many additions it takes.
+inline double two_sum(double a, double b, double* err) noexcept {
+  const double s = a + b;
+  const double bb = s - a;
+  *err = (a - (s - bb)) + (b - bb);
+  return s;
+}
+
+// hi + lo += x.
+inline void add_compensated(double& hi, double& lo, double x) noexcept {
+  double e;
+  hi = two_sum(hi, x, &e);
+  lo += e;
+}
+
+// The value of hi + lo. Once hi is infinite or NaN (an infinity in the data, an overflow) lo is
+// NaN and meaningless: hi is the answer, as a plain sum would give it.
+inline double compensated_value(double hi, double lo) noexcept {
+  return std::isfinite(hi) ? hi + lo : hi;
+}
+
 enum class FamilyKind { Sum, Moments, MinMax, Count, AnyAll, Norm, Arg, Histogram };
 
 // Runs the dense kernels take: contiguous and in native byte order.
@@ -310,31 +334,45 @@ template <class T, bool Swap, bool SkipNan = false>
 struct SumFamily {
   static constexpr FamilyKind kKind = FamilyKind::Sum;
   static constexpr bool kNeedsIndex = false;
-  struct Partial {
-    std::conditional_t<kIsFloat<T>, double, i128> sum;
+  struct FloatPartial {
+    double sum;
+    double sum_lo;  // the rounding error of sum (add_compensated)
     std::int64_t n;
   };
+  struct IntPartial {
+    i128 sum;
+    std::int64_t n;
+  };
+  using Partial = std::conditional_t<kIsFloat<T>, FloatPartial, IntPartial>;
   static void init(Partial& a) noexcept {
     a.sum = 0;
+    if constexpr (kIsFloat<T>) a.sum_lo = 0;
     a.n = 0;
+  }
+  // The float sum of what was folded.
+  static double total(const Partial& a) noexcept {
+    if constexpr (kIsFloat<T>) {
+      return compensated_value(a.sum, a.sum_lo);
+    } else {
+      return static_cast<double>(a.sum);
+    }
   }
   static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
     with_density<T>(stride, [&](auto dense) {
       constexpr bool kDense = decltype(dense)::value;
       if constexpr (kIsFloat<T> && SkipNan) {
         std::int64_t valid = 0;
-        if constexpr (kDenseNative<Swap, kDense>) {
-          a.sum += float_kernels<T>(active_kernels()).nan_sum(elements<T>(p), n, &valid);
-        } else {
-          a.sum += pairwise_sum_counting<T, Swap, kDense>(p, n, stride, &valid);
-        }
+        const double s =
+            kDenseNative<Swap, kDense>
+                ? float_kernels<T>(active_kernels()).nan_sum(elements<T>(p), n, &valid)
+                : pairwise_sum_counting<T, Swap, kDense>(p, n, stride, &valid);
+        add_compensated(a.sum, a.sum_lo, s);
         a.n += valid;
       } else if constexpr (kIsFloat<T>) {
-        if constexpr (kDenseNative<Swap, kDense>) {
-          a.sum += float_kernels<T>(active_kernels()).sum(elements<T>(p), n);
-        } else {
-          a.sum += pairwise_sum<T, Swap, kDense>(p, n, stride);
-        }
+        const double s = kDenseNative<Swap, kDense>
+                             ? float_kernels<T>(active_kernels()).sum(elements<T>(p), n)
+                             : pairwise_sum<T, Swap, kDense>(p, n, stride);
+        add_compensated(a.sum, a.sum_lo, s);
         a.n += n;
       } else {
         a.sum += int_sum<T, Swap, kDense>(p, n, stride);
@@ -347,7 +385,7 @@ struct SumFamily {
       const T x = load<T, Swap>(p + j * stride);
       if constexpr (kIsFloat<T>) {
         if (SkipNan && is_nan(x)) continue;
-        a[j].sum += static_cast<double>(x);
+        add_compensated(a[j].sum, a[j].sum_lo, static_cast<double>(x));
       } else {
         a[j].sum += static_cast<i128>(x);
       }
@@ -360,27 +398,33 @@ struct SumFamily {
         a, p, n, stride, m, line_stride, [&](std::int64_t j0, std::int64_t jn) {
           if constexpr (kIsFloat<T>) {
             // The same additions as line(), in the same order per output.
-            double acc[kLineBlock];
+            double acc[kLineBlock], lo[kLineBlock];
             std::int64_t valid[kLineBlock];
             for (std::int64_t j = 0; j < jn; ++j) {
               acc[j] = a[j0 + j].sum;
+              lo[j] = a[j0 + j].sum_lo;
               valid[j] = 0;
             }
             for (std::int64_t i = 0; i < m; ++i) {
               const std::byte* q = p + i * line_stride;
               for (std::int64_t j = 0; j < jn; ++j) {
                 const T x = line_at<T>(q, j0 + j);
+                double e;
+                const double s = two_sum(acc[j], static_cast<double>(x), &e);
                 if constexpr (SkipNan) {
                   const bool ok = !is_nan(x);
-                  acc[j] = ok ? acc[j] + static_cast<double>(x) : acc[j];
+                  acc[j] = ok ? s : acc[j];
+                  lo[j] = ok ? lo[j] + e : lo[j];
                   valid[j] += ok;
                 } else {
-                  acc[j] += static_cast<double>(x);
+                  acc[j] = s;
+                  lo[j] += e;
                 }
               }
             }
             for (std::int64_t j = 0; j < jn; ++j) {
               a[j0 + j].sum = acc[j];
+              a[j0 + j].sum_lo = lo[j];
               a[j0 + j].n += SkipNan ? valid[j] : m;
             }
           } else if constexpr (sizeof(T) <= 4 && !std::is_same_v<T, bool>) {
@@ -399,7 +443,12 @@ struct SumFamily {
         });
   }
   static void merge(Partial& a, const Partial& b) noexcept {
-    a.sum += b.sum;
+    if constexpr (kIsFloat<T>) {
+      add_compensated(a.sum, a.sum_lo, b.sum);
+      a.sum_lo += b.sum_lo;
+    } else {
+      a.sum += b.sum;
+    }
     a.n += b.n;
   }
 };
@@ -411,22 +460,35 @@ struct NormFamily {
   static constexpr bool kNeedsIndex = false;
   struct Partial {
     double sumsq;
+    double sumsq_lo;  // the rounding error of sumsq (add_compensated)
   };
-  static void init(Partial& a) noexcept { a.sumsq = 0; }
+  static void init(Partial& a) noexcept {
+    a.sumsq = 0;
+    a.sumsq_lo = 0;
+  }
+  static double total(const Partial& a) noexcept {
+    return compensated_value(a.sumsq, a.sumsq_lo);
+  }
   static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
     with_density<T>(stride, [&](auto dense) {
       constexpr bool kDense = decltype(dense)::value;
       if constexpr (kDenseNative<Swap, kDense> && kHasFloatKernels<T>) {
-        a.sumsq += float_kernels<T>(active_kernels()).sum_squares(elements<T>(p), n);
+        add_compensated(a.sumsq, a.sumsq_lo,
+                        float_kernels<T>(active_kernels()).sum_squares(elements<T>(p), n));
       } else {
-        a.sumsq += pairwise_sum<T, Swap, kDense, Square>(p, n, stride);
+        add_compensated(a.sumsq, a.sumsq_lo, pairwise_sum<T, Swap, kDense, Square>(p, n, stride));
       }
     });
   }
   static void line(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
-    for (std::int64_t j = 0; j < n; ++j) a[j].sumsq += Square::apply(load<T, Swap>(p + j * stride));
+    for (std::int64_t j = 0; j < n; ++j) {
+      add_compensated(a[j].sumsq, a[j].sumsq_lo, Square::apply(load<T, Swap>(p + j * stride)));
+    }
   }
-  static void merge(Partial& a, const Partial& b) noexcept { a.sumsq += b.sumsq; }
+  static void merge(Partial& a, const Partial& b) noexcept {
+    add_compensated(a.sumsq, a.sumsq_lo, b.sumsq);
+    a.sumsq_lo += b.sumsq_lo;
+  }
 };
 
 // Integers of one or two bytes: variance is exact from n, Σx and Σx².
@@ -434,7 +496,10 @@ template <class T>
 inline constexpr bool kExactMoments = !kIsFloat<T> && sizeof(T) <= 2;
 
 // var, std, nanvar, nanstd. Exact integer moments for small integers; otherwise (count, mean,
-// M2) merged with Chan et al.'s formula, each block of up to 1024 elements by two passes.
+// M2): strategy A makes each block of up to 1024 elements of a run by two passes and merges
+// blocks with Chan et al.'s formula, strategy B folds element by element with Welford's update;
+// the running mean and M2 carry their rounding errors (add_compensated), without which a mean
+// far from zero (1000 + noise) cost the variance a digit or more.
 template <class T, bool Swap, bool SkipNan = false>
 struct MomentsFamily {
   static constexpr FamilyKind kKind = FamilyKind::Moments;
@@ -446,7 +511,9 @@ struct MomentsFamily {
   };
   struct FloatPartial {
     double mean;
+    double mean_lo;  // the rounding error of mean (add_compensated)
     double m2;
+    double m2_lo;  // the rounding error of m2
     std::int64_t n;
   };
   using Partial = std::conditional_t<kExactMoments<T>, ExactPartial, FloatPartial>;
@@ -457,25 +524,42 @@ struct MomentsFamily {
       a.s2 = 0;
     } else {
       a.mean = 0;
+      a.mean_lo = 0;
       a.m2 = 0;
+      a.m2_lo = 0;
     }
     a.n = 0;
   }
 
-  static void merge_block(FloatPartial& a, double mean, double m2, std::int64_t n) noexcept {
-    if (n == 0) return;
+  // Appends the (count, mean, M2) of later elements, b, to a.
+  static void merge_block(FloatPartial& a, const FloatPartial& b) noexcept {
+    if (b.n == 0) return;
     if (a.n == 0) {
-      a.mean = mean;
-      a.m2 = m2;
-      a.n = n;
+      a = b;
       return;
     }
-    const double na = static_cast<double>(a.n), nb = static_cast<double>(n);
+    const double na = static_cast<double>(a.n), nb = static_cast<double>(b.n);
     const double total = na + nb;
-    const double delta = mean - a.mean;
-    a.mean += delta * (nb / total);
-    a.m2 += m2 + delta * delta * (na * nb / total);
-    a.n += n;
+    const double delta = (b.mean - a.mean) + (b.mean_lo - a.mean_lo);
+    add_compensated(a.mean, a.mean_lo, delta * (nb / total));
+    add_compensated(a.m2, a.m2_lo, b.m2);
+    add_compensated(a.m2, a.m2_lo, delta * delta * (na * nb / total));
+    a.m2_lo += b.m2_lo;
+    a.n += b.n;
+  }
+  static void merge_block(FloatPartial& a, double mean, double m2, std::int64_t n) noexcept {
+    merge_block(a, FloatPartial{mean, 0.0, m2, 0.0, n});
+  }
+
+  // Welford's update by x of a running (count, mean, M2), count as a double (exact below 2^53),
+  // mean and M2 with their rounding errors.
+  [[gnu::always_inline]] static void welford(double& count, double& mean, double& mean_lo,
+                                             double& m2, double& m2_lo, double x) noexcept {
+    const double c = count + 1.0;
+    const double delta = (x - mean) - mean_lo;
+    add_compensated(mean, mean_lo, delta / c);
+    add_compensated(m2, m2_lo, delta * ((x - mean) - mean_lo));
+    count = c;
   }
 
   static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
@@ -582,12 +666,9 @@ struct MomentsFamily {
         a[j].n += 1;
       } else {
         if (SkipNan && is_nan(v)) continue;
-        // Welford's update, one element at a time.
-        const double x = static_cast<double>(v);
-        a[j].n += 1;
-        const double delta = x - a[j].mean;
-        a[j].mean += delta / static_cast<double>(a[j].n);
-        a[j].m2 += delta * (x - a[j].mean);
+        double count = static_cast<double>(a[j].n);
+        welford(count, a[j].mean, a[j].mean_lo, a[j].m2, a[j].m2_lo, static_cast<double>(v));
+        a[j].n = static_cast<std::int64_t>(count);
       }
     }
   }
@@ -609,32 +690,36 @@ struct MomentsFamily {
               out[j].n += m;
             }
           } else {
-            // line()'s Welford updates, the count held as a double (exact below 2^53).
-            double count[kLineBlock], mean[kLineBlock], m2[kLineBlock];
+            // line()'s Welford updates.
+            double count[kLineBlock], mean[kLineBlock], mean_lo[kLineBlock], m2[kLineBlock],
+                m2_lo[kLineBlock];
             for (std::int64_t j = 0; j < jn; ++j) {
               count[j] = static_cast<double>(out[j].n);
               mean[j] = out[j].mean;
+              mean_lo[j] = out[j].mean_lo;
               m2[j] = out[j].m2;
+              m2_lo[j] = out[j].m2_lo;
             }
             for (std::int64_t i = 0; i < m; ++i) {
               const std::byte* q = p + i * line_stride;
               for (std::int64_t j = 0; j < jn; ++j) {
                 const T v = line_at<T>(q, j0 + j);
-                const double x = static_cast<double>(v);
-                const double c = count[j] + 1.0;
-                const double delta = x - mean[j];
-                const double next = mean[j] + delta / c;
-                const double next_m2 = m2[j] + delta * (x - next);
+                double c = count[j], mn = mean[j], ml = mean_lo[j], s = m2[j], sl = m2_lo[j];
+                welford(c, mn, ml, s, sl, static_cast<double>(v));
                 const bool take = !(SkipNan && is_nan(v));  // nan*: a NaN changes nothing
                 count[j] = take ? c : count[j];
-                mean[j] = take ? next : mean[j];
-                m2[j] = take ? next_m2 : m2[j];
+                mean[j] = take ? mn : mean[j];
+                mean_lo[j] = take ? ml : mean_lo[j];
+                m2[j] = take ? s : m2[j];
+                m2_lo[j] = take ? sl : m2_lo[j];
               }
             }
             for (std::int64_t j = 0; j < jn; ++j) {
               out[j].n = static_cast<std::int64_t>(count[j]);
               out[j].mean = mean[j];
+              out[j].mean_lo = mean_lo[j];
               out[j].m2 = m2[j];
+              out[j].m2_lo = m2_lo[j];
             }
           }
         });
@@ -646,7 +731,7 @@ struct MomentsFamily {
       a.s2 += b.s2;
       a.n += b.n;
     } else {
-      merge_block(a, b.mean, b.m2, b.n);
+      merge_block(a, b);
     }
   }
 
@@ -663,7 +748,7 @@ struct MomentsFamily {
       const long double m2 = static_cast<long double>(nm2) / static_cast<long double>(a.n);
       return static_cast<double>(m2 / static_cast<long double>(dof));
     } else {
-      return a.m2 / static_cast<double>(dof);
+      return compensated_value(a.m2, a.m2_lo) / static_cast<double>(dof);
     }
   }
 };

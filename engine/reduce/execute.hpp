@@ -166,7 +166,7 @@ void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial&
   } else if constexpr (F::kKind == FamilyKind::Sum) {
     if (op == ReduceOp::Sum || op == ReduceOp::NanSum) {
       if constexpr (kernels::kIsFloat<T>) {
-        store(dst, p.sum);
+        store(dst, F::total(p));
       } else {
         // Modulo 2^64, as numpy's 64-bit accumulators wrap.
         store(dst, static_cast<std::uint64_t>(static_cast<kernels::u128>(p.sum)));
@@ -176,7 +176,7 @@ void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial&
     double mean = std::numeric_limits<double>::quiet_NaN();
     if (p.n > 0) {
       if constexpr (kernels::kIsFloat<T>) {
-        mean = p.sum / static_cast<double>(p.n);
+        mean = F::total(p) / static_cast<double>(p.n);
       } else {
         mean = static_cast<double>(static_cast<long double>(p.sum) / static_cast<long double>(p.n));
       }
@@ -197,7 +197,7 @@ void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial&
   } else if constexpr (F::kKind == FamilyKind::AnyAll) {
     store(dst, static_cast<std::uint8_t>((op == ReduceOp::Any ? p.any : p.all) ? 1 : 0));
   } else if constexpr (F::kKind == FamilyKind::Norm) {
-    store(dst, std::sqrt(p.sumsq));
+    store(dst, std::sqrt(F::total(p)));
   } else {
     static_assert(F::kKind == FamilyKind::Arg);
     store(dst, F::result(p));

@@ -8,6 +8,35 @@
 namespace mmc {
 namespace {
 
+// The C++ type ReduceResult::as<T> wants for a dtype.
+const char* cxx_name(TypeId id) {
+  switch (id) {
+    case TypeId::Bool:
+      return "bool";
+    case TypeId::I8:
+      return "std::int8_t";
+    case TypeId::U8:
+      return "std::uint8_t";
+    case TypeId::I16:
+      return "std::int16_t";
+    case TypeId::U16:
+      return "std::uint16_t";
+    case TypeId::I32:
+      return "std::int32_t";
+    case TypeId::U32:
+      return "std::uint32_t";
+    case TypeId::I64:
+      return "std::int64_t";
+    case TypeId::U64:
+      return "std::uint64_t";
+    case TypeId::F32:
+      return "float";
+    case TypeId::F64:
+      return "double";
+  }
+  return "?";
+}
+
 struct OpName {
   ReduceOp op;
   const char* name;
@@ -96,6 +125,14 @@ std::int64_t ReduceResult::size() const noexcept {
   std::int64_t n = 1;
   for (auto e : shape) n *= e;
   return n;
+}
+
+void ReduceResult::check_element_type(TypeId asked, std::size_t asked_size) const {
+  if (asked == dtype.id() && asked_size == dtype.itemsize()) return;
+  raise(ErrorCode::InvalidArgument,
+        "ReduceResult::as<T>: the result holds " + dtype.name() + " elements, T is " +
+            DType(asked).name() + ": ask for the result's dtype (as<" + cxx_name(dtype.id()) +
+            ">())");
 }
 
 std::vector<int> parse_axes(const std::string& text) {

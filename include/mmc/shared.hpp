@@ -17,6 +17,15 @@
 namespace mmc {
 namespace detail {
 
+// True for the C++ types of mmc's dtypes (those type_id_of<T> knows).
+template <class T>
+inline constexpr bool kIsNumpyScalar =
+    std::is_same_v<T, bool> || std::is_same_v<T, std::int8_t> || std::is_same_v<T, std::uint8_t> ||
+    std::is_same_v<T, std::int16_t> || std::is_same_v<T, std::uint16_t> ||
+    std::is_same_v<T, std::int32_t> || std::is_same_v<T, std::uint32_t> ||
+    std::is_same_v<T, std::int64_t> || std::is_same_v<T, std::uint64_t> ||
+    std::is_same_v<T, float> || std::is_same_v<T, double>;
+
 // What an ArrayRef names. A segment is found through its owner's descriptor
 // (/proc/<pid>/fd/<fd>, checked against `uid`); a file region by path and offset.
 struct ArrayDesc {
@@ -105,15 +114,31 @@ class ArrayRef {
   ArrayRef() = default;
   explicit ArrayRef(detail::ArrayDesc desc) : desc_(std::move(desc)) {}
 
-  // The elements of a file-backed Source, by reference (path + offset), never copied.
-  // Throws Error(InvalidArgument) if the source's item size is not sizeof(T) or it is not
-  // contiguous.
+  // The elements of a file-backed Source, by reference (path + offset), never copied, in
+  // storage order (a Fortran-order source's first axis varies fastest). Throws
+  // Error(InvalidArgument) unless the source holds T in this machine's byte order: for the
+  // numpy scalar types (bool, int8_t ... uint64_t, float, double) its dtype must be T's; for any
+  // other T its item size must be sizeof(T) and, past one byte, its byte order native.
   static ArrayRef of(const Source& source, MapMode mode = MapMode::ReadOnly) {
     const ArrayMeta& meta = source.meta();
-    if (meta.dtype.itemsize() != sizeof(T)) {
+    using Element = std::remove_cv_t<T>;
+    if constexpr (detail::kIsNumpyScalar<Element>) {
+      const DType want(type_id_of<Element>());
+      if (meta.dtype.id() != want.id()) {
+        raise(ErrorCode::InvalidArgument, source.path() + ": elements are " +
+                                              meta.dtype.numpy_descr() + ", cannot be viewed as " +
+                                              want.numpy_descr() + " (convert the file first)");
+      }
+    } else if (meta.dtype.itemsize() != sizeof(T)) {
       raise(ErrorCode::InvalidArgument,
             source.path() + ": items of " + std::to_string(meta.dtype.itemsize()) +
                 " bytes cannot be viewed as " + std::to_string(sizeof(T)) + "-byte elements");
+    }
+    if (!meta.dtype.is_native()) {
+      raise(ErrorCode::InvalidArgument,
+            source.path() + ": elements are " + meta.dtype.numpy_descr() +
+                ", stored in the other byte order than this machine's: an ArrayRef would read "
+                "them byte-swapped (convert the file to native order first)");
     }
     detail::ArrayDesc desc;
     desc.path = source.path();

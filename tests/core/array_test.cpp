@@ -1,4 +1,5 @@
-// Tests of mmc/array.hpp: dense strides, sizes, overflow checks and shape text.
+// Tests of mmc/array.hpp: dense strides, sizes, overflow checks and shape text; and of the
+// typed views over a source's elements (ArrayRef::of).
 #include "mmc/array.hpp"
 
 #include <gtest/gtest.h>
@@ -8,6 +9,9 @@
 #include <vector>
 
 #include "mmc/error.hpp"
+#include "mmc/shared.hpp"
+#include "mmc/source.hpp"
+#include "support/test_support.hpp"
 
 namespace mmc {
 namespace {
@@ -137,6 +141,63 @@ TEST(Shape, RejectsMalformedText) {
       EXPECT_EQ(e.code(), ErrorCode::InvalidArgument) << bad;
     }
   }
+}
+
+// The message of the Error(InvalidArgument) that f throws; empty when it throws nothing.
+template <class F>
+std::string invalid_argument_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument) << e.what();
+    return e.what();
+  }
+  return "";
+}
+
+// A small .npy numpy wrote: four 1.5s of `descr`.
+std::string numpy_file(const test::TempDir& dir, const std::string& descr) {
+  const std::string path = dir.file("a.npy");
+  test::run_python_code(
+      "import numpy as np, sys\n"
+      "np.save(sys.argv[1], np.full(4, 1.5, dtype=sys.argv[2]))\n",
+      {path, descr});
+  return path;
+}
+
+TEST(ArrayRefOf, ViewsNativeElementsOfTheSourcesType) {
+  test::TempDir dir;
+  const Source src = open_npy(numpy_file(dir, "<f4"));
+  const ArrayRef<float> ref = ArrayRef<float>::of(src);
+  ASSERT_EQ(ref.size(), 4u);
+  EXPECT_EQ(ref[3], 1.5f);
+}
+
+TEST(ArrayRefOf, RefusesABigEndianSourceNamingItsByteOrder) {
+  test::TempDir dir;
+  const Source src = open_npy(numpy_file(dir, ">f4"));
+  const std::string why = invalid_argument_of([&] { ArrayRef<float>::of(src); });
+  EXPECT_NE(why.find(">f4"), std::string::npos) << why;
+  EXPECT_NE(why.find("byte order"), std::string::npos) << why;
+}
+
+TEST(ArrayRefOf, RefusesAnotherTypeOfTheSameSizeNamingBoth) {
+  test::TempDir dir;
+  const Source src = open_npy(numpy_file(dir, "<i4"));
+  const std::string why = invalid_argument_of([&] { ArrayRef<float>::of(src); });
+  EXPECT_NE(why.find("<i4"), std::string::npos) << why;
+  EXPECT_NE(why.find("<f4"), std::string::npos) << why;
+  EXPECT_EQ(ArrayRef<std::int32_t>::of(src)[0], 1);  // numpy's int of 1.5
+}
+
+TEST(ArrayRefOf, ChecksOnlyTheItemSizeOfTypesWithoutADtype) {
+  test::TempDir dir;
+  const Source src = open_npy(numpy_file(dir, "<u2"));
+  struct Pair {
+    std::uint8_t lo, hi;
+  };
+  EXPECT_EQ(ArrayRef<Pair>::of(src).size(), 4u);
+  EXPECT_NE(invalid_argument_of([&] { ArrayRef<std::uint32_t>::of(src); }), "");
 }
 
 }  // namespace

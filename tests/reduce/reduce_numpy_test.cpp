@@ -2,7 +2,9 @@
 // answers numpy computed on the same .npy files.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -328,6 +330,128 @@ TEST_F(ReduceNumpy, PerImageMeanOfU8CubeIsBitwiseNumpys) {
   ASSERT_EQ(got.shape, Shape{48});
   ASSERT_EQ(got.data.size(), 48u * 8);
   EXPECT_EQ(std::memcmp(got.data.data(), want.data(), got.data.size()), 0);
+}
+
+// Float sums, means, variances and norms of cubes far from zero (1000 + noise) in every layout
+// (float32 and float64, both byte orders, C and Fortran order, axes that make strategy A with
+// long and short runs and strategy B) stay within kMaxUlps of the answer numpy computes in
+// extended precision (tests/fixtures/reduce_accuracy.py).
+constexpr double kMaxUlps = 8;
+
+// |got - want| in units of the last place of want.
+double ulps_between(double got, double want) {
+  if (got == want) return 0;
+  const double w = std::fabs(want);
+  return std::fabs(got - want) / (std::nextafter(w, INFINITY) - w);
+}
+
+class ReduceAccuracy : public ::testing::Test {
+ protected:
+  struct Case {
+    std::string input, op;
+    std::vector<int> axes;
+    int ddof = 0;
+    Shape shape;
+    std::size_t offset = 0;
+  };
+
+  static void SetUpTestSuite() {
+    dir_ = std::make_unique<test::TempDir>();
+    test::run_python("reduce_accuracy.py", {dir_->path()});
+    for (const auto& j : nlohmann::json::parse(test::read_file(dir_->file("accuracy.json")))) {
+      cases_.push_back(Case{j["input"], j["op"], j["axes"].get<std::vector<int>>(), j["ddof"],
+                            j["shape"].get<Shape>(), j["offset"]});
+    }
+    expected_ = std::make_unique<MappedFile>(
+        MappedFile::open(dir_->file("accuracy.bin"), MapMode::ReadOnly));
+  }
+  static void TearDownTestSuite() {
+    cases_.clear();
+    expected_.reset();
+    dir_.reset();
+  }
+
+  // Checks every case with `base`'s pool and task size; the worst distance seen is reported.
+  static void expect_every_case_within_bound(const ReduceOptions& base) {
+    ASSERT_GE(cases_.size(), 400u);
+    double worst = 0;
+    std::string worst_case;
+    int failures = 0;
+    for (const Case& c : cases_) {
+      ReduceOptions o = base;
+      o.op = parse_reduce_op(c.op);
+      o.axes = c.axes;
+      o.axes_given = true;
+      o.ddof = c.ddof;
+      const ReduceResult got = reduce(open_npy(dir_->file(c.input)), o);
+      ASSERT_EQ(got.shape, c.shape) << c.input << " " << c.op;
+      const double* want = reinterpret_cast<const double*>(expected_->data() + c.offset);
+      double case_worst = 0;
+      for (std::int64_t i = 0; i < got.size(); ++i) {
+        case_worst = std::max(case_worst, ulps_between(got.as<double>()[i], want[i]));
+      }
+      std::string axes;
+      for (int a : c.axes) axes += std::to_string(a) + ",";
+      const std::string what = c.input + " op=" + c.op + " ddof=" + std::to_string(c.ddof) +
+                               " axes=" + axes;
+      if (case_worst > worst) {
+        worst = case_worst;
+        worst_case = what;
+      }
+      if (case_worst > kMaxUlps && ++failures <= 20) {
+        ADD_FAILURE() << what << ": " << case_worst << " ulps from numpy's extended-precision answer";
+      }
+    }
+    EXPECT_EQ(failures, 0) << "worst: " << worst << " ulps (" << worst_case << ")";
+    std::printf("worst distance: %.1f ulps (%s)\n", worst, worst_case.c_str());
+  }
+
+  static inline std::unique_ptr<test::TempDir> dir_;
+  static inline std::vector<Case> cases_;
+  static inline std::unique_ptr<MappedFile> expected_;
+};
+
+TEST_F(ReduceAccuracy, FloatReductionsOfEveryLayoutAreWithinEightUlps) {
+  ReduceOptions o;
+  o.pool.backend = Backend::Serial;
+  expect_every_case_within_bound(o);
+}
+
+TEST_F(ReduceAccuracy, FloatReductionsSplitIntoPiecesAcrossWorkersAreWithinEightUlps) {
+  // 64 KiB tasks cut each image into pieces whose partials the parent merges.
+  ReduceOptions o;
+  o.pool.backend = Backend::Thread;
+  o.pool.n_jobs = 2;
+  o.task_bytes = 1 << 16;
+  expect_every_case_within_bound(o);
+}
+
+TEST(ReduceResultAs, RefusesAnotherElementTypeNamingBoth) {
+  test::TempDir dir;
+  const std::vector<float> values = {1.0f, 2.0f, 4.0f};
+  test::write_file(dir.file("v.f32"),
+                   std::string(reinterpret_cast<const char*>(values.data()), sizeof(float) * 3));
+  const Source src = open_raw(RawSpec{dir.file("v.f32"), DType(TypeId::F32), {3}});
+  ReduceOptions o;
+  o.op = ReduceOp::Count;
+  o.pool.backend = Backend::Serial;
+  const ReduceResult r = reduce(src, o);
+  ASSERT_EQ(r.dtype, DType(TypeId::I64));
+  EXPECT_EQ(r.as<std::int64_t>()[0], 3);
+  // A float view of an 8-byte result: before the check, element 1 read past the buffer.
+  for (auto wrong : {+[](const ReduceResult& x) { (void)x.as<float>(); },
+                     +[](const ReduceResult& x) { (void)x.as<double>(); },
+                     +[](const ReduceResult& x) { (void)x.as<std::uint64_t>(); }}) {
+    try {
+      wrong(r);
+      ADD_FAILURE() << "as<T>() of the wrong T returned";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+      const std::string what = e.what();
+      EXPECT_NE(what.find("i64"), std::string::npos) << what;
+      EXPECT_NE(what.find("std::int64_t"), std::string::npos) << what;
+    }
+  }
 }
 
 }  // namespace
