@@ -58,6 +58,7 @@ Order parse_order(const std::string& text) {
 
 // Checked before any file is opened, so a usage error is reported as one whatever the files.
 RawSpec raw_spec(const SourceArgs& args) {
+  check_raw_source(args.path);  // a .npy given --order alone is told so, not to add --dtype
   if (args.dtype.empty() || args.shape.empty()) {
     throw Error(ErrorCode::InvalidArgument,
                 "raw source " + args.path + " needs both --dtype and --shape");

@@ -81,29 +81,6 @@ bool has_hdf5_magic(const std::string& path) {
   return starts_with_bytes(path, "\x89HDF\r\n\x1a\n", 8);
 }
 
-// A .npy, HDF5 or zarr source records its own dtype and shape; read raw, its header would be
-// taken for pixels. Raw options are for files that say nothing about themselves.
-void refuse_raw_options(const std::string& spec) {
-  std::string file, dataset;
-  struct stat st;
-  const char* kind = nullptr;
-  if (::stat(spec.c_str(), &st) == 0) {
-    if (S_ISDIR(st.st_mode)) {
-      kind = "a directory (a zarr store?)";
-    } else if (has_npy_magic(spec)) {
-      kind = "a .npy file";
-    } else if (has_hdf5_magic(spec)) {
-      kind = "an HDF5 file";
-    }
-  } else if (split_hdf5_spec(spec, &file, &dataset) && ::stat(file.c_str(), &st) == 0) {
-    kind = "an HDF5 dataset";
-  }
-  if (kind == nullptr) return;
-  raise(ErrorCode::InvalidArgument,
-        spec + " is " + kind + ", which records its own dtype and shape: the raw options " +
-            "(--dtype, --shape, --offset, --order) apply to raw files only; drop them");
-}
-
 // s3://, gs://, http(s)://...: a scheme of letters before "://". Only local paths are read.
 void refuse_remote_url(const std::string& spec) {
   const std::size_t colon = spec.find("://");
@@ -121,6 +98,29 @@ void refuse_remote_url(const std::string& spec) {
 }
 
 }  // namespace
+
+void check_raw_source(const std::string& spec) {
+  refuse_remote_url(spec);
+  std::string file, dataset;
+  struct stat st;
+  const char* kind = nullptr;
+  if (::stat(spec.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      kind = "a directory (a zarr store?)";
+    } else if (has_npy_magic(spec)) {
+      kind = "a .npy file";
+    } else if (has_hdf5_magic(spec)) {
+      kind = "an HDF5 file";
+    }
+  } else if (split_hdf5_spec(spec, &file, &dataset) && ::stat(file.c_str(), &st) == 0 &&
+             S_ISREG(st.st_mode) && has_hdf5_magic(file)) {
+    kind = "an HDF5 dataset";
+  }
+  if (kind == nullptr) return;
+  raise(ErrorCode::InvalidArgument,
+        spec + " is " + kind + ", which records its own dtype and shape: the raw options " +
+            "(--dtype, --shape, --offset, --order) apply to raw files only; drop them");
+}
 
 AnyArray::AnyArray(Source dense)
     : dense_(std::make_shared<Source>(std::move(dense))),
@@ -161,7 +161,7 @@ AnyArray open_array(const std::string& spec, const RawSpec* raw) {
     return AnyArray(std::move(h5.chunked));
   }
   if (raw != nullptr) {
-    refuse_raw_options(spec);
+    check_raw_source(spec);
     RawSpec copy = *raw;
     copy.path = spec;
     return AnyArray(open_raw(copy));
