@@ -215,8 +215,8 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
                  source.kind().c_str(), format_bytes(meta.nbytes()).c_str(),
                  describe_layout(source).c_str(), kernel_isa());
     if (cluster.size > 1) {
-      std::fprintf(stderr, "mmcompute: %d MPI ranks share the tasks; %s per rank\n",
-                   cluster.size, counted(effective_n_jobs(args.jobs), "worker").c_str());
+      std::fprintf(stderr, "mmcompute: %d MPI ranks share the tasks; %s per rank\n", cluster.size,
+                   counted(effective_n_jobs(args.jobs), "worker").c_str());
     }
   }
   ProgressBar bar(root && show_progress(args.output), meta.nbytes());

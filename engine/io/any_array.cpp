@@ -87,8 +87,8 @@ void refuse_remote_url(const std::string& spec) {
   if (colon == std::string::npos || colon == 0) return;
   for (std::size_t i = 0; i < colon; ++i) {
     const char c = spec[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '+' || c == '.' || c == '-')) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' ||
+          c == '.' || c == '-')) {
       return;
     }
   }

@@ -29,10 +29,10 @@ ChunkedArray::ChunkedArray(ArrayMeta meta, Shape chunk_shape, std::vector<std::b
             "chunk shape " + format_shape(chunk_shape_) + " has an extent below 1");
     n = detail::checked_mul(n, static_cast<std::uint64_t>(c), "chunk size");
   }
-  if (n > kMaxDecodedChunkBytes) {
-    raise(ErrorCode::InvalidArgument, "chunk shape " + format_shape(chunk_shape_) + " makes " +
-                                          std::to_string(n) + "-byte chunks, over the 2 GiB " +
-                                          "a chunk may decode to");
+  if (n > kMaxDecodedChunkBytes) {  // metadata from a file: damaged or hostile
+    raise(ErrorCode::Corrupt, "chunk shape " + format_shape(chunk_shape_) + " makes " +
+                                  std::to_string(n) + "-byte chunks, over the 2 GiB " +
+                                  "a chunk may decode to");
   }
   n_chunks();  // checks that the grid's cell count fits
   if (fill_.empty()) fill_.assign(meta_.dtype.itemsize(), std::byte{0});

@@ -130,10 +130,11 @@ ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& optio
   if (pages > 0 && page > 0 &&
       out_bytes / static_cast<std::uint64_t>(page) >= static_cast<std::uint64_t>(pages)) {
     throw Error(ErrorCode::Io, "the result, shape " + format_shape(result.shape, true) + " of " +
-                                   result.dtype.name() + ", needs " + detail::format_bytes(out_bytes) +
+                                   result.dtype.name() + ", needs " +
+                                   detail::format_bytes(out_bytes) +
                                    ", more than this machine's memory (" +
                                    detail::format_bytes(static_cast<std::uint64_t>(pages) *
-                                                static_cast<std::uint64_t>(page)) +
+                                                        static_cast<std::uint64_t>(page)) +
                                    "); reduce over more axes or a part of the array");
   }
   result.data.assign(static_cast<std::size_t>(out_bytes), std::byte{0});

@@ -212,11 +212,10 @@ TEST_F(CliErrors, EmptyResultWithAHugeRowCountPrintsOneLineWithItsShape) {
       "import json, numpy as np\n"
       "r = np.empty((6, 3, 4246116860110, 0), np.uint8).sum(axis=0)\n"
       "print(json.dumps({'shape': list(r.shape), 'text': str(tuple(r.shape))}))\n"));
-  const CommandResult text =
-      run_cli({"reduce", path, "--op", "sum", "--axis", "0", "-j", "1"}, 30);
+  const CommandResult text = run_cli({"reduce", path, "--op", "sum", "--axis", "0", "-j", "1"}, 30);
   EXPECT_EQ(text.exit_code, 0) << text.err;
-  EXPECT_EQ(text.out, "[] (empty result of shape " + expected["text"].get<std::string>() +
-                          ", u64)\n");
+  EXPECT_EQ(text.out,
+            "[] (empty result of shape " + expected["text"].get<std::string>() + ", u64)\n");
   const std::string json_out = dir_.file("empty.json"), csv_out = dir_.file("empty.csv");
   const std::string npy_out = dir_.file("empty_out.npy");
   for (const std::string& o : {json_out, csv_out, npy_out}) {
@@ -290,8 +289,8 @@ TEST_F(CliErrors, UnreadableNpyAndZarrSayPermissionDenied) {
 TEST_F(CliErrors, RemoteUrlsAreRefusedAskingForALocalPath) {
   for (const std::string url : {"s3://bucket/cube.npy", "gs://bucket/cube.zarr",
                                 "http://host/cube.npy", "https://host/cube.h5:/images"}) {
-    for (const std::string& err :
-         {expect_failure({"reduce", url, "--op", "sum"}, kUsage), expect_failure({"info", url}, kUsage)}) {
+    for (const std::string& err : {expect_failure({"reduce", url, "--op", "sum"}, kUsage),
+                                   expect_failure({"info", url}, kUsage)}) {
       EXPECT_NE(err.find("remote URLs are not read"), std::string::npos) << err;
       EXPECT_NE(err.find("local path"), std::string::npos) << err;
     }

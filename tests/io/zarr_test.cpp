@@ -369,7 +369,8 @@ TEST(ZarrMeta, UnreadableStoreSaysPermissionDenied) {
       ::_exit(4);
     } catch (const Error& e) {
       const std::string what = e.what();
-      const bool ok = e.code() == ErrorCode::Io && what.find("Permission denied") != std::string::npos &&
+      const bool ok = e.code() == ErrorCode::Io &&
+                      what.find("Permission denied") != std::string::npos &&
                       what.find("no .zarray") == std::string::npos;
       ::_exit(ok ? 0 : 5);
     }
