@@ -352,6 +352,8 @@ TEST(ZarrMeta, RefusesChunksThatDecodeToOver2GiB) {
 TEST(ZarrMeta, RefusesHugeExtentsNextToAZero) {
   expect_open_error(replace_once(kGoodMeta, "[4, 6]", "[0, 4611686018427387904]"),
                     ErrorCode::InvalidArgument, {".zarray", "overflows"});
+  expect_open_error(replace_once(kGoodMeta, "[4, 6]", "[4611686018427387904, 0]"),
+                    ErrorCode::InvalidArgument, {".zarray", "overflows"});
 }
 
 TEST(ZarrMeta, UnreadableStoreSaysPermissionDenied) {
