@@ -58,15 +58,21 @@ Order parse_order(const std::string& text) {
 
 // Checked before any file is opened, so a usage error is reported as one whatever the files.
 RawSpec raw_spec(const SourceArgs& args) {
+  check_raw_source(args.path);  // a .npy given --order alone is told so, not to add --dtype
   if (args.dtype.empty() || args.shape.empty()) {
     throw Error(ErrorCode::InvalidArgument,
                 "raw source " + args.path + " needs both --dtype and --shape");
+  }
+  if (args.offset < 0) {
+    throw Error(ErrorCode::InvalidArgument,
+                "--offset must be >= 0 (bytes before the first element), got " +
+                    std::to_string(args.offset));
   }
   RawSpec spec;
   spec.path = args.path;
   spec.dtype = DType::parse(args.dtype);
   spec.shape = parse_shape(args.shape);
-  spec.offset = args.offset;
+  spec.offset = static_cast<std::uint64_t>(args.offset);
   spec.order = parse_order(args.order);
   return spec;
 }
@@ -93,7 +99,7 @@ std::string describe_layout(const AnyArray& array) {
   const StorageInfo s = c.storage();
   std::string text = s.layout + " " + format_shape(c.chunk_shape(), true) + ", " + s.compressor;
   for (const std::string& f : s.filters) text += "+" + f;
-  text += ", " + std::to_string(s.chunks_total) + " chunks";
+  text += ", " + counted(s.chunks_total, "chunk");
   if (s.chunks_stored >= 0) text += " (" + std::to_string(s.chunks_stored) + " stored)";
   return text;
 }
@@ -129,6 +135,10 @@ bool cache_requested(const CacheArgs& args) {
 }
 
 }  // namespace
+
+std::string counted(long long n, const std::string& noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
 
 void write_stdout(const std::string& text) {
   if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
@@ -205,8 +215,8 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
                  source.kind().c_str(), format_bytes(meta.nbytes()).c_str(),
                  describe_layout(source).c_str(), kernel_isa());
     if (cluster.size > 1) {
-      std::fprintf(stderr, "mmcompute: %d MPI ranks share the tasks; %d workers per rank\n",
-                   cluster.size, effective_n_jobs(args.jobs));
+      std::fprintf(stderr, "mmcompute: %d MPI ranks share the tasks; %s per rank\n", cluster.size,
+                   counted(effective_n_jobs(args.jobs), "worker").c_str());
     }
   }
   ProgressBar bar(root && show_progress(args.output), meta.nbytes());
@@ -232,14 +242,15 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
   } else if (verbose) {
     const CallStats& s = result.stats;
     std::fprintf(stderr,
-                 "mmcompute: %s backend, %d workers, %zu tasks; source passed by reference "
+                 "mmcompute: %s backend, %s, %s; source passed by reference "
                  "(%s); payloads above max_nbytes=%llu go through shared segments: "
-                 "%s piped, %s shared in %llu segments\n",
-                 to_string(options.pool.backend), s.workers, s.tasks,
+                 "%s piped, %s shared in %s\n",
+                 to_string(options.pool.backend), counted(s.workers, "worker").c_str(),
+                 counted(static_cast<long long>(s.tasks), "task").c_str(),
                  source.dense() ? "mapped file" : "each worker decodes its chunks",
                  static_cast<unsigned long long>(options.pool.max_nbytes),
                  format_bytes(s.bytes_piped).c_str(), format_bytes(s.bytes_shared).c_str(),
-                 static_cast<unsigned long long>(s.segments));
+                 counted(static_cast<long long>(s.segments), "segment").c_str());
     std::fprintf(stderr, "mmcompute: %s %s in %.3f s = %.2f GB/s\n", to_string(options.op),
                  format_bytes(meta.nbytes()).c_str(), elapsed,
                  elapsed > 0 ? static_cast<double>(meta.nbytes()) / elapsed / 1e9 : 0.0);

@@ -16,7 +16,7 @@ struct SourceArgs {
   std::string path;
   std::string dtype;  // raw only
   std::string shape;  // raw only
-  std::uint64_t offset = 0;
+  std::int64_t offset = 0;  // signed, so that --offset -5 gets its own message
   std::string order = "C";
   bool raw = false;  // set when any raw option was given
 };
@@ -81,6 +81,9 @@ struct ConvertArgs {
 std::string cache_folder(const std::string& folder);
 
 void write_stdout(const std::string& text);
+
+// "1 worker", "2 workers": a count and its noun, in the singular when the count is 1.
+std::string counted(long long n, const std::string& noun);
 
 // Each returns the process exit code on success paths and throws mmc::Error otherwise.
 // reduce goes through the result cache when --cache is given or MMC_CACHE_DIR is set (and

@@ -4,11 +4,13 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string>
+#include <vector>
 
 #include "cache_cli.hpp"
 #include "commands.hpp"
@@ -46,6 +48,45 @@ void add_source_options(CLI::App* cmd, mmc::cli::SourceArgs* source) {
   cmd->add_option("--shape", source->shape, "raw: shape, e.g. 2048,1024,1024");
   cmd->add_option("--offset", source->offset, "raw: bytes before the first element");
   cmd->add_option("--order", source->order, "raw: C (row-major) or F (column-major)");
+}
+
+// Levenshtein distance, for suggesting the subcommand a typo meant.
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t substitute = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
+      diagonal = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, substitute});
+    }
+  }
+  return row[b.size()];
+}
+
+// CLI11 reads an unknown first word as a stray argument and answers "A subcommand is required";
+// this names the word and the nearest subcommand instead. Empty when the word is a subcommand
+// (or an option).
+std::string unknown_subcommand_message(const CLI::App& app, int argc, char** argv) {
+  if (argc < 2 || argv[1][0] == '-') return {};
+  const std::string word = argv[1];
+  std::string names, nearest;
+  std::size_t best = std::string::npos;
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    const std::string& name = sub->get_name();
+    if (name == word) return {};
+    names += (names.empty() ? "" : ", ") + name;
+    const std::size_t d = edit_distance(word, name);
+    if (d < best) best = d, nearest = name;
+  }
+  std::string message = "unknown subcommand '" + word + "'";
+  // A third of the letters wrong (at least 2) still reads as a typo of that name.
+  if (best <= std::max<std::size_t>(2, nearest.size() / 3)) {
+    message += "; did you mean '" + nearest + "'?";
+  }
+  return message + " (subcommands: " + names + ")";
 }
 
 // True when any raw-source option appeared on the command line.
@@ -197,6 +238,10 @@ int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
   mmc::cli::CacheCommandArgs cache_args;
   const mmc::cli::CacheCommands cache_cmds = mmc::cli::add_cache_commands(&app, &cache_args);
 
+  if (const std::string unknown = unknown_subcommand_message(app, argc, argv); !unknown.empty()) {
+    print_error(unknown);
+    return kExitUsage;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -25,6 +25,20 @@ std::uint64_t checked_add(std::uint64_t a, std::uint64_t b, const char* what) {
   return r;
 }
 
+bool nbytes_fit(std::uint64_t itemsize, const Shape& shape) noexcept {
+  // numpy's rule (np.empty): a zero extent makes the array empty but does not excuse the
+  // others, since strides, plans and output shapes are products over subsets of them.
+  std::uint64_t bytes = itemsize;
+  for (const std::int64_t extent : shape) {
+    if (extent == 0) continue;
+    if (extent < 0 || __builtin_mul_overflow(bytes, static_cast<std::uint64_t>(extent), &bytes) ||
+        bytes > static_cast<std::uint64_t>(INT64_MAX)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace detail
 
 ArrayMeta ArrayMeta::contiguous(DType dtype, Shape shape, Order order) {
@@ -32,17 +46,24 @@ ArrayMeta ArrayMeta::contiguous(DType dtype, Shape shape, Order order) {
   m.dtype = dtype;
   m.order = order;
   m.strides.assign(shape.size(), 0);
+  for (const std::int64_t extent : shape) {
+    if (extent < 0) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "negative extent " + std::to_string(extent) + " in shape " + format_shape(shape));
+    }
+  }
+  if (!detail::nbytes_fit(dtype.itemsize(), shape)) {
+    throw Error(ErrorCode::InvalidArgument,
+                "shape " + format_shape(shape) + ": size overflows 63 bits (its non-zero " +
+                    "extents times the " + std::to_string(dtype.itemsize()) +
+                    "-byte item size, as numpy counts it)");
+  }
   std::uint64_t bytes = dtype.itemsize();
   const int n = static_cast<int>(shape.size());
   for (int k = 0; k < n; ++k) {
     const int axis = order == Order::C ? n - 1 - k : k;
-    if (shape[axis] < 0) {
-      throw Error(ErrorCode::InvalidArgument, "negative extent " + std::to_string(shape[axis]) +
-                                                  " in shape " + format_shape(shape));
-    }
     m.strides[axis] = static_cast<std::int64_t>(bytes);
-    bytes = detail::checked_mul(bytes, static_cast<std::uint64_t>(shape[axis]),
-                                ("shape " + format_shape(shape)).c_str());
+    bytes *= static_cast<std::uint64_t>(shape[axis]);  // fits: checked above
   }
   m.shape = std::move(shape);
   return m;

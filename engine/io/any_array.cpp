@@ -1,14 +1,17 @@
 // AnyArray: one face for dense and chunked arrays; open_array tells formats apart by name and
 // content.
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <utility>
 
 #include "io/box.hpp"
 #include "mmc/convert.hpp"
 #include "mmc/error.hpp"
+#include "pool/unique_fd.hpp"
 
 namespace mmc {
 namespace {
@@ -53,11 +56,22 @@ bool is_directory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+// Throws for a file that exists but cannot be read (EACCES), which would otherwise be taken
+// for a file of no known format.
 bool starts_with_bytes(const std::string& path, const char* magic, std::size_t n) {
-  std::ifstream in(path, std::ios::binary);
+  int raw_fd;
+  do {
+    raw_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  } while (raw_fd < 0 && errno == EINTR);
+  if (raw_fd < 0) raise_errno(path + ": cannot open");
+  const detail::UniqueFd fd(raw_fd);
   char head[8] = {};
-  in.read(head, static_cast<std::streamsize>(n));
-  return static_cast<std::size_t>(in.gcount()) == n && std::memcmp(head, magic, n) == 0;
+  ssize_t got;
+  do {
+    got = ::pread(fd.get(), head, n, 0);
+  } while (got < 0 && errno == EINTR);
+  if (got < 0) raise_errno(path + ": cannot read");
+  return static_cast<std::size_t>(got) == n && std::memcmp(head, magic, n) == 0;
 }
 
 bool has_npy_magic(const std::string& path) { return starts_with_bytes(path, "\x93NUMPY", 6); }
@@ -67,7 +81,46 @@ bool has_hdf5_magic(const std::string& path) {
   return starts_with_bytes(path, "\x89HDF\r\n\x1a\n", 8);
 }
 
+// s3://, gs://, http(s)://...: a scheme of letters before "://". Only local paths are read.
+void refuse_remote_url(const std::string& spec) {
+  const std::size_t colon = spec.find("://");
+  if (colon == std::string::npos || colon == 0) return;
+  for (std::size_t i = 0; i < colon; ++i) {
+    const char c = spec[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' ||
+          c == '.' || c == '-')) {
+      return;
+    }
+  }
+  raise(ErrorCode::InvalidArgument,
+        spec + ": remote URLs are not read; name a local path, or a mount of the bucket or " +
+            "server (e.g. s3fs, gcsfuse, rclone mount)");
+}
+
 }  // namespace
+
+void check_raw_source(const std::string& spec) {
+  refuse_remote_url(spec);
+  std::string file, dataset;
+  struct stat st;
+  const char* kind = nullptr;
+  if (::stat(spec.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      kind = "a directory (a zarr store?)";
+    } else if (has_npy_magic(spec)) {
+      kind = "a .npy file";
+    } else if (has_hdf5_magic(spec)) {
+      kind = "an HDF5 file";
+    }
+  } else if (split_hdf5_spec(spec, &file, &dataset) && ::stat(file.c_str(), &st) == 0 &&
+             S_ISREG(st.st_mode) && has_hdf5_magic(file)) {
+    kind = "an HDF5 dataset";
+  }
+  if (kind == nullptr) return;
+  raise(ErrorCode::InvalidArgument,
+        spec + " is " + kind + ", which records its own dtype and shape: the raw options " +
+            "(--dtype, --shape, --offset, --order) apply to raw files only; drop them");
+}
 
 AnyArray::AnyArray(Source dense)
     : dense_(std::make_shared<Source>(std::move(dense))),
@@ -96,6 +149,7 @@ void AnyArray::reopen_after_fork() const {
 }
 
 AnyArray open_array(const std::string& spec, const RawSpec* raw) {
+  refuse_remote_url(spec);
   std::string file, dataset;
   if (raw == nullptr && split_hdf5_spec(spec, &file, &dataset)) {
     Hdf5Dataset h5 = open_hdf5(file, dataset);
@@ -107,14 +161,13 @@ AnyArray open_array(const std::string& spec, const RawSpec* raw) {
     return AnyArray(std::move(h5.chunked));
   }
   if (raw != nullptr) {
+    check_raw_source(spec);
     RawSpec copy = *raw;
     copy.path = spec;
     return AnyArray(open_raw(copy));
   }
   struct stat st;
-  if (::stat(spec.c_str(), &st) != 0) {
-    raise(ErrorCode::NotFound, spec + ": no such file or directory");
-  }
+  if (::stat(spec.c_str(), &st) != 0) raise_errno(spec);  // ENOENT, or EACCES on the way
   if (is_directory(spec)) return AnyArray(open_zarr(spec));
   if (has_npy_magic(spec)) return AnyArray(open_npy(spec));
   if (has_hdf5_magic(spec)) {

@@ -29,10 +29,12 @@ ChunkedArray::ChunkedArray(ArrayMeta meta, Shape chunk_shape, std::vector<std::b
             "chunk shape " + format_shape(chunk_shape_) + " has an extent below 1");
     n = detail::checked_mul(n, static_cast<std::uint64_t>(c), "chunk size");
   }
-  if (n > (std::uint64_t{1} << 40)) {
-    raise(ErrorCode::InvalidArgument,
-          "chunk shape " + format_shape(chunk_shape_) + " makes chunks of over 1 TiB");
+  if (n > kMaxDecodedChunkBytes) {  // metadata from a file: damaged or hostile
+    raise(ErrorCode::Corrupt, "chunk shape " + format_shape(chunk_shape_) + " makes " +
+                                  std::to_string(n) + "-byte chunks, over the 2 GiB " +
+                                  "a chunk may decode to");
   }
+  n_chunks();  // checks that the grid's cell count fits
   if (fill_.empty()) fill_.assign(meta_.dtype.itemsize(), std::byte{0});
   if (fill_.size() != meta_.dtype.itemsize()) {
     raise(ErrorCode::Internal, "fill value of the wrong size");
@@ -48,15 +50,19 @@ std::uint64_t ChunkedArray::chunk_nbytes() const noexcept {
 Shape ChunkedArray::grid() const {
   Shape g(meta_.shape.size());
   for (std::size_t i = 0; i < g.size(); ++i) {
-    g[i] = (meta_.shape[i] + chunk_shape_[i] - 1) / chunk_shape_[i];
+    // Not (shape + chunk - 1) / chunk, which overflows for a shape near 2^63.
+    g[i] = meta_.shape[i] / chunk_shape_[i] + (meta_.shape[i] % chunk_shape_[i] != 0 ? 1 : 0);
   }
   return g;
 }
 
 std::int64_t ChunkedArray::n_chunks() const {
-  std::int64_t n = 1;
-  for (std::int64_t g : grid()) n *= g;
-  return n;
+  std::uint64_t n = 1;
+  for (std::int64_t g : grid()) {
+    if (g == 0) return 0;
+    n = detail::checked_mul(n, static_cast<std::uint64_t>(g), "chunk grid");
+  }
+  return static_cast<std::int64_t>(n);
 }
 
 Shape ChunkedArray::chunk_coord(std::int64_t index) const {

@@ -207,17 +207,16 @@ std::uint32_t read_le(const std::byte* p, int n) noexcept {
   return v;
 }
 
-// Bytes of the header's array, or Error(Corrupt) when the shape's size overflows.
+// Bytes of the header's array, or Error(Corrupt) when the shape's size overflows (numpy's rule:
+// non-zero extents count even when another extent is zero).
 std::uint64_t data_nbytes(const std::string& path, const NpyHeader& h) {
-  std::uint64_t n = h.dtype.itemsize();
-  for (const std::int64_t extent : h.shape) {
-    if (__builtin_mul_overflow(n, static_cast<std::uint64_t>(extent), &n) ||
-        n > static_cast<std::uint64_t>(INT64_MAX)) {
-      throw Error(ErrorCode::Corrupt, path + ": header shape " + format_shape(h.shape, true) +
-                                          " of " + std::to_string(h.dtype.itemsize()) +
-                                          "-byte elements overflows 63 bits");
-    }
+  if (!detail::nbytes_fit(h.dtype.itemsize(), h.shape)) {
+    throw Error(ErrorCode::Corrupt, path + ": header shape " + format_shape(h.shape, true) +
+                                        " of " + std::to_string(h.dtype.itemsize()) +
+                                        "-byte elements overflows 63 bits");
   }
+  std::uint64_t n = h.dtype.itemsize();
+  for (const std::int64_t extent : h.shape) n *= static_cast<std::uint64_t>(extent);
   return n;
 }
 

@@ -112,7 +112,17 @@ void row_layout(const ReduceResult& result, std::int64_t* rows, std::int64_t* co
   for (std::size_t k = 0; k + 1 < result.shape.size(); ++k) *rows *= result.shape[k];
 }
 
+// An empty result has no rows to write: a (3, 10**12, 0) result would otherwise be 3 * 10**12
+// empty lines, and its JSON as many empty lists.
+bool is_empty_result(const ReduceResult& result) noexcept {
+  for (const std::int64_t extent : result.shape) {
+    if (extent == 0) return true;
+  }
+  return false;
+}
+
 std::string format_rows(const ReduceResult& result, char separator) {
+  if (is_empty_result(result)) return {};
   std::int64_t rows = 0, cols = 0;
   row_layout(result, &rows, &cols);
   std::string out;
@@ -135,6 +145,7 @@ std::string format_json(const ReduceResult& result) {
     out += std::to_string(result.shape[k]);
   }
   out += "], \"data\": ";
+  if (is_empty_result(result)) return out + "[]}\n";
   with_values(result, [&](auto append) {
     std::int64_t next = 0;
     // Nested lists, one level per axis; a scalar is a bare number.
@@ -276,6 +287,13 @@ void write_result(const ReduceResult& result, const std::string& path) {
   file.commit();
 }
 
-std::string format_result_text(const ReduceResult& result) { return format_rows(result, ' '); }
+std::string format_result_text(const ReduceResult& result) {
+  // numpy prints an empty array as [] with its shape, since no rows can show the shape.
+  if (is_empty_result(result)) {
+    return "[] (empty result of shape " + format_shape(result.shape, true) + ", " +
+           result.dtype.name() + ")\n";
+  }
+  return format_rows(result, ' ');
+}
 
 }  // namespace mmc

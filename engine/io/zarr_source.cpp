@@ -597,7 +597,12 @@ std::unique_ptr<ChunkedArray> open_zarr(const std::string& path) {
   std::string dir = path;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   const std::string file = dir + "/.zarray";
-  if (!exists(file)) raise_no_array(dir);
+  struct stat st;
+  if (::stat(file.c_str(), &st) != 0) {
+    // Only a missing .zarray means "not an array"; EACCES on the folder is said as such.
+    if (errno == ENOENT || errno == ENOTDIR) raise_no_array(dir);
+    raise_errno(file + ": cannot read");
+  }
   const std::string text = read_small_file(file);
   json doc;
   try {
@@ -634,9 +639,10 @@ std::unique_ptr<ChunkedArray> open_zarr(const std::string& path) {
     } catch (const Error& e) {
       p.fail(e.code(), std::string("field 'shape' or 'chunks': ") + e.what());
     }
-    if (chunk_bytes > (std::uint64_t{1} << 40)) {
-      p.fail(ErrorCode::InvalidArgument, "chunks " + doc["chunks"].dump() +
-                                             " make chunks of over 1 TiB, which is not supported");
+    if (chunk_bytes > kMaxDecodedChunkBytes) {
+      p.fail(ErrorCode::Corrupt, "chunks " + doc["chunks"].dump() + " make " +
+                                     std::to_string(chunk_bytes) +
+                                     "-byte chunks, over the 2 GiB a chunk may decode to");
     }
     return std::make_unique<ZarrArray>(dir, std::move(meta), std::move(chunks), std::move(fill),
                                        std::move(codec), separator);

@@ -313,9 +313,9 @@ ZarrWriter::ZarrWriter(const std::string& path, const ZarrSpec& spec, bool overw
   } catch (const Error& e) {
     raise(e.code(), where + e.what());
   }
-  if (chunk_bytes > (std::uint64_t{1} << 40)) {
+  if (chunk_bytes > kMaxDecodedChunkBytes) {  // what could be written could not be read back
     raise(ErrorCode::InvalidArgument, where + "chunks " + format_shape(spec.chunks) +
-                                          " make chunks of over 1 TiB; use smaller chunks");
+                                          " make chunks of over 2 GiB; use smaller chunks");
   }
   s.chunk_nbytes = chunk_bytes;
   if (spec.compressor == Compressor::Blosc &&

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cassert>
 
+#include "mmc/error.hpp"
+
 namespace mmc::detail {
 namespace {
 
@@ -58,6 +60,12 @@ ReducePlan make_reduce_plan(const ArrayMeta& meta, const std::vector<int>& axes,
   std::vector<bool> is_reduced(meta.shape.size(), false);
   for (int a : axes) is_reduced[static_cast<std::size_t>(a)] = true;
 
+  // A geometry built by hand (not by ArrayMeta::contiguous) may hold extents whose products
+  // overflow even when one of them is zero; every product below is over a subset of these.
+  if (!nbytes_fit(plan.itemsize, meta.shape)) {
+    throw Error(ErrorCode::InvalidArgument,
+                "shape " + format_shape(meta.shape, true) + ": size overflows 63 bits");
+  }
   plan.n_out = 1;
   plan.n_red = 1;
   for (std::size_t k = 0; k < meta.shape.size(); ++k) {

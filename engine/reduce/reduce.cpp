@@ -2,6 +2,8 @@
 // turns them into the op's result.
 #include "mmc/reduce.hpp"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -9,6 +11,7 @@
 #include "kernels/dispatch.hpp"
 #include "mmc/convert.hpp"
 #include "mmc/error.hpp"
+#include "mmc/parallel.hpp"
 #include "pool/debug_hooks.hpp"
 #include "reduce/context.hpp"
 #include "reduce/plan.hpp"
@@ -116,6 +119,19 @@ ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& optio
       detail::checked_mul(detail::checked_mul(static_cast<std::uint64_t>(plan.n_out),
                                               static_cast<std::uint64_t>(width), "result size"),
                           result.dtype.itemsize(), "result size");
+  // A result larger than the machine's memory would fail in the allocator with a bare
+  // std::bad_alloc (e.g. 2**40 sums over an empty axis); say what was asked instead.
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0 &&
+      out_bytes / static_cast<std::uint64_t>(page) >= static_cast<std::uint64_t>(pages)) {
+    throw Error(ErrorCode::Io, "the result, shape " + format_shape(result.shape, true) + " of " +
+                                   result.dtype.name() + ", needs " +
+                                   detail::format_bytes(out_bytes) +
+                                   ", more than this machine's memory (" +
+                                   detail::format_bytes(static_cast<std::uint64_t>(pages) *
+                                                        static_cast<std::uint64_t>(page)) +
+                                   "); reduce over more axes or a part of the array");
+  }
   result.data.assign(static_cast<std::size_t>(out_bytes), std::byte{0});
   if (plan.n_tasks() == 0) return result;
 

@@ -21,7 +21,8 @@ struct ArrayMeta {
   Order order = Order::C;
 
   // A dense array in C or Fortran order. Throws Error(InvalidArgument) for a negative
-  // extent or when the byte count overflows 63 bits.
+  // extent or when the byte count overflows 63 bits, counting as numpy does: the item size
+  // times the product of the non-zero extents must fit, so (0, 2**62, 2**62) is refused too.
   static ArrayMeta contiguous(DType dtype, Shape shape, Order order = Order::C);
 
   int ndim() const noexcept { return static_cast<int>(shape.size()); }
@@ -42,6 +43,10 @@ namespace detail {
 // Overflow-checked arithmetic on sizes; throw Error(InvalidArgument) naming `what`.
 std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, const char* what);
 std::uint64_t checked_add(std::uint64_t a, std::uint64_t b, const char* what);
+// True when itemsize times the product of shape's non-zero extents fits 63 bits (numpy's rule
+// for np.empty), and no extent is negative. Every product over a subset of the extents then
+// fits too, whether or not the array is empty.
+bool nbytes_fit(std::uint64_t itemsize, const Shape& shape) noexcept;
 }  // namespace detail
 
 }  // namespace mmc

@@ -41,6 +41,12 @@ struct ChunkRef {
   Box box;      // the array elements it holds (clipped at the array's edges)
 };
 
+// The largest decoded chunk read or written: 2 GiB. A chunk is decoded whole into memory even
+// to read one element, and zlib, zstd and blosc count buffers in 32-bit ints; real stores use
+// chunks of a few MiB (HDF5's own limit is 4 GiB). Larger chunks in metadata are refused as
+// hostile or damaged rather than allocated.
+inline constexpr std::uint64_t kMaxDecodedChunkBytes = std::uint64_t{2} << 30;
+
 class ChunkedArray {
  public:
   virtual ~ChunkedArray() = default;

@@ -44,11 +44,17 @@ class AnyArray {
 // Opens an array from its name:
 //  - "FILE.h5:/path/to/dataset" (any file name, ':' then an absolute dataset path): HDF5;
 //  - a directory holding .zarray: zarr v2;
-//  - with `raw` given: a raw file described by it (its path is `spec`);
+//  - with `raw` given: a raw file described by it (its path is `spec`), unless check_raw_source
+//    refuses it;
 //  - a file starting with numpy's magic: .npy.
 // Throws Error(NotFound) for a missing file, Error(InvalidArgument) when the format cannot be
 // told ("give --dtype and --shape for a raw file"), and what each format's opener throws.
 AnyArray open_array(const std::string& spec, const RawSpec* raw = nullptr);
+
+// Throws Error(InvalidArgument) naming the conflict when `spec` is a .npy file, an HDF5 file or
+// dataset, or a directory (zarr): they record their own dtype and shape, and read as raw bytes
+// their header would be taken for data. Also refuses remote URLs (s3://, https://, ...).
+void check_raw_source(const std::string& spec);
 
 enum class ArrayFormat : std::uint8_t { Raw, Npy, Hdf5, Zarr };
 

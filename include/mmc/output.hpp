@@ -45,10 +45,12 @@ enum class OutputFormat : std::uint8_t { Npy, Csv, Json };
 // By extension: .npy, .csv, .json. Throws Error(InvalidArgument) for anything else.
 OutputFormat output_format_for(const std::string& path);
 
-// Writes a result to `path` in the format of its extension, atomically.
+// Writes a result to `path` in the format of its extension, atomically. An empty result (an
+// extent 0) is a CSV of no rows and JSON "data": [] (its shape is in "shape").
 void write_result(const ReduceResult& result, const std::string& path);
 // The result as text for stdout: one value per line for 1-d, the scalar for 0-d, rows of
-// space-separated values (last axis) for n-d. Floats with 17 significant digits.
+// space-separated values (last axis) for n-d. Floats with 17 significant digits. An empty
+// result is one line, "[] (empty result of shape (3, 0), f8)".
 std::string format_result_text(const ReduceResult& result);
 
 }  // namespace mmc

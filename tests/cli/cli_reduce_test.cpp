@@ -211,7 +211,7 @@ TEST(CliReduceVerbose, ReportsTransportStatisticsOnStderr) {
   cube_fixture({"make", source, "--descr", "|u1", "--shape", "8,16,16"});
   const CommandResult r = run_cli({"reduce", source, "--op", "mean", "--jobs", "2", "-v"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("workers"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(" worker"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("piped"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("GB/s"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 8);

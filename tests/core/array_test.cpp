@@ -76,6 +76,21 @@ TEST(ArrayMeta, RejectsShapeWhoseByteCountOverflows) {
   }
 }
 
+TEST(ArrayMeta, RejectsHugeExtentsNextToAZeroAsNumpyDoes) {
+  // np.empty refuses these ("array is too big"): the zero does not excuse the other extents.
+  constexpr std::int64_t k62 = std::int64_t{1} << 62;
+  for (const Order order : {Order::C, Order::F}) {
+    for (const Shape& shape : {Shape{0, k62, k62}, Shape{k62, 0, k62}, Shape{0, INT64_MAX, 2}}) {
+      EXPECT_THROW(ArrayMeta::contiguous(DType(TypeId::U8), shape, order), Error)
+          << format_shape(shape);
+    }
+    EXPECT_THROW(ArrayMeta::contiguous(DType(TypeId::U16), {0, k62}, order), Error);
+    // The same extents alone fit, so an empty array of them is fine.
+    EXPECT_EQ(ArrayMeta::contiguous(DType(TypeId::U8), {0, k62}, order).size(), 0);
+    EXPECT_EQ(ArrayMeta::contiguous(DType(TypeId::U8), {k62, 0, 1}, order).nbytes(), 0u);
+  }
+}
+
 TEST(ArrayMeta, AcceptsTheLargestByteCountThatFits) {
   const ArrayMeta m = ArrayMeta::contiguous(DType(TypeId::U8), {INT64_MAX});
   EXPECT_EQ(m.nbytes(), static_cast<std::uint64_t>(INT64_MAX));

@@ -405,6 +405,16 @@ TEST(NpyHeader, RejectsShapesWhoseSizeOverflows) {
                   ErrorCode::Corrupt, {"overflow"});
 }
 
+TEST(NpyHeader, RejectsHugeExtentsNextToAZero) {
+  // Empty arrays whose other extents overflow: numpy refuses to make them, and so do we.
+  expect_rejected(npy_bytes("{'descr': '<u2', 'fortran_order': True, 'shape': "
+                            "(0, 4611686018427387904, 4611686018427387904), }"),
+                  ErrorCode::Corrupt, {"overflow"});
+  expect_rejected(npy_bytes("{'descr': '|u1', 'fortran_order': False, 'shape': "
+                            "(4611686018427387904, 0, 4611686018427387904), }"),
+                  ErrorCode::Corrupt, {"overflow"});
+}
+
 TEST(NpyHeader, OpenRejectsShapesLargerThanTheFile) {
   TempDir dir;
   const std::string path = dir.file("big.npy");

@@ -327,6 +327,63 @@ TEST(ZarrMeta, RejectsShapesWhoseByteCountOverflows) {
                     ErrorCode::InvalidArgument, {".zarray"});
 }
 
+TEST(ZarrMeta, CountsTheChunkGridOfTheLargestShapeWithoutOverflow) {
+  TempDir dir;
+  const auto a = open_zarr(make_store(
+      dir, R"({"zarr_format": 2, "shape": [9223372036854775807], "chunks": [2], "dtype": "|u1",
+              "order": "C", "compressor": null, "fill_value": 0, "filters": null})"));
+  EXPECT_EQ(a->grid(), (Shape{std::int64_t{1} << 62}));
+  EXPECT_EQ(a->n_chunks(), std::int64_t{1} << 62);
+  EXPECT_EQ(a->storage().chunks_total, std::int64_t{1} << 62);
+}
+
+TEST(ZarrMeta, RefusesChunksThatDecodeToOver2GiB) {
+  // 2 GiB + 8 bytes, and 1 TiB (accepted before): refused before any chunk is allocated.
+  expect_open_error(replace_once(kGoodMeta, "[2, 3]", "[268435457, 1]"), ErrorCode::Corrupt,
+                    {".zarray", "2147483656", "2 GiB"});
+  expect_open_error(replace_once(kGoodMeta, "[2, 3]", "[131072, 1048576]"), ErrorCode::Corrupt,
+                    {".zarray", "2 GiB"});
+  TempDir dir;  // exactly 2 GiB is allowed (and nothing is read)
+  EXPECT_EQ(open_zarr(make_store(dir, replace_once(kGoodMeta, "[2, 3]", "[268435456, 1]")))
+                ->chunk_nbytes(),
+            std::uint64_t{2} << 30);
+}
+
+TEST(ZarrMeta, RefusesHugeExtentsNextToAZero) {
+  expect_open_error(replace_once(kGoodMeta, "[4, 6]", "[0, 4611686018427387904]"),
+                    ErrorCode::InvalidArgument, {".zarray", "overflows"});
+  expect_open_error(replace_once(kGoodMeta, "[4, 6]", "[4611686018427387904, 0]"),
+                    ErrorCode::InvalidArgument, {".zarray", "overflows"});
+}
+
+TEST(ZarrMeta, UnreadableStoreSaysPermissionDenied) {
+  // Run in a child with the privileges of nobody, so that the check holds when tests run as root.
+  TempDir dir;
+  const std::string path = make_store(dir, kGoodMeta);
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(path.c_str(), 0), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
+    try {
+      open_zarr(path);
+      ::_exit(4);
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      const bool ok = e.code() == ErrorCode::Io &&
+                      what.find("Permission denied") != std::string::npos &&
+                      what.find("no .zarray") == std::string::npos;
+      ::_exit(ok ? 0 : 5);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ::chmod(path.c_str(), 0755);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "3: cannot drop privileges, 4: opened, 5: wrong error";
+}
+
 TEST(ZarrMeta, RejectsUnsupportedDtypes) {
   for (const char* dtype : {"\"|O\"", "\"<U8\"", "\"<M8[ns]\"", "\"<c16\"", "\"|S4\""}) {
     expect_open_error(replace_once(kGoodMeta, "\"<f8\"", dtype), ErrorCode::InvalidArgument,

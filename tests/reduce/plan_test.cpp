@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "mmc/error.hpp"
+
 namespace mmc::detail {
 namespace {
 
@@ -70,6 +72,21 @@ TEST(ReducePlan, EmptyOutputsMeanNoTasks) {
   const ReducePlan p = make_reduce_plan(cube(Order::C, {0, 4, 4}), {1, 2});
   EXPECT_EQ(p.n_out, 0);
   EXPECT_EQ(p.n_tasks(), 0);
+}
+
+TEST(ReducePlan, RefusesAnEmptyGeometryWhoseOtherExtentsOverflow) {
+  // Built by hand, as a caller of the public ArrayMeta may: contiguous() would refuse it.
+  constexpr std::int64_t k62 = std::int64_t{1} << 62;
+  ArrayMeta meta;
+  meta.dtype = DType(TypeId::U16);
+  meta.order = Order::F;
+  meta.shape = {0, k62, k62};
+  meta.strides = {2, 0, 0};
+  EXPECT_THROW(make_reduce_plan(meta, {0}), Error);
+  meta.order = Order::C;
+  meta.shape = {k62, 0, k62};
+  meta.strides = {0, 0, 2};
+  EXPECT_THROW(make_reduce_plan(meta, {0}), Error);
 }
 
 TEST(ReducePlan, DoesNotDependOnAnythingButGeometry) {
