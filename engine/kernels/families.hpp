@@ -365,10 +365,9 @@ struct SumFamily {
       constexpr bool kDense = decltype(dense)::value;
       if constexpr (kIsFloat<T> && SkipNan) {
         std::int64_t valid = 0;
-        const double s =
-            kDenseNative<Swap, kDense>
-                ? float_kernels<T>(active_kernels()).nan_sum(elements<T>(p), n, &valid)
-                : pairwise_sum_counting<T, Swap, kDense>(p, n, stride, &valid);
+        const double s = kDenseNative<Swap, kDense>
+                             ? float_kernels<T>(active_kernels()).nan_sum(elements<T>(p), n, &valid)
+                             : pairwise_sum_counting<T, Swap, kDense>(p, n, stride, &valid);
         add_compensated(a.sum, a.sum_lo, s);
         a.n += valid;
       } else if constexpr (kIsFloat<T>) {
@@ -469,9 +468,7 @@ struct NormFamily {
     a.sumsq = 0;
     a.sumsq_lo = 0;
   }
-  static double total(const Partial& a) noexcept {
-    return compensated_value(a.sumsq, a.sumsq_lo);
-  }
+  static double total(const Partial& a) noexcept { return compensated_value(a.sumsq, a.sumsq_lo); }
   static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
     with_density<T>(stride, [&](auto dense) {
       constexpr bool kDense = decltype(dense)::value;
@@ -722,8 +719,7 @@ struct MomentsFamily {
                     double mn = mean[j], ml = mean_lo[j], s2 = m2[j], sl = m2_lo[j];
                     for (int r = 0; r < 4; ++r) {
                       welford(mn, ml, s2, sl,
-                              static_cast<double>(line_at<T>(q + r * line_stride, j0 + j)),
-                              inv[r]);
+                              static_cast<double>(line_at<T>(q + r * line_stride, j0 + j)), inv[r]);
                     }
                     mean[j] = mn;
                     mean_lo[j] = ml;

@@ -219,7 +219,8 @@ TEST(Lines, FloatSumsAndVariancesFarFromZeroKeepTheirDigits) {
     }
     for (std::int64_t j = 0; j < kOutputs; ++j) {
       long double s = 0;
-      for (std::int64_t i = 0; i < kLines; ++i) s += data[static_cast<std::size_t>(i * kOutputs + j)];
+      for (std::int64_t i = 0; i < kLines; ++i)
+        s += data[static_cast<std::size_t>(i * kOutputs + j)];
       const long double mean = s / kLines;
       long double m2 = 0;
       for (std::int64_t i = 0; i < kLines; ++i) {
