@@ -42,19 +42,22 @@ __extension__ typedef unsigned __int128 u128;
 template <class T>
 inline constexpr bool kIsFloat = std::is_floating_point_v<T>;
 
-// Running float totals carry their rounding errors (Knuth's TwoSum: hi + lo is a + b exactly),
-// so the order and the grouping of the additions stop mattering to a few ulps: a partial gets
-// element after element (strategy B) or run after run (strategy A), and stays as accurate as
-// one pairwise sum over a dense run, however many additions it takes.
-inline double two_sum(double a, double b, double* err) noexcept {
+// Running float totals carry their rounding errors, as in Kahan's summation, so the order and
+// the grouping of the additions stop mattering to a few ulps: a partial gets element after
+// element (strategy B) or run after run (strategy A), and stays as accurate as one pairwise sum
+// over a dense run, however many additions it takes.
+// s = a + b and *err its rounding error (Dekker's Fast2Sum): exact when |a| >= |b|, as a running
+// total far from zero is against one more term; otherwise off by at most an ulp of b, no worse
+// than the term's own rounding. Three flops instead of TwoSum's six: strategy B pays them per
+// element.
+[[gnu::always_inline]] inline double two_sum(double a, double b, double* err) noexcept {
   const double s = a + b;
-  const double bb = s - a;
-  *err = (a - (s - bb)) + (b - bb);
+  *err = b - (s - a);
   return s;
 }
 
 // hi + lo += x.
-inline void add_compensated(double& hi, double& lo, double x) noexcept {
+[[gnu::always_inline]] inline void add_compensated(double& hi, double& lo, double x) noexcept {
   double e;
   hi = two_sum(hi, x, &e);
   lo += e;
@@ -362,10 +365,9 @@ struct SumFamily {
       constexpr bool kDense = decltype(dense)::value;
       if constexpr (kIsFloat<T> && SkipNan) {
         std::int64_t valid = 0;
-        const double s =
-            kDenseNative<Swap, kDense>
-                ? float_kernels<T>(active_kernels()).nan_sum(elements<T>(p), n, &valid)
-                : pairwise_sum_counting<T, Swap, kDense>(p, n, stride, &valid);
+        const double s = kDenseNative<Swap, kDense>
+                             ? float_kernels<T>(active_kernels()).nan_sum(elements<T>(p), n, &valid)
+                             : pairwise_sum_counting<T, Swap, kDense>(p, n, stride, &valid);
         add_compensated(a.sum, a.sum_lo, s);
         a.n += valid;
       } else if constexpr (kIsFloat<T>) {
@@ -466,9 +468,7 @@ struct NormFamily {
     a.sumsq = 0;
     a.sumsq_lo = 0;
   }
-  static double total(const Partial& a) noexcept {
-    return compensated_value(a.sumsq, a.sumsq_lo);
-  }
+  static double total(const Partial& a) noexcept { return compensated_value(a.sumsq, a.sumsq_lo); }
   static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
     with_density<T>(stride, [&](auto dense) {
       constexpr bool kDense = decltype(dense)::value;
@@ -551,15 +551,14 @@ struct MomentsFamily {
     merge_block(a, FloatPartial{mean, 0.0, m2, 0.0, n});
   }
 
-  // Welford's update by x of a running (count, mean, M2), count as a double (exact below 2^53),
-  // mean and M2 with their rounding errors.
-  [[gnu::always_inline]] static void welford(double& count, double& mean, double& mean_lo,
-                                             double& m2, double& m2_lo, double x) noexcept {
-    const double c = count + 1.0;
+  // Welford's update by x of a running mean and M2, with their rounding errors; inv is
+  // 1 / (count + 1), count being the elements folded before x (the caller counts x). lines()
+  // computes inv once per line when all its outputs have the same count.
+  [[gnu::always_inline]] static void welford(double& mean, double& mean_lo, double& m2,
+                                             double& m2_lo, double x, double inv) noexcept {
     const double delta = (x - mean) - mean_lo;
-    add_compensated(mean, mean_lo, delta / c);
+    add_compensated(mean, mean_lo, delta * inv);
     add_compensated(m2, m2_lo, delta * ((x - mean) - mean_lo));
-    count = c;
   }
 
   static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
@@ -666,9 +665,9 @@ struct MomentsFamily {
         a[j].n += 1;
       } else {
         if (SkipNan && is_nan(v)) continue;
-        double count = static_cast<double>(a[j].n);
-        welford(count, a[j].mean, a[j].mean_lo, a[j].m2, a[j].m2_lo, static_cast<double>(v));
-        a[j].n = static_cast<std::int64_t>(count);
+        welford(a[j].mean, a[j].mean_lo, a[j].m2, a[j].m2_lo, static_cast<double>(v),
+                1.0 / (static_cast<double>(a[j].n) + 1.0));
+        a[j].n += 1;
       }
     }
   }
@@ -700,18 +699,58 @@ struct MomentsFamily {
               m2[j] = out[j].m2;
               m2_lo[j] = out[j].m2_lo;
             }
-            for (std::int64_t i = 0; i < m; ++i) {
-              const std::byte* q = p + i * line_stride;
-              for (std::int64_t j = 0; j < jn; ++j) {
-                const T v = line_at<T>(q, j0 + j);
-                double c = count[j], mn = mean[j], ml = mean_lo[j], s = m2[j], sl = m2_lo[j];
-                welford(c, mn, ml, s, sl, static_cast<double>(v));
-                const bool take = !(SkipNan && is_nan(v));  // nan*: a NaN changes nothing
-                count[j] = take ? c : count[j];
-                mean[j] = take ? mn : mean[j];
-                mean_lo[j] = take ? ml : mean_lo[j];
-                m2[j] = take ? s : m2[j];
-                m2_lo[j] = take ? sl : m2_lo[j];
+            // Without NaN skipping every line adds one to every count: when the counts start
+            // equal, 1 / count is computed once per line rather than once per element, and the
+            // outputs go kWelfordBlock at a time so that their state stays in L1.
+            bool same_count = !SkipNan;
+            for (std::int64_t j = 1; j < jn && same_count; ++j) same_count = count[j] == count[0];
+            if (same_count) {
+              constexpr std::int64_t kWelfordBlock = 512;
+              for (std::int64_t k0 = 0; k0 < jn; k0 += kWelfordBlock) {
+                const std::int64_t k1 = jn - k0 < kWelfordBlock ? jn : k0 + kWelfordBlock;
+                // Four lines per pass over the state, which stays in registers meanwhile.
+                double c = count[0];
+                std::int64_t i = 0;
+                for (; i + 4 <= m; i += 4, c += 4.0) {
+                  const std::byte* q = p + i * line_stride;
+                  const double inv[4] = {1.0 / (c + 1.0), 1.0 / (c + 2.0), 1.0 / (c + 3.0),
+                                         1.0 / (c + 4.0)};
+                  for (std::int64_t j = k0; j < k1; ++j) {
+                    double mn = mean[j], ml = mean_lo[j], s2 = m2[j], sl = m2_lo[j];
+                    for (int r = 0; r < 4; ++r) {
+                      welford(mn, ml, s2, sl,
+                              static_cast<double>(line_at<T>(q + r * line_stride, j0 + j)), inv[r]);
+                    }
+                    mean[j] = mn;
+                    mean_lo[j] = ml;
+                    m2[j] = s2;
+                    m2_lo[j] = sl;
+                  }
+                }
+                for (; i < m; ++i, c += 1.0) {
+                  const std::byte* q = p + i * line_stride;
+                  const double inv = 1.0 / (c + 1.0);
+                  for (std::int64_t j = k0; j < k1; ++j) {
+                    welford(mean[j], mean_lo[j], m2[j], m2_lo[j],
+                            static_cast<double>(line_at<T>(q, j0 + j)), inv);
+                  }
+                }
+              }
+              for (std::int64_t j = 0; j < jn; ++j) count[j] += static_cast<double>(m);
+            } else {
+              for (std::int64_t i = 0; i < m; ++i) {
+                const std::byte* q = p + i * line_stride;
+                for (std::int64_t j = 0; j < jn; ++j) {
+                  const T v = line_at<T>(q, j0 + j);
+                  double mn = mean[j], ml = mean_lo[j], s = m2[j], sl = m2_lo[j];
+                  welford(mn, ml, s, sl, static_cast<double>(v), 1.0 / (count[j] + 1.0));
+                  const bool take = !(SkipNan && is_nan(v));  // nan*: a NaN changes nothing
+                  count[j] = take ? count[j] + 1.0 : count[j];
+                  mean[j] = take ? mn : mean[j];
+                  mean_lo[j] = take ? ml : mean_lo[j];
+                  m2[j] = take ? s : m2[j];
+                  m2_lo[j] = take ? sl : m2_lo[j];
+                }
               }
             }
             for (std::int64_t j = 0; j < jn; ++j) {

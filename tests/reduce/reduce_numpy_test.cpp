@@ -392,14 +392,15 @@ class ReduceAccuracy : public ::testing::Test {
       }
       std::string axes;
       for (int a : c.axes) axes += std::to_string(a) + ",";
-      const std::string what = c.input + " op=" + c.op + " ddof=" + std::to_string(c.ddof) +
-                               " axes=" + axes;
+      const std::string what =
+          c.input + " op=" + c.op + " ddof=" + std::to_string(c.ddof) + " axes=" + axes;
       if (case_worst > worst) {
         worst = case_worst;
         worst_case = what;
       }
       if (case_worst > kMaxUlps && ++failures <= 20) {
-        ADD_FAILURE() << what << ": " << case_worst << " ulps from numpy's extended-precision answer";
+        ADD_FAILURE() << what << ": " << case_worst
+                      << " ulps from numpy's extended-precision answer";
       }
     }
     EXPECT_EQ(failures, 0) << "worst: " << worst << " ulps (" << worst_case << ")";
