@@ -286,7 +286,7 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
     s.file_id = Hdf5Handle::adopt(id, Hdf5Kind::File, ErrorCode::Io, file);
     s.replace = check_target(s.file_id.get(), file, s.dataset);
     if (s.replace && !overwrite) {
-      raise(ErrorCode::Io, what + ": the dataset already exists; pass overwrite to replace it "
+      raise(ErrorCode::Io, what + ": the dataset already exists; pass --overwrite to replace it "
                                   "(the file's other objects are kept)");
     }
   } else {

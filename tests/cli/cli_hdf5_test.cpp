@@ -1,0 +1,161 @@
+// `mmcompute` over HDF5 files as h5py users make them: external links, writing into a file
+// that holds other objects, names without a leading slash, files another process holds.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/cli_helpers.hpp"
+
+namespace mmc::test {
+namespace {
+
+// master.h5 holds its own dataset and links to data.h5 (a 512-byte userblock, a dataset
+// before the linked ones), so no offset of one file is right in the other.
+void make_linked_files(const TempDir& dir) {
+  run_python_code(R"(
+import sys, h5py, numpy as np
+d = sys.argv[1]
+rng = np.random.default_rng(11)
+img = rng.random((6, 20, 30))
+with h5py.File(d + "/data.h5", "w", userblock_size=512) as f:
+    f["pad"] = rng.random(3000)
+    f["img"] = img
+    f.create_dataset("zipped", data=img, chunks=(2, 10, 30), compression="gzip")
+with h5py.File(d + "/master.h5", "w") as f:
+    f["own"] = rng.random((6, 20, 30))
+    f["img"] = h5py.ExternalLink("data.h5", "/img")
+    f["zipped"] = h5py.ExternalLink("data.h5", "/zipped")
+    f["again"] = h5py.SoftLink("/img")
+np.save(d + "/expected.npy", img.mean(axis=(1, 2)))
+)",
+                  {dir.path()});
+}
+
+TEST(CliHdf5, ReducesAndDescribesAnExternalLinkFromTheFileThatHoldsIt) {
+  TempDir dir;
+  make_linked_files(dir);
+  const json want = load_npy_output(dir.file("expected.npy"));
+  for (const char* name : {"img", "zipped", "again"}) {
+    const std::string out = dir.file(std::string(name) + ".npy");
+    const CommandResult r = run_cli({"reduce", dir.file("master.h5") + ":/" + name, "--op",
+                                     "mean", "--axis", "1,2", "-j", "2", "--quiet", "--no-cache",
+                                     "-o", out});
+    ASSERT_EQ(r.exit_code, 0) << name << ": " << r.err;
+    expect_same_values(want, load_npy_output(out), name);
+  }
+  const CommandResult r = run_cli({"info", dir.file("master.h5") + ":/img", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out).at("file"), dir.file("data.h5"));
+}
+
+std::string tree_of(const std::string& file) {
+  return run_python("hdf5_tree.py", {"dump", file});
+}
+
+// The lines of `before` missing from `after` (each object, its values' hash and attributes).
+std::string lost_lines(const std::string& before, const std::string& after) {
+  std::string lost;
+  std::size_t begin = 0;
+  while (begin < before.size()) {
+    const std::size_t end = before.find('\n', begin);
+    const std::string line = before.substr(begin, end - begin + 1);
+    if (("\n" + after).find("\n" + line) == std::string::npos) lost += line;
+    begin = end + 1;
+  }
+  return lost;
+}
+
+TEST(CliHdf5, ConvertIntoAnExistingFileKeepsItsOtherObjects) {
+  TempDir dir;
+  const std::string file = dir.file("tree.h5");
+  run_python("hdf5_tree.py", {"make", file});
+  run_python_code("import sys, numpy as np\n"
+                  "np.save(sys.argv[1], np.arange(240, dtype='<i4').reshape(4, 6, 10))\n"
+                  "np.save(sys.argv[2], np.arange(240, dtype='<f8').reshape(4, 6, 10) / 3)\n",
+                  {dir.file("a.npy"), dir.file("b.npy")});
+  const std::string before = tree_of(file);
+  CommandResult r = run_cli({"convert", dir.file("a.npy"), file + ":/added/cube", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(run_python("hdf5_tree.py", {"check", file, "/added/cube", dir.file("a.npy")}),
+            "same\n");
+  const std::string after = tree_of(file);
+  EXPECT_EQ(lost_lines(before, after), "");
+  // The same name again: refused without --overwrite, the file untouched.
+  r = run_cli({"convert", dir.file("b.npy"), file + ":/added/cube", "--quiet"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(is_one_error_line(r.err)) << r.err;
+  EXPECT_NE(r.err.find("--overwrite"), std::string::npos) << r.err;
+  EXPECT_EQ(tree_of(file), after);
+  // --overwrite replaces that one dataset, chunked and compressed this time.
+  r = run_cli({"convert", dir.file("b.npy"), file + ":/added/cube", "--overwrite", "--chunks",
+               "2,3,10", "--compressor", "zlib", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(run_python("hdf5_tree.py", {"check", file, "/added/cube", dir.file("b.npy")}),
+            "same\n");
+  EXPECT_EQ(lost_lines(before, tree_of(file)), "");
+  EXPECT_EQ(list_dir(dir.path()), (std::vector<std::string>{"a.npy", "b.npy", "tree.h5"}));
+}
+
+TEST(CliHdf5, NamesWithoutALeadingSlashMeanDatasetsAtTheRoot) {
+  TempDir dir;
+  run_python_code("import sys, numpy as np\n"
+                  "np.save(sys.argv[1], np.arange(60, dtype='<u2').reshape(3, 4, 5))\n",
+                  {dir.file("a.npy")});
+  CommandResult r = run_cli({"convert", dir.file("a.npy"), dir.file("out.h5") + ":name",
+                             "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(list_dir(dir.path()), (std::vector<std::string>{"a.npy", "out.h5"}));
+  EXPECT_EQ(run_python("hdf5_tree.py", {"check", dir.file("out.h5"), "/name", dir.file("a.npy")}),
+            "same\n");
+  r = run_cli({"reduce", dir.file("out.h5") + ":name", "--op", "sum", "--quiet", "--no-cache",
+               "-o", dir.file("got.npy")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli({"reduce", dir.file("a.npy"), "--op", "sum", "--quiet", "--no-cache", "-o",
+               dir.file("want.npy")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_file(dir.file("got.npy")), read_file(dir.file("want.npy")));
+  r = run_cli({"info", dir.file("out.h5") + ":name"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(CliHdf5, AFileOpenForWritingElsewhereSaysSoAndNamesTheWayOut) {
+  TempDir dir;
+  const std::string file = dir.file("busy.h5");
+  run_python("hdf5_tree.py", {"make", file});
+  // h5py holds the file open for writing until killed.
+  const pid_t holder = ::fork();
+  ASSERT_GE(holder, 0);
+  if (holder == 0) {
+    ::execl("/usr/bin/python3", "python3", "-c",
+            "import sys, time, h5py\nf = h5py.File(sys.argv[1], 'a')\n"
+            "open(sys.argv[1] + '.ready', 'w').close()\ntime.sleep(60)\n",
+            file.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  for (int i = 0; i < 300 && !file_exists(file + ".ready"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(file_exists(file + ".ready"));
+  const CommandResult reading = run_cli({"info", file + ":/raw"});
+  const CommandResult writing = run_cli({"convert", file + ":/raw", file + ":/copy", "--quiet"});
+  ::kill(holder, SIGKILL);
+  ::waitpid(holder, nullptr, 0);
+  EXPECT_EQ(reading.exit_code, 1);
+  EXPECT_TRUE(is_one_error_line(reading.err)) << reading.err;
+  EXPECT_NE(reading.err.find("another process holds it open for writing"), std::string::npos)
+      << reading.err;
+  EXPECT_NE(reading.err.find("HDF5_USE_FILE_LOCKING=FALSE"), std::string::npos) << reading.err;
+  EXPECT_EQ(reading.err.find("errno"), std::string::npos) << reading.err;
+  EXPECT_EQ(writing.exit_code, 1);
+  EXPECT_TRUE(is_one_error_line(writing.err)) << writing.err;
+  EXPECT_NE(writing.err.find("another process"), std::string::npos) << writing.err;
+}
+
+}  // namespace
+}  // namespace mmc::test
