@@ -176,6 +176,23 @@ struct Hdf5Dataset {
 // file that is not HDF5, Error(InvalidArgument) for a datatype we do not support.
 Hdf5Dataset open_hdf5(const std::string& file, const std::string& dataset);
 
+// One object of an HDF5 file as `info FILE.h5` lists it.
+struct Hdf5Entry {
+  std::string path;    // "/group/images"
+  std::string kind;    // "group", "dataset", "datatype", "dangling" (a link to nothing)
+  Shape shape;         // datasets
+  std::string dtype;   // datasets: numpy descr ("<f8"), or libhdf5's words for other types
+  std::string layout;  // datasets: "contiguous", "chunked (8, 64) gzip+shuffle", "compact", ...
+  std::string note;    // "soft link to /x", "external link to data.h5:/img", what failed
+};
+
+// Every object reachable from the root, depth first by name, like `h5ls -r`: hard-linked
+// groups are walked (once each); soft and external links are listed with their target and
+// the object they lead to, not walked. Throws what open_hdf5 throws for the file.
+std::vector<Hdf5Entry> list_hdf5(const std::string& file);
+// True when `path` is a file with an HDF5 signature (at 0, 512, 1024, ...).
+bool is_hdf5_file(const std::string& path);
+
 struct Hdf5WriteSpec {
   DType dtype;
   Shape shape;

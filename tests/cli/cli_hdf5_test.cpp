@@ -54,6 +54,62 @@ TEST(CliHdf5, ReducesAndDescribesAnExternalLinkFromTheFileThatHoldsIt) {
   EXPECT_EQ(json::parse(r.out).at("file"), dir.file("data.h5"));
 }
 
+TEST(CliHdf5, InfoOfAFileListsItsObjectsLikeH5ls) {
+  TempDir dir;
+  make_linked_files(dir);
+  run_python_code(R"(
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "a") as f:
+    f.create_dataset("deep/er/c", data=np.zeros((4, 5), "<u2"), chunks=(2, 5),
+                     compression="gzip")
+    f["dangling"] = h5py.SoftLink("/nothing")
+    f.create_dataset("text", data=["a", "bc"], dtype=h5py.string_dtype())
+)",
+                  {dir.file("master.h5")});
+  // h5py's view: every dataset reachable through a link, with shape and dtype.
+  const json want = json::parse(run_python_code(R"(
+import sys, json, h5py
+out = {}
+with h5py.File(sys.argv[1], "r") as f:
+    def walk(group, prefix):
+        for name in group:
+            path = prefix + name
+            link = group.get(name, getlink=True)
+            try:
+                obj = group[name]
+            except KeyError:
+                out[path] = "dangling"
+                continue
+            if isinstance(obj, h5py.Dataset):
+                out[path] = [list(obj.shape), obj.dtype.str if obj.dtype.kind != "O" else "-"]
+            elif isinstance(link, h5py.HardLink):
+                out[path] = "group"
+                walk(obj, path + "/")
+    walk(f, "/")
+print(json.dumps(out))
+)",
+                                                {dir.file("master.h5")}));
+  const CommandResult r = run_cli({"info", dir.file("master.h5"), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json got = json::object();
+  for (const json& e : json::parse(r.out)) {
+    const std::string path = e.at("path");
+    if (path == "/") continue;
+    if (e.at("kind") == "dataset") {
+      const std::string dtype = e.at("dtype");
+      got[path] = json::array({e.at("shape"), dtype[0] == '<' || dtype[0] == '|' ? dtype : "-"});
+    } else {
+      got[path] = e.at("kind");
+    }
+  }
+  EXPECT_EQ(got, want);
+  const CommandResult text = run_cli({"info", dir.file("master.h5")});
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("/img"), std::string::npos);
+  EXPECT_NE(text.out.find("external link to data.h5:/img"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("chunked (2, 5) gzip"), std::string::npos) << text.out;
+}
+
 std::string tree_of(const std::string& file) {
   return run_python("hdf5_tree.py", {"dump", file});
 }
