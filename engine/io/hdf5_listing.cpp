@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "io/hdf5_internal.hpp"
+#include "io/hdf5_probe.hpp"
 #include "mmc/chunked.hpp"
 
 namespace mmc {
@@ -73,6 +74,8 @@ void describe_dataset(hid_t dataset, Hdf5Entry& e) {
 
 class Lister {
  public:
+  explicit Lister(std::string file) : file_(std::move(file)) {}
+
   std::vector<Hdf5Entry> entries;
 
   // Lists the members of group `path` (opened as `group_id`), recursing into hard-linked
@@ -87,7 +90,7 @@ class Lister {
               return 0;
             },
             &names) < 0) {
-      raise(ErrorCode::Corrupt, path + ": cannot list the group: " + detail::hdf5_error_detail());
+      raise(ErrorCode::Corrupt, file_ + ":" + path + ": cannot list the group: " + detail::hdf5_error_detail());
     }
     for (const std::string& name : names) member(group_id, name, join(path, name), depth);
   }
@@ -98,7 +101,7 @@ class Lister {
     e.path = path;
     H5L_info_t link;
     if (H5Lget_info(group_id, name.c_str(), &link, H5P_DEFAULT) < 0) {
-      raise(ErrorCode::Corrupt, path + ": cannot read the link: " + detail::hdf5_error_detail());
+      raise(ErrorCode::Corrupt, file_ + ":" + path + ": cannot read the link: " + detail::hdf5_error_detail());
     }
     std::string target;
     if (link.type == H5L_TYPE_SOFT || link.type == H5L_TYPE_EXTERNAL) {
@@ -130,7 +133,7 @@ class Lister {
     H5O_info_t info;
     if (H5Oget_info2(object, &info, H5O_INFO_BASIC) < 0) {
       H5Oclose(object);
-      raise(ErrorCode::Corrupt, path + ": cannot read the object: " + detail::hdf5_error_detail());
+      raise(ErrorCode::Corrupt, file_ + ":" + path + ": cannot read the object: " + detail::hdf5_error_detail());
     }
     switch (info.type) {
       case H5O_TYPE_GROUP: {
@@ -159,22 +162,32 @@ class Lister {
     entries.push_back(std::move(e));
   }
 
+  std::string file_;
   std::set<std::pair<unsigned long, haddr_t>> seen_;  // groups walked: (file, address)
 };
 
 }  // namespace
 
-std::vector<Hdf5Entry> list_hdf5(const std::string& file) {
+namespace {
+
+std::vector<Hdf5Entry> list_unprobed(const std::string& file) {
   detail::hdf5_quiet();
   detail::check_file(file);
   Hdf5Handle file_id = detail::open_file(file, ErrorCode::Corrupt);
-  Lister lister;
+  Lister lister(file);
   Hdf5Entry root;
   root.path = "/";
   root.kind = "group";
   lister.entries.push_back(root);
   lister.members(file_id.get(), "/", 0);
   return std::move(lister.entries);
+}
+
+}  // namespace
+
+std::vector<Hdf5Entry> list_hdf5(const std::string& file) {
+  detail::probe_hdf5(file, [&] { list_unprobed(file); });
+  return list_unprobed(file);
 }
 
 bool is_hdf5_file(const std::string& path) {

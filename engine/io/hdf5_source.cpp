@@ -11,6 +11,7 @@
 
 #include "io/codecs.hpp"
 #include "io/hdf5_internal.hpp"
+#include "io/hdf5_probe.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
 #include "mmc/source.hpp"
@@ -359,6 +360,12 @@ Shape library_chunks(const Shape& shape, std::size_t itemsize) {
   return chunks;
 }
 
+std::uint64_t size_of_file(const std::string& file) {
+  struct stat st;
+  if (::stat(file.c_str(), &st) != 0) raise_errno(file + ": cannot stat");
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
 // The file that holds a dataset's bytes: the file named by the user, or the target of an
 // external link on the way. Offsets from libhdf5 are relative to this file's base address.
 struct DataFile {
@@ -433,7 +440,7 @@ Shape checked_chunk_shape(const hsize_t* dims, hid_t space, const ArrayMeta& met
 std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, hid_t dcpl,
                                            hid_t space, const ArrayMeta& meta,
                                            std::vector<std::byte> fill, const std::string& file,
-                                           const std::string& path) {
+                                           const std::string& path, bool probing) {
   const std::string where = file + ":" + path;
   const int rank = meta.ndim();
   hsize_t dims[H5S_MAX_RANK];
@@ -515,7 +522,8 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
     // Chunk addresses are relative to the base address of the file that holds the dataset
     // (an external link's target): add that file's userblock, map that file.
     const hsize_t userblock = data.userblock;
-    MappedFile mapping = MappedFile::open(data.name, MapMode::ReadOnly);
+    // The probe (probing) reads the index but maps nothing: its address space is capped.
+    const std::uint64_t file_size = size_of_file(data.name);
     std::vector<std::uint64_t> offsets(static_cast<std::size_t>(info.chunks_total), kAbsent);
     const Shape grid = array->grid();
     for (std::int64_t k = 0; k < info.chunks_stored; ++k) {
@@ -540,17 +548,23 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
                 static_cast<std::size_t>(c);
       }
       const std::uint64_t begin = address + userblock;
-      if (address == HADDR_UNDEF || size != array->chunk_nbytes() || begin > mapping.size() ||
-          mapping.size() - begin < size) {
+      if (address == HADDR_UNDEF || size != array->chunk_nbytes() || begin > file_size ||
+          file_size - begin < size) {
         raise(ErrorCode::Corrupt,
               where + ": chunk " + std::to_string(k) + " of the index (" + std::to_string(size) +
                   " bytes at " + std::to_string(begin) + ") does not fit the file of " +
-                  std::to_string(mapping.size()) + " bytes or a chunk of " +
+                  std::to_string(file_size) + " bytes or a chunk of " +
                   std::to_string(array->chunk_nbytes()) + " bytes (truncated file?)");
       }
       offsets[index] = begin;
     }
-    array->map_in_place(std::move(mapping), std::move(offsets));
+    if (!probing) {
+      MappedFile mapping = MappedFile::open(data.name, MapMode::ReadOnly);
+      if (mapping.size() != file_size) {
+        raise(ErrorCode::Io, data.name + ": changed size while being opened");
+      }
+      array->map_in_place(std::move(mapping), std::move(offsets));
+    }
   }
   array->set_storage(std::move(info));
   return array;
@@ -558,9 +572,12 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
 
 }  // namespace
 
-Hdf5Dataset open_hdf5(const std::string& file, const std::string& dataset) {
+namespace {
+
+// Opens the dataset; `probing` (in the probe's child) skips mapping the data, which the
+// child's capped address space could not hold.
+Hdf5Dataset open_unprobed(const std::string& file, const std::string& path, bool probing) {
   detail::hdf5_quiet();
-  const std::string path = absolute_path(file, dataset);
   const std::string where = file + ":" + path;
   check_file(file);
   Hdf5Handle file_id = open_file(file, ErrorCode::Corrupt);
@@ -613,22 +630,21 @@ Hdf5Dataset open_hdf5(const std::string& file, const std::string& dataset) {
         break;
       }
       // The offset counts from the start of the file holding the dataset (userblock included).
-      struct stat st;
-      if (::stat(data.name.c_str(), &st) != 0) raise_errno(data.name + ": cannot stat");
-      const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+      const std::uint64_t size = size_of_file(data.name);
       if (offset > size || size - offset < meta.nbytes()) {
         raise(ErrorCode::Corrupt, where + ": the data needs bytes " + std::to_string(offset) +
                                       ".." + std::to_string(offset + meta.nbytes()) +
                                       " but " + data.name + " has " + std::to_string(size) +
                                       " bytes (truncated file?)");
       }
+      if (probing) break;
       result.dense = std::make_unique<Source>(
           meta, MappedFile::open(data.name, MapMode::ReadOnly, offset, meta.nbytes()), "hdf5");
       break;
     }
     case H5D_CHUNKED:
       result.chunked = open_chunked(data, dset.get(), dcpl.get(), space.get(), meta,
-                                    std::move(fill), file, path);
+                                    std::move(fill), file, path, probing);
       break;
     case H5D_COMPACT:
       through_library("compact", ReadPath::Library);
@@ -643,6 +659,23 @@ Hdf5Dataset open_hdf5(const std::string& file, const std::string& dataset) {
   // Every id opened here closes now (handles leave scope): workers forked after this return
   // inherit no open HDF5 file, and each process opens its own on its first read.
   return result;
+}
+
+}  // namespace
+
+Hdf5Dataset open_hdf5(const std::string& file, const std::string& dataset) {
+  const std::string path = absolute_path(file, dataset);
+  // libhdf5 can crash on damaged metadata: everything the open reads, and the data of a
+  // compact dataset (stored in its header), is read first in a disposable child.
+  detail::probe_hdf5(file, [&] {
+    const Hdf5Dataset d = open_unprobed(file, path, /*probing=*/true);
+    if (d.chunked && d.chunked->storage().layout == "compact") {
+      const ArrayMeta& meta = d.chunked->meta();
+      std::vector<std::byte> out(meta.nbytes());
+      d.chunked->read_box({Shape(meta.shape.size(), 0), meta.shape}, out.data());
+    }
+  });
+  return open_unprobed(file, path, /*probing=*/false);
 }
 
 }  // namespace mmc

@@ -213,5 +213,25 @@ TEST(CliHdf5, AFileOpenForWritingElsewhereSaysSoAndNamesTheWayOut) {
   EXPECT_NE(writing.err.find("another process"), std::string::npos) << writing.err;
 }
 
+TEST(CliHdf5, AFileThatTripsLibhdf5GivesOneLineAndExitOne) {
+  TempDir dir;
+  const std::string file = dir.file("loop.h5");
+  run_python("hdf5_damage.py", {"heap_loop", file});
+  const std::vector<std::vector<std::string>> runs = {
+      {"info", file},
+      {"info", file + ":/g/d"},
+      {"reduce", file + ":/g/d", "--op", "sum", "--no-cache"},
+      {"convert", file + ":/g/d", dir.file("out.npy")},
+  };
+  for (const auto& args : runs) {
+    const CommandResult r = run_cli(args, 60);
+    EXPECT_EQ(r.exit_code, 1) << args[0] << " " << args[1] << ": " << r.err;
+    EXPECT_TRUE(is_one_error_line(r.err)) << r.err;
+    EXPECT_NE(r.err.find("loop.h5"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("damaged file?"), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(list_dir(dir.path()), (std::vector<std::string>{"loop.h5"}));
+}
+
 }  // namespace
 }  // namespace mmc::test

@@ -605,6 +605,17 @@ TEST(Hdf5Source, RefusesAChunkShapeFarLargerThanItsDataset) {
                {"bigchunk_growable.h5:/d", "1600000000 bytes", "dataset of 800 bytes"});
 }
 
+TEST(Hdf5Source, ReportsAFileThatMakesLibhdf5RunAwayAsDamaged) {
+  TempDir dir;
+  const std::string file = dir.file("loop.h5");
+  const std::string dataset = test::run_python("hdf5_damage.py", {"heap_loop", file});
+  ASSERT_EQ(dataset, "/g/d\n");
+  // Without the probe libhdf5 allocates until the kernel kills the process.
+  expect_error([&] { open_hdf5(file, "/g/d"); }, ErrorCode::Corrupt,
+               {"loop.h5", "damaged file?"});
+  expect_error([&] { list_hdf5(file); }, ErrorCode::Corrupt, {"loop.h5", "damaged file?"});
+}
+
 TEST(Hdf5Source, RejectsChunkCoordinatesOutsideTheGrid) {
   TempDir dir;
   const Written w = write_h5py_cases(dir, "filters");
