@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -189,6 +190,16 @@ void write_slab(const AnyArray& src, const Grid& grid, std::size_t task, int fd,
              base + static_cast<std::uint64_t>(c_offset(grid.shape, box.start)) * itemsize, what);
 }
 
+// Test hook (reduce has the same): each HDF5 task sleeps MMC_DEBUG_TASK_DELAY_MS first, so
+// crash tests can kill a convert at points spread over its run.
+void debug_task_delay() {
+  static const int ms = [] {
+    const char* v = std::getenv("MMC_DEBUG_TASK_DELAY_MS");
+    return v != nullptr ? std::atoi(v) : 0;
+  }();
+  if (ms > 0) ::usleep(static_cast<useconds_t>(ms) * 1000);
+}
+
 }  // namespace
 
 ArrayFormat format_of_destination(const std::string& dst) {
@@ -307,6 +318,7 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
       // Workers encode; the parent stores each encoded chunk (one HDF5 writer process).
       call.run = [&](std::size_t task, ByteView, Bytes& out) {
         prepare();
+        debug_task_delay();
         std::vector<std::byte> chunk(cell_bytes), scratch;
         const std::int64_t first = static_cast<std::int64_t>(task) * per_task;
         for (std::int64_t i = first; i < std::min(first + per_task, cells); ++i) {
@@ -345,6 +357,7 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     const std::uint64_t base = writer.data_offset();
     call.run = [&](std::size_t task, ByteView, Bytes&) {
       prepare();
+      debug_task_delay();
       write_slab(src, grid, task, fd, base, swap, writer.temp_path());
     };
     try {

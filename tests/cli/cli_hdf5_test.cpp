@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -231,6 +232,70 @@ TEST(CliHdf5, AFileThatTripsLibhdf5GivesOneLineAndExitOne) {
     EXPECT_NE(r.err.find("damaged file?"), std::string::npos) << r.err;
   }
   EXPECT_EQ(list_dir(dir.path()), (std::vector<std::string>{"loop.h5"}));
+}
+
+// SIGKILL at points spread over `mmcompute convert` into a new .h5 and into an existing .h5
+// holding other objects: afterwards each destination reads as before or as before plus the
+// whole dataset, never half of it (checked by h5py against the source).
+TEST(CliHdf5, ConvertKilledAtAnyMomentLeavesTheFileWholeOrAsItWas) {
+  TempDir dir;
+  const std::string src = dir.file("src.npy");
+  run_python_code("import sys, numpy as np\n"
+                  "np.save(sys.argv[1], np.random.default_rng(3).random((2, 1024, 1024)))\n",
+                  {src});  // 16 MiB: two tasks of the planner's ~8 MiB
+  const std::string reference = dir.file("reference.h5");
+  run_python("hdf5_tree.py", {"make", reference});
+  const std::vector<std::pair<std::string, std::string>> env = {
+      {"MMC_DEBUG_TASK_DELAY_MS", "80"}};
+  const auto args_for = [&](const std::string& dst, int k) {
+    std::vector<std::string> args = {"convert", src, dst + ":/out/cube", "-j", "2", "--quiet"};
+    if (k % 2 == 1) args.insert(args.end(), {"--chunks", "1,256,1024", "--compressor", "zlib"});
+    return args;
+  };
+  // One run to completion: how long a run takes, and that it completes.
+  const auto start = std::chrono::steady_clock::now();
+  CliProcess whole = spawn_cli(args_for(dir.file("whole.h5"), 0), dir.path(), env);
+  ASSERT_EQ(wait_exit(whole.pid, 60), 0) << read_file(whole.err_path);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  constexpr int kPoints = 10;
+  std::vector<std::string> fresh, existing;
+  for (int k = 0; k < 2 * kPoints; ++k) {
+    const bool into_existing = k >= kPoints;
+    const std::string dst = dir.file((into_existing ? "tree" : "new") + std::to_string(k) + ".h5");
+    if (into_existing) {
+      write_file(dst, read_file(reference));
+      existing.push_back(dst);
+    } else {
+      fresh.push_back(dst);
+    }
+    CliProcess p = spawn_cli(args_for(dst, k), dir.path(), env);
+    // Points from the start to a little past the uninterrupted run's end (which varies).
+    const double at = 1.25 * seconds * ((k % kPoints) + 0.5) / kPoints;
+    std::this_thread::sleep_for(std::chrono::duration<double>(at));
+    ::kill(-p.pid, SIGKILL);  // the CLI and its workers (spawn_cli makes a process group)
+    wait_exit(p.pid, 30);
+  }
+  const auto verify = [&](const std::string& ref, const std::vector<std::string>& files) {
+    std::vector<std::string> args = {"verify", src, "/out/cube", ref};
+    args.insert(args.end(), files.begin(), files.end());
+    return run_python("hdf5_tree.py", args);
+  };
+  const std::string fresh_report = verify("-", fresh);
+  const std::string existing_report = verify(reference, existing);
+  EXPECT_EQ(fresh_report.find("BAD"), std::string::npos) << fresh_report;
+  EXPECT_EQ(existing_report.find("BAD"), std::string::npos) << existing_report;
+  std::printf("after SIGKILL, new files:\n%sexisting files:\n%s", fresh_report.c_str(),
+              existing_report.c_str());
+  // The kill points reach both outcomes (early kills: absent; late ones: complete).
+  EXPECT_NE((fresh_report + existing_report).find("absent"), std::string::npos);
+  EXPECT_NE((fresh_report + existing_report).find("complete"), std::string::npos);
+  EXPECT_EQ(verify("-", {dir.file("whole.h5")}), "complete\n");
+  // A later convert into a file a killed one left behind works and keeps its objects.
+  const CommandResult again =
+      run_cli({"convert", src, existing.front() + ":/out/cube", "--overwrite", "--quiet"});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(verify(reference, {existing.front()}), "complete\n");
 }
 
 }  // namespace
