@@ -160,7 +160,9 @@ class ZarrWriter {
 
 // ---- HDF5 ----
 
-// "cube.h5:/group/images" -> {"cube.h5", "/group/images"}; returns false without a ':/' part.
+// "cube.h5:/group/images" -> {"cube.h5", "/group/images"}; "cube.h5:images" (no slash, when
+// the part before the last ':' ends in .h5, .hdf5, .he5, .hdf or .nxs and the whole name is
+// not an existing file) -> {"cube.h5", "/images"}. Returns false otherwise.
 bool split_hdf5_spec(const std::string& spec, std::string* file, std::string* dataset);
 
 // An HDF5 dataset opened for reading. Contiguous datasets whose file type matches a dtype we
@@ -172,8 +174,12 @@ struct Hdf5Dataset {
   std::unique_ptr<ChunkedArray> chunked;  // set otherwise
 };
 
-// Throws Error(NotFound) for a missing file or dataset path (naming it), Error(Corrupt) for a
-// file that is not HDF5, Error(InvalidArgument) for a datatype we do not support.
+// Links are followed; data is mapped from the file that holds it (an external link's target).
+// The file's metadata is first read in a forked child (see engine/io/hdf5_probe.hpp): call it
+// while no other thread is inside libhdf5. Throws Error(NotFound) for a missing file or
+// dataset path (naming it), Error(Corrupt) for a file that is not HDF5 or is damaged (also
+// when libhdf5 crashes on it), Error(Io) for a file another process holds open for writing,
+// Error(InvalidArgument) for a datatype we do not support.
 Hdf5Dataset open_hdf5(const std::string& file, const std::string& dataset);
 
 // One object of an HDF5 file as `info FILE.h5` lists it.
@@ -201,7 +207,10 @@ struct Hdf5WriteSpec {
   bool shuffle = true;
 };
 
-// Writes one dataset into a new HDF5 file crash-safely (temporary name, rename on commit()).
+// Writes one dataset crash-safely. A new file: temporary file, renamed into place on commit().
+// An existing HDF5 file: the dataset is created unnamed in it and linked under its name on
+// commit() (replacing a dataset of that name only with `overwrite`; other objects are never
+// touched), so an uncommitted or killed writer leaves the file's objects as they were.
 // Contiguous: storage is allocated at creation, so data_offset() lets workers pwrite or map
 // the bytes directly; chunked: write_chunk() encodes (shuffle + deflate) in the caller and
 // stores the chunk with H5Dwrite_chunk. Not thread safe; call from one process.
@@ -213,7 +222,8 @@ class Hdf5Writer {
   Hdf5Writer(const Hdf5Writer&) = delete;
   Hdf5Writer& operator=(const Hdf5Writer&) = delete;
 
-  // Contiguous datasets: the temporary file's path and the absolute byte offset of the data.
+  // Contiguous datasets: the file to pwrite the data into (the temporary file, or the existing
+  // file itself) and the absolute byte offset of the data.
   const std::string& temp_path() const noexcept;
   std::uint64_t data_offset() const;
   // Chunked datasets: `data` is the full chunk shape in C order, native byte order.
