@@ -47,7 +47,7 @@ void write_all(int fd, const std::string& text) {
   }
 }
 
-[[noreturn]] void run_child(int fd, const std::function<void()>& work) {
+[[noreturn]] void run_child(int fd, const std::string& file, const std::function<void()>& work) {
   ::alarm(kProbeSeconds);  // SIGALRM's default action ends the child
   const std::uint64_t cap = address_space_now() + kProbeExtraBytes;
   const rlimit limit{cap, cap};
@@ -60,7 +60,7 @@ void write_all(int fd, const std::string& text) {
     status = 1;
   } catch (const std::bad_alloc&) {
     write_all(fd, std::string(1, static_cast<char>(ErrorCode::Corrupt)) +
-                      "reading its metadata needs more than 512 MiB (damaged file?)");
+                      file + ": reading its metadata needs more than 512 MiB (damaged file?)");
     status = 1;
   } catch (...) {
     status = 2;
@@ -86,7 +86,7 @@ void probe_hdf5(const std::string& file, const std::function<void()>& work) {
   if (pid < 0) raise_errno(file + ": cannot fork the probe");
   if (pid == 0) {
     read_end.reset();
-    run_child(write_end.get(), work);
+    run_child(write_end.get(), file, work);
   }
   write_end.reset();
   std::string report;
@@ -110,6 +110,7 @@ void probe_hdf5(const std::string& file, const std::function<void()>& work) {
                                   std::string(strsignal(WTERMSIG(status))) +
                                   "; damaged file?)");
   }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 1 && !report.empty()) {
     const auto code = static_cast<ErrorCode>(report[0]);
     std::string message = report.substr(1);
@@ -118,7 +119,11 @@ void probe_hdf5(const std::string& file, const std::function<void()>& work) {
     }
     raise(code, message);
   }
-  // Success, or an unexpected end of the child: the caller's own open reports the details.
+  // Any other end (a sanitizer's report of a crash, an exception that is not ours): a crash
+  // too. Opening the file here would repeat it, or allocate without the cap.
+  raise(ErrorCode::Corrupt, file + ": libhdf5 crashed reading it (exit status " +
+                                std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
+                                "; damaged file?)");
 }
 
 }  // namespace mmc::detail

@@ -13,6 +13,9 @@
 #include <thread>
 #include <vector>
 
+#include <csignal>
+
+#include "io/hdf5_probe.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
 #include "mmc/source.hpp"
@@ -614,6 +617,26 @@ TEST(Hdf5Source, ReportsAFileThatMakesLibhdf5RunAwayAsDamaged) {
   expect_error([&] { open_hdf5(file, "/g/d"); }, ErrorCode::Corrupt,
                {"loop.h5", "damaged file?"});
   expect_error([&] { list_hdf5(file); }, ErrorCode::Corrupt, {"loop.h5", "damaged file?"});
+}
+
+TEST(Hdf5Probe, TurnsACrashInTheProbedWorkIntoOneCorruptError) {
+  // What a libhdf5 SIGSEGV on a damaged file looks like to the probe.
+  expect_error([] { detail::probe_hdf5("x.h5", [] { std::raise(SIGSEGV); }); },
+               ErrorCode::Corrupt, {"x.h5: libhdf5 crashed reading it", "damaged file?"});
+  // An error in the child comes back as it was thrown; success returns.
+  expect_error(
+      [] { detail::probe_hdf5("y.h5", [] { raise(ErrorCode::NotFound, "y.h5: no dataset"); }); },
+      ErrorCode::NotFound, {"y.h5: no dataset"});
+  detail::probe_hdf5("z.h5", [] {});
+  // A runaway allocation meets the child's memory cap, not the machine's.
+  expect_error(
+      [] {
+        detail::probe_hdf5("w.h5", [] {
+          std::vector<std::vector<char>> hog;
+          for (;;) hog.emplace_back(std::size_t{64} << 20, 'x');
+        });
+      },
+      ErrorCode::Corrupt, {"w.h5", "damaged file?"});
 }
 
 TEST(Hdf5Source, RejectsChunkCoordinatesOutsideTheGrid) {
