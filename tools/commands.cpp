@@ -264,8 +264,48 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
   return 0;
 }
 
+// `info FILE.h5`: the file's objects, like `h5ls -r`, one per line (or a JSON list).
+int list_hdf5_file(const std::string& file, bool as_json) {
+  const std::vector<Hdf5Entry> entries = list_hdf5(file);
+  if (as_json) {
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (const Hdf5Entry& e : entries) {
+      nlohmann::ordered_json j;
+      j["path"] = e.path;
+      j["kind"] = e.kind;
+      if (e.kind == "dataset") {
+        j["shape"] = e.shape;
+        j["dtype"] = e.dtype;
+        j["layout"] = e.layout;
+      }
+      if (!e.note.empty()) j["note"] = e.note;
+      list.push_back(j);
+    }
+    write_stdout(list.dump(2) + "\n");
+    return 0;
+  }
+  std::size_t width = 0;
+  for (const Hdf5Entry& e : entries) width = std::max(width, e.path.size());
+  std::string text;
+  for (const Hdf5Entry& e : entries) {
+    text += e.path + std::string(width + 2 - e.path.size(), ' ') + e.kind;
+    if (e.kind == "dataset") {
+      text += "  " + format_shape(e.shape, true) + "  " + e.dtype + "  " + e.layout;
+    }
+    if (!e.note.empty()) text += "  (" + e.note + ")";
+    text += "\n";
+  }
+  write_stdout(text);
+  return 0;
+}
+
 int run_info(const InfoArgs& args) {
   check_source_args(args.source);
+  std::string file, dataset;
+  if (!args.source.raw && !split_hdf5_spec(args.source.path, &file, &dataset) &&
+      is_hdf5_file(args.source.path)) {
+    return list_hdf5_file(args.source.path, args.json);
+  }
   const AnyArray array = open_source(args.source);
   const ArrayMeta& meta = array.meta();
   const Source* dense = array.dense();

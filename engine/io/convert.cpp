@@ -238,7 +238,8 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
       options.compressor != Compressor::None) {
     raise(ErrorCode::InvalidArgument, dst + ": raw and .npy outputs cannot be compressed");
   }
-  if (!options.overwrite && path_exists(d.path)) {
+  // An existing HDF5 file gets the dataset added: Hdf5Writer checks the dataset's name.
+  if (!options.overwrite && d.format != ArrayFormat::Hdf5 && path_exists(d.path)) {
     raise(ErrorCode::Io, d.path + " exists; pass --overwrite to replace it");
   }
   const bool chunked_out = d.format == ArrayFormat::Zarr ||

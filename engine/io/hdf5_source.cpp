@@ -10,25 +10,30 @@
 #include <utility>
 
 #include "io/codecs.hpp"
-#include "io/hdf5_handles.hpp"
+#include "io/hdf5_internal.hpp"
+#include "io/hdf5_probe.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
 #include "mmc/source.hpp"
 
 namespace mmc {
 
-bool split_hdf5_spec(const std::string& spec, std::string* file, std::string* dataset) {
-  const std::size_t pos = spec.find(":/");
-  if (pos == std::string::npos || pos == 0) return false;
-  *file = spec.substr(0, pos);
-  *dataset = spec.substr(pos + 1);
-  return true;
-}
+using detail::absolute_path;
+using detail::check_file;
+using detail::check_path;
+using detail::decode_pipeline;
+using detail::dtype_of;
+using detail::fill_value_of;
+using detail::FilterStep;
+using detail::filter_name;
+using detail::Hdf5Handle;
+using detail::hdf5_error_detail;
+using detail::Hdf5Kind;
+using detail::open_file;
+using detail::shape_of;
+using detail::thread_scratch;
 
 namespace {
-
-using detail::Hdf5Handle;
-using detail::Hdf5Kind;
 
 // Unfiltered chunks are mapped in place only when their addresses can be listed cheaply. In
 // 1.10.8 every H5Dget_chunk_info call walks the chunk index from its start, so listing n
@@ -47,295 +52,6 @@ constexpr std::int64_t kMaxChunksToCount = 65536;
 constexpr std::uint64_t kLibraryChunkBytes = std::uint64_t{8} << 20;
 
 constexpr std::uint64_t kAbsent = std::numeric_limits<std::uint64_t>::max();
-
-// ---- types and shapes ----
-
-// A short description of an HDF5 datatype for error messages ("variable-length string").
-std::string describe_type(hid_t type) {
-  const std::size_t size = H5Tget_size(type);
-  const std::string bytes = std::to_string(size) + "-byte";
-  switch (H5Tget_class(type)) {
-    case H5T_INTEGER:
-      return bytes + " integer";
-    case H5T_FLOAT:
-      return bytes + " float";
-    case H5T_TIME:
-      return "time";
-    case H5T_STRING:
-      return H5Tis_variable_str(type) > 0 ? "variable-length string"
-                                          : bytes + " fixed-length string";
-    case H5T_BITFIELD:
-      return bytes + " bitfield";
-    case H5T_OPAQUE:
-      return bytes + " opaque";
-    case H5T_COMPOUND:
-      return "compound (" + std::to_string(H5Tget_nmembers(type)) + " fields)";
-    case H5T_REFERENCE:
-      return "reference";
-    case H5T_ENUM:
-      return "enum over " + bytes + " integers";
-    case H5T_VLEN:
-      return "variable-length sequence";
-    case H5T_ARRAY:
-      return "array";
-    default:
-      return "unknown";
-  }
-}
-
-// True for an integer type with every bit of its bytes significant (no nbit padding).
-bool plain_integer(hid_t type) {
-  return H5Tget_precision(type) == 8 * H5Tget_size(type) && H5Tget_offset(type) == 0;
-}
-
-ByteOrder byte_order_of(hid_t type, const std::string& where) {
-  switch (H5Tget_order(type)) {
-    case H5T_ORDER_LE:
-    case H5T_ORDER_NONE:
-      return ByteOrder::Little;
-    case H5T_ORDER_BE:
-      return ByteOrder::Big;
-    default:
-      raise(ErrorCode::InvalidArgument,
-            where + ": datatype " + describe_type(type) +
-                " has a mixed (VAX) byte order; convert the dataset to little- or big-endian");
-  }
-}
-
-// h5py stores numpy bools as an enum over a 1-byte integer with members FALSE=0 and TRUE=1.
-bool is_h5py_bool(hid_t type) {
-  Hdf5Handle base = Hdf5Handle::adopt(H5Tget_super(type), Hdf5Kind::Datatype, ErrorCode::Corrupt,
-                                      "enum base type");
-  if (H5Tget_class(base.get()) != H5T_INTEGER || H5Tget_size(base.get()) != 1 ||
-      H5Tget_nmembers(type) != 2) {
-    return false;
-  }
-  for (unsigned i = 0; i < 2; ++i) {
-    std::int8_t value = -1;
-    if (H5Tget_member_value(type, i, &value) < 0) return false;
-    char* name = H5Tget_member_name(type, i);
-    if (name == nullptr) return false;
-    const std::string member(name);
-    H5free_memory(name);
-    if (member != (value == 0 ? "FALSE" : "TRUE") || (value != 0 && value != 1)) return false;
-  }
-  return true;
-}
-
-// The DType of a dataset's file type, in the file's byte order. Throws
-// Error(InvalidArgument) naming the type for anything mmcompute does not compute on.
-DType dtype_of(hid_t type, const std::string& where) {
-  const std::size_t size = H5Tget_size(type);
-  const auto unsupported = [&](const std::string& why) -> DType {
-    raise(ErrorCode::InvalidArgument,
-          where + ": datatype " + describe_type(type) + " is not supported" + why +
-              "; mmcompute reads integers of 1, 2, 4, 8 bytes, IEEE floats of 4 and 8 bytes "
-              "and h5py's bool");
-  };
-  switch (H5Tget_class(type)) {
-    case H5T_INTEGER: {
-      if (!plain_integer(type)) unsupported(" (bits of padding inside the integer)");
-      const bool is_signed = H5Tget_sign(type) == H5T_SGN_2;
-      const ByteOrder order = byte_order_of(type, where);
-      switch (size) {
-        case 1:
-          return DType(is_signed ? TypeId::I8 : TypeId::U8, order);
-        case 2:
-          return DType(is_signed ? TypeId::I16 : TypeId::U16, order);
-        case 4:
-          return DType(is_signed ? TypeId::I32 : TypeId::U32, order);
-        case 8:
-          return DType(is_signed ? TypeId::I64 : TypeId::U64, order);
-        default:
-          return unsupported("");
-      }
-    }
-    case H5T_FLOAT: {
-      if (size != 4 && size != 8) return unsupported("");
-      // IEEE 754 layout: sign bit on top, then the exponent, then the mantissa.
-      std::size_t spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0;
-      H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize);
-      const bool ieee = size == 4 ? (spos == 31 && epos == 23 && esize == 8 && msize == 23)
-                                  : (spos == 63 && epos == 52 && esize == 11 && msize == 52);
-      if (!ieee || mpos != 0 || H5Tget_offset(type) != 0 || H5Tget_norm(type) != H5T_NORM_IMPLIED ||
-          H5Tget_ebias(type) != (size == 4 ? 127u : 1023u)) {
-        return unsupported(" (not an IEEE 754 layout)");
-      }
-      return DType(size == 4 ? TypeId::F32 : TypeId::F64, byte_order_of(type, where));
-    }
-    case H5T_ENUM:
-      if (is_h5py_bool(type)) return DType(TypeId::Bool);
-      return unsupported(" (only h5py's bool enum FALSE=0/TRUE=1 is read)");
-    default:
-      return unsupported("");
-  }
-}
-
-Shape shape_of(hid_t space, const std::string& where) {
-  switch (H5Sget_simple_extent_type(space)) {
-    case H5S_SCALAR:
-      return {};
-    case H5S_SIMPLE:
-      break;
-    case H5S_NULL:
-      raise(ErrorCode::InvalidArgument,
-            where + ": the dataset has a null dataspace (no elements, not even a scalar)");
-    default:
-      raise(ErrorCode::Corrupt,
-            where + ": cannot read the dataspace: " + detail::hdf5_error_detail());
-  }
-  const int rank = H5Sget_simple_extent_ndims(space);
-  if (rank < 0 || rank > H5S_MAX_RANK) {
-    raise(ErrorCode::Corrupt, where + ": cannot read the dataspace's rank");
-  }
-  hsize_t dims[H5S_MAX_RANK];
-  H5Sget_simple_extent_dims(space, dims, nullptr);
-  Shape shape(static_cast<std::size_t>(rank));
-  for (int i = 0; i < rank; ++i) {
-    if (dims[i] > static_cast<hsize_t>(std::numeric_limits<std::int64_t>::max())) {
-      raise(ErrorCode::InvalidArgument, where + ": extent " + std::to_string(dims[i]) +
-                                            " on axis " + std::to_string(i) + " is too large");
-    }
-    shape[static_cast<std::size_t>(i)] = static_cast<std::int64_t>(dims[i]);
-  }
-  return shape;
-}
-
-// One element of the dataset's fill value in the file's byte order (zeros when undefined).
-std::vector<std::byte> fill_value_of(hid_t dcpl, hid_t type, std::size_t itemsize,
-                                     const std::string& where) {
-  std::vector<std::byte> fill(itemsize, std::byte{0});
-  H5D_fill_value_t status = H5D_FILL_VALUE_UNDEFINED;
-  if (H5Pfill_value_defined(dcpl, &status) < 0) {
-    raise(ErrorCode::Corrupt,
-          where + ": cannot read the fill value: " + detail::hdf5_error_detail());
-  }
-  // Passing the file type as the memory type returns the bytes as stored (no conversion).
-  if (status == H5D_FILL_VALUE_USER_DEFINED && H5Pget_fill_value(dcpl, type, fill.data()) < 0) {
-    raise(ErrorCode::Corrupt,
-          where + ": cannot read the fill value: " + detail::hdf5_error_detail());
-  }
-  return fill;
-}
-
-// ---- files and paths ----
-
-// Checks before H5Fopen, for errors in the user's terms rather than libhdf5's.
-void check_file(const std::string& file) {
-  struct stat st;
-  if (::stat(file.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) {
-      raise(ErrorCode::NotFound, file + ": no such file (expected an HDF5 file)");
-    }
-    raise_errno(file + ": cannot stat");
-  }
-  if (S_ISDIR(st.st_mode)) {
-    raise(ErrorCode::InvalidArgument, file + ": is a folder, not an HDF5 file");
-  }
-  if (::access(file.c_str(), R_OK) != 0) raise_errno(file + ": cannot read");
-  const htri_t is_hdf5 = H5Fis_hdf5(file.c_str());
-  if (is_hdf5 == 0) {
-    raise(ErrorCode::Corrupt, file +
-                                  ": not an HDF5 file (no HDF5 signature at offset 0, 512, "
-                                  "1024, ...); check the path");
-  }
-  if (is_hdf5 < 0) {
-    raise(ErrorCode::Corrupt,
-          file + ": cannot check for an HDF5 signature: " + detail::hdf5_error_detail());
-  }
-}
-
-Hdf5Handle open_file(const std::string& file, ErrorCode code) {
-  return Hdf5Handle::adopt(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), Hdf5Kind::File, code,
-                           file + ": cannot open as an HDF5 file (damaged or truncated?)");
-}
-
-// Up to five member names of a group, for the message telling the user what to name instead.
-std::string some_members(hid_t file, const std::string& group) {
-  H5G_info_t info;
-  if (H5Gget_info_by_name(file, group.c_str(), &info, H5P_DEFAULT) < 0) {
-    detail::hdf5_error_detail();
-    return "";
-  }
-  if (info.nlinks == 0) return " (it is empty)";
-  std::string list;
-  for (hsize_t i = 0; i < std::min<hsize_t>(info.nlinks, 5); ++i) {
-    char name[256] = {};
-    if (H5Lget_name_by_idx(file, group.c_str(), H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name,
-                           H5P_DEFAULT) < 0) {
-      detail::hdf5_error_detail();
-      break;
-    }
-    list += (list.empty() ? "" : ", ") + std::string(name);
-  }
-  if (info.nlinks > 5) list += ", ...";
-  return " (it holds " + list + ")";
-}
-
-// Walks `path` ("/a/b/c") component by component so a missing dataset is reported as the first
-// missing name (H5Lexists fails, rather than answering, when a parent is missing). Throws
-// Error(NotFound) for a missing or dangling name, Error(InvalidArgument) when the path names a
-// group or a named datatype.
-void check_path(hid_t file, const std::string& file_name, const std::string& path) {
-  const std::string where = file_name + ":" + path;
-  if (path == "/") {
-    raise(ErrorCode::InvalidArgument,
-          where + " is the root group, not a dataset; name a dataset" + some_members(file, "/"));
-  }
-  std::size_t begin = 1;
-  while (begin <= path.size()) {
-    std::size_t end = path.find('/', begin);
-    if (end == std::string::npos) end = path.size();
-    const std::string prefix = path.substr(0, end);
-    const std::string parent = begin == 1 ? "/" : path.substr(0, begin - 1);
-    if (end == begin) {
-      raise(ErrorCode::InvalidArgument,
-            where + ": the dataset path has an empty name after '" + parent + "'");
-    }
-    const htri_t link = H5Lexists(file, prefix.c_str(), H5P_DEFAULT);
-    if (link < 0) {
-      raise(ErrorCode::Corrupt,
-            where + ": cannot look up '" + prefix + "': " + detail::hdf5_error_detail());
-    }
-    if (link == 0) {
-      raise(ErrorCode::NotFound, file_name + ": no dataset '" + path + "': group '" + parent +
-                                     "' has no member '" + path.substr(begin, end - begin) + "'" +
-                                     some_members(file, parent));
-    }
-    const htri_t object = H5Oexists_by_name(file, prefix.c_str(), H5P_DEFAULT);
-    if (object <= 0) {
-      const std::string why = object < 0 ? detail::hdf5_error_detail() : "nothing";
-      raise(ErrorCode::NotFound, file_name + ": no dataset '" + path + "': the link '" + prefix +
-                                     "' leads to " + why + " (dangling soft or external link)");
-    }
-    H5O_info_t info;
-    if (H5Oget_info_by_name2(file, prefix.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
-      raise(ErrorCode::Corrupt,
-            where + ": cannot read object '" + prefix + "': " + detail::hdf5_error_detail());
-    }
-    const bool last = end == path.size();
-    if (!last && info.type != H5O_TYPE_GROUP) {
-      raise(ErrorCode::NotFound,
-            file_name + ": no dataset '" + path + "': '" + prefix + "' is not a group");
-    }
-    if (last && info.type == H5O_TYPE_GROUP) {
-      raise(ErrorCode::InvalidArgument,
-            where + " is a group, not a dataset; name a dataset in it" + some_members(file, path));
-    }
-    if (last && info.type != H5O_TYPE_DATASET) {
-      raise(ErrorCode::InvalidArgument, where + " is a named datatype, not a dataset");
-    }
-    begin = end + 1;
-  }
-}
-
-// "/a/b" from "a/b" or "/a/b" (HDF5 resolves both from the root; we name it one way).
-std::string absolute_path(const std::string& file, const std::string& dataset) {
-  if (dataset.empty()) {
-    raise(ErrorCode::InvalidArgument, file + ": empty dataset path; give one like '/images'");
-  }
-  return dataset.front() == '/' ? dataset : "/" + dataset;
-}
 
 // ---- the dataset's ids, per process ----
 
@@ -397,138 +113,6 @@ class ProcessDataset {
   mutable Hdf5Handle file_id_;
   mutable Hdf5Handle dataset_;
 };
-
-// ---- the HDF5 filter pipeline ----
-
-struct FilterStep {
-  H5Z_filter_t id = 0;
-  std::size_t shuffle_size = 0;  // shuffle: the element size it was set up with
-};
-
-// HDF5's Fletcher-32 (H5_checksum_fletcher32): sums of big-endian 16-bit words with end-around
-// carry, an odd last byte taken as the high byte of a word.
-std::uint32_t fletcher32(const std::byte* data, std::size_t n) {
-  std::uint32_t a = 0, b = 0;
-  std::size_t words = n / 2;
-  const auto* p = reinterpret_cast<const unsigned char*>(data);
-  // Folded every 360 words, as libhdf5 does: the same blocks give the same sums bit for bit.
-  while (words > 0) {
-    const std::size_t block = std::min<std::size_t>(words, 360);
-    words -= block;
-    for (std::size_t i = 0; i < block; ++i, p += 2) {
-      a += (static_cast<std::uint32_t>(p[0]) << 8) | p[1];
-      b += a;
-    }
-    a = (a & 0xffff) + (a >> 16);
-    b = (b & 0xffff) + (b >> 16);
-  }
-  if (n % 2 != 0) {
-    a += static_cast<std::uint32_t>(p[0]) << 8;
-    b += a;
-    a = (a & 0xffff) + (a >> 16);
-    b = (b & 0xffff) + (b >> 16);
-  }
-  a = (a & 0xffff) + (a >> 16);
-  b = (b & 0xffff) + (b >> 16);
-  return (b << 16) | a;
-}
-
-// Scratch buffers of one thread, reused across chunks (a chunk's worth each).
-struct Scratch {
-  std::vector<std::byte> raw;
-  std::vector<std::byte> a;
-  std::vector<std::byte> b;
-};
-
-Scratch& thread_scratch() {
-  thread_local Scratch scratch;
-  return scratch;
-}
-
-// Undoes the pipeline on one stored chunk: filters in reverse order, skipping those whose bit
-// is set in `mask` (HDF5 skipped them when writing, e.g. deflate that did not shrink the chunk).
-// Throws Error(Corrupt) naming `what` for bytes that do not decode to exactly out_n bytes.
-void decode_pipeline(const std::vector<FilterStep>& filters, std::uint32_t mask,
-                     const std::byte* stored, std::size_t n, std::byte* out, std::size_t out_n,
-                     const std::string& what) {
-  const std::size_t nf = filters.size();
-  const auto skipped = [&](std::size_t i) { return ((mask >> i) & 1u) != 0; };
-  // in_size[i]: bytes that entered filter i when writing (known up to the first deflate).
-  std::vector<std::size_t> in_size(nf + 1);
-  std::size_t size = out_n;
-  bool known = true;
-  for (std::size_t i = 0; i < nf; ++i) {
-    in_size[i] = known ? size : 0;
-    if (skipped(i)) continue;
-    if (filters[i].id == H5Z_FILTER_FLETCHER32) size += 4;
-    if (filters[i].id == H5Z_FILTER_DEFLATE) known = false;
-  }
-  if (known && n != size) {
-    raise(ErrorCode::Corrupt, what + ": stored chunk has " + std::to_string(n) +
-                                  " bytes, its filters leave " + std::to_string(size));
-  }
-  // The last stage that moves bytes writes straight into `out` when its result is the chunk.
-  std::size_t last_moving = nf;
-  for (std::size_t i = nf; i-- > 0;) {
-    if (!skipped(i) && filters[i].id != H5Z_FILTER_FLETCHER32) last_moving = i;
-  }
-  Scratch& scratch = thread_scratch();
-  const std::byte* cur = stored;
-  bool in_a = false;  // which scratch buffer the next stage writes
-  for (std::size_t i = nf; i-- > 0;) {
-    if (skipped(i)) continue;
-    const FilterStep& f = filters[i];
-    if (f.id == H5Z_FILTER_FLETCHER32) {
-      if (n < 4) raise(ErrorCode::Corrupt, what + ": chunk too short for its Fletcher-32 sum");
-      n -= 4;
-      const auto* s = reinterpret_cast<const unsigned char*>(cur + n);
-      const std::uint32_t stored_sum =
-          s[0] | (s[1] << 8) | (s[2] << 16) | (static_cast<std::uint32_t>(s[3]) << 24);
-      const std::uint32_t sum = fletcher32(cur, n);
-      // libhdf5 also accepts the sum with the bytes of each 16-bit half swapped, as HDF5
-      // before 1.6.3 wrote it on little-endian machines.
-      const std::uint32_t swapped = ((sum & 0x00ff00ffu) << 8) | ((sum >> 8) & 0x00ff00ffu);
-      if (stored_sum != sum && stored_sum != swapped) {
-        raise(ErrorCode::Corrupt, what +
-                                      ": Fletcher-32 checksum mismatch (the chunk's bytes "
-                                      "are damaged)");
-      }
-      continue;
-    }
-    const std::size_t target = f.id == H5Z_FILTER_DEFLATE ? in_size[i] : n;
-    if (f.id == H5Z_FILTER_DEFLATE && target == 0) {
-      raise(ErrorCode::Internal, what + ": deflate size unknown");
-    }
-    std::byte* dst;
-    if (i == last_moving && target == out_n) {
-      dst = out;
-    } else {
-      std::vector<std::byte>& buf = in_a ? scratch.a : scratch.b;
-      if (buf.size() < target) buf.resize(target);
-      dst = buf.data();
-      in_a = !in_a;
-    }
-    if (f.id == H5Z_FILTER_DEFLATE) {
-      detail::zlib_decode(cur, n, dst, target, false, what);
-    } else {  // shuffle; trailing bytes that make no whole element are stored as they are
-      const std::size_t size_of = std::max<std::size_t>(f.shuffle_size, 1);
-      const std::size_t elems = n / size_of;
-      if (size_of > 1 && elems > 1) {
-        detail::byte_unshuffle(cur, dst, elems, size_of);
-        std::memcpy(dst + elems * size_of, cur + elems * size_of, n - elems * size_of);
-      } else {
-        std::memcpy(dst, cur, n);
-      }
-    }
-    cur = dst;
-    n = target;
-  }
-  if (n != out_n) {
-    raise(ErrorCode::Corrupt, what + ": chunk decodes to " + std::to_string(n) +
-                                  " bytes, expected " + std::to_string(out_n));
-  }
-  if (cur != out) std::memcpy(out, cur, n);
-}
 
 // ---- the ChunkedArray ----
 
@@ -776,40 +360,87 @@ Shape library_chunks(const Shape& shape, std::size_t itemsize) {
   return chunks;
 }
 
-std::string filter_name(H5Z_filter_t id, const char* name_in_file) {
-  switch (id) {
-    case H5Z_FILTER_DEFLATE:
-      return "gzip";
-    case H5Z_FILTER_SHUFFLE:
-      return "shuffle";
-    case H5Z_FILTER_FLETCHER32:
-      return "fletcher32";
-    case H5Z_FILTER_SZIP:
-      return "szip";
-    case H5Z_FILTER_NBIT:
-      return "nbit";
-    case H5Z_FILTER_SCALEOFFSET:
-      return "scaleoffset";
-    case 307:
-      return "bzip2";
-    case 32000:
-      return "lzf";
-    case 32001:
-      return "blosc";
-    case 32004:
-      return "lz4";
-    case 32015:
-      return "zstd";
-    default:
-      return name_in_file[0] != '\0' ? std::string(name_in_file) : "filter " + std::to_string(id);
+std::uint64_t size_of_file(const std::string& file) {
+  struct stat st;
+  if (::stat(file.c_str(), &st) != 0) raise_errno(file + ": cannot stat");
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+// The file that holds a dataset's bytes: the file named by the user, or the target of an
+// external link on the way. Offsets from libhdf5 are relative to this file's base address.
+struct DataFile {
+  std::string name;
+  hsize_t userblock = 0;
+};
+
+DataFile data_file_of(hid_t dataset, const std::string& where) {
+  DataFile data;
+  data.name = detail::holding_file_of(dataset, where);
+  Hdf5Handle file = Hdf5Handle::adopt(H5Iget_file_id(dataset), Hdf5Kind::File, ErrorCode::Corrupt,
+                                      where + ": cannot find the file holding the dataset");
+  Hdf5Handle fcpl = Hdf5Handle::adopt(H5Fget_create_plist(file.get()), Hdf5Kind::PropertyList,
+                                      ErrorCode::Corrupt, where + ": cannot read " + data.name);
+  if (H5Pget_userblock(fcpl.get(), &data.userblock) < 0) {
+    raise(ErrorCode::Corrupt,
+          where + ": cannot read the userblock of " + data.name + ": " + hdf5_error_detail());
   }
+  return data;
+}
+
+// Chunks larger than this are refused when they are also larger than the whole dataset.
+constexpr std::uint64_t kMaxOversizedChunkBytes = std::uint64_t{64} << 20;
+// HDF5 stores a chunk's size in 32 bits.
+constexpr std::uint64_t kMaxHdf5ChunkBytes = (std::uint64_t{1} << 32) - 1;
+
+// The chunk shape from the layout message, refused when no valid writer could have made it
+// (every reader buffer is a chunk, so a damaged header must not size them):
+//  - an extent of 0, or a chunk of 4 GiB or more (HDF5's own limits);
+//  - on an axis that cannot grow (max extent = extent), a chunk extent beyond the extent:
+//    libhdf5 refuses to create such a dataset;
+//  - on growable axes, a chunk larger than both the dataset (in bytes) and 64 MiB: legal, but
+//    nothing a writer needs, and far more often a damaged header.
+Shape checked_chunk_shape(const hsize_t* dims, hid_t space, const ArrayMeta& meta,
+                          const std::string& where) {
+  const int rank = meta.ndim();
+  hsize_t max_dims[H5S_MAX_RANK];
+  if (H5Sget_simple_extent_dims(space, nullptr, max_dims) != rank) {
+    raise(ErrorCode::Corrupt, where + ": cannot read the maximum extents: " + hdf5_error_detail());
+  }
+  Shape chunks(static_cast<std::size_t>(rank));
+  for (int i = 0; i < rank; ++i) {
+    chunks[static_cast<std::size_t>(i)] = static_cast<std::int64_t>(std::min<hsize_t>(
+        dims[i], static_cast<hsize_t>(std::numeric_limits<std::int64_t>::max())));
+  }
+  const auto refuse = [&](const std::string& why) {
+    raise(ErrorCode::Corrupt, where + ": chunk shape " + format_shape(chunks) + " " + why +
+                                  " (damaged file?)");
+  };
+  std::uint64_t bytes = meta.dtype.itemsize();
+  for (int i = 0; i < rank; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    if (dims[i] == 0) refuse("has an extent of 0");
+    if (dims[i] > kMaxHdf5ChunkBytes) refuse("is beyond HDF5's 4 GiB chunk limit");
+    const auto extent = static_cast<hsize_t>(meta.shape[k]);
+    if (max_dims[i] == extent && dims[i] > std::max<hsize_t>(extent, 1)) {
+      refuse("exceeds the dataset's fixed extent " + std::to_string(extent) + " on axis " +
+             std::to_string(i));
+    }
+    bytes = detail::checked_mul(bytes, dims[i], "HDF5 chunk size");
+  }
+  if (bytes > kMaxHdf5ChunkBytes) refuse("makes chunks of 4 GiB or more, beyond HDF5's limit");
+  if (bytes > meta.nbytes() && bytes > kMaxOversizedChunkBytes) {
+    refuse("makes chunks of " + std::to_string(bytes) + " bytes for a dataset of " +
+           std::to_string(meta.nbytes()) + " bytes");
+  }
+  return chunks;
 }
 
 // Reads the chunked layout: chunk shape, filters (deciding between our decoding and libhdf5's),
 // storage figures, and for few unfiltered chunks their places in the file.
-std::unique_ptr<ChunkedArray> open_chunked(hid_t file_id, hid_t dataset, hid_t dcpl, hid_t space,
-                                           const ArrayMeta& meta, std::vector<std::byte> fill,
-                                           const std::string& file, const std::string& path) {
+std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, hid_t dcpl,
+                                           hid_t space, const ArrayMeta& meta,
+                                           std::vector<std::byte> fill, const std::string& file,
+                                           const std::string& path, bool probing) {
   const std::string where = file + ":" + path;
   const int rank = meta.ndim();
   hsize_t dims[H5S_MAX_RANK];
@@ -817,8 +448,7 @@ std::unique_ptr<ChunkedArray> open_chunked(hid_t file_id, hid_t dataset, hid_t d
     raise(ErrorCode::Corrupt,
           where + ": cannot read the chunk shape: " + detail::hdf5_error_detail());
   }
-  Shape chunks(static_cast<std::size_t>(rank));
-  for (int i = 0; i < rank; ++i) chunks[static_cast<std::size_t>(i)] = dims[i];
+  const Shape chunks = checked_chunk_shape(dims, space, meta, where);
 
   StorageInfo info;
   info.kind = "hdf5";
@@ -889,12 +519,11 @@ std::unique_ptr<ChunkedArray> open_chunked(hid_t file_id, hid_t dataset, hid_t d
   }
 
   if (nf == 0 && info.chunks_total <= kMaxChunksToMap && info.chunks_total > 0) {
-    // Chunk addresses are relative to the HDF5 base address: add the userblock.
-    Hdf5Handle fcpl = Hdf5Handle::adopt(H5Fget_create_plist(file_id), Hdf5Kind::PropertyList,
-                                        ErrorCode::Corrupt, where);
-    hsize_t userblock = 0;
-    H5Pget_userblock(fcpl.get(), &userblock);
-    MappedFile mapping = MappedFile::open(file, MapMode::ReadOnly);
+    // Chunk addresses are relative to the base address of the file that holds the dataset
+    // (an external link's target): add that file's userblock, map that file.
+    const hsize_t userblock = data.userblock;
+    // The probe (probing) reads the index but maps nothing: its address space is capped.
+    const std::uint64_t file_size = size_of_file(data.name);
     std::vector<std::uint64_t> offsets(static_cast<std::size_t>(info.chunks_total), kAbsent);
     const Shape grid = array->grid();
     for (std::int64_t k = 0; k < info.chunks_stored; ++k) {
@@ -919,17 +548,23 @@ std::unique_ptr<ChunkedArray> open_chunked(hid_t file_id, hid_t dataset, hid_t d
                 static_cast<std::size_t>(c);
       }
       const std::uint64_t begin = address + userblock;
-      if (address == HADDR_UNDEF || size != array->chunk_nbytes() || begin > mapping.size() ||
-          mapping.size() - begin < size) {
+      if (address == HADDR_UNDEF || size != array->chunk_nbytes() || begin > file_size ||
+          file_size - begin < size) {
         raise(ErrorCode::Corrupt,
               where + ": chunk " + std::to_string(k) + " of the index (" + std::to_string(size) +
                   " bytes at " + std::to_string(begin) + ") does not fit the file of " +
-                  std::to_string(mapping.size()) + " bytes or a chunk of " +
+                  std::to_string(file_size) + " bytes or a chunk of " +
                   std::to_string(array->chunk_nbytes()) + " bytes (truncated file?)");
       }
       offsets[index] = begin;
     }
-    array->map_in_place(std::move(mapping), std::move(offsets));
+    if (!probing) {
+      MappedFile mapping = MappedFile::open(data.name, MapMode::ReadOnly);
+      if (mapping.size() != file_size) {
+        raise(ErrorCode::Io, data.name + ": changed size while being opened");
+      }
+      array->map_in_place(std::move(mapping), std::move(offsets));
+    }
   }
   array->set_storage(std::move(info));
   return array;
@@ -937,9 +572,12 @@ std::unique_ptr<ChunkedArray> open_chunked(hid_t file_id, hid_t dataset, hid_t d
 
 }  // namespace
 
-Hdf5Dataset open_hdf5(const std::string& file, const std::string& dataset) {
+namespace {
+
+// Opens the dataset; `probing` (in the probe's child) skips mapping the data, which the
+// child's capped address space could not hold.
+Hdf5Dataset open_unprobed(const std::string& file, const std::string& path, bool probing) {
   detail::hdf5_quiet();
-  const std::string path = absolute_path(file, dataset);
   const std::string where = file + ":" + path;
   check_file(file);
   Hdf5Handle file_id = open_file(file, ErrorCode::Corrupt);
@@ -947,6 +585,7 @@ Hdf5Dataset open_hdf5(const std::string& file, const std::string& dataset) {
   Hdf5Handle dset =
       Hdf5Handle::adopt(H5Dopen2(file_id.get(), path.c_str(), H5P_DEFAULT), Hdf5Kind::Dataset,
                         ErrorCode::Corrupt, where + ": cannot open the dataset");
+  const DataFile data = data_file_of(dset.get(), where);
   Hdf5Handle type = Hdf5Handle::adopt(H5Dget_type(dset.get()), Hdf5Kind::Datatype,
                                       ErrorCode::Corrupt, where + ": cannot read the datatype");
   const DType dtype = dtype_of(type.get(), where);
@@ -990,22 +629,22 @@ Hdf5Dataset open_hdf5(const std::string& file, const std::string& dataset) {
         through_library("contiguous", ReadPath::Fill);
         break;
       }
-      struct stat st;
-      if (::stat(file.c_str(), &st) != 0) raise_errno(file + ": cannot stat");
-      const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+      // The offset counts from the start of the file holding the dataset (userblock included).
+      const std::uint64_t size = size_of_file(data.name);
       if (offset > size || size - offset < meta.nbytes()) {
         raise(ErrorCode::Corrupt, where + ": the data needs bytes " + std::to_string(offset) +
                                       ".." + std::to_string(offset + meta.nbytes()) +
-                                      " but the file has " + std::to_string(size) +
+                                      " but " + data.name + " has " + std::to_string(size) +
                                       " bytes (truncated file?)");
       }
+      if (probing) break;
       result.dense = std::make_unique<Source>(
-          meta, MappedFile::open(file, MapMode::ReadOnly, offset, meta.nbytes()), "hdf5");
+          meta, MappedFile::open(data.name, MapMode::ReadOnly, offset, meta.nbytes()), "hdf5");
       break;
     }
     case H5D_CHUNKED:
-      result.chunked = open_chunked(file_id.get(), dset.get(), dcpl.get(), space.get(), meta,
-                                    std::move(fill), file, path);
+      result.chunked = open_chunked(data, dset.get(), dcpl.get(), space.get(), meta,
+                                    std::move(fill), file, path, probing);
       break;
     case H5D_COMPACT:
       through_library("compact", ReadPath::Library);
@@ -1020,6 +659,23 @@ Hdf5Dataset open_hdf5(const std::string& file, const std::string& dataset) {
   // Every id opened here closes now (handles leave scope): workers forked after this return
   // inherit no open HDF5 file, and each process opens its own on its first read.
   return result;
+}
+
+}  // namespace
+
+Hdf5Dataset open_hdf5(const std::string& file, const std::string& dataset) {
+  const std::string path = absolute_path(file, dataset);
+  // libhdf5 can crash on damaged metadata: everything the open reads, and the data of a
+  // compact dataset (stored in its header), is read first in a disposable child.
+  detail::probe_hdf5(file, [&] {
+    const Hdf5Dataset d = open_unprobed(file, path, /*probing=*/true);
+    if (d.chunked && d.chunked->storage().layout == "compact") {
+      const ArrayMeta& meta = d.chunked->meta();
+      std::vector<std::byte> out(meta.nbytes());
+      d.chunked->read_box({Shape(meta.shape.size(), 0), meta.shape}, out.data());
+    }
+  });
+  return open_unprobed(file, path, /*probing=*/false);
 }
 
 }  // namespace mmc

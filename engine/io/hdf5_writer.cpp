@@ -150,6 +150,63 @@ void validate(const std::string& file, const std::string& dataset, const Hdf5Wri
   }
 }
 
+bool lock_error(const std::string& detail) {
+  return detail.find("unable to lock") != std::string::npos ||
+         detail.find("errno = 11") != std::string::npos;
+}
+
+std::string busy_message(const std::string& file) {
+  return file + ": another process has it open (HDF5 file lock); close it there, then convert "
+                "again";
+}
+
+// Whether `file` (which exists) is an HDF5 file we can add a dataset to. Throws for a file
+// another process holds, so it is never replaced behind that process's back.
+bool existing_hdf5(const std::string& file) {
+  const htri_t is_hdf5 = H5Fis_hdf5(file.c_str());
+  if (is_hdf5 >= 0) return is_hdf5 > 0;
+  const std::string detail = detail::hdf5_error_detail();
+  if (lock_error(detail)) raise(ErrorCode::Io, busy_message(file));
+  raise(ErrorCode::Io, file + ": cannot check for an HDF5 signature: " + detail);
+}
+
+// Checks where `path` would go in an open file: every parent that exists must be a group.
+// Returns true when `path` itself names a dataset (or a link to one) already.
+bool check_target(hid_t file, const std::string& file_name, const std::string& path) {
+  std::size_t begin = 1;
+  while (begin <= path.size()) {
+    std::size_t end = path.find('/', begin);
+    if (end == std::string::npos) end = path.size();
+    const std::string prefix = path.substr(0, end);
+    const htri_t link = H5Lexists(file, prefix.c_str(), H5P_DEFAULT);
+    if (link < 0) {
+      raise(ErrorCode::Corrupt, file_name + ": cannot look up '" + prefix +
+                                    "': " + detail::hdf5_error_detail());
+    }
+    if (link == 0) return false;  // parents from here on are created at commit
+    const bool last = end == path.size();
+    H5O_info_t info;
+    if (H5Oget_info_by_name2(file, prefix.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+      detail::hdf5_error_detail();
+      if (last) return true;  // a dangling link: replaced like a dataset
+      raise(ErrorCode::InvalidArgument, file_name + ": '" + prefix +
+                                            "' is a dangling link, not a group; cannot write " +
+                                            path + " under it");
+    }
+    if (!last && info.type != H5O_TYPE_GROUP) {
+      raise(ErrorCode::InvalidArgument, file_name + ": '" + prefix + "' is not a group; cannot "
+                                            "write " + path + " under it");
+    }
+    if (last && info.type == H5O_TYPE_GROUP) {
+      raise(ErrorCode::InvalidArgument, file_name + ":" + path +
+                                            " is a group; name a dataset (a group is never "
+                                            "replaced)");
+    }
+    begin = end + 1;
+  }
+  return true;
+}
+
 }  // namespace
 
 struct Hdf5Writer::State {
@@ -158,6 +215,11 @@ struct Hdf5Writer::State {
   std::string temp;
   Hdf5WriteSpec spec;
   bool overwrite = false;
+  // Adding to an existing HDF5 file: the dataset is created anonymous (unreachable, so a
+  // killed writer leaves no visible half dataset, only unused bytes) and linked under its
+  // name in commit(); `replace` says an existing dataset of that name goes then.
+  bool in_place = false;
+  bool replace = false;
   pid_t owner = -1;
   Hdf5Handle file_id;
   Hdf5Handle dataset_id;
@@ -169,6 +231,11 @@ struct Hdf5Writer::State {
 
   std::string what() const { return file + ":" + dataset; }
 
+  void commit_in_place();
+
+  // The file the data goes into: the temporary file, or the existing file itself.
+  const std::string& data_file() const { return in_place ? file : temp; }
+
   // Closes the dataset and the file; throws Error(Io) when libhdf5 fails to write them out.
   void close_ids() {
     // Both are closed whatever the first gives.
@@ -176,7 +243,7 @@ struct Hdf5Writer::State {
     const bool file_closed = file_id.close();
     if (!dataset_closed || !file_closed) {
       raise(ErrorCode::Io,
-            temp + ": cannot write the HDF5 metadata out: " + detail::hdf5_error_detail());
+            data_file() + ": cannot write the HDF5 metadata out: " + detail::hdf5_error_detail());
     }
   }
 };
@@ -193,10 +260,17 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
   s.overwrite = overwrite;
   s.owner = ::getpid();
   const std::string what = s.what();
-  if (!overwrite && path_exists(file)) {
-    raise(ErrorCode::Io, file + ": already exists; remove it or pass overwrite to replace it");
+  if (path_exists(file)) {
+    // An HDF5 file gets the dataset added (its other objects kept); anything else is only
+    // replaced whole when asked to.
+    s.in_place = existing_hdf5(file);
+    if (!s.in_place && !overwrite) {
+      raise(ErrorCode::Io, file +
+                               ": already exists and is not an HDF5 file; remove it or pass "
+                               "overwrite to replace it");
+    }
   }
-  s.temp = temp_name_for(file);
+  if (!s.in_place) s.temp = temp_name_for(file);
   // Contiguous data of 64 KiB or more starts on a page boundary: callers pwrite whole pages
   // and readers map it without sharing a page with metadata.
   Hdf5Handle fapl = Hdf5Handle::adopt(H5Pcreate(H5P_FILE_ACCESS), Hdf5Kind::PropertyList,
@@ -204,9 +278,25 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
   if (spec.chunks.empty() && H5Pset_alignment(fapl.get(), kAlignAbove, kAlignment) < 0) {
     raise(ErrorCode::Internal, what + ": cannot set the alignment: " + detail::hdf5_error_detail());
   }
-  s.file_id = Hdf5Handle::adopt(H5Fcreate(s.temp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()),
-                                Hdf5Kind::File, ErrorCode::Io,
-                                s.temp + ": cannot create the temporary HDF5 file");
+  if (s.in_place) {
+    const hid_t id = H5Fopen(file.c_str(), H5F_ACC_RDWR, fapl.get());
+    if (id < 0) {
+      const std::string detail = detail::hdf5_error_detail();
+      if (lock_error(detail)) raise(ErrorCode::Io, busy_message(file));
+      raise(ErrorCode::Io, file + ": cannot open to add " + s.dataset + ": " + detail);
+    }
+    s.file_id = Hdf5Handle::adopt(id, Hdf5Kind::File, ErrorCode::Io, file);
+    s.replace = check_target(s.file_id.get(), file, s.dataset);
+    if (s.replace && !overwrite) {
+      raise(ErrorCode::Io, what + ": the dataset already exists; pass --overwrite to replace it "
+                                  "(the file's other objects are kept)");
+    }
+  } else {
+    s.file_id =
+        Hdf5Handle::adopt(H5Fcreate(s.temp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()),
+                          Hdf5Kind::File, ErrorCode::Io,
+                          s.temp + ": cannot create the temporary HDF5 file");
+  }
   try {
     Hdf5Handle type = file_type_of(spec.dtype, what);
     hsize_t dims[H5S_MAX_RANK];
@@ -240,17 +330,20 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
       raise(ErrorCode::Internal,
             what + ": cannot set the dataset properties: " + detail::hdf5_error_detail());
     }
-    s.dataset_id =
-        Hdf5Handle::adopt(H5Dcreate2(s.file_id.get(), s.dataset.c_str(), type.get(), space.get(),
-                                     lcpl.get(), dcpl.get(), H5P_DEFAULT),
-                          Hdf5Kind::Dataset, ErrorCode::Io, what + ": cannot create the dataset");
+    s.dataset_id = Hdf5Handle::adopt(
+        s.in_place ? H5Dcreate_anon(s.file_id.get(), type.get(), space.get(), dcpl.get(),
+                                    H5P_DEFAULT)
+                   : H5Dcreate2(s.file_id.get(), s.dataset.c_str(), type.get(), space.get(),
+                                lcpl.get(), dcpl.get(), H5P_DEFAULT),
+        Hdf5Kind::Dataset, ErrorCode::Io, what + ": cannot create the dataset");
     if (spec.chunks.empty()) {
       const haddr_t offset = H5Dget_offset(s.dataset_id.get());
       s.has_offset = offset != HADDR_UNDEF;
       if (!s.has_offset) detail::hdf5_error_detail();  // empty datasets have no storage
       s.offset = s.has_offset ? offset : 0;
-      // Write the metadata now, so the file is complete but for the caller's bytes.
-      if (H5Fflush(s.file_id.get(), H5F_SCOPE_LOCAL) < 0) {
+      // A new file: write the metadata now, so it is complete but for the caller's bytes. An
+      // existing file is left alone until commit(): its objects change only then.
+      if (!s.in_place && H5Fflush(s.file_id.get(), H5F_SCOPE_LOCAL) < 0) {
         raise(ErrorCode::Io, s.temp + ": cannot write: " + detail::hdf5_error_detail());
       }
     } else {
@@ -264,7 +357,7 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
   } catch (...) {
     s.dataset_id.close();
     s.file_id.close();
-    ::unlink(s.temp.c_str());
+    if (!s.in_place) ::unlink(s.temp.c_str());
     throw;
   }
 }
@@ -278,13 +371,15 @@ Hdf5Writer::~Hdf5Writer() {
     return;
   }
   if (s.committed) return;
+  // An anonymous dataset never linked is freed when closed: the existing file keeps its
+  // objects as they were.
   s.dataset_id.close();
   s.file_id.close();
   detail::hdf5_error_detail();
-  ::unlink(s.temp.c_str());
+  if (!s.in_place) ::unlink(s.temp.c_str());
 }
 
-const std::string& Hdf5Writer::temp_path() const noexcept { return state_->temp; }
+const std::string& Hdf5Writer::temp_path() const noexcept { return state_->data_file(); }
 
 std::uint64_t Hdf5Writer::data_offset() const {
   const State& s = *state_;
@@ -359,6 +454,39 @@ void Hdf5Writer::write_chunk(const Shape& coord, const std::byte* data) {
   write_encoded_chunk(coord, encode_chunk(data));
 }
 
+// Links the finished anonymous dataset under its name (replacing the old one when asked) and
+// closes the file. The data is on disk first (fsync), then the metadata goes out in one flush
+// at close: a kill before it leaves the file as it was. The old dataset is moved aside, not
+// deleted, until the new link exists, so a failing link puts it back.
+void Hdf5Writer::State::commit_in_place() {
+  {
+    detail::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd || ::fsync(fd.get()) != 0) raise_errno(file + ": cannot flush the data");
+  }
+  const hid_t id = file_id.get();
+  const std::string aside = "/.mmcompute-replaced-" + std::to_string(::getpid());
+  if (replace && H5Lmove(id, dataset.c_str(), id, aside.c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0) {
+    raise(ErrorCode::Io,
+          what() + ": cannot move the old dataset aside: " + detail::hdf5_error_detail());
+  }
+  Hdf5Handle lcpl = Hdf5Handle::adopt(H5Pcreate(H5P_LINK_CREATE), Hdf5Kind::PropertyList,
+                                      ErrorCode::Internal, what());
+  if (H5Pset_create_intermediate_group(lcpl.get(), 1) < 0 ||
+      H5Olink(dataset_id.get(), id, dataset.c_str(), lcpl.get(), H5P_DEFAULT) < 0) {
+    const std::string detail = detail::hdf5_error_detail();
+    if (replace) H5Lmove(id, aside.c_str(), id, dataset.c_str(), H5P_DEFAULT, H5P_DEFAULT);
+    raise(ErrorCode::Io, what() + ": cannot link the dataset: " + detail);
+  }
+  if (replace && H5Ldelete(id, aside.c_str(), H5P_DEFAULT) < 0) {
+    raise(ErrorCode::Io,
+          what() + ": cannot remove the old dataset: " + detail::hdf5_error_detail());
+  }
+  close_ids();
+  committed = true;
+  detail::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd || ::fsync(fd.get()) != 0) raise_errno(file + ": cannot flush");
+}
+
 void Hdf5Writer::commit() {
   State& s = *state_;
   if (s.committed) return;
@@ -366,6 +494,10 @@ void Hdf5Writer::commit() {
     raise(ErrorCode::InvalidArgument, s.what() + ": commit() called in a forked worker");
   }
   detail::hdf5_quiet();
+  if (s.in_place) {
+    s.commit_in_place();
+    return;
+  }
   s.close_ids();
   {
     detail::UniqueFd fd(::open(s.temp.c_str(), O_RDONLY | O_CLOEXEC));

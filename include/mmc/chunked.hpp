@@ -166,7 +166,9 @@ class ZarrWriter {
 
 // ---- HDF5 ----
 
-// "cube.h5:/group/images" -> {"cube.h5", "/group/images"}; returns false without a ':/' part.
+// "cube.h5:/group/images" -> {"cube.h5", "/group/images"}; "cube.h5:images" (no slash, when
+// the part before the last ':' ends in .h5, .hdf5, .he5, .hdf or .nxs and the whole name is
+// not an existing file) -> {"cube.h5", "/images"}. Returns false otherwise.
 bool split_hdf5_spec(const std::string& spec, std::string* file, std::string* dataset);
 
 // An HDF5 dataset opened for reading. Contiguous datasets whose file type matches a dtype we
@@ -178,9 +180,30 @@ struct Hdf5Dataset {
   std::unique_ptr<ChunkedArray> chunked;  // set otherwise
 };
 
-// Throws Error(NotFound) for a missing file or dataset path (naming it), Error(Corrupt) for a
-// file that is not HDF5, Error(InvalidArgument) for a datatype we do not support.
+// Links are followed; data is mapped from the file that holds it (an external link's target).
+// The file's metadata is first read in a forked child (see engine/io/hdf5_probe.hpp): call it
+// while no other thread is inside libhdf5. Throws Error(NotFound) for a missing file or
+// dataset path (naming it), Error(Corrupt) for a file that is not HDF5 or is damaged (also
+// when libhdf5 crashes on it), Error(Io) for a file another process holds open for writing,
+// Error(InvalidArgument) for a datatype we do not support.
 Hdf5Dataset open_hdf5(const std::string& file, const std::string& dataset);
+
+// One object of an HDF5 file as `info FILE.h5` lists it.
+struct Hdf5Entry {
+  std::string path;    // "/group/images"
+  std::string kind;    // "group", "dataset", "datatype", "dangling" (a link to nothing)
+  Shape shape;         // datasets
+  std::string dtype;   // datasets: numpy descr ("<f8"), or libhdf5's words for other types
+  std::string layout;  // datasets: "contiguous", "chunked (8, 64) gzip+shuffle", "compact", ...
+  std::string note;    // "soft link to /x", "external link to data.h5:/img", what failed
+};
+
+// Every object reachable from the root, depth first by name, like `h5ls -r`: hard-linked
+// groups are walked (once each); soft and external links are listed with their target and
+// the object they lead to, not walked. Throws what open_hdf5 throws for the file.
+std::vector<Hdf5Entry> list_hdf5(const std::string& file);
+// True when `path` is a file with an HDF5 signature (at 0, 512, 1024, ...).
+bool is_hdf5_file(const std::string& path);
 
 struct Hdf5WriteSpec {
   DType dtype;
@@ -190,7 +213,10 @@ struct Hdf5WriteSpec {
   bool shuffle = true;
 };
 
-// Writes one dataset into a new HDF5 file crash-safely (temporary name, rename on commit()).
+// Writes one dataset crash-safely. A new file: temporary file, renamed into place on commit().
+// An existing HDF5 file: the dataset is created unnamed in it and linked under its name on
+// commit() (replacing a dataset of that name only with `overwrite`; other objects are never
+// touched), so an uncommitted or killed writer leaves the file's objects as they were.
 // Contiguous: storage is allocated at creation, so data_offset() lets workers pwrite or map
 // the bytes directly; chunked: write_chunk() encodes (shuffle + deflate) in the caller and
 // stores the chunk with H5Dwrite_chunk. Not thread safe; call from one process.
@@ -202,7 +228,8 @@ class Hdf5Writer {
   Hdf5Writer(const Hdf5Writer&) = delete;
   Hdf5Writer& operator=(const Hdf5Writer&) = delete;
 
-  // Contiguous datasets: the temporary file's path and the absolute byte offset of the data.
+  // Contiguous datasets: the file to pwrite the data into (the temporary file, or the existing
+  // file itself) and the absolute byte offset of the data.
   const std::string& temp_path() const noexcept;
   std::uint64_t data_offset() const;
   // Chunked datasets: `data` is the full chunk shape in C order, native byte order.

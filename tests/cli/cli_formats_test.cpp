@@ -108,7 +108,7 @@ TEST(CliFormats, BadSourcesAndDestinationsFailWithOneLineAndLeaveNothing) {
     std::string says;
   };
   const std::vector<Bad> bad = {
-      {{"info", h5}, 2, ":/path/to/dataset"},
+      {{"reduce", h5, "--op", "mean"}, 2, ":/path/to/dataset"},
       {{"reduce", h5 + ":/nope", "--op", "mean"}, 1, "nope"},
       {{"reduce", dir.file("missing.zarr"), "--op", "mean"}, 1, "missing.zarr"},
       {{"convert", npy, h5, "--quiet"}, 1, "--overwrite"},

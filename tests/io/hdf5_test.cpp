@@ -13,6 +13,9 @@
 #include <thread>
 #include <vector>
 
+#include <csignal>
+
+#include "io/hdf5_probe.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
 #include "mmc/source.hpp"
@@ -449,6 +452,47 @@ TEST(Hdf5Source, ReadsChunksFromSeveralThreads) {
   EXPECT_EQ(ok, (std::vector<int>{3, 3, 3, 3}));
 }
 
+// ---- links ----
+
+TEST(Hdf5Source, ReadsExternalLinkTargetsFromTheFileThatHoldsThem) {
+  TempDir dir;
+  const Written w = write_h5py_cases(dir, "links");
+  for (const char* name : {"ext_contig", "ext_chunked", "ext_gzip", "soft"}) {
+    const Hdf5Dataset d = expect_reads_as_numpy(dir, w.cases.at(name));
+    if (std::string(name) == "ext_contig") {
+      ASSERT_NE(d.dense, nullptr);
+      EXPECT_EQ(d.dense->path(), dir.file("data.h5"));  // mapped from the target, not master
+    }
+    if (std::string(name) == "ext_chunked") {
+      ASSERT_NE(d.chunked, nullptr);
+      EXPECT_NE(d.chunked->chunk_in_place({0, 0}), nullptr);  // mapped from data.h5
+    }
+  }
+}
+
+TEST(Hdf5Source, ReadsAnExternalLinkTargetInForkedWorkers) {
+  TempDir dir;
+  const Written w = write_h5py_cases(dir, "links");
+  const H5Case& c = w.cases.at("ext_gzip");
+  const Hdf5Dataset d = open_hdf5(c.file, c.dataset);
+  ASSERT_NE(d.chunked, nullptr);
+  const std::string expected = test::read_file(dir.file("ext_gzip.bin"));
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    d.chunked->reopen_after_fork();
+    bool same = false;
+    try {
+      same = read_whole(*d.chunked) == expected;
+    } catch (...) {
+    }
+    ::_exit(same ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 // ---- hostile input ----
 
 TEST(Hdf5Source, ReportsAMissingFileAsNotFound) {
@@ -554,6 +598,47 @@ TEST(Hdf5Source, ReportsDataCutOffAtTheEndAsCorrupt) {
   }
 }
 
+TEST(Hdf5Source, RefusesAChunkShapeFarLargerThanItsDataset) {
+  TempDir dir;
+  const Written w = write_h5py_cases(dir, "bigchunk");
+  expect_error([&] { open_hdf5(w.cases.at("bigchunk_fixed").file, "/d"); }, ErrorCode::Corrupt,
+               {"bigchunk_fixed.h5:/d", "chunk shape", "fixed extent 10", "damaged file?"});
+  expect_error([&] { open_hdf5(w.cases.at("bigchunk_growable").file, "/d"); },
+               ErrorCode::Corrupt,
+               {"bigchunk_growable.h5:/d", "1600000000 bytes", "dataset of 800 bytes"});
+}
+
+TEST(Hdf5Source, ReportsAFileThatMakesLibhdf5RunAwayAsDamaged) {
+  TempDir dir;
+  const std::string file = dir.file("loop.h5");
+  const std::string dataset = test::run_python("hdf5_damage.py", {"heap_loop", file});
+  ASSERT_EQ(dataset, "/g/d\n");
+  // Without the probe libhdf5 allocates until the kernel kills the process.
+  expect_error([&] { open_hdf5(file, "/g/d"); }, ErrorCode::Corrupt,
+               {"loop.h5", "damaged file?"});
+  expect_error([&] { list_hdf5(file); }, ErrorCode::Corrupt, {"loop.h5", "damaged file?"});
+}
+
+TEST(Hdf5Probe, TurnsACrashInTheProbedWorkIntoOneCorruptError) {
+  // What a libhdf5 SIGSEGV on a damaged file looks like to the probe.
+  expect_error([] { detail::probe_hdf5("x.h5", [] { std::raise(SIGSEGV); }); },
+               ErrorCode::Corrupt, {"x.h5: libhdf5 crashed reading it", "damaged file?"});
+  // An error in the child comes back as it was thrown; success returns.
+  expect_error(
+      [] { detail::probe_hdf5("y.h5", [] { raise(ErrorCode::NotFound, "y.h5: no dataset"); }); },
+      ErrorCode::NotFound, {"y.h5: no dataset"});
+  detail::probe_hdf5("z.h5", [] {});
+  // A runaway allocation meets the child's memory cap, not the machine's.
+  expect_error(
+      [] {
+        detail::probe_hdf5("w.h5", [] {
+          std::vector<std::vector<char>> hog;
+          for (;;) hog.emplace_back(std::size_t{64} << 20, 'x');
+        });
+      },
+      ErrorCode::Corrupt, {"w.h5", "damaged file?"});
+}
+
 TEST(Hdf5Source, RejectsChunkCoordinatesOutsideTheGrid) {
   TempDir dir;
   const Written w = write_h5py_cases(dir, "filters");
@@ -578,6 +663,22 @@ TEST(Hdf5Spec, SplitsFileAndDatasetAtTheFirstColonSlash) {
   EXPECT_EQ(dataset, "/x");
   EXPECT_FALSE(split_hdf5_spec("cube.h5", &file, &dataset));
   EXPECT_FALSE(split_hdf5_spec(":/x", &file, &dataset));
+}
+
+TEST(Hdf5Spec, ReadsFileColonNameWithoutASlashAsADatasetAtTheRoot) {
+  std::string file, dataset;
+  ASSERT_TRUE(split_hdf5_spec("cube.h5:images", &file, &dataset));
+  EXPECT_EQ(file, "cube.h5");
+  EXPECT_EQ(dataset, "/images");
+  ASSERT_TRUE(split_hdf5_spec("run:2/cube.hdf5:group/x", &file, &dataset));
+  EXPECT_EQ(file, "run:2/cube.hdf5");
+  EXPECT_EQ(dataset, "/group/x");
+  EXPECT_FALSE(split_hdf5_spec("notes.txt:x", &file, &dataset));  // not an HDF5 name
+  EXPECT_FALSE(split_hdf5_spec("cube.h5:", &file, &dataset));
+  // A file whose whole name holds the colon is that file, not a dataset in another.
+  TempDir dir;
+  test::write_file(dir.file("odd.h5:x"), "raw bytes");
+  EXPECT_FALSE(split_hdf5_spec(dir.file("odd.h5:x"), &file, &dataset));
 }
 
 // ---- Hdf5Writer ----
@@ -799,6 +900,112 @@ TEST(Hdf5Writer, RefusesToReplaceAFileUnlessAskedTo) {
   EXPECT_EQ(h5py_reads(dir, file, "/d").line, "|u1 4 - none - 0 contiguous");
   EXPECT_EQ(test::list_dir(dir.path()),
             (std::vector<std::string>{"h5py_view.bin", "x.h5", "x.h52"}));
+}
+
+// ---- writing into an existing file ----
+
+std::string tree_of(const std::string& file) {
+  return test::run_python("hdf5_tree.py", {"dump", file});
+}
+
+// The lines of `after` that are not in `before`, and the other way round.
+std::string line_difference(const std::string& a, const std::string& b) {
+  std::istringstream in(a);
+  std::string line, out;
+  while (std::getline(in, line)) {
+    if (("\n" + b).find("\n" + line + "\n") == std::string::npos) out += line + "\n";
+  }
+  return out;
+}
+
+TEST(Hdf5Writer, AddsADatasetToAnExistingFileKeepingItsObjects) {
+  TempDir dir;
+  const std::string file = dir.file("tree.h5");
+  test::run_python("hdf5_tree.py", {"make", file});
+  const std::string before = tree_of(file);
+  Hdf5WriteSpec spec;
+  spec.dtype = DType(TypeId::F32);
+  spec.shape = {100, 200};
+  const std::string data = pattern(100 * 200 * 4, 5);
+  {
+    Hdf5Writer writer(file, "/new/deep/images", spec);
+    EXPECT_EQ(writer.temp_path(), file);  // the data goes into the file itself
+    const int fd = ::open(writer.temp_path().c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, data.data(), data.size(), static_cast<off_t>(writer.data_offset())),
+              static_cast<ssize_t>(data.size()));
+    ::close(fd);
+    // Nothing visible before commit (the writer holds HDF5's lock: look without it).
+    ::setenv("HDF5_USE_FILE_LOCKING", "FALSE", 1);
+    EXPECT_EQ(tree_of(file), before);
+    ::unsetenv("HDF5_USE_FILE_LOCKING");
+    writer.commit();
+  }
+  EXPECT_EQ(h5py_reads(dir, file, "/new/deep/images").bytes, data);
+  const std::string after = tree_of(file);
+  EXPECT_EQ(line_difference(before, after), "");  // every old object, attribute and value
+  EXPECT_EQ(line_difference(after, before).substr(0, 5), "/new ");
+  // Chunked and gzip, beside the first.
+  spec.chunks = {30, 64};
+  spec.gzip_level = 4;
+  {
+    Hdf5Writer writer(file, "/grp/zipped", spec);
+    for (std::int64_t i = 0; i < 4; ++i) {
+      for (std::int64_t j = 0; j < 4; ++j) {
+        writer.write_chunk({i, j}, reinterpret_cast<const std::byte*>(
+                                       pattern(30 * 64 * 4, static_cast<unsigned>(i * 4 + j))
+                                           .data()));
+      }
+    }
+    writer.commit();
+  }
+  EXPECT_EQ(h5py_reads(dir, file, "/grp/zipped").line, "<f4 100,200 30,64 gzip 4 1 chunked");
+  EXPECT_EQ(line_difference(after, tree_of(file)), "");
+  EXPECT_EQ(test::list_dir(dir.path()), (std::vector<std::string>{"h5py_view.bin", "tree.h5"}));
+}
+
+TEST(Hdf5Writer, ReplacesOnlyTheNamedDatasetWhenAskedTo) {
+  TempDir dir;
+  const std::string file = dir.file("tree.h5");
+  test::run_python("hdf5_tree.py", {"make", file});
+  const std::string before = tree_of(file);
+  Hdf5WriteSpec spec;
+  spec.dtype = DType(TypeId::U8);
+  spec.shape = {3};
+  expect_error([&] { Hdf5Writer(file, "/raw", spec); }, ErrorCode::Io,
+               {"tree.h5:/raw", "already exists", "overwrite", "other objects are kept"});
+  expect_error([&] { Hdf5Writer(file, "/grp", spec, true); }, ErrorCode::InvalidArgument,
+               {"is a group"});
+  expect_error([&] { Hdf5Writer(file, "/small/x", spec, true); }, ErrorCode::InvalidArgument,
+               {"'/small' is not a group"});
+  EXPECT_EQ(tree_of(file), before);
+  {
+    Hdf5Writer writer(file, "raw", spec, /*overwrite=*/true);
+    const int fd = ::open(writer.temp_path().c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_EQ(::pwrite(fd, "abc", 3, static_cast<off_t>(writer.data_offset())), 3);
+    ::close(fd);
+    writer.commit();
+  }
+  EXPECT_EQ(h5py_reads(dir, file, "/raw").bytes, "abc");
+  const std::string after = tree_of(file);
+  EXPECT_EQ(line_difference(before, after).substr(0, 5), "/raw ");  // only /raw changed
+  EXPECT_EQ(line_difference(after, before).substr(0, 5), "/raw ");
+}
+
+TEST(Hdf5Writer, AnUncommittedWriteLeavesAnExistingFileAsItWas) {
+  TempDir dir;
+  const std::string file = dir.file("tree.h5");
+  test::run_python("hdf5_tree.py", {"make", file});
+  const std::string before = tree_of(file);
+  Hdf5WriteSpec spec;
+  spec.dtype = DType(TypeId::I32);
+  spec.shape = {64, 64};
+  spec.chunks = {16, 16};
+  for (bool overwrite : {false, true}) {
+    Hdf5Writer writer(file, overwrite ? "/raw" : "/fresh", spec, overwrite);
+    writer.write_chunk({0, 0}, reinterpret_cast<const std::byte*>(pattern(16 * 16 * 4, 1).data()));
+  }  // destroyed without commit, as when a worker fails
+  EXPECT_EQ(tree_of(file), before);
 }
 
 TEST(Hdf5Writer, RejectsBadSpecs) {

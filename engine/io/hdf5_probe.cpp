@@ -1,0 +1,129 @@
+// The probe: untrusted HDF5 metadata read first in a forked child under a memory cap and a
+// time limit, so a libhdf5 crash, runaway allocation or endless loop on a damaged file becomes
+// one error line in the caller instead of a SIGSEGV.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+
+#include "io/hdf5_probe.hpp"
+#include "mmc/error.hpp"
+#include "pool/unique_fd.hpp"
+
+namespace mmc::detail {
+namespace {
+
+// Address space the child may add to what it inherits: metadata of real files needs a few
+// MiB; a damaged local heap or B-tree asks for far more.
+constexpr std::uint64_t kProbeExtraBytes = std::uint64_t{512} << 20;
+// Reading a file's metadata takes milliseconds; a damaged one can loop forever.
+constexpr unsigned kProbeSeconds = 20;
+
+std::uint64_t address_space_now() {
+  std::FILE* f = std::fopen("/proc/self/statm", "re");
+  unsigned long long pages = 0;
+  if (f != nullptr) {
+    if (std::fscanf(f, "%llu", &pages) != 1) pages = 0;
+    std::fclose(f);
+  }
+  return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+void write_all(int fd, const std::string& text) {
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+[[noreturn]] void run_child(int fd, const std::string& file, const std::function<void()>& work) {
+  ::alarm(kProbeSeconds);  // SIGALRM's default action ends the child
+  const std::uint64_t cap = address_space_now() + kProbeExtraBytes;
+  const rlimit limit{cap, cap};
+  ::setrlimit(RLIMIT_AS, &limit);
+  int status = 0;
+  try {
+    work();
+  } catch (const Error& e) {
+    write_all(fd, std::string(1, static_cast<char>(e.code())) + e.what());
+    status = 1;
+  } catch (const std::bad_alloc&) {
+    write_all(fd, std::string(1, static_cast<char>(ErrorCode::Corrupt)) +
+                      file + ": reading its metadata needs more than 512 MiB (damaged file?)");
+    status = 1;
+  } catch (...) {
+    status = 2;
+  }
+  // _exit: no atexit handlers, no libhdf5 shutdown touching files the parent has open.
+  ::_exit(status);
+}
+
+}  // namespace
+
+bool probe_enabled() {
+  const char* v = std::getenv("MMC_HDF5_PROBE");
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+
+void probe_hdf5(const std::string& file, const std::function<void()>& work) {
+  if (!probe_enabled()) return;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) raise_errno(file + ": cannot make a pipe for the probe");
+  UniqueFd read_end(fds[0]);
+  UniqueFd write_end(fds[1]);
+  const pid_t pid = ::fork();
+  if (pid < 0) raise_errno(file + ": cannot fork the probe");
+  if (pid == 0) {
+    read_end.reset();
+    run_child(write_end.get(), file, work);
+  }
+  write_end.reset();
+  std::string report;
+  char buf[512];
+  for (;;) {
+    const ssize_t n = ::read(read_end.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    report.append(buf, static_cast<std::size_t>(n));
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) raise_errno(file + ": cannot wait for the probe");
+  }
+  if (WIFSIGNALED(status)) {
+    if (WTERMSIG(status) == SIGALRM) {
+      raise(ErrorCode::Corrupt, file + ": libhdf5 did not finish reading its metadata in " +
+                                    std::to_string(kProbeSeconds) + " s (damaged file?)");
+    }
+    raise(ErrorCode::Corrupt, file + ": libhdf5 crashed reading it (" +
+                                  std::string(strsignal(WTERMSIG(status))) +
+                                  "; damaged file?)");
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 1 && !report.empty()) {
+    const auto code = static_cast<ErrorCode>(report[0]);
+    std::string message = report.substr(1);
+    if (message.find("memory allocation failed") != std::string::npos) {
+      message += " (more than 512 MiB for metadata: damaged file?)";
+    }
+    raise(code, message);
+  }
+  // Any other end (a sanitizer's report of a crash, an exception that is not ours): a crash
+  // too. Opening the file here would repeat it, or allocate without the cap.
+  raise(ErrorCode::Corrupt, file + ": libhdf5 crashed reading it (exit status " +
+                                std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
+                                "; damaged file?)");
+}
+
+}  // namespace mmc::detail

@@ -1,0 +1,182 @@
+// HDF5 datatypes, dataspaces and fill values turned into mmcompute's DType, Shape and bytes.
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "io/hdf5_internal.hpp"
+
+namespace mmc::detail {
+
+// A short description of an HDF5 datatype for error messages ("variable-length string").
+std::string describe_type(hid_t type) {
+  const std::size_t size = H5Tget_size(type);
+  const std::string bytes = std::to_string(size) + "-byte";
+  switch (H5Tget_class(type)) {
+    case H5T_INTEGER:
+      return bytes + " integer";
+    case H5T_FLOAT:
+      return bytes + " float";
+    case H5T_TIME:
+      return "time";
+    case H5T_STRING:
+      return H5Tis_variable_str(type) > 0 ? "variable-length string"
+                                          : bytes + " fixed-length string";
+    case H5T_BITFIELD:
+      return bytes + " bitfield";
+    case H5T_OPAQUE:
+      return bytes + " opaque";
+    case H5T_COMPOUND:
+      return "compound (" + std::to_string(H5Tget_nmembers(type)) + " fields)";
+    case H5T_REFERENCE:
+      return "reference";
+    case H5T_ENUM:
+      return "enum over " + bytes + " integers";
+    case H5T_VLEN:
+      return "variable-length sequence";
+    case H5T_ARRAY:
+      return "array";
+    default:
+      return "unknown";
+  }
+}
+
+namespace {
+
+// True for an integer type with every bit of its bytes significant (no nbit padding).
+bool plain_integer(hid_t type) {
+  return H5Tget_precision(type) == 8 * H5Tget_size(type) && H5Tget_offset(type) == 0;
+}
+
+ByteOrder byte_order_of(hid_t type, const std::string& where) {
+  switch (H5Tget_order(type)) {
+    case H5T_ORDER_LE:
+    case H5T_ORDER_NONE:
+      return ByteOrder::Little;
+    case H5T_ORDER_BE:
+      return ByteOrder::Big;
+    default:
+      raise(ErrorCode::InvalidArgument,
+            where + ": datatype " + describe_type(type) +
+                " has a mixed (VAX) byte order; convert the dataset to little- or big-endian");
+  }
+}
+
+// h5py stores numpy bools as an enum over a 1-byte integer with members FALSE=0 and TRUE=1.
+bool is_h5py_bool(hid_t type) {
+  Hdf5Handle base = Hdf5Handle::adopt(H5Tget_super(type), Hdf5Kind::Datatype, ErrorCode::Corrupt,
+                                      "enum base type");
+  if (H5Tget_class(base.get()) != H5T_INTEGER || H5Tget_size(base.get()) != 1 ||
+      H5Tget_nmembers(type) != 2) {
+    return false;
+  }
+  for (unsigned i = 0; i < 2; ++i) {
+    std::int8_t value = -1;
+    if (H5Tget_member_value(type, i, &value) < 0) return false;
+    char* name = H5Tget_member_name(type, i);
+    if (name == nullptr) return false;
+    const std::string member(name);
+    H5free_memory(name);
+    if (member != (value == 0 ? "FALSE" : "TRUE") || (value != 0 && value != 1)) return false;
+  }
+  return true;
+}
+
+// The DType of a dataset's file type, in the file's byte order. Throws
+// Error(InvalidArgument) naming the type for anything mmcompute does not compute on.
+}  // namespace
+
+DType dtype_of(hid_t type, const std::string& where) {
+  const std::size_t size = H5Tget_size(type);
+  const auto unsupported = [&](const std::string& why) -> DType {
+    raise(ErrorCode::InvalidArgument,
+          where + ": datatype " + describe_type(type) + " is not supported" + why +
+              "; mmcompute reads integers of 1, 2, 4, 8 bytes, IEEE floats of 4 and 8 bytes "
+              "and h5py's bool");
+  };
+  switch (H5Tget_class(type)) {
+    case H5T_INTEGER: {
+      if (!plain_integer(type)) unsupported(" (bits of padding inside the integer)");
+      const bool is_signed = H5Tget_sign(type) == H5T_SGN_2;
+      const ByteOrder order = byte_order_of(type, where);
+      switch (size) {
+        case 1:
+          return DType(is_signed ? TypeId::I8 : TypeId::U8, order);
+        case 2:
+          return DType(is_signed ? TypeId::I16 : TypeId::U16, order);
+        case 4:
+          return DType(is_signed ? TypeId::I32 : TypeId::U32, order);
+        case 8:
+          return DType(is_signed ? TypeId::I64 : TypeId::U64, order);
+        default:
+          return unsupported("");
+      }
+    }
+    case H5T_FLOAT: {
+      if (size != 4 && size != 8) return unsupported("");
+      // IEEE 754 layout: sign bit on top, then the exponent, then the mantissa.
+      std::size_t spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0;
+      H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize);
+      const bool ieee = size == 4 ? (spos == 31 && epos == 23 && esize == 8 && msize == 23)
+                                  : (spos == 63 && epos == 52 && esize == 11 && msize == 52);
+      if (!ieee || mpos != 0 || H5Tget_offset(type) != 0 || H5Tget_norm(type) != H5T_NORM_IMPLIED ||
+          H5Tget_ebias(type) != (size == 4 ? 127u : 1023u)) {
+        return unsupported(" (not an IEEE 754 layout)");
+      }
+      return DType(size == 4 ? TypeId::F32 : TypeId::F64, byte_order_of(type, where));
+    }
+    case H5T_ENUM:
+      if (is_h5py_bool(type)) return DType(TypeId::Bool);
+      return unsupported(" (only h5py's bool enum FALSE=0/TRUE=1 is read)");
+    default:
+      return unsupported("");
+  }
+}
+
+Shape shape_of(hid_t space, const std::string& where) {
+  switch (H5Sget_simple_extent_type(space)) {
+    case H5S_SCALAR:
+      return {};
+    case H5S_SIMPLE:
+      break;
+    case H5S_NULL:
+      raise(ErrorCode::InvalidArgument,
+            where + ": the dataset has a null dataspace (no elements, not even a scalar)");
+    default:
+      raise(ErrorCode::Corrupt,
+            where + ": cannot read the dataspace: " + detail::hdf5_error_detail());
+  }
+  const int rank = H5Sget_simple_extent_ndims(space);
+  if (rank < 0 || rank > H5S_MAX_RANK) {
+    raise(ErrorCode::Corrupt, where + ": cannot read the dataspace's rank");
+  }
+  hsize_t dims[H5S_MAX_RANK];
+  H5Sget_simple_extent_dims(space, dims, nullptr);
+  Shape shape(static_cast<std::size_t>(rank));
+  for (int i = 0; i < rank; ++i) {
+    if (dims[i] > static_cast<hsize_t>(std::numeric_limits<std::int64_t>::max())) {
+      raise(ErrorCode::InvalidArgument, where + ": extent " + std::to_string(dims[i]) +
+                                            " on axis " + std::to_string(i) + " is too large");
+    }
+    shape[static_cast<std::size_t>(i)] = static_cast<std::int64_t>(dims[i]);
+  }
+  return shape;
+}
+
+// One element of the dataset's fill value in the file's byte order (zeros when undefined).
+std::vector<std::byte> fill_value_of(hid_t dcpl, hid_t type, std::size_t itemsize,
+                                     const std::string& where) {
+  std::vector<std::byte> fill(itemsize, std::byte{0});
+  H5D_fill_value_t status = H5D_FILL_VALUE_UNDEFINED;
+  if (H5Pfill_value_defined(dcpl, &status) < 0) {
+    raise(ErrorCode::Corrupt,
+          where + ": cannot read the fill value: " + detail::hdf5_error_detail());
+  }
+  // Passing the file type as the memory type returns the bytes as stored (no conversion).
+  if (status == H5D_FILL_VALUE_USER_DEFINED && H5Pget_fill_value(dcpl, type, fill.data()) < 0) {
+    raise(ErrorCode::Corrupt,
+          where + ": cannot read the fill value: " + detail::hdf5_error_detail());
+  }
+  return fill;
+}
+
+}  // namespace mmc::detail
