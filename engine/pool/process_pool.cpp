@@ -760,6 +760,7 @@ class ProcessPool final : public PoolCore {
              who + " ended before the result of " + task_range(job.request) + " arrived");
         continue;
       }
+      job.skip_entry = -1;  // its mark (if a cancel came too late) died with the worker's slot
       pending_.push_front(std::move(worker.in_flight[i]));
     }
     if (!worker.finished_one && code == ErrorCode::WorkerLost) ++early_deaths_;

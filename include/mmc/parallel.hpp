@@ -736,8 +736,9 @@ class Imap {
 // call fails with Error(Cancelled).
 // Thread safety: every method may be called from any thread, concurrently.
 // Cancelling a task (get(timeout), fail fast, a timeout, destruction) means it never starts if
-// it was still queued, wherever it was queued, or its worker is killed (and replaced) if it was
-// running; the tasks queued behind it run on.
+// it was still queued, even behind a busy worker's task, or its worker is killed (and replaced)
+// if it was running; the tasks queued behind it run on. (Past the run board's 256 workers per
+// pool, a task queued at a busy worker still runs when cancelled; its result is dropped.)
 // Destruction cancels what is still queued or running (futures then throw Cancelled: "the pool
 // was destroyed before the task ran", or "cancelled while running: the pool was destroyed";
 // the thread backend waits for running tasks instead) and waits for every worker to be reaped.
