@@ -162,9 +162,9 @@ bool reap_children(int control, std::set<pid_t>& children) {
       try {
         worker_body(pair[1]);
       } catch (...) {
-        _exit(WorkerProcess::kExitUncaught);
+        exit_worker(WorkerProcess::kExitUncaught);
       }
-      _exit(0);
+      exit_worker(0);
     }
     close(pair[1]);
     Message reply;

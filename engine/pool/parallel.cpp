@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cinttypes>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -153,8 +154,26 @@ std::string format_bytes(std::uint64_t bytes) {
   return text;
 }
 
+namespace {
+
+std::string late_pointer_text(std::uintptr_t address) {
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "%#" PRIxPTR, address);
+  return std::string("the callable captures a pointer (") + hex +
+         ") into memory allocated after the pool was created; its worker processes are copies "
+         "of this process as of the pool's creation and would read other data there: pass the "
+         "data as an argument (or in an mmc::SharedArray), or create it before the pool";
+}
+
+}  // namespace
+
+void raise_late_pointer(std::uintptr_t address) {
+  raise(ErrorCode::InvalidArgument, "mmc::Pool: " + late_pointer_text(address));
+}
+
 std::string explain_transport(Backend backend, std::uint64_t max_nbytes, std::uint64_t header,
-                              const std::vector<ArgumentNote>& arguments) {
+                              const std::vector<ArgumentNote>& arguments,
+                              std::uintptr_t late_pointer) {
   std::uint64_t total = header;
   for (const ArgumentNote& a : arguments) total += a.encoded;
   std::string text;
@@ -178,6 +197,10 @@ std::string explain_transport(Backend backend, std::uint64_t max_nbytes, std::ui
   }
   if (backend == Backend::Process) {
     text += "results: each batch's results are one message, under the same max_nbytes rule\n";
+    text += late_pointer != 0
+                ? "callable: refused: " + late_pointer_text(late_pointer) + "\n"
+                : "callable: pointers it captures see the worker's copy of memory as of the "
+                  "pool's creation (none found into memory allocated later)\n";
   }
   return text;
 }

@@ -44,7 +44,7 @@ struct Worker {
                               int threads) {
   // Die with the parent, and do not miss a parent that died before prctl took effect.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != parent) _exit(kExitOrphaned);
+  if (getppid() != parent) exit_worker(kExitOrphaned);
   prepare_worker(threads);
 
   FrameReader reader;
@@ -54,9 +54,9 @@ struct Worker {
     try {
       message = reader.receive(socket, /*dont_wait=*/false, unused);
     } catch (const PeerGone&) {
-      _exit(0);  // the parent closed our socket: the call is over
+      exit_worker(0);  // the parent closed our socket: the call is over
     }
-    if (!message || message->header.kind != FrameKind::Task) _exit(kExitProtocol);
+    if (!message || message->header.kind != FrameKind::Task) exit_worker(kExitProtocol);
     const std::uint64_t task = message->header.task;
     OutFrame reply;
     try {
@@ -68,10 +68,11 @@ struct Worker {
       const TaskFailure failure = current_task_failure();
       reply = OutFrame::failure(task, failure.code, failure.message);
     }
+    flush_stdio(/*every_file=*/false);
     try {
       reply.send_some(socket, /*dont_wait=*/false);
     } catch (const PeerGone&) {
-      _exit(0);
+      exit_worker(0);
     }
   }
 }

@@ -21,6 +21,7 @@
 
 #include "mmc/parallel.hpp"
 #include "pool/backends.hpp"
+#include "pool/fork_image.hpp"
 #include "pool/fork_server.hpp"
 #include "pool/interrupt.hpp"
 #include "pool/pool_core.hpp"
@@ -44,6 +45,7 @@ constexpr int kMaxEarlyDeaths = 5;
 // pipeline instead of paying a round trip each.
 constexpr std::size_t kQueueDepth = 2;
 constexpr std::size_t kQueueDepthTiny = 64;
+static_assert(kQueueDepthTiny <= RunSlot::kSkips, "every job queued at a worker can be marked");
 constexpr double kTinyBatchSeconds = 1e-3;
 // Tiny jobs (submit() of small tasks) queued for one worker travel together in one frame:
 // [kGroupMarker][count] then per job [id][size][batch]. A batch never starts with 0 (it starts
@@ -86,6 +88,22 @@ Reply run_one(ByteView batch) {
     reply.payload.assign(reinterpret_cast<const std::byte*>(text.data()),
                          reinterpret_cast<const std::byte*>(text.data()) + text.size());
   }
+  flush_stdio(/*every_file=*/false);  // the worker may be killed before it exits
+  return reply;
+}
+
+// Runs job `id` unless the dispatcher cancelled it while it was queued here, saying on the run
+// board which job runs. A skipped job is answered with a Failure the dispatcher drops (it has
+// already failed the job's future).
+Reply run_marked(RunSlot& slot, std::uint64_t id, ByteView batch) {
+  if (!slot.begin(id)) {
+    Reply reply;
+    reply.kind = FrameKind::Failure;
+    reply.code = static_cast<std::uint32_t>(ErrorCode::Cancelled);
+    return reply;
+  }
+  Reply reply = run_one(batch);
+  slot.end(id);
   return reply;
 }
 
@@ -94,7 +112,7 @@ void send_or_leave(int socket, OutFrame frame) {
   try {
     frame.send_some(socket, /*dont_wait=*/false);
   } catch (const PeerGone&) {
-    _exit(0);
+    exit_worker(0);
   }
 }
 
@@ -133,10 +151,7 @@ void run_group(int socket, Reader& group, std::uint64_t count, RunSlot* slot,
       send_reply(socket, id, run_one({at, size}), max_nbytes);
       continue;
     }
-    slot->running.store(id, std::memory_order_release);
-    Reply reply = run_one({at, size});
-    slot->finished.store(id, std::memory_order_release);
-    slot->running.store(0, std::memory_order_release);
+    Reply reply = run_marked(*slot, id, {at, size});
     if (reply.kind == FrameKind::Result && reply.payload.size() > max_nbytes) {
       flush();
       send_reply(socket, id, std::move(reply), max_nbytes);
@@ -167,7 +182,7 @@ void worker_main(int socket, const CoreOptions& options, int threads, RunBoard* 
         frame.send_some(socket, /*dont_wait=*/false);
       } catch (...) {
       }
-      _exit(kExitInitFailed);
+      exit_worker(kExitInitFailed);
     }
   }
   FrameReader reader;
@@ -176,20 +191,15 @@ void worker_main(int socket, const CoreOptions& options, int threads, RunBoard* 
     try {
       message = reader.receive(socket, /*dont_wait=*/false, unused);
     } catch (const PeerGone&) {
-      _exit(0);  // the pool closed our socket: retired or shut down
+      exit_worker(0);  // the pool closed our socket: retired or shut down
     }
-    if (!message || message->header.kind != FrameKind::Task) _exit(kExitProtocol);
+    if (!message || message->header.kind != FrameKind::Task) exit_worker(kExitProtocol);
     const ByteView payload = message->payload();
     std::uint64_t marker = 1;
     if (payload.size >= sizeof marker) std::memcpy(&marker, payload.data, sizeof marker);
     if (marker != kGroupMarker) {
       const std::uint64_t id = message->header.task;
-      if (slot != nullptr) slot->running.store(id, std::memory_order_release);
-      Reply reply = run_one(payload);
-      if (slot != nullptr) {
-        slot->finished.store(id, std::memory_order_release);
-        slot->running.store(0, std::memory_order_release);
-      }
+      Reply reply = slot != nullptr ? run_marked(*slot, id, payload) : run_one(payload);
       send_reply(socket, id, std::move(reply), options.max_nbytes);
       continue;
     }
@@ -205,6 +215,7 @@ struct Job {
   BatchRequest request;
   bool abandoned = false;  // already failed (cancelled while queued at a worker): drop its result
   bool payload_sent = false;  // its bytes were moved into the frame: it cannot be sent again
+  int skip_entry = -1;  // its entry in its worker's RunSlot::skip, while marked not to run
 };
 
 struct Worker {
@@ -230,6 +241,11 @@ std::string seconds_text(double seconds) {
   return text;
 }
 
+// "worker 1 (pid 1234)".
+std::string worker_name(const Worker& worker) {
+  return "worker " + std::to_string(worker.index) + " (pid " + std::to_string(worker.pid) + ")";
+}
+
 std::string task_range(const BatchRequest& request) {
   if (request.n_items <= 1) return "task " + std::to_string(request.first_task);
   return "tasks " + std::to_string(request.first_task) + ".." +
@@ -246,6 +262,9 @@ class ProcessPool final : public PoolCore {
     RunBoard* board = &board_;
     server_ = ForkServer::start(
         [opts, threads, board](int socket) { worker_main(socket, *opts, threads, board); });
+    // Taken just after the fork: what was mapped between the two counts as inherited, so the
+    // check errs on the side of letting a pointer through, never of refusing a good one.
+    image_ = ForkImage::take();
     for (int i = 0; i < options_.n_jobs; ++i) add_worker();
     thread_ = std::thread([this] { loop(); });
   }
@@ -275,6 +294,10 @@ class ProcessPool final : public PoolCore {
     // The dispatcher drains incoming_ whole: one wake-up per burst of submissions is enough.
     if (first) wake();
     return id;
+  }
+
+  std::uintptr_t late_pointer(ByteView callable) const override {
+    return image_.late_pointer(callable.data, callable.size);
   }
 
   void cancel(std::uint64_t id, ErrorCode code, const std::string& why) override {
@@ -559,6 +582,9 @@ class ProcessPool final : public PoolCore {
     }
     std::unique_ptr<Job> job = std::move(worker.in_flight.front());
     worker.in_flight.pop_front();
+    if (job->skip_entry >= 0) {
+      if (RunSlot* slot = board_.find(worker.pid)) slot->clear_skip(job->skip_entry);
+    }
     worker.front_since = Clock::now();
     worker.finished_one = true;
     early_deaths_ = 0;
@@ -593,6 +619,10 @@ class ProcessPool final : public PoolCore {
       for (std::size_t i = 0; i < worker->in_flight.size(); ++i) {
         Job& job = *worker->in_flight[i];
         if (job.id != c.id || job.abandoned) continue;
+        // Mark it first, then look where the worker stands (see RunSlot): a job seen as not
+        // started is then never started.
+        RunSlot* slot = board_.find(worker->pid);
+        if (slot != nullptr && job.skip_entry < 0) job.skip_entry = slot->mark_skip(job.id);
         const Progress progress = progress_of(*worker);
         if (progress.known && i < progress.finished) return;  // done: its result is coming
         const bool running =
@@ -600,6 +630,8 @@ class ProcessPool final : public PoolCore {
         if (running) {
           lose(*worker, c.code, c.why, c.id);
         } else {
+          // Marked: the worker answers it without running it. (Unmarked, past the board's
+          // 256 workers, it still runs and its result is dropped.)
           fail(job, c.code, task_range(job.request) + ": " + c.why);
           job.abandoned = true;
         }
@@ -639,8 +671,9 @@ class ProcessPool final : public PoolCore {
     const RunSlot* slot = board_.find(worker.pid);
     if (slot == nullptr) return progress;
     progress.known = true;
-    const std::uint64_t running = slot->running.load(std::memory_order_acquire);
-    const std::uint64_t finished = slot->finished.load(std::memory_order_acquire);
+    // Sequentially consistent, after any mark_skip: see RunSlot.
+    const std::uint64_t running = slot->running.load();
+    const std::uint64_t finished = slot->finished.load();
     for (std::size_t i = 0; i < worker.in_flight.size(); ++i) {
       const std::uint64_t id = worker.in_flight[i]->id;
       if (id == finished) progress.finished = i + 1;
@@ -687,8 +720,7 @@ class ProcessPool final : public PoolCore {
     drain(worker);
     const Progress progress = progress_of(worker);
     board_.release(worker.pid);
-    std::string who =
-        "worker " + std::to_string(worker.index) + " (pid " + std::to_string(worker.pid) + ")";
+    const std::string who = worker_name(worker);
     std::ptrdiff_t culprit = -1;
     if (target != 0) {
       for (std::size_t i = 0; i < worker.in_flight.size(); ++i) {
@@ -728,6 +760,7 @@ class ProcessPool final : public PoolCore {
              who + " ended before the result of " + task_range(job.request) + " arrived");
         continue;
       }
+      job.skip_entry = -1;  // its mark (if a cancel came too late) died with the worker's slot
       pending_.push_front(std::move(worker.in_flight[i]));
     }
     if (!worker.finished_one && code == ErrorCode::WorkerLost) ++early_deaths_;
@@ -809,8 +842,22 @@ class ProcessPool final : public PoolCore {
     for (auto& job : pending_) fail(*job, destroyed.code(), destroyed.what());
     pending_.clear();
     for (auto& worker : workers_) {
-      for (auto& job : worker->in_flight) fail(*job, destroyed.code(), destroyed.what());
+      // Results that arrived are delivered; the job running is killed with its worker.
+      drain(*worker);
+      const Progress progress = progress_of(*worker);
+      const std::ptrdiff_t running =
+          progress.known ? progress.running : (worker->in_flight.empty() ? -1 : 0);
       if (worker->pidfd) syscall(SYS_pidfd_send_signal, worker->pidfd.get(), SIGKILL, nullptr, 0);
+      for (std::size_t i = 0; i < worker->in_flight.size(); ++i) {
+        Job& job = *worker->in_flight[i];
+        if (static_cast<std::ptrdiff_t>(i) == running) {
+          fail(job, ErrorCode::Cancelled,
+               task_range(job.request) + ": cancelled while running: the pool was destroyed; " +
+                   worker_name(*worker) + " was killed");
+        } else {
+          fail(job, destroyed.code(), destroyed.what());
+        }
+      }
     }
     workers_.clear();
     server_.stop();  // the server SIGKILLs and reaps what is left, then exits; we reap it
@@ -819,6 +866,7 @@ class ProcessPool final : public PoolCore {
   CoreOptions options_;
   RunBoard board_;  // before server_: mapped before anything forks
   ForkServer server_;
+  ForkImage image_;  // what the server (and so every worker) inherited; immutable once made
   UniqueFd wake_;
   std::thread thread_;
 

@@ -15,10 +15,54 @@
 
 namespace mmc::detail {
 
+// Cancelling a task queued at a worker: the dispatcher writes its id into a free `skip` entry
+// (and counts it in `skips`) and then reads `running`/`finished`; the worker writes `running`
+// and then reads `skips` and the entries. All of these are sequentially consistent, so either
+// the worker sees the mark and never starts the task, or the dispatcher sees it started (and
+// kills the worker) or finished (and lets its result come).
 struct RunSlot {
+  static constexpr std::size_t kSkips = 64;  // >= the most tasks ever queued at one worker
+
   std::atomic<pid_t> pid{0};               // 0: free
   std::atomic<std::uint64_t> running{0};   // task id being run, 0 between tasks
   std::atomic<std::uint64_t> finished{0};  // last task id finished
+  std::atomic<std::uint64_t> skips{0};     // entries of `skip` in use
+  std::atomic<std::uint64_t> skip[kSkips] = {};  // ids of queued tasks not to run; 0: free
+
+  // In the worker: announces task `id`; false (and the task counts as finished) when the
+  // dispatcher cancelled it before it started.
+  bool begin(std::uint64_t id) noexcept {
+    running.store(id);
+    if (skips.load() != 0) {
+      for (auto& entry : skip) {
+        if (entry.load() == id) {
+          end(id);
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+  void end(std::uint64_t id) noexcept {
+    finished.store(id);
+    running.store(0);
+  }
+  // In the dispatcher: marks `id` not to be run; the entry's index, or -1 when none is free.
+  int mark_skip(std::uint64_t id) noexcept {
+    for (std::size_t i = 0; i < kSkips; ++i) {
+      if (skip[i].load() == 0) {
+        skip[i].store(id);
+        skips.fetch_add(1);
+        return static_cast<int>(i);
+      }
+    }
+    return -1;
+  }
+  // In the dispatcher, once the marked task left the worker's queue.
+  void clear_skip(int entry) noexcept {
+    skip[entry].store(0);
+    skips.fetch_sub(1);
+  }
 };
 static_assert(std::atomic<pid_t>::is_always_lock_free);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
@@ -47,8 +91,6 @@ class RunBoard {
     for (std::size_t i = 0; i < kSlots; ++i) {
       pid_t free = 0;
       if (slots_[i].pid.compare_exchange_strong(free, pid)) {
-        slots_[i].running.store(0);
-        slots_[i].finished.store(0);
         return &slots_[i];
       }
     }
@@ -61,9 +103,16 @@ class RunBoard {
     }
     return nullptr;
   }
-  // In the dispatcher, once the worker is gone or let go: frees its slot.
+  // In the dispatcher, once the worker is gone or let go: frees its slot, cleared for the next
+  // worker (cleared here, not in claim(), so a mark made just after a claim is never wiped).
   void release(pid_t pid) noexcept {
-    if (RunSlot* slot = find(pid)) slot->pid.store(0);
+    RunSlot* slot = find(pid);
+    if (slot == nullptr) return;
+    slot->running.store(0);
+    slot->finished.store(0);
+    for (auto& entry : slot->skip) entry.store(0);
+    slot->skips.store(0);
+    slot->pid.store(0);
   }
 
  private:

@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <iostream>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -29,6 +31,19 @@ void prepare_worker(int threads) {
   for (const char* name : {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}) {
     setenv(name, value.c_str(), /*overwrite=*/0);
   }
+}
+
+void flush_stdio(bool every_file) noexcept {
+  try {
+    std::cout.flush();  // its own buffer when the program turned off sync_with_stdio
+  } catch (...) {
+  }
+  std::fflush(every_file ? nullptr : stdout);
+}
+
+void exit_worker(int status) noexcept {
+  flush_stdio(/*every_file=*/true);
+  _exit(status);
 }
 
 namespace {
@@ -70,6 +85,7 @@ std::string describe(const ExitInfo& info) {
 }
 
 WorkerProcess WorkerProcess::start(const std::function<void()>& body) {
+  flush_stdio(/*every_file=*/true);
   const pid_t pid = fork();
   if (pid < 0) raise_errno("fork of a worker process");
   if (pid == 0) {
@@ -77,9 +93,9 @@ WorkerProcess WorkerProcess::start(const std::function<void()>& body) {
     try {
       body();
     } catch (...) {
-      _exit(kExitUncaught);
+      exit_worker(kExitUncaught);
     }
-    _exit(0);
+    exit_worker(0);
   }
   WorkerProcess process;
   process.pid_ = pid;

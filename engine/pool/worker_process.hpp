@@ -25,6 +25,15 @@ struct ExitInfo {
 // the user chose already, as joblib does, so nested pools do not oversubscribe.
 void prepare_worker(int threads);
 
+// Writes out what the standard streams (std::cout, then C stdio: every open FILE when
+// `every_file`, else stdout) hold in their buffers. Called before every fork, or each child
+// would print the parent's unflushed output again; and in a worker after each task and before
+// it exits, or what tasks print is lost when stdout is a file or a pipe (fully buffered) and
+// the worker is later killed or ends with _exit. Cheap when there is nothing to write.
+void flush_stdio(bool every_file) noexcept;
+// How a worker ends on its own: flush_stdio(true), then _exit(status).
+[[noreturn]] void exit_worker(int status) noexcept;
+
 // "was killed by signal 9 (SIGKILL)" or "exited with status 3".
 std::string describe(const ExitInfo& info);
 

@@ -305,6 +305,13 @@ class PoolCore {
   // and replaced if running (process backend; a thread cannot be stopped, its result is then
   // dropped). No effect on a finished batch.
   virtual void cancel(std::uint64_t id, ErrorCode code, const std::string& why) = 0;
+  // Process backend: the first 8-byte word of `callable` (a callable's bytes) that points into
+  // memory mapped after the pool's workers were forked off the caller (their copy has other
+  // data or nothing there), or 0. Other backends: 0. See Pool's contract for what is detected.
+  virtual std::uintptr_t late_pointer(ByteView callable) const {
+    static_cast<void>(callable);
+    return 0;
+  }
 };
 
 struct CoreOptions {
@@ -334,8 +341,32 @@ std::string demangle(const char* mangled);
 // "512 B", "8.0 KiB", "2.0 GiB".
 std::string format_bytes(std::uint64_t bytes);
 // Pool::explain's text, from the notes of each argument.
+// `late_pointer`: what PoolCore::late_pointer found in the callable (0: nothing).
 std::string explain_transport(Backend backend, std::uint64_t max_nbytes, std::uint64_t header,
-                              const std::vector<ArgumentNote>& arguments);
+                              const std::vector<ArgumentNote>& arguments,
+                              std::uintptr_t late_pointer);
+
+// Error(InvalidArgument) for a callable holding `address`, a late pointer (see PoolCore).
+[[noreturn]] void raise_late_pointer(std::uintptr_t address);
+
+// The late pointer in fn's bytes (callables that travel as their bytes), or 0.
+template <class F>
+std::uintptr_t late_pointer_of(const PoolCore& core, const F& fn) {
+  if constexpr (std::is_trivially_copyable_v<F>) {
+    return core.late_pointer({reinterpret_cast<const std::byte*>(&fn), sizeof fn});
+  } else {
+    return 0;
+  }
+}
+
+// Refuses, before anything is queued, a callable whose captured pointers the workers cannot
+// follow.
+template <class F>
+void check_captures(const PoolCore& core, const F& fn) {
+  if (const std::uintptr_t address = late_pointer_of(core, fn); address != 0) {
+    raise_late_pointer(address);
+  }
+}
 
 // Turns the exception being handled into (code, message). Call only inside a catch block.
 void current_failure(ErrorCode* code, std::string* message);
@@ -687,6 +718,13 @@ class Imap {
 //    pool was created: data made before the pool is visible (read-only in effect: writes stay
 //    in the worker), data made after it is not. Use arguments, or mmc::SharedArray (shared.hpp)
 //    for memory both sides see.
+//    Detected: submit/map/imap/starmap/map_collect throw Error(InvalidArgument) before queuing
+//    anything when a word of the callable's bytes points into memory mapped after the pool
+//    was created (the heap grown since, a large malloc's own mapping, a later thread's stack,
+//    a later mmap). Not detected: a pointer into memory that already existed then but was
+//    freed and reused since (a small malloc reusing a heap chunk; the worker reads the old
+//    bytes there), pointers held by arguments, and callables with their own Codec. A number
+//    that happens to equal such an address is refused too. explain() says it as well.
 //  - Worker processes die with the pool, with the caller (their server gets EOF), or on
 //    SIGKILL of the server (PR_SET_PDEATHSIG); none is ever left behind.
 // Failures: a task that throws fails its call (map, imap: fail fast, the rest is cancelled) or
@@ -697,8 +735,15 @@ class Imap {
 // After SIGINT/SIGTERM with install_interrupt_handlers(), all workers are killed and every
 // call fails with Error(Cancelled).
 // Thread safety: every method may be called from any thread, concurrently.
-// Destruction cancels what is still queued or running (futures then throw Cancelled) and waits
-// for every worker to be reaped.
+// Cancelling a task (get(timeout), fail fast, a timeout, destruction) means it never starts if
+// it was still queued, even behind a busy worker's task, or its worker is killed (and replaced)
+// if it was running; the tasks queued behind it run on. (Past the run board's 256 workers per
+// pool, a task queued at a busy worker still runs when cancelled; its result is dropped.)
+// Destruction cancels what is still queued or running (futures then throw Cancelled: "the pool
+// was destroyed before the task ran", or "cancelled while running: the pool was destroyed";
+// the thread backend waits for running tasks instead) and waits for every worker to be reaped.
+// Output: stdio is flushed before each fork and by workers after each task and before they
+// exit, so nothing is printed twice or lost when stdout is a file or a pipe.
 class Pool {
  public:
   Pool() : Pool(ParallelOptions{}) {}
@@ -719,14 +764,17 @@ class Pool {
   // Says, without running anything, how submit(fn, args...) would move each argument to a
   // worker: its encoded size, whether the task's message goes through the worker's socket or
   // a shared segment (max_nbytes), and which arguments go by reference (ArrayRef, SharedArray:
-  // mapped by the worker, never copied, with their mmap mode). One line per argument.
+  // mapped by the worker, never copied, with their mmap mode). One line per argument, and on
+  // the process backend a line on the callable's captured pointers (one into memory mapped
+  // after the pool was created is named: submit would refuse it).
   template <class F, class... Args>
   std::string explain(const F& fn, const Args&... args) const {
     using Tuple = std::tuple<std::decay_t<Args>...>;
     const std::uint64_t header = detail::batch_header<F, Tuple>(fn, 0).size();
     std::vector<detail::ArgumentNote> notes;
     (notes.push_back(note_of(args)), ...);
-    return detail::explain_transport(backend_, max_nbytes_, header, notes);
+    return detail::explain_transport(backend_, max_nbytes_, header, notes,
+                                     detail::late_pointer_of(*core_, fn));
   }
 
   // fn(item) for each item, results in input order. Fail fast.
@@ -786,6 +834,7 @@ class Pool {
     detail::check_callable<F>();
     (detail::check_value<std::decay_t<Args>>(), ...);
     if constexpr (!std::is_void_v<R>) detail::check_value<std::decay_t<R>>();
+    detail::check_captures(*core_, fn);
     auto state = std::make_shared<detail::FutureState<R>>();
     state->core = core_;
     detail::BatchRequest request;
@@ -853,6 +902,7 @@ class Pool {
                                                   const CallOptions& options, MakeTuple make) {
     detail::check_callable<F>();
     detail::check_value<Tuple>();
+    detail::check_captures(*core_, fn);
     std::size_t total = 0;
     if constexpr (std::ranges::sized_range<const Range>) total = std::ranges::size(items);
     auto it = std::ranges::begin(items);

@@ -94,6 +94,9 @@ struct CallStats {
 // MMC_DISABLE_MEMFD=1: never use memfd_create (for tests of the temp folder path).
 // Thread and serial backends check the interrupt flag between tasks, so a task already
 // running finishes first.
+// Output: stdio (and std::cout) is flushed before the workers are forked, so they never print
+// the caller's pending output again, and workers flush stdout after each task and before they
+// exit, so what tasks print is not lost when stdout is a file or a pipe.
 CallStats run_tasks(const PoolOptions& options, const Call& call);
 
 // Installs SIGINT/SIGTERM handlers that make running and future calls fail with
