@@ -56,7 +56,8 @@ Order parse_order(const std::string& text) {
   throw Error(ErrorCode::InvalidArgument, "bad --order '" + text + "' (expected C or F)");
 }
 
-// Checked before any file is opened, so a usage error is reported as one whatever the files.
+// Checked before the source is opened, so a usage error is reported as one whatever the files
+// (check_raw_source only sniffs the path; open_array repeats it for library callers).
 RawSpec raw_spec(const SourceArgs& args) {
   check_raw_source(args.path);  // a .npy given --order alone is told so, not to add --dtype
   if (args.dtype.empty() || args.shape.empty()) {

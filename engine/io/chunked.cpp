@@ -15,6 +15,16 @@ std::int64_t Box::size() const noexcept {
   return n;
 }
 
+std::string detail::chunk_size_problem(std::uint64_t chunk_bytes, std::uint64_t array_bytes) {
+  const std::string makes = "makes " + std::to_string(chunk_bytes) + "-byte chunks";
+  if (chunk_bytes > kMaxDecodedChunkBytes) return makes + ", over the 2 GiB a chunk may decode to";
+  if (chunk_bytes > array_bytes && chunk_bytes > kMaxChunkBeyondArrayBytes) {
+    return makes + " for an array of " + std::to_string(array_bytes) +
+           " bytes (over 64 MiB and larger than the whole array: damaged metadata?)";
+  }
+  return {};
+}
+
 ChunkedArray::ChunkedArray(ArrayMeta meta, Shape chunk_shape, std::vector<std::byte> fill)
     : meta_(std::move(meta)), chunk_shape_(std::move(chunk_shape)), fill_(std::move(fill)) {
   if (chunk_shape_.size() != meta_.shape.size()) {
@@ -29,10 +39,9 @@ ChunkedArray::ChunkedArray(ArrayMeta meta, Shape chunk_shape, std::vector<std::b
             "chunk shape " + format_shape(chunk_shape_) + " has an extent below 1");
     n = detail::checked_mul(n, static_cast<std::uint64_t>(c), "chunk size");
   }
-  if (n > kMaxDecodedChunkBytes) {  // metadata from a file: damaged or hostile
-    raise(ErrorCode::Corrupt, "chunk shape " + format_shape(chunk_shape_) + " makes " +
-                                  std::to_string(n) + "-byte chunks, over the 2 GiB " +
-                                  "a chunk may decode to");
+  const std::string problem = detail::chunk_size_problem(n, meta_.nbytes());
+  if (!problem.empty()) {  // metadata from a file: damaged or hostile
+    raise(ErrorCode::Corrupt, "chunk shape " + format_shape(chunk_shape_) + " " + problem);
   }
   n_chunks();  // checks that the grid's cell count fits
   if (fill_.empty()) fill_.assign(meta_.dtype.itemsize(), std::byte{0});

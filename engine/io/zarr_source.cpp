@@ -639,11 +639,9 @@ std::unique_ptr<ChunkedArray> open_zarr(const std::string& path) {
     } catch (const Error& e) {
       p.fail(e.code(), std::string("field 'shape' or 'chunks': ") + e.what());
     }
-    if (chunk_bytes > kMaxDecodedChunkBytes) {
-      p.fail(ErrorCode::Corrupt, "chunks " + doc["chunks"].dump() + " make " +
-                                     std::to_string(chunk_bytes) +
-                                     "-byte chunks, over the 2 GiB a chunk may decode to");
-    }
+    const std::string problem = detail::chunk_size_problem(chunk_bytes, meta.nbytes());
+    if (!problem.empty())
+      p.fail(ErrorCode::Corrupt, "chunks " + doc["chunks"].dump() + " " + problem);
     return std::make_unique<ZarrArray>(dir, std::move(meta), std::move(chunks), std::move(fill),
                                        std::move(codec), separator);
   } catch (const json::exception& e) {

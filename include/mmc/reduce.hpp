@@ -96,7 +96,7 @@ struct ReduceResult {
   std::int64_t size() const noexcept;
   // The elements as T. Throws Error(InvalidArgument) naming both types unless T is dtype's
   // C++ type (double for mean/var/std/norm and float sums, std::int64_t for count, argmin,
-  // argmax and histogram counts, uint8_t or bool for any/all, the input's type for min/max).
+  // argmax and histogram counts, bool for any/all, the input's type for min/max).
   template <class T>
   const T* as() const {
     check_element_type(type_id_of<std::remove_cv_t<T>>(), sizeof(T));

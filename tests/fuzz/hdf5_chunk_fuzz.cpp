@@ -17,6 +17,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,7 @@ struct Id {
 };
 
 hid_t element_type(std::uint8_t choice) {
-  const std::array<hid_t, 6> types = {H5T_NATIVE_UINT8, H5T_NATIVE_INT16, H5T_NATIVE_UINT32,
+  const std::array<hid_t, 6> types = {H5T_NATIVE_UINT8, H5T_NATIVE_INT16,  H5T_NATIVE_UINT32,
                                       H5T_NATIVE_FLOAT, H5T_NATIVE_DOUBLE, H5T_NATIVE_INT64};
   return types[choice % types.size()];
 }
@@ -67,9 +68,9 @@ bool write_file(const std::string& file, const std::uint8_t* head, const std::ui
       !add_filters(dcpl.id, head[0])) {
     return false;
   }
-  const Id d{H5Dcreate2(f.id, "d", element_type(head[1]), space.id, H5P_DEFAULT, dcpl.id,
-                        H5P_DEFAULT),
-             H5Dclose};
+  const Id d{
+      H5Dcreate2(f.id, "d", element_type(head[1]), space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT),
+      H5Dclose};
   const hsize_t origin[2] = {0, 0};
   return d.id >= 0 && H5Dwrite_chunk(d.id, H5P_DEFAULT, head[3], origin, n, stored) >= 0;
 }
@@ -78,6 +79,11 @@ bool write_file(const std::string& file, const std::uint8_t* head, const std::ui
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 4) return 0;
+  // No probe child: libhdf5 only parses metadata it wrote itself here, and inside the probe a
+  // sanitizer report from our own code would come back as Error(Corrupt), which this target
+  // takes for the expected outcome (and a fork per input would slow the run tenfold).
+  static const bool no_probe = ::setenv("MMC_HDF5_PROBE", "0", 1) == 0;
+  (void)no_probe;
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   const std::string file = mmc::fuzz::scratch_dir() + "/input.h5";
   if (!write_file(file, data, data + 4, size - 4)) return 0;

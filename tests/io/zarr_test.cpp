@@ -343,10 +343,22 @@ TEST(ZarrMeta, RefusesChunksThatDecodeToOver2GiB) {
                     {".zarray", "2147483656", "2 GiB"});
   expect_open_error(replace_once(kGoodMeta, "[2, 3]", "[131072, 1048576]"), ErrorCode::Corrupt,
                     {".zarray", "2 GiB"});
-  TempDir dir;  // exactly 2 GiB is allowed (and nothing is read)
-  EXPECT_EQ(open_zarr(make_store(dir, replace_once(kGoodMeta, "[2, 3]", "[268435456, 1]")))
-                ->chunk_nbytes(),
-            std::uint64_t{2} << 30);
+  TempDir dir;  // exactly 2 GiB is allowed for an array that large (and nothing is read)
+  EXPECT_EQ(
+      open_zarr(make_store(dir, replace_once(replace_once(kGoodMeta, "[4, 6]", "[268435456, 6]"),
+                                             "[2, 3]", "[268435456, 1]")))
+          ->chunk_nbytes(),
+      std::uint64_t{2} << 30);
+}
+
+TEST(ZarrMeta, RefusesChunksOver64MiBThatAreLargerThanTheWholeArray) {
+  // A 192-byte array in 1 GiB chunks: every worker would allocate 1 GiB to read one element.
+  expect_open_error(replace_once(kGoodMeta, "[2, 3]", "[134217728, 1]"), ErrorCode::Corrupt,
+                    {".zarray", "1073741824", "larger than the whole array"});
+  TempDir dir;  // an array that grows into its chunks is fine while they stay under 64 MiB
+  EXPECT_EQ(
+      open_zarr(make_store(dir, replace_once(kGoodMeta, "[2, 3]", "[1048576, 1]")))->chunk_nbytes(),
+      std::uint64_t{8} << 20);
 }
 
 TEST(ZarrMeta, RefusesHugeExtentsNextToAZero) {
