@@ -316,6 +316,25 @@ TEST(CliHdf5, AFileWithAUserblockIsKnownAsHdf5BeforeLibhdf5Opens) {
   EXPECT_NE(r.err.find("name the dataset"), std::string::npos) << r.err;
 }
 
+TEST(CliHdf5, ConvertRemovesTheTemporaryFilesOfKilledWritersOfTheSameFile) {
+  TempDir dir;
+  run_python_code("import sys, numpy as np\nnp.save(sys.argv[1], np.arange(12.0))\n",
+                  {dir.file("a.npy")});
+  // A pid that is gone (a reaped child) and one that lives (this test).
+  const pid_t gone = ::fork();
+  ASSERT_GE(gone, 0);
+  if (gone == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(gone, nullptr, 0), gone);
+  const std::string dead = ".out.h5.tmp-" + std::to_string(gone) + "-0";
+  const std::string alive = ".out.h5.tmp-" + std::to_string(::getpid()) + "-0";
+  write_file(dir.file(dead), "left by a killed writer");
+  write_file(dir.file(alive), "a writer still at work");
+  const CommandResult r =
+      run_cli({"convert", dir.file("a.npy"), dir.file("out.h5") + ":/x", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(list_dir(dir.path()), (std::vector<std::string>{alive, "a.npy", "out.h5"}));
+}
+
 // SIGKILL at points spread over `mmcompute convert` into a new .h5, into an existing .h5
 // holding other objects (superblock v0, and libver='latest' v3, whose write flag a killed
 // read-write open would leave set), and with --overwrite over an existing dataset: afterwards
