@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "io/box.hpp"
+#include "mmc/chunked.hpp"
 #include "mmc/convert.hpp"
 #include "mmc/error.hpp"
 #include "pool/unique_fd.hpp"
@@ -76,11 +77,6 @@ bool starts_with_bytes(const std::string& path, const char* magic, std::size_t n
 
 bool has_npy_magic(const std::string& path) { return starts_with_bytes(path, "\x93NUMPY", 6); }
 
-// HDF5's format signature, at the start of files without a user block.
-bool has_hdf5_magic(const std::string& path) {
-  return starts_with_bytes(path, "\x89HDF\r\n\x1a\n", 8);
-}
-
 // s3://, gs://, http(s)://...: a scheme of letters before "://". Only local paths are read.
 void refuse_remote_url(const std::string& spec) {
   const std::size_t colon = spec.find("://");
@@ -109,11 +105,11 @@ void check_raw_source(const std::string& spec) {
       kind = "a directory (a zarr store?)";
     } else if (has_npy_magic(spec)) {
       kind = "a .npy file";
-    } else if (has_hdf5_magic(spec)) {
+    } else if (is_hdf5_file(spec)) {
       kind = "an HDF5 file";
     }
   } else if (split_hdf5_spec(spec, &file, &dataset) && ::stat(file.c_str(), &st) == 0 &&
-             S_ISREG(st.st_mode) && has_hdf5_magic(file)) {
+             S_ISREG(st.st_mode) && is_hdf5_file(file)) {
     kind = "an HDF5 dataset";
   }
   if (kind == nullptr) return;
@@ -170,7 +166,7 @@ AnyArray open_array(const std::string& spec, const RawSpec* raw) {
   if (::stat(spec.c_str(), &st) != 0) raise_errno(spec);  // ENOENT, or EACCES on the way
   if (is_directory(spec)) return AnyArray(open_zarr(spec));
   if (has_npy_magic(spec)) return AnyArray(open_npy(spec));
-  if (has_hdf5_magic(spec)) {
+  if (is_hdf5_file(spec)) {
     raise(ErrorCode::InvalidArgument, spec + " is an HDF5 file: name the dataset, as " + spec +
                                           ":/path/to/dataset (convert writes " + spec +
                                           ":/data by default)");

@@ -190,11 +190,4 @@ std::vector<Hdf5Entry> list_hdf5(const std::string& file) {
   return list_unprobed(file);
 }
 
-bool is_hdf5_file(const std::string& path) {
-  detail::hdf5_quiet();
-  const htri_t is = H5Fis_hdf5(path.c_str());
-  detail::hdf5_error_detail();
-  return is > 0;
-}
-
 }  // namespace mmc

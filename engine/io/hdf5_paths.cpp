@@ -70,16 +70,10 @@ void check_file(const std::string& file) {
     raise(ErrorCode::InvalidArgument, file + ": is a folder, not an HDF5 file");
   }
   if (::access(file.c_str(), R_OK) != 0) raise_errno(file + ": cannot read");
-  const htri_t is_hdf5 = H5Fis_hdf5(file.c_str());
-  if (is_hdf5 == 0) {
+  if (!is_hdf5_file(file)) {
     raise(ErrorCode::Corrupt, file +
                                   ": not an HDF5 file (no HDF5 signature at offset 0, 512, "
                                   "1024, ...); check the path");
-  }
-  if (is_hdf5 < 0) {
-    const std::string detail = hdf5_error_detail();
-    if (is_lock_error(detail)) raise(ErrorCode::Io, locked_message(file));
-    raise(ErrorCode::Corrupt, file + ": cannot check for an HDF5 signature: " + detail);
   }
 }
 
@@ -99,6 +93,12 @@ Hdf5Handle open_file(const std::string& file, ErrorCode code) {
   if (id < 0) {
     const std::string detail = hdf5_error_detail();
     if (is_lock_error(detail)) raise(ErrorCode::Io, locked_message(file));
+    // libhdf5 1.10 marks a superblock v3 file while a writer has it open; a killed writer
+    // leaves the mark, and the library refuses the file until it is cleared.
+    if (detail.find("already open for write") != std::string::npos) {
+      raise(ErrorCode::Io, file + ": the file's write flag is set (a writer was killed?); if no "
+                                  "program is writing it, run `h5clear -s " + file + "`");
+    }
     raise(code, file + ": cannot open as an HDF5 file (damaged or truncated?): " + detail);
   }
   return Hdf5Handle::adopt(id, Hdf5Kind::File, code, file);

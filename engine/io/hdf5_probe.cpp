@@ -48,10 +48,26 @@ void write_all(int fd, const std::string& text) {
 }
 
 [[noreturn]] void run_child(int fd, const std::string& file, const std::function<void()>& work) {
-  ::alarm(kProbeSeconds);  // SIGALRM's default action ends the child
-  const std::uint64_t cap = address_space_now() + kProbeExtraBytes;
-  const rlimit limit{cap, cap};
-  ::setrlimit(RLIMIT_AS, &limit);
+  // SIGALRM's default action ends the child; the caller may have ignored or blocked it, and
+  // the child inherits both.
+  ::signal(SIGALRM, SIG_DFL);
+  sigset_t alarm_only;
+  sigemptyset(&alarm_only);
+  sigaddset(&alarm_only, SIGALRM);
+  ::sigprocmask(SIG_UNBLOCK, &alarm_only, nullptr);
+  ::alarm(kProbeSeconds);
+  // An unprivileged process cannot raise its hard limit: a cap above it is the hard limit.
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_AS, &limit) == 0) {
+    rlim_t cap = address_space_now() + kProbeExtraBytes;
+    if (limit.rlim_max != RLIM_INFINITY && cap > limit.rlim_max) cap = limit.rlim_max;
+    limit = rlimit{cap, cap};
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) {
+      write_all(fd, std::string(1, static_cast<char>(ErrorCode::Internal)) + file +
+                        ": cannot cap the probe's memory: " + std::strerror(errno));
+      ::_exit(1);
+    }
+  }
   int status = 0;
   try {
     work();

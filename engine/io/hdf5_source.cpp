@@ -547,12 +547,14 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
         index = index * static_cast<std::size_t>(grid[static_cast<std::size_t>(i)]) +
                 static_cast<std::size_t>(c);
       }
-      const std::uint64_t begin = address + userblock;
-      if (address == HADDR_UNDEF || size != array->chunk_nbytes() || begin > file_size ||
-          file_size - begin < size) {
+      // The address comes from a possibly damaged index: an overflowing sum is damage too.
+      const bool overflows = address > std::numeric_limits<std::uint64_t>::max() - userblock;
+      const std::uint64_t begin = overflows ? 0 : address + userblock;
+      if (address == HADDR_UNDEF || overflows || size != array->chunk_nbytes() ||
+          begin > file_size || file_size - begin < size) {
         raise(ErrorCode::Corrupt,
               where + ": chunk " + std::to_string(k) + " of the index (" + std::to_string(size) +
-                  " bytes at " + std::to_string(begin) + ") does not fit the file of " +
+                  " bytes at " + std::to_string(overflows ? address : begin) + ") does not fit the file of " +
                   std::to_string(file_size) + " bytes or a chunk of " +
                   std::to_string(array->chunk_nbytes()) + " bytes (truncated file?)");
       }

@@ -1,16 +1,22 @@
 // Writing one HDF5 dataset crash-safely: a hidden temporary file renamed into place on commit;
 // contiguous data written by the caller at data_offset(), chunks encoded here (shuffle +
 // deflate, byte for byte what libhdf5's filters produce) and stored with H5Dwrite_chunk.
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <atomic>
 #include <cerrno>
 
 #include "io/codecs.hpp"
-#include "io/hdf5_handles.hpp"
+#include "io/hdf5_internal.hpp"
+#include "io/hdf5_probe.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
 #include "pool/unique_fd.hpp"
@@ -150,26 +156,6 @@ void validate(const std::string& file, const std::string& dataset, const Hdf5Wri
   }
 }
 
-bool lock_error(const std::string& detail) {
-  return detail.find("unable to lock") != std::string::npos ||
-         detail.find("errno = 11") != std::string::npos;
-}
-
-std::string busy_message(const std::string& file) {
-  return file + ": another process has it open (HDF5 file lock); close it there, then convert "
-                "again";
-}
-
-// Whether `file` (which exists) is an HDF5 file we can add a dataset to. Throws for a file
-// another process holds, so it is never replaced behind that process's back.
-bool existing_hdf5(const std::string& file) {
-  const htri_t is_hdf5 = H5Fis_hdf5(file.c_str());
-  if (is_hdf5 >= 0) return is_hdf5 > 0;
-  const std::string detail = detail::hdf5_error_detail();
-  if (lock_error(detail)) raise(ErrorCode::Io, busy_message(file));
-  raise(ErrorCode::Io, file + ": cannot check for an HDF5 signature: " + detail);
-}
-
 // Checks where `path` would go in an open file: every parent that exists must be a group.
 // Returns true when `path` itself names a dataset (or a link to one) already.
 bool check_target(hid_t file, const std::string& file_name, const std::string& path) {
@@ -207,6 +193,82 @@ bool check_target(hid_t file, const std::string& file_name, const std::string& p
   return true;
 }
 
+// Reads the destination's metadata in the probe's child first (libhdf5 can crash on a damaged
+// file, and check_target's lookups are where it does), then its superblock version here.
+// A damaged file is refused whatever `overwrite` says: it is neither edited nor replaced.
+unsigned probe_destination(const std::string& file, const std::string& dataset) {
+  try {
+    detail::probe_hdf5(file, [&] {
+      detail::hdf5_quiet();
+      const Hdf5Handle id = detail::open_file(file, ErrorCode::Corrupt);
+      check_target(id.get(), file, dataset);
+    });
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::Corrupt) throw;
+    raise(ErrorCode::Corrupt, std::string(e.what()) +
+                                  "; a damaged HDF5 file is not written into or replaced: "
+                                  "remove it, or write to another file");
+  }
+  const Hdf5Handle id = detail::open_file(file, ErrorCode::Corrupt);
+  H5F_info2_t info;
+  if (H5Fget_info2(id.get(), &info) < 0) {
+    raise(ErrorCode::Corrupt,
+          file + ": cannot read the superblock: " + detail::hdf5_error_detail());
+  }
+  return info.super.version;
+}
+
+// Copies `from` whole into the new file `to` (in the same folder: copy_file_range can share
+// the blocks instead of copying them on file systems that do so).
+void copy_whole_file(const std::string& from, const std::string& to) {
+  detail::UniqueFd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st;
+  if (!in || ::fstat(in.get(), &st) != 0) raise_errno(from + ": cannot open to copy");
+  detail::UniqueFd out(
+      ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777));
+  if (!out) raise_errno(to + ": cannot create");
+  auto left = static_cast<std::uint64_t>(st.st_size);
+  bool plain = false;  // sendfile where copy_file_range is not supported
+  while (left > 0) {
+    const std::size_t step = std::min<std::uint64_t>(left, std::uint64_t{1} << 30);
+    const ssize_t n = plain ? ::sendfile(out.get(), in.get(), nullptr, step)
+                            : ::copy_file_range(in.get(), nullptr, out.get(), nullptr, step, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && !plain &&
+        (errno == ENOSYS || errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP)) {
+      plain = true;
+      continue;
+    }
+    if (n < 0) raise_errno(to + ": cannot copy " + from + " into it");
+    if (n == 0) raise(ErrorCode::Io, from + ": became shorter while being copied");
+    left -= static_cast<std::uint64_t>(n);
+  }
+}
+
+// Removes the hidden temporary files of `file` left by writers that were killed (their pid is
+// gone): a later write into the same destination tidies up after them.
+void sweep_dead_temps(const std::string& file) {
+  const std::string dir = folder_of(file);
+  const std::size_t slash = file.rfind('/');
+  const std::string prefix =
+      "." + (slash == std::string::npos ? file : file.substr(slash + 1)) + ".tmp-";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::size_t dash = name.find('-', prefix.size());
+    if (dash == std::string::npos || dash == prefix.size() || dash - prefix.size() > 9) continue;
+    const std::string digits = name.substr(prefix.size(), dash - prefix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto pid = static_cast<pid_t>(std::stol(digits));
+    if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) {
+      ::unlinkat(::dirfd(d), name.c_str(), 0);
+    }
+  }
+  ::closedir(d);
+}
+
 }  // namespace
 
 struct Hdf5Writer::State {
@@ -220,6 +282,10 @@ struct Hdf5Writer::State {
   // name in commit(); `replace` says an existing dataset of that name goes then.
   bool in_place = false;
   bool replace = false;
+  // The existing file is written as a copy (`temp`) renamed over it at commit: a superblock
+  // v3 file (libver 'latest') gets a "file open for write" flag while open read-write, which a
+  // killed writer leaves set and which makes every reader refuse the file.
+  bool copy = false;
   pid_t owner = -1;
   Hdf5Handle file_id;
   Hdf5Handle dataset_id;
@@ -234,7 +300,7 @@ struct Hdf5Writer::State {
   void commit_in_place();
 
   // The file the data goes into: the temporary file, or the existing file itself.
-  const std::string& data_file() const { return in_place ? file : temp; }
+  const std::string& data_file() const { return temp.empty() ? file : temp; }
 
   // Closes the dataset and the file; throws Error(Io) when libhdf5 fails to write them out.
   void close_ids() {
@@ -263,14 +329,16 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
   if (path_exists(file)) {
     // An HDF5 file gets the dataset added (its other objects kept); anything else is only
     // replaced whole when asked to.
-    s.in_place = existing_hdf5(file);
+    s.in_place = is_hdf5_file(file);
     if (!s.in_place && !overwrite) {
       raise(ErrorCode::Io, file +
                                ": already exists and is not an HDF5 file; remove it or pass "
                                "overwrite to replace it");
     }
+    if (s.in_place) s.copy = probe_destination(file, s.dataset) >= 3;
   }
-  if (!s.in_place) s.temp = temp_name_for(file);
+  sweep_dead_temps(file);
+  if (!s.in_place || s.copy) s.temp = temp_name_for(file);
   // Contiguous data of 64 KiB or more starts on a page boundary: callers pwrite whole pages
   // and readers map it without sharing a page with metadata.
   Hdf5Handle fapl = Hdf5Handle::adopt(H5Pcreate(H5P_FILE_ACCESS), Hdf5Kind::PropertyList,
@@ -278,26 +346,27 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
   if (spec.chunks.empty() && H5Pset_alignment(fapl.get(), kAlignAbove, kAlignment) < 0) {
     raise(ErrorCode::Internal, what + ": cannot set the alignment: " + detail::hdf5_error_detail());
   }
-  if (s.in_place) {
-    const hid_t id = H5Fopen(file.c_str(), H5F_ACC_RDWR, fapl.get());
-    if (id < 0) {
-      const std::string detail = detail::hdf5_error_detail();
-      if (lock_error(detail)) raise(ErrorCode::Io, busy_message(file));
-      raise(ErrorCode::Io, file + ": cannot open to add " + s.dataset + ": " + detail);
-    }
-    s.file_id = Hdf5Handle::adopt(id, Hdf5Kind::File, ErrorCode::Io, file);
-    s.replace = check_target(s.file_id.get(), file, s.dataset);
-    if (s.replace && !overwrite) {
-      raise(ErrorCode::Io, what + ": the dataset already exists; pass --overwrite to replace it "
-                                  "(the file's other objects are kept)");
-    }
-  } else {
-    s.file_id =
-        Hdf5Handle::adopt(H5Fcreate(s.temp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()),
-                          Hdf5Kind::File, ErrorCode::Io,
-                          s.temp + ": cannot create the temporary HDF5 file");
-  }
   try {
+    if (s.in_place) {
+      if (s.copy) copy_whole_file(file, s.temp);
+      const hid_t id = H5Fopen(s.data_file().c_str(), H5F_ACC_RDWR, fapl.get());
+      if (id < 0) {
+        const std::string detail = detail::hdf5_error_detail();
+        if (detail::is_lock_error(detail)) raise(ErrorCode::Io, detail::locked_message(file));
+        raise(ErrorCode::Io, file + ": cannot open to add " + s.dataset + ": " + detail);
+      }
+      s.file_id = Hdf5Handle::adopt(id, Hdf5Kind::File, ErrorCode::Io, file);
+      s.replace = check_target(s.file_id.get(), file, s.dataset);
+      if (s.replace && !overwrite) {
+        raise(ErrorCode::Io, what + ": the dataset already exists; pass --overwrite to replace "
+                                    "it (the file's other objects are kept)");
+      }
+    } else {
+      s.file_id =
+          Hdf5Handle::adopt(H5Fcreate(s.temp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()),
+                            Hdf5Kind::File, ErrorCode::Io,
+                            s.temp + ": cannot create the temporary HDF5 file");
+    }
     Hdf5Handle type = file_type_of(spec.dtype, what);
     hsize_t dims[H5S_MAX_RANK];
     for (std::size_t i = 0; i < spec.shape.size(); ++i) dims[i] = spec.shape[i];
@@ -357,7 +426,7 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
   } catch (...) {
     s.dataset_id.close();
     s.file_id.close();
-    if (!s.in_place) ::unlink(s.temp.c_str());
+    if (!s.temp.empty()) ::unlink(s.temp.c_str());
     throw;
   }
 }
@@ -376,7 +445,7 @@ Hdf5Writer::~Hdf5Writer() {
   s.dataset_id.close();
   s.file_id.close();
   detail::hdf5_error_detail();
-  if (!s.in_place) ::unlink(s.temp.c_str());
+  if (!s.temp.empty()) ::unlink(s.temp.c_str());
 }
 
 const std::string& Hdf5Writer::temp_path() const noexcept { return state_->data_file(); }
@@ -457,11 +526,14 @@ void Hdf5Writer::write_chunk(const Shape& coord, const std::byte* data) {
 // Links the finished anonymous dataset under its name (replacing the old one when asked) and
 // closes the file. The data is on disk first (fsync), then the metadata goes out in one flush
 // at close: a kill before it leaves the file as it was. The old dataset is moved aside, not
-// deleted, until the new link exists, so a failing link puts it back.
+// deleted, until the new link exists; any failure undoes what was done, so a failed commit
+// leaves the file's objects as they were (or says where they are when even that fails). A
+// copy is renamed over the original last.
 void Hdf5Writer::State::commit_in_place() {
+  const std::string& target = data_file();
   {
-    detail::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd || ::fsync(fd.get()) != 0) raise_errno(file + ": cannot flush the data");
+    detail::UniqueFd fd(::open(target.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd || ::fsync(fd.get()) != 0) raise_errno(target + ": cannot flush the data");
   }
   const hid_t id = file_id.get();
   const std::string aside = "/.mmcompute-replaced-" + std::to_string(::getpid());
@@ -469,22 +541,44 @@ void Hdf5Writer::State::commit_in_place() {
     raise(ErrorCode::Io,
           what() + ": cannot move the old dataset aside: " + detail::hdf5_error_detail());
   }
+  // Puts the old dataset back under its name, then reports `why` the commit failed.
+  const auto undo = [&](const std::string& why) {
+    if (replace && H5Lmove(id, aside.c_str(), id, dataset.c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0) {
+      raise(ErrorCode::Io, what() + ": " + why + "; and the old dataset could not be put back (" +
+                               detail::hdf5_error_detail() + "): it is at " + aside +
+                               " in the file");
+    }
+    raise(ErrorCode::Io, what() + ": " + why + "; the file is left as it was");
+  };
   Hdf5Handle lcpl = Hdf5Handle::adopt(H5Pcreate(H5P_LINK_CREATE), Hdf5Kind::PropertyList,
                                       ErrorCode::Internal, what());
   if (H5Pset_create_intermediate_group(lcpl.get(), 1) < 0 ||
       H5Olink(dataset_id.get(), id, dataset.c_str(), lcpl.get(), H5P_DEFAULT) < 0) {
-    const std::string detail = detail::hdf5_error_detail();
-    if (replace) H5Lmove(id, aside.c_str(), id, dataset.c_str(), H5P_DEFAULT, H5P_DEFAULT);
-    raise(ErrorCode::Io, what() + ": cannot link the dataset: " + detail);
+    undo("cannot link the dataset: " + detail::hdf5_error_detail());
   }
   if (replace && H5Ldelete(id, aside.c_str(), H5P_DEFAULT) < 0) {
-    raise(ErrorCode::Io,
-          what() + ": cannot remove the old dataset: " + detail::hdf5_error_detail());
+    const std::string why = "cannot remove the old dataset: " + detail::hdf5_error_detail();
+    if (H5Ldelete(id, dataset.c_str(), H5P_DEFAULT) < 0) {
+      raise(ErrorCode::Io, what() + ": " + why + "; and the new link could not be undone (" +
+                               detail::hdf5_error_detail() + "): the old dataset is at " + aside +
+                               " in the file");
+    }
+    undo(why);
   }
   close_ids();
+  {
+    detail::UniqueFd fd(::open(target.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd || ::fsync(fd.get()) != 0) raise_errno(target + ": cannot flush");
+  }
+  if (copy && ::rename(temp.c_str(), file.c_str()) != 0) {
+    raise_errno(file + ": cannot rename " + temp + " onto it");
+  }
   committed = true;
-  detail::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd || ::fsync(fd.get()) != 0) raise_errno(file + ": cannot flush");
+  if (copy) {
+    // Make the rename durable; failing here loses nothing the caller could act on.
+    detail::UniqueFd dir(::open(folder_of(file).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir) ::fsync(dir.get());
+  }
 }
 
 void Hdf5Writer::commit() {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -234,9 +235,111 @@ TEST(CliHdf5, AFileThatTripsLibhdf5GivesOneLineAndExitOne) {
   EXPECT_EQ(list_dir(dir.path()), (std::vector<std::string>{"loop.h5"}));
 }
 
-// SIGKILL at points spread over `mmcompute convert` into a new .h5 and into an existing .h5
-// holding other objects: afterwards each destination reads as before or as before plus the
-// whole dataset, never half of it (checked by h5py against the source).
+TEST(CliHdf5, ConvertIntoADamagedHdf5FileSaysItIsDamagedAndLeavesItAsItWas) {
+  TempDir dir;
+  const std::string file = dir.file("loop.h5");
+  run_python("hdf5_damage.py", {"heap_loop", file});
+  run_python_code("import sys, numpy as np\nnp.save(sys.argv[1], np.arange(12.0))\n",
+                  {dir.file("a.npy")});
+  const std::string before = read_file(file);
+  // The lookup of /g/new walks /g's damaged heap; --overwrite does not replace a damaged file.
+  for (const bool overwrite : {false, true}) {
+    std::vector<std::string> args = {"convert", dir.file("a.npy"), file + ":/g/new", "--quiet"};
+    if (overwrite) args.push_back("--overwrite");
+    const CommandResult r = run_cli(args, 60);
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_TRUE(is_one_error_line(r.err)) << r.err;
+    EXPECT_NE(r.err.find("loop.h5"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("damaged"), std::string::npos) << r.err;
+    EXPECT_EQ(read_file(file), before);
+  }
+  EXPECT_EQ(list_dir(dir.path()), (std::vector<std::string>{"a.npy", "loop.h5"}));
+}
+
+TEST(CliHdf5, OverwriteReplacesAnExistingFileThatIsNotHdf5Whole) {
+  TempDir dir;
+  const std::string file = dir.file("out.h5");
+  run_python_code("import sys, numpy as np\nnp.save(sys.argv[1], np.arange(12.0))\n",
+                  {dir.file("a.npy")});
+  write_file(file, "not an HDF5 file\n");
+  CommandResult r = run_cli({"convert", dir.file("a.npy"), file + ":/x", "--quiet"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(is_one_error_line(r.err)) << r.err;
+  EXPECT_EQ(read_file(file), "not an HDF5 file\n");
+  r = run_cli({"convert", dir.file("a.npy"), file + ":/x", "--overwrite", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(run_python("hdf5_tree.py", {"check", file, "/x", dir.file("a.npy")}), "same\n");
+  EXPECT_EQ(list_dir(dir.path()), (std::vector<std::string>{"a.npy", "out.h5"}));
+}
+
+TEST(CliHdf5, AFileWhoseWriterWasKilledSaysItsWriteFlagIsSetAndNamesH5clear) {
+  TempDir dir;
+  const std::string file = dir.file("latest.h5");
+  run_python("hdf5_tree.py", {"make", file, "latest"});
+  // A writer killed while it has the libver='latest' file open read-write.
+  run_python_code("import sys, subprocess\n"
+                  "subprocess.run([sys.executable, '-c', 'import sys, os, signal, h5py\\n'\n"
+                  "    'f = h5py.File(sys.argv[1], \"a\")\\nos.kill(os.getpid(), signal.SIGKILL)',\n"
+                  "    sys.argv[1]])\n",
+                  {file});
+  run_python_code("import sys, numpy as np\nnp.save(sys.argv[1], np.arange(12.0))\n",
+                  {dir.file("a.npy")});
+  const std::vector<std::vector<std::string>> runs = {
+      {"info", file},
+      {"info", file + ":/raw"},
+      {"convert", dir.file("a.npy"), file + ":/added", "--quiet"},
+  };
+  for (const auto& args : runs) {
+    const CommandResult r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 1) << args[1] << ": " << r.err;
+    EXPECT_TRUE(is_one_error_line(r.err)) << r.err;
+    EXPECT_NE(r.err.find("write flag is set"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("h5clear -s " + file), std::string::npos) << r.err;
+  }
+}
+
+TEST(CliHdf5, AFileWithAUserblockIsKnownAsHdf5BeforeLibhdf5Opens) {
+  TempDir dir;
+  const std::string file = dir.file("ub.h5");
+  run_python_code("import sys, h5py, numpy as np\n"
+                  "with h5py.File(sys.argv[1], 'w', userblock_size=512) as f:\n"
+                  "    f['x'] = np.arange(12.0)\n",
+                  {file});
+  for (const std::string& source : {file, file + ":/x"}) {
+    const CommandResult r = run_cli({"info", source, "--dtype", "u8", "--shape", "4"});
+    EXPECT_EQ(r.exit_code, 2) << source << ": " << r.err;
+    EXPECT_TRUE(is_one_error_line(r.err)) << r.err;
+    EXPECT_NE(r.err.find("raw options"), std::string::npos) << r.err;
+  }
+  const CommandResult r = run_cli({"reduce", file, "--op", "sum", "--no-cache"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("name the dataset"), std::string::npos) << r.err;
+}
+
+TEST(CliHdf5, ConvertRemovesTheTemporaryFilesOfKilledWritersOfTheSameFile) {
+  TempDir dir;
+  run_python_code("import sys, numpy as np\nnp.save(sys.argv[1], np.arange(12.0))\n",
+                  {dir.file("a.npy")});
+  // A pid that is gone (a reaped child) and one that lives (this test).
+  const pid_t gone = ::fork();
+  ASSERT_GE(gone, 0);
+  if (gone == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(gone, nullptr, 0), gone);
+  const std::string dead = ".out.h5.tmp-" + std::to_string(gone) + "-0";
+  const std::string alive = ".out.h5.tmp-" + std::to_string(::getpid()) + "-0";
+  write_file(dir.file(dead), "left by a killed writer");
+  write_file(dir.file(alive), "a writer still at work");
+  const CommandResult r =
+      run_cli({"convert", dir.file("a.npy"), dir.file("out.h5") + ":/x", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(list_dir(dir.path()), (std::vector<std::string>{alive, "a.npy", "out.h5"}));
+}
+
+// SIGKILL at points spread over `mmcompute convert` into a new .h5, into an existing .h5
+// holding other objects (superblock v0, and libver='latest' v3, whose write flag a killed
+// read-write open would leave set), and with --overwrite over an existing dataset: afterwards
+// each destination reads as before or as before plus the whole dataset, never half of it
+// (checked by h5py against the source), and no visible temporary file is left.
 TEST(CliHdf5, ConvertKilledAtAnyMomentLeavesTheFileWholeOrAsItWas) {
   TempDir dir;
   const std::string src = dir.file("src.npy");
@@ -244,58 +347,91 @@ TEST(CliHdf5, ConvertKilledAtAnyMomentLeavesTheFileWholeOrAsItWas) {
                   "np.save(sys.argv[1], np.random.default_rng(3).random((2, 1024, 1024)))\n",
                   {src});  // 16 MiB: two tasks of the planner's ~8 MiB
   const std::string reference = dir.file("reference.h5");
+  const std::string latest = dir.file("latest.h5");
+  const std::string holding = dir.file("holding.h5");
   run_python("hdf5_tree.py", {"make", reference});
+  run_python("hdf5_tree.py", {"make", latest, "latest"});
+  run_python_code("import sys, shutil, h5py, numpy as np\n"
+                  "shutil.copy(sys.argv[1], sys.argv[2])\n"
+                  "with h5py.File(sys.argv[2], 'a') as f:\n"
+                  "    f['out/cube'] = np.arange(12.0).reshape(3, 4)\n",
+                  {reference, holding});
   const std::vector<std::pair<std::string, std::string>> env = {
       {"MMC_DEBUG_TASK_DELAY_MS", "80"}};
-  const auto args_for = [&](const std::string& dst, int k) {
+  const auto args_for = [&](const std::string& dst, int k, bool overwrite) {
     std::vector<std::string> args = {"convert", src, dst + ":/out/cube", "-j", "2", "--quiet"};
     if (k % 2 == 1) args.insert(args.end(), {"--chunks", "1,256,1024", "--compressor", "zlib"});
+    if (overwrite) args.push_back("--overwrite");
     return args;
   };
-  // One run to completion: how long a run takes, and that it completes.
-  const auto start = std::chrono::steady_clock::now();
-  CliProcess whole = spawn_cli(args_for(dir.file("whole.h5"), 0), dir.path(), env);
-  ASSERT_EQ(wait_exit(whole.pid, 60), 0) << read_file(whole.err_path);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   constexpr int kPoints = 10;
-  std::vector<std::string> fresh, existing;
-  for (int k = 0; k < 2 * kPoints; ++k) {
-    const bool into_existing = k >= kPoints;
-    const std::string dst = dir.file((into_existing ? "tree" : "new") + std::to_string(k) + ".h5");
-    if (into_existing) {
-      write_file(dst, read_file(reference));
-      existing.push_back(dst);
-    } else {
-      fresh.push_back(dst);
+  // Each case: its reference ("" for a new file), the name of its copies, --overwrite.
+  struct Case {
+    std::string reference;
+    std::string stem;
+    bool overwrite;
+    std::vector<std::string> files;
+  };
+  std::vector<Case> cases = {{"", "new", false, {}},
+                             {reference, "tree", false, {}},
+                             {latest, "latest", false, {}},
+                             {holding, "replace", true, {}}};
+  std::set<std::string> expected_names = {"src.npy", "reference.h5", "latest.h5", "holding.h5",
+                                          "cli.stdout", "cli.stderr"};
+  for (Case& c : cases) {
+    // One run to completion: how long a run of this case takes, and that it completes.
+    const std::string whole = dir.file(c.stem + "-whole.h5");
+    expected_names.insert(c.stem + "-whole.h5");
+    if (!c.reference.empty()) write_file(whole, read_file(c.reference));
+    const auto start = std::chrono::steady_clock::now();
+    CliProcess run = spawn_cli(args_for(whole, 0, c.overwrite), dir.path(), env);
+    ASSERT_EQ(wait_exit(run.pid, 60), 0) << read_file(run.err_path);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (int k = 0; k < kPoints; ++k) {
+      const std::string name = c.stem + std::to_string(k) + ".h5";
+      const std::string dst = dir.file(name);
+      expected_names.insert(name);
+      if (!c.reference.empty()) write_file(dst, read_file(c.reference));
+      c.files.push_back(dst);
+      CliProcess p = spawn_cli(args_for(dst, k, c.overwrite), dir.path(), env);
+      // Points from the start to a little past the uninterrupted run's end (which varies).
+      const double at = 1.25 * seconds * (k + 0.5) / kPoints;
+      std::this_thread::sleep_for(std::chrono::duration<double>(at));
+      ::kill(-p.pid, SIGKILL);  // the CLI and its workers (spawn_cli makes a process group)
+      wait_exit(p.pid, 30);
     }
-    CliProcess p = spawn_cli(args_for(dst, k), dir.path(), env);
-    // Points from the start to a little past the uninterrupted run's end (which varies).
-    const double at = 1.25 * seconds * ((k % kPoints) + 0.5) / kPoints;
-    std::this_thread::sleep_for(std::chrono::duration<double>(at));
-    ::kill(-p.pid, SIGKILL);  // the CLI and its workers (spawn_cli makes a process group)
-    wait_exit(p.pid, 30);
   }
   const auto verify = [&](const std::string& ref, const std::vector<std::string>& files) {
-    std::vector<std::string> args = {"verify", src, "/out/cube", ref};
+    std::vector<std::string> args = {"verify", src, "/out/cube", ref.empty() ? "-" : ref};
     args.insert(args.end(), files.begin(), files.end());
     return run_python("hdf5_tree.py", args);
   };
-  const std::string fresh_report = verify("-", fresh);
-  const std::string existing_report = verify(reference, existing);
-  EXPECT_EQ(fresh_report.find("BAD"), std::string::npos) << fresh_report;
-  EXPECT_EQ(existing_report.find("BAD"), std::string::npos) << existing_report;
-  std::printf("after SIGKILL, new files:\n%sexisting files:\n%s", fresh_report.c_str(),
-              existing_report.c_str());
+  std::string all;
+  for (const Case& c : cases) {
+    const std::string report = verify(c.reference, c.files);
+    EXPECT_EQ(report.find("BAD"), std::string::npos) << c.stem << ":\n" << report;
+    std::printf("after SIGKILL, %s:\n%s", c.stem.c_str(), report.c_str());
+    all += report;
+  }
   // The kill points reach both outcomes (early kills: absent; late ones: complete).
-  EXPECT_NE((fresh_report + existing_report).find("absent"), std::string::npos);
-  EXPECT_NE((fresh_report + existing_report).find("complete"), std::string::npos);
-  EXPECT_EQ(verify("-", {dir.file("whole.h5")}), "complete\n");
+  EXPECT_NE(all.find("absent"), std::string::npos);
+  EXPECT_NE(all.find("complete"), std::string::npos);
+  for (const Case& c : cases) {
+    EXPECT_EQ(verify(c.reference, {dir.file(c.stem + "-whole.h5")}), "complete\n") << c.stem;
+  }
+  // Killed writers leave at most hidden temporary files, never a visible one.
+  for (const std::string& name : list_dir(dir.path())) {
+    EXPECT_TRUE(name[0] == '.' || expected_names.count(name) == 1) << name;
+  }
   // A later convert into a file a killed one left behind works and keeps its objects.
-  const CommandResult again =
-      run_cli({"convert", src, existing.front() + ":/out/cube", "--overwrite", "--quiet"});
-  EXPECT_EQ(again.exit_code, 0) << again.err;
-  EXPECT_EQ(verify(reference, {existing.front()}), "complete\n");
+  for (const Case& c : cases) {
+    if (c.reference.empty()) continue;
+    const CommandResult again =
+        run_cli({"convert", src, c.files.front() + ":/out/cube", "--overwrite", "--quiet"});
+    EXPECT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_EQ(verify(c.reference, {c.files.front()}), "complete\n");
+  }
 }
 
 }  // namespace

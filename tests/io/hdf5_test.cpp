@@ -639,6 +639,25 @@ TEST(Hdf5Probe, TurnsACrashInTheProbedWorkIntoOneCorruptError) {
       ErrorCode::Corrupt, {"w.h5", "damaged file?"});
 }
 
+TEST(Hdf5Probe, EndsItsChildByTheAlarmEvenWhenTheCallerIgnoresOrBlocksIt) {
+  // A library user that ignores SIGALRM, then one that blocks it: the child must still die of
+  // its alarm (raised here at once, instead of waiting out the time limit).
+  struct sigaction ignore{};
+  struct sigaction old{};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  ASSERT_EQ(::sigaction(SIGALRM, &ignore, &old), 0);
+  const auto alarmed = [] { detail::probe_hdf5("a.h5", [] { std::raise(SIGALRM); }); };
+  expect_error(alarmed, ErrorCode::Corrupt, {"a.h5", "did not finish"});
+  ASSERT_EQ(::sigaction(SIGALRM, &old, nullptr), 0);
+  sigset_t alarm_only, before;
+  sigemptyset(&alarm_only);
+  sigaddset(&alarm_only, SIGALRM);
+  ASSERT_EQ(::sigprocmask(SIG_BLOCK, &alarm_only, &before), 0);
+  expect_error(alarmed, ErrorCode::Corrupt, {"a.h5", "did not finish"});
+  ASSERT_EQ(::sigprocmask(SIG_SETMASK, &before, nullptr), 0);
+}
+
 TEST(Hdf5Source, RejectsChunkCoordinatesOutsideTheGrid) {
   TempDir dir;
   const Written w = write_h5py_cases(dir, "filters");
