@@ -414,9 +414,10 @@ TEST(CliHdf5, ConvertKilledAtAnyMomentLeavesTheFileWholeOrAsItWas) {
     std::printf("after SIGKILL, %s:\n%s", c.stem.c_str(), report.c_str());
     all += report;
   }
-  // The kill points reach both outcomes (early kills: absent; late ones: complete).
+  // Early kills land before anything is linked. Whether a late one lands after the commit
+  // depends on the machine's load (a CI run once saw none of 20 do so), so the late outcome is
+  // printed, not required; every outcome, late or early, must be absent or complete (above).
   EXPECT_NE(all.find("absent"), std::string::npos);
-  EXPECT_NE(all.find("complete"), std::string::npos);
   for (const Case& c : cases) {
     EXPECT_EQ(verify(c.reference, {dir.file(c.stem + "-whole.h5")}), "complete\n") << c.stem;
   }
