@@ -68,7 +68,7 @@ struct Worker {
       const TaskFailure failure = current_task_failure();
       reply = OutFrame::failure(task, failure.code, failure.message);
     }
-    flush_stdio(/*every_file=*/false);
+    flush_task_output();
     try {
       reply.send_some(socket, /*dont_wait=*/false);
     } catch (const PeerGone&) {

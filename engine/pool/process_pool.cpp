@@ -88,7 +88,7 @@ Reply run_one(ByteView batch) {
     reply.payload.assign(reinterpret_cast<const std::byte*>(text.data()),
                          reinterpret_cast<const std::byte*>(text.data()) + text.size());
   }
-  flush_stdio(/*every_file=*/false);  // the worker may be killed before it exits
+  flush_task_output();  // the worker may be killed before it exits
   return reply;
 }
 
@@ -830,6 +830,28 @@ class ProcessPool final : public PoolCore {
     break_pool(Error(ErrorCode::Cancelled, "interrupted"));
   }
 
+  // At destruction, before the worker is killed: marks its queued jobs not to run, so the
+  // worker stops at the job it is running (past the board's 256 workers, it runs on).
+  void mark_all(Worker& worker) {
+    RunSlot* slot = board_.find(worker.pid);
+    if (slot == nullptr) return;
+    for (auto& job : worker.in_flight) {
+      if (job->skip_entry < 0 && !job->abandoned) job->skip_entry = slot->mark_skip(job->id);
+    }
+  }
+
+  // At destruction, once the worker is dead: fails (and abandons, so its answer is dropped)
+  // each job it skipped.
+  void fail_skipped(Worker& worker, const Error& destroyed) {
+    const RunSlot* slot = board_.find(worker.pid);
+    if (slot == nullptr) return;
+    for (auto& job : worker.in_flight) {
+      if (job->skip_entry < 0 || !slot->skipped(job->skip_entry, job->id)) continue;
+      fail(*job, destroyed.code(), destroyed.what());
+      job->abandoned = true;
+    }
+  }
+
   void shut_down() {
     std::deque<std::unique_ptr<Job>> incoming;
     {
@@ -841,16 +863,38 @@ class ProcessPool final : public PoolCore {
     for (auto& job : incoming) fail(*job, destroyed.code(), destroyed.what());
     for (auto& job : pending_) fail(*job, destroyed.code(), destroyed.what());
     pending_.clear();
+    // Mark every job queued at a worker not to run, kill the workers, and only once each is
+    // dead read where it stopped: the board then tells the job running, the jobs finished and
+    // the jobs skipped or never started apart exactly.
     for (auto& worker : workers_) {
-      // Results that arrived are delivered; the job running is killed with its worker.
-      drain(*worker);
-      const Progress progress = progress_of(*worker);
+      drain(*worker);  // results that arrived are delivered
+      mark_all(*worker);
+      if (worker->pidfd) {
+        syscall(SYS_pidfd_send_signal, worker->pidfd.get(), SIGKILL, nullptr, 0);
+      } else {
+        kill(worker->pid, SIGKILL);
+      }
+    }
+    for (auto& worker : workers_) {
+      try {
+        server_.exit_of(worker->pid, std::chrono::milliseconds(3000));
+      } catch (const Error&) {
+        // The server is gone, and the worker with it (PR_SET_PDEATHSIG).
+      }
+      fail_skipped(*worker, destroyed);
+      drain(*worker);  // results sent before the kill are delivered too
+      Progress progress = progress_of(*worker);
+      // Dead without a slot while every claim succeeded: it died before reading a task.
+      if (!progress.known && board_.every_claim_succeeded()) progress.known = true;
       const std::ptrdiff_t running =
           progress.known ? progress.running : (worker->in_flight.empty() ? -1 : 0);
-      if (worker->pidfd) syscall(SYS_pidfd_send_signal, worker->pidfd.get(), SIGKILL, nullptr, 0);
       for (std::size_t i = 0; i < worker->in_flight.size(); ++i) {
         Job& job = *worker->in_flight[i];
-        if (static_cast<std::ptrdiff_t>(i) == running) {
+        if (progress.known && i < progress.finished) {
+          fail(job, ErrorCode::Cancelled,
+               task_range(job.request) + ": finished, but the pool was destroyed before its " +
+                   "result arrived; " + worker_name(*worker) + " was killed");
+        } else if (static_cast<std::ptrdiff_t>(i) == running) {
           fail(job, ErrorCode::Cancelled,
                task_range(job.request) + ": cancelled while running: the pool was destroyed; " +
                    worker_name(*worker) + " was killed");

@@ -28,6 +28,7 @@ struct RunSlot {
   std::atomic<std::uint64_t> finished{0};  // last task id finished
   std::atomic<std::uint64_t> skips{0};     // entries of `skip` in use
   std::atomic<std::uint64_t> skip[kSkips] = {};  // ids of queued tasks not to run; 0: free
+  static constexpr std::uint64_t kSkipped = std::uint64_t{1} << 63;  // in an entry: id skipped
 
   // In the worker: announces task `id`; false (and the task counts as finished) when the
   // dispatcher cancelled it before it started.
@@ -36,6 +37,7 @@ struct RunSlot {
     if (skips.load() != 0) {
       for (auto& entry : skip) {
         if (entry.load() == id) {
+          entry.store(id | kSkipped);  // so a dead worker's board still tells what it skipped
           end(id);
           return false;
         }
@@ -58,6 +60,10 @@ struct RunSlot {
     }
     return -1;
   }
+  // In the dispatcher, once the worker is dead: whether it skipped the task marked in `entry`.
+  bool skipped(int entry, std::uint64_t id) const noexcept {
+    return skip[entry].load() == (id | kSkipped);
+  }
   // In the dispatcher, once the marked task left the worker's queue.
   void clear_skip(int entry) noexcept {
     skip[entry].store(0);
@@ -74,13 +80,13 @@ class RunBoard {
   static constexpr std::size_t kSlots = 256;
 
   RunBoard() {
-    void* p = mmap(nullptr, sizeof(RunSlot) * kSlots, PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    void* p = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) raise_errno("mapping the pool's run board");
     slots_ = new (p) RunSlot[kSlots];
+    failed_claims_ = new (slots_ + kSlots) std::atomic<std::uint64_t>(0);
   }
   ~RunBoard() {
-    if (slots_ != nullptr) munmap(slots_, sizeof(RunSlot) * kSlots);
+    if (slots_ != nullptr) munmap(slots_, kBytes);
   }
   RunBoard(const RunBoard&) = delete;
   RunBoard& operator=(const RunBoard&) = delete;
@@ -94,8 +100,12 @@ class RunBoard {
         return &slots_[i];
       }
     }
+    failed_claims_->fetch_add(1);
     return nullptr;
   }
+  // In the dispatcher: true while every worker got a slot, so a dead worker without one died
+  // before it claimed it, before it read any task.
+  bool every_claim_succeeded() const noexcept { return failed_claims_->load() == 0; }
   // In the dispatcher: the slot of a worker, or nullptr.
   RunSlot* find(pid_t pid) const noexcept {
     for (std::size_t i = 0; i < kSlots; ++i) {
@@ -116,7 +126,11 @@ class RunBoard {
   }
 
  private:
+  // The slots, then the count of claims that found none free (RunSlot's alignment suits it).
+  static constexpr std::size_t kBytes =
+      sizeof(RunSlot) * kSlots + sizeof(std::atomic<std::uint64_t>);
   RunSlot* slots_ = nullptr;
+  std::atomic<std::uint64_t>* failed_claims_ = nullptr;
 };
 
 }  // namespace mmc::detail

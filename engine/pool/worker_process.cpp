@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <stdio_ext.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -18,6 +19,10 @@
 #include <utility>
 
 #include "mmc/error.hpp"
+
+#if defined(__GLIBCXX__)
+#include <ext/stdio_sync_filebuf.h>
+#endif
 
 namespace mmc::detail {
 
@@ -39,6 +44,23 @@ void flush_stdio(bool every_file) noexcept {
   } catch (...) {
   }
   std::fflush(every_file ? nullptr : stdout);
+}
+
+void flush_task_output() noexcept {
+#if defined(__GLIBCXX__)
+  // Synced with stdio (the default), std::cout keeps no buffer: it writes into stdout's.
+  const bool own_buffer =
+      dynamic_cast<__gnu_cxx::stdio_sync_filebuf<char>*>(std::cout.rdbuf()) == nullptr;
+#else
+  const bool own_buffer = true;
+#endif
+  if (own_buffer) {
+    try {
+      std::cout.flush();
+    } catch (...) {
+    }
+  }
+  if (__fpending(stdout) != 0) std::fflush(stdout);
 }
 
 void exit_worker(int status) noexcept {

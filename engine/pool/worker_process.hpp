@@ -31,6 +31,9 @@ void prepare_worker(int threads);
 // it exits, or what tasks print is lost when stdout is a file or a pipe (fully buffered) and
 // the worker is later killed or ends with _exit. Cheap when there is nothing to write.
 void flush_stdio(bool every_file) noexcept;
+// In a worker after each task: flush_stdio(false) for a task that printed, and for one that
+// did not (most tiny tasks) only a look at the buffers, not two flushes that take stdout's lock.
+void flush_task_output() noexcept;
 // How a worker ends on its own: flush_stdio(true), then _exit(status).
 [[noreturn]] void exit_worker(int status) noexcept;
 

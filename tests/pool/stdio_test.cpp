@@ -46,5 +46,13 @@ TEST(PoolStdio, EveryLineAppearsOnceWhenStdoutIsAPipe) {
   expect_each_line_once(result.out);
 }
 
+// std::cout unsynced from stdio keeps a buffer of its own, which workers flush after each task.
+TEST(PoolStdio, EveryLineAppearsOnceWhenStdCoutIsUnsyncedAndStdoutIsAPipe) {
+  const auto result = test::run_command(
+      {"/bin/sh", "-c", std::string("'") + MMC_PRINT_CHILD + "' cout-unsynced | cat"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  expect_each_line_once(result.out);
+}
+
 }  // namespace
 }  // namespace mmc
