@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -215,7 +216,7 @@ struct Job {
   BatchRequest request;
   bool abandoned = false;  // already failed (cancelled while queued at a worker): drop its result
   bool payload_sent = false;  // its bytes were moved into the frame: it cannot be sent again
-  int skip_entry = -1;  // its entry in its worker's RunSlot::skip, while marked not to run
+  int skip_entry = -1;        // its entry in its worker's RunSlot::skip, while marked not to run
 };
 
 struct Worker {
@@ -266,7 +267,20 @@ class ProcessPool final : public PoolCore {
     // check errs on the side of letting a pointer through, never of refusing a good one.
     image_ = ForkImage::take();
     for (int i = 0; i < options_.n_jobs; ++i) add_worker();
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this] {
+      // Whatever ends the loop, no cancel() waits for it any longer.
+      struct Done {
+        ProcessPool* pool;
+        ~Done() {
+          {
+            std::lock_guard lock(pool->mutex_);
+            pool->dispatcher_done_ = true;
+          }
+          pool->cancel_cv_.notify_all();
+        }
+      } done{this};
+      loop();
+    });
   }
 
   ~ProcessPool() override {
@@ -300,12 +314,20 @@ class ProcessPool final : public PoolCore {
     return image_.late_pointer(callable.data, callable.size);
   }
 
+  // Returns once the dispatcher has applied the cancel (the job failed, marked not to run, or
+  // its worker killed): fail fast throws right after cancelling the call's other tasks, and a
+  // task the caller then lets proceed (a gate it opens, a file it removes) must not start on a
+  // worker the mark has not reached yet. Not awaited on the dispatcher thread itself (a done
+  // callback cancelling) nor once the dispatcher stopped.
   void cancel(std::uint64_t id, ErrorCode code, const std::string& why) override {
-    {
-      std::lock_guard lock(mutex_);
-      cancels_.push_back({id, code, why});
-    }
+    std::unique_lock lock(mutex_);
+    cancels_.push_back({id, code, why});
+    const std::uint64_t ticket = ++cancels_asked_;
+    lock.unlock();
     wake();
+    if (std::this_thread::get_id() == thread_.get_id()) return;
+    lock.lock();
+    cancel_cv_.wait(lock, [&] { return cancels_applied_ >= ticket || dispatcher_done_; });
   }
 
  private:
@@ -361,6 +383,13 @@ class ProcessPool final : public PoolCore {
       }
       if (stop) break;
       for (auto& c : cancels) apply_cancel(c);
+      if (!cancels.empty()) {
+        {
+          std::lock_guard lock(mutex_);
+          cancels_applied_ += cancels.size();
+        }
+        cancel_cv_.notify_all();
+      }
       retire_workers();
       replace_workers();  // before assigning: a cancel may have just killed a worker
       if (broken_copy_) {
@@ -920,6 +949,10 @@ class ProcessPool final : public PoolCore {
   std::optional<Error> broken_;
   std::uint64_t last_id_ = 0;
   bool stop_ = false;
+  std::condition_variable cancel_cv_;  // cancels_applied_ grew, or the dispatcher ended
+  std::uint64_t cancels_asked_ = 0;
+  std::uint64_t cancels_applied_ = 0;
+  bool dispatcher_done_ = false;
 
   // The dispatcher thread's own.
   std::deque<std::unique_ptr<Job>> pending_;
