@@ -23,10 +23,10 @@ namespace mmc::detail {
 struct RunSlot {
   static constexpr std::size_t kSkips = 64;  // >= the most tasks ever queued at one worker
 
-  std::atomic<pid_t> pid{0};               // 0: free
-  std::atomic<std::uint64_t> running{0};   // task id being run, 0 between tasks
-  std::atomic<std::uint64_t> finished{0};  // last task id finished
-  std::atomic<std::uint64_t> skips{0};     // entries of `skip` in use
+  std::atomic<pid_t> pid{0};                     // 0: free
+  std::atomic<std::uint64_t> running{0};         // task id being run, 0 between tasks
+  std::atomic<std::uint64_t> finished{0};        // last task id finished
+  std::atomic<std::uint64_t> skips{0};           // entries of `skip` in use
   std::atomic<std::uint64_t> skip[kSkips] = {};  // ids of queued tasks not to run; 0: free
   static constexpr std::uint64_t kSkipped = std::uint64_t{1} << 63;  // in an entry: id skipped
 

@@ -45,9 +45,9 @@ TEST(CliHdf5, ReducesAndDescribesAnExternalLinkFromTheFileThatHoldsIt) {
   const json want = load_npy_output(dir.file("expected.npy"));
   for (const char* name : {"img", "zipped", "again"}) {
     const std::string out = dir.file(std::string(name) + ".npy");
-    const CommandResult r = run_cli({"reduce", dir.file("master.h5") + ":/" + name, "--op",
-                                     "mean", "--axis", "1,2", "-j", "2", "--quiet", "--no-cache",
-                                     "-o", out});
+    const CommandResult r =
+        run_cli({"reduce", dir.file("master.h5") + ":/" + name, "--op", "mean", "--axis", "1,2",
+                 "-j", "2", "--quiet", "--no-cache", "-o", out});
     ASSERT_EQ(r.exit_code, 0) << name << ": " << r.err;
     expect_same_values(want, load_npy_output(out), name);
   }
@@ -112,9 +112,7 @@ print(json.dumps(out))
   EXPECT_NE(text.out.find("chunked (2, 5) gzip"), std::string::npos) << text.out;
 }
 
-std::string tree_of(const std::string& file) {
-  return run_python("hdf5_tree.py", {"dump", file});
-}
+std::string tree_of(const std::string& file) { return run_python("hdf5_tree.py", {"dump", file}); }
 
 // The lines of `before` missing from `after` (each object, its values' hash and attributes).
 std::string lost_lines(const std::string& before, const std::string& after) {
@@ -133,10 +131,11 @@ TEST(CliHdf5, ConvertIntoAnExistingFileKeepsItsOtherObjects) {
   TempDir dir;
   const std::string file = dir.file("tree.h5");
   run_python("hdf5_tree.py", {"make", file});
-  run_python_code("import sys, numpy as np\n"
-                  "np.save(sys.argv[1], np.arange(240, dtype='<i4').reshape(4, 6, 10))\n"
-                  "np.save(sys.argv[2], np.arange(240, dtype='<f8').reshape(4, 6, 10) / 3)\n",
-                  {dir.file("a.npy"), dir.file("b.npy")});
+  run_python_code(
+      "import sys, numpy as np\n"
+      "np.save(sys.argv[1], np.arange(240, dtype='<i4').reshape(4, 6, 10))\n"
+      "np.save(sys.argv[2], np.arange(240, dtype='<f8').reshape(4, 6, 10) / 3)\n",
+      {dir.file("a.npy"), dir.file("b.npy")});
   const std::string before = tree_of(file);
   CommandResult r = run_cli({"convert", dir.file("a.npy"), file + ":/added/cube", "--quiet"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -162,17 +161,18 @@ TEST(CliHdf5, ConvertIntoAnExistingFileKeepsItsOtherObjects) {
 
 TEST(CliHdf5, NamesWithoutALeadingSlashMeanDatasetsAtTheRoot) {
   TempDir dir;
-  run_python_code("import sys, numpy as np\n"
-                  "np.save(sys.argv[1], np.arange(60, dtype='<u2').reshape(3, 4, 5))\n",
-                  {dir.file("a.npy")});
-  CommandResult r = run_cli({"convert", dir.file("a.npy"), dir.file("out.h5") + ":name",
-                             "--quiet"});
+  run_python_code(
+      "import sys, numpy as np\n"
+      "np.save(sys.argv[1], np.arange(60, dtype='<u2').reshape(3, 4, 5))\n",
+      {dir.file("a.npy")});
+  CommandResult r =
+      run_cli({"convert", dir.file("a.npy"), dir.file("out.h5") + ":name", "--quiet"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(list_dir(dir.path()), (std::vector<std::string>{"a.npy", "out.h5"}));
   EXPECT_EQ(run_python("hdf5_tree.py", {"check", dir.file("out.h5"), "/name", dir.file("a.npy")}),
             "same\n");
-  r = run_cli({"reduce", dir.file("out.h5") + ":name", "--op", "sum", "--quiet", "--no-cache",
-               "-o", dir.file("got.npy")});
+  r = run_cli({"reduce", dir.file("out.h5") + ":name", "--op", "sum", "--quiet", "--no-cache", "-o",
+               dir.file("got.npy")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = run_cli({"reduce", dir.file("a.npy"), "--op", "sum", "--quiet", "--no-cache", "-o",
                dir.file("want.npy")});
@@ -277,11 +277,12 @@ TEST(CliHdf5, AFileWhoseWriterWasKilledSaysItsWriteFlagIsSetAndNamesH5clear) {
   const std::string file = dir.file("latest.h5");
   run_python("hdf5_tree.py", {"make", file, "latest"});
   // A writer killed while it has the libver='latest' file open read-write.
-  run_python_code("import sys, subprocess\n"
-                  "subprocess.run([sys.executable, '-c', 'import sys, os, signal, h5py\\n'\n"
-                  "    'f = h5py.File(sys.argv[1], \"a\")\\nos.kill(os.getpid(), signal.SIGKILL)',\n"
-                  "    sys.argv[1]])\n",
-                  {file});
+  run_python_code(
+      "import sys, subprocess\n"
+      "subprocess.run([sys.executable, '-c', 'import sys, os, signal, h5py\\n'\n"
+      "    'f = h5py.File(sys.argv[1], \"a\")\\nos.kill(os.getpid(), signal.SIGKILL)',\n"
+      "    sys.argv[1]])\n",
+      {file});
   run_python_code("import sys, numpy as np\nnp.save(sys.argv[1], np.arange(12.0))\n",
                   {dir.file("a.npy")});
   const std::vector<std::vector<std::string>> runs = {
@@ -301,10 +302,11 @@ TEST(CliHdf5, AFileWhoseWriterWasKilledSaysItsWriteFlagIsSetAndNamesH5clear) {
 TEST(CliHdf5, AFileWithAUserblockIsKnownAsHdf5BeforeLibhdf5Opens) {
   TempDir dir;
   const std::string file = dir.file("ub.h5");
-  run_python_code("import sys, h5py, numpy as np\n"
-                  "with h5py.File(sys.argv[1], 'w', userblock_size=512) as f:\n"
-                  "    f['x'] = np.arange(12.0)\n",
-                  {file});
+  run_python_code(
+      "import sys, h5py, numpy as np\n"
+      "with h5py.File(sys.argv[1], 'w', userblock_size=512) as f:\n"
+      "    f['x'] = np.arange(12.0)\n",
+      {file});
   for (const std::string& source : {file, file + ":/x"}) {
     const CommandResult r = run_cli({"info", source, "--dtype", "u8", "--shape", "4"});
     EXPECT_EQ(r.exit_code, 2) << source << ": " << r.err;
@@ -343,21 +345,22 @@ TEST(CliHdf5, ConvertRemovesTheTemporaryFilesOfKilledWritersOfTheSameFile) {
 TEST(CliHdf5, ConvertKilledAtAnyMomentLeavesTheFileWholeOrAsItWas) {
   TempDir dir;
   const std::string src = dir.file("src.npy");
-  run_python_code("import sys, numpy as np\n"
-                  "np.save(sys.argv[1], np.random.default_rng(3).random((2, 1024, 1024)))\n",
-                  {src});  // 16 MiB: two tasks of the planner's ~8 MiB
+  run_python_code(
+      "import sys, numpy as np\n"
+      "np.save(sys.argv[1], np.random.default_rng(3).random((2, 1024, 1024)))\n",
+      {src});  // 16 MiB: two tasks of the planner's ~8 MiB
   const std::string reference = dir.file("reference.h5");
   const std::string latest = dir.file("latest.h5");
   const std::string holding = dir.file("holding.h5");
   run_python("hdf5_tree.py", {"make", reference});
   run_python("hdf5_tree.py", {"make", latest, "latest"});
-  run_python_code("import sys, shutil, h5py, numpy as np\n"
-                  "shutil.copy(sys.argv[1], sys.argv[2])\n"
-                  "with h5py.File(sys.argv[2], 'a') as f:\n"
-                  "    f['out/cube'] = np.arange(12.0).reshape(3, 4)\n",
-                  {reference, holding});
-  const std::vector<std::pair<std::string, std::string>> env = {
-      {"MMC_DEBUG_TASK_DELAY_MS", "80"}};
+  run_python_code(
+      "import sys, shutil, h5py, numpy as np\n"
+      "shutil.copy(sys.argv[1], sys.argv[2])\n"
+      "with h5py.File(sys.argv[2], 'a') as f:\n"
+      "    f['out/cube'] = np.arange(12.0).reshape(3, 4)\n",
+      {reference, holding});
+  const std::vector<std::pair<std::string, std::string>> env = {{"MMC_DEBUG_TASK_DELAY_MS", "80"}};
   const auto args_for = [&](const std::string& dst, int k, bool overwrite) {
     std::vector<std::string> args = {"convert", src, dst + ":/out/cube", "-j", "2", "--quiet"};
     if (k % 2 == 1) args.insert(args.end(), {"--chunks", "1,256,1024", "--compressor", "zlib"});
@@ -376,8 +379,8 @@ TEST(CliHdf5, ConvertKilledAtAnyMomentLeavesTheFileWholeOrAsItWas) {
                              {reference, "tree", false, {}},
                              {latest, "latest", false, {}},
                              {holding, "replace", true, {}}};
-  std::set<std::string> expected_names = {"src.npy", "reference.h5", "latest.h5", "holding.h5",
-                                          "cli.stdout", "cli.stderr"};
+  std::set<std::string> expected_names = {"src.npy",    "reference.h5", "latest.h5",
+                                          "holding.h5", "cli.stdout",   "cli.stderr"};
   for (Case& c : cases) {
     // One run to completion: how long a run of this case takes, and that it completes.
     const std::string whole = dir.file(c.stem + "-whole.h5");

@@ -254,8 +254,7 @@ TEST(PoolCapture, PointerToMemoryAllocatedAfterThePoolIsRefusedAtSubmitAndMap) {
     const auto fn = [data](int i) { return data[i]; };
     const auto at_submit = catch_error([&] { pool.submit(fn, 3); });
     EXPECT_EQ(at_submit.code, ErrorCode::InvalidArgument) << at_submit.message;
-    EXPECT_NE(at_submit.message.find("captures a pointer"), std::string::npos)
-        << at_submit.message;
+    EXPECT_NE(at_submit.message.find("captures a pointer"), std::string::npos) << at_submit.message;
     EXPECT_NE(at_submit.message.find("allocated after the pool was created"), std::string::npos)
         << at_submit.message;
     const auto at_map = catch_error([&] { pool.map(fn, std::vector<int>{0, 1}); });

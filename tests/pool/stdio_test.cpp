@@ -21,8 +21,8 @@ std::map<std::string, int> count_lines(const std::string& text) {
 void expect_each_line_once(const std::string& output) {
   const std::map<std::string, int> counts = count_lines(output);
   std::map<std::string, int> expected;
-  for (const char* line : {"parent before the pool", "parent between", "parent after",
-                           "pool submit"}) {
+  for (const char* line :
+       {"parent before the pool", "parent between", "parent after", "pool submit"}) {
     expected[line] = 1;
   }
   for (int i = 0; i < 10; ++i) expected["pool task " + std::to_string(i)] = 1;
