@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "io/box.hpp"
+#include "io/open_read_only.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/convert.hpp"
 #include "mmc/error.hpp"
@@ -60,12 +61,7 @@ bool is_directory(const std::string& path) {
 // Throws for a file that exists but cannot be read (EACCES), which would otherwise be taken
 // for a file of no known format.
 bool starts_with_bytes(const std::string& path, const char* magic, std::size_t n) {
-  int raw_fd;
-  do {
-    raw_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  } while (raw_fd < 0 && errno == EINTR);
-  if (raw_fd < 0) raise_errno(path + ": cannot open");
-  const detail::UniqueFd fd(raw_fd);
+  const detail::UniqueFd fd = detail::open_read_only(path);
   char head[8] = {};
   ssize_t got;
   do {

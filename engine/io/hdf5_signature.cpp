@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "io/open_read_only.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
 #include "pool/unique_fd.hpp"
@@ -17,12 +18,7 @@ namespace mmc {
 bool is_hdf5_file(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
-  int raw_fd;
-  do {
-    raw_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  } while (raw_fd < 0 && errno == EINTR);
-  if (raw_fd < 0) raise_errno(path + ": cannot open");
-  const detail::UniqueFd fd(raw_fd);
+  const detail::UniqueFd fd = detail::open_read_only(path);
   if (::fstat(fd.get(), &st) != 0) raise_errno(path + ": cannot stat");
   static constexpr char kSignature[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
   const auto size = static_cast<std::uint64_t>(st.st_size);

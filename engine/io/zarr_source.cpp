@@ -22,6 +22,7 @@
 #include <unordered_map>
 
 #include "io/codecs.hpp"
+#include "io/open_read_only.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
 #include "mmc/mapped_file.hpp"
@@ -545,12 +546,7 @@ StorageInfo ZarrArray::storage() const {
 
 // Reads the small text file `path` whole. Throws Error(NotFound) when it is missing.
 std::string read_small_file(const std::string& path) {
-  int raw_fd;
-  do {
-    raw_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  } while (raw_fd < 0 && errno == EINTR);
-  if (raw_fd < 0) raise_errno(path + ": cannot open");
-  const detail::UniqueFd fd(raw_fd);
+  const detail::UniqueFd fd = detail::open_read_only(path);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) raise_errno(path + ": cannot stat");
   if (!S_ISREG(st.st_mode)) raise(ErrorCode::Corrupt, path + ": is not a regular file");
