@@ -246,10 +246,10 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
                  "mmcompute: %s backend, %s, %s; source passed by reference "
                  "(%s); payloads above max_nbytes=%llu go through shared segments: "
                  "%s piped, %s shared in %s\n",
-                 to_string(options.pool.backend), counted(s.workers, "worker").c_str(),
+                 to_string(resolve(options.pool).backend), counted(s.workers, "worker").c_str(),
                  counted(static_cast<long long>(s.tasks), "task").c_str(),
                  source.dense() ? "mapped file" : "each worker decodes its chunks",
-                 static_cast<unsigned long long>(options.pool.max_nbytes),
+                 static_cast<unsigned long long>(resolve(options.pool).max_nbytes),
                  format_bytes(s.bytes_piped).c_str(), format_bytes(s.bytes_shared).c_str(),
                  counted(static_cast<long long>(s.segments), "segment").c_str());
     std::fprintf(stderr, "mmcompute: %s %s in %.3f s = %.2f GB/s\n", to_string(options.op),

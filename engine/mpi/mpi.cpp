@@ -181,7 +181,8 @@ std::function<CallStats(const PoolOptions&, const Call&)> task_sharer(MPI_Comm c
 }
 
 int total_workers(MPI_Comm comm, const PoolOptions& pool) {
-  const int mine = pool.backend == Backend::Serial ? 1 : effective_n_jobs(pool.n_jobs);
+  const ResolvedOptions resolved = resolve(pool);
+  const int mine = resolved.backend == Backend::Serial ? 1 : resolved.n_jobs;
   int total = 0;
   check(MPI_Allreduce(&mine, &total, 1, MPI_INT, MPI_SUM, comm), "MPI_Allreduce");
   return total;

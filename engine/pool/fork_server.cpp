@@ -116,12 +116,18 @@ bool reap_children(int control, std::set<pid_t>& children) {
   }
 }
 
-[[noreturn]] void server_main(int control_in, const std::function<void(int)>& worker_body) {
+[[noreturn]] void server_main(int control_in, bool keep_descriptors,
+                              const std::function<void(int)>& worker_body) {
   ignore_interrupts();
   // Keep stdio and the control socket only: a descriptor of the caller's (another pool's
-  // socket, a pipe) held here would keep its peer from ever seeing EOF.
-  if (dup2(control_in, kControlFd) < 0) _exit(80);
-  syscall(SYS_close_range, kControlFd + 1, ~0U, 0);
+  // socket, a pipe) held here would keep its peer from ever seeing EOF. A one-call core keeps
+  // them: the call's closures may use them, and the server lives only as long as the call.
+  int control = control_in;
+  if (!keep_descriptors) {
+    if (dup2(control_in, kControlFd) < 0) _exit(80);
+    syscall(SYS_close_range, kControlFd + 1, ~0U, 0);
+    control = kControlFd;
+  }
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
@@ -132,7 +138,7 @@ bool reap_children(int control, std::set<pid_t>& children) {
   std::set<pid_t> children;
   bool running = true;
   while (running) {
-    pollfd fds[2] = {{kControlFd, POLLIN, 0}, {sigfd, POLLIN, 0}};
+    pollfd fds[2] = {{control, POLLIN, 0}, {sigfd, POLLIN, 0}};
     if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       break;
@@ -141,12 +147,12 @@ bool reap_children(int control, std::set<pid_t>& children) {
       signalfd_siginfo info;
       while (read(sigfd, &info, sizeof info) > 0) {
       }
-      if (!reap_children(kControlFd, children)) break;
+      if (!reap_children(control, children)) break;
     }
     if (fds[0].revents == 0) continue;
     Message request;
     UniqueFd unused;
-    const int rc = receive_message(kControlFd, false, &request, &unused);
+    const int rc = receive_message(control, false, &request, &unused);
     if (rc == -1) continue;
     if (rc == 0 || request.kind != Kind::Spawn) break;  // the pool is gone
     int pair[2];
@@ -155,14 +161,14 @@ bool reap_children(int control, std::set<pid_t>& children) {
     if (pid == 0) {
       close(pair[0]);
       close(sigfd);
-      close(kControlFd);
+      close(control);
       sigprocmask(SIG_UNBLOCK, &chld, nullptr);
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != server) _exit(71);
       try {
         worker_body(pair[1]);
       } catch (...) {
-        exit_worker(WorkerProcess::kExitUncaught);
+        exit_worker(kExitUncaught);
       }
       exit_worker(0);
     }
@@ -170,7 +176,7 @@ bool reap_children(int control, std::set<pid_t>& children) {
     Message reply;
     reply.kind = Kind::Spawned;
     reply.pid = pid;
-    const bool sent = pid > 0 && send_message(kControlFd, reply, pair[0]);
+    const bool sent = pid > 0 && send_message(control, reply, pair[0]);
     close(pair[0]);
     if (pid > 0) children.insert(pid);
     if (!sent) running = false;
@@ -186,7 +192,7 @@ bool reap_children(int control, std::set<pid_t>& children) {
 
 }  // namespace
 
-ForkServer ForkServer::start(std::function<void(int socket)> worker_body) {
+ForkServer ForkServer::start(std::function<void(int socket)> worker_body, bool keep_descriptors) {
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     raise_errno("socketpair for the pool's fork server");
@@ -196,7 +202,7 @@ ForkServer ForkServer::start(std::function<void(int socket)> worker_body) {
   ForkServer server;
   server.process_ = WorkerProcess::start([&] {
     parent_end.reset();
-    server_main(child_end.get(), worker_body);
+    server_main(child_end.get(), keep_descriptors, worker_body);
   });
   server.control_ = std::move(parent_end);
   return server;

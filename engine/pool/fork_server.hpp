@@ -25,12 +25,15 @@ struct SpawnedWorker {
 // The server keeps only its control socket open; it SIGKILLs and reaps every worker and exits
 // when that socket closes (the pool was destroyed or the caller died). Workers have
 // PR_SET_PDEATHSIG(SIGKILL) on the server, ignore SIGINT/SIGTERM, and get nothing of the
-// parent's descriptors but their socket and stdio.
+// parent's descriptors but their socket and stdio (unless `keep_descriptors`).
 class ForkServer {
  public:
   // Forks the server. `worker_body(socket)` runs in each worker (a grandchild); it should not
   // return, and the worker _exits with 0 if it does. Throws Error(Io).
-  static ForkServer start(std::function<void(int socket)> worker_body);
+  // `keep_descriptors`: the server and its workers keep the caller's open descriptors (for a
+  // one-call core, whose tasks may use them).
+  static ForkServer start(std::function<void(int socket)> worker_body,
+                          bool keep_descriptors = false);
 
   ForkServer() = default;
   ForkServer(ForkServer&&) noexcept = default;
@@ -43,6 +46,8 @@ class ForkServer {
   int control_fd() const noexcept { return control_.get(); }
   // Reads the exit reports available now (nonblocking).
   void collect_exits();
+  // True when the server reported worker `pid`'s exit and nobody took the report yet.
+  bool exited(pid_t pid) const { return exits_.count(pid) != 0; }
   // How worker `pid` ended, waiting up to `wait` for the report. Nothing if none came.
   std::optional<ExitInfo> exit_of(pid_t pid, std::chrono::milliseconds wait);
   // Forgets a worker's report (a retired worker nobody asks about).

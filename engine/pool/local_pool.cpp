@@ -34,6 +34,7 @@ BatchOutcome run_here(const BatchRequest& request) {
   } catch (...) {
     outcome.failed = true;
     current_failure(&outcome.code, &outcome.message);
+    outcome.message = task_range(request.first_task, request.n_items) + ": " + outcome.message;
     outcome.results.clear();
   }
   outcome.seconds = std::chrono::duration<double>(Clock::now() - start).count();

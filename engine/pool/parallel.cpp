@@ -14,7 +14,6 @@
 #include <deque>
 #include <string>
 
-#include "pool/backends.hpp"
 #include "pool/interrupt.hpp"
 #include "pool/options.hpp"
 #include "pool/pool_core.hpp"
@@ -22,7 +21,7 @@
 namespace mmc {
 namespace {
 
-thread_local ParallelOptions t_config;
+thread_local PoolOptions t_config;
 
 // joblib's auto batching bounds (MIN_IDEAL_BATCH_DURATION, MAX_IDEAL_BATCH_DURATION).
 constexpr double kMinIdealBatchSeconds = 0.2;
@@ -63,7 +62,7 @@ std::string short_time(double seconds) {
 
 }  // namespace
 
-ParallelConfig::ParallelConfig(ParallelOptions defaults) : previous_(t_config) {
+ParallelConfig::ParallelConfig(PoolOptions defaults) : previous_(t_config) {
   if (defaults.n_jobs) t_config.n_jobs = defaults.n_jobs;
   if (defaults.backend) t_config.backend = defaults.backend;
   if (defaults.max_nbytes) t_config.max_nbytes = defaults.max_nbytes;
@@ -76,7 +75,7 @@ ParallelConfig::~ParallelConfig() { t_config = previous_; }
 
 namespace detail {
 
-CoreOptions resolve_options(const ParallelOptions& options, int* verbose) {
+CoreOptions resolve_options(const PoolOptions& options) {
   CoreOptions core;
   int n_jobs = 1;
   if (options.n_jobs) {
@@ -115,9 +114,15 @@ CoreOptions resolve_options(const ParallelOptions& options, int* verbose) {
   core.initializer = options.initializer ? options.initializer : t_config.initializer;
   core.maxtasksperchild =
       options.maxtasksperchild != 0 ? options.maxtasksperchild : t_config.maxtasksperchild;
-  *verbose = options.verbose != 0 ? options.verbose : t_config.verbose;
+  core.verbose = options.verbose != 0 ? options.verbose : t_config.verbose;
   return core;
 }
+
+}  // namespace detail
+
+ResolvedOptions resolve(const PoolOptions& options) { return detail::resolve_options(options); }
+
+namespace detail {
 
 std::shared_ptr<PoolCore> make_pool_core(const CoreOptions& options) {
   switch (options.backend) {
@@ -206,9 +211,23 @@ std::string explain_transport(Backend backend, std::uint64_t max_nbytes, std::ui
 }
 
 void current_failure(ErrorCode* code, std::string* message) {
-  const TaskFailure failure = current_task_failure();
-  *code = failure.code;
-  *message = failure.message;
+  try {
+    throw;
+  } catch (const Error& error) {
+    *code = error.code();
+    *message = error.what();
+  } catch (const std::exception& error) {
+    *code = ErrorCode::TaskFailed;
+    *message = error.what();
+  } catch (...) {
+    *code = ErrorCode::TaskFailed;
+    *message = "the task threw something that is not a std::exception";
+  }
+}
+
+std::string task_range(std::size_t first_task, std::size_t n_items) {
+  if (n_items <= 1) return "task " + std::to_string(first_task);
+  return "tasks " + std::to_string(first_task) + ".." + std::to_string(first_task + n_items - 1);
 }
 
 void run_batch(ByteView batch, Bytes& out) {

@@ -21,7 +21,6 @@
 #include <vector>
 
 #include "mmc/parallel.hpp"
-#include "pool/backends.hpp"
 #include "pool/fork_image.hpp"
 #include "pool/fork_server.hpp"
 #include "pool/interrupt.hpp"
@@ -36,8 +35,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::uint64_t kInitFailedTask = ~std::uint64_t{0};
-constexpr int kExitInitFailed = 73;
-constexpr int kExitProtocol = 72;
 // A worker that dies before finishing any batch this many times in a row breaks the pool
 // rather than being replaced forever (a crashing initializer, a broken environment).
 constexpr int kMaxEarlyDeaths = 5;
@@ -48,10 +45,7 @@ constexpr std::size_t kQueueDepth = 2;
 constexpr std::size_t kQueueDepthTiny = 64;
 static_assert(kQueueDepthTiny <= RunSlot::kSkips, "every job queued at a worker can be marked");
 constexpr double kTinyBatchSeconds = 1e-3;
-// Tiny jobs (submit() of small tasks) queued for one worker travel together in one frame:
-// [kGroupMarker][count] then per job [id][size][batch]. A batch never starts with 0 (it starts
-// with its trampoline's address).
-constexpr std::uint64_t kGroupMarker = 0;
+// Tiny jobs (submit() of small tasks) queued for one worker travel together in one Group frame.
 constexpr std::size_t kMaxGroup = 32;
 constexpr std::size_t kMaxGroupBytes = 64 * 1024;
 
@@ -60,8 +54,10 @@ constexpr std::size_t kMaxGroupBytes = 64 * 1024;
 constexpr std::size_t kReplyBatchBytes = 64 * 1024;
 constexpr auto kReplyBatchAge = std::chrono::milliseconds(1);
 constexpr std::size_t kMaxReplyText = 64 * 1024;
+// A Result's payload ends with the batch's run time in ns: framing (FrameHeader::envelope).
+constexpr std::uint32_t kRunTimeBytes = sizeof(std::uint64_t);
 
-// One job's answer before framing: a Result (run time in ns, then the batch's results) or a
+// One job's answer before framing: a Result (the batch's results, then its run time in ns) or a
 // Failure (code and message).
 struct Reply {
   FrameKind kind = FrameKind::Result;
@@ -72,12 +68,13 @@ struct Reply {
 Reply run_one(ByteView batch) {
   Reply reply;
   try {
-    Bytes out(sizeof(std::uint64_t));
+    Bytes out;
     const auto start = Clock::now();
     run_batch(batch, out);
     const auto ns = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
-    std::memcpy(out.data(), &ns, sizeof ns);
+    const auto* ns_bytes = reinterpret_cast<const std::byte*>(&ns);
+    out.insert(out.end(), ns_bytes, ns_bytes + sizeof ns);
     reply.payload = std::move(out);
   } catch (...) {
     ErrorCode code = ErrorCode::TaskFailed;
@@ -126,7 +123,7 @@ void send_reply(int socket, std::uint64_t id, Reply reply, std::uint64_t max_nby
                                                 reply.payload.size())));
   } else {
     send_or_leave(socket, OutFrame::make(FrameKind::Result, id, std::move(reply.payload),
-                                         max_nbytes, unused));
+                                         max_nbytes, unused, kRunTimeBytes));
   }
 }
 
@@ -136,13 +133,16 @@ void send_reply(int socket, std::uint64_t id, Reply reply, std::uint64_t max_nby
 void run_group(int socket, Reader& group, std::uint64_t count, RunSlot* slot,
                std::uint64_t max_nbytes) {
   Bytes batch;
+  std::size_t data = 0;  // results' own bytes in `batch`; the rest is framing
   Clock::time_point oldest;
   TransportCounters unused;
   const auto flush = [&] {
     if (batch.empty()) return;
-    send_or_leave(socket,
-                  OutFrame::make(FrameKind::Batch, 0, std::move(batch), ~std::uint64_t{0}, unused));
+    const auto envelope = static_cast<std::uint32_t>(batch.size() - data);
+    send_or_leave(socket, OutFrame::make(FrameKind::Batch, 0, std::move(batch), ~std::uint64_t{0},
+                                         unused, envelope));
     batch = Bytes();
+    data = 0;
   };
   for (std::uint64_t i = 0; i < count; ++i) {
     const std::uint64_t id = group.u64();
@@ -153,12 +153,13 @@ void run_group(int socket, Reader& group, std::uint64_t count, RunSlot* slot,
       continue;
     }
     Reply reply = run_marked(*slot, id, {at, size});
-    if (reply.kind == FrameKind::Result && reply.payload.size() > max_nbytes) {
+    if (reply.kind == FrameKind::Result && reply.payload.size() - kRunTimeBytes > max_nbytes) {
       flush();
       send_reply(socket, id, std::move(reply), max_nbytes);
       continue;
     }
     if (batch.empty()) oldest = Clock::now();
+    if (reply.kind == FrameKind::Result) data += reply.payload.size() - kRunTimeBytes;
     append_subframe(batch, reply.kind, id, reply.code,
                     {reply.payload.data(), reply.payload.size()});
     if (batch.size() >= kReplyBatchBytes || Clock::now() - oldest >= kReplyBatchAge) flush();
@@ -194,20 +195,19 @@ void worker_main(int socket, const CoreOptions& options, int threads, RunBoard* 
     } catch (const PeerGone&) {
       exit_worker(0);  // the pool closed our socket: retired or shut down
     }
-    if (!message || message->header.kind != FrameKind::Task) exit_worker(kExitProtocol);
+    if (!message) exit_worker(kExitProtocol);
     const ByteView payload = message->payload();
-    std::uint64_t marker = 1;
-    if (payload.size >= sizeof marker) std::memcpy(&marker, payload.data, sizeof marker);
-    if (marker != kGroupMarker) {
+    if (message->header.kind == FrameKind::Task) {
       const std::uint64_t id = message->header.task;
       Reply reply = slot != nullptr ? run_marked(*slot, id, payload) : run_one(payload);
       send_reply(socket, id, std::move(reply), options.max_nbytes);
-      continue;
+    } else if (message->header.kind == FrameKind::Group) {
+      Reader group(payload);
+      const std::uint64_t count = group.u64();
+      run_group(socket, group, count, slot, options.max_nbytes);
+    } else {
+      exit_worker(kExitProtocol);
     }
-    Reader group(payload);
-    group.u64();
-    const std::uint64_t count = group.u64();
-    run_group(socket, group, count, slot, options.max_nbytes);
   }
 }
 
@@ -248,9 +248,7 @@ std::string worker_name(const Worker& worker) {
 }
 
 std::string task_range(const BatchRequest& request) {
-  if (request.n_items <= 1) return "task " + std::to_string(request.first_task);
-  return "tasks " + std::to_string(request.first_task) + ".." +
-         std::to_string(request.first_task + request.n_items - 1);
+  return detail::task_range(request.first_task, request.n_items);
 }
 
 class ProcessPool final : public PoolCore {
@@ -262,7 +260,8 @@ class ProcessPool final : public PoolCore {
     const CoreOptions* opts = &options_;  // stable: the pool outlives its server
     RunBoard* board = &board_;
     server_ = ForkServer::start(
-        [opts, threads, board](int socket) { worker_main(socket, *opts, threads, board); });
+        [opts, threads, board](int socket) { worker_main(socket, *opts, threads, board); },
+        options_.one_call);
     // Taken just after the fork: what was mapped between the two counts as inherited, so the
     // check errs on the side of letting a pointer through, never of refusing a good one.
     image_ = ForkImage::take();
@@ -308,6 +307,14 @@ class ProcessPool final : public PoolCore {
     // The dispatcher drains incoming_ whole: one wake-up per burst of submissions is enough.
     if (first) wake();
     return id;
+  }
+
+  CallStats traffic() const override {
+    CallStats stats;
+    stats.bytes_piped = counters_.bytes_piped;
+    stats.bytes_shared = counters_.bytes_shared;
+    stats.segments = counters_.segments;
+    return stats;
   }
 
   std::uintptr_t late_pointer(ByteView callable) const override {
@@ -436,6 +443,15 @@ class ProcessPool final : public PoolCore {
                                        [worker](const auto& w) { return w.get() == worker; });
         if (alive) service(*worker);
       }
+      // A worker the server saw exit while its socket stays open (a process it forked holds
+      // the socket) is lost all the same.
+      for (std::size_t i = 0; i < workers_.size();) {
+        if (server_.exited(workers_[i]->pid)) {
+          lose(*workers_[i], ErrorCode::WorkerLost, "");
+          continue;  // workers_[i] is now another worker
+        }
+        ++i;
+      }
       check_deadlines();
     }
     shut_down();
@@ -488,7 +504,8 @@ class ProcessPool final : public PoolCore {
         job->payload_sent = best->in_flight.empty();
         Bytes payload = job->payload_sent ? std::move(job->request.payload) : job->request.payload;
         best->outbox.push_back(OutFrame::make(FrameKind::Task, job->id, std::move(payload),
-                                              options_.max_nbytes, counters_));
+                                              options_.max_nbytes, counters_,
+                                              job->request.envelope));
       } catch (const Error& error) {
         fail(*job, error.code(), task_range(job->request) + ": " + error.what());
         continue;
@@ -508,12 +525,13 @@ class ProcessPool final : public PoolCore {
     const std::size_t limit = std::min({share, room, kMaxGroup});
     Bytes payload;
     Writer w(payload);
-    w.u64(kGroupMarker);
     w.u64(0);  // count, patched below
     std::uint64_t count = 0;
+    std::size_t data = 0;  // the jobs' own bytes in `payload`; the rest is framing
     // A group never takes a worker past maxtasksperchild (the worker then retires).
     while (count < limit && !pending_.empty() && pending_.front()->request.timeout <= 0 &&
-           payload.size() + pending_.front()->request.payload.size() <= kMaxGroupBytes &&
+           payload.size() + pending_.front()->request.payload.size() <=
+               std::min<std::uint64_t>(kMaxGroupBytes, options_.max_nbytes) &&
            !spent(worker)) {
       std::unique_ptr<Job> job = std::move(pending_.front());
       pending_.pop_front();
@@ -521,6 +539,7 @@ class ProcessPool final : public PoolCore {
       w.u64(job->id);
       w.u64(batch.size());
       w.raw(batch.data(), batch.size());  // the job keeps its bytes: it may be re-sent
+      data += batch.size() - job->request.envelope;
       if (worker.in_flight.empty()) worker.front_since = Clock::now();
       worker.items_assigned += job->request.n_items;
       worker.in_flight.push_back(std::move(job));
@@ -532,16 +551,18 @@ class ProcessPool final : public PoolCore {
       job->payload_sent = worker.in_flight.empty();
       payload = job->payload_sent ? std::move(job->request.payload) : job->request.payload;
       worker.outbox.push_back(OutFrame::make(FrameKind::Task, job->id, std::move(payload),
-                                             options_.max_nbytes, counters_));
+                                             options_.max_nbytes, counters_,
+                                             job->request.envelope));
       if (worker.in_flight.empty()) worker.front_since = Clock::now();
       worker.items_assigned += job->request.n_items;
       worker.in_flight.push_back(std::move(job));
       return;
     }
-    std::memcpy(payload.data() + sizeof(std::uint64_t), &count, sizeof count);
+    std::memcpy(payload.data(), &count, sizeof count);
     const std::uint64_t first_id = worker.in_flight[worker.in_flight.size() - count]->id;
-    worker.outbox.push_back(OutFrame::make(FrameKind::Task, first_id, std::move(payload),
-                                           options_.max_nbytes, counters_));
+    const auto envelope = static_cast<std::uint32_t>(payload.size() - data);
+    worker.outbox.push_back(OutFrame::make(FrameKind::Group, first_id, std::move(payload),
+                                           options_.max_nbytes, counters_, envelope));
   }
 
   void flush(Worker& worker) {
@@ -626,11 +647,12 @@ class ProcessPool final : public PoolCore {
       outcome.message = task_range(job->request) + ": " +
                         std::string(reinterpret_cast<const char*>(payload.data), payload.size);
     } else if (payload.size >= sizeof(std::uint64_t)) {
+      const std::size_t size = payload.size - sizeof(std::uint64_t);
       std::uint64_t ns;
-      std::memcpy(&ns, payload.data, sizeof ns);
+      std::memcpy(&ns, payload.data + size, sizeof ns);
       outcome.seconds = static_cast<double>(ns) * 1e-9;
       worker.last_seconds = outcome.seconds;
-      outcome.results.assign(payload.data + sizeof ns, payload.data + payload.size);
+      outcome.results.assign(payload.data, payload.data + size);
     }
     finish(*job, outcome);
     return true;

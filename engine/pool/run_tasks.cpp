@@ -1,67 +1,129 @@
-// run_tasks: validates the call and hands it to a backend; the serial backend; task errors.
+// run_tasks: one call's tasks on a pool core made for the call. The core's workers are forked
+// after the Call exists, so a task batch names the Call by its address and the worker calls
+// its closures in its own copy of the caller's memory.
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "mmc/error.hpp"
+#include "mmc/parallel.hpp"
 #include "mmc/pool.hpp"
-#include "pool/backends.hpp"
 #include "pool/interrupt.hpp"
 
 namespace mmc {
 namespace detail {
+namespace {
 
-TaskFailure current_task_failure() {
-  try {
-    throw;
-  } catch (const Error& error) {
-    return {error.code(), error.what()};
-  } catch (const std::exception& error) {
-    return {ErrorCode::TaskFailed, error.what()};
-  } catch (...) {
-    return {ErrorCode::TaskFailed, "the task threw something that is not a std::exception"};
+// Tasks queued per worker: a free worker takes the next, so long tasks balance.
+constexpr std::size_t kTasksInFlightPerWorker = 2;
+// How often the caller looks at the interrupt flag while it waits (the thread and serial
+// cores cannot be woken by a signal).
+constexpr std::chrono::milliseconds kInterruptCheck{50};
+
+// A run_tasks batch: the batch header (trampoline, 1 item, the task as first item), the Call's
+// address, then the task's argument.
+constexpr std::size_t kCallBatchHeader = 4 * sizeof(std::uint64_t);
+
+void run_call_task(ByteView batch, Bytes& out) {
+  Reader in(batch);
+  in.u64();  // the trampoline: us
+  in.u64();  // one item
+  const std::uint64_t task = in.u64();
+  const auto* call = reinterpret_cast<const Call*>(in.u64());
+  const ByteView arg{batch.data + kCallBatchHeader, batch.size - kCallBatchHeader};
+  if (out.empty()) {
+    call->run(task, arg, out);
+    return;
   }
+  Bytes result;
+  call->run(task, arg, result);
+  out.insert(out.end(), result.begin(), result.end());
 }
 
-void raise_task_failure(std::size_t task, const TaskFailure& failure) {
-  raise(failure.code, "task " + std::to_string(task) + ": " + failure.message);
+Bytes call_batch(const Call& call, std::size_t task) {
+  const Bytes arg = call.make_arg ? call.make_arg(task) : Bytes();
+  Bytes payload(kCallBatchHeader + arg.size());
+  const std::uint64_t header[4] = {reinterpret_cast<std::uint64_t>(&run_call_task), 1, task,
+                                   reinterpret_cast<std::uint64_t>(&call)};
+  std::memcpy(payload.data(), header, sizeof header);
+  if (!arg.empty()) std::memcpy(payload.data() + kCallBatchHeader, arg.data(), arg.size());
+  return payload;
 }
 
-CallStats run_serial(const Call& call) {
-  CallStats stats;
-  stats.workers = 1;
-  for (std::size_t task = 0; task < call.n_tasks; ++task) {
+// The outcomes the core hands over (on its dispatcher or worker threads), waiting for the
+// caller's thread.
+struct Inbox {
+  std::mutex mutex;
+  std::condition_variable ready;
+  std::deque<std::pair<std::size_t, BatchOutcome>> done;
+};
+
+CallStats drive(PoolCore& core, const Call& call, int n_workers) {
+  auto inbox = std::make_shared<Inbox>();
+  const std::size_t window = kTasksInFlightPerWorker * static_cast<std::size_t>(n_workers);
+  std::size_t next = 0;
+  std::size_t done = 0;
+  while (done < call.n_tasks) {
     throw_if_interrupted();
-    const Bytes arg = call.make_arg ? call.make_arg(task) : Bytes();
-    Bytes out;
-    try {
-      call.run(task, {arg.data(), arg.size()}, out);
-    } catch (...) {
-      raise_task_failure(task, current_task_failure());
+    while (next < call.n_tasks && next - done < window) {
+      BatchRequest request;
+      request.payload = call_batch(call, next);
+      request.envelope = kCallBatchHeader;
+      request.first_task = next;
+      request.n_items = 1;
+      request.on_done = [inbox, task = next](BatchOutcome& outcome) {
+        {
+          std::lock_guard lock(inbox->mutex);
+          inbox->done.emplace_back(task, std::move(outcome));
+        }
+        inbox->ready.notify_one();
+      };
+      core.submit(std::move(request));
+      ++next;
     }
-    if (call.on_result) call.on_result(task, {out.data(), out.size()});
-    stats.tasks = task + 1;
-    if (call.on_progress) call.on_progress(task + 1, call.n_tasks);
+    std::deque<std::pair<std::size_t, BatchOutcome>> arrived;
+    {
+      std::unique_lock lock(inbox->mutex);
+      inbox->ready.wait_for(lock, kInterruptCheck, [&] { return !inbox->done.empty(); });
+      arrived.swap(inbox->done);
+    }
+    for (auto& [task, outcome] : arrived) {
+      if (outcome.failed) raise(outcome.code, outcome.message);
+      if (call.on_result) call.on_result(task, {outcome.results.data(), outcome.results.size()});
+      ++done;
+      if (call.on_progress) call.on_progress(done, call.n_tasks);
+    }
   }
+  CallStats stats = core.traffic();
+  stats.tasks = done;
+  stats.workers = n_workers;
   return stats;
 }
 
+}  // namespace
 }  // namespace detail
 
 CallStats run_tasks(const PoolOptions& options, const Call& call) {
-  const int n_workers = effective_n_jobs(options.n_jobs);
+  detail::CoreOptions core_options = detail::resolve_options(options);
   if (call.n_tasks > 0 && !call.run) {
     raise(ErrorCode::InvalidArgument, "run_tasks: the call has tasks but no task function");
   }
   detail::throw_if_interrupted();
   if (call.n_tasks == 0) return {};
-  switch (options.backend) {
-    case Backend::Serial:
-      return detail::run_serial(call);
-    case Backend::Thread:
-      return detail::run_threads(call, n_workers);
-    case Backend::Process:
-      return detail::run_processes(call, n_workers, options.max_nbytes);
-  }
-  raise(ErrorCode::InvalidArgument, "run_tasks: unknown backend");
+  const int n_workers = core_options.backend == Backend::Serial
+                            ? 1
+                            : static_cast<int>(std::min<std::size_t>(
+                                  static_cast<std::size_t>(core_options.n_jobs), call.n_tasks));
+  core_options.n_jobs = n_workers;
+  core_options.one_call = true;
+  // Made here, after `call`: forked workers see the Call at the address each batch names.
+  const std::shared_ptr<detail::PoolCore> core = detail::make_pool_core(core_options);
+  return detail::drive(*core, call, n_workers);
 }
 
 }  // namespace mmc

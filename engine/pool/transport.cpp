@@ -17,7 +17,7 @@ constexpr std::size_t kMaxFailureMessage = 64 * 1024;
 
 bool valid_kind(FrameKind kind) {
   return kind == FrameKind::Task || kind == FrameKind::Result || kind == FrameKind::Failure ||
-         kind == FrameKind::Batch;
+         kind == FrameKind::Batch || kind == FrameKind::Group;
 }
 
 }  // namespace
@@ -58,18 +58,20 @@ std::vector<SubFrame> split_batch(ByteView batch) {
 }
 
 OutFrame OutFrame::make(FrameKind kind, std::uint64_t task, Bytes payload, std::uint64_t max_nbytes,
-                        TransportCounters& counters) {
+                        TransportCounters& counters, std::uint32_t envelope) {
   OutFrame frame;
   frame.header_.kind = kind;
   frame.header_.task = task;
   frame.header_.length = payload.size();
-  if (!payload.empty() && payload.size() > max_nbytes) {
+  frame.header_.envelope = envelope;
+  const std::size_t data = payload.size() - envelope;
+  if (data != 0 && data > max_nbytes) {
     frame.segment_ = SharedSegment::create({payload.data(), payload.size()});
     frame.header_.flags = kInSegment;
-    counters.bytes_shared += payload.size();
+    counters.bytes_shared += data;
     counters.segments += 1;
   } else {
-    counters.bytes_piped += payload.size();
+    counters.bytes_piped += data;
     frame.inline_payload_ = std::move(payload);
   }
   return frame;
@@ -181,7 +183,8 @@ std::optional<InMessage> FrameReader::receive(int socket, bool dont_wait,
       if (header_got_ < sizeof header_) continue;
       const bool in_segment = (header_.flags & kInSegment) != 0;
       if (header_.magic != kFrameMagic || !valid_kind(header_.kind) ||
-          (in_segment && (!received_fd_ || header_.length == 0)) || (!in_segment && received_fd_)) {
+          (in_segment && (!received_fd_ || header_.length == 0)) || (!in_segment && received_fd_) ||
+          header_.envelope > header_.length) {
         raise(ErrorCode::Internal, "transport: malformed frame on a worker socket");
       }
       have_header_ = true;
@@ -199,16 +202,17 @@ std::optional<InMessage> FrameReader::receive(int socket, bool dont_wait,
     InMessage message;
     message.header = header_;
     const bool counted = header_.kind != FrameKind::Failure;
+    const std::uint64_t data = header_.length - header_.envelope;
     if (in_segment) {
       message.segment = SharedSegment::map_received(std::move(received_fd_), header_.length);
       if (counted) {
-        counters.bytes_shared += header_.length;
+        counters.bytes_shared += data;
         counters.segments += 1;
       }
     } else {
       message.inline_payload = std::move(payload_);
       payload_ = Bytes();
-      if (counted) counters.bytes_piped += header_.length;
+      if (counted) counters.bytes_piped += data;
     }
     have_header_ = false;
     header_got_ = 0;

@@ -3,6 +3,7 @@
 // SharedSegment whose descriptor rides with the header (SCM_RIGHTS).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -22,6 +23,7 @@ enum class FrameKind : std::uint8_t {
   Result = 2,   // worker -> parent: the result of task `task`
   Failure = 3,  // worker -> parent: task `task` threw; `code` and the message as payload
   Batch = 4,    // worker -> parent: several Result/Failure sub-frames, each inline, in order
+  Group = 5,    // parent -> worker: several small tasks: u64 count, then per task id, size, bytes
 };
 
 inline constexpr std::uint8_t kInSegment = 1;  // FrameHeader::flags: payload is in a segment
@@ -33,17 +35,20 @@ struct FrameHeader {
   std::uint8_t flags = 0;
   std::uint16_t reserved = 0;
   std::uint32_t code = 0;  // ErrorCode of a Failure
-  std::uint32_t reserved2 = 0;
+  // Payload bytes that are the pool's own framing (a batch header, a run time, a group's
+  // index): neither counted in CallStats nor weighed against max_nbytes.
+  std::uint32_t envelope = 0;
   std::uint64_t task = 0;
   std::uint64_t length = 0;  // payload bytes
 };
 static_assert(sizeof(FrameHeader) == 32);
 
-// Payload bytes counted as they are framed or received (CallStats' transport fields).
+// Payload bytes counted as they are framed or received (CallStats' transport fields). Atomic:
+// the dispatcher counts, a caller's thread reads them (PoolCore::traffic).
 struct TransportCounters {
-  std::uint64_t bytes_piped = 0;
-  std::uint64_t bytes_shared = 0;
-  std::uint64_t segments = 0;
+  std::atomic<std::uint64_t> bytes_piped = 0;
+  std::atomic<std::uint64_t> bytes_shared = 0;
+  std::atomic<std::uint64_t> segments = 0;
 };
 
 // One Result or Failure inside a Batch payload: a FrameHeader followed by its inline payload.
@@ -61,11 +66,12 @@ std::vector<SubFrame> split_batch(ByteView batch);
 // A message ready to send, partially sent or not. Move-only.
 class OutFrame {
  public:
-  // Frames `payload`: inline when payload.size() <= max_nbytes (and always when empty), else
-  // in a new SharedSegment. Counts the bytes into `counters`. Throws what
-  // SharedSegment::create throws.
+  // Frames `payload`, whose first or last `envelope` bytes are framing (see FrameHeader): inline
+  // when the rest is at most max_nbytes (and always when it is empty), else in a new
+  // SharedSegment. Counts the rest into `counters`. Throws what SharedSegment::create throws.
+  // REQUIRES: envelope <= payload.size().
   static OutFrame make(FrameKind kind, std::uint64_t task, Bytes payload, std::uint64_t max_nbytes,
-                       TransportCounters& counters);
+                       TransportCounters& counters, std::uint32_t envelope = 0);
   // A Failure frame; the message always travels inline and is not counted.
   static OutFrame failure(std::uint64_t task, ErrorCode code, const std::string& message);
 

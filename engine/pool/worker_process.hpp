@@ -11,6 +11,11 @@
 
 namespace mmc::detail {
 
+// The exit codes of a worker that stops on its own; any other status is its task's doing.
+inline constexpr int kExitUncaught = 70;    // an exception escaped the child's body
+inline constexpr int kExitProtocol = 72;    // the pool sent something that is not a task
+inline constexpr int kExitInitFailed = 73;  // the pool's initializer threw
+
 // How a child ended, from wait4.
 struct ExitInfo {
   bool known = false;     // false if the child could not be reaped (ECHILD)
@@ -47,7 +52,6 @@ class WorkerProcess {
   // Forks. In the child, runs `body` and then _exit(0); an exception escaping `body` ends the
   // child with _exit(kExitUncaught). Never returns in the child. Throws Error(Io) if fork fails.
   static WorkerProcess start(const std::function<void()>& body);
-  static constexpr int kExitUncaught = 70;
 
   WorkerProcess() noexcept = default;
   ~WorkerProcess() { kill_and_reap(); }

@@ -77,9 +77,9 @@ ReducePlan plan_for(const Input& input, const std::vector<int>& axes, const Redu
   ReducePlan plan = make_reduce_plan(input.meta, axes, task_bytes, track_index, partial_bytes);
   if (input.chunked != nullptr) {
     const int workers = options.plan_workers > 0 ? options.plan_workers
-                        : options.pool.backend == Backend::Serial
+                        : resolve(options.pool).backend == Backend::Serial
                             ? 1
-                            : effective_n_jobs(options.pool.n_jobs);
+                            : resolve(options.pool).n_jobs;
     align_plan_to_chunks(plan, input.meta, input.chunked->chunk_shape(), task_bytes, partial_bytes,
                          workers);
   }

@@ -180,37 +180,8 @@ namespace mmc {
 // ---------------------------------------------------------------------------------------------
 // Options
 
-// Pool-wide options. Unset fields take the scoped default (ParallelConfig), then the
-// environment (MMC_N_JOBS, MMC_BACKEND, MMC_MAX_NBYTES), then n_jobs=1, process, 1M.
-struct ParallelOptions {
-  std::optional<int> n_jobs;  // joblib's meaning (see effective_n_jobs)
-  std::optional<Backend> backend;
-  std::optional<std::uint64_t> max_nbytes;  // batch payloads larger than this go in a segment
-  // Runs once in each worker before its first task (each process, each thread; once on the
-  // caller's thread for serial): the place to open a per-worker database or HDF5 handle.
-  // If it throws, every task of the pool fails with its message.
-  std::function<void()> initializer;
-  std::size_t maxtasksperchild = 0;  // process backend: replace a worker after this many tasks
-  int verbose = 0;  // joblib's levels: 0 silent, 1..9 some lines, >= 10 a line per batch
-  // Memory one worker is expected to need, in bytes (0: unknown). When set, n_jobs is lowered so
-  // that n_jobs workers fit in the cgroup's memory limit and the system's available memory
-  // (never below 1), instead of meeting the out-of-memory killer; verbose > 0 says so.
-  std::uint64_t worker_memory = 0;
-};
-
-// joblib.parallel_config: sets the defaults of pools created on this thread while it lives.
-// Nests; restores the previous defaults on destruction. Not thread-safe across threads (each
-// thread has its own defaults).
-class ParallelConfig {
- public:
-  explicit ParallelConfig(ParallelOptions defaults);
-  ~ParallelConfig();
-  ParallelConfig(const ParallelConfig&) = delete;
-  ParallelConfig& operator=(const ParallelConfig&) = delete;
-
- private:
-  ParallelOptions previous_;
-};
+// Pool-wide options: the one options type of pool.hpp.
+using ParallelOptions = PoolOptions;
 
 // What a progress callback gets, on the thread that drives the call.
 struct Progress {
@@ -286,6 +257,9 @@ struct BatchOutcome {
 
 struct BatchRequest {
   Bytes payload;
+  // Leading payload bytes that are framing, not the caller's data (run_tasks' batch header):
+  // not weighed against max_nbytes, not counted in traffic().
+  std::uint32_t envelope = 0;
   std::size_t first_task = 0;  // index of the batch's first item within its call (for messages)
   std::size_t n_items = 0;
   double timeout = 0;  // seconds for the whole batch, from when a worker starts it; 0 = none
@@ -308,23 +282,28 @@ class PoolCore {
   // Process backend: the first 8-byte word of `callable` (a callable's bytes) that points into
   // memory mapped after the pool's workers were forked off the caller (their copy has other
   // data or nothing there), or 0. Other backends: 0. See Pool's contract for what is detected.
+  // Payload bytes that crossed to and from workers since the core was made (CallStats'
+  // transport fields; the rest zero). Complete for every batch whose on_done already ran.
+  virtual CallStats traffic() const { return {}; }
   virtual std::uintptr_t late_pointer(ByteView callable) const {
     static_cast<void>(callable);
     return 0;
   }
 };
 
-struct CoreOptions {
-  int n_jobs = 1;
-  Backend backend = Backend::Process;
-  std::uint64_t max_nbytes = kDefaultMaxNbytes;
+// Resolved options, plus what only a pool uses.
+struct CoreOptions : ResolvedOptions {
   std::function<void()> initializer;
   std::size_t maxtasksperchild = 0;
+  int verbose = 0;
+  // A core made for one run_tasks call: workers keep the caller's descriptors (its closures may
+  // use them), as a fork-per-call pool always did.
+  bool one_call = false;
 };
 std::shared_ptr<PoolCore> make_pool_core(const CoreOptions& options);
 
 // The options a pool gets: the explicit ones, then scoped defaults, then the environment.
-CoreOptions resolve_options(const ParallelOptions& options, int* verbose);
+CoreOptions resolve_options(const PoolOptions& options);
 
 // One argument as Pool::explain sees it.
 struct ArgumentNote {
@@ -370,6 +349,9 @@ void check_captures(const PoolCore& core, const F& fn) {
 
 // Turns the exception being handled into (code, message). Call only inside a catch block.
 void current_failure(ErrorCode* code, std::string* message);
+
+// "task 7" or "tasks 4..9": how messages name a batch's items.
+std::string task_range(std::size_t first_task, std::size_t n_items);
 
 // Runs one encoded batch in this process: calls its trampoline.
 void run_batch(ByteView batch, Bytes& out);
@@ -748,7 +730,8 @@ class Pool {
  public:
   Pool() : Pool(ParallelOptions{}) {}
   explicit Pool(const ParallelOptions& options) {
-    detail::CoreOptions core = detail::resolve_options(options, &verbose_);
+    detail::CoreOptions core = detail::resolve_options(options);
+    verbose_ = core.verbose;
     n_jobs_ = core.n_jobs;
     backend_ = core.backend;
     max_nbytes_ = core.max_nbytes;

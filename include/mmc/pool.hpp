@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,11 +30,47 @@ int effective_n_jobs(int n_jobs);
 std::uint64_t parse_max_nbytes(const std::string& text);
 inline constexpr std::uint64_t kDefaultMaxNbytes = std::uint64_t{1} << 20;
 
+// The options of a pool and of a call (run_tasks, reduce, convert, gen, mmc::Pool: one type).
+// Unset fields take the scoped default (ParallelConfig), then the environment (MMC_N_JOBS,
+// MMC_BACKEND, MMC_MAX_NBYTES), then n_jobs=1, process, 1M.
 struct PoolOptions {
-  int n_jobs = 1;  // joblib semantics, see effective_n_jobs
-  Backend backend = Backend::Process;
-  std::uint64_t max_nbytes = kDefaultMaxNbytes;  // payloads > this go through a shared segment
+  std::optional<int> n_jobs;  // joblib's meaning (see effective_n_jobs)
+  std::optional<Backend> backend;
+  std::optional<std::uint64_t> max_nbytes;  // payloads larger than this go in a shared segment
+  // mmc::Pool only: runs once in each worker before its first task (each process, each thread;
+  // once on the caller's thread for serial): the place to open a per-worker database or HDF5
+  // handle. If it throws, every task of the pool fails with its message.
+  std::function<void()> initializer;
+  std::size_t maxtasksperchild = 0;  // process backend: replace a worker after this many tasks
+  int verbose = 0;  // joblib's levels: 0 silent, 1..9 some lines, >= 10 a line per batch
+  // Memory one worker is expected to need, in bytes (0: unknown). When set, n_jobs is lowered so
+  // that n_jobs workers fit in the cgroup's memory limit and the system's available memory
+  // (never below 1), instead of meeting the out-of-memory killer; verbose > 0 says so.
+  std::uint64_t worker_memory = 0;
 };
+
+// joblib.parallel_config: sets the defaults of pools and calls made on this thread while it
+// lives. Nests; restores the previous defaults on destruction. Each thread has its own.
+class ParallelConfig {
+ public:
+  explicit ParallelConfig(PoolOptions defaults);
+  ~ParallelConfig();
+  ParallelConfig(const ParallelConfig&) = delete;
+  ParallelConfig& operator=(const ParallelConfig&) = delete;
+
+ private:
+  PoolOptions previous_;
+};
+
+// The options a call runs with: every unset field filled as PoolOptions says, n_jobs through
+// effective_n_jobs (and lowered by worker_memory). Throws Error(InvalidArgument) for a bad
+// value, from the options or the environment.
+struct ResolvedOptions {
+  int n_jobs = 1;
+  Backend backend = Backend::Process;
+  std::uint64_t max_nbytes = kDefaultMaxNbytes;
+};
+ResolvedOptions resolve(const PoolOptions& options);
 
 using Bytes = std::vector<std::byte>;
 
@@ -73,9 +110,12 @@ struct CallStats {
   std::uint64_t segments = 0;      // shared segments created
 };
 
-// Runs every task of `call` and returns when all results were delivered.
-// Process backend: workers are forked once at the start of the call and reused for all its
-// tasks; each payload (argument or result) larger than options.max_nbytes travels in an
+// Runs every task of `call` and returns when all results were delivered. Options left unset
+// are resolved as PoolOptions says (ParallelConfig, then MMC_N_JOBS, MMC_BACKEND,
+// MMC_MAX_NBYTES).
+// Runs on the same pool core as mmc::Pool, made for the call: process backend: a fork server
+// and the workers are forked once at the start of the call (after `call` exists, so its
+// closures are there) and reused for all its tasks; each payload (argument or result) larger than options.max_nbytes travels in an
 // unlinked shared segment (memfd), smaller ones through the worker's socket.
 // Throws: Error(InvalidArgument) for bad options; the task's error code with "task N: ..." when
 // a task throws; Error(WorkerLost) naming the worker, signal and task when a worker dies;
@@ -83,12 +123,13 @@ struct CallStats {
 // In every case all workers are stopped and reaped and no segment is left behind.
 // Not reentrant from inside a task.
 // Details of the process backend: at most min(n_jobs, n_tasks) workers, about two tasks queued
-// per worker, a free worker takes the next task; workers ignore SIGINT/SIGTERM, die with the
-// thread that called run_tasks (PR_SET_PDEATHSIG) and get OMP_NUM_THREADS,
+// per worker, a free worker takes the next task; workers keep the caller's open descriptors,
+// ignore SIGINT/SIGTERM, die with the caller (their server exits when the caller's end of its
+// socket closes, and they have PR_SET_PDEATHSIG on the server) and get OMP_NUM_THREADS,
 // OPENBLAS_NUM_THREADS and MKL_NUM_THREADS = max(cpu_count() / workers, 1) unless set.
 // A lost worker reads "worker 1 (pid 1234) was killed by signal 9 (SIGKILL) while running
-// task 17 ..." or "... exited with status 3 while running task 17 ..." (workers and tasks
-// count from 0).
+// task 17 (peak RSS ...); SIGKILL often comes from the out-of-memory killer: check dmesg; ..."
+// or "... exited with status 3 while running task 17 ..." (workers and tasks count from 0).
 // Environment: MMC_TEMP_FOLDER: where segments go when memfd_create is unavailable (default
 // /dev/shm when it has room, else $TMPDIR, else /tmp); files are unlinked as soon as opened.
 // MMC_DISABLE_MEMFD=1: never use memfd_create (for tests of the temp folder path).

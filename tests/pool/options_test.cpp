@@ -9,12 +9,15 @@
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <numeric>
 #include <string>
 #include <vector>
 
 #include "mmc/error.hpp"
 #include "mmc/parallel.hpp"
 #include "mmc/pool.hpp"
+#include "mmc/reduce.hpp"
+#include "mmc/source.hpp"
 #include "pool_test_util.hpp"
 #include "support/test_support.hpp"
 
@@ -250,6 +253,98 @@ TEST(PoolBackend, ParsesAndPrintsItsNames) {
   ASSERT_TRUE(caught.thrown);
   EXPECT_EQ(caught.code, ErrorCode::InvalidArgument);
   EXPECT_NE(caught.message.find("'threads'"), std::string::npos);
+}
+
+// One options type for every parallel path: run_tasks and the calls on top of it (reduce,
+// convert, gen) take the scoped defaults and the environment as mmc::Pool does.
+
+// Sets an environment variable for one scope, restoring what was there.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    if (old != nullptr) old_ = old;
+    had_ = old != nullptr;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_) {
+      setenv(name_.c_str(), old_.c_str(), 1);
+    } else {
+      unsetenv(name_.c_str());
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  std::string old_;
+  bool had_ = false;
+};
+
+Call empty_call(std::size_t n_tasks) {
+  Call call;
+  call.n_tasks = n_tasks;
+  call.run = [](std::size_t, ByteView, Bytes&) {};
+  return call;
+}
+
+TEST(OneOptionsType, TheEnvironmentReachesRunTasksWhenNJobsIsNotGiven) {
+  ScopedEnv jobs("MMC_N_JOBS", "3");
+  ScopedEnv backend("MMC_BACKEND", "thread");
+  EXPECT_EQ(run_tasks(PoolOptions{}, empty_call(10)).workers, 3);
+  PoolOptions explicit_options;
+  explicit_options.n_jobs = 2;
+  EXPECT_EQ(run_tasks(explicit_options, empty_call(10)).workers, 2);
+}
+
+TEST(OneOptionsType, AParallelConfigReachesRunTasks) {
+  unsetenv("MMC_N_JOBS");
+  PoolOptions defaults;
+  defaults.n_jobs = 2;
+  defaults.backend = Backend::Thread;
+  const ResolvedOptions outside = resolve(PoolOptions{});
+  {
+    ParallelConfig config(defaults);
+    const ResolvedOptions inside = resolve(PoolOptions{});
+    EXPECT_EQ(inside.n_jobs, 2);
+    EXPECT_EQ(inside.backend, Backend::Thread);
+    EXPECT_EQ(run_tasks(PoolOptions{}, empty_call(5)).workers, 2);
+  }
+  EXPECT_EQ(resolve(PoolOptions{}).n_jobs, outside.n_jobs);
+  EXPECT_EQ(resolve(PoolOptions{}).backend, outside.backend);
+}
+
+TEST(OneOptionsType, MmcNJobsReachesAReduce) {
+  test::TempDir dir;
+  std::vector<std::uint8_t> values(64 * 64);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<std::uint8_t>(i * 7);
+  test::write_file(dir.file("a.raw"),
+                   std::string(reinterpret_cast<const char*>(values.data()), values.size()));
+  RawSpec spec;
+  spec.path = dir.file("a.raw");
+  spec.dtype = DType(TypeId::U8);
+  spec.shape = {64, 64};
+  const Source source = open_raw(spec);
+  ReduceOptions options;
+  options.op = ReduceOp::Sum;
+  options.axes = {0, 1};
+  options.axes_given = true;
+  options.task_bytes = 256;  // 16 tasks: room for every worker
+  const std::uint64_t expected = std::accumulate(values.begin(), values.end(), std::uint64_t{0});
+  ReduceResult one;
+  {
+    ScopedEnv jobs("MMC_N_JOBS", "1");
+    one = reduce(source, options);
+  }
+  ScopedEnv jobs("MMC_N_JOBS", "2");
+  const ReduceResult two = test::run_guarded([&] { return reduce(source, options); });
+  EXPECT_EQ(one.stats.workers, 1);
+  EXPECT_EQ(two.stats.workers, 2);
+  ASSERT_EQ(two.size(), 1);
+  EXPECT_EQ(two.as<std::uint64_t>()[0], expected);
+  EXPECT_EQ(one.as<std::uint64_t>()[0], expected);
 }
 
 }  // namespace

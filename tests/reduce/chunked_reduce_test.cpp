@@ -96,7 +96,7 @@ TEST(ChunkedReduce, BitwiseEqualToTheDenseFileForEveryOpAndChunking) {
           o.range_hi = 300;
           o.pool.n_jobs = 2;
           o.pool.backend = tb == 96 ? Backend::Process : Backend::Thread;
-          const std::string what = describe(c, op, axes, tb, o.pool.backend);
+          const std::string what = describe(c, op, axes, tb, resolve(o.pool).backend);
           const ReduceResult want = reduce(dense, o);
           const ReduceResult got = reduce(chunked, o);
           ASSERT_EQ(got.shape, want.shape) << what;
