@@ -264,7 +264,9 @@ class ProcessPool final : public PoolCore {
         options_.one_call);
     // Taken just after the fork: what was mapped between the two counts as inherited, so the
     // check errs on the side of letting a pointer through, never of refusing a good one.
-    image_ = ForkImage::take();
+    // A one-call core ships no callables' bytes (run_tasks names its Call by address): reading
+    // /proc/self/maps would only add to its fixed cost.
+    if (!options_.one_call) image_ = ForkImage::take();
     for (int i = 0; i < options_.n_jobs; ++i) add_worker();
     thread_ = std::thread([this] {
       // Whatever ends the loop, no cancel() waits for it any longer.
@@ -318,6 +320,7 @@ class ProcessPool final : public PoolCore {
   }
 
   std::uintptr_t late_pointer(ByteView callable) const override {
+    if (options_.one_call) return 0;
     return image_.late_pointer(callable.data, callable.size);
   }
 
@@ -927,6 +930,8 @@ class ProcessPool final : public PoolCore {
       }
     }
     for (auto& worker : workers_) {
+      // An idle worker has nothing to tell apart: the server kills and reaps it at stop().
+      if (worker->in_flight.empty()) continue;
       try {
         server_.exit_of(worker->pid, std::chrono::milliseconds(3000));
       } catch (const Error&) {
