@@ -116,18 +116,12 @@ bool reap_children(int control, std::set<pid_t>& children) {
   }
 }
 
-[[noreturn]] void server_main(int control_in, bool keep_descriptors,
-                              const std::function<void(int)>& worker_body) {
+[[noreturn]] void server_main(int control_in, const std::function<void(int)>& worker_body) {
   ignore_interrupts();
   // Keep stdio and the control socket only: a descriptor of the caller's (another pool's
-  // socket, a pipe) held here would keep its peer from ever seeing EOF. A one-call core keeps
-  // them: the call's closures may use them, and the server lives only as long as the call.
-  int control = control_in;
-  if (!keep_descriptors) {
-    if (dup2(control_in, kControlFd) < 0) _exit(80);
-    syscall(SYS_close_range, kControlFd + 1, ~0U, 0);
-    control = kControlFd;
-  }
+  // socket, a pipe) held here would keep its peer from ever seeing EOF.
+  if (dup2(control_in, kControlFd) < 0) _exit(80);
+  syscall(SYS_close_range, kControlFd + 1, ~0U, 0);
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
@@ -138,7 +132,7 @@ bool reap_children(int control, std::set<pid_t>& children) {
   std::set<pid_t> children;
   bool running = true;
   while (running) {
-    pollfd fds[2] = {{control, POLLIN, 0}, {sigfd, POLLIN, 0}};
+    pollfd fds[2] = {{kControlFd, POLLIN, 0}, {sigfd, POLLIN, 0}};
     if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       break;
@@ -147,12 +141,12 @@ bool reap_children(int control, std::set<pid_t>& children) {
       signalfd_siginfo info;
       while (read(sigfd, &info, sizeof info) > 0) {
       }
-      if (!reap_children(control, children)) break;
+      if (!reap_children(kControlFd, children)) break;
     }
     if (fds[0].revents == 0) continue;
     Message request;
     UniqueFd unused;
-    const int rc = receive_message(control, false, &request, &unused);
+    const int rc = receive_message(kControlFd, false, &request, &unused);
     if (rc == -1) continue;
     if (rc == 0 || request.kind != Kind::Spawn) break;  // the pool is gone
     int pair[2];
@@ -161,10 +155,10 @@ bool reap_children(int control, std::set<pid_t>& children) {
     if (pid == 0) {
       close(pair[0]);
       close(sigfd);
-      close(control);
+      close(kControlFd);
       sigprocmask(SIG_UNBLOCK, &chld, nullptr);
       prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != server) _exit(71);
+      if (getppid() != server) _exit(kExitOrphaned);
       try {
         worker_body(pair[1]);
       } catch (...) {
@@ -176,7 +170,7 @@ bool reap_children(int control, std::set<pid_t>& children) {
     Message reply;
     reply.kind = Kind::Spawned;
     reply.pid = pid;
-    const bool sent = pid > 0 && send_message(control, reply, pair[0]);
+    const bool sent = pid > 0 && send_message(kControlFd, reply, pair[0]);
     close(pair[0]);
     if (pid > 0) children.insert(pid);
     if (!sent) running = false;
@@ -192,7 +186,7 @@ bool reap_children(int control, std::set<pid_t>& children) {
 
 }  // namespace
 
-ForkServer ForkServer::start(std::function<void(int socket)> worker_body, bool keep_descriptors) {
+ForkServer ForkServer::start(std::function<void(int socket)> worker_body) {
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     raise_errno("socketpair for the pool's fork server");
@@ -202,10 +196,42 @@ ForkServer ForkServer::start(std::function<void(int socket)> worker_body, bool k
   ForkServer server;
   server.process_ = WorkerProcess::start([&] {
     parent_end.reset();
-    server_main(child_end.get(), keep_descriptors, worker_body);
+    server_main(child_end.get(), worker_body);
   });
   server.control_ = std::move(parent_end);
   return server;
+}
+
+ForkServer ForkServer::start_direct(std::function<void(int socket)> worker_body) {
+  ForkServer server;
+  server.direct_ = true;
+  server.worker_body_ = std::move(worker_body);
+  return server;
+}
+
+SpawnedWorker ForkServer::spawn_direct() {
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+    raise_errno("socketpair for a worker");
+  }
+  UniqueFd parent_end(pair[0]);
+  UniqueFd child_end(pair[1]);
+  const pid_t parent = getpid();
+  WorkerProcess process = WorkerProcess::start([&] {
+    // The earlier workers' sockets would keep them from seeing the caller close its end.
+    for (const int fd : parent_ends_) close(fd);
+    parent_end.reset();
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(kExitOrphaned);
+    worker_body_(child_end.get());
+  });
+  SpawnedWorker worker;
+  worker.pid = process.pid();
+  worker.socket = std::move(parent_end);
+  worker.pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, worker.pid, 0)));
+  parent_ends_.push_back(worker.socket.get());
+  children_.emplace(worker.pid, std::move(process));
+  return worker;
 }
 
 bool ForkServer::read_one(bool wait, std::optional<SpawnedWorker>* spawned) {
@@ -235,6 +261,7 @@ bool ForkServer::read_one(bool wait, std::optional<SpawnedWorker>* spawned) {
 }
 
 SpawnedWorker ForkServer::spawn() {
+  if (direct_) return spawn_direct();
   Message request;
   request.kind = Kind::Spawn;
   if (!control_ || !send_message(control_.get(), request, -1)) {
@@ -247,11 +274,19 @@ SpawnedWorker ForkServer::spawn() {
 }
 
 void ForkServer::collect_exits() {
+  if (direct_) return;
   while (read_one(/*wait=*/false, nullptr)) {
   }
 }
 
 std::optional<ExitInfo> ForkServer::exit_of(pid_t pid, std::chrono::milliseconds wait) {
+  if (direct_) {
+    auto it = children_.find(pid);
+    if (it == children_.end()) return std::nullopt;
+    const ExitInfo info = it->second.reap(wait);
+    children_.erase(it);
+    return info;
+  }
   const auto deadline = std::chrono::steady_clock::now() + wait;
   for (;;) {
     collect_exits();
@@ -269,6 +304,8 @@ std::optional<ExitInfo> ForkServer::exit_of(pid_t pid, std::chrono::milliseconds
 }
 
 void ForkServer::stop() noexcept {
+  children_.clear();  // direct: each is killed and reaped
+  parent_ends_.clear();
   if (!control_ && process_.pid() <= 0) return;
   control_.reset();
   process_.reap(std::chrono::milliseconds(5000));

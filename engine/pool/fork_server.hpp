@@ -9,6 +9,7 @@
 #include <functional>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "pool/unique_fd.hpp"
 #include "pool/worker_process.hpp"
@@ -25,15 +26,17 @@ struct SpawnedWorker {
 // The server keeps only its control socket open; it SIGKILLs and reaps every worker and exits
 // when that socket closes (the pool was destroyed or the caller died). Workers have
 // PR_SET_PDEATHSIG(SIGKILL) on the server, ignore SIGINT/SIGTERM, and get nothing of the
-// parent's descriptors but their socket and stdio (unless `keep_descriptors`).
+// parent's descriptors but their socket and stdio.
 class ForkServer {
  public:
   // Forks the server. `worker_body(socket)` runs in each worker (a grandchild); it should not
   // return, and the worker _exits with 0 if it does. Throws Error(Io).
-  // `keep_descriptors`: the server and its workers keep the caller's open descriptors (for a
-  // one-call core, whose tasks may use them).
-  static ForkServer start(std::function<void(int socket)> worker_body,
-                          bool keep_descriptors = false);
+  static ForkServer start(std::function<void(int socket)> worker_body);
+  // No server: spawn() forks each worker straight from the caller (one fork per worker, not
+  // two), and the workers keep the caller's descriptors. For a one-call core, whose workers
+  // are all spawned at its construction on the caller's thread (PR_SET_PDEATHSIG ties them
+  // to it). Exits are not reported (control_fd() is -1): watch the workers' pidfds.
+  static ForkServer start_direct(std::function<void(int socket)> worker_body);
 
   ForkServer() = default;
   ForkServer(ForkServer&&) noexcept = default;
@@ -52,6 +55,7 @@ class ForkServer {
   std::optional<ExitInfo> exit_of(pid_t pid, std::chrono::milliseconds wait);
   // Forgets a worker's report (a retired worker nobody asks about).
   void forget(pid_t pid) {
+    children_.erase(pid);
     exits_.erase(pid);
     ignored_.emplace(pid, true);
   }
@@ -60,6 +64,12 @@ class ForkServer {
 
  private:
   bool read_one(bool wait, std::optional<SpawnedWorker>* spawned);
+  SpawnedWorker spawn_direct();
+
+  bool direct_ = false;
+  std::function<void(int socket)> worker_body_;  // direct: run in each worker
+  std::unordered_map<pid_t, WorkerProcess> children_;  // direct: the workers
+  std::vector<int> parent_ends_;  // direct: sockets handed out, closed in later workers
 
   WorkerProcess process_;
   UniqueFd control_;

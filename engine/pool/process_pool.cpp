@@ -259,9 +259,9 @@ class ProcessPool final : public PoolCore {
     const int threads = std::max(cpu_count() / options_.n_jobs, 1);
     const CoreOptions* opts = &options_;  // stable: the pool outlives its server
     RunBoard* board = &board_;
-    server_ = ForkServer::start(
-        [opts, threads, board](int socket) { worker_main(socket, *opts, threads, board); },
-        options_.one_call);
+    auto body = [opts, threads, board](int socket) { worker_main(socket, *opts, threads, board); };
+    // One call: workers forked straight from the caller, one fork each (its fixed cost).
+    server_ = options_.one_call ? ForkServer::start_direct(body) : ForkServer::start(body);
     // Taken just after the fork: what was mapped between the two counts as inherited, so the
     // check errs on the side of letting a pointer through, never of refusing a good one.
     // A one-call core ships no callables' bytes (run_tasks names its Call by address): reading
@@ -417,6 +417,12 @@ class ProcessPool final : public PoolCore {
         const short events = static_cast<short>(POLLIN | (worker->outbox.empty() ? 0 : POLLOUT));
         fds.push_back({worker->socket.get(), events, 0});
       }
+      // Without a server's exit reports, a worker's pidfd says it ended (a process it forked
+      // may hold its socket open).
+      const std::size_t n_polled = workers_.size();
+      if (options_.one_call) {
+        for (auto& worker : workers_) fds.push_back({worker->pidfd.get(), POLLIN, 0});
+      }
       const int rc = poll(fds.data(), fds.size(), poll_timeout_ms());
       if (rc < 0 && errno != EINTR) break;  // cannot happen with valid descriptors
       if (fds[0].revents != 0) {
@@ -437,8 +443,12 @@ class ProcessPool final : public PoolCore {
       }
       // Service by index: losing a worker reorders workers_.
       std::vector<Worker*> ready;
-      for (std::size_t i = 0; i < workers_.size(); ++i) {
+      std::vector<Worker*> ended;
+      for (std::size_t i = 0; i < n_polled; ++i) {
         if (fds[3 + i].revents != 0) ready.push_back(workers_[i].get());
+        if (options_.one_call && fds[3 + n_polled + i].revents != 0) {
+          ended.push_back(workers_[i].get());
+        }
       }
       for (Worker* worker : ready) {
         // An earlier worker's failure may have broken the pool and dropped this one.
@@ -449,8 +459,10 @@ class ProcessPool final : public PoolCore {
       // A worker the server saw exit while its socket stays open (a process it forked holds
       // the socket) is lost all the same.
       for (std::size_t i = 0; i < workers_.size();) {
-        if (server_.exited(workers_[i]->pid)) {
-          lose(*workers_[i], ErrorCode::WorkerLost, "");
+        Worker* worker = workers_[i].get();
+        if (server_.exited(worker->pid) ||
+            std::find(ended.begin(), ended.end(), worker) != ended.end()) {
+          lose(*worker, ErrorCode::WorkerLost, "");
           continue;  // workers_[i] is now another worker
         }
         ++i;
@@ -845,7 +857,8 @@ class ProcessPool final : public PoolCore {
   }
 
   void replace_workers() {
-    if (broken_copy_) return;
+    // A one-call core never forks from its dispatcher thread: a lost worker fails the call.
+    if (broken_copy_ || options_.one_call) return;
     while (static_cast<int>(workers_.size()) < options_.n_jobs) {
       try {
         add_worker();

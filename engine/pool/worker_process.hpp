@@ -13,6 +13,7 @@ namespace mmc::detail {
 
 // The exit codes of a worker that stops on its own; any other status is its task's doing.
 inline constexpr int kExitUncaught = 70;    // an exception escaped the child's body
+inline constexpr int kExitOrphaned = 71;    // its parent died before it could be tied to it
 inline constexpr int kExitProtocol = 72;    // the pool sent something that is not a task
 inline constexpr int kExitInitFailed = 73;  // the pool's initializer threw
 

@@ -296,8 +296,9 @@ struct CoreOptions : ResolvedOptions {
   std::function<void()> initializer;
   std::size_t maxtasksperchild = 0;
   int verbose = 0;
-  // A core made for one run_tasks call: workers keep the caller's descriptors (its closures may
-  // use them), as a fork-per-call pool always did.
+  // A core made for one run_tasks call: its workers are forked straight from the caller at
+  // construction (no fork server; they keep the caller's descriptors, which its closures may
+  // use), and a lost worker is not replaced (the call fails).
   bool one_call = false;
 };
 std::shared_ptr<PoolCore> make_pool_core(const CoreOptions& options);

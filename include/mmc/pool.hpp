@@ -113,9 +113,9 @@ struct CallStats {
 // Runs every task of `call` and returns when all results were delivered. Options left unset
 // are resolved as PoolOptions says (ParallelConfig, then MMC_N_JOBS, MMC_BACKEND,
 // MMC_MAX_NBYTES).
-// Runs on the same pool core as mmc::Pool, made for the call: process backend: a fork server
-// and the workers are forked once at the start of the call (after `call` exists, so its
-// closures are there) and reused for all its tasks; each payload (argument or result) larger than options.max_nbytes travels in an
+// Runs on the same pool core as mmc::Pool, made for the call: process backend: the workers
+// are forked once at the start of the call (after `call` exists, so its closures are there)
+// and reused for all its tasks; each payload (argument or result) larger than options.max_nbytes travels in an
 // unlinked shared segment (memfd), smaller ones through the worker's socket.
 // Throws: Error(InvalidArgument) for bad options; the task's error code with "task N: ..." when
 // a task throws; Error(WorkerLost) naming the worker, signal and task when a worker dies;
@@ -123,9 +123,9 @@ struct CallStats {
 // In every case all workers are stopped and reaped and no segment is left behind.
 // Not reentrant from inside a task.
 // Details of the process backend: at most min(n_jobs, n_tasks) workers, about two tasks queued
-// per worker, a free worker takes the next task; workers keep the caller's open descriptors,
-// ignore SIGINT/SIGTERM, die with the caller (their server exits when the caller's end of its
-// socket closes, and they have PR_SET_PDEATHSIG on the server) and get OMP_NUM_THREADS,
+// per worker (up to 16 while tasks take under a millisecond), a free worker takes the next
+// task; workers keep the caller's open descriptors, ignore SIGINT/SIGTERM, die with the thread
+// that called run_tasks (PR_SET_PDEATHSIG) and get OMP_NUM_THREADS,
 // OPENBLAS_NUM_THREADS and MKL_NUM_THREADS = max(cpu_count() / workers, 1) unless set.
 // A lost worker reads "worker 1 (pid 1234) was killed by signal 9 (SIGKILL) while running
 // task 17 (peak RSS ...); SIGKILL often comes from the out-of-memory killer: check dmesg; ..."
