@@ -1,6 +1,7 @@
 // Tests of the max_nbytes transport: what is piped and what is shared, exact round trips of
 // big payloads, and where segments live.
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <gtest/gtest.h>
 #include <limits.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include "mmc/error.hpp"
 #include "mmc/pool.hpp"
 #include "pool/segment.hpp"
+#include "pool/transport.hpp"
 #include "pool_test_util.hpp"
 #include "support/test_support.hpp"
 
@@ -152,6 +154,39 @@ bool any_starts_with(const std::vector<std::string>& paths, const std::string& p
     if (path.rfind(prefix, 0) == 0) return true;
   }
   return false;
+}
+
+// Frames of their own kind, not a Task whose payload starts with a zero word; the framing
+// bytes (FrameHeader::envelope) are neither weighed against max_nbytes nor counted.
+TEST(TransportFrames, AGroupOfTasksIsItsOwnKindAndItsFramingIsNotCounted) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  detail::UniqueFd sender(pair[0]);
+  detail::UniqueFd receiver(pair[1]);
+  Bytes payload(100, std::byte{7});
+  detail::TransportCounters sent;
+  // 100 bytes of which 60 are framing: 40 bytes of data, under max_nbytes = 50.
+  detail::OutFrame frame =
+      detail::OutFrame::make(detail::FrameKind::Group, 9, payload, 50, sent, 60);
+  ASSERT_TRUE(frame.send_some(sender.get(), /*dont_wait=*/false));
+  detail::FrameReader reader;
+  detail::TransportCounters received;
+  const std::optional<detail::InMessage> message =
+      reader.receive(receiver.get(), /*dont_wait=*/false, received);
+  ASSERT_TRUE(message.has_value());
+  EXPECT_EQ(message->header.kind, detail::FrameKind::Group);
+  EXPECT_EQ(message->header.task, 9u);
+  EXPECT_EQ(message->header.flags & detail::kInSegment, 0);
+  EXPECT_EQ(message->payload().size, payload.size());
+  EXPECT_EQ(sent.bytes_piped.load(), 40u);
+  EXPECT_EQ(received.bytes_piped.load(), 40u);
+  EXPECT_EQ(sent.segments.load(), 0u);
+  // Past max_nbytes the data goes in a segment, counted without its framing.
+  detail::TransportCounters big;
+  detail::OutFrame shared =
+      detail::OutFrame::make(detail::FrameKind::Task, 1, Bytes(100), 30, big, 60);
+  EXPECT_EQ(big.bytes_shared.load(), 40u);
+  EXPECT_EQ(big.segments.load(), 1u);
 }
 
 TEST(Transport, SegmentsAreMemfdsByDefault) {
