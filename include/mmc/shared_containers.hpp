@@ -86,6 +86,9 @@ std::uint64_t container_free_bytes(const ContainerSegment& s);
 template <class T>
 Bytes encode(const T& value) {
   Bytes out;
+  // Reserved first: small values need no regrowth (and GCC 12 then sees no false overflow in
+  // vector::insert of the first bytes).
+  out.reserve(64);
   Writer w(out);
   Codec<T>::write(w, value);
   return out;
