@@ -1,6 +1,8 @@
 // Containers in shared memory: workers count words into a SharedMap, collect long words in a
 // SharedVector and log to a SharedString, with no server process (multiprocessing.Manager's
 // dict and list need one) and no result crossing a pipe.
+#include "mmc/shared_containers.hpp"
+
 #include <cstdio>
 #include <map>
 #include <sstream>
@@ -9,7 +11,6 @@
 #include <vector>
 
 #include "mmc/parallel.hpp"
-#include "mmc/shared_containers.hpp"
 
 namespace {
 
