@@ -136,7 +136,14 @@ INSTANTIATE_TEST_SUITE_P(Backends, SharedContainersEveryBackend,
                          ::testing::Values(std::tuple(Backend::Process, 2),
                                            std::tuple(Backend::Process, 4),
                                            std::tuple(Backend::Thread, 3),
-                                           std::tuple(Backend::Serial, 1)));
+                                           std::tuple(Backend::Serial, 1)),
+                         [](const auto& info) {
+                           const Backend backend = std::get<0>(info.param);
+                           const char* name = backend == Backend::Process  ? "Process"
+                                              : backend == Backend::Thread ? "Thread"
+                                                                           : "Serial";
+                           return name + std::to_string(std::get<1>(info.param)) + "Jobs";
+                         });
 
 TEST(SharedVector, AFullSegmentThrowsAClearErrorAndKeepsWhatItHeld) {
   SharedVector<std::string> v(SegmentSize{16384});
