@@ -8,8 +8,11 @@
 
 #include "mmc/array.hpp"
 #include "mmc/chunked.hpp"
-#include "mmc/convert.hpp"
 #include "mmc/source.hpp"
+
+namespace mmc {
+class AnyArray;
+}  // namespace mmc
 
 namespace mmc::detail {
 

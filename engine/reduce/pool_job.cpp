@@ -15,6 +15,8 @@
 #include <deque>
 #include <utility>
 
+// AnyArray (its io header once it leaves convert.hpp).
+#include "mmc/convert.hpp"
 #include "mmc/error.hpp"
 #include "pool/debug_hooks.hpp"
 
@@ -163,7 +165,7 @@ JobState::JobState(const Input& input, const ReduceOptions& options, const Reduc
 }
 
 JobState::JobState(const JobSpec& spec)
-    : opened_(open_ticket(spec.ticket)),
+    : opened_(std::make_shared<const AnyArray>(open_ticket(spec.ticket))),
       options_(spec.options),
       delay_ms_(debug_task_delay_ms()),
       swap_(!spec.ticket.meta.dtype.is_native()) {

@@ -42,7 +42,7 @@ class JobState {
            Bytes& out, std::size_t* failed) const;
 
  private:
-  std::optional<AnyArray> opened_;
+  std::shared_ptr<const AnyArray> opened_;  // what a worker opened; null in the caller
   std::unique_ptr<Input> input_;
   ReduceOptions options_;
   int delay_ms_ = 0;

@@ -14,10 +14,12 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "io/source_ticket.hpp"
 #include "mmc/convert.hpp"
 #include "mmc/error.hpp"
 #include "mmc/parallel.hpp"
@@ -228,6 +230,29 @@ TEST(PoolReduce, ASourceReplacedByRenameIsNeverReadInItsPlace) {
   const ReduceResult after = reduce(new_array, o, pool);
   expect_same(after, reduce(new_array, o), "the new file");
   EXPECT_NE(std::memcmp(after.data.data(), before.data.data(), before.data.size()), 0);
+}
+
+TEST(SourceTicket, OpensTheSameFileAndRefusesOneRenamedOverIt) {
+  TempDir dir;
+  const std::string path = dir.file("t.npy");
+  write_counting_npy(path, 64, 0);
+  const Source source = open_npy(path);
+  std::string why;
+  const std::optional<detail::SourceTicket> ticket = detail::ticket_of(source, &why);
+  ASSERT_TRUE(ticket.has_value()) << why;
+  {
+    const AnyArray again = detail::open_ticket(*ticket);
+    ASSERT_NE(again.dense(), nullptr);
+    EXPECT_EQ(again.meta().shape, source.meta().shape);
+    EXPECT_EQ(std::memcmp(again.dense()->data(), source.data(), source.meta().nbytes()), 0);
+  }
+  write_counting_npy(dir.file("u.npy"), 64, 7);
+  ASSERT_EQ(std::rename(dir.file("u.npy").c_str(), path.c_str()), 0);
+  EXPECT_FALSE(detail::ticket_of(source, &why).has_value());
+  EXPECT_NE(why.find("replaced"), std::string::npos) << why;
+  test::expect_error([&] { detail::open_ticket(*ticket); }, ErrorCode::Io, {path, "replaced"});
+  // Copy-on-write keeps its writes in this process: no ticket.
+  EXPECT_FALSE(detail::ticket_of(open_npy(path, MapMode::CopyOnWrite), &why).has_value());
 }
 
 TEST(PoolReduce, ReadsChunkedHdf5WithAPoolMadeWhileTheCallerHadItOpen) {
