@@ -64,8 +64,8 @@ int main(int argc, char** argv) {
     const mmc::AnyArray tiny = mmc::open_array(tiny_path);
     double sink = 0;
     mmc::reduce(tiny, options, pool);  // warm: the workers exist and mapped nothing yet
-    const double tiny_pool =
-        best_seconds(repeats, 2000, [&] { sink += mmc::reduce(tiny, options, pool).as<double>()[0]; });
+    const double tiny_pool = best_seconds(
+        repeats, 2000, [&] { sink += mmc::reduce(tiny, options, pool).as<double>()[0]; });
     const double tiny_fork =
         best_seconds(repeats, 200, [&] { sink += mmc::reduce(tiny, options).as<double>()[0]; });
     // What reduce(array, options) would cost if it made a pool per call and went the pool's way.
@@ -75,7 +75,8 @@ int main(int argc, char** argv) {
     });
 
     auto all_files = [&](auto&& reduce_one) {
-      for (const std::string& f : files) sink += reduce_one(mmc::open_array(f)).template as<double>()[0];
+      for (const std::string& f : files)
+        sink += reduce_one(mmc::open_array(f)).template as<double>()[0];
     };
     const double files_pool = best_seconds(repeats, 1, [&] {
       all_files([&](const mmc::AnyArray& a) { return mmc::reduce(a, options, pool); });

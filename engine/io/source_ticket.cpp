@@ -18,8 +18,8 @@ bool same_meta(const ArrayMeta& a, const ArrayMeta& b) {
 }
 
 [[noreturn]] void raise_changed(const std::string& path, const std::string& what) {
-  raise(ErrorCode::Io, path + ": " + what +
-                           " since it was opened (replaced or rewritten): open it again");
+  raise(ErrorCode::Io,
+        path + ": " + what + " since it was opened (replaced or rewritten): open it again");
 }
 
 // True when libhdf5 held open files before this process first opened one through a ticket: a

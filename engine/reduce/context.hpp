@@ -73,8 +73,8 @@ struct Context {
   const ReduceOptions& options;
   ReduceResult& result;
   int delay_ms;
-  bool swap;                          // stored in the other byte order
-  const TaskRoute* route = nullptr;   // parent: tasks go through it instead of run_tasks
+  bool swap;                            // stored in the other byte order
+  const TaskRoute* route = nullptr;     // parent: tasks go through it instead of run_tasks
   const WorkerTasks* worker = nullptr;  // worker: runs these tasks, merges and emits nothing
   Phase phase = Phase::Main;
   HistogramRange histogram;  // the main pass of a histogram: its bin range

@@ -387,11 +387,11 @@ void execute(Context& ctx, const F& family = F{}) {
   std::byte* out = ctx.result.data.data();
   const ReduceOp op = ctx.options.op;
   const int ddof = ctx.options.ddof;
-  ctx.result.stats = run_plan(
-      ctx, ctx.plan, family, ctx.options.progress,
-      [&](std::int64_t index, const typename F::Partial* parts) {
-        finalize<F, T>(family, op, ddof, *parts, out + static_cast<std::size_t>(index) * out_item);
-      });
+  ctx.result.stats = run_plan(ctx, ctx.plan, family, ctx.options.progress,
+                              [&](std::int64_t index, const typename F::Partial* parts) {
+                                finalize<F, T>(family, op, ddof, *parts,
+                                               out + static_cast<std::size_t>(index) * out_item);
+                              });
 }
 
 // numpy's last - first for the types of the edges np.histogram derives from the data (numpy
@@ -448,8 +448,8 @@ void execute_histogram(Context& ctx) {
       const T hi = MinMax::result(mm, false);
       if (!std::isfinite(static_cast<double>(lo)) || !std::isfinite(static_cast<double>(hi))) {
         throw Error(ErrorCode::InvalidArgument,
-                    "histogram: the data's range [" + format_value(static_cast<double>(lo)) +
-                        ", " + format_value(static_cast<double>(hi)) +
+                    "histogram: the data's range [" + format_value(static_cast<double>(lo)) + ", " +
+                        format_value(static_cast<double>(hi)) +
                         "] is not finite (NaN or infinity in the data): give a finite range "
                         "(--range LO,HI)");
       }

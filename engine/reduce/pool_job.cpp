@@ -124,8 +124,7 @@ ReduceOptions job_options(const ReduceOptions& o) {
 bool tracks_index(ReduceOp op) { return op == ReduceOp::ArgMin || op == ReduceOp::ArgMax; }
 
 std::int64_t partial_bytes_of(const ReduceOptions& o) {
-  return o.op == ReduceOp::Histogram ? o.bins * static_cast<std::int64_t>(sizeof(std::int64_t))
-                                     : 0;
+  return o.op == ReduceOp::Histogram ? o.bins * static_cast<std::int64_t>(sizeof(std::int64_t)) : 0;
 }
 
 // ---- the worker's cache: the jobs it ran last, so a batch of a known job opens nothing ----
@@ -253,9 +252,8 @@ CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size
   constexpr std::size_t kMaxRangeBytes = std::size_t{16} << 20;
   const auto workers = static_cast<std::size_t>(std::max(pool_.n_jobs(), 1));
   std::size_t per = std::max<std::size_t>((n_tasks + 4 * workers - 1) / (4 * workers), 1);
-  per = std::min(per, std::max<std::size_t>(kMaxRangeBytes / std::max<std::size_t>(
-                                                                  task_result_bytes, 1),
-                                            1));
+  per = std::min(
+      per, std::max<std::size_t>(kMaxRangeBytes / std::max<std::size_t>(task_result_bytes, 1), 1));
   std::vector<TaskRange> ranges;
   ranges.reserve((n_tasks + per - 1) / per);
   for (std::size_t first = 0; first < n_tasks; first += per) {
@@ -286,8 +284,7 @@ CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size
       raise(static_cast<ErrorCode>(outcome->code),
             "task " + std::to_string(outcome->failed - 1) + ": " + outcome->message);
     }
-    on_range(outcome->first, outcome->count,
-             {outcome->partials.data(), outcome->partials.size()});
+    on_range(outcome->first, outcome->count, {outcome->partials.data(), outcome->partials.size()});
     done += outcome->count;
     if (progress) progress(done, n_tasks);
   }

@@ -73,8 +73,8 @@ struct RangeOutcome {
 // the first time and keeps it (the last few jobs per worker), so a task costs its index.
 struct ReduceTasks {
   std::uint64_t job = 0;
-  std::int64_t origin = 0;    // pid of the process that made the job
-  std::uintptr_t local = 0;   // its JobState, valid in that process only
+  std::int64_t origin = 0;   // pid of the process that made the job
+  std::uintptr_t local = 0;  // its JobState, valid in that process only
   Phase phase = Phase::Main;
   HistogramRange histogram;
   Bytes spec;  // the encoded JobSpec; empty when no other process can open the source

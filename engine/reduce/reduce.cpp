@@ -8,12 +8,12 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "io/source_ticket.hpp"
 #include "kernels/dispatch.hpp"
 #include "mmc/convert.hpp"
 #include "mmc/error.hpp"
 #include "mmc/parallel.hpp"
 #include "pool/debug_hooks.hpp"
-#include "io/source_ticket.hpp"
 #include "reduce/context.hpp"
 #include "reduce/plan.hpp"
 #include "reduce/pool_job.hpp"
@@ -167,7 +167,8 @@ ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& given
       in_caller->run_call = nullptr;
     }
   }
-  detail::Context ctx(input, plan, in_caller ? *in_caller : options, result, detail::debug_task_delay_ms(), !meta.dtype.is_native());
+  detail::Context ctx(input, plan, in_caller ? *in_caller : options, result,
+                      detail::debug_task_delay_ms(), !meta.dtype.is_native());
   if (route) ctx.route = &*route;
   visit_type(meta.dtype.id(), [&](auto tag) { detail::execute_for_type<decltype(tag)>(ctx); });
   return result;

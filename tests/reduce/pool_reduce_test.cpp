@@ -2,11 +2,10 @@
 // options) for every op, dtype, axis set, source and backend, stays usable for many files and
 // after a worker is killed, never reads a file that replaced the source, and leaks nothing.
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdio>
@@ -32,9 +31,9 @@ namespace {
 using test::TempDir;
 
 const std::vector<ReduceOp> kOps = {
-    ReduceOp::Sum,    ReduceOp::Mean,   ReduceOp::Min,    ReduceOp::Max,     ReduceOp::Var,
-    ReduceOp::Std,    ReduceOp::Count,  ReduceOp::NanSum, ReduceOp::NanMean, ReduceOp::NanMin,
-    ReduceOp::NanMax, ReduceOp::NanVar, ReduceOp::NanStd, ReduceOp::Any,     ReduceOp::All,
+    ReduceOp::Sum,    ReduceOp::Mean,   ReduceOp::Min,    ReduceOp::Max,      ReduceOp::Var,
+    ReduceOp::Std,    ReduceOp::Count,  ReduceOp::NanSum, ReduceOp::NanMean,  ReduceOp::NanMin,
+    ReduceOp::NanMax, ReduceOp::NanVar, ReduceOp::NanStd, ReduceOp::Any,      ReduceOp::All,
     ReduceOp::Norm,   ReduceOp::ArgMin, ReduceOp::ArgMax, ReduceOp::Histogram};
 
 // Writes an array with convert_check.py (numpy, h5py, zarr-python) and opens it.
@@ -42,8 +41,8 @@ AnyArray make_array(const TempDir& dir, const std::string& kind, const std::stri
                     const std::string& dtype, const std::string& shape, const std::string& order,
                     const std::string& chunks = "", const std::string& compressor = "none") {
   const std::string path = kind == "hdf5" ? dir.file(name + ".h5") + ":/d" : dir.file(name);
-  std::vector<std::string> args = {"make", kind, path, dir.file(name + ".expected.npy"),
-                                   dtype, shape, order};
+  std::vector<std::string> args = {"make", kind,  path, dir.file(name + ".expected.npy"),
+                                   dtype,  shape, order};
   if (!chunks.empty()) {
     args.push_back(chunks);
     args.push_back(compressor);
@@ -183,11 +182,10 @@ TEST(PoolReduce, OneProcessPoolReducesManyFilesOfManyDtypesInTurn) {
   std::string code = "import sys, numpy as np\n";
   for (int i = 0; i < 21; ++i) {
     const std::string dtype = dtypes[static_cast<std::size_t>(i) % dtypes.size()];
-    code += "np.save(sys.argv[1] + '/f" + std::to_string(i) +
-            ".npy', (np.arange(" + std::to_string(60 + i * 12) +
-            ") * 37 % 101).astype('" + dtype + "').reshape(" + std::to_string(5 + i) + ", -1, " +
-            "2 if " + std::to_string(60 + i * 12) + " % (2 * " + std::to_string(5 + i) +
-            ") == 0 else 1))\n";
+    code += "np.save(sys.argv[1] + '/f" + std::to_string(i) + ".npy', (np.arange(" +
+            std::to_string(60 + i * 12) + ") * 37 % 101).astype('" + dtype + "').reshape(" +
+            std::to_string(5 + i) + ", -1, " + "2 if " + std::to_string(60 + i * 12) + " % (2 * " +
+            std::to_string(5 + i) + ") == 0 else 1))\n";
   }
   test::run_python_code(code, {dir.file("")});
   for (int round = 0; round < 2; ++round) {
@@ -266,8 +264,7 @@ TEST(PoolReduce, ReadsChunkedHdf5WithAPoolMadeWhileTheCallerHadItOpen) {
 
 TEST(PoolReduce, TaskErrorsAreThoseOfThePlainReduce) {
   TempDir dir;
-  const AnyArray array =
-      make_array(dir, "zarr", "b.zarr", "<f4", "8,16", "C", "2,16", "zlib");
+  const AnyArray array = make_array(dir, "zarr", "b.zarr", "<f4", "8,16", "C", "2,16", "zlib");
   test::write_file(dir.file("b.zarr/2.0"), "not zlib");
   for (Backend backend : {Backend::Process, Backend::Thread, Backend::Serial}) {
     // Tasks of a chunked array are grouped for the workers: the same pool options number them
@@ -325,7 +322,8 @@ TEST(PoolReduce, AWorkerKilledMidReduceFailsTheCallAndThePoolReducesAgain) {
   Pool pool = make_pool(Backend::Process, 2);
   unsetenv("MMC_DEBUG_TASK_DELAY_MS");
   const ReduceOptions o = options_for(ReduceOp::Mean, {}, 0);
-  auto call = std::async(std::launch::async, [&] { return thrown_by([&] { reduce(array, o, pool); }); });
+  auto call =
+      std::async(std::launch::async, [&] { return thrown_by([&] { reduce(array, o, pool); }); });
   std::vector<pid_t> workers;
   for (int i = 0; i < 200 && workers.size() < 2; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
