@@ -163,6 +163,8 @@ MappedFile MappedFile::open(const std::string& path, MapMode mode, std::uint64_t
   m.mode_ = mode;
   m.offset_ = offset;
   m.length_ = length;
+  m.device_ = static_cast<std::uint64_t>(st.st_dev);
+  m.inode_ = static_cast<std::uint64_t>(st.st_ino);
   if (length == 0) return m;  // mmap refuses empty mappings; an empty view needs none
 
   const std::uint64_t page = page_size();
@@ -196,7 +198,9 @@ MappedFile::MappedFile(MappedFile&& other) noexcept
       data_(std::exchange(other.data_, nullptr)),
       length_(std::exchange(other.length_, 0)),
       offset_(std::exchange(other.offset_, 0)),
-      mode_(other.mode_) {}
+      mode_(other.mode_),
+      device_(other.device_),
+      inode_(other.inode_) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
@@ -208,6 +212,8 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
     length_ = std::exchange(other.length_, 0);
     offset_ = std::exchange(other.offset_, 0);
     mode_ = other.mode_;
+    device_ = other.device_;
+    inode_ = other.inode_;
   }
   return *this;
 }

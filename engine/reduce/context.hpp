@@ -2,6 +2,8 @@
 // templates behind it are in execute.hpp, instantiated once per type in by_type/*.cpp.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <string>
 
 #include "mmc/chunked.hpp"
@@ -20,13 +22,62 @@ struct Input {
   const ChunkedArray* chunked = nullptr;
 };
 
+// The histogram's bin range as the parent settled it (from the options, or the data's min and
+// max): what a worker needs to build the same BinEdges.
+struct HistogramRange {
+  double first = 0, last = 1, span = 1;
+};
+
+// A reduction's passes: the histogram's min/max pass over the whole array, then the op's own.
+enum class Phase : std::uint8_t { WholeMinMax, Main };
+
+// Partials of tasks [first, first + count) of one pass, concatenated in task order (each task's
+// TaskRunner::partials() of its family), handed to the parent by a TaskRoute.
+using RangeFn = std::function<void(std::size_t first, std::size_t count, ByteView partials)>;
+
+// How the tasks of a pass reach workers other than run_tasks' own: a warm mmc::Pool
+// (pool_job.hpp). The workers rebuild the pass's plan and family from the job, so only task
+// ranges travel.
+class TaskRoute {
+ public:
+  virtual ~TaskRoute() = default;
+  // Runs tasks [0, n_tasks) of `phase` in ranges and calls on_range for each on this thread
+  // (in any order), then progress(done, n_tasks). task_result_bytes: the partials of the
+  // largest task (task 0), which bound a range's size. Throws as run_tasks does.
+  virtual CallStats run(Phase phase, const HistogramRange& range, std::size_t n_tasks,
+                        std::size_t task_result_bytes, const RangeFn& on_range,
+                        const ProgressFn& progress) const = 0;
+  // The plan of `phase` (the job caches it, so a chunked array's alignment is weighed once).
+  virtual const ReducePlan& plan(Phase phase) const = 0;
+};
+
+// Set in a worker: run only these tasks of ctx.phase and append their partials to `out`.
+struct WorkerTasks {
+  std::size_t first = 0;
+  std::size_t count = 0;
+  Bytes* out = nullptr;
+};
+
 struct Context {
+  Context(const Input& input_, const ReducePlan& plan_, const ReduceOptions& options_,
+          ReduceResult& result_, int delay_ms_, bool swap_)
+      : input(input_),
+        plan(plan_),
+        options(options_),
+        result(result_),
+        delay_ms(delay_ms_),
+        swap(swap_) {}
+
   const Input& input;
   const ReducePlan& plan;
   const ReduceOptions& options;
   ReduceResult& result;
   int delay_ms;
-  bool swap;  // stored in the other byte order
+  bool swap;                            // stored in the other byte order
+  const TaskRoute* route = nullptr;     // parent: tasks go through it instead of run_tasks
+  const WorkerTasks* worker = nullptr;  // worker: runs these tasks, merges and emits nothing
+  Phase phase = Phase::Main;
+  HistogramRange histogram;  // the main pass of a histogram: its bin range
 };
 
 // "%.17g" of v, for messages.

@@ -204,34 +204,30 @@ void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial&
   }
 }
 
-// Runs `plan`'s tasks with `family` on the pool and calls emit(output_index, parts) for every
-// output, parts being its width_of(family) merged partials; outputs of a block come together,
-// blocks in any order. Returns the pool's statistics.
+// Runs `plan`'s tasks with `family` and calls emit(output_index, parts) for every output,
+// parts being its width_of(family) merged partials; outputs of a block come together, blocks in
+// any order. The tasks run through ctx.route (a warm pool), options.run_call (MPI) or
+// run_tasks; in a worker (ctx.worker) only the worker's tasks run, their partials appended to
+// its buffer, and nothing is merged or emitted. Returns the pool's statistics.
 template <class F, class Emit>
-CallStats run_plan(const Input& input, const ReducePlan& plan, const F& family,
-                   const ReduceOptions& options, int delay_ms, const ProgressFn& progress,
-                   Emit&& emit_output) {
+CallStats run_plan(const Context& ctx, const ReducePlan& plan, const F& family,
+                   const ProgressFn& progress, Emit&& emit_output) {
   using Partial = typename F::Partial;
   static_assert(std::is_trivially_copyable_v<Partial>);
+  const Input& input = ctx.input;
+  const ReduceOptions& options = ctx.options;
+  const int delay_ms = ctx.delay_ms;
   const std::int64_t width = width_of(family);
   const std::int64_t populate_limit = 4 * std::max(options.task_bytes, detail::kTaskBytes);
 
-  // A cold cube streams from disk in task order ahead of the workers (read_ahead.hpp). Not
-  // under run_call (MPI): a rank's share of the tasks is not known here.
-  std::optional<ReadAhead> read_ahead;
-  if (input.dense != nullptr && !options.run_call && read_ahead_enabled()) {
-    read_ahead.emplace(input.dense->mapping(), plan, populate_limit, kReadAheadWindow);
-  }
-
-  Call call;
-  call.n_tasks = static_cast<std::size_t>(plan.n_tasks());
-  call.run = [&plan, &family, &input, delay_ms, populate_limit](std::size_t task, ByteView,
-                                                                Bytes& result) {
+  auto result_bytes = [&family, &plan](std::int64_t t) {
+    return static_cast<std::size_t>(TaskRunner<F>(family, plan, t).partials()) * sizeof(Partial);
+  };
+  // Folds task t into parts (result_bytes(t) bytes).
+  auto run_task = [&plan, &family, &input, delay_ms, populate_limit](std::int64_t t,
+                                                                     Partial* parts) {
     if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-    const auto t = static_cast<std::int64_t>(task);
     const TaskRunner<F> runner(family, plan, t);
-    result.resize(static_cast<std::size_t>(runner.partials()) * sizeof(Partial));
-    Partial* parts = reinterpret_cast<Partial*>(result.data());
     if (input.chunked != nullptr) {
       // An empty array has nothing to read (its runs are empty): a placeholder origin.
       static constexpr std::byte kNothing{};
@@ -269,6 +265,39 @@ CallStats run_plan(const Input& input, const ReducePlan& plan, const F& family,
     }
   };
 
+  if (ctx.worker != nullptr) {
+    // One buffer for the range, sized once; every task's partials start at a multiple of
+    // sizeof(Partial), so they stay aligned.
+    const auto first = static_cast<std::int64_t>(ctx.worker->first);
+    const auto end = first + static_cast<std::int64_t>(ctx.worker->count);
+    Bytes& out = *ctx.worker->out;
+    const std::size_t base = out.size();
+    std::size_t total = 0;
+    for (std::int64_t t = first; t < end; ++t) total += result_bytes(t);
+    out.resize(base + total);
+    std::size_t at = base;
+    for (std::int64_t t = first; t < end; ++t) {
+      run_task(t, reinterpret_cast<Partial*>(out.data() + at));
+      at += result_bytes(t);
+    }
+    return {};
+  }
+
+  // A cold cube streams from disk in task order ahead of the workers (read_ahead.hpp). Not
+  // under run_call (MPI): a rank's share of the tasks is not known here.
+  std::optional<ReadAhead> read_ahead;
+  if (input.dense != nullptr && !options.run_call && read_ahead_enabled()) {
+    read_ahead.emplace(input.dense->mapping(), plan, populate_limit, kReadAheadWindow);
+  }
+
+  Call call;
+  call.n_tasks = static_cast<std::size_t>(plan.n_tasks());
+  call.run = [&](std::size_t task, ByteView, Bytes& result) {
+    const auto t = static_cast<std::int64_t>(task);
+    result.resize(result_bytes(t));
+    run_task(t, reinterpret_cast<Partial*>(result.data()));
+  };
+
   // Hands the outputs of a block to emit_output from its merged partials.
   auto emit = [&](std::int64_t block, const Partial* parts) {
     const std::int64_t u0 = block * plan.units_per_task;
@@ -299,6 +328,12 @@ CallStats run_plan(const Input& input, const ReducePlan& plan, const F& family,
     }
     const std::int64_t block = t / plan.pieces;
     if (plan.pieces == 1) {
+      // Read in place when the transport left the partials aligned (a pool's result buffer);
+      // copied otherwise.
+      if (reinterpret_cast<std::uintptr_t>(bytes.data) % alignof(Partial) == 0) {
+        emit(block, reinterpret_cast<const Partial*>(bytes.data));
+        return;
+      }
       std::vector<Partial> parts(static_cast<std::size_t>(runner.partials()));
       std::memcpy(parts.data(), bytes.data, bytes.size);
       emit(block, parts.data());
@@ -322,6 +357,26 @@ CallStats run_plan(const Input& input, const ReducePlan& plan, const F& family,
     emit(block, acc.data());
   };
   call.on_progress = progress;
+  if (ctx.route != nullptr) {
+    // A range's partials are its tasks' results one after the other.
+    const RangeFn on_range = [&](std::size_t first, std::size_t count, ByteView bytes) {
+      std::size_t at = 0;
+      for (std::size_t task = first; task < first + count; ++task) {
+        const std::size_t size = result_bytes(static_cast<std::int64_t>(task));
+        if (size > bytes.size - at) break;
+        call.on_result(task, {bytes.data + at, size});
+        at += size;
+      }
+      if (at != bytes.size) {
+        throw Error(ErrorCode::Internal, "tasks " + std::to_string(first) + ".." +
+                                             std::to_string(first + count) + ": results of " +
+                                             std::to_string(bytes.size) + " bytes, expected " +
+                                             std::to_string(at));
+      }
+    };
+    return ctx.route->run(ctx.phase, ctx.histogram, call.n_tasks, result_bytes(0), on_range,
+                          progress);
+  }
   return options.run_call ? options.run_call(options.pool, call) : run_tasks(options.pool, call);
 }
 
@@ -332,11 +387,11 @@ void execute(Context& ctx, const F& family = F{}) {
   std::byte* out = ctx.result.data.data();
   const ReduceOp op = ctx.options.op;
   const int ddof = ctx.options.ddof;
-  ctx.result.stats = run_plan(
-      ctx.input, ctx.plan, family, ctx.options, ctx.delay_ms, ctx.options.progress,
-      [&](std::int64_t index, const typename F::Partial* parts) {
-        finalize<F, T>(family, op, ddof, *parts, out + static_cast<std::size_t>(index) * out_item);
-      });
+  ctx.result.stats = run_plan(ctx, ctx.plan, family, ctx.options.progress,
+                              [&](std::int64_t index, const typename F::Partial* parts) {
+                                finalize<F, T>(family, op, ddof, *parts,
+                                               out + static_cast<std::size_t>(index) * out_item);
+                              });
 }
 
 // numpy's last - first for the types of the edges np.histogram derives from the data (numpy
@@ -358,44 +413,60 @@ double data_span(T lo, T hi) {
 template <class T, bool Swap>
 void execute_histogram(Context& ctx) {
   using E = kernels::BinType<T>;
+  using MinMax = kernels::MinMaxFamily<T, Swap>;
   const ReduceOptions& o = ctx.options;
   const ArrayMeta& meta = ctx.input.meta;
-  double first = 0, last = 1, span = 1;  // numpy's range for empty data
-  bool widen = false;                    // numpy widens an empty range by 0.5 on each side
-  if (o.range_given) {
-    first = o.range_lo;
-    last = o.range_hi;
-    span = last - first;
-    widen = first == last;
-  } else if (meta.size() > 0) {
-    using MinMax = kernels::MinMaxFamily<T, Swap>;
-    std::vector<int> all(static_cast<std::size_t>(meta.ndim()));
-    for (int a = 0; a < meta.ndim(); ++a) all[static_cast<std::size_t>(a)] = a;
-    const ReducePlan whole = plan_for(ctx.input, all, o, false, 0);
-    typename MinMax::Partial mm;
-    MinMax::init(mm);
-    run_plan(ctx.input, whole, MinMax{}, o, ctx.delay_ms, ProgressFn{},
-             [&](std::int64_t, const typename MinMax::Partial* p) { mm = *p; });
-    const T lo = MinMax::result(mm, true);
-    const T hi = MinMax::result(mm, false);
-    if (!std::isfinite(static_cast<double>(lo)) || !std::isfinite(static_cast<double>(hi))) {
-      throw Error(ErrorCode::InvalidArgument,
-                  "histogram: the data's range [" + format_value(static_cast<double>(lo)) + ", " +
-                      format_value(static_cast<double>(hi)) +
-                      "] is not finite (NaN or infinity in the data): give a finite range "
-                      "(--range LO,HI)");
+  if (ctx.worker != nullptr && ctx.phase == Phase::WholeMinMax) {
+    run_plan(ctx, ctx.plan, MinMax{}, ProgressFn{},
+             [](std::int64_t, const typename MinMax::Partial*) {});
+    return;
+  }
+  // A worker takes the range the parent settled (ctx.histogram).
+  if (ctx.worker == nullptr) {
+    double first = 0, last = 1, span = 1;  // numpy's range for empty data
+    bool widen = false;                    // numpy widens an empty range by 0.5 on each side
+    if (o.range_given) {
+      first = o.range_lo;
+      last = o.range_hi;
+      span = last - first;
+      widen = first == last;
+    } else if (meta.size() > 0) {
+      std::optional<ReducePlan> own;
+      if (ctx.route == nullptr) {
+        std::vector<int> all(static_cast<std::size_t>(meta.ndim()));
+        for (int a = 0; a < meta.ndim(); ++a) all[static_cast<std::size_t>(a)] = a;
+        own = plan_for(ctx.input, all, o, false, 0);
+      }
+      const ReducePlan& whole = own ? *own : ctx.route->plan(Phase::WholeMinMax);
+      typename MinMax::Partial mm;
+      MinMax::init(mm);
+      ctx.phase = Phase::WholeMinMax;
+      run_plan(ctx, whole, MinMax{}, ProgressFn{},
+               [&](std::int64_t, const typename MinMax::Partial* p) { mm = *p; });
+      ctx.phase = Phase::Main;
+      const T lo = MinMax::result(mm, true);
+      const T hi = MinMax::result(mm, false);
+      if (!std::isfinite(static_cast<double>(lo)) || !std::isfinite(static_cast<double>(hi))) {
+        throw Error(ErrorCode::InvalidArgument,
+                    "histogram: the data's range [" + format_value(static_cast<double>(lo)) + ", " +
+                        format_value(static_cast<double>(hi)) +
+                        "] is not finite (NaN or infinity in the data): give a finite range "
+                        "(--range LO,HI)");
+      }
+      first = static_cast<double>(lo);
+      last = static_cast<double>(hi);
+      span = data_span(lo, hi);
+      widen = lo == hi;
     }
-    first = static_cast<double>(lo);
-    last = static_cast<double>(hi);
-    span = data_span(lo, hi);
-    widen = lo == hi;
+    if (widen) {
+      first -= 0.5;
+      last += 0.5;
+      span = last - first;
+    }
+    ctx.histogram = {first, last, span};
   }
-  if (widen) {
-    first -= 0.5;
-    last += 0.5;
-    span = last - first;
-  }
-  const kernels::BinEdges<E> edges(o.bins, first, last, span);
+  const kernels::BinEdges<E> edges(o.bins, ctx.histogram.first, ctx.histogram.last,
+                                   ctx.histogram.span);
   execute<kernels::HistogramFamily<T, Swap>, T, Swap>(
       ctx, kernels::HistogramFamily<T, Swap>(edges, ctx.plan.n_out * ctx.plan.n_red));
 }

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "io/source_ticket.hpp"
 #include "kernels/dispatch.hpp"
 #include "mmc/convert.hpp"
 #include "mmc/error.hpp"
@@ -15,6 +16,7 @@
 #include "pool/debug_hooks.hpp"
 #include "reduce/context.hpp"
 #include "reduce/plan.hpp"
+#include "reduce/pool_job.hpp"
 
 namespace mmc {
 
@@ -90,7 +92,22 @@ ReducePlan plan_for(const Input& input, const std::vector<int>& axes, const Redu
 
 namespace {
 
-ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& options) {
+// The ticket workers of a process pool open `input` with, or nothing when they cannot.
+std::optional<detail::SourceTicket> ticket_for(const detail::Input& input) {
+  std::string why;
+  return input.dense != nullptr ? detail::ticket_of(*input.dense, &why)
+                                : detail::ticket_of(*input.chunked, &why);
+}
+
+// `pool`: run the tasks there (warm workers) instead of on run_tasks' own.
+ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& given, Pool* pool) {
+  // With a pool, chunk alignment weighs its workers (planned the same in every worker).
+  ReduceOptions pooled;
+  if (pool != nullptr && given.plan_workers == 0) {
+    pooled = given;
+    pooled.plan_workers = pool->backend() == Backend::Serial ? 1 : pool->n_jobs();
+  }
+  const ReduceOptions& options = pooled.plan_workers != 0 ? pooled : given;
   const ArrayMeta& meta = input.meta;
   const std::vector<int> axes = normalize_axes(options.axes, options.axes_given, meta.ndim());
   if (options.ddof < 0) {
@@ -136,7 +153,23 @@ ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& optio
   if (plan.n_tasks() == 0) return result;
 
   if (input.dense != nullptr) input.dense->mapping().advise(Access::Sequential);
-  detail::Context ctx{input, plan, options, result, detail::debug_task_delay_ms(), !meta.dtype.is_native()};
+  std::optional<detail::PoolRoute> route;
+  std::optional<ReduceOptions> in_caller;
+  if (pool != nullptr) {
+    std::optional<detail::SourceTicket> ticket;
+    if (pool->backend() == Backend::Process) ticket = ticket_for(input);
+    if (ticket || pool->backend() != Backend::Process) {
+      route.emplace(*pool, input, options, plan, ticket);
+    } else {
+      // The pool's workers cannot reach these bytes (see ticket_of): the caller runs the tasks.
+      in_caller = options;
+      in_caller->pool = PoolOptions{1, Backend::Serial, kDefaultMaxNbytes};
+      in_caller->run_call = nullptr;
+    }
+  }
+  detail::Context ctx(input, plan, in_caller ? *in_caller : options, result,
+                      detail::debug_task_delay_ms(), !meta.dtype.is_native());
+  if (route) ctx.route = &*route;
   visit_type(meta.dtype.id(), [&](auto tag) { detail::execute_for_type<decltype(tag)>(ctx); });
   return result;
 }
@@ -144,16 +177,29 @@ ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& optio
 }  // namespace
 
 ReduceResult reduce(const Source& source, const ReduceOptions& options) {
-  return reduce_input(detail::Input{source.meta(), &source, nullptr}, options);
+  return reduce_input(detail::Input{source.meta(), &source, nullptr}, options, nullptr);
 }
 
 ReduceResult reduce(const ChunkedArray& array, const ReduceOptions& options) {
-  return reduce_input(detail::Input{array.meta(), nullptr, &array}, options);
+  return reduce_input(detail::Input{array.meta(), nullptr, &array}, options, nullptr);
 }
 
 ReduceResult reduce(const AnyArray& array, const ReduceOptions& options) {
   return array.dense() != nullptr ? reduce(*array.dense(), options)
                                   : reduce(*array.chunked(), options);
+}
+
+ReduceResult reduce(const Source& source, const ReduceOptions& options, Pool& pool) {
+  return reduce_input(detail::Input{source.meta(), &source, nullptr}, options, &pool);
+}
+
+ReduceResult reduce(const ChunkedArray& array, const ReduceOptions& options, Pool& pool) {
+  return reduce_input(detail::Input{array.meta(), nullptr, &array}, options, &pool);
+}
+
+ReduceResult reduce(const AnyArray& array, const ReduceOptions& options, Pool& pool) {
+  return array.dense() != nullptr ? reduce(*array.dense(), options, pool)
+                                  : reduce(*array.chunked(), options, pool);
 }
 
 }  // namespace mmc

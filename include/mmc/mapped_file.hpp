@@ -44,6 +44,10 @@ class MappedFile {
   std::uint64_t offset() const noexcept { return offset_; }
   const std::string& path() const noexcept { return path_; }
   MapMode mode() const noexcept { return mode_; }
+  // The mapped file's identity (st_dev, st_ino) as fstat saw it when mapped: another process
+  // that opens path() again compares them to know it reached the same file.
+  std::uint64_t device() const noexcept { return device_; }
+  std::uint64_t inode() const noexcept { return inode_; }
   bool valid() const noexcept { return base_ != nullptr || length_ == 0; }
 
   // Whole-mapping access hint.
@@ -68,6 +72,8 @@ class MappedFile {
   std::uint64_t length_ = 0;
   std::uint64_t offset_ = 0;
   MapMode mode_ = MapMode::ReadOnly;
+  std::uint64_t device_ = 0;
+  std::uint64_t inode_ = 0;
 };
 
 }  // namespace mmc

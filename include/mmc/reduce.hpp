@@ -15,6 +15,7 @@
 namespace mmc {
 class AnyArray;
 class ChunkedArray;
+class Pool;
 }  // namespace mmc
 
 namespace mmc {
@@ -144,5 +145,24 @@ ReduceResult reduce(const ChunkedArray& array, const ReduceOptions& options);
 
 // Either of the above, for an array opened by open_array().
 ReduceResult reduce(const AnyArray& array, const ReduceOptions& options);
+
+// The same reductions on a warm mmc::Pool (parallel.hpp): its workers, forked once when the
+// pool was made, run the tasks, so a program that reduces many arrays pays the fork once. The
+// result is bitwise that of reduce(array, options). options.pool and options.run_call are not
+// used: the pool's backend and n_jobs are. A worker of a process pool opens the array itself
+// from a small description (a mapped file's path, offset and identity; a chunked array's name)
+// the first time it runs one of the call's tasks and keeps it for the rest; batches carry only
+// ranges of task indices. The array the caller opened is the truth: a mapped file that was
+// replaced (renamed over) or removed since it was opened, a copy-on-write mapping, and any
+// array a worker cannot open as the very same one (checked: a mapped file's device and inode;
+// a chunked array's dtype, shape and chunks), run on the caller's thread instead (same
+// result), never on other bytes; so do chunked HDF5 arrays when the pool was made while the
+// caller had HDF5 files open (libhdf5's state does not survive the fork server). Throws what
+// reduce(array, options) throws; a worker that dies fails the call with
+// Error(WorkerLost) and the pool replaces it (it stays usable). Not reentrant from a task of the
+// same pool. Thread-safe as the pool is: calls from several threads share its workers.
+ReduceResult reduce(const Source& source, const ReduceOptions& options, Pool& pool);
+ReduceResult reduce(const ChunkedArray& array, const ReduceOptions& options, Pool& pool);
+ReduceResult reduce(const AnyArray& array, const ReduceOptions& options, Pool& pool);
 
 }  // namespace mmc

@@ -1,0 +1,94 @@
+// Source tickets (see source_ticket.hpp).
+#include "io/source_ticket.hpp"
+
+#include <hdf5.h>
+#include <sys/stat.h>
+
+#include <utility>
+
+// AnyArray and open_array (their io header once they leave convert.hpp).
+#include "mmc/convert.hpp"
+#include "mmc/error.hpp"
+
+namespace mmc::detail {
+namespace {
+
+bool same_meta(const ArrayMeta& a, const ArrayMeta& b) {
+  return a.dtype == b.dtype && a.shape == b.shape && a.strides == b.strides && a.order == b.order;
+}
+
+[[noreturn]] void raise_changed(const std::string& path, const std::string& what) {
+  raise(ErrorCode::Io,
+        path + ": " + what + " since it was opened (replaced or rewritten): open it again");
+}
+
+// True when libhdf5 held open files before this process first opened one through a ticket: a
+// worker forked (through a fork server that closed every descriptor) from a caller that had
+// HDF5 files open. libhdf5 shares an open file with a new open of the same file, so reads
+// would go to a descriptor number that is gone or now names something else.
+bool inherits_open_hdf5_files() {
+  static const bool inherited = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_FILE) > 0;
+  return inherited;
+}
+
+}  // namespace
+
+std::optional<SourceTicket> ticket_of(const Source& source, std::string* why) {
+  const MappedFile& mapping = source.mapping();
+  if (mapping.mode() == MapMode::CopyOnWrite) {
+    *why = "a copy-on-write mapping (mode c) keeps its writes in this process";
+    return std::nullopt;
+  }
+  struct stat st;
+  if (::stat(mapping.path().c_str(), &st) != 0 ||
+      static_cast<std::uint64_t>(st.st_dev) != mapping.device() ||
+      static_cast<std::uint64_t>(st.st_ino) != mapping.inode()) {
+    *why = mapping.path() + " was removed or replaced since it was mapped";
+    return std::nullopt;
+  }
+  SourceTicket ticket;
+  ticket.kind = SourceTicket::Kind::Mapped;
+  ticket.format = source.kind();
+  ticket.path = mapping.path();
+  ticket.offset = mapping.offset();
+  ticket.length = mapping.size();
+  ticket.device = mapping.device();
+  ticket.inode = mapping.inode();
+  ticket.meta = source.meta();
+  return ticket;
+}
+
+std::optional<SourceTicket> ticket_of(const ChunkedArray& array, std::string* why) {
+  static_cast<void>(why);
+  SourceTicket ticket;
+  ticket.kind = SourceTicket::Kind::Chunked;
+  ticket.format = array.storage().kind;
+  ticket.path = array.name();
+  ticket.meta = array.meta();
+  ticket.chunk_shape = array.chunk_shape();
+  return ticket;
+}
+
+AnyArray open_ticket(const SourceTicket& ticket) {
+  if (ticket.kind == SourceTicket::Kind::Mapped) {
+    MappedFile mapping =
+        MappedFile::open(ticket.path, MapMode::ReadOnly, ticket.offset, ticket.length);
+    if (mapping.device() != ticket.device || mapping.inode() != ticket.inode) {
+      raise_changed(ticket.path, "is another file");
+    }
+    return AnyArray(Source(ticket.meta, std::move(mapping), ticket.format));
+  }
+  if (ticket.format == "hdf5" && inherits_open_hdf5_files()) {
+    raise(ErrorCode::Io, ticket.path +
+                             ": this process inherited open HDF5 files from the process it was "
+                             "forked from, so it cannot open HDF5 files safely");
+  }
+  AnyArray array = open_array(ticket.path);
+  if (array.chunked() == nullptr || !same_meta(array.meta(), ticket.meta) ||
+      array.chunked()->chunk_shape() != ticket.chunk_shape) {
+    raise_changed(ticket.path, "has another dtype, shape or chunking");
+  }
+  return array;
+}
+
+}  // namespace mmc::detail

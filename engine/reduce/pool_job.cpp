@@ -1,0 +1,343 @@
+// Reductions on a warm mmc::Pool (see pool_job.hpp).
+// GCC 12 takes the first append to an empty vector in mmc::Pool's batch encoding (parallel.hpp,
+// inlined into PoolRoute::run) for a write past an empty buffer: a false positive of
+// -Wstringop-overflow, which GCC reports at the inlined library line, so only a file-wide
+// pragma reaches it.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#endif
+#include "reduce/pool_job.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <utility>
+
+// AnyArray (its io header once it leaves convert.hpp).
+#include "mmc/convert.hpp"
+#include "mmc/error.hpp"
+#include "pool/debug_hooks.hpp"
+
+namespace mmc::detail {
+namespace {
+
+// ---- the job's encoding (it travels in every batch, so it stays a few hundred bytes) ----
+
+void write_meta(Writer& w, const ArrayMeta& meta) {
+  w.u64(static_cast<std::uint64_t>(meta.dtype.id()));
+  w.u64(static_cast<std::uint64_t>(meta.dtype.byte_order()));
+  Codec<Shape>::write(w, meta.shape);
+  Codec<std::vector<std::int64_t>>::write(w, meta.strides);
+  w.u64(static_cast<std::uint64_t>(meta.order));
+}
+
+ArrayMeta read_meta(Reader& r) {
+  ArrayMeta meta;
+  const auto id = static_cast<TypeId>(r.u64());
+  const auto order = static_cast<ByteOrder>(r.u64());
+  meta.dtype = DType(id, order);
+  meta.shape = Codec<Shape>::read(r);
+  meta.strides = Codec<std::vector<std::int64_t>>::read(r);
+  meta.order = static_cast<Order>(r.u64());
+  return meta;
+}
+
+template <class T>
+void write_plain(Writer& w, const T& value) {
+  Codec<T>::write(w, value);
+}
+
+template <class T>
+T read_plain(Reader& r) {
+  return Codec<T>::read(r);
+}
+
+Bytes encode_spec(const SourceTicket& ticket, const ReduceOptions& o) {
+  Bytes out;
+  Writer w(out);
+  w.u64(static_cast<std::uint64_t>(ticket.kind));
+  Codec<std::string>::write(w, ticket.format);
+  Codec<std::string>::write(w, ticket.path);
+  w.u64(ticket.offset);
+  w.u64(ticket.length);
+  w.u64(ticket.device);
+  w.u64(ticket.inode);
+  write_meta(w, ticket.meta);
+  Codec<Shape>::write(w, ticket.chunk_shape);
+  w.u64(static_cast<std::uint64_t>(o.op));
+  Codec<std::vector<int>>::write(w, normalize_axes(o.axes, o.axes_given, ticket.meta.ndim()));
+  write_plain(w, o.ddof);
+  write_plain(w, o.bins);
+  write_plain(w, o.range_given);
+  write_plain(w, o.range_lo);
+  write_plain(w, o.range_hi);
+  write_plain(w, o.task_bytes);
+  write_plain(w, o.plan_workers);
+  return out;
+}
+
+JobSpec decode_spec(const Bytes& bytes) {
+  Reader r({bytes.data(), bytes.size()});
+  JobSpec spec;
+  SourceTicket& t = spec.ticket;
+  t.kind = static_cast<SourceTicket::Kind>(r.u64());
+  t.format = Codec<std::string>::read(r);
+  t.path = Codec<std::string>::read(r);
+  t.offset = r.u64();
+  t.length = r.u64();
+  t.device = r.u64();
+  t.inode = r.u64();
+  t.meta = read_meta(r);
+  t.chunk_shape = Codec<Shape>::read(r);
+  ReduceOptions& o = spec.options;
+  o.op = static_cast<ReduceOp>(r.u64());
+  o.axes = Codec<std::vector<int>>::read(r);
+  o.axes_given = true;
+  o.ddof = read_plain<int>(r);
+  o.bins = read_plain<std::int64_t>(r);
+  o.range_given = read_plain<bool>(r);
+  o.range_lo = read_plain<double>(r);
+  o.range_hi = read_plain<double>(r);
+  o.task_bytes = read_plain<std::int64_t>(r);
+  o.plan_workers = read_plain<int>(r);
+  return spec;
+}
+
+// The options a job keeps: what plans and families are built from, nothing that runs tasks.
+ReduceOptions job_options(const ReduceOptions& o) {
+  ReduceOptions kept;
+  kept.op = o.op;
+  kept.axes = o.axes;
+  kept.axes_given = o.axes_given;
+  kept.ddof = o.ddof;
+  kept.bins = o.bins;
+  kept.range_given = o.range_given;
+  kept.range_lo = o.range_lo;
+  kept.range_hi = o.range_hi;
+  kept.task_bytes = o.task_bytes;
+  kept.plan_workers = o.plan_workers;
+  return kept;
+}
+
+bool tracks_index(ReduceOp op) { return op == ReduceOp::ArgMin || op == ReduceOp::ArgMax; }
+
+std::int64_t partial_bytes_of(const ReduceOptions& o) {
+  return o.op == ReduceOp::Histogram ? o.bins * static_cast<std::int64_t>(sizeof(std::int64_t)) : 0;
+}
+
+// ---- the worker's cache: the jobs it ran last, so a batch of a known job opens nothing ----
+
+// Jobs a worker keeps open (their mappings, HDF5 handles): a pool reducing many files in turn
+// holds at most this many per worker.
+constexpr std::size_t kJobsKept = 4;
+
+std::shared_ptr<const JobState> job_in_worker(const ReduceTasks& fn) {
+  static std::mutex mutex;
+  static std::deque<std::pair<std::pair<std::int64_t, std::uint64_t>, std::shared_ptr<JobState>>>
+      kept;
+  const std::pair<std::int64_t, std::uint64_t> key(fn.origin, fn.job);
+  std::lock_guard lock(mutex);
+  for (const auto& [k, state] : kept) {
+    if (k == key) return state;
+  }
+  auto state = std::make_shared<JobState>(decode_spec(fn.spec));
+  if (kept.size() == kJobsKept) kept.pop_back();
+  kept.emplace_front(key, state);
+  return state;
+}
+
+std::uint64_t next_job_id() {
+  static std::atomic<std::uint64_t> counter{0};
+  return ++counter;
+}
+
+}  // namespace
+
+JobState::JobState(const Input& input, const ReduceOptions& options, const ReducePlan& main)
+    : input_(std::make_unique<Input>(input)),
+      options_(job_options(options)),
+      delay_ms_(debug_task_delay_ms()),
+      swap_(!input.meta.dtype.is_native()) {
+  plans_[static_cast<int>(Phase::Main)] = main;
+}
+
+JobState::JobState(const JobSpec& spec)
+    : opened_(std::make_shared<const AnyArray>(open_ticket(spec.ticket))),
+      options_(spec.options),
+      delay_ms_(debug_task_delay_ms()),
+      swap_(!spec.ticket.meta.dtype.is_native()) {
+  input_ = std::make_unique<Input>(Input{opened_->meta(), opened_->dense(), opened_->chunked()});
+}
+
+const ReducePlan& JobState::plan(Phase phase) const {
+  std::lock_guard lock(mutex_);
+  std::optional<ReducePlan>& plan = plans_[static_cast<int>(phase)];
+  if (!plan) {
+    // The caller's planning, step for step: the same inputs give the same tasks.
+    const ArrayMeta& meta = input_->meta;
+    if (phase == Phase::Main) {
+      plan = plan_for(*input_, normalize_axes(options_.axes, options_.axes_given, meta.ndim()),
+                      options_, tracks_index(options_.op), partial_bytes_of(options_));
+    } else {
+      std::vector<int> all(static_cast<std::size_t>(meta.ndim()));
+      for (int a = 0; a < meta.ndim(); ++a) all[static_cast<std::size_t>(a)] = a;
+      plan = plan_for(*input_, all, options_, false, 0);
+    }
+  }
+  return *plan;
+}
+
+void JobState::run(Phase phase, const HistogramRange& histogram, std::size_t first,
+                   std::size_t count, Bytes& out, std::size_t* failed) const {
+  ReduceResult unused;
+  const ReducePlan& pass = plan(phase);
+  WorkerTasks tasks;
+  tasks.out = &out;
+  tasks.count = 1;
+  Context ctx(*input_, pass, options_, unused, delay_ms_, swap_);
+  ctx.worker = &tasks;
+  ctx.phase = phase;
+  ctx.histogram = histogram;
+  // One task at a time, so an error names its task.
+  for (std::size_t t = first; t < first + count; ++t) {
+    *failed = t;
+    tasks.first = t;
+    visit_type(input_->meta.dtype.id(), [&](auto tag) { execute_for_type<decltype(tag)>(ctx); });
+  }
+}
+
+RangeOutcome ReduceTasks::operator()(const TaskRange& range) const {
+  RangeOutcome outcome;
+  outcome.first = range.first;
+  outcome.count = range.count;
+  std::shared_ptr<const JobState> remote;
+  const JobState* state = nullptr;
+  if (origin == static_cast<std::int64_t>(::getpid())) {
+    state = reinterpret_cast<const JobState*>(local);
+  } else {
+    try {
+      remote = job_in_worker(*this);
+      state = remote.get();
+    } catch (...) {
+      // The caller holds the array open: it runs the range instead (see PoolRoute::run).
+      outcome.unreachable = true;
+      return outcome;
+    }
+  }
+  std::size_t task = range.first;
+  try {
+    state->run(phase, histogram, range.first, range.count, outcome.partials, &task);
+  } catch (...) {
+    ErrorCode code = ErrorCode::TaskFailed;
+    current_failure(&code, &outcome.message);
+    outcome.code = static_cast<std::uint64_t>(code);
+    outcome.failed = task + 1;
+    Bytes().swap(outcome.partials);
+  }
+  return outcome;
+}
+
+PoolRoute::PoolRoute(Pool& pool, const Input& input, const ReduceOptions& options,
+                     const ReducePlan& main, const std::optional<SourceTicket>& ticket)
+    : pool_(pool), local_(input, options, main), job_(next_job_id()) {
+  if (ticket) spec_ = encode_spec(*ticket, job_options(options));
+}
+
+CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size_t n_tasks,
+                         std::size_t task_result_bytes, const RangeFn& on_range,
+                         const ProgressFn& progress) const {
+  // About four ranges per worker balance uneven tasks; a range's partials stay under 16 MiB.
+  constexpr std::size_t kMaxRangeBytes = std::size_t{16} << 20;
+  const auto workers = static_cast<std::size_t>(std::max(pool_.n_jobs(), 1));
+  std::size_t per = std::max<std::size_t>((n_tasks + 4 * workers - 1) / (4 * workers), 1);
+  per = std::min(
+      per, std::max<std::size_t>(kMaxRangeBytes / std::max<std::size_t>(task_result_bytes, 1), 1));
+  std::vector<TaskRange> ranges;
+  ranges.reserve((n_tasks + per - 1) / per);
+  for (std::size_t first = 0; first < n_tasks; first += per) {
+    ranges.push_back({first, std::min(per, n_tasks - first)});
+  }
+
+  ReduceTasks fn;
+  fn.job = job_;
+  fn.origin = static_cast<std::int64_t>(::getpid());
+  fn.local = reinterpret_cast<std::uintptr_t>(&local_);
+  fn.phase = phase;
+  fn.histogram = histogram;
+  fn.spec = spec_;
+  CallOptions call;
+  call.chunksize = 1;  // a batch is one range
+  auto results = pool_.imap_unordered(fn, ranges, call);
+  std::size_t done = 0;
+  while (std::optional<RangeOutcome> outcome = results.next()) {
+    if (outcome->unreachable) {
+      // A worker could not open the array (replaced since, or a worker that cannot use HDF5):
+      // the caller's own copy is the truth, so it runs the range itself.
+      const TaskRange range{outcome->first, outcome->count};
+      ReduceTasks here = fn;
+      here.origin = static_cast<std::int64_t>(::getpid());
+      *outcome = here(range);
+    }
+    if (outcome->failed != 0) {
+      raise(static_cast<ErrorCode>(outcome->code),
+            "task " + std::to_string(outcome->failed - 1) + ": " + outcome->message);
+    }
+    on_range(outcome->first, outcome->count, {outcome->partials.data(), outcome->partials.size()});
+    done += outcome->count;
+    if (progress) progress(done, n_tasks);
+  }
+  CallStats stats;
+  stats.tasks = n_tasks;
+  stats.workers = static_cast<int>(std::min(workers, std::max<std::size_t>(ranges.size(), 1)));
+  return stats;
+}
+
+}  // namespace mmc::detail
+
+namespace mmc {
+
+void Codec<detail::ReduceTasks>::write(Writer& w, const detail::ReduceTasks& fn) {
+  w.u64(fn.job);
+  w.u64(static_cast<std::uint64_t>(fn.origin));
+  w.u64(fn.local);
+  w.u64(static_cast<std::uint64_t>(fn.phase));
+  w.raw(&fn.histogram, sizeof fn.histogram);
+  Codec<Bytes>::write(w, fn.spec);
+}
+
+detail::ReduceTasks Codec<detail::ReduceTasks>::read(Reader& r) {
+  detail::ReduceTasks fn;
+  fn.job = r.u64();
+  fn.origin = static_cast<std::int64_t>(r.u64());
+  fn.local = static_cast<std::uintptr_t>(r.u64());
+  fn.phase = static_cast<detail::Phase>(r.u64());
+  r.raw(&fn.histogram, sizeof fn.histogram);
+  fn.spec = Codec<Bytes>::read(r);
+  return fn;
+}
+
+void Codec<detail::RangeOutcome>::write(Writer& w, const detail::RangeOutcome& outcome) {
+  w.u64(outcome.first);
+  w.u64(outcome.count);
+  w.u64(outcome.failed);
+  w.u64(outcome.unreachable ? 1 : 0);
+  w.u64(outcome.code);
+  Codec<std::string>::write(w, outcome.message);
+  Codec<Bytes>::write(w, outcome.partials);
+}
+
+detail::RangeOutcome Codec<detail::RangeOutcome>::read(Reader& r) {
+  detail::RangeOutcome outcome;
+  outcome.first = r.u64();
+  outcome.count = r.u64();
+  outcome.failed = r.u64();
+  outcome.unreachable = r.u64() != 0;
+  outcome.code = r.u64();
+  outcome.message = Codec<std::string>::read(r);
+  outcome.partials = Codec<Bytes>::read(r);
+  return outcome;
+}
+
+}  // namespace mmc
