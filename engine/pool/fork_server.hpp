@@ -10,7 +10,7 @@
 #include <optional>
 #include <unordered_map>
 
-#include "pool/unique_fd.hpp"
+#include "os/unique_fd.hpp"
 #include "pool/worker_process.hpp"
 
 namespace mmc::detail {

@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "core/interrupt.hpp"
+#include "os/unique_fd.hpp"
 #include "pool/backends.hpp"
-#include "pool/interrupt.hpp"
 #include "pool/transport.hpp"
-#include "pool/unique_fd.hpp"
 #include "pool/worker_process.hpp"
 
 namespace mmc::detail {

@@ -20,11 +20,11 @@
 #include <thread>
 #include <vector>
 
+#include "core/interrupt.hpp"
 #include "mmc/parallel.hpp"
 #include "pool/backends.hpp"
 #include "pool/fork_image.hpp"
 #include "pool/fork_server.hpp"
-#include "pool/interrupt.hpp"
 #include "pool/pool_core.hpp"
 #include "pool/run_board.hpp"
 #include "pool/transport.hpp"

@@ -1,10 +1,10 @@
 // run_tasks: validates the call and hands it to a backend; the serial backend; task errors.
 #include <string>
 
+#include "core/interrupt.hpp"
 #include "mmc/error.hpp"
 #include "mmc/pool.hpp"
 #include "pool/backends.hpp"
-#include "pool/interrupt.hpp"
 
 namespace mmc {
 namespace detail {

@@ -9,8 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/interrupt.hpp"
 #include "pool/backends.hpp"
-#include "pool/interrupt.hpp"
 
 namespace mmc::detail {
 namespace {

@@ -8,11 +8,11 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/debug_hooks.hpp"
 #include "kernels/dispatch.hpp"
-#include "mmc/convert.hpp"
 #include "mmc/error.hpp"
+#include "mmc/open.hpp"
 #include "mmc/parallel.hpp"
-#include "pool/debug_hooks.hpp"
 #include "reduce/context.hpp"
 #include "reduce/plan.hpp"
 
@@ -124,19 +124,19 @@ ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& optio
   const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
   if (pages > 0 && page > 0 &&
       out_bytes / static_cast<std::uint64_t>(page) >= static_cast<std::uint64_t>(pages)) {
-    throw Error(ErrorCode::Io, "the result, shape " + format_shape(result.shape, true) + " of " +
-                                   result.dtype.name() + ", needs " +
-                                   detail::format_bytes(out_bytes) +
-                                   ", more than this machine's memory (" +
-                                   detail::format_bytes(static_cast<std::uint64_t>(pages) *
-                                                        static_cast<std::uint64_t>(page)) +
-                                   "); reduce over more axes or a part of the array");
+    throw Error(
+        ErrorCode::Io,
+        "the result, shape " + format_shape(result.shape, true) + " of " + result.dtype.name() +
+            ", needs " + format_bytes(out_bytes) + ", more than this machine's memory (" +
+            format_bytes(static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page)) +
+            "); reduce over more axes or a part of the array");
   }
   result.data.assign(static_cast<std::size_t>(out_bytes), std::byte{0});
   if (plan.n_tasks() == 0) return result;
 
   if (input.dense != nullptr) input.dense->mapping().advise(Access::Sequential);
-  detail::Context ctx{input, plan, options, result, detail::debug_task_delay_ms(), !meta.dtype.is_native()};
+  detail::Context ctx{
+      input, plan, options, result, detail::debug_task_delay_ms(), !meta.dtype.is_native()};
   visit_type(meta.dtype.id(), [&](auto tag) { detail::execute_for_type<decltype(tag)>(ctx); });
   return result;
 }
