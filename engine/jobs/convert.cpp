@@ -16,6 +16,7 @@
 
 #include "core/debug_hooks.hpp"
 #include "mmc/error.hpp"
+#include "mmc/hdf5.hpp"
 #include "mmc/output.hpp"
 #include "os/exact_io.hpp"
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "mmc/chunked.hpp"
+#include "mmc/zarr.hpp"
 #include "mmc/open.hpp"
 #include "mmc/pool.hpp"
 

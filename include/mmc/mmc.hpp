@@ -8,6 +8,7 @@
 #include "mmc/dtype.hpp"
 #include "mmc/error.hpp"
 #include "mmc/generate.hpp"
+#include "mmc/hdf5.hpp"
 #include "mmc/interrupt.hpp"
 #include "mmc/mapped_file.hpp"
 #include "mmc/open.hpp"
@@ -18,3 +19,4 @@
 #include "mmc/shared.hpp"
 #include "mmc/slices.hpp"
 #include "mmc/source.hpp"
+#include "mmc/zarr.hpp"
