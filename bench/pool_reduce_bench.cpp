@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "mmc/convert.hpp"
+#include "mmc/open.hpp"
 #include "mmc/parallel.hpp"
 #include "mmc/reduce.hpp"
 

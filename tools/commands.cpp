@@ -258,9 +258,9 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
   }
   if (!root) return 0;
   if (args.out.empty()) {
-    write_stdout(format_result_text(result));
+    write_stdout(format_result_text(result.dtype, result.shape, result.data));
   } else {
-    write_result(result, args.out);
+    write_result(result.dtype, result.shape, result.data, args.out);
   }
   return 0;
 }

@@ -34,7 +34,4 @@ class ProgressBar {
   std::size_t last_width_ = 0;
 };
 
-// "2.0 GiB", "512 B": byte counts for people.
-std::string format_bytes(std::uint64_t bytes);
-
 }  // namespace mmc::cli

@@ -17,7 +17,6 @@
 
 #include "cache/entry.hpp"
 #include "cache/key_lock.hpp"
-#include "reduce/plan.hpp"
 
 namespace mmc {
 namespace {
@@ -186,7 +185,7 @@ CacheKey Cache::reduce_key(const Source& source, const ReduceOptions& options) c
     h.add(options.bins).add(options.range_given);
     if (options.range_given) h.add(options.range_lo).add(options.range_hi);
   }
-  h.add(options.task_bytes > 0 ? options.task_bytes : detail::kTaskBytes);
+  h.add(options.task_bytes > 0 ? options.task_bytes : kDefaultTaskBytes);
   h.add(source, options_.verify ? SourceHash::Content : SourceHash::Identity);
   return h.digest();
 }

@@ -10,7 +10,8 @@
 
 #include "cache/xxh.hpp"
 #include "mmc/output.hpp"
-#include "pool/unique_fd.hpp"
+#include "os/exact_io.hpp"
+#include "os/unique_fd.hpp"
 
 namespace mmc::detail {
 namespace {
@@ -40,19 +41,9 @@ std::uint64_t align_up(std::uint64_t n) { return (n + kAlign - 1) / kAlign * kAl
 
 // Reads exactly `size` bytes at `offset`; false (errno set, 0 at end of file) otherwise.
 bool read_exact(int fd, void* data, std::size_t size, std::uint64_t offset) {
-  auto* p = static_cast<char*>(data);
-  while (size > 0) {
-    const ssize_t n = ::pread(fd, p, size, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      if (n == 0) errno = 0;
-      return false;
-    }
-    p += n;
-    size -= static_cast<std::size_t>(n);
-    offset += static_cast<std::uint64_t>(n);
-  }
-  return true;
+  const ssize_t n = pread_full(fd, data, size, offset);
+  if (n >= 0 && static_cast<std::size_t>(n) < size) errno = 0;
+  return n >= 0 && static_cast<std::size_t>(n) == size;
 }
 
 std::string make_header(const CacheKey& key, EntryKind kind, const std::string& what,

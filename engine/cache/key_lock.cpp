@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "mmc/error.hpp"
-#include "mmc/pool.hpp"
+#include "mmc/interrupt.hpp"
 
 namespace mmc::detail {
 namespace {

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "pool/unique_fd.hpp"
+#include "os/unique_fd.hpp"
 
 namespace mmc::detail {
 

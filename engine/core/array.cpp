@@ -2,6 +2,7 @@
 #include "mmc/array.hpp"
 
 #include <charconv>
+#include <cstdio>
 #include <limits>
 
 #include "mmc/error.hpp"
@@ -81,6 +82,23 @@ std::uint64_t ArrayMeta::nbytes() const noexcept {
 
 std::string ArrayMeta::describe() const {
   return format_shape(shape) + " " + dtype.name() + (order == Order::C ? " C" : " F");
+}
+
+std::string format_bytes(std::uint64_t bytes) {
+  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(bytes);
+  int unit = 0;
+  while (v >= 1024 && unit < 5) {
+    v /= 1024;
+    ++unit;
+  }
+  char buf[32];
+  if (unit == 0) {
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[unit]);
+  }
+  return buf;
 }
 
 std::string format_shape(const Shape& shape, bool numpy_style) {

@@ -11,9 +11,12 @@
 #include "io/box.hpp"
 #include "io/open_read_only.hpp"
 #include "mmc/chunked.hpp"
-#include "mmc/convert.hpp"
+#include "mmc/zarr.hpp"
+#include "mmc/hdf5.hpp"
 #include "mmc/error.hpp"
-#include "pool/unique_fd.hpp"
+#include "mmc/open.hpp"
+#include "os/exact_io.hpp"
+#include "os/unique_fd.hpp"
 
 namespace mmc {
 namespace {
@@ -63,10 +66,7 @@ bool is_directory(const std::string& path) {
 bool starts_with_bytes(const std::string& path, const char* magic, std::size_t n) {
   const detail::UniqueFd fd = detail::open_read_only(path);
   char head[8] = {};
-  ssize_t got;
-  do {
-    got = ::pread(fd.get(), head, n, 0);
-  } while (got < 0 && errno == EINTR);
+  const ssize_t got = detail::pread_full(fd.get(), head, n, 0);
   if (got < 0) raise_errno(path + ": cannot read");
   return static_cast<std::size_t>(got) == n && std::memcmp(head, magic, n) == 0;
 }

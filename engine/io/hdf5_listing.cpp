@@ -8,6 +8,7 @@
 #include "io/hdf5_internal.hpp"
 #include "io/hdf5_probe.hpp"
 #include "mmc/chunked.hpp"
+#include "mmc/hdf5.hpp"
 
 namespace mmc {
 namespace {

@@ -10,6 +10,7 @@
 
 #include "io/hdf5_internal.hpp"
 #include "mmc/chunked.hpp"
+#include "mmc/hdf5.hpp"
 
 namespace mmc {
 

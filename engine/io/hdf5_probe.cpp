@@ -1,6 +1,8 @@
 // The probe: untrusted HDF5 metadata read first in a forked child under a memory cap and a
 // time limit, so a libhdf5 crash, runaway allocation or endless loop on a damaged file becomes
 // one error line in the caller instead of a SIGSEGV.
+#include "io/hdf5_probe.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -14,9 +16,9 @@
 #include <functional>
 #include <string>
 
-#include "io/hdf5_probe.hpp"
 #include "mmc/error.hpp"
-#include "pool/unique_fd.hpp"
+#include "os/exact_io.hpp"
+#include "os/unique_fd.hpp"
 
 namespace mmc::detail {
 namespace {
@@ -37,15 +39,8 @@ std::uint64_t address_space_now() {
   return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
-void write_all(int fd, const std::string& text) {
-  std::size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    done += static_cast<std::size_t>(n);
-  }
-}
+// The report's last chance: a child that cannot write it exits, and the parent says so.
+void write_all(int fd, const std::string& text) { detail::write_all(fd, text.data(), text.size()); }
 
 [[noreturn]] void run_child(int fd, const std::string& file, const std::function<void()>& work) {
   // SIGALRM's default action ends the child; the caller may have ignored or blocked it, and
@@ -75,8 +70,8 @@ void write_all(int fd, const std::string& text) {
     write_all(fd, std::string(1, static_cast<char>(e.code())) + e.what());
     status = 1;
   } catch (const std::bad_alloc&) {
-    write_all(fd, std::string(1, static_cast<char>(ErrorCode::Corrupt)) +
-                      file + ": reading its metadata needs more than 512 MiB (damaged file?)");
+    write_all(fd, std::string(1, static_cast<char>(ErrorCode::Corrupt)) + file +
+                      ": reading its metadata needs more than 512 MiB (damaged file?)");
     status = 1;
   } catch (...) {
     status = 2;
@@ -106,13 +101,7 @@ void probe_hdf5(const std::string& file, const std::function<void()>& work) {
   }
   write_end.reset();
   std::string report;
-  char buf[512];
-  for (;;) {
-    const ssize_t n = ::read(read_end.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    report.append(buf, static_cast<std::size_t>(n));
-  }
+  detail::read_to_end(read_end.get(), report);  // a failed read leaves a short report: said below
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) raise_errno(file + ": cannot wait for the probe");
@@ -123,8 +112,7 @@ void probe_hdf5(const std::string& file, const std::function<void()>& work) {
                                     std::to_string(kProbeSeconds) + " s (damaged file?)");
     }
     raise(ErrorCode::Corrupt, file + ": libhdf5 crashed reading it (" +
-                                  std::string(strsignal(WTERMSIG(status))) +
-                                  "; damaged file?)");
+                                  std::string(strsignal(WTERMSIG(status))) + "; damaged file?)");
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 1 && !report.empty()) {

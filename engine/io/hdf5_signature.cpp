@@ -10,8 +10,10 @@
 
 #include "io/open_read_only.hpp"
 #include "mmc/chunked.hpp"
+#include "mmc/hdf5.hpp"
 #include "mmc/error.hpp"
-#include "pool/unique_fd.hpp"
+#include "os/exact_io.hpp"
+#include "os/unique_fd.hpp"
 
 namespace mmc {
 
@@ -26,10 +28,7 @@ bool is_hdf5_file(const std::string& path) {
   for (std::uint64_t at = 0; at <= size && size - at >= sizeof kSignature;
        at = at == 0 ? 512 : at * 2) {
     char head[sizeof kSignature];
-    ssize_t got;
-    do {
-      got = ::pread(fd.get(), head, sizeof head, static_cast<off_t>(at));
-    } while (got < 0 && errno == EINTR);
+    const ssize_t got = detail::pread_full(fd.get(), head, sizeof head, at);
     if (got < 0) raise_errno(path + ": cannot read");
     if (static_cast<std::size_t>(got) == sizeof head &&
         std::memcmp(head, kSignature, sizeof head) == 0) {

@@ -13,6 +13,7 @@
 #include "io/hdf5_internal.hpp"
 #include "io/hdf5_probe.hpp"
 #include "mmc/chunked.hpp"
+#include "mmc/hdf5.hpp"
 #include "mmc/error.hpp"
 #include "mmc/source.hpp"
 

@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-
 #include <atomic>
 #include <cerrno>
 
@@ -18,8 +17,9 @@
 #include "io/hdf5_internal.hpp"
 #include "io/hdf5_probe.hpp"
 #include "mmc/chunked.hpp"
+#include "mmc/hdf5.hpp"
 #include "mmc/error.hpp"
-#include "pool/unique_fd.hpp"
+#include "os/unique_fd.hpp"
 
 namespace mmc {
 
@@ -166,8 +166,8 @@ bool check_target(hid_t file, const std::string& file_name, const std::string& p
     const std::string prefix = path.substr(0, end);
     const htri_t link = H5Lexists(file, prefix.c_str(), H5P_DEFAULT);
     if (link < 0) {
-      raise(ErrorCode::Corrupt, file_name + ": cannot look up '" + prefix +
-                                    "': " + detail::hdf5_error_detail());
+      raise(ErrorCode::Corrupt,
+            file_name + ": cannot look up '" + prefix + "': " + detail::hdf5_error_detail());
     }
     if (link == 0) return false;  // parents from here on are created at commit
     const bool last = end == path.size();
@@ -180,8 +180,10 @@ bool check_target(hid_t file, const std::string& file_name, const std::string& p
                                             path + " under it");
     }
     if (!last && info.type != H5O_TYPE_GROUP) {
-      raise(ErrorCode::InvalidArgument, file_name + ": '" + prefix + "' is not a group; cannot "
-                                            "write " + path + " under it");
+      raise(ErrorCode::InvalidArgument, file_name + ": '" + prefix +
+                                            "' is not a group; cannot "
+                                            "write " +
+                                            path + " under it");
     }
     if (last && info.type == H5O_TYPE_GROUP) {
       raise(ErrorCode::InvalidArgument, file_name + ":" + path +
@@ -358,14 +360,14 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
       s.file_id = Hdf5Handle::adopt(id, Hdf5Kind::File, ErrorCode::Io, file);
       s.replace = check_target(s.file_id.get(), file, s.dataset);
       if (s.replace && !overwrite) {
-        raise(ErrorCode::Io, what + ": the dataset already exists; pass --overwrite to replace "
-                                    "it (the file's other objects are kept)");
+        raise(ErrorCode::Io, what +
+                                 ": the dataset already exists; pass --overwrite to replace "
+                                 "it (the file's other objects are kept)");
       }
     } else {
-      s.file_id =
-          Hdf5Handle::adopt(H5Fcreate(s.temp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()),
-                            Hdf5Kind::File, ErrorCode::Io,
-                            s.temp + ": cannot create the temporary HDF5 file");
+      s.file_id = Hdf5Handle::adopt(
+          H5Fcreate(s.temp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()), Hdf5Kind::File,
+          ErrorCode::Io, s.temp + ": cannot create the temporary HDF5 file");
     }
     Hdf5Handle type = file_type_of(spec.dtype, what);
     hsize_t dims[H5S_MAX_RANK];
@@ -400,10 +402,10 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
             what + ": cannot set the dataset properties: " + detail::hdf5_error_detail());
     }
     s.dataset_id = Hdf5Handle::adopt(
-        s.in_place ? H5Dcreate_anon(s.file_id.get(), type.get(), space.get(), dcpl.get(),
-                                    H5P_DEFAULT)
-                   : H5Dcreate2(s.file_id.get(), s.dataset.c_str(), type.get(), space.get(),
-                                lcpl.get(), dcpl.get(), H5P_DEFAULT),
+        s.in_place
+            ? H5Dcreate_anon(s.file_id.get(), type.get(), space.get(), dcpl.get(), H5P_DEFAULT)
+            : H5Dcreate2(s.file_id.get(), s.dataset.c_str(), type.get(), space.get(), lcpl.get(),
+                         dcpl.get(), H5P_DEFAULT),
         Hdf5Kind::Dataset, ErrorCode::Io, what + ": cannot create the dataset");
     if (spec.chunks.empty()) {
       const haddr_t offset = H5Dget_offset(s.dataset_id.get());

@@ -12,6 +12,7 @@
 
 #include "mmc/array.hpp"
 #include "mmc/error.hpp"
+#include "os/exact_io.hpp"
 
 // Linux 5.14; older C library headers lack the constant even where the kernel has it.
 #ifndef MADV_POPULATE_READ
@@ -20,21 +21,6 @@
 
 namespace mmc {
 namespace {
-
-// Owns a file descriptor for the duration of open(); the mapping outlives it.
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const noexcept { return fd_; }
-
- private:
-  int fd_;
-};
 
 std::uint64_t page_size() noexcept {
   static const std::uint64_t size = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
@@ -105,7 +91,7 @@ MappedFile MappedFile::open(const std::string& path, MapMode mode, std::uint64_t
           : 0;
   require_regular_file(path);
 
-  int flags = O_CLOEXEC;
+  int flags = 0;
   switch (mode) {
     case MapMode::ReadOnly:
     case MapMode::CopyOnWrite:
@@ -118,18 +104,15 @@ MappedFile MappedFile::open(const std::string& path, MapMode mode, std::uint64_t
       flags |= O_RDWR | O_CREAT | O_TRUNC;
       break;
   }
-  int raw_fd;
-  do {
-    raw_fd = ::open(path.c_str(), flags, 0666);
-  } while (raw_fd < 0 && errno == EINTR);
-  if (raw_fd < 0) {
+  // Held for the duration of open(); the mapping outlives it.
+  const detail::UniqueFd fd = detail::open_fd(path.c_str(), flags, 0666);
+  if (!fd) {
     if (errno == EISDIR) {
       throw Error(ErrorCode::InvalidArgument, path + ": is a directory, expected a file");
     }
     const int err = errno;
     raise_os(err, path, std::string("cannot open (mode ") + mode_name(mode) + ")");
   }
-  const UniqueFd fd(raw_fd);
 
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) raise_os(errno, path, "fstat");

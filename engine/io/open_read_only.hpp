@@ -1,4 +1,4 @@
-// Opening a file for reading, once for every reader of engine/io: O_CLOEXEC, EINTR retried,
+// Opening a file for reading, once for every reader of engine/io (os/exact_io.hpp's open_fd),
 // failures thrown with the path and errno (so EACCES is said as such).
 #pragma once
 
@@ -8,17 +8,15 @@
 #include <string>
 
 #include "mmc/error.hpp"
-#include "pool/unique_fd.hpp"
+#include "os/exact_io.hpp"
+#include "os/unique_fd.hpp"
 
 namespace mmc::detail {
 
 inline UniqueFd open_read_only(const std::string& path) {
-  int fd;
-  do {
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) raise_errno(path + ": cannot open");
-  return UniqueFd(fd);
+  UniqueFd fd = open_fd(path.c_str(), O_RDONLY);
+  if (!fd) raise_errno(path + ": cannot open");
+  return fd;
 }
 
 }  // namespace mmc::detail

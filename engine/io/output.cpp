@@ -23,6 +23,7 @@
 
 #include "mmc/error.hpp"
 #include "mmc/source.hpp"
+#include "os/exact_io.hpp"
 
 namespace mmc {
 namespace {
@@ -60,6 +61,26 @@ std::pair<std::string, std::string> split_path(const std::string& path) {
   return {slash == 0 ? "/" : path.substr(0, slash), path.substr(slash + 1)};
 }
 
+// The array a sink was given, checked against its shape.
+struct Values {
+  DType dtype;
+  const Shape& shape;
+  const std::byte* data;
+  std::int64_t size() const noexcept { return ArrayMeta::contiguous(dtype, shape).size(); }
+};
+
+Values values_of(DType dtype, const Shape& shape, std::span<const std::byte> bytes) {
+  // contiguous() refuses negative extents and byte counts past 63 bits.
+  const std::uint64_t want = ArrayMeta::contiguous(dtype, shape).nbytes();
+  if (bytes.size() != want) {
+    throw Error(ErrorCode::InvalidArgument, "an array of shape " + format_shape(shape, true) +
+                                                " and dtype " + dtype.name() + " holds " +
+                                                std::to_string(want) + " bytes, not " +
+                                                std::to_string(bytes.size()));
+  }
+  return Values{dtype, shape, bytes.data()};
+}
+
 // One value as text. `json` selects JSON spellings for bool and non-finite floats.
 template <class T>
 void append_value(std::string& out, T v, bool json) {
@@ -89,10 +110,10 @@ void append_value(std::string& out, T v, bool json) {
 
 // Calls f(out, index) with a formatter bound to the result's element type.
 template <class F>
-void with_values(const ReduceResult& result, F&& f) {
+void with_values(const Values& result, F&& f) {
   visit_type(result.dtype.id(), [&](auto tag) {
     using T = decltype(tag);
-    const T* values = result.as<T>();
+    const T* values = reinterpret_cast<const T*>(result.data);
     f([values](std::string& out, std::int64_t i, bool json) {
       append_value(out, values[i], json);
     });
@@ -101,7 +122,7 @@ void with_values(const ReduceResult& result, F&& f) {
 
 // Rows of the last axis: (prod of leading extents) rows of `cols` values; a scalar or 1-d
 // array is one value per row.
-void row_layout(const ReduceResult& result, std::int64_t* rows, std::int64_t* cols) {
+void row_layout(const Values& result, std::int64_t* rows, std::int64_t* cols) {
   if (result.shape.size() < 2) {
     *cols = 1;
     *rows = result.size();
@@ -114,14 +135,14 @@ void row_layout(const ReduceResult& result, std::int64_t* rows, std::int64_t* co
 
 // An empty result has no rows to write: a (3, 10**12, 0) result would otherwise be 3 * 10**12
 // empty lines, and its JSON as many empty lists.
-bool is_empty_result(const ReduceResult& result) noexcept {
+bool is_empty_result(const Values& result) noexcept {
   for (const std::int64_t extent : result.shape) {
     if (extent == 0) return true;
   }
   return false;
 }
 
-std::string format_rows(const ReduceResult& result, char separator) {
+std::string format_rows(const Values& result, char separator) {
   if (is_empty_result(result)) return {};
   std::int64_t rows = 0, cols = 0;
   row_layout(result, &rows, &cols);
@@ -138,7 +159,7 @@ std::string format_rows(const ReduceResult& result, char separator) {
   return out;
 }
 
-std::string format_json(const ReduceResult& result) {
+std::string format_json(const Values& result) {
   std::string out = "{\"dtype\": \"" + result.dtype.name() + "\", \"shape\": [";
   for (std::size_t k = 0; k < result.shape.size(); ++k) {
     if (k) out += ", ";
@@ -208,16 +229,7 @@ AtomicFile::~AtomicFile() {
 }
 
 void AtomicFile::write(const void* data, std::size_t size) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t n = ::write(fd_, p, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      raise_errno("cannot write " + target_);
-    }
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
+  if (!detail::write_all(fd_, data, size)) raise_errno("cannot write " + target_);
 }
 
 void AtomicFile::commit(bool durable) {
@@ -263,14 +275,16 @@ OutputFormat output_format_for(const std::string& path) {
               path + ": unknown output format (name it .npy, .csv or .json)");
 }
 
-void write_result(const ReduceResult& result, const std::string& path) {
+void write_result(DType dtype, const Shape& shape, std::span<const std::byte> bytes,
+                  const std::string& path) {
+  const Values result = values_of(dtype, shape, bytes);
   const OutputFormat format = output_format_for(path);
   AtomicFile file(path);
   switch (format) {
     case OutputFormat::Npy: {
       const std::string header = make_npy_header(result.dtype, result.shape, false);
       file.write(header.data(), header.size());
-      file.write(result.data.data(), result.data.size());
+      file.write(bytes.data(), bytes.size());
       break;
     }
     case OutputFormat::Csv: {
@@ -287,7 +301,8 @@ void write_result(const ReduceResult& result, const std::string& path) {
   file.commit();
 }
 
-std::string format_result_text(const ReduceResult& result) {
+std::string format_result_text(DType dtype, const Shape& shape, std::span<const std::byte> bytes) {
+  const Values result = values_of(dtype, shape, bytes);
   // numpy prints an empty array as [] with its shape, since no rows can show the shape.
   if (is_empty_result(result)) {
     return "[] (empty result of shape " + format_shape(result.shape, true) + ", " +

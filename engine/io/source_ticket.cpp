@@ -7,7 +7,7 @@
 #include <utility>
 
 // AnyArray and open_array (their io header once they leave convert.hpp).
-#include "mmc/convert.hpp"
+#include "mmc/open.hpp"
 #include "mmc/error.hpp"
 
 namespace mmc::detail {

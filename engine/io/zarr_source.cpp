@@ -24,9 +24,11 @@
 #include "io/codecs.hpp"
 #include "io/open_read_only.hpp"
 #include "mmc/chunked.hpp"
+#include "mmc/zarr.hpp"
 #include "mmc/error.hpp"
 #include "mmc/mapped_file.hpp"
-#include "pool/unique_fd.hpp"
+#include "os/exact_io.hpp"
+#include "os/unique_fd.hpp"
 
 namespace mmc {
 namespace {
@@ -75,18 +77,11 @@ std::uint64_t max_encoded_size(std::uint64_t n) { return n + n / 8 + 65536; }
 
 // Reads exactly n bytes at offset 0 of fd. A short read means the file shrank under us.
 void pread_exact(int fd, std::byte* out, std::uint64_t n, const std::string& path) {
-  std::uint64_t done = 0;
-  while (done < n) {
-    const ssize_t r = ::pread(fd, out + done, n - done, static_cast<off_t>(done));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      raise_errno(path + ": cannot read");
-    }
-    if (r == 0) {
-      raise(ErrorCode::Corrupt, path + ": file ended after " + std::to_string(done) + " of " +
-                                    std::to_string(n) + " bytes (was it truncated meanwhile?)");
-    }
-    done += static_cast<std::uint64_t>(r);
+  const ssize_t done = detail::pread_full(fd, out, n, 0);
+  if (done < 0) raise_errno(path + ": cannot read");
+  if (static_cast<std::uint64_t>(done) < n) {
+    raise(ErrorCode::Corrupt, path + ": file ended after " + std::to_string(done) + " of " +
+                                  std::to_string(n) + " bytes (was it truncated meanwhile?)");
   }
 }
 
@@ -427,18 +422,14 @@ void ZarrArray::read_chunk(const Shape& coord, std::byte* out) const {
     }
   }
   const std::string file = path_ + "/" + chunk_key(coord);
-  int raw_fd;
-  do {
-    raw_fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  } while (raw_fd < 0 && errno == EINTR);
-  if (raw_fd < 0) {
+  const detail::UniqueFd fd = detail::open_fd(file.c_str(), O_RDONLY);
+  if (!fd) {
     if (errno == ENOENT || errno == ENOTDIR) {
       fill_with(out, n, fill_value());
       return;
     }
     raise_errno(file + ": cannot open chunk");
   }
-  const detail::UniqueFd fd(raw_fd);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) raise_errno(file + ": cannot stat chunk");
   if (!S_ISREG(st.st_mode)) raise(ErrorCode::Corrupt, file + ": chunk is not a regular file");

@@ -32,8 +32,10 @@
 
 #include "io/codecs.hpp"
 #include "mmc/chunked.hpp"
+#include "mmc/zarr.hpp"
 #include "mmc/error.hpp"
-#include "pool/unique_fd.hpp"
+#include "os/exact_io.hpp"
+#include "os/unique_fd.hpp"
 
 namespace mmc {
 namespace {
@@ -45,30 +47,13 @@ using nlohmann::json;
   raise(ErrorCode::Io, what + ": " + std::strerror(err));
 }
 
-int open_retry(const char* path, int flags, mode_t mode = 0) {
-  int fd;
-  do {
-    fd = ::open(path, flags, mode);
-  } while (fd < 0 && errno == EINTR);
-  return fd;
-}
-
 void write_all(int fd, const std::byte* data, std::size_t n, const std::string& path) {
-  std::size_t done = 0;
-  while (done < n) {
-    const ssize_t r = ::write(fd, data + done, n - done);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      raise_io(path + ": cannot write");
-    }
-    done += static_cast<std::size_t>(r);
-  }
+  if (!detail::write_all(fd, data, n)) raise_io(path + ": cannot write");
 }
 
 void fsync_path(const std::string& path, int flags) {
-  const int raw = open_retry(path.c_str(), flags | O_CLOEXEC);
-  if (raw < 0) raise_io(path + ": cannot open to flush");
-  const detail::UniqueFd fd(raw);
+  const detail::UniqueFd fd = detail::open_fd(path.c_str(), flags);
+  if (!fd) raise_io(path + ": cannot open to flush");
   if (::fsync(fd.get()) != 0) raise_io(path + ": cannot flush to disk");
 }
 
@@ -217,9 +202,8 @@ void ZarrWriter::State::flush_temp_dir() const {
   const std::string zarray = temp + "/.zarray";
   const std::string text = metadata().dump(4) + "\n";
   {
-    const int raw = open_retry(zarray.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (raw < 0) raise_io(zarray + ": cannot create");
-    const detail::UniqueFd fd(raw);
+    const detail::UniqueFd fd = detail::open_fd(zarray.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (!fd) raise_io(zarray + ": cannot create");
     write_all(fd.get(), reinterpret_cast<const std::byte*>(text.data()), text.size(), zarray);
     if (::fsync(fd.get()) != 0) raise_io(zarray + ": cannot flush to disk");
   }
@@ -419,12 +403,11 @@ void ZarrWriter::write_chunk(const Shape& coord, const std::byte* data) const {
   const std::size_t size = s.spec.compressor == Compressor::None ? s.chunk_nbytes : encoded.size();
   const std::string part =
       file + ".part-" + std::to_string(::getpid()) + "-" + std::to_string(s.counter.fetch_add(1));
-  const int raw = open_retry(part.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (raw < 0) raise_io(part + ": cannot create chunk file");
+  detail::UniqueFd fd = detail::open_fd(part.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0666);
+  if (!fd) raise_io(part + ": cannot create chunk file");
   try {
-    detail::UniqueFd fd(raw);
     write_all(fd.get(), bytes, size, part);
-    if (::close(fd.release()) != 0) raise_io(part + ": cannot write");
+    if (!fd.close()) raise_io(part + ": cannot write");
     if (::rename(part.c_str(), file.c_str()) != 0) raise_io(file + ": cannot rename chunk");
   } catch (...) {
     ::unlink(part.c_str());

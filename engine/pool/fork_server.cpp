@@ -19,6 +19,7 @@
 #include <string>
 
 #include "mmc/error.hpp"
+#include "os/fd_passing.hpp"
 
 namespace mmc::detail {
 namespace {
@@ -40,49 +41,14 @@ constexpr int kControlFd = 3;  // where the server keeps its control socket
 // Sends one message, with `fd` attached when >= 0. Returns false when the peer is gone.
 bool send_message(int socket, const Message& message, int fd) {
   iovec iov{const_cast<Message*>(&message), sizeof message};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  if (fd >= 0) {
-    std::memset(control, 0, sizeof control);
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
-  }
-  for (;;) {
-    if (sendmsg(socket, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof message)) return true;
-    if (errno != EINTR) return false;
-  }
+  return send_with_fd(socket, &iov, 1, fd, false) == static_cast<ssize_t>(sizeof message);
 }
 
 // Receives one message (and its descriptor, if any). 0: peer gone; -1: EAGAIN; 1: got one.
 int receive_message(int socket, bool wait, Message* message, UniqueFd* fd) {
-  iovec iov{message, sizeof *message};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  for (;;) {
-    const ssize_t n = recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | (wait ? 0 : MSG_DONTWAIT));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return -1;
-    if (n <= 0) return 0;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        int received;
-        std::memcpy(&received, CMSG_DATA(c), sizeof received);
-        fd->reset(received);
-      }
-    }
-    return n == static_cast<ssize_t>(sizeof *message) ? 1 : 0;
-  }
+  const Received got = receive_with_fd(socket, message, sizeof *message, !wait, *fd);
+  if (got.bytes < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return -1;
+  return got.bytes == static_cast<ssize_t>(sizeof *message) ? 1 : 0;
 }
 
 void ignore_interrupts() {

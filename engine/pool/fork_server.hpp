@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "pool/unique_fd.hpp"
+#include "os/unique_fd.hpp"
 #include "pool/worker_process.hpp"
 
 namespace mmc::detail {

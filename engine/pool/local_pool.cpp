@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "pool/interrupt.hpp"
+#include "core/interrupt.hpp"
 #include "pool/pool_core.hpp"
 
 namespace mmc::detail {

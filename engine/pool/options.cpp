@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 
+#include "mmc/array.hpp"
 #include "mmc/error.hpp"
 #include "mmc/parallel.hpp"
 #include "mmc/pool.hpp"

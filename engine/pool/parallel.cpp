@@ -14,7 +14,8 @@
 #include <deque>
 #include <string>
 
-#include "pool/interrupt.hpp"
+#include "core/interrupt.hpp"
+#include "mmc/array.hpp"
 #include "pool/options.hpp"
 #include "pool/pool_core.hpp"
 
@@ -143,20 +144,6 @@ std::string demangle(const char* mangled) {
   std::string name(text);
   std::free(text);
   return name;
-}
-
-std::string format_bytes(std::uint64_t bytes) {
-  if (bytes < 1024) return std::to_string(bytes) + " B";
-  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
-  double value = static_cast<double>(bytes) / 1024;
-  int unit = 0;
-  while (value >= 1024 && unit < 3) {
-    value /= 1024;
-    ++unit;
-  }
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f %s", value, units[unit]);
-  return text;
 }
 
 namespace {

@@ -20,10 +20,10 @@
 #include <thread>
 #include <vector>
 
+#include "core/interrupt.hpp"
 #include "mmc/parallel.hpp"
 #include "pool/fork_image.hpp"
 #include "pool/fork_server.hpp"
-#include "pool/interrupt.hpp"
 #include "pool/pool_core.hpp"
 #include "pool/run_board.hpp"
 #include "pool/transport.hpp"

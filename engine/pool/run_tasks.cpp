@@ -10,10 +10,11 @@
 #include <mutex>
 #include <string>
 
+#include "core/interrupt.hpp"
 #include "mmc/error.hpp"
 #include "mmc/parallel.hpp"
 #include "mmc/pool.hpp"
-#include "pool/interrupt.hpp"
+#include "core/interrupt.hpp"
 
 namespace mmc {
 namespace detail {

@@ -15,8 +15,10 @@
 #include <utility>
 #include <vector>
 
+#include "mmc/array.hpp"
 #include "mmc/error.hpp"
 #include "mmc/parallel.hpp"
+#include "os/exact_io.hpp"
 #include "pool/options.hpp"
 
 namespace mmc::detail {
@@ -83,15 +85,8 @@ std::string folder_of(int fd) {
 }
 
 void write_all(int fd, ByteView contents) {
-  std::size_t done = 0;
-  while (done < contents.size) {
-    const ssize_t n =
-        pwrite(fd, contents.data + done, contents.size - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0)
-      raise_errno("writing " + std::to_string(contents.size) + " bytes to " + folder_of(fd));
-    done += static_cast<std::size_t>(n);
-  }
+  if (!pwrite_all(fd, contents.data, contents.size, 0))
+    raise_errno("writing " + std::to_string(contents.size) + " bytes to " + folder_of(fd));
 }
 
 unsigned long long free_bytes_of(const std::string& folder) {

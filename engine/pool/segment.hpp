@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "mmc/pool.hpp"
-#include "pool/unique_fd.hpp"
+#include "os/unique_fd.hpp"
 
 namespace mmc::detail {
 

@@ -15,8 +15,8 @@
 #include <tuple>
 
 #include "mmc/shared.hpp"
+#include "os/unique_fd.hpp"
 #include "pool/segment.hpp"
-#include "pool/unique_fd.hpp"
 
 namespace mmc::detail {
 namespace {

@@ -9,10 +9,11 @@
 #include <cstring>
 #include <utility>
 
+#include "os/fd_passing.hpp"
+
 namespace mmc::detail {
 namespace {
 
-constexpr std::size_t kMaxFdsPerRead = 4;
 constexpr std::size_t kMaxFailureMessage = 64 * 1024;
 
 bool valid_kind(FrameKind kind) {
@@ -103,24 +104,9 @@ bool OutFrame::send_some(int socket, bool dont_wait) {
     } else {
       iov[iov_count++] = {inline_payload_.data() + (sent_ - kHeaderSize), total - sent_};
     }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = static_cast<std::size_t>(iov_count);
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    if (sent_ == 0 && segment_.fd() >= 0) {
-      std::memset(control, 0, sizeof control);
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-      cmsg->cmsg_level = SOL_SOCKET;
-      cmsg->cmsg_type = SCM_RIGHTS;
-      cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-      const int fd = segment_.fd();
-      std::memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
-    }
-    const ssize_t n = sendmsg(socket, &msg, MSG_NOSIGNAL | (dont_wait ? MSG_DONTWAIT : 0));
+    const int fd = sent_ == 0 ? segment_.fd() : -1;
+    const ssize_t n = send_with_fd(socket, iov, static_cast<std::size_t>(iov_count), fd, dont_wait);
     if (n < 0) {
-      if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
       if (errno == EPIPE || errno == ECONNRESET) throw PeerGone();
       raise_errno("sending to a worker socket");
@@ -133,43 +119,18 @@ bool OutFrame::send_some(int socket, bool dont_wait) {
 }
 
 std::size_t FrameReader::read_into(int socket, std::byte* dst, std::size_t len, bool dont_wait) {
-  for (;;) {
-    iovec iov{dst, len};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerRead)];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    const ssize_t n = recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | (dont_wait ? MSG_DONTWAIT : 0));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-      if (errno == ECONNRESET) throw PeerGone();
-      raise_errno("reading a worker socket");
-    }
-    // Own every received descriptor before anything can throw.
-    bool extra_fd = false;
-    for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-      if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
-      const std::size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < count; ++i) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof fd);
-        UniqueFd owned(fd);
-        if (received_fd_) {
-          extra_fd = true;
-        } else {
-          received_fd_ = std::move(owned);
-        }
-      }
-    }
-    if (extra_fd || (msg.msg_flags & MSG_CTRUNC)) {
-      raise(ErrorCode::Internal, "transport: more than one descriptor arrived with a frame");
-    }
-    if (n == 0) throw PeerGone();
-    return static_cast<std::size_t>(n);
+  // A descriptor goes into received_fd_ before anything can throw.
+  const Received got = receive_with_fd(socket, dst, len, dont_wait, received_fd_);
+  if (got.bytes < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    if (errno == ECONNRESET) throw PeerGone();
+    raise_errno("reading a worker socket");
   }
+  if (got.extra_fds) {
+    raise(ErrorCode::Internal, "transport: more than one descriptor arrived with a frame");
+  }
+  if (got.bytes == 0) throw PeerGone();
+  return static_cast<std::size_t>(got.bytes);
 }
 
 std::optional<InMessage> FrameReader::receive(int socket, bool dont_wait,

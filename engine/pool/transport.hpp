@@ -13,8 +13,8 @@
 
 #include "mmc/error.hpp"
 #include "mmc/pool.hpp"
+#include "os/unique_fd.hpp"
 #include "pool/segment.hpp"
-#include "pool/unique_fd.hpp"
 
 namespace mmc::detail {
 

@@ -7,7 +7,7 @@
 #include <functional>
 #include <string>
 
-#include "pool/unique_fd.hpp"
+#include "os/unique_fd.hpp"
 
 namespace mmc::detail {
 

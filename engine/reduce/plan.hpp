@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "mmc/array.hpp"
+#include "mmc/reduce.hpp"
 
 namespace mmc::detail {
 
@@ -60,9 +61,8 @@ struct ReducePlan {
   void task_span(std::int64_t task, std::int64_t* first, std::int64_t* last) const noexcept;
 };
 
-// Bytes of input a task should read: large enough to amortize dispatch (~10 µs) against the
-// scan (~1 ms at memory speed), small enough to balance 2..64 workers.
-inline constexpr std::int64_t kTaskBytes = std::int64_t{8} << 20;
+// Bytes of input a task should read (mmc/reduce.hpp says why 8 MiB).
+inline constexpr std::int64_t kTaskBytes = kDefaultTaskBytes;
 
 // Outputs one task may hold so that its result stays a few MiB (partial_bytes as below).
 std::int64_t max_task_outputs(std::int64_t partial_bytes) noexcept;

@@ -16,9 +16,9 @@
 #include <utility>
 
 // AnyArray (its io header once it leaves convert.hpp).
-#include "mmc/convert.hpp"
+#include "mmc/open.hpp"
 #include "mmc/error.hpp"
-#include "pool/debug_hooks.hpp"
+#include "core/debug_hooks.hpp"
 
 namespace mmc::detail {
 namespace {

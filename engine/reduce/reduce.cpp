@@ -9,11 +9,11 @@
 #include <cstdlib>
 
 #include "io/source_ticket.hpp"
+#include "core/debug_hooks.hpp"
 #include "kernels/dispatch.hpp"
-#include "mmc/convert.hpp"
 #include "mmc/error.hpp"
+#include "mmc/open.hpp"
 #include "mmc/parallel.hpp"
-#include "pool/debug_hooks.hpp"
 #include "reduce/context.hpp"
 #include "reduce/plan.hpp"
 #include "reduce/pool_job.hpp"
@@ -141,13 +141,12 @@ ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& given
   const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
   if (pages > 0 && page > 0 &&
       out_bytes / static_cast<std::uint64_t>(page) >= static_cast<std::uint64_t>(pages)) {
-    throw Error(ErrorCode::Io, "the result, shape " + format_shape(result.shape, true) + " of " +
-                                   result.dtype.name() + ", needs " +
-                                   detail::format_bytes(out_bytes) +
-                                   ", more than this machine's memory (" +
-                                   detail::format_bytes(static_cast<std::uint64_t>(pages) *
-                                                        static_cast<std::uint64_t>(page)) +
-                                   "); reduce over more axes or a part of the array");
+    throw Error(
+        ErrorCode::Io,
+        "the result, shape " + format_shape(result.shape, true) + " of " + result.dtype.name() +
+            ", needs " + format_bytes(out_bytes) + ", more than this machine's memory (" +
+            format_bytes(static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page)) +
+            "); reduce over more axes or a part of the array");
   }
   result.data.assign(static_cast<std::size_t>(out_bytes), std::byte{0});
   if (plan.n_tasks() == 0) return result;
@@ -163,7 +162,9 @@ ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& given
     } else {
       // The pool's workers cannot reach these bytes (see ticket_of): the caller runs the tasks.
       in_caller = options;
-      in_caller->pool = PoolOptions{1, Backend::Serial, kDefaultMaxNbytes};
+      in_caller->pool = PoolOptions{};
+      in_caller->pool.n_jobs = 1;
+      in_caller->pool.backend = Backend::Serial;
       in_caller->run_call = nullptr;
     }
   }

@@ -36,6 +36,8 @@ struct ArrayMeta {
 
 // Formats a shape as "2048,1024,1024" (the CLI's syntax) or "(2048, 1024, 1024)" (numpy's).
 std::string format_shape(const Shape& shape, bool numpy_style = false);
+// A byte count for people: "512 B", "8.0 KiB", "2.0 GiB" (binary units up to PiB, one decimal).
+std::string format_bytes(std::uint64_t bytes);
 // Parses "2048,1024,1024" or "2048x1024x1024". Throws Error(InvalidArgument).
 Shape parse_shape(const std::string& text);
 

@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "mmc/convert.hpp"
+#include "mmc/open.hpp"
 #include "mmc/pool.hpp"
 #include "mmc/reduce.hpp"
 #include "mmc/slices.hpp"

@@ -2,10 +2,12 @@
 // leaves a partial file.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <span>
 #include <string>
 
 #include "mmc/array.hpp"
-#include "mmc/reduce.hpp"
 
 namespace mmc {
 
@@ -45,12 +47,18 @@ enum class OutputFormat : std::uint8_t { Npy, Csv, Json };
 // By extension: .npy, .csv, .json. Throws Error(InvalidArgument) for anything else.
 OutputFormat output_format_for(const std::string& path);
 
-// Writes a result to `path` in the format of its extension, atomically. An empty result (an
+// A sink takes an array as it sits in memory: `bytes` holds the elements of `shape` in C order,
+// as `dtype` says (a ReduceResult passes its dtype, shape and data). Both functions throw
+// Error(InvalidArgument) when the byte count is not the shape's element count times the item
+// size.
+
+// Writes the array to `path` in the format of its extension, atomically. An empty array (an
 // extent 0) is a CSV of no rows and JSON "data": [] (its shape is in "shape").
-void write_result(const ReduceResult& result, const std::string& path);
-// The result as text for stdout: one value per line for 1-d, the scalar for 0-d, rows of
+void write_result(DType dtype, const Shape& shape, std::span<const std::byte> bytes,
+                  const std::string& path);
+// The array as text for stdout: one value per line for 1-d, the scalar for 0-d, rows of
 // space-separated values (last axis) for n-d. Floats with 17 significant digits. An empty
-// result is one line, "[] (empty result of shape (3, 0), f8)".
-std::string format_result_text(const ReduceResult& result);
+// array is one line, "[] (empty result of shape (3, 0), f8)".
+std::string format_result_text(DType dtype, const Shape& shape, std::span<const std::byte> bytes);
 
 }  // namespace mmc

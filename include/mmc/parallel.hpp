@@ -318,8 +318,6 @@ struct TransportNote {
   static std::string by_reference(const T&) { return {}; }
 };
 std::string demangle(const char* mangled);
-// "512 B", "8.0 KiB", "2.0 GiB".
-std::string format_bytes(std::uint64_t bytes);
 // Pool::explain's text, from the notes of each argument.
 // `late_pointer`: what PoolCore::late_pointer found in the callable (0: nothing).
 std::string explain_transport(Backend backend, std::uint64_t max_nbytes, std::uint64_t header,

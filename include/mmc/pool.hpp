@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "mmc/interrupt.hpp"
+
 namespace mmc {
 
 enum class Backend : std::uint8_t { Process, Thread, Serial };
@@ -139,13 +141,5 @@ struct CallStats {
 // the caller's pending output again, and workers flush stdout after each task and before they
 // exit, so what tasks print is not lost when stdout is a file or a pipe.
 CallStats run_tasks(const PoolOptions& options, const Call& call);
-
-// Installs SIGINT/SIGTERM handlers that make running and future calls fail with
-// Error(Cancelled) instead of killing the process outright. For programs (the CLI), not
-// libraries. Idempotent.
-void install_interrupt_handlers();
-// True once SIGINT or SIGTERM arrived after install_interrupt_handlers(); the signal number.
-bool interrupted() noexcept;
-int interrupt_signal() noexcept;
 
 }  // namespace mmc

@@ -53,6 +53,12 @@ const char* to_string(ReduceOp op) noexcept;
 // (nan)min/max → the input type; count, argmin, argmax, histogram → int64; any/all → bool.
 DType result_dtype(ReduceOp op, DType input);
 
+// Input bytes a reduction task reads when ReduceOptions::task_bytes is 0: large enough to
+// amortize dispatch (~10 µs) against the scan (~1 ms at memory speed), small enough to balance
+// 2..64 workers. Part of a result's identity (float sums are blocked by it), so the cache keys
+// on it.
+inline constexpr std::int64_t kDefaultTaskBytes = std::int64_t{8} << 20;
+
 struct ReduceOptions {
   ReduceOp op = ReduceOp::Mean;
   // Axes to reduce, numpy style (negatives count from the end). Empty with axes_given false:
@@ -72,8 +78,8 @@ struct ReduceOptions {
   bool range_given = false;
   double range_lo = 0;
   double range_hi = 0;
-  // Input bytes per task; 0 picks the default (8 MiB). A tuning and testing knob: it changes
-  // how float sums are blocked (so their last bits), never the dependence on n_jobs.
+  // Input bytes per task; 0 picks kDefaultTaskBytes (8 MiB). A tuning and testing knob: it
+  // changes how float sums are blocked (so their last bits), never the dependence on n_jobs.
   std::int64_t task_bytes = 0;
   PoolOptions pool;
   ProgressFn progress;  // optional, caller's thread

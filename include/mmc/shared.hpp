@@ -9,10 +9,10 @@
 #include <string>
 #include <type_traits>
 
+#include "mmc/array.hpp"
 #include "mmc/error.hpp"
 #include "mmc/mapped_file.hpp"
 #include "mmc/parallel.hpp"
-#include "mmc/source.hpp"
 
 namespace mmc {
 namespace detail {
@@ -114,12 +114,14 @@ class ArrayRef {
   ArrayRef() = default;
   explicit ArrayRef(detail::ArrayDesc desc) : desc_(std::move(desc)) {}
 
-  // The elements of a file-backed Source, by reference (path + offset), never copied, in
+  // The elements of a file-backed array (an mmc::Source, or anything with meta(), path() and
+  // data_offset(): the pool needs no format), by reference (path + offset), never copied, in
   // storage order (a Fortran-order source's first axis varies fastest). Throws
   // Error(InvalidArgument) unless the source holds T in this machine's byte order: for the
   // numpy scalar types (bool, int8_t ... uint64_t, float, double) its dtype must be T's; for any
   // other T its item size must be sizeof(T) and, past one byte, its byte order native.
-  static ArrayRef of(const Source& source, MapMode mode = MapMode::ReadOnly) {
+  template <class FileArray>
+  static ArrayRef of(const FileArray& source, MapMode mode = MapMode::ReadOnly) {
     const ArrayMeta& meta = source.meta();
     using Element = std::remove_cv_t<T>;
     if constexpr (detail::kIsNumpyScalar<Element>) {

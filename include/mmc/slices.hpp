@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "mmc/array.hpp"
-#include "mmc/convert.hpp"
 #include "mmc/dtype.hpp"
 #include "mmc/error.hpp"
+#include "mmc/open.hpp"
 #include "mmc/pool.hpp"
 
 namespace mmc {

@@ -18,6 +18,15 @@ namespace {
 
 using Strides = std::vector<std::int64_t>;
 
+TEST(FormatBytes, SaysBytesBelowAKibibyteAndOneDecimalOfTheLargestUnitAbove) {
+  EXPECT_EQ(format_bytes(0), "0 B");
+  EXPECT_EQ(format_bytes(1023), "1023 B");
+  EXPECT_EQ(format_bytes(1024), "1.0 KiB");
+  EXPECT_EQ(format_bytes(std::uint64_t{3} << 29), "1.5 GiB");
+  EXPECT_EQ(format_bytes(std::uint64_t{5} << 50), "5.0 PiB");
+  EXPECT_EQ(format_bytes(std::uint64_t{1} << 62), "4096.0 PiB");  // no unit past PiB
+}
+
 TEST(ArrayMeta, ContiguousCOrderHasLastAxisFastest) {
   const ArrayMeta m = ArrayMeta::contiguous(DType(TypeId::U16), {2, 3, 4});
   EXPECT_EQ(m.strides, (Strides{24, 8, 2}));

@@ -9,6 +9,8 @@
 
 #include "mmc/array.hpp"
 #include "mmc/chunked.hpp"
+#include "mmc/zarr.hpp"
+#include "mmc/hdf5.hpp"
 #include "mmc/convert.hpp"
 #include "mmc/dtype.hpp"
 #include "mmc/error.hpp"

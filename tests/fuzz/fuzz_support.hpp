@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "mmc/convert.hpp"
+#include "mmc/open.hpp"
 
 namespace mmc::fuzz {
 

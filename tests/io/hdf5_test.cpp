@@ -17,6 +17,7 @@
 
 #include "io/hdf5_probe.hpp"
 #include "mmc/chunked.hpp"
+#include "mmc/hdf5.hpp"
 #include "mmc/error.hpp"
 #include "mmc/source.hpp"
 #include "support/test_support.hpp"

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "mmc/chunked.hpp"
+#include "mmc/zarr.hpp"
 #include "mmc/error.hpp"
 #include "support/test_support.hpp"
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "mmc/shared.hpp"
+#include "mmc/source.hpp"
 #include "pool_test_util.hpp"
 #include "support/test_support.hpp"
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "mmc/convert.hpp"
 #include "mmc/error.hpp"
+#include "mmc/open.hpp"
 #include "mmc/reduce.hpp"
 #include "reduce/context.hpp"
 #include "support/test_support.hpp"

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "io/source_ticket.hpp"
-#include "mmc/convert.hpp"
+#include "mmc/open.hpp"
 #include "mmc/error.hpp"
 #include "mmc/parallel.hpp"
 #include "mmc/reduce.hpp"

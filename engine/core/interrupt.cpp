@@ -1,7 +1,7 @@
 // SIGINT/SIGTERM handling for programs: the handler records the signal and writes a byte to a
 // self-pipe that the process backend polls; other backends check the flag between tasks.
 // Process-wide by nature: the flag, the signal number and the pipe live for the whole process.
-#include "pool/interrupt.hpp"
+#include "core/interrupt.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -14,7 +14,7 @@
 #include <string>
 
 #include "mmc/error.hpp"
-#include "mmc/pool.hpp"
+#include "mmc/interrupt.hpp"
 
 namespace mmc {
 namespace {

@@ -1,4 +1,5 @@
-// Test hooks read from the environment; inert unless a test sets them.
+// Test hooks read from the environment; inert unless a test sets them. In core: reduce and
+// the jobs both use them.
 #pragma once
 
 #include <cstdlib>

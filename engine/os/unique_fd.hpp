@@ -1,4 +1,5 @@
-// UniqueFd: the one owner of a file descriptor in the pool layer; closes it on destruction.
+// UniqueFd: the one owner of a file descriptor in the engine; closes it on destruction, or in
+// close() for a caller who must know the close succeeded (a write's last error shows there).
 #pragma once
 
 #include <unistd.h>
@@ -29,11 +30,20 @@ class UniqueFd {
   // Gives up ownership without closing.
   int release() noexcept { return std::exchange(fd_, -1); }
 
-  // Closes the held descriptor (if any) and takes `fd`. close() is not retried on EINTR: on
+  // Closes the held descriptor (if any) and takes `fd`; a failed close is not reported (a
+  // destructor cannot): call close() where it matters. close(2) is not retried on EINTR: on
   // Linux the descriptor is released even then, and a retry could close someone else's.
   void reset(int fd = -1) noexcept {
     const int old = std::exchange(fd_, fd);
     if (old >= 0) ::close(old);
+  }
+
+  // Closes the held descriptor and says whether close(2) succeeded (false with errno set: on
+  // NFS and some FUSE file systems a write's error is only reported here). Empty afterwards,
+  // even on failure. Closing an empty UniqueFd succeeds.
+  bool close() noexcept {
+    const int old = std::exchange(fd_, -1);
+    return old < 0 || ::close(old) == 0;
   }
 
  private:

@@ -14,9 +14,11 @@
 #include <utility>
 #include <vector>
 
+#include "core/debug_hooks.hpp"
 #include "mmc/error.hpp"
+#include "mmc/hdf5.hpp"
 #include "mmc/output.hpp"
-#include "pool/debug_hooks.hpp"
+#include "os/exact_io.hpp"
 
 namespace mmc {
 namespace {
@@ -155,14 +157,7 @@ void read_chunk_box(const AnyArray& src, const Box& box, const Shape& chunks, st
 
 void pwrite_all(int fd, const std::byte* data, std::size_t size, std::uint64_t offset,
                 const std::string& what) {
-  while (size > 0) {
-    const ssize_t n = ::pwrite(fd, data, size, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) raise_errno("writing " + what);
-    data += n;
-    size -= static_cast<std::size_t>(n);
-    offset += static_cast<std::uint64_t>(n);
-  }
+  if (!detail::pwrite_all(fd, data, size, offset)) raise_errno("writing " + what);
 }
 
 // Lets the kernel drop a dense C-order source's pages behind the reader.

@@ -23,6 +23,7 @@
 #include "mmc/error.hpp"
 #include "mmc/output.hpp"
 #include "mmc/source.hpp"
+#include "os/exact_io.hpp"
 
 namespace mmc {
 namespace {
@@ -214,19 +215,9 @@ void reserve(const AtomicFile& file, std::uint64_t size) {
   if (::ftruncate(file.fd(), len) != 0) raise_errno("cannot resize " + file.temp_path());
 }
 
-// pwrite of the whole buffer, retrying short writes and EINTR.
 void write_all_at(int fd, const std::byte* data, std::size_t size, std::uint64_t offset,
                   const std::string& path) {
-  while (size > 0) {
-    const ssize_t n = ::pwrite(fd, data, size, static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      raise_errno("cannot write " + path);
-    }
-    data += n;
-    size -= static_cast<std::size_t>(n);
-    offset += static_cast<std::uint64_t>(n);
-  }
+  if (!detail::pwrite_all(fd, data, size, offset)) raise_errno("cannot write " + path);
 }
 
 }  // namespace

@@ -1,0 +1,104 @@
+// Tests of os/fd_passing.hpp: a descriptor sent over a socket pair arrives as a working,
+// close-on-exec copy; a surplus one is closed and reported, never leaked.
+#include "os/fd_passing.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace mmc::detail {
+namespace {
+
+struct SocketPair {
+  UniqueFd a;
+  UniqueFd b;
+};
+
+SocketPair make_socket_pair() {
+  int fds[2];
+  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+ssize_t send_text(int socket, const char* text, int fd) {
+  iovec iov{const_cast<char*>(text), std::strlen(text)};
+  return send_with_fd(socket, &iov, 1, fd, false);
+}
+
+TEST(FdPassing, ADescriptorArrivesWithItsMessageAndWorks) {
+  SocketPair s = make_socket_pair();
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd pipe_read(pipe_fds[0]);
+  UniqueFd pipe_write(pipe_fds[1]);
+  ASSERT_EQ(send_text(s.a.get(), "hello", pipe_write.get()), 5);
+  pipe_write.reset();  // the copy in flight keeps the pipe's write end alive
+
+  char buf[16] = {};
+  UniqueFd received;
+  const Received got = receive_with_fd(s.b.get(), buf, sizeof buf, false, received);
+  ASSERT_EQ(got.bytes, 5);
+  EXPECT_FALSE(got.extra_fds);
+  EXPECT_STREQ(buf, "hello");
+  ASSERT_TRUE(received.valid());
+  EXPECT_NE(::fcntl(received.get(), F_GETFD) & FD_CLOEXEC, 0);
+  ASSERT_EQ(::write(received.get(), "x", 1), 1);
+  char byte = 0;
+  ASSERT_EQ(::read(pipe_read.get(), &byte, 1), 1);
+  EXPECT_EQ(byte, 'x');
+}
+
+TEST(FdPassing, AMessageWithoutDescriptorLeavesTheHolderEmpty) {
+  SocketPair s = make_socket_pair();
+  ASSERT_EQ(send_text(s.a.get(), "plain", -1), 5);
+  char buf[16] = {};
+  UniqueFd received;
+  const Received got = receive_with_fd(s.b.get(), buf, sizeof buf, false, received);
+  EXPECT_EQ(got.bytes, 5);
+  EXPECT_FALSE(got.extra_fds);
+  EXPECT_FALSE(received.valid());
+}
+
+TEST(FdPassing, ASecondDescriptorIsClosedAndReported) {
+  SocketPair s = make_socket_pair();
+  UniqueFd first(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd second(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_EQ(send_text(s.a.get(), "1", first.get()), 1);
+  char buf[1];
+  UniqueFd received;
+  ASSERT_EQ(receive_with_fd(s.b.get(), buf, 1, false, received).bytes, 1);
+  const int kept = received.get();
+  ASSERT_EQ(send_text(s.a.get(), "2", second.get()), 1);
+  const Received got = receive_with_fd(s.b.get(), buf, 1, false, received);
+  EXPECT_EQ(got.bytes, 1);
+  EXPECT_TRUE(got.extra_fds);
+  EXPECT_EQ(received.get(), kept);  // the first stays; the surplus was closed, not leaked
+}
+
+TEST(FdPassing, NonBlockingReceiveWithNothingQueuedSaysEagain) {
+  SocketPair s = make_socket_pair();
+  char buf[1];
+  UniqueFd received;
+  errno = 0;
+  const Received got = receive_with_fd(s.b.get(), buf, 1, true, received);
+  EXPECT_EQ(got.bytes, -1);
+  EXPECT_TRUE(errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+TEST(FdPassing, EndOfStreamReadsAsZeroBytesAndSendingToAClosedPeerIsEpipe) {
+  SocketPair s = make_socket_pair();
+  s.a.reset();
+  char buf[1];
+  UniqueFd received;
+  EXPECT_EQ(receive_with_fd(s.b.get(), buf, 1, false, received).bytes, 0);
+  errno = 0;
+  EXPECT_EQ(send_text(s.b.get(), "x", -1), -1);  // MSG_NOSIGNAL: no SIGPIPE ends the test
+  EXPECT_EQ(errno, EPIPE);
+}
+
+}  // namespace
+}  // namespace mmc::detail
