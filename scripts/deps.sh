@@ -8,7 +8,7 @@ MMC_PACKAGES=(
   libeigen3-dev libboost-dev libxxhash-dev pkg-config libhdf5-dev hdf5-tools zlib1g-dev
   libzstd-dev libblosc-dev openmpi-bin libopenmpi-dev python3-numpy
   python3-h5py python3-zarr python3-joblib python3-dask python3-matplotlib clang-14
-  libclang-rt-14-dev
+  libclang-rt-14-dev ccache
 )
 
 mmc_install_deps() {
@@ -31,12 +31,27 @@ mmc_install_deps() {
   "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
-# mmc_build DIR CMAKE_ARGS...: configures DIR with Ninja once, then builds what is out of date.
-mmc_build() {
+# The compiler launcher arguments for cmake: ccache when installed (a fresh clone gains nothing,
+# every later run of the scripts recompiles only what changed since any earlier one).
+# CCACHE_DISABLE=1 in the environment turns it off without reconfiguring.
+mmc_launcher_args() {
+  if command -v ccache >/dev/null; then
+    echo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache
+  fi
+}
+
+# mmc_configure DIR CMAKE_ARGS...: configures DIR with Ninja (and ccache) once.
+mmc_configure() {
   local dir="$1"
   shift
   if [ ! -f "$dir/build.ninja" ]; then
-    cmake -S . -B "$dir" -G Ninja "$@"
+    # shellcheck disable=SC2046  # two words or none
+    cmake -S . -B "$dir" -G Ninja $(mmc_launcher_args) "$@"
   fi
-  cmake --build "$dir"
+}
+
+# mmc_build DIR CMAKE_ARGS...: configures DIR once, then builds what is out of date.
+mmc_build() {
+  mmc_configure "$@"
+  cmake --build "$1"
 }

@@ -7,24 +7,43 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 
+# Wall seconds of each step, printed at the end (CPU seconds: build/.ninja_log, ctest's times).
+stages=()
+stage_start=$(date +%s)
+# stage_done NAME: records the seconds since the previous step ended.
+stage_done() {
+  local now
+  now=$(date +%s)
+  stages+=("$1 $((now - stage_start)) s")
+  stage_start=$now
+}
+trap 'printf "test: %s\n" "${stages[@]}"' EXIT
+
 mmc_install_deps
 # Benchmarks are built (and smoke-tested) in the Release build so they cannot rot.
 mmc_build build -DCMAKE_BUILD_TYPE=Release -DMMC_BUILD_BENCHMARKS=ON
+stage_done "release build"
 ctest --test-dir build --output-on-failure -j2
+stage_done "release tests"
 
-mmc_build build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMMC_SANITIZE=ON
+# The sanitizer builds compile at -O1 with line tables only (-g1): the sanitizers' reports keep
+# file:line, and the builds cost far less than at RelWithDebInfo's -O2 -g (docs/ARCHITECTURE.md,
+# "Build and test time"). NDEBUG as in RelWithDebInfo.
+sanitizer_flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
+  "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG")
+mmc_build build-asan "${sanitizer_flags[@]}" -DMMC_SANITIZE=ON
+stage_done "asan build"
 ctest --test-dir build-asan --output-on-failure -j2
+stage_done "asan tests"
 
 # ThreadSanitizer over the code that runs threads: the thread backends, mmc::Pool's dispatcher
 # (with fork server, cancellation, interrupts) and the cache's key lock. Only those test binaries
 # are built and only those tests run, so the step stays a few minutes. Each test runs in its own
 # process (ctest), so no test forks from a parent another test left threaded.
 MMC_TSAN_TESTS='(^|/)(PoolEveryBackend|PoolErrors|PoolInterrupt|PoolInterruptSigint|PoolMap|PoolWorkers|PoolWorkerLost|EveryBackend|ProcessPool|PoolCancel|PoolCapture|PoolStdio|ParallelDefaults|SharedEveryBackend|SharedArray|Memoize)\.|CachedReduce\.EightConcurrent'
-if [ ! -f build-tsan/build.ninja ]; then
-  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMMC_TSAN=ON \
-    -DMMC_BUILD_BENCHMARKS=OFF
-fi
+mmc_configure build-tsan "${sanitizer_flags[@]}" -DMMC_TSAN=ON -DMMC_BUILD_BENCHMARKS=OFF
 cmake --build build-tsan --target mmc_pool_tests mmc_parallel_tests mmc_cache_tests
+stage_done "tsan build"
 # GCC 12's TSan aborts with "FATAL: ThreadSanitizer: unexpected memory mapping" on kernels that
 # randomize mmap more than it expects (vm.mmap_rnd_bits > 28 on x86-64): run without address
 # randomization there, when the kernel lets us.
@@ -34,6 +53,8 @@ if [ "$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || echo 28)" -gt 28 ] &&
   tsan_prefix=(setarch "$(uname -m)" -R)
 fi
 "${tsan_prefix[@]}" ctest --test-dir build-tsan --output-on-failure -j2 -R "$MMC_TSAN_TESTS"
+stage_done "tsan tests"
 
 # Fuzz smoke: each libFuzzer target of tests/fuzz for a bounded time (clang-14; see scripts/fuzz.sh).
 scripts/fuzz.sh
+stage_done "fuzz"

@@ -1,4 +1,5 @@
-// u8 sums: SAD-based AVX2 kernel with a portable fallback, picked by CPU detection.
+// u8 sums: SAD-based AVX2 kernel with a portable fallback, chosen with the dense kernels
+// (dispatch.hpp), so MMC_ISA lowers it too.
 #include "kernels/sum_u8.hpp"
 
 #include <immintrin.h>
@@ -48,18 +49,20 @@ __attribute__((target("avx2"))) std::uint64_t sum_u8_avx2(const std::uint8_t* p,
   return total;
 }
 
-using SumFn = std::uint64_t (*)(const std::uint8_t*, std::size_t) noexcept;
-
-SumFn pick() noexcept {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") ? &sum_u8_avx2 : &sum_u8_portable;
-}
-
 }  // namespace
 
+SumU8Fn sum_u8_for(Isa isa) noexcept {
+  if (kernels_for(isa) == nullptr) return nullptr;
+  return isa == Isa::Portable ? &sum_u8_portable : &sum_u8_avx2;
+}
+
+SumU8Fn active_sum_u8() noexcept {
+  static const SumU8Fn fn = sum_u8_for(active_kernels().isa);
+  return fn;
+}
+
 std::uint64_t sum_u8(const std::uint8_t* p, std::size_t n) noexcept {
-  static const SumFn fn = pick();
-  return fn(p, n);
+  return active_sum_u8()(p, n);
 }
 
 }  // namespace mmc::kernels

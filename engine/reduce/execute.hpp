@@ -474,25 +474,28 @@ void execute_histogram(Context& ctx) {
 template <class T, bool Swap>
 void execute_op(Context& ctx) {
   using namespace kernels;
+  // An integer has no NaN: the nan* ops run the plain families, whose results are the same, so
+  // the NaN-skipping ones are instantiated for floats only.
+  constexpr bool kNan = kIsFloat<T>;
   switch (ctx.options.op) {
     case ReduceOp::Sum:
     case ReduceOp::Mean:
       return execute<SumFamily<T, Swap>, T, Swap>(ctx);
     case ReduceOp::NanSum:
     case ReduceOp::NanMean:
-      return execute<SumFamily<T, Swap, true>, T, Swap>(ctx);
+      return execute<SumFamily<T, Swap, kNan>, T, Swap>(ctx);
     case ReduceOp::Var:
     case ReduceOp::Std:
       return execute<MomentsFamily<T, Swap>, T, Swap>(ctx);
     case ReduceOp::NanVar:
     case ReduceOp::NanStd:
-      return execute<MomentsFamily<T, Swap, true>, T, Swap>(ctx);
+      return execute<MomentsFamily<T, Swap, kNan>, T, Swap>(ctx);
     case ReduceOp::Min:
     case ReduceOp::Max:
       return execute<MinMaxFamily<T, Swap>, T, Swap>(ctx);
     case ReduceOp::NanMin:
     case ReduceOp::NanMax:
-      return execute<MinMaxFamily<T, Swap, true>, T, Swap>(ctx);
+      return execute<MinMaxFamily<T, Swap, kNan>, T, Swap>(ctx);
     case ReduceOp::Count:
       return execute<CountFamily<T, Swap>, T, Swap>(ctx);
     case ReduceOp::Any:
@@ -511,11 +514,11 @@ void execute_op(Context& ctx) {
 
 template <class T>
 void execute_for_type(Context& ctx) {
-  if (ctx.swap) {
-    execute_op<T, true>(ctx);
-  } else {
-    execute_op<T, false>(ctx);
+  // A 1-byte element has no byte order: only the native families are instantiated for it.
+  if constexpr (sizeof(T) > 1) {
+    if (ctx.swap) return execute_op<T, true>(ctx);
   }
+  execute_op<T, false>(ctx);
 }
 
 }  // namespace mmc::detail

@@ -37,8 +37,7 @@ struct Case {
 class ReduceNumpy : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = std::make_unique<test::TempDir>();
-    test::run_python("reduce_cases.py", {dir_->path()});
+    dir_ = &test::shared_fixture("reduce_cases.py");
     const auto json = nlohmann::json::parse(test::read_file(dir_->file("cases.json")));
     for (const auto& j : json) {
       Case c;
@@ -68,7 +67,7 @@ class ReduceNumpy : public ::testing::Test {
   static void TearDownTestSuite() {
     cases_.clear();
     expected_.reset();
-    dir_.reset();
+    dir_ = nullptr;
   }
 
   static ReduceOptions options_for(const Case& c) {
@@ -166,7 +165,7 @@ class ReduceNumpy : public ::testing::Test {
     return s;
   }
 
-  static inline std::unique_ptr<test::TempDir> dir_;
+  static inline const test::FixtureDir* dir_ = nullptr;
   static inline std::vector<Case> cases_;
   static inline std::unique_ptr<MappedFile> expected_;
 };
@@ -356,8 +355,7 @@ class ReduceAccuracy : public ::testing::Test {
   };
 
   static void SetUpTestSuite() {
-    dir_ = std::make_unique<test::TempDir>();
-    test::run_python("reduce_accuracy.py", {dir_->path()});
+    dir_ = &test::shared_fixture("reduce_accuracy.py");
     for (const auto& j : nlohmann::json::parse(test::read_file(dir_->file("accuracy.json")))) {
       cases_.push_back(Case{j["input"], j["op"], j["axes"].get<std::vector<int>>(), j["ddof"],
                             j["shape"].get<Shape>(), j["offset"]});
@@ -368,7 +366,7 @@ class ReduceAccuracy : public ::testing::Test {
   static void TearDownTestSuite() {
     cases_.clear();
     expected_.reset();
-    dir_.reset();
+    dir_ = nullptr;
   }
 
   // Checks every case with `base`'s pool and task size; the worst distance seen is reported.
@@ -407,7 +405,7 @@ class ReduceAccuracy : public ::testing::Test {
     std::printf("worst distance: %.1f ulps (%s)\n", worst, worst_case.c_str());
   }
 
-  static inline std::unique_ptr<test::TempDir> dir_;
+  static inline const test::FixtureDir* dir_ = nullptr;
   static inline std::vector<Case> cases_;
   static inline std::unique_ptr<MappedFile> expected_;
 };

@@ -17,6 +17,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <sstream>
 
 namespace mmc::test {
@@ -118,6 +120,21 @@ std::string run_python(const std::string& script, const std::vector<std::string>
   const CommandResult r = run_command(argv, 600);
   EXPECT_EQ(r.exit_code, 0) << script << " failed: " << r.err;
   return r.out;
+}
+
+const FixtureDir& shared_fixture(const std::string& script) {
+  static std::map<std::string, std::unique_ptr<TempDir>> made;  // removed at exit
+  static std::map<std::string, FixtureDir> dirs;
+  if (auto it = dirs.find(script); it != dirs.end()) return it->second;
+  const std::string stem = script.substr(0, script.rfind('.'));
+  if (const char* root = std::getenv("MMC_SHARED_FIXTURES")) {
+    const std::string dir = std::string(root) + "/" + stem;
+    if (file_exists(dir + "/complete")) return dirs.emplace(script, FixtureDir(dir)).first->second;
+  }
+  auto& own = made[script];
+  own = std::make_unique<TempDir>();
+  run_python(script, {own->path()});
+  return dirs.emplace(script, FixtureDir(own->path())).first->second;
 }
 
 std::string run_python_code(const std::string& code, const std::vector<std::string>& args) {

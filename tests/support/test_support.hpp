@@ -6,6 +6,7 @@
 
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mmc/error.hpp"
@@ -57,6 +58,23 @@ CommandResult run_cli(const std::vector<std::string>& args, double timeout_secon
 // Runs /usr/bin/python3 on tests/fixtures/<script> with args; asserts exit 0 (reporting
 // stderr) and returns stdout.
 std::string run_python(const std::string& script, const std::vector<std::string>& args);
+
+// A folder of fixture files that several tests read and none changes or removes.
+class FixtureDir {
+ public:
+  explicit FixtureDir(std::string path) : path_(std::move(path)) {}
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// The files tests/fixtures/<script> writes into the folder it gets as its only argument, for a
+// suite to read. Under CTest a setup test wrote them once for all test processes
+// (tests/CMakeLists.txt: mmc_python_fixture; MMC_SHARED_FIXTURES says where); otherwise the
+// script runs here, once per process, into a temporary folder removed at exit.
+const FixtureDir& shared_fixture(const std::string& script);
 
 // Runs /usr/bin/python3 -c code with args; asserts exit 0 and returns stdout.
 std::string run_python_code(const std::string& code, const std::vector<std::string>& args = {});
