@@ -11,10 +11,10 @@
 #include "io/box.hpp"
 #include "io/open_read_only.hpp"
 #include "mmc/chunked.hpp"
-#include "mmc/zarr.hpp"
-#include "mmc/hdf5.hpp"
 #include "mmc/error.hpp"
+#include "mmc/hdf5.hpp"
 #include "mmc/open.hpp"
+#include "mmc/zarr.hpp"
 #include "os/exact_io.hpp"
 #include "os/unique_fd.hpp"
 

@@ -31,8 +31,8 @@ void describe_dataset(hid_t dataset, Hdf5Entry& e) {
   } catch (const Error&) {
     e.note = "null or unreadable dataspace";
   }
-  Hdf5Handle type = Hdf5Handle::adopt(H5Dget_type(dataset), Hdf5Kind::Datatype,
-                                      ErrorCode::Corrupt, where + ": datatype");
+  Hdf5Handle type = Hdf5Handle::adopt(H5Dget_type(dataset), Hdf5Kind::Datatype, ErrorCode::Corrupt,
+                                      where + ": datatype");
   try {
     e.dtype = detail::dtype_of(type.get(), where).numpy_descr();
   } catch (const Error&) {
@@ -56,8 +56,8 @@ void describe_dataset(hid_t dataset, Hdf5Entry& e) {
         unsigned flags = 0, config = 0;
         std::size_t n_cd = 0;
         char name[64] = {};
-        const H5Z_filter_t id = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags,
-                                               &n_cd, nullptr, sizeof name, name, &config);
+        const H5Z_filter_t id = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &n_cd,
+                                               nullptr, sizeof name, name, &config);
         if (id >= 0) e.layout += (i == 0 ? " " : "+") + detail::filter_name(id, name);
       }
       break;
@@ -91,7 +91,8 @@ class Lister {
               return 0;
             },
             &names) < 0) {
-      raise(ErrorCode::Corrupt, file_ + ":" + path + ": cannot list the group: " + detail::hdf5_error_detail());
+      raise(ErrorCode::Corrupt,
+            file_ + ":" + path + ": cannot list the group: " + detail::hdf5_error_detail());
     }
     for (const std::string& name : names) member(group_id, name, join(path, name), depth);
   }
@@ -102,7 +103,8 @@ class Lister {
     e.path = path;
     H5L_info_t link;
     if (H5Lget_info(group_id, name.c_str(), &link, H5P_DEFAULT) < 0) {
-      raise(ErrorCode::Corrupt, file_ + ":" + path + ": cannot read the link: " + detail::hdf5_error_detail());
+      raise(ErrorCode::Corrupt,
+            file_ + ":" + path + ": cannot read the link: " + detail::hdf5_error_detail());
     }
     std::string target;
     if (link.type == H5L_TYPE_SOFT || link.type == H5L_TYPE_EXTERNAL) {
@@ -134,7 +136,8 @@ class Lister {
     H5O_info_t info;
     if (H5Oget_info2(object, &info, H5O_INFO_BASIC) < 0) {
       H5Oclose(object);
-      raise(ErrorCode::Corrupt, file_ + ":" + path + ": cannot read the object: " + detail::hdf5_error_detail());
+      raise(ErrorCode::Corrupt,
+            file_ + ":" + path + ": cannot read the object: " + detail::hdf5_error_detail());
     }
     switch (info.type) {
       case H5O_TYPE_GROUP: {
@@ -143,8 +146,8 @@ class Lister {
         entries.push_back(e);
         // Only hard links are walked: soft and external ones would list objects twice or
         // wander into other files.
-        const bool walk = link.type == H5L_TYPE_HARD &&
-                          seen_.insert({info.fileno, info.addr}).second;
+        const bool walk =
+            link.type == H5L_TYPE_HARD && seen_.insert({info.fileno, info.addr}).second;
         if (walk) members(guard.get(), path, depth + 1);
         return;
       }

@@ -97,8 +97,10 @@ Hdf5Handle open_file(const std::string& file, ErrorCode code) {
     // libhdf5 1.10 marks a superblock v3 file while a writer has it open; a killed writer
     // leaves the mark, and the library refuses the file until it is cleared.
     if (detail.find("already open for write") != std::string::npos) {
-      raise(ErrorCode::Io, file + ": the file's write flag is set (a writer was killed?); if no "
-                                  "program is writing it, run `h5clear -s " + file + "`");
+      raise(ErrorCode::Io, file +
+                               ": the file's write flag is set (a writer was killed?); if no "
+                               "program is writing it, run `h5clear -s " +
+                               file + "`");
     }
     raise(code, file + ": cannot open as an HDF5 file (damaged or truncated?): " + detail);
   }

@@ -10,8 +10,8 @@
 
 #include "io/open_read_only.hpp"
 #include "mmc/chunked.hpp"
-#include "mmc/hdf5.hpp"
 #include "mmc/error.hpp"
+#include "mmc/hdf5.hpp"
 #include "os/exact_io.hpp"
 #include "os/unique_fd.hpp"
 

@@ -13,8 +13,8 @@
 #include "io/hdf5_internal.hpp"
 #include "io/hdf5_probe.hpp"
 #include "mmc/chunked.hpp"
-#include "mmc/hdf5.hpp"
 #include "mmc/error.hpp"
+#include "mmc/hdf5.hpp"
 #include "mmc/source.hpp"
 
 namespace mmc {
@@ -25,10 +25,10 @@ using detail::check_path;
 using detail::decode_pipeline;
 using detail::dtype_of;
 using detail::fill_value_of;
-using detail::FilterStep;
 using detail::filter_name;
-using detail::Hdf5Handle;
+using detail::FilterStep;
 using detail::hdf5_error_detail;
+using detail::Hdf5Handle;
 using detail::Hdf5Kind;
 using detail::open_file;
 using detail::shape_of;
@@ -409,12 +409,12 @@ Shape checked_chunk_shape(const hsize_t* dims, hid_t space, const ArrayMeta& met
   }
   Shape chunks(static_cast<std::size_t>(rank));
   for (int i = 0; i < rank; ++i) {
-    chunks[static_cast<std::size_t>(i)] = static_cast<std::int64_t>(std::min<hsize_t>(
-        dims[i], static_cast<hsize_t>(std::numeric_limits<std::int64_t>::max())));
+    chunks[static_cast<std::size_t>(i)] = static_cast<std::int64_t>(
+        std::min<hsize_t>(dims[i], static_cast<hsize_t>(std::numeric_limits<std::int64_t>::max())));
   }
   const auto refuse = [&](const std::string& why) {
-    raise(ErrorCode::Corrupt, where + ": chunk shape " + format_shape(chunks) + " " + why +
-                                  " (damaged file?)");
+    raise(ErrorCode::Corrupt,
+          where + ": chunk shape " + format_shape(chunks) + " " + why + " (damaged file?)");
   };
   std::uint64_t bytes = meta.dtype.itemsize();
   for (int i = 0; i < rank; ++i) {
@@ -555,9 +555,10 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
           begin > file_size || file_size - begin < size) {
         raise(ErrorCode::Corrupt,
               where + ": chunk " + std::to_string(k) + " of the index (" + std::to_string(size) +
-                  " bytes at " + std::to_string(overflows ? address : begin) + ") does not fit the file of " +
-                  std::to_string(file_size) + " bytes or a chunk of " +
-                  std::to_string(array->chunk_nbytes()) + " bytes (truncated file?)");
+                  " bytes at " + std::to_string(overflows ? address : begin) +
+                  ") does not fit the file of " + std::to_string(file_size) +
+                  " bytes or a chunk of " + std::to_string(array->chunk_nbytes()) +
+                  " bytes (truncated file?)");
       }
       offsets[index] = begin;
     }
@@ -636,8 +637,8 @@ Hdf5Dataset open_unprobed(const std::string& file, const std::string& path, bool
       const std::uint64_t size = size_of_file(data.name);
       if (offset > size || size - offset < meta.nbytes()) {
         raise(ErrorCode::Corrupt, where + ": the data needs bytes " + std::to_string(offset) +
-                                      ".." + std::to_string(offset + meta.nbytes()) +
-                                      " but " + data.name + " has " + std::to_string(size) +
+                                      ".." + std::to_string(offset + meta.nbytes()) + " but " +
+                                      data.name + " has " + std::to_string(size) +
                                       " bytes (truncated file?)");
       }
       if (probing) break;

@@ -17,8 +17,8 @@
 #include "io/hdf5_internal.hpp"
 #include "io/hdf5_probe.hpp"
 #include "mmc/chunked.hpp"
-#include "mmc/hdf5.hpp"
 #include "mmc/error.hpp"
+#include "mmc/hdf5.hpp"
 #include "os/unique_fd.hpp"
 
 namespace mmc {

@@ -7,8 +7,8 @@
 #include <utility>
 
 // AnyArray and open_array (their io header once they leave convert.hpp).
-#include "mmc/open.hpp"
 #include "mmc/error.hpp"
+#include "mmc/open.hpp"
 
 namespace mmc::detail {
 namespace {

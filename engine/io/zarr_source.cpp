@@ -24,9 +24,9 @@
 #include "io/codecs.hpp"
 #include "io/open_read_only.hpp"
 #include "mmc/chunked.hpp"
-#include "mmc/zarr.hpp"
 #include "mmc/error.hpp"
 #include "mmc/mapped_file.hpp"
+#include "mmc/zarr.hpp"
 #include "os/exact_io.hpp"
 #include "os/unique_fd.hpp"
 

@@ -32,8 +32,8 @@
 
 #include "io/codecs.hpp"
 #include "mmc/chunked.hpp"
-#include "mmc/zarr.hpp"
 #include "mmc/error.hpp"
+#include "mmc/zarr.hpp"
 #include "os/exact_io.hpp"
 #include "os/unique_fd.hpp"
 

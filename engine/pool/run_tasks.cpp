@@ -14,7 +14,6 @@
 #include "mmc/error.hpp"
 #include "mmc/parallel.hpp"
 #include "mmc/pool.hpp"
-#include "core/interrupt.hpp"
 
 namespace mmc {
 namespace detail {
@@ -75,8 +74,7 @@ CallStats drive(PoolCore& core, const Call& call, int n_workers) {
   std::size_t done = 0;
   while (done < call.n_tasks) {
     throw_if_interrupted();
-    while (next < call.n_tasks &&
-           next - done < per_worker * static_cast<std::size_t>(n_workers)) {
+    while (next < call.n_tasks && next - done < per_worker * static_cast<std::size_t>(n_workers)) {
       BatchRequest request;
       request.payload = call_batch(call, next);
       request.envelope = kCallBatchHeader;
@@ -100,8 +98,8 @@ CallStats drive(PoolCore& core, const Call& call, int n_workers) {
     }
     for (auto& [task, outcome] : arrived) {
       if (outcome.failed) raise(outcome.code, outcome.message);
-      per_worker =
-          outcome.seconds < kTinyTaskSeconds ? kTinyTasksInFlightPerWorker : kTasksInFlightPerWorker;
+      per_worker = outcome.seconds < kTinyTaskSeconds ? kTinyTasksInFlightPerWorker
+                                                      : kTasksInFlightPerWorker;
       if (call.on_result) call.on_result(task, {outcome.results.data(), outcome.results.size()});
       ++done;
       if (call.on_progress) call.on_progress(done, call.n_tasks);

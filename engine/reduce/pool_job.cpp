@@ -16,9 +16,9 @@
 #include <utility>
 
 // AnyArray (its io header once it leaves convert.hpp).
-#include "mmc/open.hpp"
-#include "mmc/error.hpp"
 #include "core/debug_hooks.hpp"
+#include "mmc/error.hpp"
+#include "mmc/open.hpp"
 
 namespace mmc::detail {
 namespace {

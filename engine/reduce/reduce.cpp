@@ -8,8 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "io/source_ticket.hpp"
 #include "core/debug_hooks.hpp"
+#include "io/source_ticket.hpp"
 #include "kernels/dispatch.hpp"
 #include "mmc/error.hpp"
 #include "mmc/open.hpp"

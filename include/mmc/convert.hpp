@@ -6,9 +6,9 @@
 #include <string>
 
 #include "mmc/chunked.hpp"
-#include "mmc/zarr.hpp"
 #include "mmc/open.hpp"
 #include "mmc/pool.hpp"
+#include "mmc/zarr.hpp"
 
 namespace mmc {
 

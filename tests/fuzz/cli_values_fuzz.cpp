@@ -9,14 +9,14 @@
 
 #include "mmc/array.hpp"
 #include "mmc/chunked.hpp"
-#include "mmc/zarr.hpp"
-#include "mmc/hdf5.hpp"
 #include "mmc/convert.hpp"
 #include "mmc/dtype.hpp"
 #include "mmc/error.hpp"
+#include "mmc/hdf5.hpp"
 #include "mmc/mapped_file.hpp"
 #include "mmc/pool.hpp"
 #include "mmc/reduce.hpp"
+#include "mmc/zarr.hpp"
 #include "pool/options.hpp"
 
 namespace {
@@ -33,16 +33,30 @@ void parse_one(int which, const std::string& text) {
       require(t.itemsize() >= 1);
       break;
     }
-    case 1: (void)mmc::DType::from_numpy_descr(text); break;
+    case 1:
+      (void)mmc::DType::from_numpy_descr(text);
+      break;
     case 2:
       for (std::int64_t e : mmc::parse_shape(text)) require(e >= 0);
       break;
-    case 3: (void)mmc::parse_axes(text); break;
-    case 4: (void)mmc::parse_max_nbytes(text); break;
-    case 5: (void)mmc::parse_backend(text); break;
-    case 6: (void)mmc::parse_reduce_op(text); break;
-    case 7: (void)mmc::parse_compressor(text); break;
-    case 8: (void)mmc::parse_map_mode(text); break;
+    case 3:
+      (void)mmc::parse_axes(text);
+      break;
+    case 4:
+      (void)mmc::parse_max_nbytes(text);
+      break;
+    case 5:
+      (void)mmc::parse_backend(text);
+      break;
+    case 6:
+      (void)mmc::parse_reduce_op(text);
+      break;
+    case 7:
+      (void)mmc::parse_compressor(text);
+      break;
+    case 8:
+      (void)mmc::parse_map_mode(text);
+      break;
     case 9: {
       std::string file, dataset;
       if (mmc::split_hdf5_spec(text, &file, &dataset)) require(!dataset.empty());

@@ -1,10 +1,13 @@
 // Tests of HDF5 datasets: files h5py wrote read back against numpy's answers (contiguous
 // mapped in place, chunked with and without filters, sparse, compact, external), reading in
 // forked workers and threads, files Hdf5Writer wrote read back by h5py, hostile files.
+#include "mmc/hdf5.hpp"
+
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
 #include <map>
 #include <random>
@@ -13,11 +16,8 @@
 #include <thread>
 #include <vector>
 
-#include <csignal>
-
 #include "io/hdf5_probe.hpp"
 #include "mmc/chunked.hpp"
-#include "mmc/hdf5.hpp"
 #include "mmc/error.hpp"
 #include "mmc/source.hpp"
 #include "support/test_support.hpp"
@@ -604,8 +604,7 @@ TEST(Hdf5Source, RefusesAChunkShapeFarLargerThanItsDataset) {
   const Written w = write_h5py_cases(dir, "bigchunk");
   expect_error([&] { open_hdf5(w.cases.at("bigchunk_fixed").file, "/d"); }, ErrorCode::Corrupt,
                {"bigchunk_fixed.h5:/d", "chunk shape", "fixed extent 10", "damaged file?"});
-  expect_error([&] { open_hdf5(w.cases.at("bigchunk_growable").file, "/d"); },
-               ErrorCode::Corrupt,
+  expect_error([&] { open_hdf5(w.cases.at("bigchunk_growable").file, "/d"); }, ErrorCode::Corrupt,
                {"bigchunk_growable.h5:/d", "1600000000 bytes", "dataset of 800 bytes"});
 }
 
@@ -615,15 +614,14 @@ TEST(Hdf5Source, ReportsAFileThatMakesLibhdf5RunAwayAsDamaged) {
   const std::string dataset = test::run_python("hdf5_damage.py", {"heap_loop", file});
   ASSERT_EQ(dataset, "/g/d\n");
   // Without the probe libhdf5 allocates until the kernel kills the process.
-  expect_error([&] { open_hdf5(file, "/g/d"); }, ErrorCode::Corrupt,
-               {"loop.h5", "damaged file?"});
+  expect_error([&] { open_hdf5(file, "/g/d"); }, ErrorCode::Corrupt, {"loop.h5", "damaged file?"});
   expect_error([&] { list_hdf5(file); }, ErrorCode::Corrupt, {"loop.h5", "damaged file?"});
 }
 
 TEST(Hdf5Probe, TurnsACrashInTheProbedWorkIntoOneCorruptError) {
   // What a libhdf5 SIGSEGV on a damaged file looks like to the probe.
-  expect_error([] { detail::probe_hdf5("x.h5", [] { std::raise(SIGSEGV); }); },
-               ErrorCode::Corrupt, {"x.h5: libhdf5 crashed reading it", "damaged file?"});
+  expect_error([] { detail::probe_hdf5("x.h5", [] { std::raise(SIGSEGV); }); }, ErrorCode::Corrupt,
+               {"x.h5: libhdf5 crashed reading it", "damaged file?"});
   // An error in the child comes back as it was thrown; success returns.
   expect_error(
       [] { detail::probe_hdf5("y.h5", [] { raise(ErrorCode::NotFound, "y.h5: no dataset"); }); },
@@ -643,8 +641,8 @@ TEST(Hdf5Probe, TurnsACrashInTheProbedWorkIntoOneCorruptError) {
 TEST(Hdf5Probe, EndsItsChildByTheAlarmEvenWhenTheCallerIgnoresOrBlocksIt) {
   // A library user that ignores SIGALRM, then one that blocks it: the child must still die of
   // its alarm (raised here at once, instead of waiting out the time limit).
-  struct sigaction ignore{};
-  struct sigaction old{};
+  struct sigaction ignore {};
+  struct sigaction old {};
   ignore.sa_handler = SIG_IGN;
   sigemptyset(&ignore.sa_mask);
   ASSERT_EQ(::sigaction(SIGALRM, &ignore, &old), 0);
@@ -972,9 +970,9 @@ TEST(Hdf5Writer, AddsADatasetToAnExistingFileKeepingItsObjects) {
     Hdf5Writer writer(file, "/grp/zipped", spec);
     for (std::int64_t i = 0; i < 4; ++i) {
       for (std::int64_t j = 0; j < 4; ++j) {
-        writer.write_chunk({i, j}, reinterpret_cast<const std::byte*>(
-                                       pattern(30 * 64 * 4, static_cast<unsigned>(i * 4 + j))
-                                           .data()));
+        writer.write_chunk({i, j},
+                           reinterpret_cast<const std::byte*>(
+                               pattern(30 * 64 * 4, static_cast<unsigned>(i * 4 + j)).data()));
       }
     }
     writer.commit();

@@ -1,5 +1,7 @@
 // Tests of zarr v2 stores: stores zarr-python wrote read back against numpy's answers, stores
 // ZarrWriter wrote read back by zarr-python, crash safety of the writer, hostile metadata.
+#include "mmc/zarr.hpp"
+
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -16,7 +18,6 @@
 #include <vector>
 
 #include "mmc/chunked.hpp"
-#include "mmc/zarr.hpp"
 #include "mmc/error.hpp"
 #include "support/test_support.hpp"
 

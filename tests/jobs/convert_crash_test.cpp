@@ -33,8 +33,8 @@ class ConvertCrash : public ::testing::Test {
   }
 
   std::vector<std::string> convert_args(const std::string& dst, bool overwrite) const {
-    std::vector<std::string> args = {"convert", source_, dst, "--chunks", "4,256,512", "-j", "2",
-                                     "--backend", "process", "--quiet"};
+    std::vector<std::string> args = {"convert", source_, dst,         "--chunks", "4,256,512",
+                                     "-j",      "2",     "--backend", "process",  "--quiet"};
     if (overwrite) args.push_back("--overwrite");
     return args;
   }

@@ -1,9 +1,11 @@
 // Tests of the max_nbytes transport: what is piped and what is shared, exact round trips of
 // big payloads, and where segments live.
+#include "pool/transport.hpp"
+
 #include <fcntl.h>
-#include <sys/socket.h>
 #include <gtest/gtest.h>
 #include <limits.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -13,7 +15,6 @@
 #include "mmc/error.hpp"
 #include "mmc/pool.hpp"
 #include "pool/segment.hpp"
-#include "pool/transport.hpp"
 #include "pool_test_util.hpp"
 #include "support/test_support.hpp"
 

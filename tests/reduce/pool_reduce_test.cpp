@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "io/source_ticket.hpp"
-#include "mmc/open.hpp"
 #include "mmc/error.hpp"
+#include "mmc/open.hpp"
 #include "mmc/parallel.hpp"
 #include "mmc/reduce.hpp"
 #include "support/test_support.hpp"
