@@ -117,26 +117,30 @@ struct CallStats {
 // MMC_MAX_NBYTES).
 // Runs on the same pool core as mmc::Pool, made for the call: process backend: the workers
 // are forked once at the start of the call (after `call` exists, so its closures are there)
-// and reused for all its tasks; each payload (argument or result) larger than options.max_nbytes
-// travels in an unlinked shared segment (memfd), smaller ones through the worker's socket. Throws:
-// Error(InvalidArgument) for bad options; the task's error code with "task N: ..." when a task
-// throws; Error(WorkerLost) naming the worker, signal and task when a worker dies; Error(Cancelled)
-// after SIGINT/SIGTERM when install_interrupt_handlers() was called. In every case all workers are
-// stopped and reaped and no segment is left behind. Not reentrant from inside a task. Details of
-// the process backend: at most min(n_jobs, n_tasks) workers, about two tasks queued per worker (up
-// to 16 while tasks take under a millisecond), a free worker takes the next task; workers keep the
-// caller's open descriptors, ignore SIGINT/SIGTERM, die with the thread that called run_tasks
-// (PR_SET_PDEATHSIG) and get OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS =
-// max(cpu_count() / workers, 1) unless set. A lost worker reads "worker 1 (pid 1234) was killed by
-// signal 9 (SIGKILL) while running task 17 (peak RSS ...); SIGKILL often comes from the
-// out-of-memory killer: check dmesg; ..." or "... exited with status 3 while running task 17 ..."
-// (workers and tasks count from 0). Environment: MMC_TEMP_FOLDER: where segments go when
-// memfd_create is unavailable (default /dev/shm when it has room, else $TMPDIR, else /tmp); files
-// are unlinked as soon as opened. MMC_DISABLE_MEMFD=1: never use memfd_create (for tests of the
-// temp folder path). Thread and serial backends check the interrupt flag between tasks, so a task
-// already running finishes first. Output: stdio (and std::cout) is flushed before the workers are
-// forked, so they never print the caller's pending output again, and workers flush stdout after
-// each task and before they exit, so what tasks print is not lost when stdout is a file or a pipe.
+// and reused for all its tasks; each payload (argument or result) larger than
+// options.max_nbytes travels in an unlinked shared segment (memfd), smaller ones through the
+// worker's socket.
+// Throws: Error(InvalidArgument) for bad options; the task's error code with "task N: ..." when
+// a task throws; Error(WorkerLost) naming the worker, signal and task when a worker dies;
+// Error(Cancelled) after SIGINT/SIGTERM when install_interrupt_handlers() was called.
+// In every case all workers are stopped and reaped and no segment is left behind.
+// Not reentrant from inside a task.
+// Details of the process backend: at most min(n_jobs, n_tasks) workers, about two tasks queued
+// per worker (up to 16 while tasks take under a millisecond), a free worker takes the next
+// task; workers keep the caller's open descriptors, ignore SIGINT/SIGTERM, die with the thread
+// that called run_tasks (PR_SET_PDEATHSIG) and get OMP_NUM_THREADS,
+// OPENBLAS_NUM_THREADS and MKL_NUM_THREADS = max(cpu_count() / workers, 1) unless set.
+// A lost worker reads "worker 1 (pid 1234) was killed by signal 9 (SIGKILL) while running
+// task 17 (peak RSS ...); SIGKILL often comes from the out-of-memory killer: check dmesg; ..."
+// or "... exited with status 3 while running task 17 ..." (workers and tasks count from 0).
+// Environment: MMC_TEMP_FOLDER: where segments go when memfd_create is unavailable (default
+// /dev/shm when it has room, else $TMPDIR, else /tmp); files are unlinked as soon as opened.
+// MMC_DISABLE_MEMFD=1: never use memfd_create (for tests of the temp folder path).
+// Thread and serial backends check the interrupt flag between tasks, so a task already
+// running finishes first.
+// Output: stdio (and std::cout) is flushed before the workers are forked, so they never print
+// the caller's pending output again, and workers flush stdout after each task and before they
+// exit, so what tasks print is not lost when stdout is a file or a pipe.
 CallStats run_tasks(const PoolOptions& options, const Call& call);
 
 }  // namespace mmc
