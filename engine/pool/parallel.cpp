@@ -123,6 +123,15 @@ CoreOptions resolve_options(const PoolOptions& options) {
 
 ResolvedOptions resolve(const PoolOptions& options) { return detail::resolve_options(options); }
 
+Pool::Pool(const ParallelOptions& options) {
+  detail::CoreOptions core = detail::resolve_options(options);
+  verbose_ = core.verbose;
+  n_jobs_ = core.n_jobs;
+  backend_ = core.backend;
+  max_nbytes_ = core.max_nbytes;
+  core_ = detail::make_pool_core(core);
+}
+
 namespace detail {
 
 std::shared_ptr<PoolCore> make_pool_core(const CoreOptions& options) {

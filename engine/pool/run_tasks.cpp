@@ -14,6 +14,7 @@
 #include "mmc/error.hpp"
 #include "mmc/parallel.hpp"
 #include "mmc/pool.hpp"
+#include "pool/pool_core.hpp"
 
 namespace mmc {
 namespace detail {

@@ -4,6 +4,7 @@
 #include "mmc/array.hpp"
 #include "mmc/cache.hpp"
 #include "mmc/chunked.hpp"
+#include "mmc/codec.hpp"
 #include "mmc/convert.hpp"
 #include "mmc/dtype.hpp"
 #include "mmc/error.hpp"

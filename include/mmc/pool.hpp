@@ -7,8 +7,12 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 
+#include "mmc/codec.hpp"
+#include "mmc/error.hpp"
 #include "mmc/interrupt.hpp"
 
 namespace mmc {
@@ -74,11 +78,56 @@ struct ResolvedOptions {
 };
 ResolvedOptions resolve(const PoolOptions& options);
 
-using Bytes = std::vector<std::byte>;
+// What a progress callback gets, on the thread that drives the call.
+struct Progress {
+  std::size_t done = 0;
+  std::size_t total = 0;  // 0 when the input's length is unknown (imap over a stream)
+  double elapsed_s = 0;
+  double eta_s = -1;  // -1 when unknown
+};
+using ProgressCallback = std::function<void(const Progress&)>;
 
-struct ByteView {
-  const std::byte* data = nullptr;
-  std::size_t size = 0;
+// Options of one map/imap/starmap call.
+struct CallOptions {
+  std::size_t chunksize = 0;  // items per batch; 0 = joblib's 'auto' (sized by measured time)
+  // Batches in flight at once. 0: 2 * n_jobs (joblib's default), allowed to grow up to
+  // 64 * n_jobs while batches take under a millisecond each (explicit tiny chunksizes), so the
+  // round trip does not bound the rate; read-ahead stays bounded either way.
+  std::size_t pre_dispatch = 0;
+  double timeout = 0;            // seconds a task may run (a batch: its items' sum); 0 = none
+  int verbose = -1;              // -1: the pool's
+  bool progress_bar = false;     // a bar with rate and ETA on stderr
+  bool progress_json = false;    // a JSON line per batch on stderr, for scripts
+  ProgressCallback on_progress;  // after each batch, on the calling thread
+};
+
+// Options of one submitted task.
+struct TaskOptions {
+  double timeout = 0;  // seconds; the process backend kills and replaces the worker past it
+};
+
+// The value returned by a task that returns void.
+struct Unit {
+  friend bool operator==(Unit, Unit) { return true; }
+};
+
+// A task's value or its error (map_collect's element).
+template <class T>
+class TaskResult {
+ public:
+  explicit TaskResult(T value) : state_(std::move(value)) {}
+  explicit TaskResult(Error error) : state_(std::move(error)) {}
+  bool ok() const noexcept { return state_.index() == 0; }
+  // The value; throws the task's error when it failed.
+  const T& value() const {
+    if (!ok()) throw std::get<1>(state_);
+    return std::get<0>(state_);
+  }
+  // REQUIRES: !ok().
+  const Error& error() const { return std::get<1>(state_); }
+
+ private:
+  std::variant<T, Error> state_;
 };
 
 // The work of one task: reads `arg`, appends its result to `out`. It runs in a worker process
