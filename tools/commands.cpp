@@ -221,7 +221,7 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
     }
   }
   ProgressBar bar(root && show_progress(args.output), meta.nbytes());
-  options.progress = [&bar](std::size_t done, std::size_t total) { bar.update(done, total); };
+  options.progress = [&bar](const Progress& p) { bar.update(p); };
   const auto start = std::chrono::steady_clock::now();
   CacheOutcome outcome;
   const ReduceResult result =
@@ -389,7 +389,7 @@ int run_gen(const GenArgs& args) {
   ProgressBar bar(show_progress(args.output), meta.nbytes());
   const auto start = std::chrono::steady_clock::now();
   generate_cube(args.out, dtype, shape, args.seed, pool,
-                [&bar](std::size_t done, std::size_t total) { bar.update(done, total); });
+                [&bar](const Progress& p) { bar.update(p); });
   const double elapsed = seconds_since(start);
   bar.finish();
   if (!args.output.quiet) {
@@ -415,7 +415,7 @@ int run_convert(const ConvertArgs& args) {
   const ArrayMeta& meta = src.meta();
 
   ProgressBar bar(show_progress(args.output), meta.nbytes());
-  options.progress = [&bar](std::size_t done, std::size_t total) { bar.update(done, total); };
+  options.progress = [&bar](const Progress& p) { bar.update(p); };
   const auto start = std::chrono::steady_clock::now();
   const ConvertStats stats = convert(src, args.dst, options);
   const double elapsed = seconds_since(start);

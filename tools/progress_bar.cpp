@@ -32,8 +32,9 @@ ProgressBar::ProgressBar(bool enabled, std::uint64_t total_bytes)
 
 ProgressBar::~ProgressBar() { finish(); }
 
-void ProgressBar::update(std::size_t done, std::size_t total) {
+void ProgressBar::update(const Progress& progress) {
   if (!enabled_) return;
+  const std::size_t done = progress.done, total = progress.total;
   const auto now = std::chrono::steady_clock::now();
   if (done < total && now - last_draw_ < kMinInterval) return;
   last_draw_ = now;

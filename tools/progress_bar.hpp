@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "mmc/pool.hpp"
+
 namespace mmc::cli {
 
 // Draws "\r[####      ] 512/2048 tasks  6.1 GB/s  ETA 0.3s" on stderr, at most 10 times a second
@@ -19,7 +21,8 @@ class ProgressBar {
   ProgressBar(const ProgressBar&) = delete;
   ProgressBar& operator=(const ProgressBar&) = delete;
 
-  void update(std::size_t done, std::size_t total);
+  // Takes any of mmc's progress callbacks' reports (its rate and ETA use its own clock).
+  void update(const Progress& progress);
   // Ends the bar's line with a newline if anything was drawn. Idempotent.
   void finish();
 

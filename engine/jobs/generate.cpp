@@ -223,7 +223,7 @@ void write_all_at(int fd, const std::byte* data, std::size_t size, std::uint64_t
 }  // namespace
 
 void generate_cube(const std::string& path, DType dtype, const Shape& shape, std::uint64_t seed,
-                   const PoolOptions& pool, const ProgressFn& progress) {
+                   const PoolOptions& pool, const ProgressCallback& progress) {
   if (shape.empty()) {
     throw Error(ErrorCode::InvalidArgument, "gen: the shape needs at least one axis (slices)");
   }

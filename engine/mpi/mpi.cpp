@@ -121,9 +121,10 @@ std::function<CallStats(const PoolOptions&, const Call&)> task_sharer(MPI_Comm c
     };
     // Progress: rank 0 reports its own share, scaled to the whole call.
     if (call.on_progress && rank == 0) {
-      local.on_progress = [&call, size](std::size_t done, std::size_t) {
-        call.on_progress(std::min(call.n_tasks, done * static_cast<std::size_t>(size)),
-                         call.n_tasks);
+      local.on_progress = [&call, size](const Progress& mine) {
+        call.on_progress(
+            Progress::at(std::min(call.n_tasks, mine.done * static_cast<std::size_t>(size)),
+                         call.n_tasks, mine.elapsed_s));
       };
     }
     CallStats stats;

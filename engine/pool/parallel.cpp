@@ -366,14 +366,7 @@ void CallDriver::report(std::size_t batch_items) {
   const auto now = std::chrono::steady_clock::now();
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   const bool finished = exhausted_ && in_flight_.empty();
-  Progress progress;
-  progress.done = done_items_;
-  progress.total = total_;
-  progress.elapsed_s = elapsed;
-  if (total_ > 0 && done_items_ > 0) {
-    progress.eta_s = elapsed / static_cast<double>(done_items_) *
-                     static_cast<double>(total_ - std::min(done_items_, total_));
-  }
+  const Progress progress = Progress::at(done_items_, total_, elapsed);
   if (batch_items > 0 && options_.on_progress) options_.on_progress(progress);
   if (batch_items > 0 && options_.progress_json) {
     std::fprintf(stderr, "{\"done\": %zu, \"total\": %zu, \"elapsed_s\": %.3f, \"eta_s\": %.3f}\n",

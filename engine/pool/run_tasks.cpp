@@ -73,6 +73,7 @@ CallStats drive(PoolCore& core, const Call& call, int n_workers) {
   std::size_t per_worker = kTasksInFlightPerWorker;
   std::size_t next = 0;
   std::size_t done = 0;
+  const auto start = std::chrono::steady_clock::now();
   while (done < call.n_tasks) {
     throw_if_interrupted();
     while (next < call.n_tasks && next - done < per_worker * static_cast<std::size_t>(n_workers)) {
@@ -103,7 +104,11 @@ CallStats drive(PoolCore& core, const Call& call, int n_workers) {
                                                       : kTasksInFlightPerWorker;
       if (call.on_result) call.on_result(task, {outcome.results.data(), outcome.results.size()});
       ++done;
-      if (call.on_progress) call.on_progress(done, call.n_tasks);
+      if (call.on_progress) {
+        call.on_progress(Progress::at(
+            done, call.n_tasks,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+      }
     }
   }
   CallStats stats = core.traffic();

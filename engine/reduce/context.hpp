@@ -42,11 +42,11 @@ class TaskRoute {
  public:
   virtual ~TaskRoute() = default;
   // Runs tasks [0, n_tasks) of `phase` in ranges and calls on_range for each on this thread
-  // (in any order), then progress(done, n_tasks). task_result_bytes: the partials of the
+  // (in any order), then progress. task_result_bytes: the partials of the
   // largest task (task 0), which bound a range's size. Throws as run_tasks does.
   virtual CallStats run(Phase phase, const HistogramRange& range, std::size_t n_tasks,
                         std::size_t task_result_bytes, const RangeFn& on_range,
-                        const ProgressFn& progress) const = 0;
+                        const ProgressCallback& progress) const = 0;
   // The plan of `phase` (the job caches it, so a chunked array's alignment is weighed once).
   virtual const ReducePlan& plan(Phase phase) const = 0;
 };

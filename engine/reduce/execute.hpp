@@ -211,7 +211,7 @@ void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial&
 // its buffer, and nothing is merged or emitted. Returns the pool's statistics.
 template <class F, class Emit>
 CallStats run_plan(const Context& ctx, const ReducePlan& plan, const F& family,
-                   const ProgressFn& progress, Emit&& emit_output) {
+                   const ProgressCallback& progress, Emit&& emit_output) {
   using Partial = typename F::Partial;
   static_assert(std::is_trivially_copyable_v<Partial>);
   const Input& input = ctx.input;
@@ -417,7 +417,7 @@ void execute_histogram(Context& ctx) {
   const ReduceOptions& o = ctx.options;
   const ArrayMeta& meta = ctx.input.meta;
   if (ctx.worker != nullptr && ctx.phase == Phase::WholeMinMax) {
-    run_plan(ctx, ctx.plan, MinMax{}, ProgressFn{},
+    run_plan(ctx, ctx.plan, MinMax{}, ProgressCallback{},
              [](std::int64_t, const typename MinMax::Partial*) {});
     return;
   }
@@ -441,7 +441,7 @@ void execute_histogram(Context& ctx) {
       typename MinMax::Partial mm;
       MinMax::init(mm);
       ctx.phase = Phase::WholeMinMax;
-      run_plan(ctx, whole, MinMax{}, ProgressFn{},
+      run_plan(ctx, whole, MinMax{}, ProgressCallback{},
                [&](std::int64_t, const typename MinMax::Partial* p) { mm = *p; });
       ctx.phase = Phase::Main;
       const T lo = MinMax::result(mm, true);

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <utility>
 
@@ -247,7 +248,7 @@ PoolRoute::PoolRoute(Pool& pool, const Input& input, const ReduceOptions& option
 
 CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size_t n_tasks,
                          std::size_t task_result_bytes, const RangeFn& on_range,
-                         const ProgressFn& progress) const {
+                         const ProgressCallback& progress) const {
   // About four ranges per worker balance uneven tasks; a range's partials stay under 16 MiB.
   constexpr std::size_t kMaxRangeBytes = std::size_t{16} << 20;
   const auto workers = static_cast<std::size_t>(std::max(pool_.n_jobs(), 1));
@@ -271,6 +272,7 @@ CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size
   call.chunksize = 1;  // a batch is one range
   auto results = pool_.imap_unordered(fn, ranges, call);
   std::size_t done = 0;
+  const auto start = std::chrono::steady_clock::now();
   while (std::optional<RangeOutcome> outcome = results.next()) {
     if (outcome->unreachable) {
       // A worker could not open the array (replaced since, or a worker that cannot use HDF5):
@@ -286,7 +288,11 @@ CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size
     }
     on_range(outcome->first, outcome->count, {outcome->partials.data(), outcome->partials.size()});
     done += outcome->count;
-    if (progress) progress(done, n_tasks);
+    if (progress) {
+      progress(Progress::at(
+          done, n_tasks,
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+    }
   }
   CallStats stats;
   stats.tasks = n_tasks;

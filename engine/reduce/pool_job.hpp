@@ -91,7 +91,7 @@ class PoolRoute final : public TaskRoute {
             const std::optional<SourceTicket>& ticket);
   CallStats run(Phase phase, const HistogramRange& histogram, std::size_t n_tasks,
                 std::size_t task_result_bytes, const RangeFn& on_range,
-                const ProgressFn& progress) const override;
+                const ProgressCallback& progress) const override;
   const ReducePlan& plan(Phase phase) const override { return local_.plan(phase); }
 
  private:

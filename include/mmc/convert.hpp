@@ -27,7 +27,7 @@ struct ConvertOptions {
   int level = 5;
   bool overwrite = false;
   PoolOptions pool;
-  ProgressFn progress;  // caller's thread, after each task
+  ProgressCallback progress;  // caller's thread, after each task
 };
 
 struct ConvertStats {

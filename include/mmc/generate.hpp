@@ -15,6 +15,6 @@ namespace mmc {
 // depend on the pool options. Slices are written in parallel by the pool into a shared
 // mapping of a temporary file renamed into place at the end.
 void generate_cube(const std::string& path, DType dtype, const Shape& shape, std::uint64_t seed,
-                   const PoolOptions& pool, const ProgressFn& progress = {});
+                   const PoolOptions& pool, const ProgressCallback& progress = {});
 
 }  // namespace mmc

@@ -78,12 +78,27 @@ struct ResolvedOptions {
 };
 ResolvedOptions resolve(const PoolOptions& options);
 
-// What a progress callback gets, on the thread that drives the call.
+// How far a call is. Every progress callback gets one (run_tasks, reduce, convert, gen,
+// map_slices, mmc::Pool's calls), on the thread that drives the call, after each finished task
+// (mmc::Pool: each batch).
 struct Progress {
-  std::size_t done = 0;
+  std::size_t done = 0;   // tasks (mmc::Pool: items) finished
   std::size_t total = 0;  // 0 when the input's length is unknown (imap over a stream)
-  double elapsed_s = 0;
-  double eta_s = -1;  // -1 when unknown
+  double elapsed_s = 0;   // seconds since the call started
+  double eta_s = -1;      // seconds left at the rate so far; -1 when unknown
+
+  // `done` of `total` after `elapsed_s` seconds, with eta_s from the rate so far.
+  static Progress at(std::size_t done, std::size_t total, double elapsed_s) noexcept {
+    Progress p;
+    p.done = done;
+    p.total = total;
+    p.elapsed_s = elapsed_s;
+    if (total > 0 && done > 0) {
+      p.eta_s = elapsed_s / static_cast<double>(done) *
+                static_cast<double>(total - (done < total ? done : total));
+    }
+    return p;
+  }
 };
 using ProgressCallback = std::function<void(const Progress&)>;
 
@@ -139,15 +154,13 @@ using TaskFn = std::function<void(std::size_t task, ByteView arg, Bytes& out)>;
 using ResultFn = std::function<void(std::size_t task, ByteView result)>;
 // Makes the argument of a task on the caller's thread (optional: tasks may take none).
 using ArgFn = std::function<Bytes(std::size_t task)>;
-// Progress, on the caller's thread, after each completed task.
-using ProgressFn = std::function<void(std::size_t done, std::size_t total)>;
 
 struct Call {
   std::size_t n_tasks = 0;
   TaskFn run;
   ResultFn on_result;
-  ArgFn make_arg;          // may be empty
-  ProgressFn on_progress;  // may be empty
+  ArgFn make_arg;                // may be empty
+  ProgressCallback on_progress;  // may be empty; after each finished task
 };
 
 // What crossed process boundaries during a call. The transport fields (bytes_piped,

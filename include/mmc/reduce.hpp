@@ -82,7 +82,7 @@ struct ReduceOptions {
   // changes how float sums are blocked (so their last bits), never the dependence on n_jobs.
   std::int64_t task_bytes = 0;
   PoolOptions pool;
-  ProgressFn progress;  // optional, caller's thread
+  ProgressCallback progress;  // optional, caller's thread
   // Runs a call's tasks; empty: run_tasks(pool, call). Whatever runs them must hand every
   // task's result to call.on_result on this process (in any order): mmc::mpi::task_sharer
   // (mmc/mpi.hpp) runs a share on each MPI rank and replays every result on every rank.

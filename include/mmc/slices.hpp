@@ -45,7 +45,7 @@ struct SliceOptions {
   PoolOptions pool;
   // Bytes of input per task (consecutive slices; one slice at least). 0: about 8 MiB.
   std::int64_t task_bytes = 0;
-  ProgressFn progress;  // caller's thread, after each task
+  ProgressCallback progress;  // caller's thread, after each task
   // Runs the call's tasks; empty: run_tasks(pool, call) (see ReduceOptions::run_call; MPI
   // codes use mmc::mpi::map_slices).
   std::function<CallStats(const PoolOptions&, const Call&)> run_call;

@@ -61,11 +61,17 @@ TEST_P(PoolEveryBackend, MapsAThousandTasksCorrectly) {
   const std::thread::id caller = std::this_thread::get_id();
   std::size_t progress_calls = 0;
   std::size_t last_done = 0;
-  call.on_progress = [&](std::size_t done, std::size_t total) {
+  double last_elapsed = 0;
+  call.on_progress = [&](const Progress& p) {
     EXPECT_EQ(std::this_thread::get_id(), caller);
-    EXPECT_EQ(total, 1000u);
-    EXPECT_EQ(done, last_done + 1);
-    last_done = done;
+    EXPECT_EQ(p.total, 1000u);
+    EXPECT_EQ(p.done, last_done + 1);
+    EXPECT_GE(p.elapsed_s, last_elapsed);
+    // The estimate of what is left: known once a task finished, 0 after the last.
+    EXPECT_GE(p.eta_s, 0.0);
+    if (p.done == p.total) EXPECT_EQ(p.eta_s, 0.0);
+    last_elapsed = p.elapsed_s;
+    last_done = p.done;
     ++progress_calls;
   };
   auto deliver = call.on_result;

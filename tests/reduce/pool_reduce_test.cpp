@@ -373,10 +373,11 @@ TEST(PoolReduce, ReportsProgressOverEveryTask) {
   Pool pool = make_pool(Backend::Process, 2);
   ReduceOptions o = options_for(ReduceOp::Sum, {}, 64);
   std::size_t last_done = 0, last_total = 0;
-  o.progress = [&](std::size_t done, std::size_t total) {
-    EXPECT_GT(done, last_done);
-    last_done = done;
-    last_total = total;
+  o.progress = [&](const Progress& p) {
+    EXPECT_GT(p.done, last_done);
+    EXPECT_GE(p.elapsed_s, 0.0);
+    last_done = p.done;
+    last_total = p.total;
   };
   const ReduceResult r = reduce(array, o, pool);
   EXPECT_GT(last_total, 1u);

@@ -170,10 +170,11 @@ TEST(Reduce, ProgressReportsEveryTask) {
   ReduceOptions o = opts(ReduceOp::Sum);
   o.task_bytes = 1024;  // 4 slices a task → 16 tasks
   std::size_t last_done = 0, total = 0, calls = 0;
-  o.progress = [&](std::size_t done, std::size_t n) {
-    EXPECT_GE(done, last_done);
-    last_done = done;
-    total = n;
+  o.progress = [&](const Progress& p) {
+    EXPECT_GE(p.done, last_done);
+    EXPECT_GE(p.elapsed_s, 0.0);
+    last_done = p.done;
+    total = p.total;
     ++calls;
   };
   reduce(src, o);
