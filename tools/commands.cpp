@@ -179,7 +179,7 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
     if (!args.out.empty()) output_format_for(args.out);
     check_source_args(args.source);
     if (cache_requested(cache_args)) {
-      if (cluster.run_call) {
+      if (cluster.reduce) {
         if (root) print_cache_warning("not used under MPI; computing");
       } else {
         CacheOptions cache_options;
@@ -202,8 +202,6 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
   } else {
     setup();
   }
-  options.run_call = cluster.run_call;
-  if (cluster.total_workers) options.plan_workers = cluster.total_workers(options.pool);
   const AnyArray& source = *opened;
   const ArrayMeta& meta = source.meta();
   if (cache && source.dense() == nullptr) {
@@ -224,8 +222,9 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
   options.progress = [&bar](const Progress& p) { bar.update(p); };
   const auto start = std::chrono::steady_clock::now();
   CacheOutcome outcome;
-  const ReduceResult result =
-      cache ? cache->reduce(*source.dense(), options, &outcome) : reduce(source, options);
+  const ReduceResult result = cache            ? cache->reduce(*source.dense(), options, &outcome)
+                              : cluster.reduce ? cluster.reduce(source, options)
+                                               : reduce(source, options);
   const double elapsed = seconds_since(start);
   bar.finish();
 

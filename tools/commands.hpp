@@ -7,6 +7,8 @@
 #include <string>
 
 #include "mmc/cache.hpp"
+#include "mmc/open.hpp"
+#include "mmc/reduce.hpp"
 
 namespace mmc::cli {
 
@@ -14,8 +16,8 @@ namespace mmc::cli {
 // or raw bytes described by dtype and shape.
 struct SourceArgs {
   std::string path;
-  std::string dtype;  // raw only
-  std::string shape;  // raw only
+  std::string dtype;        // raw only
+  std::string shape;        // raw only
   std::int64_t offset = 0;  // signed, so that --offset -5 gets its own message
   std::string order = "C";
   bool raw = false;  // set when any raw option was given
@@ -91,16 +93,15 @@ std::string counted(long long n, const std::string& noun);
 // "cache: hit <key>" or "cache: miss, stored <key>". Cache problems are warnings
 // ("mmcompute: warning: cache: ..."), never failures.
 // Under mpirun: this process's rank, the ranks' agreement on errors (mmc::mpi::agree) and the
-// task sharer (mmc::mpi::task_sharer). Default: one process, nothing shared.
+// reduction shared among ranks (mmc::mpi::reduce). Default: one process, nothing shared.
 struct Cluster {
   int rank = 0;
   int size = 1;
   std::function<void(std::exception_ptr)> agree;
-  std::function<CallStats(const PoolOptions&, const Call&)> run_call;
-  std::function<int(const PoolOptions&)> total_workers;  // mmc::mpi::total_workers
+  std::function<ReduceResult(const AnyArray&, const ReduceOptions&)> reduce;
 };
 
-// Under MPI (cluster.run_call set) every rank opens the source and runs its share of the tasks;
+// Under MPI (cluster.reduce set) every rank opens the source and runs its share of the tasks;
 // only rank 0 prints, shows progress and writes the output; the cache is not used.
 int run_reduce(const ReduceArgs& args, const CacheArgs& cache = {}, const Cluster& cluster = {});
 int run_info(const InfoArgs& args);

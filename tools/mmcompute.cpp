@@ -146,9 +146,8 @@ int main(int argc, char** argv) {
     MPI_Comm_size(MPI_COMM_WORLD, &cluster.size);
     g_rank = cluster.rank;
     cluster.agree = [](std::exception_ptr error) { mmc::mpi::agree(MPI_COMM_WORLD, error); };
-    cluster.run_call = mmc::mpi::task_sharer(MPI_COMM_WORLD);
-    cluster.total_workers = [](const mmc::PoolOptions& pool) {
-      return mmc::mpi::total_workers(MPI_COMM_WORLD, pool);
+    cluster.reduce = [](const mmc::AnyArray& array, const mmc::ReduceOptions& options) {
+      return mmc::mpi::reduce(MPI_COMM_WORLD, array, options);
     };
   }
 #endif

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "mmc/error.hpp"
+#include "reduce/runner.hpp"
 
 namespace mmc::mpi {
 namespace {
@@ -190,10 +191,10 @@ int total_workers(MPI_Comm comm, const PoolOptions& pool) {
 }
 
 ReduceResult reduce(MPI_Comm comm, const AnyArray& array, const ReduceOptions& options) {
-  ReduceOptions o = options;
-  o.run_call = task_sharer(comm);
-  o.plan_workers = total_workers(comm, options.pool);
-  return mmc::reduce(array, o);
+  detail::ReduceRunner runner;
+  runner.run_call = task_sharer(comm);
+  runner.plan_workers = total_workers(comm, options.pool);
+  return detail::reduce_with(array, options, runner);
 }
 
 }  // namespace mmc::mpi

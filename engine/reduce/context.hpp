@@ -9,6 +9,7 @@
 #include "mmc/chunked.hpp"
 #include "mmc/reduce.hpp"
 #include "reduce/plan.hpp"
+#include "reduce/runner.hpp"
 
 namespace mmc::detail {
 
@@ -60,10 +61,11 @@ struct WorkerTasks {
 
 struct Context {
   Context(const Input& input_, const ReducePlan& plan_, const ReduceOptions& options_,
-          ReduceResult& result_, int delay_ms_, bool swap_)
+          const ReduceRunner& runner_, ReduceResult& result_, int delay_ms_, bool swap_)
       : input(input_),
         plan(plan_),
         options(options_),
+        runner(runner_),
         result(result_),
         delay_ms(delay_ms_),
         swap(swap_) {}
@@ -71,6 +73,7 @@ struct Context {
   const Input& input;
   const ReducePlan& plan;
   const ReduceOptions& options;
+  const ReduceRunner& runner;  // how tasks run and are planned (MPI), beyond the options
   ReduceResult& result;
   int delay_ms;
   bool swap;                            // stored in the other byte order
@@ -84,9 +87,10 @@ struct Context {
 std::string format_value(double v);
 
 // The plan of a reduction over `axes` (make_reduce_plan with options.task_bytes), its tasks
-// aligned to the chunk grid when the input is chunked.
+// aligned to the chunk grid when the input is chunked, for `plan_workers` workers (0: those of
+// options.pool).
 ReducePlan plan_for(const Input& input, const std::vector<int>& axes, const ReduceOptions& options,
-                    bool track_index, std::int64_t partial_bytes);
+                    int plan_workers, bool track_index, std::int64_t partial_bytes);
 
 // Runs ctx.plan for element type T (the source's dtype) and writes ctx.result.
 template <class T>

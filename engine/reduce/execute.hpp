@@ -206,7 +206,7 @@ void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial&
 
 // Runs `plan`'s tasks with `family` and calls emit(output_index, parts) for every output,
 // parts being its width_of(family) merged partials; outputs of a block come together, blocks in
-// any order. The tasks run through ctx.route (a warm pool), options.run_call (MPI) or
+// any order. The tasks run through ctx.route (a warm pool), ctx.runner.run_call (MPI) or
 // run_tasks; in a worker (ctx.worker) only the worker's tasks run, their partials appended to
 // its buffer, and nothing is merged or emitted. Returns the pool's statistics.
 template <class F, class Emit>
@@ -286,7 +286,7 @@ CallStats run_plan(const Context& ctx, const ReducePlan& plan, const F& family,
   // A cold cube streams from disk in task order ahead of the workers (read_ahead.hpp). Not
   // under run_call (MPI): a rank's share of the tasks is not known here.
   std::optional<ReadAhead> read_ahead;
-  if (input.dense != nullptr && !options.run_call && read_ahead_enabled()) {
+  if (input.dense != nullptr && !ctx.runner.run_call && read_ahead_enabled()) {
     read_ahead.emplace(input.dense->mapping(), plan, populate_limit, kReadAheadWindow);
   }
 
@@ -377,7 +377,8 @@ CallStats run_plan(const Context& ctx, const ReducePlan& plan, const F& family,
     return ctx.route->run(ctx.phase, ctx.histogram, call.n_tasks, result_bytes(0), on_range,
                           progress);
   }
-  return options.run_call ? options.run_call(options.pool, call) : run_tasks(options.pool, call);
+  return ctx.runner.run_call ? ctx.runner.run_call(options.pool, call)
+                             : run_tasks(options.pool, call);
 }
 
 template <class F, class T, bool Swap>
@@ -435,7 +436,7 @@ void execute_histogram(Context& ctx) {
       if (ctx.route == nullptr) {
         std::vector<int> all(static_cast<std::size_t>(meta.ndim()));
         for (int a = 0; a < meta.ndim(); ++a) all[static_cast<std::size_t>(a)] = a;
-        own = plan_for(ctx.input, all, o, false, 0);
+        own = plan_for(ctx.input, all, o, ctx.runner.plan_workers, false, 0);
       }
       const ReducePlan& whole = own ? *own : ctx.route->plan(Phase::WholeMinMax);
       typename MinMax::Partial mm;

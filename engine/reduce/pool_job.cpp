@@ -55,7 +55,7 @@ T read_plain(Reader& r) {
   return Codec<T>::read(r);
 }
 
-Bytes encode_spec(const SourceTicket& ticket, const ReduceOptions& o) {
+Bytes encode_spec(const SourceTicket& ticket, const ReduceOptions& o, int plan_workers) {
   Bytes out;
   Writer w(out);
   w.u64(static_cast<std::uint64_t>(ticket.kind));
@@ -75,7 +75,7 @@ Bytes encode_spec(const SourceTicket& ticket, const ReduceOptions& o) {
   write_plain(w, o.range_lo);
   write_plain(w, o.range_hi);
   write_plain(w, o.task_bytes);
-  write_plain(w, o.plan_workers);
+  write_plain(w, plan_workers);
   return out;
 }
 
@@ -102,7 +102,7 @@ JobSpec decode_spec(const Bytes& bytes) {
   o.range_lo = read_plain<double>(r);
   o.range_hi = read_plain<double>(r);
   o.task_bytes = read_plain<std::int64_t>(r);
-  o.plan_workers = read_plain<int>(r);
+  spec.plan_workers = read_plain<int>(r);
   return spec;
 }
 
@@ -118,7 +118,6 @@ ReduceOptions job_options(const ReduceOptions& o) {
   kept.range_lo = o.range_lo;
   kept.range_hi = o.range_hi;
   kept.task_bytes = o.task_bytes;
-  kept.plan_workers = o.plan_workers;
   return kept;
 }
 
@@ -156,9 +155,11 @@ std::uint64_t next_job_id() {
 
 }  // namespace
 
-JobState::JobState(const Input& input, const ReduceOptions& options, const ReducePlan& main)
+JobState::JobState(const Input& input, const ReduceOptions& options, int plan_workers,
+                   const ReducePlan& main)
     : input_(std::make_unique<Input>(input)),
       options_(job_options(options)),
+      runner_{{}, plan_workers},
       delay_ms_(debug_task_delay_ms()),
       swap_(!input.meta.dtype.is_native()) {
   plans_[static_cast<int>(Phase::Main)] = main;
@@ -167,6 +168,7 @@ JobState::JobState(const Input& input, const ReduceOptions& options, const Reduc
 JobState::JobState(const JobSpec& spec)
     : opened_(std::make_shared<const AnyArray>(open_ticket(spec.ticket))),
       options_(spec.options),
+      runner_{{}, spec.plan_workers},
       delay_ms_(debug_task_delay_ms()),
       swap_(!spec.ticket.meta.dtype.is_native()) {
   input_ = std::make_unique<Input>(Input{opened_->meta(), opened_->dense(), opened_->chunked()});
@@ -180,11 +182,12 @@ const ReducePlan& JobState::plan(Phase phase) const {
     const ArrayMeta& meta = input_->meta;
     if (phase == Phase::Main) {
       plan = plan_for(*input_, normalize_axes(options_.axes, options_.axes_given, meta.ndim()),
-                      options_, tracks_index(options_.op), partial_bytes_of(options_));
+                      options_, runner_.plan_workers, tracks_index(options_.op),
+                      partial_bytes_of(options_));
     } else {
       std::vector<int> all(static_cast<std::size_t>(meta.ndim()));
       for (int a = 0; a < meta.ndim(); ++a) all[static_cast<std::size_t>(a)] = a;
-      plan = plan_for(*input_, all, options_, false, 0);
+      plan = plan_for(*input_, all, options_, runner_.plan_workers, false, 0);
     }
   }
   return *plan;
@@ -197,7 +200,7 @@ void JobState::run(Phase phase, const HistogramRange& histogram, std::size_t fir
   WorkerTasks tasks;
   tasks.out = &out;
   tasks.count = 1;
-  Context ctx(*input_, pass, options_, unused, delay_ms_, swap_);
+  Context ctx(*input_, pass, options_, runner_, unused, delay_ms_, swap_);
   ctx.worker = &tasks;
   ctx.phase = phase;
   ctx.histogram = histogram;
@@ -240,10 +243,10 @@ RangeOutcome ReduceTasks::operator()(const TaskRange& range) const {
   return outcome;
 }
 
-PoolRoute::PoolRoute(Pool& pool, const Input& input, const ReduceOptions& options,
+PoolRoute::PoolRoute(Pool& pool, const Input& input, const ReduceOptions& options, int plan_workers,
                      const ReducePlan& main, const std::optional<SourceTicket>& ticket)
-    : pool_(pool), local_(input, options, main), job_(next_job_id()) {
-  if (ticket) spec_ = encode_spec(*ticket, job_options(options));
+    : pool_(pool), local_(input, options, plan_workers, main), job_(next_job_id()) {
+  if (ticket) spec_ = encode_spec(*ticket, job_options(options), plan_workers);
 }
 
 CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size_t n_tasks,

@@ -16,10 +16,12 @@
 namespace mmc::detail {
 
 // What a worker needs to run a reduction's tasks: where the array is, and the options the
-// plan and the family are built from (normalized: axes sorted, plan_workers set).
+// plan and the family are built from (normalized: axes sorted), and the workers it was planned
+// for.
 struct JobSpec {
   SourceTicket ticket;
-  ReduceOptions options;  // op, axes, ddof, bins, range, task_bytes, plan_workers only
+  ReduceOptions options;  // op, axes, ddof, bins, range, task_bytes only
+  int plan_workers = 0;
 };
 
 // A reduction as one process runs its tasks: the array (opened from a ticket in a worker, or
@@ -28,7 +30,8 @@ struct JobSpec {
 class JobState {
  public:
   // Over the caller's input, which must outlive it; `main` is the caller's plan.
-  JobState(const Input& input, const ReduceOptions& options, const ReducePlan& main);
+  JobState(const Input& input, const ReduceOptions& options, int plan_workers,
+           const ReducePlan& main);
   // Opens spec.ticket (see open_ticket) and plans again, as the caller did.
   explicit JobState(const JobSpec& spec);
   JobState(const JobState&) = delete;
@@ -45,6 +48,7 @@ class JobState {
   std::shared_ptr<const AnyArray> opened_;  // what a worker opened; null in the caller
   std::unique_ptr<Input> input_;
   ReduceOptions options_;
+  ReduceRunner runner_;  // plan_workers only: tasks run where the JobState is
   int delay_ms_ = 0;
   bool swap_ = false;
   mutable std::mutex mutex_;
@@ -87,8 +91,8 @@ class PoolRoute final : public TaskRoute {
  public:
   // `ticket`: how workers of a process pool open the input; without one, every backend runs
   // in this process (the caller makes the pool serial then). Input and options outlive it.
-  PoolRoute(Pool& pool, const Input& input, const ReduceOptions& options, const ReducePlan& main,
-            const std::optional<SourceTicket>& ticket);
+  PoolRoute(Pool& pool, const Input& input, const ReduceOptions& options, int plan_workers,
+            const ReducePlan& main, const std::optional<SourceTicket>& ticket);
   CallStats run(Phase phase, const HistogramRange& histogram, std::size_t n_tasks,
                 std::size_t task_result_bytes, const RangeFn& on_range,
                 const ProgressCallback& progress) const override;

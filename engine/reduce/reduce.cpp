@@ -74,11 +74,11 @@ const char* kernel_isa() noexcept { return kernels::to_string(kernels::active_ke
 namespace detail {
 
 ReducePlan plan_for(const Input& input, const std::vector<int>& axes, const ReduceOptions& options,
-                    bool track_index, std::int64_t partial_bytes) {
+                    int plan_workers, bool track_index, std::int64_t partial_bytes) {
   const std::int64_t task_bytes = options.task_bytes > 0 ? options.task_bytes : kTaskBytes;
   ReducePlan plan = make_reduce_plan(input.meta, axes, task_bytes, track_index, partial_bytes);
   if (input.chunked != nullptr) {
-    const int workers = options.plan_workers > 0 ? options.plan_workers
+    const int workers = plan_workers > 0 ? plan_workers
                         : resolve(options.pool).backend == Backend::Serial
                             ? 1
                             : resolve(options.pool).n_jobs;
@@ -100,14 +100,14 @@ std::optional<detail::SourceTicket> ticket_for(const detail::Input& input) {
 }
 
 // `pool`: run the tasks there (warm workers) instead of on run_tasks' own.
-ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& given, Pool* pool) {
+ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& options,
+                          const detail::ReduceRunner& given, Pool* pool) {
   // With a pool, chunk alignment weighs its workers (planned the same in every worker).
-  ReduceOptions pooled;
-  if (pool != nullptr && given.plan_workers == 0) {
-    pooled = given;
+  detail::ReduceRunner pooled;
+  if (pool != nullptr) {
     pooled.plan_workers = pool->backend() == Backend::Serial ? 1 : pool->n_jobs();
   }
-  const ReduceOptions& options = pooled.plan_workers != 0 ? pooled : given;
+  const detail::ReduceRunner& runner = pool != nullptr ? pooled : given;
   const ArrayMeta& meta = input.meta;
   const std::vector<int> axes = normalize_axes(options.axes, options.axes_given, meta.ndim());
   if (options.ddof < 0) {
@@ -120,9 +120,10 @@ ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& given
   const bool histogram = options.op == ReduceOp::Histogram;
   if (histogram) check_histogram_options(options);
   const std::int64_t width = histogram ? options.bins : 1;
-  const detail::ReducePlan plan = detail::plan_for(
-      input, axes, options, options.op == ReduceOp::ArgMin || options.op == ReduceOp::ArgMax,
-      histogram ? width * static_cast<std::int64_t>(sizeof(std::int64_t)) : 0);
+  const detail::ReducePlan plan =
+      detail::plan_for(input, axes, options, runner.plan_workers,
+                       options.op == ReduceOp::ArgMin || options.op == ReduceOp::ArgMax,
+                       histogram ? width * static_cast<std::int64_t>(sizeof(std::int64_t)) : 0);
   if (needs_nonempty(options.op) && plan.n_red == 0 && plan.n_out > 0) {
     throw Error(ErrorCode::InvalidArgument, std::string(to_string(options.op)) +
                                                 " of an empty axis: a zero-size reduction has "
@@ -158,17 +159,16 @@ ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& given
     std::optional<detail::SourceTicket> ticket;
     if (pool->backend() == Backend::Process) ticket = ticket_for(input);
     if (ticket || pool->backend() != Backend::Process) {
-      route.emplace(*pool, input, options, plan, ticket);
+      route.emplace(*pool, input, options, runner.plan_workers, plan, ticket);
     } else {
       // The pool's workers cannot reach these bytes (see ticket_of): the caller runs the tasks.
       in_caller = options;
       in_caller->pool = PoolOptions{};
       in_caller->pool.n_jobs = 1;
       in_caller->pool.backend = Backend::Serial;
-      in_caller->run_call = nullptr;
     }
   }
-  detail::Context ctx(input, plan, in_caller ? *in_caller : options, result,
+  detail::Context ctx(input, plan, in_caller ? *in_caller : options, runner, result,
                       detail::debug_task_delay_ms(), !meta.dtype.is_native());
   if (route) ctx.route = &*route;
   visit_type(meta.dtype.id(), [&](auto tag) { detail::execute_for_type<decltype(tag)>(ctx); });
@@ -178,11 +178,11 @@ ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& given
 }  // namespace
 
 ReduceResult reduce(const Source& source, const ReduceOptions& options) {
-  return reduce_input(detail::Input{source.meta(), &source, nullptr}, options, nullptr);
+  return reduce_input(detail::Input{source.meta(), &source, nullptr}, options, {}, nullptr);
 }
 
 ReduceResult reduce(const ChunkedArray& array, const ReduceOptions& options) {
-  return reduce_input(detail::Input{array.meta(), nullptr, &array}, options, nullptr);
+  return reduce_input(detail::Input{array.meta(), nullptr, &array}, options, {}, nullptr);
 }
 
 ReduceResult reduce(const AnyArray& array, const ReduceOptions& options) {
@@ -191,16 +191,24 @@ ReduceResult reduce(const AnyArray& array, const ReduceOptions& options) {
 }
 
 ReduceResult reduce(const Source& source, const ReduceOptions& options, Pool& pool) {
-  return reduce_input(detail::Input{source.meta(), &source, nullptr}, options, &pool);
+  return reduce_input(detail::Input{source.meta(), &source, nullptr}, options, {}, &pool);
 }
 
 ReduceResult reduce(const ChunkedArray& array, const ReduceOptions& options, Pool& pool) {
-  return reduce_input(detail::Input{array.meta(), nullptr, &array}, options, &pool);
+  return reduce_input(detail::Input{array.meta(), nullptr, &array}, options, {}, &pool);
 }
 
 ReduceResult reduce(const AnyArray& array, const ReduceOptions& options, Pool& pool) {
   return array.dense() != nullptr ? reduce(*array.dense(), options, pool)
                                   : reduce(*array.chunked(), options, pool);
+}
+
+ReduceResult detail::reduce_with(const AnyArray& array, const ReduceOptions& options,
+                                 const ReduceRunner& runner) {
+  return array.dense() != nullptr
+             ? reduce_input(Input{array.meta(), array.dense(), nullptr}, options, runner, nullptr)
+             : reduce_input(Input{array.meta(), nullptr, array.chunked()}, options, runner,
+                            nullptr);
 }
 
 }  // namespace mmc

@@ -27,21 +27,22 @@ namespace mmc::mpi {
 // Tasks [first, last) of n_tasks that rank `rank` of `size` runs: contiguous, balanced.
 void task_share(std::size_t n_tasks, int rank, int size, std::size_t* first, std::size_t* last);
 
-// A ReduceOptions::run_call that shares a call's tasks among the ranks of `comm`: each rank runs
-// its share with run_tasks, then every rank hands every task's result to call.on_result in
-// task order. Collective: every rank of comm must make the same calls. When a task fails on
-// any rank, every rank throws the same Error ("rank R: ...", the code of the lowest failing
-// rank); a rank that dies ends the job through the MPI runtime. Ranks whose calls have
-// different task counts (their plans differ) all throw Error(InvalidArgument) before running
-// any task. The CallStats returned are the local ones with tasks set to the call's total.
+// A task runner (SliceOptions::run_call; mpi::reduce uses it too) that shares a call's tasks
+// among the ranks of `comm`: each rank runs its share with run_tasks, then every rank hands
+// every task's result to call.on_result in task order. Collective: every rank of comm must make the
+// same calls. When a task fails on any rank, every rank throws the same Error ("rank R: ...", the
+// code of the lowest failing rank); a rank that dies ends the job through the MPI runtime. Ranks
+// whose calls have different task counts (their plans differ) all throw Error(InvalidArgument)
+// before running any task. The CallStats returned are the local ones with tasks set to the call's
+// total.
 std::function<CallStats(const PoolOptions&, const Call&)> task_sharer(MPI_Comm comm);
 
 // The workers of every rank of `comm` together (collective): each rank's pool counts
 // effective_n_jobs(pool.n_jobs), or 1 for the serial backend.
 int total_workers(MPI_Comm comm, const PoolOptions& pool);
 
-// reduce() over `comm` (collective); options.run_call is replaced by task_sharer(comm) and
-// options.plan_workers by total_workers(comm, options.pool), so every rank plans the same tasks.
+// reduce() over `comm` (collective): the tasks run through task_sharer(comm), planned for
+// total_workers(comm, options.pool), so every rank plans the same tasks.
 ReduceResult reduce(MPI_Comm comm, const AnyArray& array, const ReduceOptions& options);
 
 // map_slices() over `comm` (collective): each rank runs its share of the slices' tasks and every

@@ -83,14 +83,6 @@ struct ReduceOptions {
   std::int64_t task_bytes = 0;
   PoolOptions pool;
   ProgressCallback progress;  // optional, caller's thread
-  // Runs a call's tasks; empty: run_tasks(pool, call). Whatever runs them must hand every
-  // task's result to call.on_result on this process (in any order): mmc::mpi::task_sharer
-  // (mmc/mpi.hpp) runs a share on each MPI rank and replays every result on every rank.
-  std::function<CallStats(const PoolOptions&, const Call&)> run_call;
-  // Workers the tasks of a chunked source are grouped for (the chunk alignment weighs decodes
-  // per worker); 0: this process's pool. Under MPI every rank must plan the same tasks, so
-  // mmc::mpi sets it to the workers of all ranks together.
-  int plan_workers = 0;
 };
 
 // A reduction's answer: a dense C-order array in native byte order.
@@ -154,7 +146,7 @@ ReduceResult reduce(const AnyArray& array, const ReduceOptions& options);
 
 // The same reductions on a warm mmc::Pool (parallel.hpp): its workers, forked once when the
 // pool was made, run the tasks, so a program that reduces many arrays pays the fork once. The
-// result is bitwise that of reduce(array, options). options.pool and options.run_call are not
+// result is bitwise that of reduce(array, options). options.pool is not
 // used: the pool's backend and n_jobs are. A worker of a process pool opens the array itself
 // from a small description (a mapped file's path, offset and identity; a chunked array's name)
 // the first time it runs one of the call's tasks and keeps it for the rest; batches carry only

@@ -46,8 +46,8 @@ struct SliceOptions {
   // Bytes of input per task (consecutive slices; one slice at least). 0: about 8 MiB.
   std::int64_t task_bytes = 0;
   ProgressCallback progress;  // caller's thread, after each task
-  // Runs the call's tasks; empty: run_tasks(pool, call) (see ReduceOptions::run_call; MPI
-  // codes use mmc::mpi::map_slices).
+  // Runs the call's tasks; empty: run_tasks(pool, call). Whatever runs them must hand every
+  // task's result to call.on_result on this process (MPI codes use mmc::mpi::map_slices).
   std::function<CallStats(const PoolOptions&, const Call&)> run_call;
 };
 
