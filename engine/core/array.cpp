@@ -76,7 +76,7 @@ std::int64_t ArrayMeta::size() const noexcept {
   return n;
 }
 
-std::uint64_t ArrayMeta::nbytes() const noexcept {
+std::uint64_t ArrayMeta::nbytes() const {
   return static_cast<std::uint64_t>(size()) * dtype.itemsize();
 }
 

@@ -56,8 +56,14 @@ std::string unsupported(std::string_view text) {
 
 }  // namespace
 
-TypeKind DType::kind() const noexcept {
-  switch (id_) {
+void throw_unset_dtype() {
+  throw Error(ErrorCode::InvalidArgument,
+              "dtype not set: give the array's element type (u8, i16, f32, ...); an unset dtype "
+              "stands for no type");
+}
+
+TypeKind DType::kind() const {
+  switch (id()) {
     case TypeId::Bool:
       return TypeKind::Bool;
     case TypeId::I8:
@@ -77,10 +83,10 @@ TypeKind DType::kind() const noexcept {
   return TypeKind::Unsigned;
 }
 
-std::string DType::name() const { return entry(id_).short_name; }
+std::string DType::name() const { return set_ ? entry(id_).short_name : "unset"; }
 
 std::string DType::numpy_descr() const {
-  const TypeName& n = entry(id_);
+  const TypeName& n = entry(id());
   std::string out;
   out += itemsize() == 1 ? '|' : (order_ == ByteOrder::Little ? '<' : '>');
   out += n.kind;

@@ -12,6 +12,11 @@ Source::Source(ArrayMeta meta, MappedFile mapping, std::string kind)
     : meta_(std::move(meta)), mapping_(std::move(mapping)), kind_(std::move(kind)) {}
 
 Source open_raw(const RawSpec& spec, MapMode mode) {
+  if (!spec.dtype.is_set()) {
+    throw Error(
+        ErrorCode::InvalidArgument,
+        spec.path + ": no dtype given: a raw file's element type must be said (u8, f32, ...)");
+  }
   const std::string what = spec.path + ": shape " + format_shape(spec.shape) + " of " +
                            spec.dtype.name() + " at offset " + std::to_string(spec.offset);
   std::uint64_t nbytes = spec.dtype.itemsize();

@@ -195,7 +195,8 @@ const ReducePlan& JobState::plan(Phase phase) const {
 
 void JobState::run(Phase phase, const HistogramRange& histogram, std::size_t first,
                    std::size_t count, Bytes& out, std::size_t* failed) const {
-  ReduceResult unused;
+  ReduceResult unused;  // a worker merges and emits nothing; the executor sizes outputs by it
+  unused.dtype = result_dtype(options_.op, input_->meta.dtype);
   const ReducePlan& pass = plan(phase);
   WorkerTasks tasks;
   tasks.out = &out;

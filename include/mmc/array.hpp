@@ -29,7 +29,7 @@ struct ArrayMeta {
   // Number of elements (1 for a 0-d array).
   std::int64_t size() const noexcept;
   // Bytes spanned by a dense array of this shape: size() * itemsize.
-  std::uint64_t nbytes() const noexcept;
+  std::uint64_t nbytes() const;  // throws Error(InvalidArgument) when dtype is unset
   // "2048x1024x1024 u8 C" style summary.
   std::string describe() const;
 };

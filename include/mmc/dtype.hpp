@@ -17,25 +17,33 @@ constexpr ByteOrder native_byte_order() noexcept {
   return __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? ByteOrder::Little : ByteOrder::Big;
 }
 
+// Throws Error(InvalidArgument) saying a dtype was used without being set.
+[[noreturn]] void throw_unset_dtype();
+
 // A numpy-like dtype: element type plus byte order. Single-byte types are always Little.
 class DType {
  public:
+  // No type: what a dtype left unset holds (a RawSpec, ZarrSpec or ArrayMeta whose dtype the
+  // caller did not fill). It stands for no type: is_set() is false, and every accessor below
+  // but byte_order() throws Error(InvalidArgument) "dtype not set", so a forgotten dtype fails
+  // where it is first used instead of reading the bytes as some type.
   constexpr DType() = default;
   constexpr DType(TypeId id, ByteOrder order = native_byte_order()) noexcept
-      : id_(id), order_(size_of(id) == 1 ? ByteOrder::Little : order) {}
+      : id_(id), order_(size_of(id) == 1 ? ByteOrder::Little : order), set_(true) {}
 
-  constexpr TypeId id() const noexcept { return id_; }
-  constexpr ByteOrder byte_order() const noexcept { return order_; }
-  constexpr std::size_t itemsize() const noexcept { return size_of(id_); }
-  TypeKind kind() const noexcept;
+  constexpr bool is_set() const noexcept { return set_; }
+  // These throw Error(InvalidArgument) when !is_set().
+  constexpr TypeId id() const { return checked().id_; }
+  constexpr std::size_t itemsize() const { return size_of(id()); }
+  TypeKind kind() const;
   // True when elements can be read with a plain load on this machine.
-  constexpr bool is_native() const noexcept {
-    return itemsize() == 1 || order_ == native_byte_order();
-  }
+  constexpr bool is_native() const { return itemsize() == 1 || order_ == native_byte_order(); }
   // The same type in this machine's byte order.
-  constexpr DType native() const noexcept { return DType(id_, native_byte_order()); }
+  constexpr DType native() const { return DType(id(), native_byte_order()); }
+  constexpr ByteOrder byte_order() const noexcept { return order_; }
 
-  // "u8", "f32", "bool", ...: the short names the CLI uses (byte order not included).
+  // "u8", "f32", "bool", ...: the short names the CLI uses (byte order not included); "unset"
+  // for an unset dtype (for messages; it does not throw).
   std::string name() const;
   // numpy's array-protocol string: "<u2", ">f8", "|u1", "|b1".
   std::string numpy_descr() const;
@@ -47,8 +55,9 @@ class DType {
   // "|b1", ">i8"). Throws Error(InvalidArgument) naming the unsupported descr.
   static DType from_numpy_descr(std::string_view descr);
 
+  // Two unset dtypes are equal; an unset one equals no type.
   friend constexpr bool operator==(DType a, DType b) noexcept {
-    return a.id_ == b.id_ && a.order_ == b.order_;
+    return a.set_ == b.set_ && (!a.set_ || (a.id_ == b.id_ && a.order_ == b.order_));
   }
   friend constexpr bool operator!=(DType a, DType b) noexcept { return !(a == b); }
 
@@ -74,8 +83,14 @@ class DType {
   }
 
  private:
-  TypeId id_ = TypeId::U8;
+  constexpr const DType& checked() const {
+    if (!set_) throw_unset_dtype();
+    return *this;
+  }
+
+  TypeId id_ = TypeId::Bool;  // meaningless unless set_
   ByteOrder order_ = ByteOrder::Little;
+  bool set_ = false;
 };
 
 // The TypeId of a C++ element type.

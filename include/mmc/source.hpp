@@ -13,7 +13,7 @@ namespace mmc {
 // A raw file's description: numpy.memmap's arguments.
 struct RawSpec {
   std::string path;
-  DType dtype;
+  DType dtype;  // required: an unset dtype is refused, never taken for u8
   Shape shape;
   std::uint64_t offset = 0;  // bytes before the first element
   Order order = Order::C;
@@ -23,7 +23,7 @@ struct RawSpec {
 struct NpyHeader {
   int major = 1;
   int minor = 0;
-  DType dtype;
+  DType dtype;  // required: an unset dtype is refused, never taken for u8
   bool fortran_order = false;
   Shape shape;
   std::uint64_t data_offset = 0;  // where the array's bytes start in the file

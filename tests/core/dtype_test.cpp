@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "mmc/array.hpp"
 #include "mmc/error.hpp"
 
 namespace mmc {
@@ -146,7 +147,35 @@ TEST(DType, NativeFlipsOnlyForeignByteOrder) {
   EXPECT_TRUE(DType(TypeId::U32).is_native());
 }
 
-TEST(DType, DefaultIsU8) { EXPECT_EQ(DType(), DType(TypeId::U8)); }
+// A default DType used to mean u8, so a spec whose dtype was forgotten read its bytes as u8.
+TEST(DType, DefaultIsUnsetAndEveryUseOfItThrows) {
+  const DType unset;
+  EXPECT_FALSE(unset.is_set());
+  EXPECT_TRUE(DType(TypeId::U8).is_set());
+  EXPECT_NE(unset, DType(TypeId::U8));
+  EXPECT_NE(unset, DType(TypeId::Bool));
+  EXPECT_EQ(unset, DType());
+  EXPECT_EQ(unset.name(), "unset");
+  auto expect_unset_error = [](auto use) {
+    try {
+      use();
+      ADD_FAILURE() << "an unset dtype was used without an error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+      EXPECT_NE(std::string(e.what()).find("dtype not set"), std::string::npos) << e.what();
+    }
+  };
+  expect_unset_error([&] { static_cast<void>(unset.id()); });
+  expect_unset_error([&] { static_cast<void>(unset.itemsize()); });
+  expect_unset_error([&] { static_cast<void>(unset.kind()); });
+  expect_unset_error([&] { static_cast<void>(unset.is_native()); });
+  expect_unset_error([&] { static_cast<void>(unset.native()); });
+  expect_unset_error([&] { static_cast<void>(unset.numpy_descr()); });
+  expect_unset_error([&] { static_cast<void>(ArrayMeta::contiguous(unset, {2, 3})); });
+  ArrayMeta meta;
+  meta.shape = {4};
+  expect_unset_error([&] { static_cast<void>(meta.nbytes()); });
+}
 
 TEST(DType, VisitTypeCallsWithTheMatchingCppType) {
   EXPECT_EQ(type_id_of<std::uint16_t>(), TypeId::U16);

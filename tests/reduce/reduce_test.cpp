@@ -163,6 +163,35 @@ TEST(Reduce, DataAtAnOddByteOffsetGivesTheAlignedAnswers) {
   }
 }
 
+// An unset dtype used to mean u8: a raw spec without one reduced its bytes as u8.
+TEST(Reduce, ARawFileWithoutADtypeIsRefusedNotReadAsU8) {
+  test::TempDir dir;
+  const std::string path = dir.file("a.raw");
+  test::write_file(path, std::string(16, '\1'));
+  RawSpec spec;
+  spec.path = path;
+  spec.shape = {4, 4};
+  try {
+    open_raw(spec);
+    FAIL() << "a raw file without a dtype was opened";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("no dtype given"), std::string::npos) << e.what();
+  }
+  // A source put together by hand with an unset dtype fails the same way in reduce().
+  const Source opened = raw_of<std::uint8_t>(dir, std::vector<std::uint8_t>(16, 1), {4, 4});
+  ArrayMeta meta = opened.meta();
+  meta.dtype = DType();
+  const Source unset(meta, MappedFile::open(path, MapMode::ReadOnly), "raw");
+  try {
+    reduce(unset, opts(ReduceOp::Sum));
+    FAIL() << "a source without a dtype was reduced";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("dtype not set"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Reduce, ProgressReportsEveryTask) {
   test::TempDir dir;
   std::vector<float> v(4096, 1.0f);
