@@ -1,4 +1,5 @@
-// Uses an installed mmcompute: writes a small raw cube, reduces it serially, checks the means.
+// Uses an installed mmcompute: writes a small raw cube, reduces it serially, checks the means,
+// and maps on a serial mmc::Pool.
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -29,6 +30,16 @@ int main(int argc, char** argv) {
                      i * 10 + 7.5);
         return 1;
       }
+    }
+    // mmc::Pool's templates reach the installed detail headers.
+    mmc::ParallelOptions pool_options;
+    pool_options.backend = mmc::Backend::Serial;
+    mmc::Pool pool(pool_options);
+    const std::vector<int> squares =
+        pool.map([](int x) { return x * x; }, std::vector<int>{1, 2, 3});
+    if (squares != std::vector<int>{1, 4, 9}) {
+      std::fprintf(stderr, "consumer: pool.map gave wrong squares\n");
+      return 1;
     }
   } catch (const mmc::Error& e) {
     std::fprintf(stderr, "consumer: %s\n", e.what());
