@@ -69,7 +69,9 @@ TEST_P(PoolEveryBackend, MapsAThousandTasksCorrectly) {
     EXPECT_GE(p.elapsed_s, last_elapsed);
     // The estimate of what is left: known once a task finished, 0 after the last.
     EXPECT_GE(p.eta_s, 0.0);
-    if (p.done == p.total) EXPECT_EQ(p.eta_s, 0.0);
+    if (p.done == p.total) {
+      EXPECT_EQ(p.eta_s, 0.0);
+    }
     last_elapsed = p.elapsed_s;
     last_done = p.done;
     ++progress_calls;
