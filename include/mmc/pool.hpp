@@ -1,5 +1,6 @@
-// The worker pool: runs a call's tasks on n_jobs workers (forked processes, threads, or the
-// caller's thread), moving arguments and results through the max_nbytes transport.
+// The worker pool's vocabulary: options of pools and calls, the one progress type, task
+// results; and run_tasks, which runs a Call on n_jobs workers (forked processes, threads,
+// or the caller's thread), moving arguments and results through the max_nbytes transport.
 #pragma once
 
 #include <cstddef>
@@ -155,6 +156,8 @@ using ResultFn = std::function<void(std::size_t task, ByteView result)>;
 // Makes the argument of a task on the caller's thread (optional: tasks may take none).
 using ArgFn = std::function<Bytes(std::size_t task)>;
 
+// The tasks of one run_tasks call: how many, what each runs, and where its argument comes from
+// and its result and progress go.
 struct Call {
   std::size_t n_tasks = 0;
   TaskFn run;
