@@ -130,7 +130,7 @@ void send_reply(int socket, std::uint64_t id, Reply reply, std::uint64_t max_nby
 // Runs a group of small jobs, saying on the run board which one is running. Their results
 // travel together in Batch frames (flushed by size, age, and at the end); a result too big for
 // the pipe goes alone, in a segment. Without a board slot, each job is answered on its own.
-void run_group(int socket, Reader& group, std::uint64_t count, RunSlot* slot,
+void run_group(int socket, ByteReader& group, std::uint64_t count, RunSlot* slot,
                std::uint64_t max_nbytes) {
   Bytes batch;
   std::size_t data = 0;  // results' own bytes in `batch`; the rest is framing
@@ -202,7 +202,7 @@ void worker_main(int socket, const CoreOptions& options, int threads, RunBoard* 
       Reply reply = slot != nullptr ? run_marked(*slot, id, payload) : run_one(payload);
       send_reply(socket, id, std::move(reply), options.max_nbytes);
     } else if (message->header.kind == FrameKind::Group) {
-      Reader group(payload);
+      ByteReader group(payload);
       const std::uint64_t count = group.u64();
       run_group(socket, group, count, slot, options.max_nbytes);
     } else {
@@ -539,7 +539,7 @@ class ProcessPool final : public PoolCore {
     const std::size_t room = worker.depth() - worker.in_flight.size();
     const std::size_t limit = std::min({share, room, kMaxGroup});
     Bytes payload;
-    Writer w(payload);
+    ByteWriter w(payload);
     w.u64(0);  // count, patched below
     std::uint64_t count = 0;
     std::size_t data = 0;  // the jobs' own bytes in `payload`; the rest is framing

@@ -35,7 +35,7 @@ constexpr std::chrono::milliseconds kInterruptCheck{50};
 constexpr std::size_t kCallBatchHeader = 4 * sizeof(std::uint64_t);
 
 void run_call_task(ByteView batch, Bytes& out) {
-  Reader in(batch);
+  ByteReader in(batch);
   in.u64();  // the trampoline: us
   in.u64();  // one item
   const std::uint64_t task = in.u64();

@@ -26,7 +26,7 @@ namespace {
 
 // ---- the job's encoding (it travels in every batch, so it stays a few hundred bytes) ----
 
-void write_meta(Writer& w, const ArrayMeta& meta) {
+void write_meta(ByteWriter& w, const ArrayMeta& meta) {
   w.u64(static_cast<std::uint64_t>(meta.dtype.id()));
   w.u64(static_cast<std::uint64_t>(meta.dtype.byte_order()));
   Codec<Shape>::write(w, meta.shape);
@@ -34,7 +34,7 @@ void write_meta(Writer& w, const ArrayMeta& meta) {
   w.u64(static_cast<std::uint64_t>(meta.order));
 }
 
-ArrayMeta read_meta(Reader& r) {
+ArrayMeta read_meta(ByteReader& r) {
   ArrayMeta meta;
   const auto id = static_cast<TypeId>(r.u64());
   const auto order = static_cast<ByteOrder>(r.u64());
@@ -46,18 +46,18 @@ ArrayMeta read_meta(Reader& r) {
 }
 
 template <class T>
-void write_plain(Writer& w, const T& value) {
+void write_plain(ByteWriter& w, const T& value) {
   Codec<T>::write(w, value);
 }
 
 template <class T>
-T read_plain(Reader& r) {
+T read_plain(ByteReader& r) {
   return Codec<T>::read(r);
 }
 
 Bytes encode_spec(const SourceTicket& ticket, const ReduceOptions& o, int plan_workers) {
   Bytes out;
-  Writer w(out);
+  ByteWriter w(out);
   w.u64(static_cast<std::uint64_t>(ticket.kind));
   Codec<std::string>::write(w, ticket.format);
   Codec<std::string>::write(w, ticket.path);
@@ -80,7 +80,7 @@ Bytes encode_spec(const SourceTicket& ticket, const ReduceOptions& o, int plan_w
 }
 
 JobSpec decode_spec(const Bytes& bytes) {
-  Reader r({bytes.data(), bytes.size()});
+  ByteReader r({bytes.data(), bytes.size()});
   JobSpec spec;
   SourceTicket& t = spec.ticket;
   t.kind = static_cast<SourceTicket::Kind>(r.u64());
@@ -308,7 +308,7 @@ CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size
 
 namespace mmc {
 
-void Codec<detail::ReduceTasks>::write(Writer& w, const detail::ReduceTasks& fn) {
+void Codec<detail::ReduceTasks>::write(ByteWriter& w, const detail::ReduceTasks& fn) {
   w.u64(fn.job);
   w.u64(static_cast<std::uint64_t>(fn.origin));
   w.u64(fn.local);
@@ -317,7 +317,7 @@ void Codec<detail::ReduceTasks>::write(Writer& w, const detail::ReduceTasks& fn)
   Codec<Bytes>::write(w, fn.spec);
 }
 
-detail::ReduceTasks Codec<detail::ReduceTasks>::read(Reader& r) {
+detail::ReduceTasks Codec<detail::ReduceTasks>::read(ByteReader& r) {
   detail::ReduceTasks fn;
   fn.job = r.u64();
   fn.origin = static_cast<std::int64_t>(r.u64());
@@ -328,7 +328,7 @@ detail::ReduceTasks Codec<detail::ReduceTasks>::read(Reader& r) {
   return fn;
 }
 
-void Codec<detail::RangeOutcome>::write(Writer& w, const detail::RangeOutcome& outcome) {
+void Codec<detail::RangeOutcome>::write(ByteWriter& w, const detail::RangeOutcome& outcome) {
   w.u64(outcome.first);
   w.u64(outcome.count);
   w.u64(outcome.failed);
@@ -338,7 +338,7 @@ void Codec<detail::RangeOutcome>::write(Writer& w, const detail::RangeOutcome& o
   Codec<Bytes>::write(w, outcome.partials);
 }
 
-detail::RangeOutcome Codec<detail::RangeOutcome>::read(Reader& r) {
+detail::RangeOutcome Codec<detail::RangeOutcome>::read(ByteReader& r) {
   detail::RangeOutcome outcome;
   outcome.first = r.u64();
   outcome.count = r.u64();

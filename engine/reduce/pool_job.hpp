@@ -111,14 +111,14 @@ namespace mmc {
 
 template <>
 struct Codec<detail::ReduceTasks> {
-  static void write(Writer& w, const detail::ReduceTasks& fn);
-  static detail::ReduceTasks read(Reader& r);
+  static void write(ByteWriter& w, const detail::ReduceTasks& fn);
+  static detail::ReduceTasks read(ByteReader& r);
 };
 
 template <>
 struct Codec<detail::RangeOutcome> {
-  static void write(Writer& w, const detail::RangeOutcome& outcome);
-  static detail::RangeOutcome read(Reader& r);
+  static void write(ByteWriter& w, const detail::RangeOutcome& outcome);
+  static detail::RangeOutcome read(ByteReader& r);
 };
 
 }  // namespace mmc

@@ -26,9 +26,9 @@ struct ByteView {
 };
 
 // Appends bytes to a buffer. Not thread-safe.
-class Writer {
+class ByteWriter {
  public:
-  explicit Writer(Bytes& out) : out_(out) {}
+  explicit ByteWriter(Bytes& out) : out_(out) {}
   void raw(const void* data, std::size_t size) {
     const auto* bytes = static_cast<const std::byte*>(data);
     out_.insert(out_.end(), bytes, bytes + size);
@@ -39,10 +39,10 @@ class Writer {
   Bytes& out_;
 };
 
-// Reads bytes written by Writer. Throws Error(Corrupt) when a read runs past the end.
-class Reader {
+// Reads bytes written by ByteWriter. Throws Error(Corrupt) when a read runs past the end.
+class ByteReader {
  public:
-  explicit Reader(ByteView in) : in_(in) {}
+  explicit ByteReader(ByteView in) : in_(in) {}
   const std::byte* take(std::size_t size) {
     if (size > in_.size - pos_) {
       raise(ErrorCode::Corrupt, "codec: a value runs past the end of its " +
@@ -67,13 +67,13 @@ class Reader {
   std::size_t pos_ = 0;
 };
 
-// Specialize with `static void write(Writer&, const T&)` and `static T read(Reader&)`.
+// Specialize with `static void write(ByteWriter&, const T&)` and `static T read(ByteReader&)`.
 template <class T, class Enable = void>
 struct Codec;
 
 // True when T can travel to a worker process and back.
 template <class T>
-concept Shippable = requires(Writer& w, Reader& r, const T& value) {
+concept Shippable = requires(ByteWriter& w, ByteReader& r, const T& value) {
   Codec<T>::write(w, value);
   { Codec<T>::read(r) } -> std::convertible_to<T>;
 };
@@ -82,8 +82,8 @@ concept Shippable = requires(Writer& w, Reader& r, const T& value) {
 // Pointers inside point into the receiver's copy of memory: see mmc::Pool.
 template <class T>
 struct Codec<T, std::enable_if_t<std::is_trivially_copyable_v<T>>> {
-  static void write(Writer& w, const T& value) { w.raw(&value, sizeof(T)); }
-  static T read(Reader& r) {
+  static void write(ByteWriter& w, const T& value) { w.raw(&value, sizeof(T)); }
+  static T read(ByteReader& r) {
     // T may lack a default constructor (a closure): copy its bytes into storage, as its
     // trivially copyable type allows.
     alignas(T) unsigned char storage[sizeof(T)];
@@ -94,11 +94,11 @@ struct Codec<T, std::enable_if_t<std::is_trivially_copyable_v<T>>> {
 
 template <>
 struct Codec<std::string> {
-  static void write(Writer& w, const std::string& s) {
+  static void write(ByteWriter& w, const std::string& s) {
     w.u64(s.size());
     w.raw(s.data(), s.size());
   }
-  static std::string read(Reader& r) {
+  static std::string read(ByteReader& r) {
     const std::uint64_t n = r.u64();
     const std::byte* at = r.take(n);
     return std::string(reinterpret_cast<const char*>(at), n);
@@ -107,7 +107,7 @@ struct Codec<std::string> {
 
 template <class T, class A>
 struct Codec<std::vector<T, A>, std::enable_if_t<Shippable<T>>> {
-  static void write(Writer& w, const std::vector<T, A>& v) {
+  static void write(ByteWriter& w, const std::vector<T, A>& v) {
     w.u64(v.size());
     if constexpr (std::is_trivially_copyable_v<T>) {
       w.raw(v.data(), v.size() * sizeof(T));
@@ -115,7 +115,7 @@ struct Codec<std::vector<T, A>, std::enable_if_t<Shippable<T>>> {
       for (const T& item : v) Codec<T>::write(w, item);
     }
   }
-  static std::vector<T, A> read(Reader& r) {
+  static std::vector<T, A> read(ByteReader& r) {
     const std::uint64_t n = r.u64();
     std::vector<T, A> v;
     if constexpr (std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T>) {
@@ -132,11 +132,11 @@ struct Codec<std::vector<T, A>, std::enable_if_t<Shippable<T>>> {
 template <class T>
 struct Codec<std::optional<T>,
              std::enable_if_t<!std::is_trivially_copyable_v<std::optional<T>> && Shippable<T>>> {
-  static void write(Writer& w, const std::optional<T>& v) {
+  static void write(ByteWriter& w, const std::optional<T>& v) {
     w.u64(v ? 1 : 0);
     if (v) Codec<T>::write(w, *v);
   }
-  static std::optional<T> read(Reader& r) {
+  static std::optional<T> read(ByteReader& r) {
     if (r.u64() == 0) return std::nullopt;
     return Codec<T>::read(r);
   }
@@ -145,11 +145,11 @@ struct Codec<std::optional<T>,
 template <class A, class B>
 struct Codec<std::pair<A, B>, std::enable_if_t<!std::is_trivially_copyable_v<std::pair<A, B>> &&
                                                Shippable<A> && Shippable<B>>> {
-  static void write(Writer& w, const std::pair<A, B>& p) {
+  static void write(ByteWriter& w, const std::pair<A, B>& p) {
     Codec<A>::write(w, p.first);
     Codec<B>::write(w, p.second);
   }
-  static std::pair<A, B> read(Reader& r) {
+  static std::pair<A, B> read(ByteReader& r) {
     A a = Codec<A>::read(r);
     return std::pair<A, B>(std::move(a), Codec<B>::read(r));
   }
@@ -158,10 +158,10 @@ struct Codec<std::pair<A, B>, std::enable_if_t<!std::is_trivially_copyable_v<std
 template <class... T>
 struct Codec<std::tuple<T...>, std::enable_if_t<!std::is_trivially_copyable_v<std::tuple<T...>> &&
                                                 (Shippable<T> && ...)>> {
-  static void write(Writer& w, const std::tuple<T...>& t) {
+  static void write(ByteWriter& w, const std::tuple<T...>& t) {
     std::apply([&w](const T&... item) { (Codec<T>::write(w, item), ...); }, t);
   }
-  static std::tuple<T...> read(Reader& r) {
+  static std::tuple<T...> read(ByteReader& r) {
     // Braced initialization evaluates left to right.
     return std::tuple<T...>{Codec<T>::read(r)...};
   }

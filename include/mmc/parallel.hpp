@@ -324,7 +324,7 @@ class Pool {
     detail::BatchRequest request;
     request.payload = detail::batch_header<F, Tuple>(fn, 0);
     detail::patch_count(request.payload, 1);
-    Writer w(request.payload);
+    ByteWriter w(request.payload);
     Codec<Tuple>::write(w, Tuple(std::forward<Args>(args)...));
     request.n_items = 1;
     request.timeout = options.timeout;
@@ -366,7 +366,7 @@ class Pool {
     detail::ArgumentNote note;
     note.type = detail::demangle(typeid(A).name());
     Bytes bytes;
-    Writer w(bytes);
+    ByteWriter w(bytes);
     Codec<A>::write(w, arg);
     note.encoded = bytes.size();
     note.by_reference = detail::TransportNote<A>::by_reference(arg);
@@ -396,7 +396,7 @@ class Pool {
       if (it == end) return 0;
       payload = detail::batch_header<F, Tuple>(fn, first);
       payload.reserve(payload.size() + std::min<std::size_t>(max_items, 1 << 16) * 16);
-      Writer w(payload);
+      ByteWriter w(payload);
       std::size_t n = 0;
       for (; n < max_items && it != end; ++it, ++n) Codec<Tuple>::write(w, make(*it));
       detail::patch_count(payload, n);

@@ -186,7 +186,7 @@ struct TransportNote<ArrayRef<T>> {
 
 template <class T>
 struct Codec<ArrayRef<T>> {
-  static void write(Writer& w, const ArrayRef<T>& ref) {
+  static void write(ByteWriter& w, const ArrayRef<T>& ref) {
     const detail::ArrayDesc& d = ref.desc();
     w.u64(d.uid);
     w.u64(static_cast<std::uint64_t>(d.pid));
@@ -196,7 +196,7 @@ struct Codec<ArrayRef<T>> {
     w.u64(static_cast<std::uint64_t>(d.mode));
     Codec<std::string>::write(w, d.path);
   }
-  static ArrayRef<T> read(Reader& r) {
+  static ArrayRef<T> read(ByteReader& r) {
     detail::ArrayDesc d;
     d.uid = r.u64();
     d.pid = static_cast<std::int64_t>(r.u64());

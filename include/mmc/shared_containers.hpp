@@ -89,13 +89,13 @@ Bytes encode(const T& value) {
   // Reserved first: small values need no regrowth (and GCC 12 then sees no false overflow in
   // vector::insert of the first bytes).
   out.reserve(64);
-  Writer w(out);
+  ByteWriter w(out);
   Codec<T>::write(w, value);
   return out;
 }
 template <class T>
 T decode(const Bytes& bytes) {
-  Reader r(ByteView{bytes.data(), bytes.size()});
+  ByteReader r(ByteView{bytes.data(), bytes.size()});
   return Codec<T>::read(r);
 }
 inline ByteView view_of(const Bytes& bytes) { return ByteView{bytes.data(), bytes.size()}; }
@@ -247,10 +247,10 @@ struct TransportNote<C, std::enable_if_t<kIsSharedContainer<C>>> {
 // The containers travel as the ArrayRef of their segment.
 template <class C>
 struct Codec<C, std::enable_if_t<detail::kIsSharedContainer<C>>> {
-  static void write(Writer& w, const C& c) {
+  static void write(ByteWriter& w, const C& c) {
     Codec<ArrayRef<std::byte>>::write(w, c.segment().ref());
   }
-  static C read(Reader& r) { return C(Codec<ArrayRef<std::byte>>::read(r)); }
+  static C read(ByteReader& r) { return C(Codec<ArrayRef<std::byte>>::read(r)); }
 };
 
 }  // namespace mmc

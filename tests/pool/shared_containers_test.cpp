@@ -187,9 +187,9 @@ TEST(SharedVector, ACopyMappedAtAnotherAddressSharesTheElements) {
   SharedMap<std::string, std::vector<int>> owner(kOneMiB);
   owner.insert_or_assign("a", {1, 2, 3});
   Bytes wire;
-  Writer w(wire);
+  ByteWriter w(wire);
   Codec<SharedMap<std::string, std::vector<int>>>::write(w, owner);
-  Reader r(ByteView{wire.data(), wire.size()});
+  ByteReader r(ByteView{wire.data(), wire.size()});
   auto other = Codec<SharedMap<std::string, std::vector<int>>>::read(r);
   EXPECT_NE(other.segment().payload(), owner.segment().payload());
   EXPECT_EQ(other.get("a"), (std::vector<int>{1, 2, 3}));

@@ -126,12 +126,12 @@ void current_failure(ErrorCode* code, std::string* message);
 // The worker side of a batch: decodes F and each item's arguments, calls, encodes results.
 template <class F, class Tuple>
 void run_items(ByteView batch, Bytes& out) {
-  Reader in(batch);
+  ByteReader in(batch);
   in.u64();  // the trampoline: us
   const std::uint64_t n = in.u64();
   in.u64();  // first task
   F fn = Codec<F>::read(in);
-  Writer w(out);
+  ByteWriter w(out);
   using R = decltype(std::apply(fn, std::declval<Tuple&&>()));
   for (std::uint64_t i = 0; i < n; ++i) {
     Tuple args = Codec<Tuple>::read(in);
@@ -164,7 +164,7 @@ void decode_outcome(const BatchOutcome& outcome, std::size_t first, std::size_t 
     for (std::size_t i = 0; i < n; ++i) out.emplace_back(Error(outcome.code, outcome.message));
     return;
   }
-  Reader in({outcome.results.data(), outcome.results.size()});
+  ByteReader in({outcome.results.data(), outcome.results.size()});
   for (std::size_t i = 0; i < n; ++i) {
     if (in.u64() == 0) {
       if constexpr (std::is_same_v<T, Unit>) {
@@ -258,7 +258,7 @@ struct FutureState : FutureStateBase {
 template <class F, class Tuple>
 Bytes batch_header(const F& fn, std::size_t first) {
   Bytes payload;
-  Writer w(payload);
+  ByteWriter w(payload);
   const Trampoline trampoline = &run_items<F, Tuple>;
   w.u64(reinterpret_cast<std::uint64_t>(trampoline));
   w.u64(0);  // item count, patched when known
