@@ -31,7 +31,7 @@ void bm_empty_tasks(benchmark::State& state, mmc::Backend backend, int n_jobs) {
   mmc::PoolOptions options;
   options.backend = backend;
   options.n_jobs = n_jobs;
-  mmc::Call call;
+  mmc::TaskSet call;
   call.n_tasks = n_tasks;
   // Each task returns `payload` bytes, so payloads past max_nbytes (1 MiB) show the cost of a
   // shared segment against the socket copy.

@@ -265,7 +265,7 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     if (getpid() != parent) src.reopen_after_fork();
   };
 
-  Call call;
+  TaskSet call;
   call.n_tasks = static_cast<std::size_t>(n_tasks);
   call.on_progress = options.progress;
   call.on_result = [](std::size_t, ByteView) {};

@@ -247,7 +247,7 @@ void generate_cube(const std::string& path, DType dtype, const Shape& shape, std
     const std::int64_t slices = shape[0];
     const std::uint64_t data_offset = header.size();
     const int fd = file.fd();
-    Call call;
+    TaskSet call;
     call.n_tasks = static_cast<std::size_t>((slices + per_task - 1) / per_task);
     const bool swap = !dtype.is_native();
     call.run = [&](std::size_t task, ByteView, Bytes&) {

@@ -93,8 +93,8 @@ void agree(MPI_Comm comm, std::exception_ptr error) {
               lowest == 0 ? message : "rank " + std::to_string(lowest) + ": " + message);
 }
 
-std::function<CallStats(const PoolOptions&, const Call&)> task_sharer(MPI_Comm comm) {
-  return [comm](const PoolOptions& pool, const Call& call) {
+std::function<CallStats(const PoolOptions&, const TaskSet&)> task_sharer(MPI_Comm comm) {
+  return [comm](const PoolOptions& pool, const TaskSet& call) {
     const int rank = rank_of(comm), size = size_of(comm);
     // Every rank must share the same task list: compare the counts before any exchange.
     const auto mine_tasks = static_cast<long long>(call.n_tasks);
@@ -109,7 +109,7 @@ std::function<CallStats(const PoolOptions&, const Call&)> task_sharer(MPI_Comm c
     std::size_t first = 0, last = 0;
     task_share(call.n_tasks, rank, size, &first, &last);
     std::vector<Bytes> results(last - first);
-    Call local;
+    TaskSet local;
     local.n_tasks = last - first;
     local.run = [&call, first](std::size_t t, ByteView arg, Bytes& out) {
       call.run(t + first, arg, out);

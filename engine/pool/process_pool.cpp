@@ -264,7 +264,7 @@ class ProcessPool final : public PoolCore {
     server_ = options_.one_call ? ForkServer::start_direct(body) : ForkServer::start(body);
     // Taken just after the fork: what was mapped between the two counts as inherited, so the
     // check errs on the side of letting a pointer through, never of refusing a good one.
-    // A one-call core ships no callables' bytes (run_tasks names its Call by address): reading
+    // A one-call core ships no callables' bytes (run_tasks names its TaskSet by address): reading
     // /proc/self/maps would only add to its fixed cost.
     if (!options_.one_call) image_ = ForkImage::take();
     for (int i = 0; i < options_.n_jobs; ++i) add_worker();

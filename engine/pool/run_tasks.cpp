@@ -1,5 +1,5 @@
 // run_tasks: one call's tasks on a pool core made for the call. The core's workers are forked
-// after the Call exists, so a task batch names the Call by its address and the worker calls
+// after the TaskSet exists, so a task batch names the TaskSet by its address and the worker calls
 // its closures in its own copy of the caller's memory.
 #include <algorithm>
 #include <chrono>
@@ -30,7 +30,7 @@ constexpr double kTinyTaskSeconds = 1e-3;
 // cores cannot be woken by a signal).
 constexpr std::chrono::milliseconds kInterruptCheck{50};
 
-// A run_tasks batch: the batch header (trampoline, 1 item, the task as first item), the Call's
+// A run_tasks batch: the batch header (trampoline, 1 item, the task as first item), the TaskSet's
 // address, then the task's argument.
 constexpr std::size_t kCallBatchHeader = 4 * sizeof(std::uint64_t);
 
@@ -39,7 +39,7 @@ void run_call_task(ByteView batch, Bytes& out) {
   in.u64();  // the trampoline: us
   in.u64();  // one item
   const std::uint64_t task = in.u64();
-  const auto* call = reinterpret_cast<const Call*>(in.u64());
+  const auto* call = reinterpret_cast<const TaskSet*>(in.u64());
   const ByteView arg{batch.data + kCallBatchHeader, batch.size - kCallBatchHeader};
   if (out.empty()) {
     call->run(task, arg, out);
@@ -50,7 +50,7 @@ void run_call_task(ByteView batch, Bytes& out) {
   out.insert(out.end(), result.begin(), result.end());
 }
 
-Bytes call_batch(const Call& call, std::size_t task) {
+Bytes call_batch(const TaskSet& call, std::size_t task) {
   const Bytes arg = call.make_arg ? call.make_arg(task) : Bytes();
   Bytes payload(kCallBatchHeader + arg.size());
   const std::uint64_t header[4] = {reinterpret_cast<std::uint64_t>(&run_call_task), 1, task,
@@ -68,7 +68,7 @@ struct Inbox {
   std::deque<std::pair<std::size_t, BatchOutcome>> done;
 };
 
-CallStats drive(PoolCore& core, const Call& call, int n_workers) {
+CallStats drive(PoolCore& core, const TaskSet& call, int n_workers) {
   auto inbox = std::make_shared<Inbox>();
   std::size_t per_worker = kTasksInFlightPerWorker;
   std::size_t next = 0;
@@ -120,7 +120,7 @@ CallStats drive(PoolCore& core, const Call& call, int n_workers) {
 }  // namespace
 }  // namespace detail
 
-CallStats run_tasks(const PoolOptions& options, const Call& call) {
+CallStats run_tasks(const PoolOptions& options, const TaskSet& call) {
   detail::CoreOptions core_options = detail::resolve_options(options);
   if (call.n_tasks > 0 && !call.run) {
     raise(ErrorCode::InvalidArgument, "run_tasks: the call has tasks but no task function");
@@ -133,7 +133,7 @@ CallStats run_tasks(const PoolOptions& options, const Call& call) {
                                   static_cast<std::size_t>(core_options.n_jobs), call.n_tasks));
   core_options.n_jobs = n_workers;
   core_options.one_call = true;
-  // Made here, after `call`: forked workers see the Call at the address each batch names.
+  // Made here, after `call`: forked workers see the TaskSet at the address each batch names.
   const std::shared_ptr<detail::PoolCore> core = detail::make_pool_core(core_options);
   return detail::drive(*core, call, n_workers);
 }

@@ -290,7 +290,7 @@ CallStats run_plan(const Context& ctx, const ReducePlan& plan, const F& family,
     read_ahead.emplace(input.dense->mapping(), plan, populate_limit, kReadAheadWindow);
   }
 
-  Call call;
+  TaskSet call;
   call.n_tasks = static_cast<std::size_t>(plan.n_tasks());
   call.run = [&](std::size_t task, ByteView, Bytes& result) {
     const auto t = static_cast<std::int64_t>(task);

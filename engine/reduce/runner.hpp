@@ -14,7 +14,7 @@ struct ReduceRunner {
   // Runs a call's tasks; empty: run_tasks(options.pool, call). Whatever runs them must hand
   // every task's result to call.on_result on this process (in any order): mmc::mpi::task_sharer
   // runs a share on each MPI rank and replays every result on every rank.
-  std::function<CallStats(const PoolOptions&, const Call&)> run_call;
+  std::function<CallStats(const PoolOptions&, const TaskSet&)> run_call;
   // Workers the tasks of a chunked source are grouped for (the chunk alignment weighs decodes
   // per worker); 0: this process's pool. Under MPI every rank must plan the same tasks, so
   // mmc::mpi sets it to the workers of all ranks together.

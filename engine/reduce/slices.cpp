@@ -66,7 +66,7 @@ std::vector<std::byte> run_slice_blocks(
   const bool in_place = dense != nullptr && native_c_order(meta) &&
                         reinterpret_cast<std::uintptr_t>(dense->data()) % item == 0;
   if (in_place) dense->mapping().advise(Access::Sequential);
-  Call call;
+  TaskSet call;
   call.n_tasks = static_cast<std::size_t>(n_tasks);
   call.run = [&](std::size_t task, ByteView, Bytes& result) {
     const std::int64_t first = static_cast<std::int64_t>(task) * per_task;

@@ -35,7 +35,7 @@ void task_share(std::size_t n_tasks, int rank, int size, std::size_t* first, std
 // whose calls have different task counts (their plans differ) all throw Error(InvalidArgument)
 // before running any task. The CallStats returned are the local ones with tasks set to the call's
 // total.
-std::function<CallStats(const PoolOptions&, const Call&)> task_sharer(MPI_Comm comm);
+std::function<CallStats(const PoolOptions&, const TaskSet&)> task_sharer(MPI_Comm comm);
 
 // The workers of every rank of `comm` together (collective): each rank's pool counts
 // effective_n_jobs(pool.n_jobs), or 1 for the serial backend.

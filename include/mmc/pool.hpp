@@ -1,5 +1,5 @@
 // The worker pool's vocabulary: options of pools and calls, the one progress type, task
-// results; and run_tasks, which runs a Call on n_jobs workers (forked processes, threads,
+// results; and run_tasks, which runs a TaskSet on n_jobs workers (forked processes, threads,
 // or the caller's thread), moving arguments and results through the max_nbytes transport.
 #pragma once
 
@@ -158,7 +158,7 @@ using ArgFn = std::function<Bytes(std::size_t task)>;
 
 // The tasks of one run_tasks call: how many, what each runs, and where its argument comes from
 // and its result and progress go.
-struct Call {
+struct TaskSet {
   std::size_t n_tasks = 0;
   TaskFn run;
   ResultFn on_result;
@@ -206,6 +206,6 @@ struct CallStats {
 // Output: stdio (and std::cout) is flushed before the workers are forked, so they never print
 // the caller's pending output again, and workers flush stdout after each task and before they
 // exit, so what tasks print is not lost when stdout is a file or a pipe.
-CallStats run_tasks(const PoolOptions& options, const Call& call);
+CallStats run_tasks(const PoolOptions& options, const TaskSet& call);
 
 }  // namespace mmc

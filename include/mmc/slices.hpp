@@ -48,7 +48,7 @@ struct SliceOptions {
   ProgressCallback progress;  // caller's thread, after each task
   // Runs the call's tasks; empty: run_tasks(pool, call). Whatever runs them must hand every
   // task's result to call.on_result on this process (MPI codes use mmc::mpi::map_slices).
-  std::function<CallStats(const PoolOptions&, const Call&)> run_call;
+  std::function<CallStats(const PoolOptions&, const TaskSet&)> run_call;
 };
 
 namespace detail {

@@ -54,7 +54,7 @@ Helper start_helper(const std::function<int(int ready_fd)>& body) {
 // leaving no child behind.
 int expect_cancelled(Backend backend, int ready_fd, const std::string& signal_name) {
   install_interrupt_handlers();
-  Call call;
+  TaskSet call;
   call.n_tasks = backend == Backend::Process ? 4 : 100000;
   call.run = [backend, ready_fd](std::size_t, ByteView, Bytes&) {
     const char byte = 'r';
@@ -130,7 +130,7 @@ TEST(PoolInterruptSigint, LaterCallsFailAtOnce) {
     if (!interrupted() || interrupt_signal() != SIGINT) return kFlagWrong;
     for (Backend backend : {Backend::Process, Backend::Thread, Backend::Serial}) {
       bool ran = false;
-      Call call;
+      TaskSet call;
       call.n_tasks = 3;
       call.run = [](std::size_t, ByteView, Bytes&) {};
       call.on_result = [&ran](std::size_t, ByteView) { ran = true; };

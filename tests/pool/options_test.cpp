@@ -49,7 +49,7 @@ TEST(NJobs, NegativeCountsFromTheCpuCount) {
 TEST(NJobs, RunTasksRejectsZero) {
   PoolOptions options;
   options.n_jobs = 0;
-  Call call;
+  TaskSet call;
   call.n_tasks = 3;
   call.run = [](std::size_t, ByteView, Bytes&) {};
   const test::Caught caught = test::catch_error([&] { run_tasks(options, call); });
@@ -283,8 +283,8 @@ class ScopedEnv {
   bool had_ = false;
 };
 
-Call empty_call(std::size_t n_tasks) {
-  Call call;
+TaskSet empty_call(std::size_t n_tasks) {
+  TaskSet call;
   call.n_tasks = n_tasks;
   call.run = [](std::size_t, ByteView, Bytes&) {};
   return call;

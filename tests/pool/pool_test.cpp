@@ -26,9 +26,9 @@ using test::Caught;
 using test::LeakCheck;
 
 // Task t gets 16 bytes (t, 3t+1) and returns their sum and product as two uint64.
-Call arithmetic_call(std::size_t n_tasks, std::vector<Bytes>& results) {
+TaskSet arithmetic_call(std::size_t n_tasks, std::vector<Bytes>& results) {
   results.assign(n_tasks, Bytes());
-  Call call;
+  TaskSet call;
   call.n_tasks = n_tasks;
   call.make_arg = [](std::size_t task) {
     const std::uint64_t values[2] = {task, 3 * task + 1};
@@ -57,7 +57,7 @@ TEST_P(PoolEveryBackend, MapsAThousandTasksCorrectly) {
   const auto [backend, n_jobs] = GetParam();
   LeakCheck leaks;
   std::vector<Bytes> results;
-  Call call = arithmetic_call(1000, results);
+  TaskSet call = arithmetic_call(1000, results);
   const std::thread::id caller = std::this_thread::get_id();
   std::size_t progress_calls = 0;
   std::size_t last_done = 0;
@@ -111,7 +111,7 @@ TEST(PoolMap, ResultsAreByteIdenticalAcrossBackends) {
   // Results of varying size, some over max_nbytes (shared), some under (piped), some empty.
   const auto collect = [](Backend backend) {
     std::vector<Bytes> results(300);
-    Call call;
+    TaskSet call;
     call.n_tasks = results.size();
     call.make_arg = [](std::size_t task) { return test::pattern(task, (task * 37) % 3000); };
     call.run = [](std::size_t task, ByteView arg, Bytes& out) {
@@ -134,7 +134,7 @@ TEST(PoolMap, ResultsAreByteIdenticalAcrossBackends) {
 }
 
 TEST(PoolMap, ZeroTasksStartsNoWorker) {
-  Call call;
+  TaskSet call;
   call.run = [](std::size_t, ByteView, Bytes&) { std::abort(); };
   for (Backend backend : {Backend::Process, Backend::Thread, Backend::Serial}) {
     PoolOptions options;
@@ -149,7 +149,7 @@ TEST(PoolMap, ZeroTasksStartsNoWorker) {
 
 TEST(PoolMap, StartsNoMoreWorkersThanTasks) {
   std::vector<Bytes> results;
-  Call call = arithmetic_call(3, results);
+  TaskSet call = arithmetic_call(3, results);
   for (Backend backend : {Backend::Process, Backend::Thread}) {
     PoolOptions options;
     options.backend = backend;
@@ -160,7 +160,7 @@ TEST(PoolMap, StartsNoMoreWorkersThanTasks) {
 }
 
 TEST(PoolMap, RejectsACallWithoutATaskFunction) {
-  Call call;
+  TaskSet call;
   call.n_tasks = 2;
   const Caught caught = test::catch_error([&] { run_tasks(PoolOptions(), call); });
   ASSERT_TRUE(caught.thrown);
@@ -169,7 +169,7 @@ TEST(PoolMap, RejectsACallWithoutATaskFunction) {
 
 TEST(PoolMap, TransportStatsAreZeroForThreadsAndSerial) {
   for (Backend backend : {Backend::Thread, Backend::Serial}) {
-    Call call;
+    TaskSet call;
     call.n_tasks = 10;
     call.make_arg = [](std::size_t) { return test::pattern(1, 4096); };
     call.run = [](std::size_t, ByteView arg, Bytes& out) { test::append(out, arg); };
@@ -187,7 +187,7 @@ TEST(PoolMap, TransportStatsAreZeroForThreadsAndSerial) {
 
 TEST(PoolWorkers, AreForkedOnceAndReusedForAllTasks) {
   std::set<std::string> pids;
-  Call call;
+  TaskSet call;
   call.n_tasks = 200;
   call.run = [](std::size_t, ByteView, Bytes& out) {
     out = test::bytes_of(std::to_string(getpid()));
@@ -207,7 +207,7 @@ TEST(PoolWorkers, LimitNestedThreadPoolsUnlessTheUserDid) {
   const std::string saved_mkl = old_mkl ? old_mkl : "";
   setenv("MKL_NUM_THREADS", "7", 1);
   std::vector<std::string> seen(4);
-  Call call;
+  TaskSet call;
   call.n_tasks = seen.size();
   call.run = [](std::size_t, ByteView, Bytes& out) {
     const char* omp = std::getenv("OMP_NUM_THREADS");
@@ -238,7 +238,7 @@ class PoolErrors : public ::testing::TestWithParam<Backend> {};
 
 TEST_P(PoolErrors, ATaskErrorKeepsItsCodeAndNamesTheTask) {
   LeakCheck leaks;
-  Call call;
+  TaskSet call;
   call.n_tasks = 50;
   call.run = [](std::size_t task, ByteView, Bytes&) {
     if (task == 7) throw Error(ErrorCode::Corrupt, "slab 3 has 12 bytes, expected 16");
@@ -256,7 +256,7 @@ TEST_P(PoolErrors, ATaskErrorKeepsItsCodeAndNamesTheTask) {
 
 TEST_P(PoolErrors, AStdExceptionBecomesTaskFailed) {
   LeakCheck leaks;
-  Call call;
+  TaskSet call;
   call.n_tasks = 20;
   call.run = [](std::size_t task, ByteView, Bytes&) {
     if (task == 11) throw std::runtime_error("out of range");
@@ -274,7 +274,7 @@ TEST_P(PoolErrors, AStdExceptionBecomesTaskFailed) {
 
 TEST_P(PoolErrors, AnExceptionFromOnResultReachesTheCaller) {
   LeakCheck leaks;
-  Call call;
+  TaskSet call;
   call.n_tasks = 20;
   call.run = [](std::size_t, ByteView, Bytes& out) { out.resize(8); };
   call.on_result = [](std::size_t task, ByteView) {
@@ -293,7 +293,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, PoolErrors,
 
 // Process backend only: the ways a worker can die.
 Caught run_dying_call(const std::function<void()>& die) {
-  Call call;
+  TaskSet call;
   call.n_tasks = 40;
   call.run = [die](std::size_t task, ByteView, Bytes& out) {
     if (task == 5) die();
@@ -367,7 +367,7 @@ TEST(PoolWorkerLost, DeathIsNoticedEvenIfAGrandchildHoldsTheSocket) {
 
 TEST(PoolWorkerLost, AFailureStopsWorkersBlockedInOtherTasks) {
   LeakCheck leaks;
-  Call call;
+  TaskSet call;
   call.n_tasks = 8;
   call.run = [](std::size_t task, ByteView, Bytes&) {
     if (task == 0) throw Error(ErrorCode::Io, "disk gone");
@@ -389,7 +389,7 @@ TEST(PoolLeaks, TwoHundredCallsLeaveNoDescriptorOrChild) {
   options.n_jobs = 2;
   options.max_nbytes = 1024;
   for (int i = 0; i < 200; ++i) {
-    Call call;
+    TaskSet call;
     call.n_tasks = 6;
     call.make_arg = [](std::size_t task) { return test::pattern(task, task % 2 ? 4000 : 100); };
     call.run = [i](std::size_t task, ByteView arg, Bytes& out) {

@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   mmc::PoolOptions options;
   options.n_jobs = 2;
   options.backend = mmc::Backend::Process;
-  mmc::Call call;
+  mmc::TaskSet call;
   call.n_tasks = 8;
   call.run = [](std::size_t task, mmc::ByteView, mmc::Bytes&) {
     say("run_tasks task " + std::to_string(task));

@@ -24,7 +24,7 @@ namespace {
 // One task per entry of `sizes`: the argument has sizes[t] bytes, the result is the argument
 // echoed back. Checks every result against its argument.
 CallStats echo(const std::vector<std::size_t>& sizes, std::uint64_t max_nbytes, int n_jobs = 1) {
-  Call call;
+  TaskSet call;
   call.n_tasks = sizes.size();
   call.make_arg = [&sizes](std::size_t task) { return test::pattern(task, sizes[task]); };
   call.run = [](std::size_t, ByteView arg, Bytes& out) { test::append(out, arg); };
@@ -89,7 +89,7 @@ TEST(Transport, EightMebibytePayloadsRoundTripExactlyInline) {
 }
 
 TEST(Transport, ResultsLargerThanArgumentsAreSharedOnTheWayBack) {
-  Call call;
+  TaskSet call;
   call.n_tasks = 4;
   call.run = [](std::size_t task, ByteView arg, Bytes& out) {
     if (arg.size != 0) throw Error(ErrorCode::Corrupt, "expected no argument");
@@ -126,7 +126,7 @@ std::vector<std::string> open_paths() {
 
 // Runs one task with a shared argument; the task returns the paths of its descriptors.
 std::vector<std::string> paths_seen_by_a_task(CallStats* stats) {
-  Call call;
+  TaskSet call;
   call.n_tasks = 1;
   call.make_arg = [](std::size_t) { return test::pattern(9, 100000); };
   call.run = [](std::size_t, ByteView arg, Bytes& out) {
