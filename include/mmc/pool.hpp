@@ -123,8 +123,8 @@ struct TaskOptions {
 };
 
 // The value returned by a task that returns void.
-struct Unit {
-  friend bool operator==(Unit, Unit) { return true; }
+struct NoValue {
+  friend bool operator==(NoValue, NoValue) { return true; }
 };
 
 // A task's value or its error (map_collect's element).

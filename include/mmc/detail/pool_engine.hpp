@@ -27,7 +27,7 @@
 namespace mmc::detail {
 
 template <class R>
-using stored_t = std::conditional_t<std::is_void_v<R>, Unit, R>;
+using stored_t = std::conditional_t<std::is_void_v<R>, NoValue, R>;
 
 // ---------------------------------------------------------------------------------------------
 // The type-erased pool underneath: runs batches of encoded items on workers.
@@ -167,8 +167,8 @@ void decode_outcome(const BatchOutcome& outcome, std::size_t first, std::size_t 
   ByteReader in({outcome.results.data(), outcome.results.size()});
   for (std::size_t i = 0; i < n; ++i) {
     if (in.u64() == 0) {
-      if constexpr (std::is_same_v<T, Unit>) {
-        out.emplace_back(Unit{});
+      if constexpr (std::is_same_v<T, NoValue>) {
+        out.emplace_back(NoValue{});
       } else {
         out.emplace_back(Codec<T>::read(in));
       }
