@@ -30,7 +30,7 @@ const char* to_string(ErrorCode code) noexcept {
   return "Unknown";
 }
 
-void raise(ErrorCode code, const std::string& message) { throw Error(code, message); }
+void throw_error(ErrorCode code, const std::string& message) { throw Error(code, message); }
 
 void raise_errno(const std::string& what) {
   const int err = errno;

@@ -71,8 +71,8 @@ void throw_if_interrupted() {
   if (!interrupted()) return;
   const int signo = interrupt_signal();
   const char* abbrev = sigabbrev_np(signo);
-  raise(ErrorCode::Cancelled,
-        std::string("interrupted by SIG") + (abbrev != nullptr ? abbrev : std::to_string(signo)));
+  throw_error(ErrorCode::Cancelled, std::string("interrupted by SIG") +
+                                        (abbrev != nullptr ? abbrev : std::to_string(signo)));
 }
 
 }  // namespace detail

@@ -84,9 +84,9 @@ void refuse_remote_url(const std::string& spec) {
       return;
     }
   }
-  raise(ErrorCode::InvalidArgument,
-        spec + ": remote URLs are not read; name a local path, or a mount of the bucket or " +
-            "server (e.g. s3fs, gcsfuse, rclone mount)");
+  throw_error(ErrorCode::InvalidArgument,
+              spec + ": remote URLs are not read; name a local path, or a mount of the bucket or " +
+                  "server (e.g. s3fs, gcsfuse, rclone mount)");
 }
 
 }  // namespace
@@ -109,9 +109,9 @@ void check_raw_source(const std::string& spec) {
     kind = "an HDF5 dataset";
   }
   if (kind == nullptr) return;
-  raise(ErrorCode::InvalidArgument,
-        spec + " is " + kind + ", which records its own dtype and shape: the raw options " +
-            "(--dtype, --shape, --offset, --order) apply to raw files only; drop them");
+  throw_error(ErrorCode::InvalidArgument,
+              spec + " is " + kind + ", which records its own dtype and shape: the raw options " +
+                  "(--dtype, --shape, --offset, --order) apply to raw files only; drop them");
 }
 
 AnyArray::AnyArray(Source dense)
@@ -163,14 +163,14 @@ AnyArray open_array(const std::string& spec, const RawSpec* raw) {
   if (is_directory(spec)) return AnyArray(open_zarr(spec));
   if (has_npy_magic(spec)) return AnyArray(open_npy(spec));
   if (is_hdf5_file(spec)) {
-    raise(ErrorCode::InvalidArgument, spec + " is an HDF5 file: name the dataset, as " + spec +
-                                          ":/path/to/dataset (convert writes " + spec +
-                                          ":/data by default)");
+    throw_error(ErrorCode::InvalidArgument, spec + " is an HDF5 file: name the dataset, as " +
+                                                spec + ":/path/to/dataset (convert writes " + spec +
+                                                ":/data by default)");
   }
-  raise(ErrorCode::InvalidArgument,
-        spec +
-            ": not a .npy file, a zarr store or FILE.h5:/dataset; give --dtype and --shape "
-            "to read it as a raw file");
+  throw_error(ErrorCode::InvalidArgument,
+              spec +
+                  ": not a .npy file, a zarr store or FILE.h5:/dataset; give --dtype and --shape "
+                  "to read it as a raw file");
 }
 
 }  // namespace mmc

@@ -28,25 +28,25 @@ std::string detail::chunk_size_problem(std::uint64_t chunk_bytes, std::uint64_t 
 ChunkedArray::ChunkedArray(ArrayMeta meta, Shape chunk_shape, std::vector<std::byte> fill)
     : meta_(std::move(meta)), chunk_shape_(std::move(chunk_shape)), fill_(std::move(fill)) {
   if (chunk_shape_.size() != meta_.shape.size()) {
-    raise(ErrorCode::Corrupt, "chunk shape " + format_shape(chunk_shape_) + " has " +
-                                  std::to_string(chunk_shape_.size()) + " axes, the array " +
-                                  std::to_string(meta_.shape.size()));
+    throw_error(ErrorCode::Corrupt, "chunk shape " + format_shape(chunk_shape_) + " has " +
+                                        std::to_string(chunk_shape_.size()) + " axes, the array " +
+                                        std::to_string(meta_.shape.size()));
   }
   std::uint64_t n = meta_.dtype.itemsize();
   for (std::int64_t c : chunk_shape_) {
     if (c <= 0)
-      raise(ErrorCode::Corrupt,
-            "chunk shape " + format_shape(chunk_shape_) + " has an extent below 1");
+      throw_error(ErrorCode::Corrupt,
+                  "chunk shape " + format_shape(chunk_shape_) + " has an extent below 1");
     n = detail::checked_mul(n, static_cast<std::uint64_t>(c), "chunk size");
   }
   const std::string problem = detail::chunk_size_problem(n, meta_.nbytes());
   if (!problem.empty()) {  // metadata from a file: damaged or hostile
-    raise(ErrorCode::Corrupt, "chunk shape " + format_shape(chunk_shape_) + " " + problem);
+    throw_error(ErrorCode::Corrupt, "chunk shape " + format_shape(chunk_shape_) + " " + problem);
   }
   n_chunks();  // checks that the grid's cell count fits
   if (fill_.empty()) fill_.assign(meta_.dtype.itemsize(), std::byte{0});
   if (fill_.size() != meta_.dtype.itemsize()) {
-    raise(ErrorCode::Internal, "fill value of the wrong size");
+    throw_error(ErrorCode::Internal, "fill value of the wrong size");
   }
 }
 
@@ -148,13 +148,13 @@ namespace detail {
 void check_box(const ArrayMeta& meta, const Box& box) {
   const std::size_t nd = meta.shape.size();
   if (box.start.size() != nd || box.count.size() != nd) {
-    raise(ErrorCode::InvalidArgument, "box has the wrong number of axes");
+    throw_error(ErrorCode::InvalidArgument, "box has the wrong number of axes");
   }
   for (std::size_t i = 0; i < nd; ++i) {
     if (box.start[i] < 0 || box.count[i] < 0 || box.start[i] + box.count[i] > meta.shape[i]) {
-      raise(ErrorCode::InvalidArgument, "box start " + format_shape(box.start) + " count " +
-                                            format_shape(box.count) + " lies outside the array " +
-                                            format_shape(meta.shape));
+      throw_error(ErrorCode::InvalidArgument,
+                  "box start " + format_shape(box.start) + " count " + format_shape(box.count) +
+                      " lies outside the array " + format_shape(meta.shape));
     }
   }
 }
@@ -174,7 +174,7 @@ void ChunkedArray::read_into(const Box& box, std::byte* base,
                              const std::vector<std::int64_t>& strides) const {
   detail::check_box(meta_, box);
   if (strides.size() != meta_.shape.size()) {
-    raise(ErrorCode::InvalidArgument, "read_into: strides have the wrong number of axes");
+    throw_error(ErrorCode::InvalidArgument, "read_into: strides have the wrong number of axes");
   }
   copy_box(box, base, Shape(meta_.shape.size(), 0), strides);
 }

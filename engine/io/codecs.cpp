@@ -24,7 +24,7 @@ constexpr std::size_t kZlibPiece = UINT_MAX;
 std::string bytes_text(std::size_t n) { return std::to_string(n) + " bytes"; }
 
 [[noreturn]] void corrupt(const std::string& what, const std::string& detail) {
-  raise(ErrorCode::Corrupt, what + ": " + detail);
+  throw_error(ErrorCode::Corrupt, what + ": " + detail);
 }
 
 // Owns a z_stream set up for inflate or deflate.
@@ -59,14 +59,16 @@ bool all_zero(const std::byte* p, std::size_t n) {
 
 std::vector<std::byte> zlib_encode(const std::byte* data, std::size_t n, int level, bool gzip) {
   if (level < -1 || level > 9) {
-    raise(ErrorCode::InvalidArgument, std::string(gzip ? "gzip" : "zlib") + " level " +
-                                          std::to_string(level) + " is out of range (use 0..9)");
+    throw_error(ErrorCode::InvalidArgument, std::string(gzip ? "gzip" : "zlib") + " level " +
+                                                std::to_string(level) +
+                                                " is out of range (use 0..9)");
   }
   ZStream stream(false);
   z_stream* zs = stream.get();
   const int rc = deflateInit2(zs, level, Z_DEFLATED, gzip ? 15 + 16 : 15, 8, Z_DEFAULT_STRATEGY);
   if (rc == Z_MEM_ERROR) throw std::bad_alloc();
-  if (rc != Z_OK) raise(ErrorCode::Internal, "deflateInit2 failed with code " + std::to_string(rc));
+  if (rc != Z_OK)
+    throw_error(ErrorCode::Internal, "deflateInit2 failed with code " + std::to_string(rc));
   stream.set_live();
 
   std::vector<std::byte> out(deflateBound(zs, static_cast<uLong>(n)));
@@ -87,7 +89,7 @@ std::vector<std::byte> zlib_encode(const std::byte* data, std::size_t n, int lev
     out_pos += out_piece - zs->avail_out;
     if (ret == Z_STREAM_END) break;
     if (ret != Z_OK && ret != Z_BUF_ERROR) {
-      raise(ErrorCode::Internal, "deflate failed with code " + std::to_string(ret));
+      throw_error(ErrorCode::Internal, "deflate failed with code " + std::to_string(ret));
     }
   }
   out.resize(out_pos);
@@ -101,7 +103,8 @@ void zlib_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_
   z_stream* zs = stream.get();
   const int rc = inflateInit2(zs, gzip ? 15 + 16 : 15);
   if (rc == Z_MEM_ERROR) throw std::bad_alloc();
-  if (rc != Z_OK) raise(ErrorCode::Internal, "inflateInit2 failed with code " + std::to_string(rc));
+  if (rc != Z_OK)
+    throw_error(ErrorCode::Internal, "inflateInit2 failed with code " + std::to_string(rc));
   stream.set_live();
 
   std::size_t in_pos = 0;
@@ -178,9 +181,9 @@ ZSTD_DCtx* thread_dctx() {
 
 std::vector<std::byte> zstd_encode(const std::byte* data, std::size_t n, int level) {
   if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel()) {
-    raise(ErrorCode::InvalidArgument, "zstd level " + std::to_string(level) +
-                                          " is out of range (use 1.." +
-                                          std::to_string(ZSTD_maxCLevel()) + ")");
+    throw_error(ErrorCode::InvalidArgument, "zstd level " + std::to_string(level) +
+                                                " is out of range (use 1.." +
+                                                std::to_string(ZSTD_maxCLevel()) + ")");
   }
   std::vector<std::byte> out(ZSTD_compressBound(n));
   ZSTD_CCtx* cctx = thread_cctx();
@@ -191,7 +194,8 @@ std::vector<std::byte> zstd_encode(const std::byte* data, std::size_t n, int lev
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
   const std::size_t r = ZSTD_compress2(cctx, out.data(), out.size(), data, n);
   if (ZSTD_isError(r)) {
-    raise(ErrorCode::Internal, std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
+    throw_error(ErrorCode::Internal,
+                std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
   }
   out.resize(r);
   return out;
@@ -217,29 +221,29 @@ void zstd_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_
 std::vector<std::byte> blosc_encode(const std::byte* data, std::size_t n, std::size_t typesize,
                                     const std::string& cname, int clevel, int shuffle) {
   if (clevel < 0 || clevel > 9) {
-    raise(ErrorCode::InvalidArgument,
-          "blosc clevel " + std::to_string(clevel) + " is out of range (use 0..9)");
+    throw_error(ErrorCode::InvalidArgument,
+                "blosc clevel " + std::to_string(clevel) + " is out of range (use 0..9)");
   }
   if (shuffle < 0 || shuffle > 2) {
-    raise(ErrorCode::InvalidArgument, "blosc shuffle " + std::to_string(shuffle) +
-                                          " is out of range (use 0 none, 1 byte, 2 bit)");
+    throw_error(ErrorCode::InvalidArgument, "blosc shuffle " + std::to_string(shuffle) +
+                                                " is out of range (use 0 none, 1 byte, 2 bit)");
   }
   if (blosc_compname_to_compcode(cname.c_str()) < 0) {
-    raise(ErrorCode::InvalidArgument, "blosc codec '" + cname +
-                                          "' is not available (this libblosc has " +
-                                          blosc_list_compressors() + ")");
+    throw_error(ErrorCode::InvalidArgument, "blosc codec '" + cname +
+                                                "' is not available (this libblosc has " +
+                                                blosc_list_compressors() + ")");
   }
   if (n > static_cast<std::size_t>(BLOSC_MAX_BUFFERSIZE)) {
-    raise(ErrorCode::InvalidArgument,
-          "blosc cannot compress " + bytes_text(n) + " in one buffer (its limit is " +
-              bytes_text(BLOSC_MAX_BUFFERSIZE) + "); use smaller chunks");
+    throw_error(ErrorCode::InvalidArgument,
+                "blosc cannot compress " + bytes_text(n) + " in one buffer (its limit is " +
+                    bytes_text(BLOSC_MAX_BUFFERSIZE) + "); use smaller chunks");
   }
   if (typesize == 0 || typesize > 255) typesize = 1;  // blosc's shuffle needs 1..255
   std::vector<std::byte> out(n + BLOSC_MAX_OVERHEAD);
   const int r = blosc_compress_ctx(clevel, shuffle, typesize, n, data, out.data(), out.size(),
                                    cname.c_str(), 0, 1);
   if (r <= 0) {
-    raise(ErrorCode::Internal, "blosc compression failed with code " + std::to_string(r));
+    throw_error(ErrorCode::Internal, "blosc compression failed with code " + std::to_string(r));
   }
   out.resize(static_cast<std::size_t>(r));
   return out;

@@ -65,8 +65,8 @@ void decode_pipeline(const std::vector<FilterStep>& filters, std::uint32_t mask,
     if (filters[i].id == H5Z_FILTER_DEFLATE) known = false;
   }
   if (known && n != size) {
-    raise(ErrorCode::Corrupt, what + ": stored chunk has " + std::to_string(n) +
-                                  " bytes, its filters leave " + std::to_string(size));
+    throw_error(ErrorCode::Corrupt, what + ": stored chunk has " + std::to_string(n) +
+                                        " bytes, its filters leave " + std::to_string(size));
   }
   // The last stage that moves bytes writes straight into `out` when its result is the chunk.
   std::size_t last_moving = nf;
@@ -80,7 +80,8 @@ void decode_pipeline(const std::vector<FilterStep>& filters, std::uint32_t mask,
     if (skipped(i)) continue;
     const FilterStep& f = filters[i];
     if (f.id == H5Z_FILTER_FLETCHER32) {
-      if (n < 4) raise(ErrorCode::Corrupt, what + ": chunk too short for its Fletcher-32 sum");
+      if (n < 4)
+        throw_error(ErrorCode::Corrupt, what + ": chunk too short for its Fletcher-32 sum");
       n -= 4;
       const auto* s = reinterpret_cast<const unsigned char*>(cur + n);
       const std::uint32_t stored_sum =
@@ -90,15 +91,15 @@ void decode_pipeline(const std::vector<FilterStep>& filters, std::uint32_t mask,
       // before 1.6.3 wrote it on little-endian machines.
       const std::uint32_t swapped = ((sum & 0x00ff00ffu) << 8) | ((sum >> 8) & 0x00ff00ffu);
       if (stored_sum != sum && stored_sum != swapped) {
-        raise(ErrorCode::Corrupt, what +
-                                      ": Fletcher-32 checksum mismatch (the chunk's bytes "
-                                      "are damaged)");
+        throw_error(ErrorCode::Corrupt, what +
+                                            ": Fletcher-32 checksum mismatch (the chunk's bytes "
+                                            "are damaged)");
       }
       continue;
     }
     const std::size_t target = f.id == H5Z_FILTER_DEFLATE ? in_size[i] : n;
     if (f.id == H5Z_FILTER_DEFLATE && target == 0) {
-      raise(ErrorCode::Internal, what + ": deflate size unknown");
+      throw_error(ErrorCode::Internal, what + ": deflate size unknown");
     }
     std::byte* dst;
     if (i == last_moving && target == out_n) {
@@ -125,8 +126,8 @@ void decode_pipeline(const std::vector<FilterStep>& filters, std::uint32_t mask,
     n = target;
   }
   if (n != out_n) {
-    raise(ErrorCode::Corrupt, what + ": chunk decodes to " + std::to_string(n) +
-                                  " bytes, expected " + std::to_string(out_n));
+    throw_error(ErrorCode::Corrupt, what + ": chunk decodes to " + std::to_string(n) +
+                                        " bytes, expected " + std::to_string(out_n));
   }
   if (cur != out) std::memcpy(out, cur, n);
 }

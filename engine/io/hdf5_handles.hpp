@@ -49,7 +49,7 @@ class Hdf5Handle {
   // Takes ownership of `id` (the result of an H5*open/create/copy/get call), or throws
   // Error(code, what + ": " + the library's detail) when the call failed (id < 0).
   static Hdf5Handle adopt(hid_t id, Hdf5Kind kind, ErrorCode code, const std::string& what) {
-    if (id < 0) raise(code, what + ": " + hdf5_error_detail());
+    if (id < 0) throw_error(code, what + ": " + hdf5_error_detail());
     return Hdf5Handle(id, kind);
   }
   ~Hdf5Handle() { close(); }

@@ -91,8 +91,8 @@ class Lister {
               return 0;
             },
             &names) < 0) {
-      raise(ErrorCode::Corrupt,
-            file_ + ":" + path + ": cannot list the group: " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Corrupt,
+                  file_ + ":" + path + ": cannot list the group: " + detail::hdf5_error_detail());
     }
     for (const std::string& name : names) member(group_id, name, join(path, name), depth);
   }
@@ -103,8 +103,8 @@ class Lister {
     e.path = path;
     H5L_info_t link;
     if (H5Lget_info(group_id, name.c_str(), &link, H5P_DEFAULT) < 0) {
-      raise(ErrorCode::Corrupt,
-            file_ + ":" + path + ": cannot read the link: " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Corrupt,
+                  file_ + ":" + path + ": cannot read the link: " + detail::hdf5_error_detail());
     }
     std::string target;
     if (link.type == H5L_TYPE_SOFT || link.type == H5L_TYPE_EXTERNAL) {
@@ -136,8 +136,8 @@ class Lister {
     H5O_info_t info;
     if (H5Oget_info2(object, &info, H5O_INFO_BASIC) < 0) {
       H5Oclose(object);
-      raise(ErrorCode::Corrupt,
-            file_ + ":" + path + ": cannot read the object: " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Corrupt,
+                  file_ + ":" + path + ": cannot read the object: " + detail::hdf5_error_detail());
     }
     switch (info.type) {
       case H5O_TYPE_GROUP: {

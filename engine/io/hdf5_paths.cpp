@@ -63,18 +63,18 @@ void check_file(const std::string& file) {
   struct stat st;
   if (::stat(file.c_str(), &st) != 0) {
     if (errno == ENOENT || errno == ENOTDIR) {
-      raise(ErrorCode::NotFound, file + ": no such file (expected an HDF5 file)");
+      throw_error(ErrorCode::NotFound, file + ": no such file (expected an HDF5 file)");
     }
     raise_errno(file + ": cannot stat");
   }
   if (S_ISDIR(st.st_mode)) {
-    raise(ErrorCode::InvalidArgument, file + ": is a folder, not an HDF5 file");
+    throw_error(ErrorCode::InvalidArgument, file + ": is a folder, not an HDF5 file");
   }
   if (::access(file.c_str(), R_OK) != 0) raise_errno(file + ": cannot read");
   if (!is_hdf5_file(file)) {
-    raise(ErrorCode::Corrupt, file +
-                                  ": not an HDF5 file (no HDF5 signature at offset 0, 512, "
-                                  "1024, ...); check the path");
+    throw_error(ErrorCode::Corrupt, file +
+                                        ": not an HDF5 file (no HDF5 signature at offset 0, 512, "
+                                        "1024, ...); check the path");
   }
 }
 
@@ -93,16 +93,16 @@ Hdf5Handle open_file(const std::string& file, ErrorCode code) {
   const hid_t id = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (id < 0) {
     const std::string detail = hdf5_error_detail();
-    if (is_lock_error(detail)) raise(ErrorCode::Io, locked_message(file));
+    if (is_lock_error(detail)) throw_error(ErrorCode::Io, locked_message(file));
     // libhdf5 1.10 marks a superblock v3 file while a writer has it open; a killed writer
     // leaves the mark, and the library refuses the file until it is cleared.
     if (detail.find("already open for write") != std::string::npos) {
-      raise(ErrorCode::Io, file +
-                               ": the file's write flag is set (a writer was killed?); if no "
-                               "program is writing it, run `h5clear -s " +
-                               file + "`");
+      throw_error(ErrorCode::Io, file +
+                                     ": the file's write flag is set (a writer was killed?); if no "
+                                     "program is writing it, run `h5clear -s " +
+                                     file + "`");
     }
-    raise(code, file + ": cannot open as an HDF5 file (damaged or truncated?): " + detail);
+    throw_error(code, file + ": cannot open as an HDF5 file (damaged or truncated?): " + detail);
   }
   return Hdf5Handle::adopt(id, Hdf5Kind::File, code, file);
 }
@@ -110,13 +110,13 @@ Hdf5Handle open_file(const std::string& file, ErrorCode code) {
 std::string holding_file_of(hid_t object, const std::string& where) {
   const ssize_t n = H5Fget_name(object, nullptr, 0);
   if (n <= 0) {
-    raise(ErrorCode::Corrupt,
-          where + ": cannot tell which file holds the dataset: " + hdf5_error_detail());
+    throw_error(ErrorCode::Corrupt,
+                where + ": cannot tell which file holds the dataset: " + hdf5_error_detail());
   }
   std::string name(static_cast<std::size_t>(n) + 1, '\0');
   if (H5Fget_name(object, name.data(), name.size()) < 0) {
-    raise(ErrorCode::Corrupt,
-          where + ": cannot tell which file holds the dataset: " + hdf5_error_detail());
+    throw_error(ErrorCode::Corrupt,
+                where + ": cannot tell which file holds the dataset: " + hdf5_error_detail());
   }
   name.resize(static_cast<std::size_t>(n));
   return name;
@@ -155,8 +155,9 @@ std::string some_members(hid_t file, const std::string& group) {
 void check_path(hid_t file, const std::string& file_name, const std::string& path) {
   const std::string where = file_name + ":" + path;
   if (path == "/") {
-    raise(ErrorCode::InvalidArgument,
-          where + " is the root group, not a dataset; name a dataset" + some_members(file, "/"));
+    throw_error(
+        ErrorCode::InvalidArgument,
+        where + " is the root group, not a dataset; name a dataset" + some_members(file, "/"));
   }
   std::size_t begin = 1;
   while (begin <= path.size()) {
@@ -165,41 +166,43 @@ void check_path(hid_t file, const std::string& file_name, const std::string& pat
     const std::string prefix = path.substr(0, end);
     const std::string parent = begin == 1 ? "/" : path.substr(0, begin - 1);
     if (end == begin) {
-      raise(ErrorCode::InvalidArgument,
-            where + ": the dataset path has an empty name after '" + parent + "'");
+      throw_error(ErrorCode::InvalidArgument,
+                  where + ": the dataset path has an empty name after '" + parent + "'");
     }
     const htri_t link = H5Lexists(file, prefix.c_str(), H5P_DEFAULT);
     if (link < 0) {
-      raise(ErrorCode::Corrupt,
-            where + ": cannot look up '" + prefix + "': " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Corrupt,
+                  where + ": cannot look up '" + prefix + "': " + detail::hdf5_error_detail());
     }
     if (link == 0) {
-      raise(ErrorCode::NotFound, file_name + ": no dataset '" + path + "': group '" + parent +
-                                     "' has no member '" + path.substr(begin, end - begin) + "'" +
-                                     some_members(file, parent));
+      throw_error(ErrorCode::NotFound, file_name + ": no dataset '" + path + "': group '" + parent +
+                                           "' has no member '" + path.substr(begin, end - begin) +
+                                           "'" + some_members(file, parent));
     }
     const htri_t object = H5Oexists_by_name(file, prefix.c_str(), H5P_DEFAULT);
     if (object <= 0) {
       const std::string why = object < 0 ? detail::hdf5_error_detail() : "nothing";
-      raise(ErrorCode::NotFound, file_name + ": no dataset '" + path + "': the link '" + prefix +
-                                     "' leads to " + why + " (dangling soft or external link)");
+      throw_error(ErrorCode::NotFound, file_name + ": no dataset '" + path + "': the link '" +
+                                           prefix + "' leads to " + why +
+                                           " (dangling soft or external link)");
     }
     H5O_info_t info;
     if (H5Oget_info_by_name2(file, prefix.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
-      raise(ErrorCode::Corrupt,
-            where + ": cannot read object '" + prefix + "': " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Corrupt,
+                  where + ": cannot read object '" + prefix + "': " + detail::hdf5_error_detail());
     }
     const bool last = end == path.size();
     if (!last && info.type != H5O_TYPE_GROUP) {
-      raise(ErrorCode::NotFound,
-            file_name + ": no dataset '" + path + "': '" + prefix + "' is not a group");
+      throw_error(ErrorCode::NotFound,
+                  file_name + ": no dataset '" + path + "': '" + prefix + "' is not a group");
     }
     if (last && info.type == H5O_TYPE_GROUP) {
-      raise(ErrorCode::InvalidArgument,
-            where + " is a group, not a dataset; name a dataset in it" + some_members(file, path));
+      throw_error(
+          ErrorCode::InvalidArgument,
+          where + " is a group, not a dataset; name a dataset in it" + some_members(file, path));
     }
     if (last && info.type != H5O_TYPE_DATASET) {
-      raise(ErrorCode::InvalidArgument, where + " is a named datatype, not a dataset");
+      throw_error(ErrorCode::InvalidArgument, where + " is a named datatype, not a dataset");
     }
     begin = end + 1;
   }
@@ -208,7 +211,7 @@ void check_path(hid_t file, const std::string& file_name, const std::string& pat
 // "/a/b" from "a/b" or "/a/b" (HDF5 resolves both from the root; we name it one way).
 std::string absolute_path(const std::string& file, const std::string& dataset) {
   if (dataset.empty()) {
-    raise(ErrorCode::InvalidArgument, file + ": empty dataset path; give one like '/images'");
+    throw_error(ErrorCode::InvalidArgument, file + ": empty dataset path; give one like '/images'");
   }
   return dataset.front() == '/' ? dataset : "/" + dataset;
 }

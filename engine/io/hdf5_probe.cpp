@@ -108,11 +108,12 @@ void probe_hdf5(const std::string& file, const std::function<void()>& work) {
   }
   if (WIFSIGNALED(status)) {
     if (WTERMSIG(status) == SIGALRM) {
-      raise(ErrorCode::Corrupt, file + ": libhdf5 did not finish reading its metadata in " +
-                                    std::to_string(kProbeSeconds) + " s (damaged file?)");
+      throw_error(ErrorCode::Corrupt, file + ": libhdf5 did not finish reading its metadata in " +
+                                          std::to_string(kProbeSeconds) + " s (damaged file?)");
     }
-    raise(ErrorCode::Corrupt, file + ": libhdf5 crashed reading it (" +
-                                  std::string(strsignal(WTERMSIG(status))) + "; damaged file?)");
+    throw_error(ErrorCode::Corrupt, file + ": libhdf5 crashed reading it (" +
+                                        std::string(strsignal(WTERMSIG(status))) +
+                                        "; damaged file?)");
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 1 && !report.empty()) {
@@ -121,13 +122,13 @@ void probe_hdf5(const std::string& file, const std::function<void()>& work) {
     if (message.find("memory allocation failed") != std::string::npos) {
       message += " (more than 512 MiB for metadata: damaged file?)";
     }
-    raise(code, message);
+    throw_error(code, message);
   }
   // Any other end (a sanitizer's report of a crash, an exception that is not ours): a crash
   // too. Opening the file here would repeat it, or allocate without the cap.
-  raise(ErrorCode::Corrupt, file + ": libhdf5 crashed reading it (exit status " +
-                                std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
-                                "; damaged file?)");
+  throw_error(ErrorCode::Corrupt, file + ": libhdf5 crashed reading it (exit status " +
+                                      std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
+                                      "; damaged file?)");
 }
 
 }  // namespace mmc::detail

@@ -84,8 +84,8 @@ class ProcessDataset {
     Hdf5Handle space = Hdf5Handle::adopt(H5Dget_space(dataset.get()), Hdf5Kind::Dataspace,
                                          ErrorCode::Corrupt, file_ + ":" + path_);
     if (shape_of(space.get(), file_ + ":" + path_) != shape_) {
-      raise(ErrorCode::Corrupt, file_ + ":" + path_ + ": the dataset's shape changed from " +
-                                    format_shape(shape_) + " since it was opened");
+      throw_error(ErrorCode::Corrupt, file_ + ":" + path_ + ": the dataset's shape changed from " +
+                                          format_shape(shape_) + " since it was opened");
     }
     file_id_ = std::move(file);
     dataset_ = std::move(dataset);
@@ -190,15 +190,16 @@ class Hdf5Array final : public ChunkedArray {
   // index in the grid.
   std::size_t linear_index(const Shape& coord) const {
     if (coord.size() != grid_.size()) {
-      raise(ErrorCode::InvalidArgument, name() + ": chunk coordinate (" + format_shape(coord) +
-                                            ") has the wrong number of axes");
+      throw_error(
+          ErrorCode::InvalidArgument,
+          name() + ": chunk coordinate (" + format_shape(coord) + ") has the wrong number of axes");
     }
     std::size_t index = 0;
     for (std::size_t i = 0; i < coord.size(); ++i) {
       if (coord[i] < 0 || coord[i] >= grid_[i]) {
-        raise(ErrorCode::InvalidArgument, name() + ": chunk coordinate (" + format_shape(coord) +
-                                              ") is outside the grid (" + format_shape(grid_) +
-                                              ")");
+        throw_error(ErrorCode::InvalidArgument,
+                    name() + ": chunk coordinate (" + format_shape(coord) +
+                        ") is outside the grid (" + format_shape(grid_) + ")");
       }
       index = index * static_cast<std::size_t>(grid_[i]) + static_cast<std::size_t>(coord[i]);
     }
@@ -266,17 +267,17 @@ class Hdf5Array final : public ChunkedArray {
         fill_chunk(out);
         return;
       }
-      raise(ErrorCode::Corrupt,
-            chunk_what(coord) + ": cannot look it up: " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Corrupt,
+                  chunk_what(coord) + ": cannot look it up: " + detail::hdf5_error_detail());
     }
     if (stored == 0) {
       fill_chunk(out);
       return;
     }
     if (stored > max_stored_) {
-      raise(ErrorCode::Corrupt, chunk_what(coord) + ": index says " + std::to_string(stored) +
-                                    " stored bytes for a chunk of " +
-                                    std::to_string(chunk_nbytes()) + " (damaged index?)");
+      throw_error(ErrorCode::Corrupt, chunk_what(coord) + ": index says " + std::to_string(stored) +
+                                          " stored bytes for a chunk of " +
+                                          std::to_string(chunk_nbytes()) + " (damaged index?)");
     }
     // Without filters a chunk of the right size goes straight into out.
     const bool direct = filters_.empty() && stored == chunk_nbytes();
@@ -285,8 +286,8 @@ class Hdf5Array final : public ChunkedArray {
     std::byte* dst = direct ? out : raw.data();
     std::uint32_t mask = 0;
     if (H5Dread_chunk(dataset, H5P_DEFAULT, offset, &mask, dst) < 0) {
-      raise(ErrorCode::Corrupt,
-            chunk_what(coord) + ": cannot be read: " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Corrupt,
+                  chunk_what(coord) + ": cannot be read: " + detail::hdf5_error_detail());
     }
     if (direct) return;
     // Decoding runs outside libhdf5's global lock, so threads overlap here.
@@ -322,12 +323,13 @@ class Hdf5Array final : public ChunkedArray {
               0 ||
           H5Sselect_hyperslab(memory_space.get(), H5S_SELECT_SET, zero, nullptr, count, nullptr) <
               0) {
-        raise(ErrorCode::Internal, what + ": cannot select: " + detail::hdf5_error_detail());
+        throw_error(ErrorCode::Internal, what + ": cannot select: " + detail::hdf5_error_detail());
       }
     }
     // Memory type = file type: libhdf5 copies the stored bytes without conversion.
     if (H5Dread(dataset, type.get(), memory_space.get(), file_space.get(), H5P_DEFAULT, out) < 0) {
-      raise(ErrorCode::Corrupt, what + ": libhdf5 cannot read it: " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Corrupt,
+                  what + ": libhdf5 cannot read it: " + detail::hdf5_error_detail());
     }
   }
 
@@ -382,8 +384,8 @@ DataFile data_file_of(hid_t dataset, const std::string& where) {
   Hdf5Handle fcpl = Hdf5Handle::adopt(H5Fget_create_plist(file.get()), Hdf5Kind::PropertyList,
                                       ErrorCode::Corrupt, where + ": cannot read " + data.name);
   if (H5Pget_userblock(fcpl.get(), &data.userblock) < 0) {
-    raise(ErrorCode::Corrupt,
-          where + ": cannot read the userblock of " + data.name + ": " + hdf5_error_detail());
+    throw_error(ErrorCode::Corrupt,
+                where + ": cannot read the userblock of " + data.name + ": " + hdf5_error_detail());
   }
   return data;
 }
@@ -405,7 +407,8 @@ Shape checked_chunk_shape(const hsize_t* dims, hid_t space, const ArrayMeta& met
   const int rank = meta.ndim();
   hsize_t max_dims[H5S_MAX_RANK];
   if (H5Sget_simple_extent_dims(space, nullptr, max_dims) != rank) {
-    raise(ErrorCode::Corrupt, where + ": cannot read the maximum extents: " + hdf5_error_detail());
+    throw_error(ErrorCode::Corrupt,
+                where + ": cannot read the maximum extents: " + hdf5_error_detail());
   }
   Shape chunks(static_cast<std::size_t>(rank));
   for (int i = 0; i < rank; ++i) {
@@ -413,8 +416,8 @@ Shape checked_chunk_shape(const hsize_t* dims, hid_t space, const ArrayMeta& met
         std::min<hsize_t>(dims[i], static_cast<hsize_t>(std::numeric_limits<std::int64_t>::max())));
   }
   const auto refuse = [&](const std::string& why) {
-    raise(ErrorCode::Corrupt,
-          where + ": chunk shape " + format_shape(chunks) + " " + why + " (damaged file?)");
+    throw_error(ErrorCode::Corrupt,
+                where + ": chunk shape " + format_shape(chunks) + " " + why + " (damaged file?)");
   };
   std::uint64_t bytes = meta.dtype.itemsize();
   for (int i = 0; i < rank; ++i) {
@@ -446,8 +449,8 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
   const int rank = meta.ndim();
   hsize_t dims[H5S_MAX_RANK];
   if (rank == 0 || H5Pget_chunk(dcpl, rank, dims) != rank) {
-    raise(ErrorCode::Corrupt,
-          where + ": cannot read the chunk shape: " + detail::hdf5_error_detail());
+    throw_error(ErrorCode::Corrupt,
+                where + ": cannot read the chunk shape: " + detail::hdf5_error_detail());
   }
   const Shape chunks = checked_chunk_shape(dims, space, meta, where);
 
@@ -459,7 +462,7 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
   bool decodable = true;
   int deflates = 0;
   const int nf = H5Pget_nfilters(dcpl);
-  if (nf < 0) raise(ErrorCode::Corrupt, where + ": cannot read the filter pipeline");
+  if (nf < 0) throw_error(ErrorCode::Corrupt, where + ": cannot read the filter pipeline");
   for (int i = 0; i < nf; ++i) {
     unsigned flags = 0, config = 0;
     unsigned cd[8] = {};
@@ -468,8 +471,8 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
     const H5Z_filter_t id = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &n_cd, cd,
                                            sizeof name, name, &config);
     if (id < 0) {
-      raise(ErrorCode::Corrupt, where + ": cannot read filter " + std::to_string(i) + ": " +
-                                    detail::hdf5_error_detail());
+      throw_error(ErrorCode::Corrupt, where + ": cannot read filter " + std::to_string(i) + ": " +
+                                          detail::hdf5_error_detail());
     }
     const std::string label = filter_name(id, name);
     if (id == H5Z_FILTER_DEFLATE) {
@@ -484,10 +487,10 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
     if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE && id != H5Z_FILTER_FLETCHER32) {
       decodable = false;
       if (H5Zfilter_avail(id) <= 0) {
-        raise(ErrorCode::InvalidArgument,
-              where + ": chunks use filter " + std::to_string(id) + " (" + label +
-                  "), which this libhdf5 cannot decode; install its HDF5 plugin and set "
-                  "HDF5_PLUGIN_PATH, or rewrite the dataset with gzip");
+        throw_error(ErrorCode::InvalidArgument,
+                    where + ": chunks use filter " + std::to_string(id) + " (" + label +
+                        "), which this libhdf5 cannot decode; install its HDF5 plugin and set "
+                        "HDF5_PLUGIN_PATH, or rewrite the dataset with gzip");
       }
     }
     FilterStep step;
@@ -513,8 +516,8 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
   if (info.chunks_total <= kMaxChunksToCount) {
     hsize_t stored = 0;
     if (H5Dget_num_chunks(dataset, space, &stored) < 0) {
-      raise(ErrorCode::Corrupt,
-            where + ": cannot count the stored chunks: " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Corrupt,
+                  where + ": cannot count the stored chunks: " + detail::hdf5_error_detail());
     }
     info.chunks_stored = static_cast<std::int64_t>(stored);
   }
@@ -534,16 +537,16 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
       hsize_t size = 0;
       if (H5Dget_chunk_info(dataset, space, static_cast<hsize_t>(k), at, &mask, &address, &size) <
           0) {
-        raise(ErrorCode::Corrupt,
-              where + ": cannot read the chunk index: " + detail::hdf5_error_detail());
+        throw_error(ErrorCode::Corrupt,
+                    where + ": cannot read the chunk index: " + detail::hdf5_error_detail());
       }
       std::size_t index = 0;
       for (int i = 0; i < rank; ++i) {
         const auto c = static_cast<std::int64_t>(at[i] / dims[i]);
         if (at[i] % dims[i] != 0 || c >= grid[static_cast<std::size_t>(i)]) {
-          raise(ErrorCode::Corrupt, where +
-                                        ": the chunk index holds a chunk at a position "
-                                        "outside the chunk grid (damaged index)");
+          throw_error(ErrorCode::Corrupt, where +
+                                              ": the chunk index holds a chunk at a position "
+                                              "outside the chunk grid (damaged index)");
         }
         index = index * static_cast<std::size_t>(grid[static_cast<std::size_t>(i)]) +
                 static_cast<std::size_t>(c);
@@ -553,19 +556,20 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
       const std::uint64_t begin = overflows ? 0 : address + userblock;
       if (address == HADDR_UNDEF || overflows || size != array->chunk_nbytes() ||
           begin > file_size || file_size - begin < size) {
-        raise(ErrorCode::Corrupt,
-              where + ": chunk " + std::to_string(k) + " of the index (" + std::to_string(size) +
-                  " bytes at " + std::to_string(overflows ? address : begin) +
-                  ") does not fit the file of " + std::to_string(file_size) +
-                  " bytes or a chunk of " + std::to_string(array->chunk_nbytes()) +
-                  " bytes (truncated file?)");
+        throw_error(ErrorCode::Corrupt, where + ": chunk " + std::to_string(k) + " of the index (" +
+                                            std::to_string(size) + " bytes at " +
+                                            std::to_string(overflows ? address : begin) +
+                                            ") does not fit the file of " +
+                                            std::to_string(file_size) + " bytes or a chunk of " +
+                                            std::to_string(array->chunk_nbytes()) +
+                                            " bytes (truncated file?)");
       }
       offsets[index] = begin;
     }
     if (!probing) {
       MappedFile mapping = MappedFile::open(data.name, MapMode::ReadOnly);
       if (mapping.size() != file_size) {
-        raise(ErrorCode::Io, data.name + ": changed size while being opened");
+        throw_error(ErrorCode::Io, data.name + ": changed size while being opened");
       }
       array->map_in_place(std::move(mapping), std::move(offsets));
     }
@@ -620,8 +624,8 @@ Hdf5Dataset open_unprobed(const std::string& file, const std::string& path, bool
     case H5D_CONTIGUOUS: {
       const int external = H5Pget_external_count(dcpl.get());
       if (external < 0) {
-        raise(ErrorCode::Corrupt,
-              where + ": cannot read the external file list: " + detail::hdf5_error_detail());
+        throw_error(ErrorCode::Corrupt,
+                    where + ": cannot read the external file list: " + detail::hdf5_error_detail());
       }
       if (external > 0) {
         through_library("external", ReadPath::Library);
@@ -636,10 +640,10 @@ Hdf5Dataset open_unprobed(const std::string& file, const std::string& path, bool
       // The offset counts from the start of the file holding the dataset (userblock included).
       const std::uint64_t size = size_of_file(data.name);
       if (offset > size || size - offset < meta.nbytes()) {
-        raise(ErrorCode::Corrupt, where + ": the data needs bytes " + std::to_string(offset) +
-                                      ".." + std::to_string(offset + meta.nbytes()) + " but " +
-                                      data.name + " has " + std::to_string(size) +
-                                      " bytes (truncated file?)");
+        throw_error(ErrorCode::Corrupt, where + ": the data needs bytes " + std::to_string(offset) +
+                                            ".." + std::to_string(offset + meta.nbytes()) +
+                                            " but " + data.name + " has " + std::to_string(size) +
+                                            " bytes (truncated file?)");
       }
       if (probing) break;
       result.dense = std::make_unique<Source>(
@@ -657,8 +661,8 @@ Hdf5Dataset open_unprobed(const std::string& file, const std::string& path, bool
       through_library("virtual", ReadPath::Library);
       break;
     default:
-      raise(ErrorCode::Corrupt,
-            where + ": cannot read the storage layout: " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Corrupt,
+                  where + ": cannot read the storage layout: " + detail::hdf5_error_detail());
   }
   // Every id opened here closes now (handles leave scope): workers forked after this return
   // inherit no open HDF5 file, and each process opens its own on its first read.

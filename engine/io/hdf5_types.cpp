@@ -55,9 +55,10 @@ ByteOrder byte_order_of(hid_t type, const std::string& where) {
     case H5T_ORDER_BE:
       return ByteOrder::Big;
     default:
-      raise(ErrorCode::InvalidArgument,
-            where + ": datatype " + describe_type(type) +
-                " has a mixed (VAX) byte order; convert the dataset to little- or big-endian");
+      throw_error(
+          ErrorCode::InvalidArgument,
+          where + ": datatype " + describe_type(type) +
+              " has a mixed (VAX) byte order; convert the dataset to little- or big-endian");
   }
 }
 
@@ -88,10 +89,10 @@ bool is_h5py_bool(hid_t type) {
 DType dtype_of(hid_t type, const std::string& where) {
   const std::size_t size = H5Tget_size(type);
   const auto unsupported = [&](const std::string& why) -> DType {
-    raise(ErrorCode::InvalidArgument,
-          where + ": datatype " + describe_type(type) + " is not supported" + why +
-              "; mmcompute reads integers of 1, 2, 4, 8 bytes, IEEE floats of 4 and 8 bytes "
-              "and h5py's bool");
+    throw_error(ErrorCode::InvalidArgument,
+                where + ": datatype " + describe_type(type) + " is not supported" + why +
+                    "; mmcompute reads integers of 1, 2, 4, 8 bytes, IEEE floats of 4 and 8 bytes "
+                    "and h5py's bool");
   };
   switch (H5Tget_class(type)) {
     case H5T_INTEGER: {
@@ -139,23 +140,24 @@ Shape shape_of(hid_t space, const std::string& where) {
     case H5S_SIMPLE:
       break;
     case H5S_NULL:
-      raise(ErrorCode::InvalidArgument,
-            where + ": the dataset has a null dataspace (no elements, not even a scalar)");
+      throw_error(ErrorCode::InvalidArgument,
+                  where + ": the dataset has a null dataspace (no elements, not even a scalar)");
     default:
-      raise(ErrorCode::Corrupt,
-            where + ": cannot read the dataspace: " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Corrupt,
+                  where + ": cannot read the dataspace: " + detail::hdf5_error_detail());
   }
   const int rank = H5Sget_simple_extent_ndims(space);
   if (rank < 0 || rank > H5S_MAX_RANK) {
-    raise(ErrorCode::Corrupt, where + ": cannot read the dataspace's rank");
+    throw_error(ErrorCode::Corrupt, where + ": cannot read the dataspace's rank");
   }
   hsize_t dims[H5S_MAX_RANK];
   H5Sget_simple_extent_dims(space, dims, nullptr);
   Shape shape(static_cast<std::size_t>(rank));
   for (int i = 0; i < rank; ++i) {
     if (dims[i] > static_cast<hsize_t>(std::numeric_limits<std::int64_t>::max())) {
-      raise(ErrorCode::InvalidArgument, where + ": extent " + std::to_string(dims[i]) +
-                                            " on axis " + std::to_string(i) + " is too large");
+      throw_error(ErrorCode::InvalidArgument, where + ": extent " + std::to_string(dims[i]) +
+                                                  " on axis " + std::to_string(i) +
+                                                  " is too large");
     }
     shape[static_cast<std::size_t>(i)] = static_cast<std::int64_t>(dims[i]);
   }
@@ -168,13 +170,13 @@ std::vector<std::byte> fill_value_of(hid_t dcpl, hid_t type, std::size_t itemsiz
   std::vector<std::byte> fill(itemsize, std::byte{0});
   H5D_fill_value_t status = H5D_FILL_VALUE_UNDEFINED;
   if (H5Pfill_value_defined(dcpl, &status) < 0) {
-    raise(ErrorCode::Corrupt,
-          where + ": cannot read the fill value: " + detail::hdf5_error_detail());
+    throw_error(ErrorCode::Corrupt,
+                where + ": cannot read the fill value: " + detail::hdf5_error_detail());
   }
   // Passing the file type as the memory type returns the bytes as stored (no conversion).
   if (status == H5D_FILL_VALUE_USER_DEFINED && H5Pget_fill_value(dcpl, type, fill.data()) < 0) {
-    raise(ErrorCode::Corrupt,
-          where + ": cannot read the fill value: " + detail::hdf5_error_detail());
+    throw_error(ErrorCode::Corrupt,
+                where + ": cannot read the fill value: " + detail::hdf5_error_detail());
   }
   return fill;
 }

@@ -42,8 +42,8 @@ Hdf5Handle file_type_of(DType dtype, const std::string& what) {
     const std::int8_t no = 0, yes = 1;
     if (H5Tenum_insert(type.get(), "FALSE", &no) < 0 ||
         H5Tenum_insert(type.get(), "TRUE", &yes) < 0) {
-      raise(ErrorCode::Internal,
-            what + ": cannot make the bool type: " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Internal,
+                  what + ": cannot make the bool type: " + detail::hdf5_error_detail());
     }
     return type;
   }
@@ -110,49 +110,49 @@ void validate(const std::string& file, const std::string& dataset, const Hdf5Wri
   const std::string what = file + ":" + dataset;
   if (dataset.empty() || dataset == "/" || dataset.back() == '/' ||
       dataset.find("//") != std::string::npos) {
-    raise(ErrorCode::InvalidArgument,
-          what + ": dataset path must name a dataset, like '/group/images'");
+    throw_error(ErrorCode::InvalidArgument,
+                what + ": dataset path must name a dataset, like '/group/images'");
   }
   for (std::int64_t extent : spec.shape) {
     if (extent < 0) {
-      raise(ErrorCode::InvalidArgument,
-            what + ": negative extent in shape " + format_shape(spec.shape));
+      throw_error(ErrorCode::InvalidArgument,
+                  what + ": negative extent in shape " + format_shape(spec.shape));
     }
   }
   if (spec.shape.size() > H5S_MAX_RANK) {
-    raise(ErrorCode::InvalidArgument, what + ": HDF5 allows at most 32 axes");
+    throw_error(ErrorCode::InvalidArgument, what + ": HDF5 allows at most 32 axes");
   }
   if (spec.chunks.empty()) {
     if (spec.gzip_level != 0) {
-      raise(ErrorCode::InvalidArgument,
-            what + ": gzip needs a chunked dataset; give chunks or set gzip_level 0");
+      throw_error(ErrorCode::InvalidArgument,
+                  what + ": gzip needs a chunked dataset; give chunks or set gzip_level 0");
     }
     return;
   }
   if (spec.shape.empty()) {
-    raise(ErrorCode::InvalidArgument,
-          what + ": a 0-d dataset cannot be chunked; leave chunks empty");
+    throw_error(ErrorCode::InvalidArgument,
+                what + ": a 0-d dataset cannot be chunked; leave chunks empty");
   }
   if (spec.chunks.size() != spec.shape.size()) {
-    raise(ErrorCode::InvalidArgument, what + ": chunks " + format_shape(spec.chunks) +
-                                          " and shape " + format_shape(spec.shape) +
-                                          " have different numbers of axes");
+    throw_error(ErrorCode::InvalidArgument, what + ": chunks " + format_shape(spec.chunks) +
+                                                " and shape " + format_shape(spec.shape) +
+                                                " have different numbers of axes");
   }
   std::uint64_t bytes = spec.dtype.itemsize();
   for (std::int64_t c : spec.chunks) {
     if (c < 1) {
-      raise(ErrorCode::InvalidArgument,
-            what + ": chunk extents must be at least 1, got " + format_shape(spec.chunks));
+      throw_error(ErrorCode::InvalidArgument,
+                  what + ": chunk extents must be at least 1, got " + format_shape(spec.chunks));
     }
     bytes = detail::checked_mul(bytes, static_cast<std::uint64_t>(c), "HDF5 chunk size");
   }
   if (bytes > kMaxChunkBytes) {
-    raise(ErrorCode::InvalidArgument, what + ": chunks " + format_shape(spec.chunks) +
-                                          " make chunks of 4 GiB or more, HDF5's limit");
+    throw_error(ErrorCode::InvalidArgument, what + ": chunks " + format_shape(spec.chunks) +
+                                                " make chunks of 4 GiB or more, HDF5's limit");
   }
   if (spec.gzip_level < 0 || spec.gzip_level > 9) {
-    raise(ErrorCode::InvalidArgument,
-          what + ": gzip_level " + std::to_string(spec.gzip_level) + " is outside 0..9");
+    throw_error(ErrorCode::InvalidArgument,
+                what + ": gzip_level " + std::to_string(spec.gzip_level) + " is outside 0..9");
   }
 }
 
@@ -166,8 +166,8 @@ bool check_target(hid_t file, const std::string& file_name, const std::string& p
     const std::string prefix = path.substr(0, end);
     const htri_t link = H5Lexists(file, prefix.c_str(), H5P_DEFAULT);
     if (link < 0) {
-      raise(ErrorCode::Corrupt,
-            file_name + ": cannot look up '" + prefix + "': " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Corrupt,
+                  file_name + ": cannot look up '" + prefix + "': " + detail::hdf5_error_detail());
     }
     if (link == 0) return false;  // parents from here on are created at commit
     const bool last = end == path.size();
@@ -175,20 +175,20 @@ bool check_target(hid_t file, const std::string& file_name, const std::string& p
     if (H5Oget_info_by_name2(file, prefix.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
       detail::hdf5_error_detail();
       if (last) return true;  // a dangling link: replaced like a dataset
-      raise(ErrorCode::InvalidArgument, file_name + ": '" + prefix +
-                                            "' is a dangling link, not a group; cannot write " +
-                                            path + " under it");
+      throw_error(ErrorCode::InvalidArgument,
+                  file_name + ": '" + prefix + "' is a dangling link, not a group; cannot write " +
+                      path + " under it");
     }
     if (!last && info.type != H5O_TYPE_GROUP) {
-      raise(ErrorCode::InvalidArgument, file_name + ": '" + prefix +
-                                            "' is not a group; cannot "
-                                            "write " +
-                                            path + " under it");
+      throw_error(ErrorCode::InvalidArgument, file_name + ": '" + prefix +
+                                                  "' is not a group; cannot "
+                                                  "write " +
+                                                  path + " under it");
     }
     if (last && info.type == H5O_TYPE_GROUP) {
-      raise(ErrorCode::InvalidArgument, file_name + ":" + path +
-                                            " is a group; name a dataset (a group is never "
-                                            "replaced)");
+      throw_error(ErrorCode::InvalidArgument, file_name + ":" + path +
+                                                  " is a group; name a dataset (a group is never "
+                                                  "replaced)");
     }
     begin = end + 1;
   }
@@ -207,15 +207,15 @@ unsigned probe_destination(const std::string& file, const std::string& dataset) 
     });
   } catch (const Error& e) {
     if (e.code() != ErrorCode::Corrupt) throw;
-    raise(ErrorCode::Corrupt, std::string(e.what()) +
-                                  "; a damaged HDF5 file is not written into or replaced: "
-                                  "remove it, or write to another file");
+    throw_error(ErrorCode::Corrupt, std::string(e.what()) +
+                                        "; a damaged HDF5 file is not written into or replaced: "
+                                        "remove it, or write to another file");
   }
   const Hdf5Handle id = detail::open_file(file, ErrorCode::Corrupt);
   H5F_info2_t info;
   if (H5Fget_info2(id.get(), &info) < 0) {
-    raise(ErrorCode::Corrupt,
-          file + ": cannot read the superblock: " + detail::hdf5_error_detail());
+    throw_error(ErrorCode::Corrupt,
+                file + ": cannot read the superblock: " + detail::hdf5_error_detail());
   }
   return info.super.version;
 }
@@ -242,7 +242,7 @@ void copy_whole_file(const std::string& from, const std::string& to) {
       continue;
     }
     if (n < 0) raise_errno(to + ": cannot copy " + from + " into it");
-    if (n == 0) raise(ErrorCode::Io, from + ": became shorter while being copied");
+    if (n == 0) throw_error(ErrorCode::Io, from + ": became shorter while being copied");
     left -= static_cast<std::uint64_t>(n);
   }
 }
@@ -310,8 +310,8 @@ struct Hdf5Writer::State {
     const bool dataset_closed = dataset_id.close();
     const bool file_closed = file_id.close();
     if (!dataset_closed || !file_closed) {
-      raise(ErrorCode::Io,
-            data_file() + ": cannot write the HDF5 metadata out: " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Io, data_file() + ": cannot write the HDF5 metadata out: " +
+                                     detail::hdf5_error_detail());
     }
   }
 };
@@ -333,9 +333,9 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
     // replaced whole when asked to.
     s.in_place = is_hdf5_file(file);
     if (!s.in_place && !overwrite) {
-      raise(ErrorCode::Io, file +
-                               ": already exists and is not an HDF5 file; remove it or pass "
-                               "overwrite to replace it");
+      throw_error(ErrorCode::Io, file +
+                                     ": already exists and is not an HDF5 file; remove it or pass "
+                                     "overwrite to replace it");
     }
     if (s.in_place) s.copy = probe_destination(file, s.dataset) >= 3;
   }
@@ -346,7 +346,8 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
   Hdf5Handle fapl = Hdf5Handle::adopt(H5Pcreate(H5P_FILE_ACCESS), Hdf5Kind::PropertyList,
                                       ErrorCode::Internal, what);
   if (spec.chunks.empty() && H5Pset_alignment(fapl.get(), kAlignAbove, kAlignment) < 0) {
-    raise(ErrorCode::Internal, what + ": cannot set the alignment: " + detail::hdf5_error_detail());
+    throw_error(ErrorCode::Internal,
+                what + ": cannot set the alignment: " + detail::hdf5_error_detail());
   }
   try {
     if (s.in_place) {
@@ -354,15 +355,15 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
       const hid_t id = H5Fopen(s.data_file().c_str(), H5F_ACC_RDWR, fapl.get());
       if (id < 0) {
         const std::string detail = detail::hdf5_error_detail();
-        if (detail::is_lock_error(detail)) raise(ErrorCode::Io, detail::locked_message(file));
-        raise(ErrorCode::Io, file + ": cannot open to add " + s.dataset + ": " + detail);
+        if (detail::is_lock_error(detail)) throw_error(ErrorCode::Io, detail::locked_message(file));
+        throw_error(ErrorCode::Io, file + ": cannot open to add " + s.dataset + ": " + detail);
       }
       s.file_id = Hdf5Handle::adopt(id, Hdf5Kind::File, ErrorCode::Io, file);
       s.replace = check_target(s.file_id.get(), file, s.dataset);
       if (s.replace && !overwrite) {
-        raise(ErrorCode::Io, what +
-                                 ": the dataset already exists; pass --overwrite to replace "
-                                 "it (the file's other objects are kept)");
+        throw_error(ErrorCode::Io, what +
+                                       ": the dataset already exists; pass --overwrite to replace "
+                                       "it (the file's other objects are kept)");
       }
     } else {
       s.file_id = Hdf5Handle::adopt(
@@ -398,8 +399,8 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
       }
     }
     if (!ok) {
-      raise(ErrorCode::Internal,
-            what + ": cannot set the dataset properties: " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Internal,
+                  what + ": cannot set the dataset properties: " + detail::hdf5_error_detail());
     }
     s.dataset_id = Hdf5Handle::adopt(
         s.in_place
@@ -415,7 +416,7 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
       // A new file: write the metadata now, so it is complete but for the caller's bytes. An
       // existing file is left alone until commit(): its objects change only then.
       if (!s.in_place && H5Fflush(s.file_id.get(), H5F_SCOPE_LOCAL) < 0) {
-        raise(ErrorCode::Io, s.temp + ": cannot write: " + detail::hdf5_error_detail());
+        throw_error(ErrorCode::Io, s.temp + ": cannot write: " + detail::hdf5_error_detail());
       }
     } else {
       s.grid.resize(spec.shape.size());
@@ -455,8 +456,8 @@ const std::string& Hdf5Writer::temp_path() const noexcept { return state_->data_
 std::uint64_t Hdf5Writer::data_offset() const {
   const State& s = *state_;
   if (!s.spec.chunks.empty()) {
-    raise(ErrorCode::InvalidArgument,
-          s.what() + ": a chunked dataset has no single data offset; use write_chunk");
+    throw_error(ErrorCode::InvalidArgument,
+                s.what() + ": a chunked dataset has no single data offset; use write_chunk");
   }
   return s.offset;
 }
@@ -464,8 +465,8 @@ std::uint64_t Hdf5Writer::data_offset() const {
 std::vector<std::byte> Hdf5Writer::encode_chunk(const std::byte* data) const {
   const State& s = *state_;
   if (s.spec.chunks.empty()) {
-    raise(ErrorCode::InvalidArgument,
-          s.what() + ": a contiguous dataset has no chunks; write at data_offset()");
+    throw_error(ErrorCode::InvalidArgument,
+                s.what() + ": a contiguous dataset has no chunks; write at data_offset()");
   }
   const std::size_t n = s.chunk_nbytes;
   if (s.spec.gzip_level == 0) return std::vector<std::byte>(data, data + n);
@@ -481,43 +482,45 @@ void Hdf5Writer::write_encoded_chunk(const Shape& coord, const std::vector<std::
   State& s = *state_;
   const std::string what = s.what();
   if (s.spec.chunks.empty()) {
-    raise(ErrorCode::InvalidArgument,
-          what + ": a contiguous dataset has no chunks; write at data_offset()");
+    throw_error(ErrorCode::InvalidArgument,
+                what + ": a contiguous dataset has no chunks; write at data_offset()");
   }
   if (s.committed || !s.dataset_id) {
-    raise(ErrorCode::InvalidArgument, what + ": the writer is already committed");
+    throw_error(ErrorCode::InvalidArgument, what + ": the writer is already committed");
   }
   if (s.owner != ::getpid()) {
-    raise(ErrorCode::InvalidArgument, what +
-                                          ": write_encoded_chunk called in a forked worker; "
-                                          "encode there, write in the process that made "
-                                          "the writer");
+    throw_error(ErrorCode::InvalidArgument, what +
+                                                ": write_encoded_chunk called in a forked worker; "
+                                                "encode there, write in the process that made "
+                                                "the writer");
   }
   if (coord.size() != s.grid.size()) {
-    raise(ErrorCode::InvalidArgument,
-          what + ": chunk (" + format_shape(coord) + ") has the wrong number of axes");
+    throw_error(ErrorCode::InvalidArgument,
+                what + ": chunk (" + format_shape(coord) + ") has the wrong number of axes");
   }
   hsize_t offset[H5S_MAX_RANK];
   for (std::size_t i = 0; i < coord.size(); ++i) {
     if (coord[i] < 0 || coord[i] >= s.grid[i]) {
-      raise(ErrorCode::InvalidArgument, what + ": chunk (" + format_shape(coord) +
-                                            ") is outside the grid (" + format_shape(s.grid) + ")");
+      throw_error(ErrorCode::InvalidArgument, what + ": chunk (" + format_shape(coord) +
+                                                  ") is outside the grid (" + format_shape(s.grid) +
+                                                  ")");
     }
     offset[i] = static_cast<hsize_t>(coord[i] * s.spec.chunks[i]);
   }
   if (s.spec.gzip_level == 0 && encoded.size() != s.chunk_nbytes) {
-    raise(ErrorCode::InvalidArgument, what + ": chunk (" + format_shape(coord) + ") has " +
-                                          std::to_string(encoded.size()) + " bytes, expected " +
-                                          std::to_string(s.chunk_nbytes));
+    throw_error(ErrorCode::InvalidArgument, what + ": chunk (" + format_shape(coord) + ") has " +
+                                                std::to_string(encoded.size()) +
+                                                " bytes, expected " +
+                                                std::to_string(s.chunk_nbytes));
   }
   if (encoded.empty() || encoded.size() > kMaxChunkBytes) {
-    raise(ErrorCode::InvalidArgument,
-          what + ": encoded chunk of " + std::to_string(encoded.size()) + " bytes");
+    throw_error(ErrorCode::InvalidArgument,
+                what + ": encoded chunk of " + std::to_string(encoded.size()) + " bytes");
   }
   if (H5Dwrite_chunk(s.dataset_id.get(), H5P_DEFAULT, 0, offset, encoded.size(), encoded.data()) <
       0) {
-    raise(ErrorCode::Io, what + ": cannot write chunk (" + format_shape(coord) +
-                             "): " + detail::hdf5_error_detail());
+    throw_error(ErrorCode::Io, what + ": cannot write chunk (" + format_shape(coord) +
+                                   "): " + detail::hdf5_error_detail());
   }
 }
 
@@ -540,17 +543,17 @@ void Hdf5Writer::State::commit_in_place() {
   const hid_t id = file_id.get();
   const std::string aside = "/.mmcompute-replaced-" + std::to_string(::getpid());
   if (replace && H5Lmove(id, dataset.c_str(), id, aside.c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0) {
-    raise(ErrorCode::Io,
-          what() + ": cannot move the old dataset aside: " + detail::hdf5_error_detail());
+    throw_error(ErrorCode::Io,
+                what() + ": cannot move the old dataset aside: " + detail::hdf5_error_detail());
   }
   // Puts the old dataset back under its name, then reports `why` the commit failed.
   const auto undo = [&](const std::string& why) {
     if (replace && H5Lmove(id, aside.c_str(), id, dataset.c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0) {
-      raise(ErrorCode::Io, what() + ": " + why + "; and the old dataset could not be put back (" +
-                               detail::hdf5_error_detail() + "): it is at " + aside +
-                               " in the file");
+      throw_error(ErrorCode::Io,
+                  what() + ": " + why + "; and the old dataset could not be put back (" +
+                      detail::hdf5_error_detail() + "): it is at " + aside + " in the file");
     }
-    raise(ErrorCode::Io, what() + ": " + why + "; the file is left as it was");
+    throw_error(ErrorCode::Io, what() + ": " + why + "; the file is left as it was");
   };
   Hdf5Handle lcpl = Hdf5Handle::adopt(H5Pcreate(H5P_LINK_CREATE), Hdf5Kind::PropertyList,
                                       ErrorCode::Internal, what());
@@ -561,9 +564,9 @@ void Hdf5Writer::State::commit_in_place() {
   if (replace && H5Ldelete(id, aside.c_str(), H5P_DEFAULT) < 0) {
     const std::string why = "cannot remove the old dataset: " + detail::hdf5_error_detail();
     if (H5Ldelete(id, dataset.c_str(), H5P_DEFAULT) < 0) {
-      raise(ErrorCode::Io, what() + ": " + why + "; and the new link could not be undone (" +
-                               detail::hdf5_error_detail() + "): the old dataset is at " + aside +
-                               " in the file");
+      throw_error(ErrorCode::Io, what() + ": " + why + "; and the new link could not be undone (" +
+                                     detail::hdf5_error_detail() + "): the old dataset is at " +
+                                     aside + " in the file");
     }
     undo(why);
   }
@@ -587,7 +590,7 @@ void Hdf5Writer::commit() {
   State& s = *state_;
   if (s.committed) return;
   if (s.owner != ::getpid()) {
-    raise(ErrorCode::InvalidArgument, s.what() + ": commit() called in a forked worker");
+    throw_error(ErrorCode::InvalidArgument, s.what() + ": commit() called in a forked worker");
   }
   detail::hdf5_quiet();
   if (s.in_place) {
@@ -608,8 +611,8 @@ void Hdf5Writer::commit() {
     // No-clobber rename: the destination may have appeared since construction.
     if (::renameat2(AT_FDCWD, s.temp.c_str(), AT_FDCWD, s.file.c_str(), RENAME_NOREPLACE) != 0) {
       if (errno == EEXIST) {
-        raise(ErrorCode::Io,
-              s.file + ": already exists; remove it or pass overwrite to replace it");
+        throw_error(ErrorCode::Io,
+                    s.file + ": already exists; remove it or pass overwrite to replace it");
       }
       if (errno != EINVAL && errno != ENOSYS) {
         raise_errno(s.file + ": cannot rename " + s.temp + " onto it");
@@ -617,8 +620,8 @@ void Hdf5Writer::commit() {
       // A file system without RENAME_NOREPLACE: link() refuses an existing name too.
       if (::link(s.temp.c_str(), s.file.c_str()) != 0) {
         if (errno == EEXIST) {
-          raise(ErrorCode::Io,
-                s.file + ": already exists; remove it or pass overwrite to replace it");
+          throw_error(ErrorCode::Io,
+                      s.file + ": already exists; remove it or pass overwrite to replace it");
         }
         raise_errno(s.file + ": cannot link " + s.temp + " to it");
       }

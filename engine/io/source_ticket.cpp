@@ -18,8 +18,8 @@ bool same_meta(const ArrayMeta& a, const ArrayMeta& b) {
 }
 
 [[noreturn]] void raise_changed(const std::string& path, const std::string& what) {
-  raise(ErrorCode::Io,
-        path + ": " + what + " since it was opened (replaced or rewritten): open it again");
+  throw_error(ErrorCode::Io,
+              path + ": " + what + " since it was opened (replaced or rewritten): open it again");
 }
 
 // True when libhdf5 held open files before this process first opened one through a ticket: a
@@ -79,9 +79,10 @@ AnyArray open_ticket(const SourceTicket& ticket) {
     return AnyArray(Source(ticket.meta, std::move(mapping), ticket.format));
   }
   if (ticket.format == "hdf5" && inherits_open_hdf5_files()) {
-    raise(ErrorCode::Io, ticket.path +
-                             ": this process inherited open HDF5 files from the process it was "
-                             "forked from, so it cannot open HDF5 files safely");
+    throw_error(ErrorCode::Io,
+                ticket.path +
+                    ": this process inherited open HDF5 files from the process it was "
+                    "forked from, so it cannot open HDF5 files safely");
   }
   AnyArray array = open_array(ticket.path);
   if (array.chunked() == nullptr || !same_meta(array.meta(), ticket.meta) ||

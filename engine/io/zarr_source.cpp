@@ -80,8 +80,8 @@ void pread_exact(int fd, std::byte* out, std::uint64_t n, const std::string& pat
   const ssize_t done = detail::pread_full(fd, out, n, 0);
   if (done < 0) raise_errno(path + ": cannot read");
   if (static_cast<std::uint64_t>(done) < n) {
-    raise(ErrorCode::Corrupt, path + ": file ended after " + std::to_string(done) + " of " +
-                                  std::to_string(n) + " bytes (was it truncated meanwhile?)");
+    throw_error(ErrorCode::Corrupt, path + ": file ended after " + std::to_string(done) + " of " +
+                                        std::to_string(n) + " bytes (was it truncated meanwhile?)");
   }
 }
 
@@ -111,7 +111,7 @@ class MetaParser {
   MetaParser(std::string file, const json& doc) : file_(std::move(file)), doc_(doc) {}
 
   [[noreturn]] void fail(ErrorCode code, const std::string& message) const {
-    raise(code, file_ + ": " + message);
+    throw_error(code, file_ + ": " + message);
   }
   [[noreturn]] void bad_field(const char* name, const std::string& expected) const {
     fail(ErrorCode::Corrupt,
@@ -349,15 +349,16 @@ class ZarrArray final : public ChunkedArray {
 
 std::int64_t ZarrArray::linear_index(const Shape& coord) const {
   if (coord.size() != grid_.size()) {
-    raise(ErrorCode::InvalidArgument, path_ + ": chunk coordinate " + format_shape(coord) +
-                                          " has " + std::to_string(coord.size()) +
-                                          " axes, the array " + std::to_string(grid_.size()));
+    throw_error(ErrorCode::InvalidArgument, path_ + ": chunk coordinate " + format_shape(coord) +
+                                                " has " + std::to_string(coord.size()) +
+                                                " axes, the array " + std::to_string(grid_.size()));
   }
   std::int64_t index = 0;
   for (std::size_t i = 0; i < coord.size(); ++i) {
     if (coord[i] < 0 || coord[i] >= grid_[i]) {
-      raise(ErrorCode::InvalidArgument, path_ + ": chunk coordinate " + format_shape(coord) +
-                                            " lies outside the chunk grid " + format_shape(grid_));
+      throw_error(ErrorCode::InvalidArgument, path_ + ": chunk coordinate " + format_shape(coord) +
+                                                  " lies outside the chunk grid " +
+                                                  format_shape(grid_));
     }
     index = index * grid_[i] + coord[i];
   }
@@ -390,13 +391,14 @@ const std::byte* ZarrArray::chunk_in_place(const Shape& coord) const {
     raise_errno(file + ": cannot stat chunk");
   }
   if (!S_ISREG(st.st_mode)) {
-    raise(ErrorCode::Corrupt, file + ": chunk is not a regular file");
+    throw_error(ErrorCode::Corrupt, file + ": chunk is not a regular file");
   }
   if (static_cast<std::uint64_t>(st.st_size) != chunk_nbytes()) {
-    raise(ErrorCode::Corrupt, file + ": uncompressed chunk has " + std::to_string(st.st_size) +
-                                  " bytes, expected " + std::to_string(chunk_nbytes()) +
-                                  " (chunk shape " + format_shape(chunk_shape()) + " of " +
-                                  meta().dtype.numpy_descr() + "); the store is damaged");
+    throw_error(ErrorCode::Corrupt, file + ": uncompressed chunk has " +
+                                        std::to_string(st.st_size) + " bytes, expected " +
+                                        std::to_string(chunk_nbytes()) + " (chunk shape " +
+                                        format_shape(chunk_shape()) + " of " +
+                                        meta().dtype.numpy_descr() + "); the store is damaged");
   }
   MappedFile mapping = MappedFile::open(file, MapMode::ReadOnly, 0, chunk_nbytes());
   const std::lock_guard<std::mutex> lock(mutex_);
@@ -432,22 +434,22 @@ void ZarrArray::read_chunk(const Shape& coord, std::byte* out) const {
   }
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) raise_errno(file + ": cannot stat chunk");
-  if (!S_ISREG(st.st_mode)) raise(ErrorCode::Corrupt, file + ": chunk is not a regular file");
+  if (!S_ISREG(st.st_mode)) throw_error(ErrorCode::Corrupt, file + ": chunk is not a regular file");
   const auto size = static_cast<std::uint64_t>(st.st_size);
   if (codec_.codec == Codec::None) {
     if (size != n) {
-      raise(ErrorCode::Corrupt, file + ": uncompressed chunk has " + std::to_string(size) +
-                                    " bytes, expected " + std::to_string(n) + " (chunk shape " +
-                                    format_shape(chunk_shape()) + " of " +
-                                    meta().dtype.numpy_descr() + "); the store is damaged");
+      throw_error(ErrorCode::Corrupt, file + ": uncompressed chunk has " + std::to_string(size) +
+                                          " bytes, expected " + std::to_string(n) +
+                                          " (chunk shape " + format_shape(chunk_shape()) + " of " +
+                                          meta().dtype.numpy_descr() + "); the store is damaged");
     }
     pread_exact(fd.get(), out, n, file);
     return;
   }
   if (size > max_encoded_size(n)) {
-    raise(ErrorCode::Corrupt, file + ": compressed chunk has " + std::to_string(size) +
-                                  " bytes, more than any " + describe_codec(codec_) +
-                                  " encoding of a " + std::to_string(n) + "-byte chunk");
+    throw_error(ErrorCode::Corrupt, file + ": compressed chunk has " + std::to_string(size) +
+                                        " bytes, more than any " + describe_codec(codec_) +
+                                        " encoding of a " + std::to_string(n) + "-byte chunk");
   }
   std::vector<std::byte> encoded(size);
   pread_exact(fd.get(), encoded.data(), size, file);
@@ -540,11 +542,11 @@ std::string read_small_file(const std::string& path) {
   const detail::UniqueFd fd = detail::open_read_only(path);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) raise_errno(path + ": cannot stat");
-  if (!S_ISREG(st.st_mode)) raise(ErrorCode::Corrupt, path + ": is not a regular file");
+  if (!S_ISREG(st.st_mode)) throw_error(ErrorCode::Corrupt, path + ": is not a regular file");
   const auto size = static_cast<std::uint64_t>(st.st_size);
   if (size > kMaxMetadataBytes) {
-    raise(ErrorCode::Corrupt,
-          path + ": " + std::to_string(size) + " bytes is far too large for zarr metadata");
+    throw_error(ErrorCode::Corrupt,
+                path + ": " + std::to_string(size) + " bytes is far too large for zarr metadata");
   }
   std::string text(size, '\0');
   pread_exact(fd.get(), reinterpret_cast<std::byte*>(text.data()), size, path);
@@ -560,22 +562,22 @@ bool exists(const std::string& path) {
 [[noreturn]] void raise_no_array(const std::string& dir) {
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0) {
-    raise(ErrorCode::NotFound, dir + ": no such zarr array (the path does not exist)");
+    throw_error(ErrorCode::NotFound, dir + ": no such zarr array (the path does not exist)");
   }
   if (!S_ISDIR(st.st_mode)) {
-    raise(ErrorCode::NotFound,
-          dir + ": is not a zarr array (a zarr v2 array is a directory holding .zarray)");
+    throw_error(ErrorCode::NotFound,
+                dir + ": is not a zarr array (a zarr v2 array is a directory holding .zarray)");
   }
   if (exists(dir + "/.zgroup")) {
-    raise(ErrorCode::NotFound, dir +
-                                   ": is a zarr group, not an array; open one of its arrays "
-                                   "(a subdirectory holding .zarray)");
+    throw_error(ErrorCode::NotFound, dir +
+                                         ": is a zarr group, not an array; open one of its arrays "
+                                         "(a subdirectory holding .zarray)");
   }
   if (exists(dir + "/zarr.json")) {
-    raise(ErrorCode::NotFound,
-          dir + ": holds zarr.json, a zarr v3 store; only zarr v2 arrays (.zarray) are read");
+    throw_error(ErrorCode::NotFound,
+                dir + ": holds zarr.json, a zarr v3 store; only zarr v2 arrays (.zarray) are read");
   }
-  raise(ErrorCode::NotFound, dir + ": no .zarray inside, so it is not a zarr v2 array");
+  throw_error(ErrorCode::NotFound, dir + ": no .zarray inside, so it is not a zarr v2 array");
 }
 
 }  // namespace
@@ -595,9 +597,9 @@ std::unique_ptr<ChunkedArray> open_zarr(const std::string& path) {
   try {
     doc = json::parse(text);
   } catch (const json::exception& e) {
-    raise(ErrorCode::Corrupt, file + ": not valid JSON (" + e.what() + ")");
+    throw_error(ErrorCode::Corrupt, file + ": not valid JSON (" + e.what() + ")");
   }
-  if (!doc.is_object()) raise(ErrorCode::Corrupt, file + ": is not a JSON object");
+  if (!doc.is_object()) throw_error(ErrorCode::Corrupt, file + ": is not a JSON object");
 
   const MetaParser p(file, doc);
   try {
@@ -633,7 +635,7 @@ std::unique_ptr<ChunkedArray> open_zarr(const std::string& path) {
                                        std::move(codec), separator);
   } catch (const json::exception& e) {
     // A field of an unexpected JSON type that a check above let through.
-    raise(ErrorCode::Corrupt, file + ": malformed metadata (" + e.what() + ")");
+    throw_error(ErrorCode::Corrupt, file + ": malformed metadata (" + e.what() + ")");
   }
 }
 

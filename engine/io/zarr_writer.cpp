@@ -44,7 +44,7 @@ using nlohmann::json;
 
 [[noreturn]] void raise_io(const std::string& what) {
   const int err = errno;
-  raise(ErrorCode::Io, what + ": " + std::strerror(err));
+  throw_error(ErrorCode::Io, what + ": " + std::strerror(err));
 }
 
 void write_all(int fd, const std::byte* data, std::size_t n, const std::string& path) {
@@ -111,8 +111,8 @@ Compressor parse_compressor(const std::string& text) {
   if (text == "zlib") return Compressor::Zlib;
   if (text == "zstd") return Compressor::Zstd;
   if (text == "blosc") return Compressor::Blosc;
-  raise(ErrorCode::InvalidArgument,
-        "unknown compressor '" + text + "' (expected none, zlib, zstd or blosc)");
+  throw_error(ErrorCode::InvalidArgument,
+              "unknown compressor '" + text + "' (expected none, zlib, zstd or blosc)");
 }
 
 struct ZarrWriter::State {
@@ -187,12 +187,13 @@ json ZarrWriter::State::metadata() const {
 void ZarrWriter::State::check_destination() const {
   if (!path_exists(path)) return;
   if (!overwrite) {
-    raise(ErrorCode::Io, path + ": already exists; remove it or ask to overwrite it");
+    throw_error(ErrorCode::Io, path + ": already exists; remove it or ask to overwrite it");
   }
   if (!replaceable(path)) {
-    raise(ErrorCode::Io, path +
-                             ": exists and is not a zarr array (no .zarray inside); refusing to "
-                             "replace it, remove it yourself if it should go");
+    throw_error(ErrorCode::Io,
+                path +
+                    ": exists and is not a zarr array (no .zarray inside); refusing to "
+                    "replace it, remove it yourself if it should go");
   }
 }
 
@@ -234,7 +235,8 @@ void ZarrWriter::State::move_into_place() const {
       return;
     }
     if (errno == EEXIST || errno == ENOTEMPTY) {
-      raise(ErrorCode::Io, path + ": appeared while the store was being written; not replaced");
+      throw_error(ErrorCode::Io,
+                  path + ": appeared while the store was being written; not replaced");
     }
     if (errno != EINVAL && errno != ENOSYS) raise_io(path + ": cannot move the new store in");
     if (::rename(temp.c_str(), path.c_str()) != 0) {
@@ -271,7 +273,7 @@ ZarrWriter::ZarrWriter(const std::string& path, const ZarrSpec& spec, bool overw
   s.parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : s.path.substr(0, slash));
   s.name = slash == std::string::npos ? s.path : s.path.substr(slash + 1);
   if (s.name.empty() || s.name == "." || s.name == ".." || s.name == "/") {
-    raise(ErrorCode::InvalidArgument, "'" + path + "' does not name a zarr store to create");
+    throw_error(ErrorCode::InvalidArgument, "'" + path + "' does not name a zarr store to create");
   }
   s.spec = spec;
   s.overwrite = overwrite;
@@ -279,40 +281,41 @@ ZarrWriter::ZarrWriter(const std::string& path, const ZarrSpec& spec, bool overw
   // The spec.
   const std::string where = path + ": ";
   if (spec.chunks.size() != spec.shape.size()) {
-    raise(ErrorCode::InvalidArgument, where + "chunks " + format_shape(spec.chunks) + " has " +
-                                          std::to_string(spec.chunks.size()) + " axes, the shape " +
-                                          format_shape(spec.shape) + " has " +
-                                          std::to_string(spec.shape.size()));
+    throw_error(ErrorCode::InvalidArgument, where + "chunks " + format_shape(spec.chunks) +
+                                                " has " + std::to_string(spec.chunks.size()) +
+                                                " axes, the shape " + format_shape(spec.shape) +
+                                                " has " + std::to_string(spec.shape.size()));
   }
   std::uint64_t chunk_bytes = spec.dtype.itemsize();
   try {
     ArrayMeta::contiguous(spec.dtype, spec.shape, spec.order);  // negative extents, overflow
     for (std::int64_t c : spec.chunks) {
       if (c < 1) {
-        raise(ErrorCode::InvalidArgument,
-              "chunks " + format_shape(spec.chunks) + " has an extent below 1");
+        throw_error(ErrorCode::InvalidArgument,
+                    "chunks " + format_shape(spec.chunks) + " has an extent below 1");
       }
       chunk_bytes = detail::checked_mul(chunk_bytes, static_cast<std::uint64_t>(c), "chunk");
     }
   } catch (const Error& e) {
-    raise(e.code(), where + e.what());
+    throw_error(e.code(), where + e.what());
   }
   if (chunk_bytes > kMaxDecodedChunkBytes) {  // what could be written could not be read back
-    raise(ErrorCode::InvalidArgument, where + "chunks " + format_shape(spec.chunks) +
-                                          " make chunks of over 2 GiB; use smaller chunks");
+    throw_error(ErrorCode::InvalidArgument, where + "chunks " + format_shape(spec.chunks) +
+                                                " make chunks of over 2 GiB; use smaller chunks");
   }
   s.chunk_nbytes = chunk_bytes;
   if (spec.compressor == Compressor::Blosc &&
       chunk_bytes > static_cast<std::uint64_t>(BLOSC_MAX_BUFFERSIZE)) {
-    raise(ErrorCode::InvalidArgument, where + "blosc cannot compress chunks of " +
-                                          std::to_string(chunk_bytes) +
-                                          " bytes (its limit is 2 GiB); use smaller chunks");
+    throw_error(ErrorCode::InvalidArgument, where + "blosc cannot compress chunks of " +
+                                                std::to_string(chunk_bytes) +
+                                                " bytes (its limit is 2 GiB); use smaller chunks");
   }
   if (s.spec.fill.empty()) s.spec.fill.assign(spec.dtype.itemsize(), std::byte{0});
   if (s.spec.fill.size() != spec.dtype.itemsize()) {
-    raise(ErrorCode::InvalidArgument, where + "fill value has " + std::to_string(spec.fill.size()) +
-                                          " bytes, the dtype " + spec.dtype.numpy_descr() + " " +
-                                          std::to_string(spec.dtype.itemsize()));
+    throw_error(ErrorCode::InvalidArgument, where + "fill value has " +
+                                                std::to_string(spec.fill.size()) +
+                                                " bytes, the dtype " + spec.dtype.numpy_descr() +
+                                                " " + std::to_string(spec.dtype.itemsize()));
   }
   // Levels and blosc's codec name: encoding one byte reports them as the codecs word them.
   try {
@@ -322,14 +325,14 @@ ZarrWriter::ZarrWriter(const std::string& path, const ZarrSpec& spec, bool overw
         break;
       case Compressor::Zlib:
         if (spec.level < 1 || spec.level > 9) {
-          raise(ErrorCode::InvalidArgument,
-                "zlib level " + std::to_string(spec.level) + " is out of range (use 1..9)");
+          throw_error(ErrorCode::InvalidArgument,
+                      "zlib level " + std::to_string(spec.level) + " is out of range (use 1..9)");
         }
         break;
       case Compressor::Zstd:
         if (spec.level < 1 || spec.level > 22) {
-          raise(ErrorCode::InvalidArgument,
-                "zstd level " + std::to_string(spec.level) + " is out of range (use 1..22)");
+          throw_error(ErrorCode::InvalidArgument,
+                      "zstd level " + std::to_string(spec.level) + " is out of range (use 1..22)");
         }
         break;
       case Compressor::Blosc:
@@ -337,7 +340,7 @@ ZarrWriter::ZarrWriter(const std::string& path, const ZarrSpec& spec, bool overw
         break;
     }
   } catch (const Error& e) {
-    raise(e.code(), where + e.what());
+    throw_error(e.code(), where + e.what());
   }
   s.grid.resize(spec.shape.size());
   for (std::size_t i = 0; i < spec.shape.size(); ++i) {
@@ -369,18 +372,20 @@ std::uint64_t ZarrWriter::chunk_nbytes() const noexcept { return state_->chunk_n
 void ZarrWriter::write_chunk(const Shape& coord, const std::byte* data) const {
   const State& s = *state_;
   if (s.committed) {
-    raise(ErrorCode::InvalidArgument, s.path + ": write_chunk after commit()");
+    throw_error(ErrorCode::InvalidArgument, s.path + ": write_chunk after commit()");
   }
   if (coord.size() != s.grid.size()) {
-    raise(ErrorCode::InvalidArgument, s.path + ": chunk coordinate " + format_shape(coord) +
-                                          " has " + std::to_string(coord.size()) +
-                                          " axes, the array " + std::to_string(s.grid.size()));
+    throw_error(ErrorCode::InvalidArgument, s.path + ": chunk coordinate " + format_shape(coord) +
+                                                " has " + std::to_string(coord.size()) +
+                                                " axes, the array " +
+                                                std::to_string(s.grid.size()));
   }
   std::string key;
   for (std::size_t i = 0; i < coord.size(); ++i) {
     if (coord[i] < 0 || coord[i] >= s.grid[i]) {
-      raise(ErrorCode::InvalidArgument, s.path + ": chunk coordinate " + format_shape(coord) +
-                                            " lies outside the chunk grid " + format_shape(s.grid));
+      throw_error(ErrorCode::InvalidArgument, s.path + ": chunk coordinate " + format_shape(coord) +
+                                                  " lies outside the chunk grid " +
+                                                  format_shape(s.grid));
     }
     if (i) key += '.';
     key += std::to_string(coord[i]);

@@ -211,31 +211,32 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
 
   if (!options.chunks.empty()) {
     if (d.format != ArrayFormat::Zarr && d.format != ArrayFormat::Hdf5) {
-      raise(ErrorCode::InvalidArgument, dst + ": --chunks applies to zarr and HDF5 outputs only");
+      throw_error(ErrorCode::InvalidArgument,
+                  dst + ": --chunks applies to zarr and HDF5 outputs only");
     }
     if (options.chunks.size() != nd) {
-      raise(ErrorCode::InvalidArgument, "--chunks " + format_shape(options.chunks) + " has " +
-                                            std::to_string(options.chunks.size()) +
-                                            " axes, the array " + std::to_string(nd));
+      throw_error(ErrorCode::InvalidArgument, "--chunks " + format_shape(options.chunks) + " has " +
+                                                  std::to_string(options.chunks.size()) +
+                                                  " axes, the array " + std::to_string(nd));
     }
     for (std::int64_t c : options.chunks) {
       if (c < 1)
-        raise(ErrorCode::InvalidArgument,
-              "--chunks " + format_shape(options.chunks) + ": every extent must be at least 1");
+        throw_error(ErrorCode::InvalidArgument, "--chunks " + format_shape(options.chunks) +
+                                                    ": every extent must be at least 1");
     }
   }
   if (d.format == ArrayFormat::Hdf5 && options.compressor != Compressor::None &&
       options.compressor != Compressor::Zlib) {
-    raise(ErrorCode::InvalidArgument,
-          dst + ": HDF5 outputs take --compressor none or zlib (gzip with shuffle)");
+    throw_error(ErrorCode::InvalidArgument,
+                dst + ": HDF5 outputs take --compressor none or zlib (gzip with shuffle)");
   }
   if ((d.format == ArrayFormat::Raw || d.format == ArrayFormat::Npy) &&
       options.compressor != Compressor::None) {
-    raise(ErrorCode::InvalidArgument, dst + ": raw and .npy outputs cannot be compressed");
+    throw_error(ErrorCode::InvalidArgument, dst + ": raw and .npy outputs cannot be compressed");
   }
   // An existing HDF5 file gets the dataset added: Hdf5Writer checks the dataset's name.
   if (!options.overwrite && d.format != ArrayFormat::Hdf5 && path_exists(d.path)) {
-    raise(ErrorCode::Io, d.path + " exists; pass --overwrite to replace it");
+    throw_error(ErrorCode::Io, d.path + " exists; pass --overwrite to replace it");
   }
   const bool chunked_out = d.format == ArrayFormat::Zarr ||
                            (d.format == ArrayFormat::Hdf5 &&
@@ -327,10 +328,11 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
         const std::int64_t first = static_cast<std::int64_t>(task) * per_task;
         for (std::int64_t i = first; i < std::min(first + per_task, cells); ++i) {
           std::uint64_t size = 0;
-          if (result.size - pos < sizeof size) raise(ErrorCode::Internal, "short chunk result");
+          if (result.size - pos < sizeof size)
+            throw_error(ErrorCode::Internal, "short chunk result");
           std::memcpy(&size, result.data + pos, sizeof size);
           pos += sizeof size;
-          if (result.size - pos < size) raise(ErrorCode::Internal, "short chunk result");
+          if (result.size - pos < size) throw_error(ErrorCode::Internal, "short chunk result");
           writer.write_encoded_chunk(
               grid.coord(i), std::vector<std::byte>(result.data + pos, result.data + pos + size));
           pos += size;

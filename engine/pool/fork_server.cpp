@@ -205,7 +205,7 @@ bool ForkServer::read_one(bool wait, std::optional<SpawnedWorker>* spawned) {
   UniqueFd fd;
   const int rc = receive_message(control_.get(), wait, &message, &fd);
   if (rc < 0) return false;
-  if (rc == 0) raise(ErrorCode::WorkerLost, "the pool's fork server is gone");
+  if (rc == 0) throw_error(ErrorCode::WorkerLost, "the pool's fork server is gone");
   if (message.kind == Kind::Exited) {
     if (ignored_.erase(message.pid) == 0) {
       ExitInfo info;
@@ -231,11 +231,11 @@ SpawnedWorker ForkServer::spawn() {
   Message request;
   request.kind = Kind::Spawn;
   if (!control_ || !send_message(control_.get(), request, -1)) {
-    raise(ErrorCode::Io, "the pool's fork server is gone: cannot start a worker");
+    throw_error(ErrorCode::Io, "the pool's fork server is gone: cannot start a worker");
   }
   std::optional<SpawnedWorker> spawned;
   while (!spawned) read_one(/*wait=*/true, &spawned);
-  if (!spawned->socket) raise(ErrorCode::Io, "the fork server could not start a worker");
+  if (!spawned->socket) throw_error(ErrorCode::Io, "the fork server could not start a worker");
   return std::move(*spawned);
 }
 

@@ -121,10 +121,10 @@ void check_shared_memory_room(std::uint64_t bytes, const std::string& what) {
   // Slack for the rest of the process's growth meanwhile.
   constexpr std::uint64_t kSlack = 16u << 20;
   if (!memory || bytes + kSlack <= memory->headroom()) return;
-  raise(ErrorCode::Io, "sharing " + what + " would pass this cgroup's memory limit (" +
-                           format_bytes(memory->used) + " of " + format_bytes(memory->limit) +
-                           " in use): pass the array by reference (ArrayRef of a file, or a "
-                           "SharedArray made once), lower n_jobs, or raise the limit");
+  throw_error(ErrorCode::Io, "sharing " + what + " would pass this cgroup's memory limit (" +
+                                 format_bytes(memory->used) + " of " + format_bytes(memory->limit) +
+                                 " in use): pass the array by reference (ArrayRef of a file, or a "
+                                 "SharedArray made once), lower n_jobs, or raise the limit");
 }
 
 std::uint64_t available_memory() {
@@ -171,8 +171,8 @@ Backend parse_backend(const std::string& text) {
   if (text == "process") return Backend::Process;
   if (text == "thread") return Backend::Thread;
   if (text == "serial") return Backend::Serial;
-  raise(ErrorCode::InvalidArgument,
-        "unknown backend '" + text + "': use process, thread or serial");
+  throw_error(ErrorCode::InvalidArgument,
+              "unknown backend '" + text + "': use process, thread or serial");
 }
 
 const char* to_string(Backend backend) noexcept {
@@ -207,8 +207,8 @@ int cpu_count() {
 
 int effective_n_jobs(int n_jobs) {
   if (n_jobs == 0) {
-    raise(ErrorCode::InvalidArgument,
-          "n_jobs=0 is invalid: use a positive count, -1 for all CPUs, -2 for all but one");
+    throw_error(ErrorCode::InvalidArgument,
+                "n_jobs=0 is invalid: use a positive count, -1 for all CPUs, -2 for all but one");
   }
   if (n_jobs > 0) return n_jobs;
   // n_jobs >= INT_MIN: cpus + 1 + n_jobs computed in 64 bits cannot overflow.
@@ -218,10 +218,10 @@ int effective_n_jobs(int n_jobs) {
 
 std::uint64_t parse_max_nbytes(const std::string& text) {
   const auto bad = [&text]() {
-    raise(ErrorCode::InvalidArgument,
-          "max_nbytes '" + text +
-              "' is invalid: use a byte count (\"4096\", \"0\") or a number with K, M or G "
-              "(powers of 1024, e.g. \"1M\")");
+    throw_error(ErrorCode::InvalidArgument,
+                "max_nbytes '" + text +
+                    "' is invalid: use a byte count (\"4096\", \"0\") or a number with K, M or G "
+                    "(powers of 1024, e.g. \"1M\")");
   };
   std::string digits = text;
   std::uint64_t multiplier = 1;

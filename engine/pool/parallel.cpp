@@ -45,8 +45,8 @@ int parse_n_jobs(const char* text) {
   char* end = nullptr;
   const long value = std::strtol(text, &end, 10);
   if (end == text || *end != '\0' || value < -1'000'000 || value > 1'000'000) {
-    raise(ErrorCode::InvalidArgument,
-          std::string("MMC_N_JOBS='") + text + "' is not an integer n_jobs");
+    throw_error(ErrorCode::InvalidArgument,
+                std::string("MMC_N_JOBS='") + text + "' is not an integer n_jobs");
   }
   return static_cast<int>(value);
 }
@@ -143,7 +143,7 @@ std::shared_ptr<PoolCore> make_pool_core(const CoreOptions& options) {
     case Backend::Serial:
       return make_serial_core(options);
   }
-  raise(ErrorCode::InvalidArgument, "unknown backend");
+  throw_error(ErrorCode::InvalidArgument, "unknown backend");
 }
 
 std::string demangle(const char* mangled) {
@@ -169,7 +169,7 @@ std::string late_pointer_text(std::uintptr_t address) {
 }  // namespace
 
 void raise_late_pointer(std::uintptr_t address) {
-  raise(ErrorCode::InvalidArgument, "mmc::Pool: " + late_pointer_text(address));
+  throw_error(ErrorCode::InvalidArgument, "mmc::Pool: " + late_pointer_text(address));
 }
 
 std::string explain_transport(Backend backend, std::uint64_t max_nbytes, std::uint64_t header,
@@ -228,7 +228,8 @@ std::string task_range(std::size_t first_task, std::size_t n_items) {
 
 void run_batch(ByteView batch, Bytes& out) {
   if (batch.size < 3 * sizeof(std::uint64_t)) {
-    raise(ErrorCode::Internal, "a batch of " + std::to_string(batch.size) + " bytes is too short");
+    throw_error(ErrorCode::Internal,
+                "a batch of " + std::to_string(batch.size) + " bytes is too short");
   }
   std::uint64_t address;
   std::memcpy(&address, batch.data, sizeof address);

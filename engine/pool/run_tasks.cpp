@@ -99,7 +99,7 @@ CallStats drive(PoolCore& core, const TaskSet& call, int n_workers) {
       arrived.swap(inbox->done);
     }
     for (auto& [task, outcome] : arrived) {
-      if (outcome.failed) raise(outcome.code, outcome.message);
+      if (outcome.failed) throw_error(outcome.code, outcome.message);
       per_worker = outcome.seconds < kTinyTaskSeconds ? kTinyTasksInFlightPerWorker
                                                       : kTasksInFlightPerWorker;
       if (call.on_result) call.on_result(task, {outcome.results.data(), outcome.results.size()});
@@ -123,7 +123,7 @@ CallStats drive(PoolCore& core, const TaskSet& call, int n_workers) {
 CallStats run_tasks(const PoolOptions& options, const TaskSet& call) {
   detail::CoreOptions core_options = detail::resolve_options(options);
   if (call.n_tasks > 0 && !call.run) {
-    raise(ErrorCode::InvalidArgument, "run_tasks: the call has tasks but no task function");
+    throw_error(ErrorCode::InvalidArgument, "run_tasks: the call has tasks but no task function");
   }
   detail::throw_if_interrupted();
   if (call.n_tasks == 0) return {};

@@ -123,9 +123,10 @@ UniqueFd create_shared_file(std::uint64_t bytes, std::string* where) {
     try {
       fd = open_unlinked_file(folder);
     } catch (const Error& error) {
-      raise(ErrorCode::Io, std::string(error.what()) +
-                               ": cannot create a shared array there; point MMC_TEMP_FOLDER at a "
-                               "writable folder");
+      throw_error(ErrorCode::Io,
+                  std::string(error.what()) +
+                      ": cannot create a shared array there; point MMC_TEMP_FOLDER at a "
+                      "writable folder");
     }
   }
   if (ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) {
@@ -133,12 +134,12 @@ UniqueFd create_shared_file(std::uint64_t bytes, std::string* where) {
   }
   const int rc = posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes));
   if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
-    raise(ErrorCode::Io,
-          "temp folder " + folder + ": no room for a shared array of " + std::to_string(bytes) +
-              " bytes (" +
-              (folder == "memfd" ? std::string("memory")
-                                 : std::to_string(free_bytes_of(folder)) + " bytes free") +
-              ": " + std::strerror(rc) + "); point MMC_TEMP_FOLDER at a folder with room");
+    throw_error(ErrorCode::Io,
+                "temp folder " + folder + ": no room for a shared array of " +
+                    std::to_string(bytes) + " bytes (" +
+                    (folder == "memfd" ? std::string("memory")
+                                       : std::to_string(free_bytes_of(folder)) + " bytes free") +
+                    ": " + std::strerror(rc) + "); point MMC_TEMP_FOLDER at a folder with room");
   }
   if (where != nullptr) *where = folder;
   return fd;
@@ -161,8 +162,8 @@ SharedSegment SharedSegment::map_received(UniqueFd fd, std::size_t size) {
   struct stat info {};
   if (fstat(fd.get(), &info) != 0) raise_errno("fstat of a received segment");
   if (static_cast<unsigned long long>(info.st_size) < size) {
-    raise(ErrorCode::Internal, "received segment has " + std::to_string(info.st_size) +
-                                   " bytes, its frame says " + std::to_string(size));
+    throw_error(ErrorCode::Internal, "received segment has " + std::to_string(info.st_size) +
+                                         " bytes, its frame says " + std::to_string(size));
   }
   void* data = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd.get(), 0);
   if (data == MAP_FAILED) raise_errno("mmap of a " + std::to_string(size) + "-byte segment");

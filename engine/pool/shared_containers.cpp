@@ -130,11 +130,12 @@ class Locked {
       header_->inconsistent = 1;
     }
     if (check && header_->inconsistent != 0) {
-      raise(ErrorCode::Corrupt,
-            std::string(name_of(s.kind())) +
-                ": a process died while changing it (it held the lock inside a change: a killed "
-                "or timed-out worker), so its contents cannot be trusted; reset() empties it "
-                "for reuse");
+      throw_error(
+          ErrorCode::Corrupt,
+          std::string(name_of(s.kind())) +
+              ": a process died while changing it (it held the lock inside a change: a killed "
+              "or timed-out worker), so its contents cannot be trusted; reset() empties it "
+              "for reuse");
     }
   }
   ~Locked() { header_->changing = 0; }
@@ -162,11 +163,11 @@ class Locked {
 };
 
 [[noreturn]] void raise_full(const Locked& locked, std::uint64_t payload_bytes) {
-  raise(ErrorCode::InvalidArgument,
-        locked.name() + ": its segment of " + format_bytes(payload_bytes) + " is full (" +
-            format_bytes(locked.manager()->get_free_memory()) +
-            " free, in pieces too small for this change); a shared container's size is fixed "
-            "at creation: make it with a larger SegmentSize");
+  throw_error(ErrorCode::InvalidArgument,
+              locked.name() + ": its segment of " + format_bytes(payload_bytes) + " is full (" +
+                  format_bytes(locked.manager()->get_free_memory()) +
+                  " free, in pieces too small for this change); a shared container's size is fixed "
+                  "at creation: make it with a larger SegmentSize");
 }
 
 // Runs fn(locked) under the lock; a full segment becomes a clear Error (Boost's strong
@@ -197,8 +198,9 @@ Key key_of(ByteView v) { return {reinterpret_cast<const char*>(v.data), v.size};
 
 void check_index(const Locked& l, std::size_t index, std::size_t size) {
   if (index >= size) {
-    raise(ErrorCode::InvalidArgument, l.name() + ": index " + std::to_string(index) +
-                                          " is out of range (size " + std::to_string(size) + ")");
+    throw_error(ErrorCode::InvalidArgument, l.name() + ": index " + std::to_string(index) +
+                                                " is out of range (size " + std::to_string(size) +
+                                                ")");
   }
 }
 
@@ -208,9 +210,9 @@ void die_in_next_container_change() noexcept { die_in_change = true; }
 
 ContainerSegment::ContainerSegment(ContainerKind kind, SegmentSize size) : kind_(kind) {
   if (size.bytes < kMinBytes) {
-    raise(ErrorCode::InvalidArgument,
-          std::string(name_of(kind)) + ": a segment of " + std::to_string(size.bytes) +
-              " bytes is too small; give at least " + std::to_string(kMinBytes));
+    throw_error(ErrorCode::InvalidArgument,
+                std::string(name_of(kind)) + ": a segment of " + std::to_string(size.bytes) +
+                    " bytes is too small; give at least " + std::to_string(kMinBytes));
   }
   owner_ = std::make_shared<SharedArray<std::byte>>(size.bytes);
   payload_ = owner_->data();
@@ -225,9 +227,9 @@ ContainerSegment::ContainerSegment(ContainerKind kind, ArrayRef<std::byte> ref)
   const auto* header = reinterpret_cast<const Header*>(payload_);
   if (payload_bytes_ < kMinBytes || header->magic != kMagic ||
       header->kind != static_cast<std::uint32_t>(kind)) {
-    raise(ErrorCode::InvalidArgument, std::string(name_of(kind)) +
-                                          ": the shared segment it was given holds something "
-                                          "else (another kind of container, or an array)");
+    throw_error(ErrorCode::InvalidArgument, std::string(name_of(kind)) +
+                                                ": the shared segment it was given holds something "
+                                                "else (another kind of container, or an array)");
   }
 }
 

@@ -54,14 +54,14 @@ ArrayMapping map_segment(const ArrayDesc& desc) {
   UniqueFd fd(
       open(link.c_str(), (desc.mode == MapMode::ReadWrite ? O_RDWR : O_RDONLY) | O_CLOEXEC));
   if (!fd) {
-    raise(ErrorCode::NotFound, "shared array (owner pid " + std::to_string(desc.pid) +
-                                   "): cannot open " + link + ": " + std::strerror(errno) +
-                                   "; does its SharedArray still exist?");
+    throw_error(ErrorCode::NotFound, "shared array (owner pid " + std::to_string(desc.pid) +
+                                         "): cannot open " + link + ": " + std::strerror(errno) +
+                                         "; does its SharedArray still exist?");
   }
   const std::size_t length = kHeaderBytes + desc.nbytes;
   struct stat info {};
   if (fstat(fd.get(), &info) != 0 || static_cast<std::uint64_t>(info.st_size) < length) {
-    raise(ErrorCode::NotFound, "shared array: " + link + " is not the segment it names");
+    throw_error(ErrorCode::NotFound, "shared array: " + link + " is not the segment it names");
   }
   // Private for c (a copy-on-write view of the shared pages), shared otherwise; the header
   // is always shared and writable so lock() works whatever the mode.
@@ -72,7 +72,8 @@ ArrayMapping map_segment(const ArrayDesc& desc) {
   std::shared_ptr<void> keep(base, Unmapper{length});
   auto* bytes = static_cast<std::byte*>(base);
   if (reinterpret_cast<Header*>(bytes)->uid != desc.uid) {
-    raise(ErrorCode::NotFound, "shared array: " + link + " is no longer the segment it named");
+    throw_error(ErrorCode::NotFound,
+                "shared array: " + link + " is no longer the segment it named");
   }
   ArrayMapping mapping;
   mapping.base = bytes;
@@ -165,7 +166,7 @@ std::string describe_reference(const ArrayDesc& desc) {
 
 ArrayMapping resolve_array(const ArrayDesc& desc) {
   if (desc.mode == MapMode::Create) {
-    raise(ErrorCode::InvalidArgument, "ArrayRef: mode w+ is for creating files; use r+");
+    throw_error(ErrorCode::InvalidArgument, "ArrayRef: mode w+ is for creating files; use r+");
   }
   if (desc.mode == MapMode::CopyOnWrite) {
     return desc.uid != 0 ? map_segment(desc) : map_file(desc);  // private to this holder
@@ -180,7 +181,7 @@ void lock_segment(std::byte* base) {
     // The holder died (killed worker): the data may be half-updated, the lock is usable again.
     pthread_mutex_consistent(&header->mutex);
   } else if (rc != 0) {
-    raise(ErrorCode::Internal, std::string("shared array lock: ") + std::strerror(rc));
+    throw_error(ErrorCode::Internal, std::string("shared array lock: ") + std::strerror(rc));
   }
 }
 

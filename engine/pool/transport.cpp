@@ -41,7 +41,7 @@ std::vector<SubFrame> split_batch(ByteView batch) {
   while (pos < batch.size) {
     SubFrame frame;
     if (batch.size - pos < sizeof frame.header) {
-      raise(ErrorCode::Internal, "transport: a batch of results ends inside a header");
+      throw_error(ErrorCode::Internal, "transport: a batch of results ends inside a header");
     }
     std::memcpy(&frame.header, batch.data + pos, sizeof frame.header);
     pos += sizeof frame.header;
@@ -49,7 +49,7 @@ std::vector<SubFrame> split_batch(ByteView batch) {
     if (frame.header.magic != kFrameMagic ||
         (kind != FrameKind::Result && kind != FrameKind::Failure) || frame.header.flags != 0 ||
         frame.header.length > batch.size - pos) {
-      raise(ErrorCode::Internal, "transport: malformed result in a batch");
+      throw_error(ErrorCode::Internal, "transport: malformed result in a batch");
     }
     frame.payload = {batch.data + pos, static_cast<std::size_t>(frame.header.length)};
     pos += frame.header.length;
@@ -127,7 +127,7 @@ std::size_t FrameReader::read_into(int socket, std::byte* dst, std::size_t len, 
     raise_errno("reading a worker socket");
   }
   if (got.extra_fds) {
-    raise(ErrorCode::Internal, "transport: more than one descriptor arrived with a frame");
+    throw_error(ErrorCode::Internal, "transport: more than one descriptor arrived with a frame");
   }
   if (got.bytes == 0) throw PeerGone();
   return static_cast<std::size_t>(got.bytes);
@@ -146,7 +146,7 @@ std::optional<InMessage> FrameReader::receive(int socket, bool dont_wait,
       if (header_.magic != kFrameMagic || !valid_kind(header_.kind) ||
           (in_segment && (!received_fd_ || header_.length == 0)) || (!in_segment && received_fd_) ||
           header_.envelope > header_.length) {
-        raise(ErrorCode::Internal, "transport: malformed frame on a worker socket");
+        throw_error(ErrorCode::Internal, "transport: malformed frame on a worker socket");
       }
       have_header_ = true;
       payload_got_ = 0;

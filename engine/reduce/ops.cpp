@@ -129,10 +129,10 @@ std::int64_t ReduceResult::size() const noexcept {
 
 void ReduceResult::check_element_type(TypeId asked, std::size_t asked_size) const {
   if (asked == dtype.id() && asked_size == dtype.itemsize()) return;
-  raise(ErrorCode::InvalidArgument, "ReduceResult::as<T>: the result holds " + dtype.name() +
-                                        " elements, T is " + DType(asked).name() +
-                                        ": ask for the result's dtype (as<" + cxx_name(dtype.id()) +
-                                        ">())");
+  throw_error(ErrorCode::InvalidArgument, "ReduceResult::as<T>: the result holds " + dtype.name() +
+                                              " elements, T is " + DType(asked).name() +
+                                              ": ask for the result's dtype (as<" +
+                                              cxx_name(dtype.id()) + ">())");
 }
 
 std::vector<int> parse_axes(const std::string& text) {

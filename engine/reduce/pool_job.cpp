@@ -287,8 +287,8 @@ CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size
       *outcome = here(range);
     }
     if (outcome->failed != 0) {
-      raise(static_cast<ErrorCode>(outcome->code),
-            "task " + std::to_string(outcome->failed - 1) + ": " + outcome->message);
+      throw_error(static_cast<ErrorCode>(outcome->code),
+                  "task " + std::to_string(outcome->failed - 1) + ": " + outcome->message);
     }
     on_range(outcome->first, outcome->count, {outcome->partials.data(), outcome->partials.size()});
     done += outcome->count;

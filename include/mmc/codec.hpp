@@ -45,8 +45,8 @@ class ByteReader {
   explicit ByteReader(ByteView in) : in_(in) {}
   const std::byte* take(std::size_t size) {
     if (size > in_.size - pos_) {
-      raise(ErrorCode::Corrupt, "codec: a value runs past the end of its " +
-                                    std::to_string(in_.size) + "-byte message");
+      throw_error(ErrorCode::Corrupt, "codec: a value runs past the end of its " +
+                                          std::to_string(in_.size) + "-byte message");
     }
     const std::byte* at = in_.data + pos_;
     pos_ += size;

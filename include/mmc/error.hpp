@@ -32,7 +32,7 @@ class Error : public std::runtime_error {
 };
 
 // Throws Error(code, message). Out of line so call sites stay small.
-[[noreturn]] void raise(ErrorCode code, const std::string& message);
+[[noreturn]] void throw_error(ErrorCode code, const std::string& message);
 
 // Throws Error(Io, "<what>: <strerror(errno)>") using the current errno.
 [[noreturn]] void raise_errno(const std::string& what);

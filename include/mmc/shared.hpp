@@ -127,20 +127,22 @@ class ArrayRef {
     if constexpr (detail::kIsNumpyScalar<Element>) {
       const DType want(type_id_of<Element>());
       if (meta.dtype.id() != want.id()) {
-        raise(ErrorCode::InvalidArgument, source.path() + ": elements are " +
-                                              meta.dtype.numpy_descr() + ", cannot be viewed as " +
-                                              want.numpy_descr() + " (convert the file first)");
+        throw_error(ErrorCode::InvalidArgument, source.path() + ": elements are " +
+                                                    meta.dtype.numpy_descr() +
+                                                    ", cannot be viewed as " + want.numpy_descr() +
+                                                    " (convert the file first)");
       }
     } else if (meta.dtype.itemsize() != sizeof(T)) {
-      raise(ErrorCode::InvalidArgument,
-            source.path() + ": items of " + std::to_string(meta.dtype.itemsize()) +
-                " bytes cannot be viewed as " + std::to_string(sizeof(T)) + "-byte elements");
+      throw_error(ErrorCode::InvalidArgument,
+                  source.path() + ": items of " + std::to_string(meta.dtype.itemsize()) +
+                      " bytes cannot be viewed as " + std::to_string(sizeof(T)) + "-byte elements");
     }
     if (!meta.dtype.is_native()) {
-      raise(ErrorCode::InvalidArgument,
-            source.path() + ": elements are " + meta.dtype.numpy_descr() +
-                ", stored in the other byte order than this machine's: an ArrayRef would read "
-                "them byte-swapped (convert the file to native order first)");
+      throw_error(
+          ErrorCode::InvalidArgument,
+          source.path() + ": elements are " + meta.dtype.numpy_descr() +
+              ", stored in the other byte order than this machine's: an ArrayRef would read "
+              "them byte-swapped (convert the file to native order first)");
     }
     detail::ArrayDesc desc;
     desc.path = source.path();
@@ -164,7 +166,7 @@ class ArrayRef {
   SegmentLock lock() const {
     data();
     if (mapping_.base == nullptr) {
-      raise(ErrorCode::InvalidArgument, "ArrayRef::lock: a file region has no lock");
+      throw_error(ErrorCode::InvalidArgument, "ArrayRef::lock: a file region has no lock");
     }
     return SegmentLock(mapping_.base);
   }

@@ -624,7 +624,9 @@ TEST(Hdf5Probe, TurnsACrashInTheProbedWorkIntoOneCorruptError) {
                {"x.h5: libhdf5 crashed reading it", "damaged file?"});
   // An error in the child comes back as it was thrown; success returns.
   expect_error(
-      [] { detail::probe_hdf5("y.h5", [] { raise(ErrorCode::NotFound, "y.h5: no dataset"); }); },
+      [] {
+        detail::probe_hdf5("y.h5", [] { throw_error(ErrorCode::NotFound, "y.h5: no dataset"); });
+      },
       ErrorCode::NotFound, {"y.h5: no dataset"});
   detail::probe_hdf5("z.h5", [] {});
   // A runaway allocation meets the child's memory cap, not the machine's.
