@@ -37,7 +37,7 @@ void put_key(std::string& out, const CacheKey& key) {
 std::string real_path(const std::string& path) {
   std::unique_ptr<char, decltype(&std::free)> resolved(::realpath(path.c_str(), nullptr),
                                                        &std::free);
-  if (!resolved) raise_errno("cache: cannot resolve the source path " + path);
+  if (!resolved) throw_errno("cache: cannot resolve the source path " + path);
   return resolved.get();
 }
 
@@ -120,7 +120,7 @@ Hasher& Hasher::add(const Source& source, SourceHash how) {
   // descriptor to fstat instead.
   const std::string path = real_path(source.path());
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) raise_errno("cache: cannot stat the source " + path);
+  if (::stat(path.c_str(), &st) != 0) throw_errno("cache: cannot stat the source " + path);
   const ArrayMeta& meta = source.meta();
   encoding_ += kTagSource;
   add(source.kind());

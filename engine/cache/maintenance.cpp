@@ -65,7 +65,7 @@ std::vector<FolderFile> scan(const std::string& folder) {
   std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(folder.c_str()), &::closedir);
   if (!dir) {
     if (errno == ENOENT) return {};
-    raise_errno("cannot list the cache folder " + folder);
+    throw_errno("cannot list the cache folder " + folder);
   }
   std::vector<FolderFile> files;
   while (const dirent* e = ::readdir(dir.get())) {
@@ -148,7 +148,7 @@ CacheRemoval Cache::prune(std::uint64_t max_bytes) const {
       r.removed_bytes += e.size;
       ++r.removed_entries;
     } else {
-      raise_errno("cannot remove the cache entry " + e.path);
+      throw_errno("cannot remove the cache entry " + e.path);
     }
   }
   remove_leftovers(files, kStaleTempNs);
@@ -161,7 +161,7 @@ CacheRemoval Cache::clear() const {
   for (const FolderFile& f : files) {
     if (f.kind != FileKind::Entry) continue;
     if (::unlink(f.path.c_str()) != 0 && errno != ENOENT) {
-      raise_errno("cannot remove the cache entry " + f.path);
+      throw_errno("cannot remove the cache entry " + f.path);
     }
     r.removed_bytes += f.size;
     ++r.removed_entries;

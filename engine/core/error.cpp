@@ -32,7 +32,7 @@ const char* to_string(ErrorCode code) noexcept {
 
 void throw_error(ErrorCode code, const std::string& message) { throw Error(code, message); }
 
-void raise_errno(const std::string& what) {
+void throw_errno(const std::string& what) {
   const int err = errno;
   const ErrorCode code = (err == ENOENT || err == ENOTDIR) ? ErrorCode::NotFound : ErrorCode::Io;
   throw Error(code, what + ": " + std::strerror(err));

@@ -45,7 +45,7 @@ void install_interrupt_handlers() {
   static std::once_flag once;
   std::call_once(once, [] {
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) raise_errno("pipe2 for the interrupt handler");
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) throw_errno("pipe2 for the interrupt handler");
     // Process-lifetime descriptors: never closed, so no UniqueFd.
     g_pipe_read.store(fds[0]);
     g_pipe_write.store(fds[1]);
@@ -54,7 +54,7 @@ void install_interrupt_handlers() {
     sigemptyset(&action.sa_mask);
     action.sa_flags = 0;  // no SA_RESTART: a blocked call returns EINTR and sees the flag
     if (sigaction(SIGINT, &action, nullptr) != 0 || sigaction(SIGTERM, &action, nullptr) != 0) {
-      raise_errno("sigaction for SIGINT/SIGTERM");
+      throw_errno("sigaction for SIGINT/SIGTERM");
     }
   });
 }

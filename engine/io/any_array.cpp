@@ -67,7 +67,7 @@ bool starts_with_bytes(const std::string& path, const char* magic, std::size_t n
   const detail::UniqueFd fd = detail::open_read_only(path);
   char head[8] = {};
   const ssize_t got = detail::pread_full(fd.get(), head, n, 0);
-  if (got < 0) raise_errno(path + ": cannot read");
+  if (got < 0) throw_errno(path + ": cannot read");
   return static_cast<std::size_t>(got) == n && std::memcmp(head, magic, n) == 0;
 }
 
@@ -159,7 +159,7 @@ AnyArray open_array(const std::string& spec, const RawSpec* raw) {
     return AnyArray(open_raw(copy));
   }
   struct stat st;
-  if (::stat(spec.c_str(), &st) != 0) raise_errno(spec);  // ENOENT, or EACCES on the way
+  if (::stat(spec.c_str(), &st) != 0) throw_errno(spec);  // ENOENT, or EACCES on the way
   if (is_directory(spec)) return AnyArray(open_zarr(spec));
   if (has_npy_magic(spec)) return AnyArray(open_npy(spec));
   if (is_hdf5_file(spec)) {

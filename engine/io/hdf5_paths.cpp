@@ -65,12 +65,12 @@ void check_file(const std::string& file) {
     if (errno == ENOENT || errno == ENOTDIR) {
       throw_error(ErrorCode::NotFound, file + ": no such file (expected an HDF5 file)");
     }
-    raise_errno(file + ": cannot stat");
+    throw_errno(file + ": cannot stat");
   }
   if (S_ISDIR(st.st_mode)) {
     throw_error(ErrorCode::InvalidArgument, file + ": is a folder, not an HDF5 file");
   }
-  if (::access(file.c_str(), R_OK) != 0) raise_errno(file + ": cannot read");
+  if (::access(file.c_str(), R_OK) != 0) throw_errno(file + ": cannot read");
   if (!is_hdf5_file(file)) {
     throw_error(ErrorCode::Corrupt, file +
                                         ": not an HDF5 file (no HDF5 signature at offset 0, 512, "

@@ -90,11 +90,11 @@ bool probe_enabled() {
 void probe_hdf5(const std::string& file, const std::function<void()>& work) {
   if (!probe_enabled()) return;
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) raise_errno(file + ": cannot make a pipe for the probe");
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno(file + ": cannot make a pipe for the probe");
   UniqueFd read_end(fds[0]);
   UniqueFd write_end(fds[1]);
   const pid_t pid = ::fork();
-  if (pid < 0) raise_errno(file + ": cannot fork the probe");
+  if (pid < 0) throw_errno(file + ": cannot fork the probe");
   if (pid == 0) {
     read_end.reset();
     run_child(write_end.get(), file, work);
@@ -104,7 +104,7 @@ void probe_hdf5(const std::string& file, const std::function<void()>& work) {
   detail::read_to_end(read_end.get(), report);  // a failed read leaves a short report: said below
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) raise_errno(file + ": cannot wait for the probe");
+    if (errno != EINTR) throw_errno(file + ": cannot wait for the probe");
   }
   if (WIFSIGNALED(status)) {
     if (WTERMSIG(status) == SIGALRM) {

@@ -365,7 +365,7 @@ Shape library_chunks(const Shape& shape, std::size_t itemsize) {
 
 std::uint64_t size_of_file(const std::string& file) {
   struct stat st;
-  if (::stat(file.c_str(), &st) != 0) raise_errno(file + ": cannot stat");
+  if (::stat(file.c_str(), &st) != 0) throw_errno(file + ": cannot stat");
   return static_cast<std::uint64_t>(st.st_size);
 }
 

@@ -225,10 +225,10 @@ unsigned probe_destination(const std::string& file, const std::string& dataset) 
 void copy_whole_file(const std::string& from, const std::string& to) {
   detail::UniqueFd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
   struct stat st;
-  if (!in || ::fstat(in.get(), &st) != 0) raise_errno(from + ": cannot open to copy");
+  if (!in || ::fstat(in.get(), &st) != 0) throw_errno(from + ": cannot open to copy");
   detail::UniqueFd out(
       ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777));
-  if (!out) raise_errno(to + ": cannot create");
+  if (!out) throw_errno(to + ": cannot create");
   auto left = static_cast<std::uint64_t>(st.st_size);
   bool plain = false;  // sendfile where copy_file_range is not supported
   while (left > 0) {
@@ -241,7 +241,7 @@ void copy_whole_file(const std::string& from, const std::string& to) {
       plain = true;
       continue;
     }
-    if (n < 0) raise_errno(to + ": cannot copy " + from + " into it");
+    if (n < 0) throw_errno(to + ": cannot copy " + from + " into it");
     if (n == 0) throw_error(ErrorCode::Io, from + ": became shorter while being copied");
     left -= static_cast<std::uint64_t>(n);
   }
@@ -538,7 +538,7 @@ void Hdf5Writer::State::commit_in_place() {
   const std::string& target = data_file();
   {
     detail::UniqueFd fd(::open(target.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd || ::fsync(fd.get()) != 0) raise_errno(target + ": cannot flush the data");
+    if (!fd || ::fsync(fd.get()) != 0) throw_errno(target + ": cannot flush the data");
   }
   const hid_t id = file_id.get();
   const std::string aside = "/.mmcompute-replaced-" + std::to_string(::getpid());
@@ -573,10 +573,10 @@ void Hdf5Writer::State::commit_in_place() {
   close_ids();
   {
     detail::UniqueFd fd(::open(target.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd || ::fsync(fd.get()) != 0) raise_errno(target + ": cannot flush");
+    if (!fd || ::fsync(fd.get()) != 0) throw_errno(target + ": cannot flush");
   }
   if (copy && ::rename(temp.c_str(), file.c_str()) != 0) {
-    raise_errno(file + ": cannot rename " + temp + " onto it");
+    throw_errno(file + ": cannot rename " + temp + " onto it");
   }
   committed = true;
   if (copy) {
@@ -600,12 +600,12 @@ void Hdf5Writer::commit() {
   s.close_ids();
   {
     detail::UniqueFd fd(::open(s.temp.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) raise_errno(s.temp + ": cannot reopen to flush");
-    if (::fsync(fd.get()) != 0) raise_errno(s.temp + ": cannot flush");
+    if (!fd) throw_errno(s.temp + ": cannot reopen to flush");
+    if (::fsync(fd.get()) != 0) throw_errno(s.temp + ": cannot flush");
   }
   if (s.overwrite) {
     if (::rename(s.temp.c_str(), s.file.c_str()) != 0) {
-      raise_errno(s.file + ": cannot rename " + s.temp + " onto it");
+      throw_errno(s.file + ": cannot rename " + s.temp + " onto it");
     }
   } else {
     // No-clobber rename: the destination may have appeared since construction.
@@ -615,7 +615,7 @@ void Hdf5Writer::commit() {
                     s.file + ": already exists; remove it or pass overwrite to replace it");
       }
       if (errno != EINVAL && errno != ENOSYS) {
-        raise_errno(s.file + ": cannot rename " + s.temp + " onto it");
+        throw_errno(s.file + ": cannot rename " + s.temp + " onto it");
       }
       // A file system without RENAME_NOREPLACE: link() refuses an existing name too.
       if (::link(s.temp.c_str(), s.file.c_str()) != 0) {
@@ -623,7 +623,7 @@ void Hdf5Writer::commit() {
           throw_error(ErrorCode::Io,
                       s.file + ": already exists; remove it or pass overwrite to replace it");
         }
-        raise_errno(s.file + ": cannot link " + s.temp + " to it");
+        throw_errno(s.file + ": cannot link " + s.temp + " to it");
       }
       ::unlink(s.temp.c_str());
     }

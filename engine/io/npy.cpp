@@ -267,7 +267,7 @@ Source open_npy(const std::string& path, MapMode mode) {
   const NpyHeader h = read_npy_header(path);
   const std::uint64_t nbytes = data_nbytes(path, h);
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) raise_errno(path);
+  if (::stat(path.c_str(), &st) != 0) throw_errno(path);
   const auto file_size = static_cast<std::uint64_t>(st.st_size);
   const std::uint64_t data_size = file_size >= h.data_offset ? file_size - h.data_offset : 0;
   if (data_size < nbytes) {

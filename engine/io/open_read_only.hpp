@@ -15,7 +15,7 @@ namespace mmc::detail {
 
 inline UniqueFd open_read_only(const std::string& path) {
   UniqueFd fd = open_fd(path.c_str(), O_RDONLY);
-  if (!fd) raise_errno(path + ": cannot open");
+  if (!fd) throw_errno(path + ": cannot open");
   return fd;
 }
 

@@ -199,7 +199,7 @@ AtomicFile::AtomicFile(std::string target) : target_(std::move(target)) {
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   fd_ = mkostemp(buf.data(), O_CLOEXEC);
-  if (fd_ < 0) raise_errno("cannot create a temporary file in " + dir + " for " + target_);
+  if (fd_ < 0) throw_errno("cannot create a temporary file in " + dir + " for " + target_);
   temp_ = buf.data();
   register_temp(temp_);
   // mkostemp makes the file 0600; outputs are ordinary files (0644 before the umask applies).
@@ -211,7 +211,7 @@ AtomicFile::AtomicFile(std::string target) : target_(std::move(target)) {
     ::unlink(temp_.c_str());
     unregister_temp(temp_);
     errno = err;
-    raise_errno("cannot set the mode of " + temp_);
+    throw_errno("cannot set the mode of " + temp_);
   }
 }
 
@@ -229,15 +229,15 @@ AtomicFile::~AtomicFile() {
 }
 
 void AtomicFile::write(const void* data, std::size_t size) {
-  if (!detail::write_all(fd_, data, size)) raise_errno("cannot write " + target_);
+  if (!detail::write_all(fd_, data, size)) throw_errno("cannot write " + target_);
 }
 
 void AtomicFile::commit(bool durable) {
   if (committed_ || fd_ < 0) throw Error(ErrorCode::Internal, "AtomicFile committed twice");
-  if (durable && ::fsync(fd_) != 0) raise_errno("cannot flush " + target_);
+  if (durable && ::fsync(fd_) != 0) throw_errno("cannot flush " + target_);
   const int fd = std::exchange(fd_, -1);
-  if (::close(fd) != 0) raise_errno("cannot close " + target_);
-  if (::rename(temp_.c_str(), target_.c_str()) != 0) raise_errno("cannot rename onto " + target_);
+  if (::close(fd) != 0) throw_errno("cannot close " + target_);
+  if (::rename(temp_.c_str(), target_.c_str()) != 0) throw_errno("cannot rename onto " + target_);
   committed_ = true;
   unregister_temp(temp_);
   if (!durable) return;

@@ -78,7 +78,7 @@ std::uint64_t max_encoded_size(std::uint64_t n) { return n + n / 8 + 65536; }
 // Reads exactly n bytes at offset 0 of fd. A short read means the file shrank under us.
 void pread_exact(int fd, std::byte* out, std::uint64_t n, const std::string& path) {
   const ssize_t done = detail::pread_full(fd, out, n, 0);
-  if (done < 0) raise_errno(path + ": cannot read");
+  if (done < 0) throw_errno(path + ": cannot read");
   if (static_cast<std::uint64_t>(done) < n) {
     throw_error(ErrorCode::Corrupt, path + ": file ended after " + std::to_string(done) + " of " +
                                         std::to_string(n) + " bytes (was it truncated meanwhile?)");
@@ -388,7 +388,7 @@ const std::byte* ZarrArray::chunk_in_place(const Shape& coord) const {
   struct stat st;
   if (::stat(file.c_str(), &st) != 0) {
     if (errno == ENOENT || errno == ENOTDIR) return nullptr;  // absent: reads as fill value
-    raise_errno(file + ": cannot stat chunk");
+    throw_errno(file + ": cannot stat chunk");
   }
   if (!S_ISREG(st.st_mode)) {
     throw_error(ErrorCode::Corrupt, file + ": chunk is not a regular file");
@@ -430,10 +430,10 @@ void ZarrArray::read_chunk(const Shape& coord, std::byte* out) const {
       fill_with(out, n, fill_value());
       return;
     }
-    raise_errno(file + ": cannot open chunk");
+    throw_errno(file + ": cannot open chunk");
   }
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0) raise_errno(file + ": cannot stat chunk");
+  if (::fstat(fd.get(), &st) != 0) throw_errno(file + ": cannot stat chunk");
   if (!S_ISREG(st.st_mode)) throw_error(ErrorCode::Corrupt, file + ": chunk is not a regular file");
   const auto size = static_cast<std::uint64_t>(st.st_size);
   if (codec_.codec == Codec::None) {
@@ -541,7 +541,7 @@ StorageInfo ZarrArray::storage() const {
 std::string read_small_file(const std::string& path) {
   const detail::UniqueFd fd = detail::open_read_only(path);
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0) raise_errno(path + ": cannot stat");
+  if (::fstat(fd.get(), &st) != 0) throw_errno(path + ": cannot stat");
   if (!S_ISREG(st.st_mode)) throw_error(ErrorCode::Corrupt, path + ": is not a regular file");
   const auto size = static_cast<std::uint64_t>(st.st_size);
   if (size > kMaxMetadataBytes) {
@@ -590,7 +590,7 @@ std::unique_ptr<ChunkedArray> open_zarr(const std::string& path) {
   if (::stat(file.c_str(), &st) != 0) {
     // Only a missing .zarray means "not an array"; EACCES on the folder is said as such.
     if (errno == ENOENT || errno == ENOTDIR) raise_no_array(dir);
-    raise_errno(file + ": cannot read");
+    throw_errno(file + ": cannot read");
   }
   const std::string text = read_small_file(file);
   json doc;

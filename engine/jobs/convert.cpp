@@ -157,7 +157,7 @@ void read_chunk_box(const AnyArray& src, const Box& box, const Shape& chunks, st
 
 void pwrite_all(int fd, const std::byte* data, std::size_t size, std::uint64_t offset,
                 const std::string& what) {
-  if (!detail::pwrite_all(fd, data, size, offset)) raise_errno("writing " + what);
+  if (!detail::pwrite_all(fd, data, size, offset)) throw_errno("writing " + what);
 }
 
 // Lets the kernel drop a dense C-order source's pages behind the reader.
@@ -344,7 +344,7 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     }
     // Contiguous: workers pwrite at the dataset's offset in the temporary file.
     const int fd = ::open(writer.temp_path().c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) raise_errno("opening " + writer.temp_path());
+    if (fd < 0) throw_errno("opening " + writer.temp_path());
     const std::uint64_t base = writer.data_offset();
     call.run = [&](std::size_t task, ByteView, Bytes&) {
       prepare();
@@ -370,7 +370,7 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     header_size = header.size();
   }
   if (::ftruncate(file.fd(), static_cast<off_t>(header_size + meta.nbytes())) != 0) {
-    raise_errno("sizing " + file.temp_path());
+    throw_errno("sizing " + file.temp_path());
   }
   const int fd = file.fd();
   call.run = [&](std::size_t task, ByteView, Bytes&) {

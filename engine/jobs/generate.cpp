@@ -210,14 +210,14 @@ void reserve(const AtomicFile& file, std::uint64_t size) {
   const auto len = static_cast<off_t>(size);
   if (::fallocate(file.fd(), 0, 0, len) == 0) return;
   if (errno != EOPNOTSUPP && errno != ENOSYS) {
-    raise_errno("cannot reserve " + std::to_string(size) + " bytes for " + file.target());
+    throw_errno("cannot reserve " + std::to_string(size) + " bytes for " + file.target());
   }
-  if (::ftruncate(file.fd(), len) != 0) raise_errno("cannot resize " + file.temp_path());
+  if (::ftruncate(file.fd(), len) != 0) throw_errno("cannot resize " + file.temp_path());
 }
 
 void write_all_at(int fd, const std::byte* data, std::size_t size, std::uint64_t offset,
                   const std::string& path) {
-  if (!detail::pwrite_all(fd, data, size, offset)) raise_errno("cannot write " + path);
+  if (!detail::pwrite_all(fd, data, size, offset)) throw_errno("cannot write " + path);
 }
 
 }  // namespace

@@ -155,7 +155,7 @@ bool reap_children(int control, std::set<pid_t>& children) {
 ForkServer ForkServer::start(std::function<void(int socket)> worker_body) {
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
-    raise_errno("socketpair for the pool's fork server");
+    throw_errno("socketpair for the pool's fork server");
   }
   UniqueFd parent_end(pair[0]);
   UniqueFd child_end(pair[1]);
@@ -178,7 +178,7 @@ ForkServer ForkServer::start_direct(std::function<void(int socket)> worker_body)
 SpawnedWorker ForkServer::spawn_direct() {
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
-    raise_errno("socketpair for a worker");
+    throw_errno("socketpair for a worker");
   }
   UniqueFd parent_end(pair[0]);
   UniqueFd child_end(pair[1]);

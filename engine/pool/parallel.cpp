@@ -168,7 +168,7 @@ std::string late_pointer_text(std::uintptr_t address) {
 
 }  // namespace
 
-void raise_late_pointer(std::uintptr_t address) {
+void throw_late_pointer(std::uintptr_t address) {
   throw_error(ErrorCode::InvalidArgument, "mmc::Pool: " + late_pointer_text(address));
 }
 

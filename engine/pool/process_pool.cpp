@@ -255,7 +255,7 @@ class ProcessPool final : public PoolCore {
  public:
   explicit ProcessPool(const CoreOptions& options) : options_(options) {
     wake_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!wake_) raise_errno("eventfd for the pool's dispatcher");
+    if (!wake_) throw_errno("eventfd for the pool's dispatcher");
     const int threads = std::max(cpu_count() / options_.n_jobs, 1);
     const CoreOptions* opts = &options_;  // stable: the pool outlives its server
     RunBoard* board = &board_;

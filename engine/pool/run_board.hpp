@@ -81,7 +81,7 @@ class RunBoard {
 
   RunBoard() {
     void* p = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) raise_errno("mapping the pool's run board");
+    if (p == MAP_FAILED) throw_errno("mapping the pool's run board");
     slots_ = new (p) RunSlot[kSlots];
     failed_claims_ = new (slots_ + kSlots) std::atomic<std::uint64_t>(0);
   }

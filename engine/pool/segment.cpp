@@ -38,7 +38,7 @@ bool memfd_disabled() {
 UniqueFd try_memfd() {
   if (memfd_disabled()) return UniqueFd();
   UniqueFd fd(memfd_create("mmc-segment", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (!fd && errno != ENOSYS && errno != EINVAL) raise_errno("memfd_create");
+  if (!fd && errno != ENOSYS && errno != EINVAL) throw_errno("memfd_create");
   return fd;
 }
 
@@ -57,14 +57,14 @@ UniqueFd open_unlinked_file(const std::string& folder) {
   UniqueFd fd(open(folder.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
   if (fd) return fd;
   if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
-    raise_errno("temp folder " + folder);
+    throw_errno("temp folder " + folder);
   }
   std::string path = folder + "/mmc-segment-XXXXXX";
   std::vector<char> name(path.begin(), path.end());
   name.push_back('\0');
   fd.reset(mkostemp(name.data(), O_CLOEXEC));
-  if (!fd) raise_errno("temp folder " + folder);
-  if (unlink(name.data()) != 0) raise_errno("unlink " + std::string(name.data()));
+  if (!fd) throw_errno("temp folder " + folder);
+  if (unlink(name.data()) != 0) throw_errno("unlink " + std::string(name.data()));
   return fd;
 }
 
@@ -86,7 +86,7 @@ std::string folder_of(int fd) {
 
 void write_all(int fd, ByteView contents) {
   if (!pwrite_all(fd, contents.data, contents.size, 0))
-    raise_errno("writing " + std::to_string(contents.size) + " bytes to " + folder_of(fd));
+    throw_errno("writing " + std::to_string(contents.size) + " bytes to " + folder_of(fd));
 }
 
 unsigned long long free_bytes_of(const std::string& folder) {
@@ -130,7 +130,7 @@ UniqueFd create_shared_file(std::uint64_t bytes, std::string* where) {
     }
   }
   if (ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) {
-    raise_errno("sizing a " + std::to_string(bytes) + "-byte shared array in " + folder);
+    throw_errno("sizing a " + std::to_string(bytes) + "-byte shared array in " + folder);
   }
   const int rc = posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes));
   if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
@@ -153,20 +153,20 @@ SharedSegment SharedSegment::create(ByteView contents) {
   write_all(fd.get(), contents);
   if (sealable &&
       fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-    raise_errno("sealing a memfd segment");
+    throw_errno("sealing a memfd segment");
   }
   return SharedSegment(std::move(fd), contents.size);
 }
 
 SharedSegment SharedSegment::map_received(UniqueFd fd, std::size_t size) {
   struct stat info {};
-  if (fstat(fd.get(), &info) != 0) raise_errno("fstat of a received segment");
+  if (fstat(fd.get(), &info) != 0) throw_errno("fstat of a received segment");
   if (static_cast<unsigned long long>(info.st_size) < size) {
     throw_error(ErrorCode::Internal, "received segment has " + std::to_string(info.st_size) +
                                          " bytes, its frame says " + std::to_string(size));
   }
   void* data = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd.get(), 0);
-  if (data == MAP_FAILED) raise_errno("mmap of a " + std::to_string(size) + "-byte segment");
+  if (data == MAP_FAILED) throw_errno("mmap of a " + std::to_string(size) + "-byte segment");
   SharedSegment segment(std::move(fd), size);
   segment.data_ = static_cast<const std::byte*>(data);
   return segment;

@@ -68,7 +68,7 @@ ArrayMapping map_segment(const ArrayDesc& desc) {
   const int flags = desc.mode == MapMode::CopyOnWrite ? MAP_PRIVATE : MAP_SHARED;
   const int prot = desc.mode == MapMode::CopyOnWrite ? PROT_READ | PROT_WRITE : prot_of(desc.mode);
   void* base = mmap(nullptr, length, prot, flags, fd.get(), 0);
-  if (base == MAP_FAILED) raise_errno("mmap of shared array " + link);
+  if (base == MAP_FAILED) throw_errno("mmap of shared array " + link);
   std::shared_ptr<void> keep(base, Unmapper{length});
   auto* bytes = static_cast<std::byte*>(base);
   if (reinterpret_cast<Header*>(bytes)->uid != desc.uid) {
@@ -195,7 +195,7 @@ SharedSegmentOwner SharedSegmentOwner::create(std::uint64_t payload_bytes) {
   std::string where;
   UniqueFd fd = create_shared_file(owner.total_bytes_, &where);
   void* base = mmap(nullptr, owner.total_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
-  if (base == MAP_FAILED) raise_errno("mmap of a shared array in " + where);
+  if (base == MAP_FAILED) throw_errno("mmap of a shared array in " + where);
   owner.base_ = static_cast<std::byte*>(base);
   owner.fd_ = fd.release();
   owner.payload_bytes_ = payload_bytes;

@@ -109,7 +109,7 @@ bool OutFrame::send_some(int socket, bool dont_wait) {
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
       if (errno == EPIPE || errno == ECONNRESET) throw PeerGone();
-      raise_errno("sending to a worker socket");
+      throw_errno("sending to a worker socket");
     }
     sent_ += static_cast<std::size_t>(n);
     // The descriptor in flight keeps the segment alive; ours is no longer needed.
@@ -124,7 +124,7 @@ std::size_t FrameReader::read_into(int socket, std::byte* dst, std::size_t len, 
   if (got.bytes < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
     if (errno == ECONNRESET) throw PeerGone();
-    raise_errno("reading a worker socket");
+    throw_errno("reading a worker socket");
   }
   if (got.extra_fds) {
     throw_error(ErrorCode::Internal, "transport: more than one descriptor arrived with a frame");

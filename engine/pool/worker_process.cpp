@@ -109,7 +109,7 @@ std::string describe(const ExitInfo& info) {
 WorkerProcess WorkerProcess::start(const std::function<void()>& body) {
   flush_stdio(/*every_file=*/true);
   const pid_t pid = fork();
-  if (pid < 0) raise_errno("fork of a worker process");
+  if (pid < 0) throw_errno("fork of a worker process");
   if (pid == 0) {
     // The child must never unwind into the parent's frames nor run its atexit handlers.
     try {

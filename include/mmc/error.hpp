@@ -35,6 +35,6 @@ class Error : public std::runtime_error {
 [[noreturn]] void throw_error(ErrorCode code, const std::string& message);
 
 // Throws Error(Io, "<what>: <strerror(errno)>") using the current errno.
-[[noreturn]] void raise_errno(const std::string& what);
+[[noreturn]] void throw_errno(const std::string& what);
 
 }  // namespace mmc

@@ -99,7 +99,7 @@ std::string explain_transport(Backend backend, std::uint64_t max_nbytes, std::ui
                               std::uintptr_t late_pointer);
 
 // Error(InvalidArgument) for a callable holding `address`, a late pointer (see PoolCore).
-[[noreturn]] void raise_late_pointer(std::uintptr_t address);
+[[noreturn]] void throw_late_pointer(std::uintptr_t address);
 
 // The late pointer in fn's bytes (callables that travel as their bytes), or 0.
 template <class F>
@@ -116,7 +116,7 @@ std::uintptr_t late_pointer_of(const PoolCore& core, const F& fn) {
 template <class F>
 void check_captures(const PoolCore& core, const F& fn) {
   if (const std::uintptr_t address = late_pointer_of(core, fn); address != 0) {
-    raise_late_pointer(address);
+    throw_late_pointer(address);
   }
 }
 
