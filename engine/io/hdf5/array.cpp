@@ -10,8 +10,8 @@
 #include <utility>
 
 #include "io/codecs.hpp"
-#include "io/hdf5_internal.hpp"
-#include "io/hdf5_probe.hpp"
+#include "io/hdf5/internal.hpp"
+#include "io/hdf5/probe.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
 #include "mmc/hdf5.hpp"

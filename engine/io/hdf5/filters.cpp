@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "io/codecs.hpp"
-#include "io/hdf5_internal.hpp"
+#include "io/hdf5/internal.hpp"
 
 namespace mmc::detail {
 namespace {

@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "io/hdf5_handles.hpp"
+#include "io/hdf5/handles.hpp"
 #include "mmc/source.hpp"
 
 namespace mmc::detail {
 
-// ---- types and shapes (hdf5_types.cpp) ----
+// ---- types and shapes (types.cpp) ----
 
 // A short description of an HDF5 datatype for messages ("variable-length string").
 std::string describe_type(hid_t type);
@@ -27,7 +27,7 @@ Shape shape_of(hid_t space, const std::string& where);
 std::vector<std::byte> fill_value_of(hid_t dcpl, hid_t type, std::size_t itemsize,
                                      const std::string& where);
 
-// ---- files and paths (hdf5_paths.cpp) ----
+// ---- files and paths (paths.cpp) ----
 
 // Checks before H5Fopen, for errors in the user's terms rather than libhdf5's.
 void check_file(const std::string& file);
@@ -47,7 +47,7 @@ std::string absolute_path(const std::string& file, const std::string& dataset);
 // link is in), as libhdf5 opened it.
 std::string holding_file_of(hid_t object, const std::string& where);
 
-// ---- the filter pipeline (hdf5_filters.cpp) ----
+// ---- the filter pipeline (filters.cpp) ----
 
 struct FilterStep {
   H5Z_filter_t id = 0;

@@ -5,8 +5,8 @@
 #include <utility>
 #include <vector>
 
-#include "io/hdf5_internal.hpp"
-#include "io/hdf5_probe.hpp"
+#include "io/hdf5/internal.hpp"
+#include "io/hdf5/probe.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/hdf5.hpp"
 

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string>
 
-#include "io/hdf5_internal.hpp"
+#include "io/hdf5/internal.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/hdf5.hpp"
 

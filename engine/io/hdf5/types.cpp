@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "io/hdf5_internal.hpp"
+#include "io/hdf5/internal.hpp"
 
 namespace mmc::detail {
 
