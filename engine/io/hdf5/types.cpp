@@ -1,9 +1,11 @@
 // HDF5 datatypes, dataspaces and fill values turned into mmcompute's DType, Shape and bytes.
+#include "io/hdf5/types.hpp"
+
 #include <limits>
 #include <string>
 #include <vector>
 
-#include "io/hdf5/internal.hpp"
+#include "io/hdf5/handles.hpp"
 
 namespace mmc::detail {
 

@@ -14,7 +14,7 @@
 #include <cerrno>
 
 #include "io/codecs.hpp"
-#include "io/hdf5/internal.hpp"
+#include "io/hdf5/paths.hpp"
 #include "io/hdf5/probe.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"

@@ -1,0 +1,26 @@
+// HDF5 datatypes, dataspaces and fill values as mmcompute's DType, Shape and bytes (types.cpp).
+// Private to engine/io.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "mmc/array.hpp"
+
+namespace mmc::detail {
+
+// A short description of an HDF5 datatype for messages ("variable-length string").
+std::string describe_type(hid_t type);
+// The DType of a dataset's file type, in the file's byte order. Throws
+// Error(InvalidArgument) naming the type for anything mmcompute does not compute on.
+DType dtype_of(hid_t type, const std::string& where);
+// The dataspace's extents; throws Error(InvalidArgument) for a null dataspace.
+Shape shape_of(hid_t space, const std::string& where);
+// One element of the dataset's fill value in the file's byte order (zeros when undefined).
+std::vector<std::byte> fill_value_of(hid_t dcpl, hid_t type, std::size_t itemsize,
+                                     const std::string& where);
+
+}  // namespace mmc::detail
