@@ -31,6 +31,7 @@ using detail::Hdf5Array;
 using detail::Hdf5Handle;
 using detail::Hdf5Kind;
 using detail::kAbsent;
+using detail::kMaxHdf5ChunkBytes;
 using detail::library_chunks;
 using detail::open_file;
 using detail::ReadPath;
@@ -79,8 +80,6 @@ DataFile data_file_of(hid_t dataset, const std::string& where) {
 
 // Chunks larger than this are refused when they are also larger than the whole dataset.
 constexpr std::uint64_t kMaxOversizedChunkBytes = std::uint64_t{64} << 20;
-// HDF5 stores a chunk's size in 32 bits.
-constexpr std::uint64_t kMaxHdf5ChunkBytes = (std::uint64_t{1} << 32) - 1;
 
 // The chunk shape from the layout message, refused when no valid writer could have made it
 // (every reader buffer is a chunk, so a damaged header must not size them):
