@@ -7,6 +7,7 @@
 #include <limits>
 #include <utility>
 
+#include "io/chunk_limits.hpp"
 #include "io/hdf5/array.hpp"
 #include "io/hdf5/filters.hpp"
 #include "io/hdf5/paths.hpp"
@@ -78,9 +79,6 @@ DataFile data_file_of(hid_t dataset, const std::string& where) {
   return data;
 }
 
-// Chunks larger than this are refused when they are also larger than the whole dataset.
-constexpr std::uint64_t kMaxOversizedChunkBytes = std::uint64_t{64} << 20;
-
 // The chunk shape from the layout message, refused when no valid writer could have made it
 // (every reader buffer is a chunk, so a damaged header must not size them):
 //  - an extent of 0, or a chunk of 4 GiB or more (HDF5's own limits);
@@ -117,7 +115,7 @@ Shape checked_chunk_shape(const hsize_t* dims, hid_t space, const ArrayMeta& met
     bytes = detail::checked_mul(bytes, dims[i], "HDF5 chunk size");
   }
   if (bytes > kMaxHdf5ChunkBytes) refuse("makes chunks of 4 GiB or more, beyond HDF5's limit");
-  if (bytes > meta.nbytes() && bytes > kMaxOversizedChunkBytes) {
+  if (bytes > meta.nbytes() && bytes > detail::kMaxChunkBeyondArrayBytes) {
     refuse("makes chunks of " + std::to_string(bytes) + " bytes for a dataset of " +
            std::to_string(meta.nbytes()) + " bytes");
   }

@@ -13,6 +13,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "io/chunk_limits.hpp"
 #include "io/open_read_only.hpp"
 #include "mmc/error.hpp"
 #include "os/unique_fd.hpp"
