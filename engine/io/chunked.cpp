@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "io/box.hpp"
+#include "io/chunk_limits.hpp"
 #include "mmc/error.hpp"
 
 namespace mmc {

@@ -1,10 +1,12 @@
 // Opening a file for reading, once for every reader of engine/io (os/exact_io.hpp's open_fd),
-// failures thrown with the path and errno (so EACCES is said as such).
+// failures thrown with the path and errno (so EACCES is said as such); reading it exactly.
 #pragma once
 
 #include <fcntl.h>
 
 #include <cerrno>
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "mmc/error.hpp"
@@ -17,6 +19,16 @@ inline UniqueFd open_read_only(const std::string& path) {
   UniqueFd fd = open_fd(path.c_str(), O_RDONLY);
   if (!fd) throw_errno(path + ": cannot open");
   return fd;
+}
+
+// Reads exactly n bytes at offset 0 of fd. A short read means the file shrank under us.
+inline void pread_exact(int fd, std::byte* out, std::uint64_t n, const std::string& path) {
+  const ssize_t done = detail::pread_full(fd, out, n, 0);
+  if (done < 0) raise_errno(path + ": cannot read");
+  if (static_cast<std::uint64_t>(done) < n) {
+    raise(ErrorCode::Corrupt, path + ": file ended after " + std::to_string(done) + " of " +
+                                  std::to_string(n) + " bytes (was it truncated meanwhile?)");
+  }
 }
 
 }  // namespace mmc::detail

@@ -29,7 +29,7 @@ struct Hdf5Dataset {
 };
 
 // Links are followed; data is mapped from the file that holds it (an external link's target).
-// The file's metadata is first read in a forked child (see engine/io/hdf5_probe.hpp): call it
+// The file's metadata is first read in a forked child (see engine/io/hdf5/probe.hpp): call it
 // while no other thread is inside libhdf5. Throws Error(NotFound) for a missing file or
 // dataset path (naming it), Error(Corrupt) for a file that is not HDF5 or is damaged (also
 // when libhdf5 crashes on it), Error(Io) for a file another process holds open for writing,

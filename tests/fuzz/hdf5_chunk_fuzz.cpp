@@ -1,5 +1,5 @@
 // Fuzz target: our HDF5 chunk decoding (H5Dread_chunk bytes through the shuffle, deflate and
-// Fletcher-32 pipeline of engine/io/hdf5_source.cpp) and the open-and-read path around it.
+// Fletcher-32 pipeline of engine/io/hdf5/array.cpp) and the open-and-read path around it.
 //
 // libhdf5 1.10.8 crashes on some damaged metadata (issue 15, section 4), which we cannot fix and
 // would report as findings that hide ours. So the input never reaches libhdf5's parsers: the

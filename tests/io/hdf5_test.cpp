@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "io/hdf5_probe.hpp"
+#include "io/hdf5/probe.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
 #include "mmc/source.hpp"

@@ -76,7 +76,7 @@ class ConvertCrash : public ::testing::Test {
   }
 
   // Nothing but the stores and the writers' hidden temporary folders (which a SIGKILLed writer
-  // cannot remove; zarr_writer.cpp) may be left in out/.
+  // cannot remove; zarr/writer.cpp) may be left in out/.
   void expect_only_stores_and_hidden_leftovers(const std::vector<std::string>& stores) const {
     int hidden = 0;
     for (const std::string& name : list_dir(out_)) {

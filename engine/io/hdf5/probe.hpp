@@ -1,4 +1,4 @@
-// Reading untrusted HDF5 metadata in a forked child first (see hdf5_probe.cpp).
+// Reading untrusted HDF5 metadata in a forked child first (see probe.cpp).
 #pragma once
 
 #include <functional>

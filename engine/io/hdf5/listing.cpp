@@ -5,8 +5,10 @@
 #include <utility>
 #include <vector>
 
-#include "io/hdf5_internal.hpp"
-#include "io/hdf5_probe.hpp"
+#include "io/hdf5/filters.hpp"
+#include "io/hdf5/paths.hpp"
+#include "io/hdf5/probe.hpp"
+#include "io/hdf5/types.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/hdf5.hpp"
 

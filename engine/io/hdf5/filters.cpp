@@ -1,11 +1,13 @@
 // HDF5's filter pipeline undone here: Fletcher-32, shuffle and deflate, outside libhdf5's lock.
+#include "io/hdf5/filters.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "io/codecs.hpp"
-#include "io/hdf5_internal.hpp"
+#include "mmc/error.hpp"
 
 namespace mmc::detail {
 namespace {

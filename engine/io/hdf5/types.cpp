@@ -1,9 +1,11 @@
 // HDF5 datatypes, dataspaces and fill values turned into mmcompute's DType, Shape and bytes.
+#include "io/hdf5/types.hpp"
+
 #include <limits>
 #include <string>
 #include <vector>
 
-#include "io/hdf5_internal.hpp"
+#include "io/hdf5/handles.hpp"
 
 namespace mmc::detail {
 
@@ -179,6 +181,55 @@ std::vector<std::byte> fill_value_of(hid_t dcpl, hid_t type, std::size_t itemsiz
                 where + ": cannot read the fill value: " + detail::hdf5_error_detail());
   }
   return fill;
+}
+
+Hdf5Handle file_type_of(DType dtype, const std::string& what) {
+  if (dtype.id() == TypeId::Bool) {
+    Hdf5Handle type = Hdf5Handle::adopt(H5Tenum_create(H5T_NATIVE_INT8), Hdf5Kind::Datatype,
+                                        ErrorCode::Internal, what);
+    const std::int8_t no = 0, yes = 1;
+    if (H5Tenum_insert(type.get(), "FALSE", &no) < 0 ||
+        H5Tenum_insert(type.get(), "TRUE", &yes) < 0) {
+      raise(ErrorCode::Internal, what + ": cannot make the bool type: " + hdf5_error_detail());
+    }
+    return type;
+  }
+  const bool le = dtype.byte_order() == ByteOrder::Little;
+  hid_t base = H5T_STD_U8LE;
+  switch (dtype.id()) {
+    case TypeId::Bool:
+    case TypeId::U8:
+      base = H5T_STD_U8LE;
+      break;
+    case TypeId::I8:
+      base = H5T_STD_I8LE;
+      break;
+    case TypeId::I16:
+      base = le ? H5T_STD_I16LE : H5T_STD_I16BE;
+      break;
+    case TypeId::U16:
+      base = le ? H5T_STD_U16LE : H5T_STD_U16BE;
+      break;
+    case TypeId::I32:
+      base = le ? H5T_STD_I32LE : H5T_STD_I32BE;
+      break;
+    case TypeId::U32:
+      base = le ? H5T_STD_U32LE : H5T_STD_U32BE;
+      break;
+    case TypeId::I64:
+      base = le ? H5T_STD_I64LE : H5T_STD_I64BE;
+      break;
+    case TypeId::U64:
+      base = le ? H5T_STD_U64LE : H5T_STD_U64BE;
+      break;
+    case TypeId::F32:
+      base = le ? H5T_IEEE_F32LE : H5T_IEEE_F32BE;
+      break;
+    case TypeId::F64:
+      base = le ? H5T_IEEE_F64LE : H5T_IEEE_F64BE;
+      break;
+  }
+  return Hdf5Handle::adopt(H5Tcopy(base), Hdf5Kind::Datatype, ErrorCode::Internal, what);
 }
 
 }  // namespace mmc::detail

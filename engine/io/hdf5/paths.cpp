@@ -1,5 +1,7 @@
 // HDF5 names: parsing FILE.h5:/dataset, opening files, and walking a dataset path with errors
 // in the user's terms.
+#include "io/hdf5/paths.hpp"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,7 +10,6 @@
 #include <cstring>
 #include <string>
 
-#include "io/hdf5_internal.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/hdf5.hpp"
 

@@ -1,21 +1,17 @@
 // Writing one HDF5 dataset crash-safely: a hidden temporary file renamed into place on commit;
 // contiguous data written by the caller at data_offset(), chunks encoded here (shuffle +
 // deflate, byte for byte what libhdf5's filters produce) and stored with H5Dwrite_chunk.
-#include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <atomic>
 #include <cerrno>
 
 #include "io/codecs.hpp"
-#include "io/hdf5_internal.hpp"
-#include "io/hdf5_probe.hpp"
+#include "io/hdf5/destination.hpp"
+#include "io/hdf5/paths.hpp"
+#include "io/hdf5/types.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
 #include "mmc/hdf5.hpp"
@@ -23,253 +19,22 @@
 
 namespace mmc {
 
+using detail::check_target;
+using detail::copy_whole_file;
+using detail::file_type_of;
+using detail::folder_of;
 using detail::Hdf5Handle;
 using detail::Hdf5Kind;
+using detail::path_exists;
+using detail::probe_destination;
+using detail::sweep_dead_temps;
+using detail::temp_name_for;
+using detail::validate;
 
 namespace {
 
-// HDF5 limits a chunk to 4 GiB - 1 bytes (its size is a 32-bit field).
-constexpr std::uint64_t kMaxChunkBytes = (std::uint64_t{1} << 32) - 1;
 constexpr hsize_t kAlignAbove = 64 << 10;
 constexpr hsize_t kAlignment = 4096;
-
-// The file type of a dtype, in its byte order. Bool is h5py's enum (FALSE=0, TRUE=1 over an
-// 8-bit integer) so h5py reads it back as numpy bool.
-Hdf5Handle file_type_of(DType dtype, const std::string& what) {
-  if (dtype.id() == TypeId::Bool) {
-    Hdf5Handle type = Hdf5Handle::adopt(H5Tenum_create(H5T_NATIVE_INT8), Hdf5Kind::Datatype,
-                                        ErrorCode::Internal, what);
-    const std::int8_t no = 0, yes = 1;
-    if (H5Tenum_insert(type.get(), "FALSE", &no) < 0 ||
-        H5Tenum_insert(type.get(), "TRUE", &yes) < 0) {
-      throw_error(ErrorCode::Internal,
-                  what + ": cannot make the bool type: " + detail::hdf5_error_detail());
-    }
-    return type;
-  }
-  const bool le = dtype.byte_order() == ByteOrder::Little;
-  hid_t base = H5T_STD_U8LE;
-  switch (dtype.id()) {
-    case TypeId::Bool:
-    case TypeId::U8:
-      base = H5T_STD_U8LE;
-      break;
-    case TypeId::I8:
-      base = H5T_STD_I8LE;
-      break;
-    case TypeId::I16:
-      base = le ? H5T_STD_I16LE : H5T_STD_I16BE;
-      break;
-    case TypeId::U16:
-      base = le ? H5T_STD_U16LE : H5T_STD_U16BE;
-      break;
-    case TypeId::I32:
-      base = le ? H5T_STD_I32LE : H5T_STD_I32BE;
-      break;
-    case TypeId::U32:
-      base = le ? H5T_STD_U32LE : H5T_STD_U32BE;
-      break;
-    case TypeId::I64:
-      base = le ? H5T_STD_I64LE : H5T_STD_I64BE;
-      break;
-    case TypeId::U64:
-      base = le ? H5T_STD_U64LE : H5T_STD_U64BE;
-      break;
-    case TypeId::F32:
-      base = le ? H5T_IEEE_F32LE : H5T_IEEE_F32BE;
-      break;
-    case TypeId::F64:
-      base = le ? H5T_IEEE_F64LE : H5T_IEEE_F64BE;
-      break;
-  }
-  return Hdf5Handle::adopt(H5Tcopy(base), Hdf5Kind::Datatype, ErrorCode::Internal, what);
-}
-
-bool path_exists(const std::string& path) {
-  struct stat st;
-  return ::lstat(path.c_str(), &st) == 0;
-}
-
-// "dir/.name.tmp-<pid>-<n>": hidden, in the destination's folder so rename() stays atomic.
-std::string temp_name_for(const std::string& file) {
-  static std::atomic<unsigned> counter{0};
-  const std::size_t slash = file.rfind('/');
-  const std::string dir = slash == std::string::npos ? "" : file.substr(0, slash + 1);
-  const std::string base = slash == std::string::npos ? file : file.substr(slash + 1);
-  return dir + "." + base + ".tmp-" + std::to_string(::getpid()) + "-" +
-         std::to_string(counter.fetch_add(1));
-}
-
-std::string folder_of(const std::string& file) {
-  const std::size_t slash = file.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : file.substr(0, slash);
-}
-
-void validate(const std::string& file, const std::string& dataset, const Hdf5WriteSpec& spec) {
-  const std::string what = file + ":" + dataset;
-  if (dataset.empty() || dataset == "/" || dataset.back() == '/' ||
-      dataset.find("//") != std::string::npos) {
-    throw_error(ErrorCode::InvalidArgument,
-                what + ": dataset path must name a dataset, like '/group/images'");
-  }
-  for (std::int64_t extent : spec.shape) {
-    if (extent < 0) {
-      throw_error(ErrorCode::InvalidArgument,
-                  what + ": negative extent in shape " + format_shape(spec.shape));
-    }
-  }
-  if (spec.shape.size() > H5S_MAX_RANK) {
-    throw_error(ErrorCode::InvalidArgument, what + ": HDF5 allows at most 32 axes");
-  }
-  if (spec.chunks.empty()) {
-    if (spec.gzip_level != 0) {
-      throw_error(ErrorCode::InvalidArgument,
-                  what + ": gzip needs a chunked dataset; give chunks or set gzip_level 0");
-    }
-    return;
-  }
-  if (spec.shape.empty()) {
-    throw_error(ErrorCode::InvalidArgument,
-                what + ": a 0-d dataset cannot be chunked; leave chunks empty");
-  }
-  if (spec.chunks.size() != spec.shape.size()) {
-    throw_error(ErrorCode::InvalidArgument, what + ": chunks " + format_shape(spec.chunks) +
-                                                " and shape " + format_shape(spec.shape) +
-                                                " have different numbers of axes");
-  }
-  std::uint64_t bytes = spec.dtype.itemsize();
-  for (std::int64_t c : spec.chunks) {
-    if (c < 1) {
-      throw_error(ErrorCode::InvalidArgument,
-                  what + ": chunk extents must be at least 1, got " + format_shape(spec.chunks));
-    }
-    bytes = detail::checked_mul(bytes, static_cast<std::uint64_t>(c), "HDF5 chunk size");
-  }
-  if (bytes > kMaxChunkBytes) {
-    throw_error(ErrorCode::InvalidArgument, what + ": chunks " + format_shape(spec.chunks) +
-                                                " make chunks of 4 GiB or more, HDF5's limit");
-  }
-  if (spec.gzip_level < 0 || spec.gzip_level > 9) {
-    throw_error(ErrorCode::InvalidArgument,
-                what + ": gzip_level " + std::to_string(spec.gzip_level) + " is outside 0..9");
-  }
-}
-
-// Checks where `path` would go in an open file: every parent that exists must be a group.
-// Returns true when `path` itself names a dataset (or a link to one) already.
-bool check_target(hid_t file, const std::string& file_name, const std::string& path) {
-  std::size_t begin = 1;
-  while (begin <= path.size()) {
-    std::size_t end = path.find('/', begin);
-    if (end == std::string::npos) end = path.size();
-    const std::string prefix = path.substr(0, end);
-    const htri_t link = H5Lexists(file, prefix.c_str(), H5P_DEFAULT);
-    if (link < 0) {
-      throw_error(ErrorCode::Corrupt,
-                  file_name + ": cannot look up '" + prefix + "': " + detail::hdf5_error_detail());
-    }
-    if (link == 0) return false;  // parents from here on are created at commit
-    const bool last = end == path.size();
-    H5O_info_t info;
-    if (H5Oget_info_by_name2(file, prefix.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
-      detail::hdf5_error_detail();
-      if (last) return true;  // a dangling link: replaced like a dataset
-      throw_error(ErrorCode::InvalidArgument,
-                  file_name + ": '" + prefix + "' is a dangling link, not a group; cannot write " +
-                      path + " under it");
-    }
-    if (!last && info.type != H5O_TYPE_GROUP) {
-      throw_error(ErrorCode::InvalidArgument, file_name + ": '" + prefix +
-                                                  "' is not a group; cannot "
-                                                  "write " +
-                                                  path + " under it");
-    }
-    if (last && info.type == H5O_TYPE_GROUP) {
-      throw_error(ErrorCode::InvalidArgument, file_name + ":" + path +
-                                                  " is a group; name a dataset (a group is never "
-                                                  "replaced)");
-    }
-    begin = end + 1;
-  }
-  return true;
-}
-
-// Reads the destination's metadata in the probe's child first (libhdf5 can crash on a damaged
-// file, and check_target's lookups are where it does), then its superblock version here.
-// A damaged file is refused whatever `overwrite` says: it is neither edited nor replaced.
-unsigned probe_destination(const std::string& file, const std::string& dataset) {
-  try {
-    detail::probe_hdf5(file, [&] {
-      detail::hdf5_quiet();
-      const Hdf5Handle id = detail::open_file(file, ErrorCode::Corrupt);
-      check_target(id.get(), file, dataset);
-    });
-  } catch (const Error& e) {
-    if (e.code() != ErrorCode::Corrupt) throw;
-    throw_error(ErrorCode::Corrupt, std::string(e.what()) +
-                                        "; a damaged HDF5 file is not written into or replaced: "
-                                        "remove it, or write to another file");
-  }
-  const Hdf5Handle id = detail::open_file(file, ErrorCode::Corrupt);
-  H5F_info2_t info;
-  if (H5Fget_info2(id.get(), &info) < 0) {
-    throw_error(ErrorCode::Corrupt,
-                file + ": cannot read the superblock: " + detail::hdf5_error_detail());
-  }
-  return info.super.version;
-}
-
-// Copies `from` whole into the new file `to` (in the same folder: copy_file_range can share
-// the blocks instead of copying them on file systems that do so).
-void copy_whole_file(const std::string& from, const std::string& to) {
-  detail::UniqueFd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
-  struct stat st;
-  if (!in || ::fstat(in.get(), &st) != 0) throw_errno(from + ": cannot open to copy");
-  detail::UniqueFd out(
-      ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777));
-  if (!out) throw_errno(to + ": cannot create");
-  auto left = static_cast<std::uint64_t>(st.st_size);
-  bool plain = false;  // sendfile where copy_file_range is not supported
-  while (left > 0) {
-    const std::size_t step = std::min<std::uint64_t>(left, std::uint64_t{1} << 30);
-    const ssize_t n = plain ? ::sendfile(out.get(), in.get(), nullptr, step)
-                            : ::copy_file_range(in.get(), nullptr, out.get(), nullptr, step, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && !plain &&
-        (errno == ENOSYS || errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP)) {
-      plain = true;
-      continue;
-    }
-    if (n < 0) throw_errno(to + ": cannot copy " + from + " into it");
-    if (n == 0) throw_error(ErrorCode::Io, from + ": became shorter while being copied");
-    left -= static_cast<std::uint64_t>(n);
-  }
-}
-
-// Removes the hidden temporary files of `file` left by writers that were killed (their pid is
-// gone): a later write into the same destination tidies up after them.
-void sweep_dead_temps(const std::string& file) {
-  const std::string dir = folder_of(file);
-  const std::size_t slash = file.rfind('/');
-  const std::string prefix =
-      "." + (slash == std::string::npos ? file : file.substr(slash + 1)) + ".tmp-";
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return;
-  while (const dirent* e = ::readdir(d)) {
-    const std::string name = e->d_name;
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::size_t dash = name.find('-', prefix.size());
-    if (dash == std::string::npos || dash == prefix.size() || dash - prefix.size() > 9) continue;
-    const std::string digits = name.substr(prefix.size(), dash - prefix.size());
-    if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
-    const auto pid = static_cast<pid_t>(std::stol(digits));
-    if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) {
-      ::unlinkat(::dirfd(d), name.c_str(), 0);
-    }
-  }
-  ::closedir(d);
-}
 
 }  // namespace
 
@@ -310,8 +75,8 @@ struct Hdf5Writer::State {
     const bool dataset_closed = dataset_id.close();
     const bool file_closed = file_id.close();
     if (!dataset_closed || !file_closed) {
-      throw_error(ErrorCode::Io, data_file() + ": cannot write the HDF5 metadata out: " +
-                                     detail::hdf5_error_detail());
+      throw_error(ErrorCode::Io,
+            data_file() + ": cannot write the HDF5 metadata out: " + detail::hdf5_error_detail());
     }
   }
 };
@@ -334,8 +99,8 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
     s.in_place = is_hdf5_file(file);
     if (!s.in_place && !overwrite) {
       throw_error(ErrorCode::Io, file +
-                                     ": already exists and is not an HDF5 file; remove it or pass "
-                                     "overwrite to replace it");
+                               ": already exists and is not an HDF5 file; remove it or pass "
+                               "overwrite to replace it");
     }
     if (s.in_place) s.copy = probe_destination(file, s.dataset) >= 3;
   }
@@ -346,8 +111,7 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
   Hdf5Handle fapl = Hdf5Handle::adopt(H5Pcreate(H5P_FILE_ACCESS), Hdf5Kind::PropertyList,
                                       ErrorCode::Internal, what);
   if (spec.chunks.empty() && H5Pset_alignment(fapl.get(), kAlignAbove, kAlignment) < 0) {
-    throw_error(ErrorCode::Internal,
-                what + ": cannot set the alignment: " + detail::hdf5_error_detail());
+    throw_error(ErrorCode::Internal, what + ": cannot set the alignment: " + detail::hdf5_error_detail());
   }
   try {
     if (s.in_place) {
@@ -362,8 +126,8 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
       s.replace = check_target(s.file_id.get(), file, s.dataset);
       if (s.replace && !overwrite) {
         throw_error(ErrorCode::Io, what +
-                                       ": the dataset already exists; pass --overwrite to replace "
-                                       "it (the file's other objects are kept)");
+                                 ": the dataset already exists; pass --overwrite to replace "
+                                 "it (the file's other objects are kept)");
       }
     } else {
       s.file_id = Hdf5Handle::adopt(
@@ -400,7 +164,7 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
     }
     if (!ok) {
       throw_error(ErrorCode::Internal,
-                  what + ": cannot set the dataset properties: " + detail::hdf5_error_detail());
+            what + ": cannot set the dataset properties: " + detail::hdf5_error_detail());
     }
     s.dataset_id = Hdf5Handle::adopt(
         s.in_place
@@ -457,7 +221,7 @@ std::uint64_t Hdf5Writer::data_offset() const {
   const State& s = *state_;
   if (!s.spec.chunks.empty()) {
     throw_error(ErrorCode::InvalidArgument,
-                s.what() + ": a chunked dataset has no single data offset; use write_chunk");
+          s.what() + ": a chunked dataset has no single data offset; use write_chunk");
   }
   return s.offset;
 }
@@ -466,7 +230,7 @@ std::vector<std::byte> Hdf5Writer::encode_chunk(const std::byte* data) const {
   const State& s = *state_;
   if (s.spec.chunks.empty()) {
     throw_error(ErrorCode::InvalidArgument,
-                s.what() + ": a contiguous dataset has no chunks; write at data_offset()");
+          s.what() + ": a contiguous dataset has no chunks; write at data_offset()");
   }
   const std::size_t n = s.chunk_nbytes;
   if (s.spec.gzip_level == 0) return std::vector<std::byte>(data, data + n);
@@ -483,44 +247,42 @@ void Hdf5Writer::write_encoded_chunk(const Shape& coord, const std::vector<std::
   const std::string what = s.what();
   if (s.spec.chunks.empty()) {
     throw_error(ErrorCode::InvalidArgument,
-                what + ": a contiguous dataset has no chunks; write at data_offset()");
+          what + ": a contiguous dataset has no chunks; write at data_offset()");
   }
   if (s.committed || !s.dataset_id) {
     throw_error(ErrorCode::InvalidArgument, what + ": the writer is already committed");
   }
   if (s.owner != ::getpid()) {
     throw_error(ErrorCode::InvalidArgument, what +
-                                                ": write_encoded_chunk called in a forked worker; "
-                                                "encode there, write in the process that made "
-                                                "the writer");
+                                          ": write_encoded_chunk called in a forked worker; "
+                                          "encode there, write in the process that made "
+                                          "the writer");
   }
   if (coord.size() != s.grid.size()) {
     throw_error(ErrorCode::InvalidArgument,
-                what + ": chunk (" + format_shape(coord) + ") has the wrong number of axes");
+          what + ": chunk (" + format_shape(coord) + ") has the wrong number of axes");
   }
   hsize_t offset[H5S_MAX_RANK];
   for (std::size_t i = 0; i < coord.size(); ++i) {
     if (coord[i] < 0 || coord[i] >= s.grid[i]) {
       throw_error(ErrorCode::InvalidArgument, what + ": chunk (" + format_shape(coord) +
-                                                  ") is outside the grid (" + format_shape(s.grid) +
-                                                  ")");
+                                            ") is outside the grid (" + format_shape(s.grid) + ")");
     }
     offset[i] = static_cast<hsize_t>(coord[i] * s.spec.chunks[i]);
   }
   if (s.spec.gzip_level == 0 && encoded.size() != s.chunk_nbytes) {
     throw_error(ErrorCode::InvalidArgument, what + ": chunk (" + format_shape(coord) + ") has " +
-                                                std::to_string(encoded.size()) +
-                                                " bytes, expected " +
-                                                std::to_string(s.chunk_nbytes));
+                                          std::to_string(encoded.size()) + " bytes, expected " +
+                                          std::to_string(s.chunk_nbytes));
   }
-  if (encoded.empty() || encoded.size() > kMaxChunkBytes) {
+  if (encoded.empty() || encoded.size() > detail::kMaxHdf5ChunkBytes) {
     throw_error(ErrorCode::InvalidArgument,
-                what + ": encoded chunk of " + std::to_string(encoded.size()) + " bytes");
+          what + ": encoded chunk of " + std::to_string(encoded.size()) + " bytes");
   }
   if (H5Dwrite_chunk(s.dataset_id.get(), H5P_DEFAULT, 0, offset, encoded.size(), encoded.data()) <
       0) {
     throw_error(ErrorCode::Io, what + ": cannot write chunk (" + format_shape(coord) +
-                                   "): " + detail::hdf5_error_detail());
+                             "): " + detail::hdf5_error_detail());
   }
 }
 
@@ -544,14 +306,14 @@ void Hdf5Writer::State::commit_in_place() {
   const std::string aside = "/.mmcompute-replaced-" + std::to_string(::getpid());
   if (replace && H5Lmove(id, dataset.c_str(), id, aside.c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0) {
     throw_error(ErrorCode::Io,
-                what() + ": cannot move the old dataset aside: " + detail::hdf5_error_detail());
+          what() + ": cannot move the old dataset aside: " + detail::hdf5_error_detail());
   }
   // Puts the old dataset back under its name, then reports `why` the commit failed.
   const auto undo = [&](const std::string& why) {
     if (replace && H5Lmove(id, aside.c_str(), id, dataset.c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0) {
-      throw_error(ErrorCode::Io,
-                  what() + ": " + why + "; and the old dataset could not be put back (" +
-                      detail::hdf5_error_detail() + "): it is at " + aside + " in the file");
+      throw_error(ErrorCode::Io, what() + ": " + why + "; and the old dataset could not be put back (" +
+                               detail::hdf5_error_detail() + "): it is at " + aside +
+                               " in the file");
     }
     throw_error(ErrorCode::Io, what() + ": " + why + "; the file is left as it was");
   };
@@ -565,8 +327,8 @@ void Hdf5Writer::State::commit_in_place() {
     const std::string why = "cannot remove the old dataset: " + detail::hdf5_error_detail();
     if (H5Ldelete(id, dataset.c_str(), H5P_DEFAULT) < 0) {
       throw_error(ErrorCode::Io, what() + ": " + why + "; and the new link could not be undone (" +
-                                     detail::hdf5_error_detail() + "): the old dataset is at " +
-                                     aside + " in the file");
+                               detail::hdf5_error_detail() + "): the old dataset is at " + aside +
+                               " in the file");
     }
     undo(why);
   }
@@ -612,7 +374,7 @@ void Hdf5Writer::commit() {
     if (::renameat2(AT_FDCWD, s.temp.c_str(), AT_FDCWD, s.file.c_str(), RENAME_NOREPLACE) != 0) {
       if (errno == EEXIST) {
         throw_error(ErrorCode::Io,
-                    s.file + ": already exists; remove it or pass overwrite to replace it");
+              s.file + ": already exists; remove it or pass overwrite to replace it");
       }
       if (errno != EINVAL && errno != ENOSYS) {
         throw_errno(s.file + ": cannot rename " + s.temp + " onto it");
@@ -621,7 +383,7 @@ void Hdf5Writer::commit() {
       if (::link(s.temp.c_str(), s.file.c_str()) != 0) {
         if (errno == EEXIST) {
           throw_error(ErrorCode::Io,
-                      s.file + ": already exists; remove it or pass overwrite to replace it");
+                s.file + ": already exists; remove it or pass overwrite to replace it");
         }
         throw_errno(s.file + ": cannot link " + s.temp + " to it");
       }

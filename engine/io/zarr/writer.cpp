@@ -20,17 +20,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <nlohmann/json.hpp>
 #include <random>
 
 #include "io/codecs.hpp"
+#include "io/zarr/metadata.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
 #include "mmc/zarr.hpp"
@@ -39,8 +37,6 @@
 
 namespace mmc {
 namespace {
-
-using nlohmann::json;
 
 [[noreturn]] void raise_io(const std::string& what) {
   const int err = errno;
@@ -83,27 +79,6 @@ bool replaceable(const std::string& path) {
   return std::filesystem::is_empty(path, ec) && !ec;
 }
 
-// The JSON of one fill element (dtype's byte order): numbers, booleans, and zarr's strings
-// for non-finite floats.
-json fill_json(DType dtype, const std::vector<std::byte>& fill) {
-  std::vector<std::byte> native(fill);
-  if (!dtype.is_native()) std::reverse(native.begin(), native.end());
-  return visit_type(dtype.id(), [&](auto tag) -> json {
-    using T = decltype(tag);
-    T v;
-    std::memcpy(&v, native.data(), sizeof v);
-    if constexpr (std::is_same_v<T, bool>) {
-      return native[0] != std::byte{0};
-    } else if constexpr (std::is_floating_point_v<T>) {
-      if (std::isnan(v)) return "NaN";
-      if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
-      return static_cast<double>(v);
-    } else {
-      return v;
-    }
-  });
-}
-
 }  // namespace
 
 Compressor parse_compressor(const std::string& text) {
@@ -130,7 +105,6 @@ struct ZarrWriter::State {
 
   // The encoded bytes of one chunk (empty for Compressor::None: the data is written as is).
   std::vector<std::byte> encode(const std::byte* data) const;
-  json metadata() const;
   void check_destination() const;
   void flush_temp_dir() const;
   void move_into_place() const;
@@ -152,38 +126,6 @@ std::vector<std::byte> ZarrWriter::State::encode(const std::byte* data) const {
   return {};
 }
 
-json ZarrWriter::State::metadata() const {
-  json compressor = nullptr;
-  switch (spec.compressor) {
-    case Compressor::None:
-      break;
-    case Compressor::Zlib:
-      compressor = {{"id", "zlib"}, {"level", spec.level}};
-      break;
-    case Compressor::Zstd:
-      compressor = {{"id", "zstd"}, {"level", spec.level}};
-      break;
-    case Compressor::Blosc:
-      compressor = {{"id", "blosc"},
-                    {"cname", spec.blosc_cname},
-                    {"clevel", spec.level},
-                    {"shuffle", spec.blosc_shuffle},
-                    {"blocksize", 0}};
-      break;
-  }
-  json doc;
-  doc["zarr_format"] = 2;
-  doc["shape"] = spec.shape;
-  doc["chunks"] = spec.chunks;
-  doc["dtype"] = spec.dtype.numpy_descr();
-  doc["order"] = spec.order == Order::C ? "C" : "F";
-  doc["compressor"] = compressor;
-  doc["filters"] = nullptr;
-  doc["fill_value"] = fill_json(spec.dtype, spec.fill);
-  doc["dimension_separator"] = ".";
-  return doc;
-}
-
 void ZarrWriter::State::check_destination() const {
   if (!path_exists(path)) return;
   if (!overwrite) {
@@ -201,7 +143,7 @@ void ZarrWriter::State::check_destination() const {
 // of workers that died between creating a chunk and renaming it.
 void ZarrWriter::State::flush_temp_dir() const {
   const std::string zarray = temp + "/.zarray";
-  const std::string text = metadata().dump(4) + "\n";
+  const std::string text = detail::zarr::metadata_text(spec);
   {
     const detail::UniqueFd fd = detail::open_fd(zarray.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
     if (!fd) raise_io(zarray + ": cannot create");
