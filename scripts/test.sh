@@ -37,12 +37,14 @@ ctest --test-dir build-asan --output-on-failure -j2
 stage_done "asan tests"
 
 # ThreadSanitizer over the code that runs threads: the thread backends, mmc::Pool's dispatcher
-# (with fork server, cancellation, interrupts) and the cache's key lock. Only those test binaries
-# are built and only those tests run, so the step stays a few minutes. Each test runs in its own
-# process (ctest), so no test forks from a parent another test left threaded.
-MMC_TSAN_TESTS='(^|/)(PoolEveryBackend|PoolErrors|PoolInterrupt|PoolInterruptSigint|PoolMap|PoolWorkers|PoolWorkerLost|EveryBackend|ProcessPool|PoolCancel|PoolCapture|PoolStdio|ParallelDefaults|SharedEveryBackend|SharedArray|Memoize)\.|CachedReduce\.EightConcurrent'
+# (with fork server, cancellation, interrupts), the shared containers and the cache's key lock.
+# Only those test binaries are built and only those tests run, so the step stays a few minutes.
+# Each test runs in its own process (ctest), so no test forks from a parent another test left
+# threaded.
+MMC_TSAN_TESTS='(^|/)(PoolEveryBackend|PoolErrors|PoolInterrupt|PoolInterruptSigint|PoolMap|PoolWorkers|PoolWorkerLost|EveryBackend|ProcessPool|PoolCancel|PoolCapture|PoolStdio|ParallelDefaults|SharedEveryBackend|SharedArray|SharedContainersEveryBackend|SharedVector|SharedMap|SharedString|Memoize)\.|CachedReduce\.EightConcurrent'
 mmc_configure build-tsan "${sanitizer_flags[@]}" -DMMC_TSAN=ON -DMMC_BUILD_BENCHMARKS=OFF
-cmake --build build-tsan --target mmc_pool_tests mmc_parallel_tests mmc_cache_tests
+cmake --build build-tsan --target mmc_pool_tests mmc_parallel_tests mmc_shared_containers_tests \
+  mmc_cache_tests
 stage_done "tsan build"
 # GCC 12's TSan aborts with "FATAL: ThreadSanitizer: unexpected memory mapping" on kernels that
 # randomize mmap more than it expects (vm.mmap_rnd_bits > 28 on x86-64): run without address
