@@ -50,6 +50,12 @@ mmc_configure() {
   fi
 }
 
+# The sanitizer and fuzz builds compile at -O1 with line tables only (-g1): the sanitizers'
+# reports keep file:line, and the builds cost far less than at RelWithDebInfo's -O2 -g
+# (docs/ARCHITECTURE.md, "Build and test time"). NDEBUG as in RelWithDebInfo.
+MMC_SANITIZER_FLAGS=(-DCMAKE_BUILD_TYPE=RelWithDebInfo
+  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG")
+
 # mmc_build DIR CMAKE_ARGS...: configures DIR once, then builds what is out of date.
 mmc_build() {
   mmc_configure "$@"

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Fuzz smoke: builds the libFuzzer targets of tests/fuzz with clang-14 in build-fuzz/ (library
-# and targets only, ASan+UBSan), makes their seeds with numpy, zarr-python and h5py, and runs
+# and targets only, ASan+UBSan, at -O1 -g1 like the sanitizer builds), makes their seeds with numpy, zarr-python and h5py, and runs
 # each target for MMC_FUZZ_SECONDS (default 20), two at a time. Exits non-zero on any finding
 # (crash, sanitizer report, leak, timeout, out-of-memory); the input that found it is kept as
 # build-fuzz/findings/<target>-crash-... and the log as build-fuzz/logs/<target>.log.
 # Skips (exit 0, one line) when clang++-14 is not installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/deps.sh
 
 if ! command -v clang++-14 >/dev/null; then
   echo "fuzz: clang++-14 not installed, fuzz smoke skipped" >&2
@@ -17,14 +18,8 @@ dir=build-fuzz
 targets=(npy zarr codecs hdf5_chunk cli_values)
 start=$(date +%s)
 
-launcher=()
-if command -v ccache >/dev/null; then
-  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
-fi
-if [ ! -f "$dir/build.ninja" ]; then
-  CC=clang-14 CXX=clang++-14 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DMMC_FUZZ=ON -DMMC_BUILD_TESTS=OFF -DMMC_WITH_MPI=OFF "${launcher[@]}"
-fi
+CC=clang-14 CXX=clang++-14 mmc_configure "$dir" "${MMC_SANITIZER_FLAGS[@]}" -DMMC_FUZZ=ON \
+  -DMMC_BUILD_TESTS=OFF -DMMC_WITH_MPI=OFF
 cmake --build "$dir" --target mmc_fuzzers
 built=$(date +%s)
 

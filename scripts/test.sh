@@ -26,23 +26,21 @@ stage_done "release build"
 ctest --test-dir build --output-on-failure -j2
 stage_done "release tests"
 
-# The sanitizer builds compile at -O1 with line tables only (-g1): the sanitizers' reports keep
-# file:line, and the builds cost far less than at RelWithDebInfo's -O2 -g (docs/ARCHITECTURE.md,
-# "Build and test time"). NDEBUG as in RelWithDebInfo.
-sanitizer_flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
-  "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG")
-mmc_build build-asan "${sanitizer_flags[@]}" -DMMC_SANITIZE=ON
+# The sanitizer builds: -O1 -g1 (MMC_SANITIZER_FLAGS in deps.sh).
+mmc_build build-asan "${MMC_SANITIZER_FLAGS[@]}" -DMMC_SANITIZE=ON
 stage_done "asan build"
 ctest --test-dir build-asan --output-on-failure -j2
 stage_done "asan tests"
 
 # ThreadSanitizer over the code that runs threads: the thread backends, mmc::Pool's dispatcher
-# (with fork server, cancellation, interrupts) and the cache's key lock. Only those test binaries
-# are built and only those tests run, so the step stays a few minutes. Each test runs in its own
-# process (ctest), so no test forks from a parent another test left threaded.
-MMC_TSAN_TESTS='(^|/)(PoolEveryBackend|PoolErrors|PoolInterrupt|PoolInterruptSigint|PoolMap|PoolWorkers|PoolWorkerLost|EveryBackend|ProcessPool|PoolCancel|PoolCapture|PoolStdio|ParallelDefaults|SharedEveryBackend|SharedArray|Memoize)\.|CachedReduce\.EightConcurrent'
-mmc_configure build-tsan "${sanitizer_flags[@]}" -DMMC_TSAN=ON -DMMC_BUILD_BENCHMARKS=OFF
-cmake --build build-tsan --target mmc_pool_tests mmc_parallel_tests mmc_cache_tests
+# (with fork server, cancellation, interrupts), the shared containers and the cache's key lock.
+# Only those test binaries are built and only those tests run, so the step stays a few minutes.
+# Each test runs in its own process (ctest), so no test forks from a parent another test left
+# threaded.
+MMC_TSAN_TESTS='(^|/)(PoolEveryBackend|PoolErrors|PoolInterrupt|PoolInterruptSigint|PoolMap|PoolWorkers|PoolWorkerLost|EveryBackend|ProcessPool|PoolCancel|PoolCapture|PoolStdio|ParallelDefaults|SharedEveryBackend|SharedArray|SharedContainersEveryBackend|SharedVector|SharedMap|SharedString|Memoize)\.|CachedReduce\.EightConcurrent'
+mmc_configure build-tsan "${MMC_SANITIZER_FLAGS[@]}" -DMMC_TSAN=ON -DMMC_BUILD_BENCHMARKS=OFF
+cmake --build build-tsan --target mmc_pool_tests mmc_parallel_tests mmc_shared_containers_tests \
+  mmc_cache_tests
 stage_done "tsan build"
 # GCC 12's TSan aborts with "FATAL: ThreadSanitizer: unexpected memory mapping" on kernels that
 # randomize mmap more than it expects (vm.mmap_rnd_bits > 28 on x86-64): run without address

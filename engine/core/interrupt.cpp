@@ -15,6 +15,7 @@
 
 #include "mmc/error.hpp"
 #include "mmc/interrupt.hpp"
+#include "os/process.hpp"
 
 namespace mmc {
 namespace {
@@ -70,9 +71,7 @@ int interrupt_fd() noexcept { return g_pipe_read.load(); }
 void throw_if_interrupted() {
   if (!interrupted()) return;
   const int signo = interrupt_signal();
-  const char* abbrev = sigabbrev_np(signo);
-  throw_error(ErrorCode::Cancelled, std::string("interrupted by SIG") +
-                                        (abbrev != nullptr ? abbrev : std::to_string(signo)));
+  throw_error(ErrorCode::Cancelled, "interrupted by " + signal_name(signo));
 }
 
 }  // namespace detail

@@ -24,9 +24,9 @@ inline UniqueFd open_read_only(const std::string& path) {
 // Reads exactly n bytes at offset 0 of fd. A short read means the file shrank under us.
 inline void pread_exact(int fd, std::byte* out, std::uint64_t n, const std::string& path) {
   const ssize_t done = detail::pread_full(fd, out, n, 0);
-  if (done < 0) raise_errno(path + ": cannot read");
+  if (done < 0) throw_errno(path + ": cannot read");
   if (static_cast<std::uint64_t>(done) < n) {
-    raise(ErrorCode::Corrupt, path + ": file ended after " + std::to_string(done) + " of " +
+    throw_error(ErrorCode::Corrupt, path + ": file ended after " + std::to_string(done) + " of " +
                                   std::to_string(n) + " bytes (was it truncated meanwhile?)");
   }
 }

@@ -5,12 +5,9 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -51,39 +48,26 @@ int receive_message(int socket, bool wait, Message* message, UniqueFd* fd) {
   return got.bytes == static_cast<ssize_t>(sizeof *message) ? 1 : 0;
 }
 
-void ignore_interrupts() {
-  struct sigaction ignore {};
-  ignore.sa_handler = SIG_IGN;
-  sigemptyset(&ignore.sa_mask);
-  sigaction(SIGINT, &ignore, nullptr);
-  sigaction(SIGTERM, &ignore, nullptr);
-}
-
 // Reaps every ended child and reports it. Returns false when the parent is gone.
 bool reap_children(int control, std::set<pid_t>& children) {
   for (;;) {
-    int status = 0;
-    rusage usage{};
-    const pid_t pid = wait4(-1, &status, WNOHANG, &usage);
-    if (pid < 0 && errno == EINTR) continue;
+    ExitInfo info;
+    const pid_t pid = reap_any_ended(&info);
     if (pid <= 0) return true;
     children.erase(pid);
     Message report;
     report.kind = Kind::Exited;
     report.pid = pid;
-    report.max_rss_kib = usage.ru_maxrss;
-    if (WIFSIGNALED(status)) {
-      report.signaled = 1;
-      report.signal = WTERMSIG(status);
-    } else {
-      report.status = WEXITSTATUS(status);
-    }
+    report.max_rss_kib = info.max_rss_kib;
+    report.signaled = info.signaled ? 1 : 0;
+    report.signal = info.signal;
+    report.status = info.status;
     if (!send_message(control, report, -1)) return false;
   }
 }
 
+// Runs in the server, whose SIGINT/SIGTERM are ignored (start() sets that up).
 [[noreturn]] void server_main(int control_in, const std::function<void(int)>& worker_body) {
-  ignore_interrupts();
   // Keep stdio and the control socket only: a descriptor of the caller's (another pool's
   // socket, a pipe) held here would keep its peer from ever seeing EOF.
   if (dup2(control_in, kControlFd) < 0) _exit(80);
@@ -94,7 +78,8 @@ bool reap_children(int control, std::set<pid_t>& children) {
   sigprocmask(SIG_BLOCK, &chld, nullptr);
   const int sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sigfd < 0) _exit(81);
-  const pid_t server = getpid();
+  ChildSetup setup = pool_child_setup(/*tied=*/true);
+  setup.default_signals = {SIGCHLD};  // blocked here for the signalfd
   std::set<pid_t> children;
   bool running = true;
   while (running) {
@@ -117,21 +102,12 @@ bool reap_children(int control, std::set<pid_t>& children) {
     if (rc == 0 || request.kind != Kind::Spawn) break;  // the pool is gone
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) break;
-    const pid_t pid = fork();
-    if (pid == 0) {
+    const pid_t pid = fork_child(setup, [&] {
       close(pair[0]);
       close(sigfd);
       close(kControlFd);
-      sigprocmask(SIG_UNBLOCK, &chld, nullptr);
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != server) _exit(kExitOrphaned);
-      try {
-        worker_body(pair[1]);
-      } catch (...) {
-        exit_worker(kExitUncaught);
-      }
-      exit_worker(0);
-    }
+      worker_body(pair[1]);
+    });
     close(pair[1]);
     Message reply;
     reply.kind = Kind::Spawned;
@@ -141,12 +117,8 @@ bool reap_children(int control, std::set<pid_t>& children) {
     if (pid > 0) children.insert(pid);
     if (!sent) running = false;
   }
-  for (pid_t pid : children) kill(pid, SIGKILL);
-  while (!children.empty()) {
-    const pid_t pid = waitpid(-1, nullptr, 0);
-    if (pid < 0 && errno != EINTR) break;
-    if (pid > 0) children.erase(pid);
-  }
+  for (const pid_t pid : children) kill(pid, SIGKILL);
+  for (const pid_t pid : children) wait_child(pid);
   _exit(0);
 }
 
@@ -160,7 +132,9 @@ ForkServer ForkServer::start(std::function<void(int socket)> worker_body) {
   UniqueFd parent_end(pair[0]);
   UniqueFd child_end(pair[1]);
   ForkServer server;
-  server.process_ = WorkerProcess::start([&] {
+  ChildSetup setup = pool_child_setup(/*tied=*/false);
+  setup.ignored_signals = {SIGINT, SIGTERM};
+  server.process_ = start_child(setup, [&] {
     parent_end.reset();
     server_main(child_end.get(), worker_body);
   });
@@ -182,13 +156,10 @@ SpawnedWorker ForkServer::spawn_direct() {
   }
   UniqueFd parent_end(pair[0]);
   UniqueFd child_end(pair[1]);
-  const pid_t parent = getpid();
-  WorkerProcess process = WorkerProcess::start([&] {
+  ChildProcess process = start_child(pool_child_setup(/*tied=*/true), [&] {
     // The earlier workers' sockets would keep them from seeing the caller close its end.
     for (const int fd : parent_ends_) close(fd);
     parent_end.reset();
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(kExitOrphaned);
     worker_body_(child_end.get());
   });
   SpawnedWorker worker;

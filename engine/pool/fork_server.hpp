@@ -67,11 +67,11 @@ class ForkServer {
   SpawnedWorker spawn_direct();
 
   bool direct_ = false;
-  std::function<void(int socket)> worker_body_;        // direct: run in each worker
-  std::unordered_map<pid_t, WorkerProcess> children_;  // direct: the workers
+  std::function<void(int socket)> worker_body_;       // direct: run in each worker
+  std::unordered_map<pid_t, ChildProcess> children_;  // direct: the workers
   std::vector<int> parent_ends_;  // direct: sockets handed out, closed in later workers
 
-  WorkerProcess process_;
+  ChildProcess process_;
   UniqueFd control_;
   std::unordered_map<pid_t, ExitInfo> exits_;
   std::unordered_map<pid_t, bool> ignored_;

@@ -35,7 +35,7 @@ hid_t ProcessDataset::dataset() const {
   Hdf5Handle space = Hdf5Handle::adopt(H5Dget_space(dataset.get()), Hdf5Kind::Dataspace,
                                        ErrorCode::Corrupt, file_ + ":" + path_);
   if (shape_of(space.get(), file_ + ":" + path_) != shape_) {
-    raise(ErrorCode::Corrupt, file_ + ":" + path_ + ": the dataset's shape changed from " +
+    throw_error(ErrorCode::Corrupt, file_ + ":" + path_ + ": the dataset's shape changed from " +
                                   format_shape(shape_) + " since it was opened");
   }
   file_id_ = std::move(file);
@@ -80,13 +80,13 @@ std::string Hdf5Array::chunk_what(const Shape& coord) const {
 // index in the grid.
 std::size_t Hdf5Array::linear_index(const Shape& coord) const {
   if (coord.size() != grid_.size()) {
-    raise(ErrorCode::InvalidArgument,
+    throw_error(ErrorCode::InvalidArgument,
           name() + ": chunk coordinate (" + format_shape(coord) + ") has the wrong number of axes");
   }
   std::size_t index = 0;
   for (std::size_t i = 0; i < coord.size(); ++i) {
     if (coord[i] < 0 || coord[i] >= grid_[i]) {
-      raise(ErrorCode::InvalidArgument, name() + ": chunk coordinate (" + format_shape(coord) +
+      throw_error(ErrorCode::InvalidArgument, name() + ": chunk coordinate (" + format_shape(coord) +
                                             ") is outside the grid (" + format_shape(grid_) + ")");
     }
     index = index * static_cast<std::size_t>(grid_[i]) + static_cast<std::size_t>(coord[i]);
@@ -155,7 +155,7 @@ void Hdf5Array::read_raw_chunk(const Shape& coord, std::byte* out) const {
       fill_chunk(out);
       return;
     }
-    raise(ErrorCode::Corrupt,
+    throw_error(ErrorCode::Corrupt,
           chunk_what(coord) + ": cannot look it up: " + detail::hdf5_error_detail());
   }
   if (stored == 0) {
@@ -163,7 +163,7 @@ void Hdf5Array::read_raw_chunk(const Shape& coord, std::byte* out) const {
     return;
   }
   if (stored > max_stored_) {
-    raise(ErrorCode::Corrupt, chunk_what(coord) + ": index says " + std::to_string(stored) +
+    throw_error(ErrorCode::Corrupt, chunk_what(coord) + ": index says " + std::to_string(stored) +
                                   " stored bytes for a chunk of " + std::to_string(chunk_nbytes()) +
                                   " (damaged index?)");
   }
@@ -174,7 +174,7 @@ void Hdf5Array::read_raw_chunk(const Shape& coord, std::byte* out) const {
   std::byte* dst = direct ? out : raw.data();
   std::uint32_t mask = 0;
   if (H5Dread_chunk(dataset, H5P_DEFAULT, offset, &mask, dst) < 0) {
-    raise(ErrorCode::Corrupt,
+    throw_error(ErrorCode::Corrupt,
           chunk_what(coord) + ": cannot be read: " + detail::hdf5_error_detail());
   }
   if (direct) return;
@@ -210,12 +210,12 @@ void Hdf5Array::read_through_library(const Shape& coord, std::byte* out) const {
     if (H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr) < 0 ||
         H5Sselect_hyperslab(memory_space.get(), H5S_SELECT_SET, zero, nullptr, count, nullptr) <
             0) {
-      raise(ErrorCode::Internal, what + ": cannot select: " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Internal, what + ": cannot select: " + detail::hdf5_error_detail());
     }
   }
   // Memory type = file type: libhdf5 copies the stored bytes without conversion.
   if (H5Dread(dataset, type.get(), memory_space.get(), file_space.get(), H5P_DEFAULT, out) < 0) {
-    raise(ErrorCode::Corrupt, what + ": libhdf5 cannot read it: " + detail::hdf5_error_detail());
+    throw_error(ErrorCode::Corrupt, what + ": libhdf5 cannot read it: " + detail::hdf5_error_detail());
   }
 }
 

@@ -47,48 +47,48 @@ void validate(const std::string& file, const std::string& dataset, const Hdf5Wri
   const std::string what = file + ":" + dataset;
   if (dataset.empty() || dataset == "/" || dataset.back() == '/' ||
       dataset.find("//") != std::string::npos) {
-    raise(ErrorCode::InvalidArgument,
+    throw_error(ErrorCode::InvalidArgument,
           what + ": dataset path must name a dataset, like '/group/images'");
   }
   for (std::int64_t extent : spec.shape) {
     if (extent < 0) {
-      raise(ErrorCode::InvalidArgument,
+      throw_error(ErrorCode::InvalidArgument,
             what + ": negative extent in shape " + format_shape(spec.shape));
     }
   }
   if (spec.shape.size() > H5S_MAX_RANK) {
-    raise(ErrorCode::InvalidArgument, what + ": HDF5 allows at most 32 axes");
+    throw_error(ErrorCode::InvalidArgument, what + ": HDF5 allows at most 32 axes");
   }
   if (spec.chunks.empty()) {
     if (spec.gzip_level != 0) {
-      raise(ErrorCode::InvalidArgument,
+      throw_error(ErrorCode::InvalidArgument,
             what + ": gzip needs a chunked dataset; give chunks or set gzip_level 0");
     }
     return;
   }
   if (spec.shape.empty()) {
-    raise(ErrorCode::InvalidArgument,
+    throw_error(ErrorCode::InvalidArgument,
           what + ": a 0-d dataset cannot be chunked; leave chunks empty");
   }
   if (spec.chunks.size() != spec.shape.size()) {
-    raise(ErrorCode::InvalidArgument, what + ": chunks " + format_shape(spec.chunks) +
+    throw_error(ErrorCode::InvalidArgument, what + ": chunks " + format_shape(spec.chunks) +
                                           " and shape " + format_shape(spec.shape) +
                                           " have different numbers of axes");
   }
   std::uint64_t bytes = spec.dtype.itemsize();
   for (std::int64_t c : spec.chunks) {
     if (c < 1) {
-      raise(ErrorCode::InvalidArgument,
+      throw_error(ErrorCode::InvalidArgument,
             what + ": chunk extents must be at least 1, got " + format_shape(spec.chunks));
     }
     bytes = detail::checked_mul(bytes, static_cast<std::uint64_t>(c), "HDF5 chunk size");
   }
   if (bytes > kMaxHdf5ChunkBytes) {
-    raise(ErrorCode::InvalidArgument, what + ": chunks " + format_shape(spec.chunks) +
+    throw_error(ErrorCode::InvalidArgument, what + ": chunks " + format_shape(spec.chunks) +
                                           " make chunks of 4 GiB or more, HDF5's limit");
   }
   if (spec.gzip_level < 0 || spec.gzip_level > 9) {
-    raise(ErrorCode::InvalidArgument,
+    throw_error(ErrorCode::InvalidArgument,
           what + ": gzip_level " + std::to_string(spec.gzip_level) + " is outside 0..9");
   }
 }
@@ -101,7 +101,7 @@ bool check_target(hid_t file, const std::string& file_name, const std::string& p
     const std::string prefix = path.substr(0, end);
     const htri_t link = H5Lexists(file, prefix.c_str(), H5P_DEFAULT);
     if (link < 0) {
-      raise(ErrorCode::Corrupt,
+      throw_error(ErrorCode::Corrupt,
             file_name + ": cannot look up '" + prefix + "': " + detail::hdf5_error_detail());
     }
     if (link == 0) return false;  // parents from here on are created at commit
@@ -110,18 +110,18 @@ bool check_target(hid_t file, const std::string& file_name, const std::string& p
     if (H5Oget_info_by_name2(file, prefix.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
       detail::hdf5_error_detail();
       if (last) return true;  // a dangling link: replaced like a dataset
-      raise(ErrorCode::InvalidArgument, file_name + ": '" + prefix +
+      throw_error(ErrorCode::InvalidArgument, file_name + ": '" + prefix +
                                             "' is a dangling link, not a group; cannot write " +
                                             path + " under it");
     }
     if (!last && info.type != H5O_TYPE_GROUP) {
-      raise(ErrorCode::InvalidArgument, file_name + ": '" + prefix +
+      throw_error(ErrorCode::InvalidArgument, file_name + ": '" + prefix +
                                             "' is not a group; cannot "
                                             "write " +
                                             path + " under it");
     }
     if (last && info.type == H5O_TYPE_GROUP) {
-      raise(ErrorCode::InvalidArgument, file_name + ":" + path +
+      throw_error(ErrorCode::InvalidArgument, file_name + ":" + path +
                                             " is a group; name a dataset (a group is never "
                                             "replaced)");
     }
@@ -139,14 +139,14 @@ unsigned probe_destination(const std::string& file, const std::string& dataset) 
     });
   } catch (const Error& e) {
     if (e.code() != ErrorCode::Corrupt) throw;
-    raise(ErrorCode::Corrupt, std::string(e.what()) +
+    throw_error(ErrorCode::Corrupt, std::string(e.what()) +
                                   "; a damaged HDF5 file is not written into or replaced: "
                                   "remove it, or write to another file");
   }
   const Hdf5Handle id = detail::open_file(file, ErrorCode::Corrupt);
   H5F_info2_t info;
   if (H5Fget_info2(id.get(), &info) < 0) {
-    raise(ErrorCode::Corrupt,
+    throw_error(ErrorCode::Corrupt,
           file + ": cannot read the superblock: " + detail::hdf5_error_detail());
   }
   return info.super.version;
@@ -155,10 +155,10 @@ unsigned probe_destination(const std::string& file, const std::string& dataset) 
 void copy_whole_file(const std::string& from, const std::string& to) {
   detail::UniqueFd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
   struct stat st;
-  if (!in || ::fstat(in.get(), &st) != 0) raise_errno(from + ": cannot open to copy");
+  if (!in || ::fstat(in.get(), &st) != 0) throw_errno(from + ": cannot open to copy");
   detail::UniqueFd out(
       ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777));
-  if (!out) raise_errno(to + ": cannot create");
+  if (!out) throw_errno(to + ": cannot create");
   auto left = static_cast<std::uint64_t>(st.st_size);
   bool plain = false;  // sendfile where copy_file_range is not supported
   while (left > 0) {
@@ -171,8 +171,8 @@ void copy_whole_file(const std::string& from, const std::string& to) {
       plain = true;
       continue;
     }
-    if (n < 0) raise_errno(to + ": cannot copy " + from + " into it");
-    if (n == 0) raise(ErrorCode::Io, from + ": became shorter while being copied");
+    if (n < 0) throw_errno(to + ": cannot copy " + from + " into it");
+    if (n == 0) throw_error(ErrorCode::Io, from + ": became shorter while being copied");
     left -= static_cast<std::uint64_t>(n);
   }
 }

@@ -1,12 +1,11 @@
 // The probe: untrusted HDF5 metadata read first in a forked child under a memory cap and a
 // time limit, so a libhdf5 crash, runaway allocation or endless loop on a damaged file becomes
 // one error line in the caller instead of a SIGSEGV.
-#include "io/hdf5/probe.hpp"
+#include "io/hdf5_probe.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,6 +17,7 @@
 
 #include "mmc/error.hpp"
 #include "os/exact_io.hpp"
+#include "os/process.hpp"
 #include "os/unique_fd.hpp"
 
 namespace mmc::detail {
@@ -42,14 +42,8 @@ std::uint64_t address_space_now() {
 // The report's last chance: a child that cannot write it exits, and the parent says so.
 void write_all(int fd, const std::string& text) { detail::write_all(fd, text.data(), text.size()); }
 
+// Runs in the child, with SIGALRM's default action (it ends the child) restored.
 [[noreturn]] void run_child(int fd, const std::string& file, const std::function<void()>& work) {
-  // SIGALRM's default action ends the child; the caller may have ignored or blocked it, and
-  // the child inherits both.
-  ::signal(SIGALRM, SIG_DFL);
-  sigset_t alarm_only;
-  sigemptyset(&alarm_only);
-  sigaddset(&alarm_only, SIGALRM);
-  ::sigprocmask(SIG_UNBLOCK, &alarm_only, nullptr);
   ::alarm(kProbeSeconds);
   // An unprivileged process cannot raise its hard limit: a cap above it is the hard limit.
   rlimit limit{};
@@ -93,30 +87,28 @@ void probe_hdf5(const std::string& file, const std::function<void()>& work) {
   if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno(file + ": cannot make a pipe for the probe");
   UniqueFd read_end(fds[0]);
   UniqueFd write_end(fds[1]);
-  const pid_t pid = ::fork();
-  if (pid < 0) throw_errno(file + ": cannot fork the probe");
-  if (pid == 0) {
+  ChildSetup setup;
+  setup.default_signals = {SIGALRM};  // the caller may have ignored or blocked it
+  const pid_t pid = fork_child(setup, [&] {
     read_end.reset();
     run_child(write_end.get(), file, work);
-  }
+  });
+  if (pid < 0) throw_errno(file + ": cannot fork the probe");
   write_end.reset();
   std::string report;
   detail::read_to_end(read_end.get(), report);  // a failed read leaves a short report: said below
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) throw_errno(file + ": cannot wait for the probe");
-  }
-  if (WIFSIGNALED(status)) {
-    if (WTERMSIG(status) == SIGALRM) {
+  const ExitInfo end = wait_child(pid);
+  if (!end.known) throw_errno(file + ": cannot wait for the probe");
+  if (end.signaled) {
+    if (end.signal == SIGALRM) {
       throw_error(ErrorCode::Corrupt, file + ": libhdf5 did not finish reading its metadata in " +
-                                          std::to_string(kProbeSeconds) + " s (damaged file?)");
+                                    std::to_string(kProbeSeconds) + " s (damaged file?)");
     }
-    throw_error(ErrorCode::Corrupt, file + ": libhdf5 crashed reading it (" +
-                                        std::string(strsignal(WTERMSIG(status))) +
-                                        "; damaged file?)");
+    throw_error(ErrorCode::Corrupt,
+          file + ": libhdf5 crashed reading it (its probe " + describe(end) + "; damaged file?)");
   }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 1 && !report.empty()) {
+  if (end.status == 0) return;
+  if (end.status == 1 && !report.empty()) {
     const auto code = static_cast<ErrorCode>(report[0]);
     std::string message = report.substr(1);
     if (message.find("memory allocation failed") != std::string::npos) {
@@ -126,9 +118,8 @@ void probe_hdf5(const std::string& file, const std::function<void()>& work) {
   }
   // Any other end (a sanitizer's report of a crash, an exception that is not ours): a crash
   // too. Opening the file here would repeat it, or allocate without the cap.
-  throw_error(ErrorCode::Corrupt, file + ": libhdf5 crashed reading it (exit status " +
-                                      std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
-                                      "; damaged file?)");
+  throw_error(ErrorCode::Corrupt,
+        file + ": libhdf5 crashed reading it (its probe " + describe(end) + "; damaged file?)");
 }
 
 }  // namespace mmc::detail

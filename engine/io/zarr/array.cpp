@@ -98,14 +98,14 @@ class ZarrArray final : public ChunkedArray {
 
 std::int64_t ZarrArray::linear_index(const Shape& coord) const {
   if (coord.size() != grid_.size()) {
-    raise(ErrorCode::InvalidArgument, path_ + ": chunk coordinate " + format_shape(coord) +
+    throw_error(ErrorCode::InvalidArgument, path_ + ": chunk coordinate " + format_shape(coord) +
                                           " has " + std::to_string(coord.size()) +
                                           " axes, the array " + std::to_string(grid_.size()));
   }
   std::int64_t index = 0;
   for (std::size_t i = 0; i < coord.size(); ++i) {
     if (coord[i] < 0 || coord[i] >= grid_[i]) {
-      raise(ErrorCode::InvalidArgument, path_ + ": chunk coordinate " + format_shape(coord) +
+      throw_error(ErrorCode::InvalidArgument, path_ + ": chunk coordinate " + format_shape(coord) +
                                             " lies outside the chunk grid " + format_shape(grid_));
     }
     index = index * grid_[i] + coord[i];
@@ -136,13 +136,13 @@ const std::byte* ZarrArray::chunk_in_place(const Shape& coord) const {
   struct stat st;
   if (::stat(file.c_str(), &st) != 0) {
     if (errno == ENOENT || errno == ENOTDIR) return nullptr;  // absent: reads as fill value
-    raise_errno(file + ": cannot stat chunk");
+    throw_errno(file + ": cannot stat chunk");
   }
   if (!S_ISREG(st.st_mode)) {
-    raise(ErrorCode::Corrupt, file + ": chunk is not a regular file");
+    throw_error(ErrorCode::Corrupt, file + ": chunk is not a regular file");
   }
   if (static_cast<std::uint64_t>(st.st_size) != chunk_nbytes()) {
-    raise(ErrorCode::Corrupt, file + ": uncompressed chunk has " + std::to_string(st.st_size) +
+    throw_error(ErrorCode::Corrupt, file + ": uncompressed chunk has " + std::to_string(st.st_size) +
                                   " bytes, expected " + std::to_string(chunk_nbytes()) +
                                   " (chunk shape " + format_shape(chunk_shape()) + " of " +
                                   meta().dtype.numpy_descr() + "); the store is damaged");
@@ -177,15 +177,15 @@ void ZarrArray::read_chunk(const Shape& coord, std::byte* out) const {
       fill_with(out, n, fill_value());
       return;
     }
-    raise_errno(file + ": cannot open chunk");
+    throw_errno(file + ": cannot open chunk");
   }
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0) raise_errno(file + ": cannot stat chunk");
-  if (!S_ISREG(st.st_mode)) raise(ErrorCode::Corrupt, file + ": chunk is not a regular file");
+  if (::fstat(fd.get(), &st) != 0) throw_errno(file + ": cannot stat chunk");
+  if (!S_ISREG(st.st_mode)) throw_error(ErrorCode::Corrupt, file + ": chunk is not a regular file");
   const auto size = static_cast<std::uint64_t>(st.st_size);
   if (codec_.codec == Codec::None) {
     if (size != n) {
-      raise(ErrorCode::Corrupt, file + ": uncompressed chunk has " + std::to_string(size) +
+      throw_error(ErrorCode::Corrupt, file + ": uncompressed chunk has " + std::to_string(size) +
                                     " bytes, expected " + std::to_string(n) + " (chunk shape " +
                                     format_shape(chunk_shape()) + " of " +
                                     meta().dtype.numpy_descr() + "); the store is damaged");
@@ -194,7 +194,7 @@ void ZarrArray::read_chunk(const Shape& coord, std::byte* out) const {
     return;
   }
   if (size > max_encoded_size(n)) {
-    raise(ErrorCode::Corrupt, file + ": compressed chunk has " + std::to_string(size) +
+    throw_error(ErrorCode::Corrupt, file + ": compressed chunk has " + std::to_string(size) +
                                   " bytes, more than any " + describe_codec(codec_) +
                                   " encoding of a " + std::to_string(n) + "-byte chunk");
   }
