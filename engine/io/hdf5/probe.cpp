@@ -1,7 +1,7 @@
 // The probe: untrusted HDF5 metadata read first in a forked child under a memory cap and a
 // time limit, so a libhdf5 crash, runaway allocation or endless loop on a damaged file becomes
 // one error line in the caller instead of a SIGSEGV.
-#include "io/hdf5_probe.hpp"
+#include "io/hdf5/probe.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
