@@ -36,7 +36,7 @@ hid_t ProcessDataset::dataset() const {
                                        ErrorCode::Corrupt, file_ + ":" + path_);
   if (shape_of(space.get(), file_ + ":" + path_) != shape_) {
     throw_error(ErrorCode::Corrupt, file_ + ":" + path_ + ": the dataset's shape changed from " +
-                                  format_shape(shape_) + " since it was opened");
+                                        format_shape(shape_) + " since it was opened");
   }
   file_id_ = std::move(file);
   dataset_ = std::move(dataset);
@@ -80,14 +80,15 @@ std::string Hdf5Array::chunk_what(const Shape& coord) const {
 // index in the grid.
 std::size_t Hdf5Array::linear_index(const Shape& coord) const {
   if (coord.size() != grid_.size()) {
-    throw_error(ErrorCode::InvalidArgument,
-          name() + ": chunk coordinate (" + format_shape(coord) + ") has the wrong number of axes");
+    throw_error(ErrorCode::InvalidArgument, name() + ": chunk coordinate (" + format_shape(coord) +
+                                                ") has the wrong number of axes");
   }
   std::size_t index = 0;
   for (std::size_t i = 0; i < coord.size(); ++i) {
     if (coord[i] < 0 || coord[i] >= grid_[i]) {
-      throw_error(ErrorCode::InvalidArgument, name() + ": chunk coordinate (" + format_shape(coord) +
-                                            ") is outside the grid (" + format_shape(grid_) + ")");
+      throw_error(ErrorCode::InvalidArgument, name() + ": chunk coordinate (" +
+                                                  format_shape(coord) + ") is outside the grid (" +
+                                                  format_shape(grid_) + ")");
     }
     index = index * static_cast<std::size_t>(grid_[i]) + static_cast<std::size_t>(coord[i]);
   }
@@ -156,7 +157,7 @@ void Hdf5Array::read_raw_chunk(const Shape& coord, std::byte* out) const {
       return;
     }
     throw_error(ErrorCode::Corrupt,
-          chunk_what(coord) + ": cannot look it up: " + detail::hdf5_error_detail());
+                chunk_what(coord) + ": cannot look it up: " + detail::hdf5_error_detail());
   }
   if (stored == 0) {
     fill_chunk(out);
@@ -164,8 +165,8 @@ void Hdf5Array::read_raw_chunk(const Shape& coord, std::byte* out) const {
   }
   if (stored > max_stored_) {
     throw_error(ErrorCode::Corrupt, chunk_what(coord) + ": index says " + std::to_string(stored) +
-                                  " stored bytes for a chunk of " + std::to_string(chunk_nbytes()) +
-                                  " (damaged index?)");
+                                        " stored bytes for a chunk of " +
+                                        std::to_string(chunk_nbytes()) + " (damaged index?)");
   }
   // Without filters a chunk of the right size goes straight into out.
   const bool direct = filters_.empty() && stored == chunk_nbytes();
@@ -175,7 +176,7 @@ void Hdf5Array::read_raw_chunk(const Shape& coord, std::byte* out) const {
   std::uint32_t mask = 0;
   if (H5Dread_chunk(dataset, H5P_DEFAULT, offset, &mask, dst) < 0) {
     throw_error(ErrorCode::Corrupt,
-          chunk_what(coord) + ": cannot be read: " + detail::hdf5_error_detail());
+                chunk_what(coord) + ": cannot be read: " + detail::hdf5_error_detail());
   }
   if (direct) return;
   // Decoding runs outside libhdf5's global lock, so threads overlap here.
@@ -215,7 +216,8 @@ void Hdf5Array::read_through_library(const Shape& coord, std::byte* out) const {
   }
   // Memory type = file type: libhdf5 copies the stored bytes without conversion.
   if (H5Dread(dataset, type.get(), memory_space.get(), file_space.get(), H5P_DEFAULT, out) < 0) {
-    throw_error(ErrorCode::Corrupt, what + ": libhdf5 cannot read it: " + detail::hdf5_error_detail());
+    throw_error(ErrorCode::Corrupt,
+                what + ": libhdf5 cannot read it: " + detail::hdf5_error_detail());
   }
 }
 

@@ -48,12 +48,12 @@ void validate(const std::string& file, const std::string& dataset, const Hdf5Wri
   if (dataset.empty() || dataset == "/" || dataset.back() == '/' ||
       dataset.find("//") != std::string::npos) {
     throw_error(ErrorCode::InvalidArgument,
-          what + ": dataset path must name a dataset, like '/group/images'");
+                what + ": dataset path must name a dataset, like '/group/images'");
   }
   for (std::int64_t extent : spec.shape) {
     if (extent < 0) {
       throw_error(ErrorCode::InvalidArgument,
-            what + ": negative extent in shape " + format_shape(spec.shape));
+                  what + ": negative extent in shape " + format_shape(spec.shape));
     }
   }
   if (spec.shape.size() > H5S_MAX_RANK) {
@@ -62,34 +62,34 @@ void validate(const std::string& file, const std::string& dataset, const Hdf5Wri
   if (spec.chunks.empty()) {
     if (spec.gzip_level != 0) {
       throw_error(ErrorCode::InvalidArgument,
-            what + ": gzip needs a chunked dataset; give chunks or set gzip_level 0");
+                  what + ": gzip needs a chunked dataset; give chunks or set gzip_level 0");
     }
     return;
   }
   if (spec.shape.empty()) {
     throw_error(ErrorCode::InvalidArgument,
-          what + ": a 0-d dataset cannot be chunked; leave chunks empty");
+                what + ": a 0-d dataset cannot be chunked; leave chunks empty");
   }
   if (spec.chunks.size() != spec.shape.size()) {
     throw_error(ErrorCode::InvalidArgument, what + ": chunks " + format_shape(spec.chunks) +
-                                          " and shape " + format_shape(spec.shape) +
-                                          " have different numbers of axes");
+                                                " and shape " + format_shape(spec.shape) +
+                                                " have different numbers of axes");
   }
   std::uint64_t bytes = spec.dtype.itemsize();
   for (std::int64_t c : spec.chunks) {
     if (c < 1) {
       throw_error(ErrorCode::InvalidArgument,
-            what + ": chunk extents must be at least 1, got " + format_shape(spec.chunks));
+                  what + ": chunk extents must be at least 1, got " + format_shape(spec.chunks));
     }
     bytes = detail::checked_mul(bytes, static_cast<std::uint64_t>(c), "HDF5 chunk size");
   }
   if (bytes > kMaxHdf5ChunkBytes) {
     throw_error(ErrorCode::InvalidArgument, what + ": chunks " + format_shape(spec.chunks) +
-                                          " make chunks of 4 GiB or more, HDF5's limit");
+                                                " make chunks of 4 GiB or more, HDF5's limit");
   }
   if (spec.gzip_level < 0 || spec.gzip_level > 9) {
     throw_error(ErrorCode::InvalidArgument,
-          what + ": gzip_level " + std::to_string(spec.gzip_level) + " is outside 0..9");
+                what + ": gzip_level " + std::to_string(spec.gzip_level) + " is outside 0..9");
   }
 }
 
@@ -102,7 +102,7 @@ bool check_target(hid_t file, const std::string& file_name, const std::string& p
     const htri_t link = H5Lexists(file, prefix.c_str(), H5P_DEFAULT);
     if (link < 0) {
       throw_error(ErrorCode::Corrupt,
-            file_name + ": cannot look up '" + prefix + "': " + detail::hdf5_error_detail());
+                  file_name + ": cannot look up '" + prefix + "': " + detail::hdf5_error_detail());
     }
     if (link == 0) return false;  // parents from here on are created at commit
     const bool last = end == path.size();
@@ -110,20 +110,20 @@ bool check_target(hid_t file, const std::string& file_name, const std::string& p
     if (H5Oget_info_by_name2(file, prefix.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
       detail::hdf5_error_detail();
       if (last) return true;  // a dangling link: replaced like a dataset
-      throw_error(ErrorCode::InvalidArgument, file_name + ": '" + prefix +
-                                            "' is a dangling link, not a group; cannot write " +
-                                            path + " under it");
+      throw_error(ErrorCode::InvalidArgument,
+                  file_name + ": '" + prefix + "' is a dangling link, not a group; cannot write " +
+                      path + " under it");
     }
     if (!last && info.type != H5O_TYPE_GROUP) {
       throw_error(ErrorCode::InvalidArgument, file_name + ": '" + prefix +
-                                            "' is not a group; cannot "
-                                            "write " +
-                                            path + " under it");
+                                                  "' is not a group; cannot "
+                                                  "write " +
+                                                  path + " under it");
     }
     if (last && info.type == H5O_TYPE_GROUP) {
       throw_error(ErrorCode::InvalidArgument, file_name + ":" + path +
-                                            " is a group; name a dataset (a group is never "
-                                            "replaced)");
+                                                  " is a group; name a dataset (a group is never "
+                                                  "replaced)");
     }
     begin = end + 1;
   }
@@ -140,14 +140,14 @@ unsigned probe_destination(const std::string& file, const std::string& dataset) 
   } catch (const Error& e) {
     if (e.code() != ErrorCode::Corrupt) throw;
     throw_error(ErrorCode::Corrupt, std::string(e.what()) +
-                                  "; a damaged HDF5 file is not written into or replaced: "
-                                  "remove it, or write to another file");
+                                        "; a damaged HDF5 file is not written into or replaced: "
+                                        "remove it, or write to another file");
   }
   const Hdf5Handle id = detail::open_file(file, ErrorCode::Corrupt);
   H5F_info2_t info;
   if (H5Fget_info2(id.get(), &info) < 0) {
     throw_error(ErrorCode::Corrupt,
-          file + ": cannot read the superblock: " + detail::hdf5_error_detail());
+                file + ": cannot read the superblock: " + detail::hdf5_error_detail());
   }
   return info.super.version;
 }

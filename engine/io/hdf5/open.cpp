@@ -74,7 +74,7 @@ DataFile data_file_of(hid_t dataset, const std::string& where) {
                                       ErrorCode::Corrupt, where + ": cannot read " + data.name);
   if (H5Pget_userblock(fcpl.get(), &data.userblock) < 0) {
     throw_error(ErrorCode::Corrupt,
-          where + ": cannot read the userblock of " + data.name + ": " + hdf5_error_detail());
+                where + ": cannot read the userblock of " + data.name + ": " + hdf5_error_detail());
   }
   return data;
 }
@@ -91,7 +91,8 @@ Shape checked_chunk_shape(const hsize_t* dims, hid_t space, const ArrayMeta& met
   const int rank = meta.ndim();
   hsize_t max_dims[H5S_MAX_RANK];
   if (H5Sget_simple_extent_dims(space, nullptr, max_dims) != rank) {
-    throw_error(ErrorCode::Corrupt, where + ": cannot read the maximum extents: " + hdf5_error_detail());
+    throw_error(ErrorCode::Corrupt,
+                where + ": cannot read the maximum extents: " + hdf5_error_detail());
   }
   Shape chunks(static_cast<std::size_t>(rank));
   for (int i = 0; i < rank; ++i) {
@@ -100,7 +101,7 @@ Shape checked_chunk_shape(const hsize_t* dims, hid_t space, const ArrayMeta& met
   }
   const auto refuse = [&](const std::string& why) {
     throw_error(ErrorCode::Corrupt,
-          where + ": chunk shape " + format_shape(chunks) + " " + why + " (damaged file?)");
+                where + ": chunk shape " + format_shape(chunks) + " " + why + " (damaged file?)");
   };
   std::uint64_t bytes = meta.dtype.itemsize();
   for (int i = 0; i < rank; ++i) {
@@ -133,7 +134,7 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
   hsize_t dims[H5S_MAX_RANK];
   if (rank == 0 || H5Pget_chunk(dcpl, rank, dims) != rank) {
     throw_error(ErrorCode::Corrupt,
-          where + ": cannot read the chunk shape: " + detail::hdf5_error_detail());
+                where + ": cannot read the chunk shape: " + detail::hdf5_error_detail());
   }
   const Shape chunks = checked_chunk_shape(dims, space, meta, where);
 
@@ -155,7 +156,7 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
                                            sizeof name, name, &config);
     if (id < 0) {
       throw_error(ErrorCode::Corrupt, where + ": cannot read filter " + std::to_string(i) + ": " +
-                                    detail::hdf5_error_detail());
+                                          detail::hdf5_error_detail());
     }
     const std::string label = filter_name(id, name);
     if (id == H5Z_FILTER_DEFLATE) {
@@ -171,9 +172,9 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
       decodable = false;
       if (H5Zfilter_avail(id) <= 0) {
         throw_error(ErrorCode::InvalidArgument,
-              where + ": chunks use filter " + std::to_string(id) + " (" + label +
-                  "), which this libhdf5 cannot decode; install its HDF5 plugin and set "
-                  "HDF5_PLUGIN_PATH, or rewrite the dataset with gzip");
+                    where + ": chunks use filter " + std::to_string(id) + " (" + label +
+                        "), which this libhdf5 cannot decode; install its HDF5 plugin and set "
+                        "HDF5_PLUGIN_PATH, or rewrite the dataset with gzip");
       }
     }
     FilterStep step;
@@ -200,7 +201,7 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
     hsize_t stored = 0;
     if (H5Dget_num_chunks(dataset, space, &stored) < 0) {
       throw_error(ErrorCode::Corrupt,
-            where + ": cannot count the stored chunks: " + detail::hdf5_error_detail());
+                  where + ": cannot count the stored chunks: " + detail::hdf5_error_detail());
     }
     info.chunks_stored = static_cast<std::int64_t>(stored);
   }
@@ -221,15 +222,15 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
       if (H5Dget_chunk_info(dataset, space, static_cast<hsize_t>(k), at, &mask, &address, &size) <
           0) {
         throw_error(ErrorCode::Corrupt,
-              where + ": cannot read the chunk index: " + detail::hdf5_error_detail());
+                    where + ": cannot read the chunk index: " + detail::hdf5_error_detail());
       }
       std::size_t index = 0;
       for (int i = 0; i < rank; ++i) {
         const auto c = static_cast<std::int64_t>(at[i] / dims[i]);
         if (at[i] % dims[i] != 0 || c >= grid[static_cast<std::size_t>(i)]) {
           throw_error(ErrorCode::Corrupt, where +
-                                        ": the chunk index holds a chunk at a position "
-                                        "outside the chunk grid (damaged index)");
+                                              ": the chunk index holds a chunk at a position "
+                                              "outside the chunk grid (damaged index)");
         }
         index = index * static_cast<std::size_t>(grid[static_cast<std::size_t>(i)]) +
                 static_cast<std::size_t>(c);
@@ -239,12 +240,13 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
       const std::uint64_t begin = overflows ? 0 : address + userblock;
       if (address == HADDR_UNDEF || overflows || size != array->chunk_nbytes() ||
           begin > file_size || file_size - begin < size) {
-        throw_error(ErrorCode::Corrupt,
-              where + ": chunk " + std::to_string(k) + " of the index (" + std::to_string(size) +
-                  " bytes at " + std::to_string(overflows ? address : begin) +
-                  ") does not fit the file of " + std::to_string(file_size) +
-                  " bytes or a chunk of " + std::to_string(array->chunk_nbytes()) +
-                  " bytes (truncated file?)");
+        throw_error(ErrorCode::Corrupt, where + ": chunk " + std::to_string(k) + " of the index (" +
+                                            std::to_string(size) + " bytes at " +
+                                            std::to_string(overflows ? address : begin) +
+                                            ") does not fit the file of " +
+                                            std::to_string(file_size) + " bytes or a chunk of " +
+                                            std::to_string(array->chunk_nbytes()) +
+                                            " bytes (truncated file?)");
       }
       offsets[index] = begin;
     }
@@ -307,7 +309,7 @@ Hdf5Dataset open_unprobed(const std::string& file, const std::string& path, bool
       const int external = H5Pget_external_count(dcpl.get());
       if (external < 0) {
         throw_error(ErrorCode::Corrupt,
-              where + ": cannot read the external file list: " + detail::hdf5_error_detail());
+                    where + ": cannot read the external file list: " + detail::hdf5_error_detail());
       }
       if (external > 0) {
         through_library("external", ReadPath::Library);
@@ -323,9 +325,9 @@ Hdf5Dataset open_unprobed(const std::string& file, const std::string& path, bool
       const std::uint64_t size = size_of_file(data.name);
       if (offset > size || size - offset < meta.nbytes()) {
         throw_error(ErrorCode::Corrupt, where + ": the data needs bytes " + std::to_string(offset) +
-                                      ".." + std::to_string(offset + meta.nbytes()) + " but " +
-                                      data.name + " has " + std::to_string(size) +
-                                      " bytes (truncated file?)");
+                                            ".." + std::to_string(offset + meta.nbytes()) +
+                                            " but " + data.name + " has " + std::to_string(size) +
+                                            " bytes (truncated file?)");
       }
       if (probing) break;
       result.dense = std::make_unique<Source>(
@@ -344,7 +346,7 @@ Hdf5Dataset open_unprobed(const std::string& file, const std::string& path, bool
       break;
     default:
       throw_error(ErrorCode::Corrupt,
-            where + ": cannot read the storage layout: " + detail::hdf5_error_detail());
+                  where + ": cannot read the storage layout: " + detail::hdf5_error_detail());
   }
   // Every id opened here closes now (handles leave scope): workers forked after this return
   // inherit no open HDF5 file, and each process opens its own on its first read.

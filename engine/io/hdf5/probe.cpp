@@ -102,10 +102,10 @@ void probe_hdf5(const std::string& file, const std::function<void()>& work) {
   if (end.signaled) {
     if (end.signal == SIGALRM) {
       throw_error(ErrorCode::Corrupt, file + ": libhdf5 did not finish reading its metadata in " +
-                                    std::to_string(kProbeSeconds) + " s (damaged file?)");
+                                          std::to_string(kProbeSeconds) + " s (damaged file?)");
     }
-    throw_error(ErrorCode::Corrupt,
-          file + ": libhdf5 crashed reading it (its probe " + describe(end) + "; damaged file?)");
+    throw_error(ErrorCode::Corrupt, file + ": libhdf5 crashed reading it (its probe " +
+                                        describe(end) + "; damaged file?)");
   }
   if (end.status == 0) return;
   if (end.status == 1 && !report.empty()) {
@@ -118,8 +118,8 @@ void probe_hdf5(const std::string& file, const std::function<void()>& work) {
   }
   // Any other end (a sanitizer's report of a crash, an exception that is not ours): a crash
   // too. Opening the file here would repeat it, or allocate without the cap.
-  throw_error(ErrorCode::Corrupt,
-        file + ": libhdf5 crashed reading it (its probe " + describe(end) + "; damaged file?)");
+  throw_error(ErrorCode::Corrupt, file + ": libhdf5 crashed reading it (its probe " +
+                                      describe(end) + "; damaged file?)");
 }
 
 }  // namespace mmc::detail

@@ -190,7 +190,8 @@ Hdf5Handle file_type_of(DType dtype, const std::string& what) {
     const std::int8_t no = 0, yes = 1;
     if (H5Tenum_insert(type.get(), "FALSE", &no) < 0 ||
         H5Tenum_insert(type.get(), "TRUE", &yes) < 0) {
-      throw_error(ErrorCode::Internal, what + ": cannot make the bool type: " + hdf5_error_detail());
+      throw_error(ErrorCode::Internal,
+                  what + ": cannot make the bool type: " + hdf5_error_detail());
     }
     return type;
   }
