@@ -21,6 +21,7 @@
 #include "os/exact_io.hpp"
 
 namespace mmc {
+using detail::path_exists;
 namespace {
 
 constexpr std::uint64_t kTaskBytes = std::uint64_t{8} << 20;
@@ -47,11 +48,6 @@ Destination parse_destination(const std::string& dst) {
     d.path.pop_back();
   }
   return d;
-}
-
-bool path_exists(const std::string& path) {
-  struct stat st;
-  return ::lstat(path.c_str(), &st) == 0;
 }
 
 // Slabs of whole trailing axes: 1 along the axes before k, as many as fit in kTaskBytes along

@@ -2,6 +2,7 @@
 #include "os/exact_io.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -68,6 +69,11 @@ bool read_to_end(int fd, std::string& out) {
     if (n == 0) return true;
     out.append(buf, static_cast<std::size_t>(n));
   }
+}
+
+bool path_exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
 }
 
 }  // namespace mmc::detail

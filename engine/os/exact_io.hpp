@@ -29,4 +29,7 @@ ssize_t pread_full(int fd, void* data, std::size_t size, std::uint64_t offset) n
 // errno set when a read fails; what came before stays in `out`.
 bool read_to_end(int fd, std::string& out);
 
+// lstat succeeds: a file, folder or link (even dangling) is there.
+bool path_exists(const std::string& path);
+
 }  // namespace mmc::detail

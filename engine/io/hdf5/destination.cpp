@@ -19,14 +19,10 @@
 #include "io/hdf5/probe.hpp"
 #include "io/hdf5/types.hpp"
 #include "mmc/error.hpp"
+#include "os/exact_io.hpp"
 #include "os/unique_fd.hpp"
 
 namespace mmc::detail {
-
-bool path_exists(const std::string& path) {
-  struct stat st;
-  return ::lstat(path.c_str(), &st) == 0;
-}
 
 std::string temp_name_for(const std::string& file) {
   static std::atomic<unsigned> counter{0};

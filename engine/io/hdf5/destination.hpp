@@ -11,8 +11,6 @@
 
 namespace mmc::detail {
 
-// lstat succeeds: a file, folder or link (even dangling) is there.
-bool path_exists(const std::string& path);
 // "dir/.name.tmp-<pid>-<n>": hidden, in the destination's folder so rename() stays atomic.
 std::string temp_name_for(const std::string& file);
 // The folder holding `file` ("." for a bare name).

@@ -15,6 +15,7 @@
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
 #include "mmc/hdf5.hpp"
+#include "os/exact_io.hpp"
 #include "os/unique_fd.hpp"
 
 namespace mmc {
@@ -75,8 +76,8 @@ struct Hdf5Writer::State {
     const bool dataset_closed = dataset_id.close();
     const bool file_closed = file_id.close();
     if (!dataset_closed || !file_closed) {
-      throw_error(ErrorCode::Io,
-            data_file() + ": cannot write the HDF5 metadata out: " + detail::hdf5_error_detail());
+      throw_error(ErrorCode::Io, data_file() + ": cannot write the HDF5 metadata out: " +
+                                     detail::hdf5_error_detail());
     }
   }
 };
@@ -99,8 +100,8 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
     s.in_place = is_hdf5_file(file);
     if (!s.in_place && !overwrite) {
       throw_error(ErrorCode::Io, file +
-                               ": already exists and is not an HDF5 file; remove it or pass "
-                               "overwrite to replace it");
+                                     ": already exists and is not an HDF5 file; remove it or pass "
+                                     "overwrite to replace it");
     }
     if (s.in_place) s.copy = probe_destination(file, s.dataset) >= 3;
   }
@@ -111,7 +112,8 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
   Hdf5Handle fapl = Hdf5Handle::adopt(H5Pcreate(H5P_FILE_ACCESS), Hdf5Kind::PropertyList,
                                       ErrorCode::Internal, what);
   if (spec.chunks.empty() && H5Pset_alignment(fapl.get(), kAlignAbove, kAlignment) < 0) {
-    throw_error(ErrorCode::Internal, what + ": cannot set the alignment: " + detail::hdf5_error_detail());
+    throw_error(ErrorCode::Internal,
+                what + ": cannot set the alignment: " + detail::hdf5_error_detail());
   }
   try {
     if (s.in_place) {
@@ -126,8 +128,8 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
       s.replace = check_target(s.file_id.get(), file, s.dataset);
       if (s.replace && !overwrite) {
         throw_error(ErrorCode::Io, what +
-                                 ": the dataset already exists; pass --overwrite to replace "
-                                 "it (the file's other objects are kept)");
+                                       ": the dataset already exists; pass --overwrite to replace "
+                                       "it (the file's other objects are kept)");
       }
     } else {
       s.file_id = Hdf5Handle::adopt(
@@ -164,7 +166,7 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
     }
     if (!ok) {
       throw_error(ErrorCode::Internal,
-            what + ": cannot set the dataset properties: " + detail::hdf5_error_detail());
+                  what + ": cannot set the dataset properties: " + detail::hdf5_error_detail());
     }
     s.dataset_id = Hdf5Handle::adopt(
         s.in_place
@@ -221,7 +223,7 @@ std::uint64_t Hdf5Writer::data_offset() const {
   const State& s = *state_;
   if (!s.spec.chunks.empty()) {
     throw_error(ErrorCode::InvalidArgument,
-          s.what() + ": a chunked dataset has no single data offset; use write_chunk");
+                s.what() + ": a chunked dataset has no single data offset; use write_chunk");
   }
   return s.offset;
 }
@@ -230,7 +232,7 @@ std::vector<std::byte> Hdf5Writer::encode_chunk(const std::byte* data) const {
   const State& s = *state_;
   if (s.spec.chunks.empty()) {
     throw_error(ErrorCode::InvalidArgument,
-          s.what() + ": a contiguous dataset has no chunks; write at data_offset()");
+                s.what() + ": a contiguous dataset has no chunks; write at data_offset()");
   }
   const std::size_t n = s.chunk_nbytes;
   if (s.spec.gzip_level == 0) return std::vector<std::byte>(data, data + n);
@@ -247,42 +249,44 @@ void Hdf5Writer::write_encoded_chunk(const Shape& coord, const std::vector<std::
   const std::string what = s.what();
   if (s.spec.chunks.empty()) {
     throw_error(ErrorCode::InvalidArgument,
-          what + ": a contiguous dataset has no chunks; write at data_offset()");
+                what + ": a contiguous dataset has no chunks; write at data_offset()");
   }
   if (s.committed || !s.dataset_id) {
     throw_error(ErrorCode::InvalidArgument, what + ": the writer is already committed");
   }
   if (s.owner != ::getpid()) {
     throw_error(ErrorCode::InvalidArgument, what +
-                                          ": write_encoded_chunk called in a forked worker; "
-                                          "encode there, write in the process that made "
-                                          "the writer");
+                                                ": write_encoded_chunk called in a forked worker; "
+                                                "encode there, write in the process that made "
+                                                "the writer");
   }
   if (coord.size() != s.grid.size()) {
     throw_error(ErrorCode::InvalidArgument,
-          what + ": chunk (" + format_shape(coord) + ") has the wrong number of axes");
+                what + ": chunk (" + format_shape(coord) + ") has the wrong number of axes");
   }
   hsize_t offset[H5S_MAX_RANK];
   for (std::size_t i = 0; i < coord.size(); ++i) {
     if (coord[i] < 0 || coord[i] >= s.grid[i]) {
       throw_error(ErrorCode::InvalidArgument, what + ": chunk (" + format_shape(coord) +
-                                            ") is outside the grid (" + format_shape(s.grid) + ")");
+                                                  ") is outside the grid (" + format_shape(s.grid) +
+                                                  ")");
     }
     offset[i] = static_cast<hsize_t>(coord[i] * s.spec.chunks[i]);
   }
   if (s.spec.gzip_level == 0 && encoded.size() != s.chunk_nbytes) {
     throw_error(ErrorCode::InvalidArgument, what + ": chunk (" + format_shape(coord) + ") has " +
-                                          std::to_string(encoded.size()) + " bytes, expected " +
-                                          std::to_string(s.chunk_nbytes));
+                                                std::to_string(encoded.size()) +
+                                                " bytes, expected " +
+                                                std::to_string(s.chunk_nbytes));
   }
   if (encoded.empty() || encoded.size() > detail::kMaxHdf5ChunkBytes) {
     throw_error(ErrorCode::InvalidArgument,
-          what + ": encoded chunk of " + std::to_string(encoded.size()) + " bytes");
+                what + ": encoded chunk of " + std::to_string(encoded.size()) + " bytes");
   }
   if (H5Dwrite_chunk(s.dataset_id.get(), H5P_DEFAULT, 0, offset, encoded.size(), encoded.data()) <
       0) {
     throw_error(ErrorCode::Io, what + ": cannot write chunk (" + format_shape(coord) +
-                             "): " + detail::hdf5_error_detail());
+                                   "): " + detail::hdf5_error_detail());
   }
 }
 
@@ -306,14 +310,14 @@ void Hdf5Writer::State::commit_in_place() {
   const std::string aside = "/.mmcompute-replaced-" + std::to_string(::getpid());
   if (replace && H5Lmove(id, dataset.c_str(), id, aside.c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0) {
     throw_error(ErrorCode::Io,
-          what() + ": cannot move the old dataset aside: " + detail::hdf5_error_detail());
+                what() + ": cannot move the old dataset aside: " + detail::hdf5_error_detail());
   }
   // Puts the old dataset back under its name, then reports `why` the commit failed.
   const auto undo = [&](const std::string& why) {
     if (replace && H5Lmove(id, aside.c_str(), id, dataset.c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0) {
-      throw_error(ErrorCode::Io, what() + ": " + why + "; and the old dataset could not be put back (" +
-                               detail::hdf5_error_detail() + "): it is at " + aside +
-                               " in the file");
+      throw_error(ErrorCode::Io,
+                  what() + ": " + why + "; and the old dataset could not be put back (" +
+                      detail::hdf5_error_detail() + "): it is at " + aside + " in the file");
     }
     throw_error(ErrorCode::Io, what() + ": " + why + "; the file is left as it was");
   };
@@ -327,8 +331,8 @@ void Hdf5Writer::State::commit_in_place() {
     const std::string why = "cannot remove the old dataset: " + detail::hdf5_error_detail();
     if (H5Ldelete(id, dataset.c_str(), H5P_DEFAULT) < 0) {
       throw_error(ErrorCode::Io, what() + ": " + why + "; and the new link could not be undone (" +
-                               detail::hdf5_error_detail() + "): the old dataset is at " + aside +
-                               " in the file");
+                                     detail::hdf5_error_detail() + "): the old dataset is at " +
+                                     aside + " in the file");
     }
     undo(why);
   }
@@ -374,7 +378,7 @@ void Hdf5Writer::commit() {
     if (::renameat2(AT_FDCWD, s.temp.c_str(), AT_FDCWD, s.file.c_str(), RENAME_NOREPLACE) != 0) {
       if (errno == EEXIST) {
         throw_error(ErrorCode::Io,
-              s.file + ": already exists; remove it or pass overwrite to replace it");
+                    s.file + ": already exists; remove it or pass overwrite to replace it");
       }
       if (errno != EINVAL && errno != ENOSYS) {
         throw_errno(s.file + ": cannot rename " + s.temp + " onto it");
@@ -383,7 +387,7 @@ void Hdf5Writer::commit() {
       if (::link(s.temp.c_str(), s.file.c_str()) != 0) {
         if (errno == EEXIST) {
           throw_error(ErrorCode::Io,
-                s.file + ": already exists; remove it or pass overwrite to replace it");
+                      s.file + ": already exists; remove it or pass overwrite to replace it");
         }
         throw_errno(s.file + ": cannot link " + s.temp + " to it");
       }

@@ -36,6 +36,7 @@
 #include "os/unique_fd.hpp"
 
 namespace mmc {
+using detail::path_exists;
 namespace {
 
 [[noreturn]] void raise_io(const std::string& what) {
@@ -63,11 +64,6 @@ std::string random_suffix() {
 bool is_directory(const std::string& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-bool path_exists(const std::string& path) {
-  struct stat st;
-  return ::lstat(path.c_str(), &st) == 0;
 }
 
 // What overwrite may replace: a zarr array, or an empty directory. Never a file or a folder
