@@ -79,6 +79,30 @@ int expect_cancelled(Backend backend, int ready_fd, const std::string& signal_na
   return kNoError;
 }
 
+#if defined(__SANITIZE_THREAD__)
+// GCC 12's ThreadSanitizer now and then loses an asynchronous signal under load: 5 of 30 runs
+// on two busy cores hung with the handler never run and nothing pending in the kernel
+// (/proc/PID/task/*/status), while the Release build passed 600 runs. Under TSan the signal
+// is sent again while the helper lives; elsewhere one signal must do.
+constexpr bool kResendSignal = true;
+#else
+constexpr bool kResendSignal = false;
+#endif
+
+// Sends `signo` to `pid` and waits at most `seconds` for it to end (test::wait_child's result).
+int signal_and_wait(pid_t pid, int signo, int seconds) {
+  kill(pid, signo);
+  if (!kResendSignal) return test::wait_child(pid, seconds);
+  for (int second = 1; second < seconds; ++second) {
+    int status = 0;
+    const pid_t rc = waitpid(pid, &status, WNOHANG);
+    if (rc == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    sleep(1);
+    kill(pid, signo);
+  }
+  return test::wait_child(pid, 1);
+}
+
 class PoolInterrupt : public ::testing::TestWithParam<Backend> {};
 
 TEST_P(PoolInterrupt, SigtermCancelsTheCallAndKillsBlockedWorkers) {
@@ -87,8 +111,8 @@ TEST_P(PoolInterrupt, SigtermCancelsTheCallAndKillsBlockedWorkers) {
       start_helper([backend](int ready) { return expect_cancelled(backend, ready, "SIGTERM"); });
   ASSERT_GT(helper.pid, 0);
   const bool started = test::read_byte(helper.ready, 20);
-  if (started) kill(helper.pid, SIGTERM);
-  const int status = test::wait_child(helper.pid, 20);
+  const int status =
+      started ? signal_and_wait(helper.pid, SIGTERM, 20) : test::wait_child(helper.pid, 20);
   close(helper.ready);
   ASSERT_TRUE(started) << "no task started";
   EXPECT_EQ(status, kOk);
