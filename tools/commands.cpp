@@ -6,6 +6,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -135,6 +136,17 @@ bool cache_requested(const CacheArgs& args) {
   return false;
 }
 
+// n_jobs of a command: --jobs when given (0 rejected before any work, without counting CPUs);
+// otherwise unset when MMC_N_JOBS is, so the pool reads it; otherwise the CLI's default.
+std::optional<int> jobs_option(int jobs, bool given) {
+  if (given) {
+    if (jobs >= 0) effective_n_jobs(jobs);
+    return jobs;
+  }
+  if (std::getenv("MMC_N_JOBS") != nullptr) return std::nullopt;
+  return jobs;
+}
+
 }  // namespace
 
 std::string counted(long long n, const std::string& noun) {
@@ -172,8 +184,7 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
     if (args.ddof < 0) throw Error(ErrorCode::InvalidArgument, "--ddof must be >= 0");
     options.ddof = args.ddof;
     set_histogram_options(args, &options);
-    effective_n_jobs(args.jobs);  // rejects 0 before any work
-    options.pool.n_jobs = args.jobs;
+    options.pool.n_jobs = jobs_option(args.jobs, args.jobs_given);
     options.pool.backend = parse_backend(args.backend);
     options.pool.max_nbytes = parse_max_nbytes(args.max_nbytes);
     if (!args.out.empty()) output_format_for(args.out);
@@ -215,7 +226,7 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
                  describe_layout(source).c_str(), kernel_isa());
     if (cluster.size > 1) {
       std::fprintf(stderr, "mmcompute: %d MPI ranks share the tasks; %s per rank\n", cluster.size,
-                   counted(effective_n_jobs(args.jobs), "worker").c_str());
+                   counted(resolve(options.pool).n_jobs, "worker").c_str());
     }
   }
   ProgressBar bar(root && show_progress(args.output), meta.nbytes());
@@ -241,14 +252,15 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
                  format_bytes(meta.nbytes()).c_str(), elapsed * 1e3);
   } else if (verbose) {
     const CallStats& s = result.stats;
+    const ResolvedOptions pool = resolve(options.pool);
     std::fprintf(stderr,
                  "mmcompute: %s backend, %s, %s; source passed by reference "
                  "(%s); payloads above max_nbytes=%llu go through shared segments: "
                  "%s piped, %s shared in %s\n",
-                 to_string(resolve(options.pool).backend), counted(s.workers, "worker").c_str(),
+                 to_string(pool.backend), counted(s.workers, "worker").c_str(),
                  counted(static_cast<long long>(s.tasks), "task").c_str(),
                  source.dense() ? "mapped file" : "each worker decodes its chunks",
-                 static_cast<unsigned long long>(resolve(options.pool).max_nbytes),
+                 static_cast<unsigned long long>(pool.max_nbytes),
                  format_bytes(s.bytes_piped).c_str(), format_bytes(s.bytes_shared).c_str(),
                  counted(static_cast<long long>(s.segments), "segment").c_str());
     std::fprintf(stderr, "mmcompute: %s %s in %.3f s = %.2f GB/s\n", to_string(options.op),
@@ -379,9 +391,8 @@ int run_info(const InfoArgs& args) {
 int run_gen(const GenArgs& args) {
   const DType dtype = DType::parse(args.dtype);
   const Shape shape = parse_shape(args.shape);
-  effective_n_jobs(args.jobs);
   PoolOptions pool;
-  pool.n_jobs = args.jobs;
+  pool.n_jobs = jobs_option(args.jobs, args.jobs_given);
   pool.backend = parse_backend(args.backend);
   const ArrayMeta meta = ArrayMeta::contiguous(dtype, shape);
 
@@ -406,8 +417,7 @@ int run_convert(const ConvertArgs& args) {
   options.compressor = parse_compressor(args.compressor);
   options.level = args.level;
   options.overwrite = args.overwrite;
-  effective_n_jobs(args.jobs);
-  options.pool.n_jobs = args.jobs;
+  options.pool.n_jobs = jobs_option(args.jobs, args.jobs_given);
   options.pool.backend = parse_backend(args.backend);
   check_source_args(args.source);
   const AnyArray src = open_source(args.source);

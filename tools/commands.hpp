@@ -38,7 +38,8 @@ struct ReduceArgs {
   std::int64_t bins = 10;  // histogram only
   bool bins_given = false;
   std::string range;  // histogram only: "LO,HI"; empty: the data's min and max
-  int jobs = -1;
+  int jobs = -1;      // the default when neither --jobs nor MMC_N_JOBS is given: all CPUs
+  bool jobs_given = false;
   std::string backend = "process";
   std::string max_nbytes = "1M";
   std::string out;  // empty: text on stdout
@@ -62,7 +63,8 @@ struct GenArgs {
   std::string shape;
   std::string dtype = "u8";
   std::uint64_t seed = 0;
-  int jobs = -1;
+  int jobs = -1;  // the default when neither --jobs nor MMC_N_JOBS is given: all CPUs
+  bool jobs_given = false;
   std::string backend = "process";
   OutputArgs output;
 };
@@ -73,7 +75,8 @@ struct ConvertArgs {
   std::string chunks;  // "1,256,1024"; empty: the library's default
   std::string compressor = "none";
   int level = 5;
-  int jobs = -1;
+  int jobs = -1;  // the default when neither --jobs nor MMC_N_JOBS is given: all CPUs
+  bool jobs_given = false;
   std::string backend = "process";
   bool overwrite = false;
   OutputArgs output;

@@ -1,10 +1,13 @@
 // mmcompute: the command line. Parses arguments, runs a subcommand, and turns errors into one
 // line on stderr and an exit code: 0 success, 2 usage (bad arguments), 1 runtime failure,
 // 128 + signal (130 for SIGINT, 143 for SIGTERM) when interrupted.
+#include <limits.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -97,9 +100,12 @@ bool raw_requested(const CLI::App* cmd) {
   return false;
 }
 
+constexpr const char* kJobsHelp =
+    "workers, joblib's n_jobs (-1: all CPUs; without --jobs, MMC_N_JOBS when set)";
+
 // -j/--jobs and --backend of gen and convert.
 void add_pool_options(CLI::App* cmd, int* jobs, std::string* backend) {
-  cmd->add_option("-j,--jobs", *jobs, "workers (-1: all CPUs)")->capture_default_str();
+  cmd->add_option("-j,--jobs", *jobs, kJobsHelp)->capture_default_str();
   cmd->add_option("--backend", *backend, "process, thread or serial")->capture_default_str();
 }
 
@@ -123,14 +129,35 @@ int exit_code_for(const mmc::Error& e) {
   }
 }
 
+#if MMC_WITH_MPI || defined(MMC_MPI_EXECUTABLE)
 // True when mpirun (OpenMPI), srun or another PMI launcher started this process: only then is
-// MPI initialized, so a plain run pays no MPI start-up.
+// MPI initialized (by mmcompute-mpi), so a plain run pays no MPI start-up.
 bool launched_by_mpi() {
   for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"}) {
     if (std::getenv(name) != nullptr) return true;
   }
   return false;
 }
+#endif
+
+#ifdef MMC_MPI_EXECUTABLE
+// Runs mmcompute-mpi, built next to this executable and the only one linked with MPI, in place
+// of this process with the same arguments. Returns only when it cannot (the error printed).
+int exec_mpi_executable(char** argv) {
+  char self[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    print_error(std::string("started by an MPI launcher, but /proc/self/exe cannot be read: ") +
+                std::strerror(errno));
+    return kExitRuntime;
+  }
+  std::string path(self, static_cast<std::size_t>(n));
+  path = path.substr(0, path.rfind('/') + 1) + MMC_MPI_EXECUTABLE;
+  ::execv(path.c_str(), argv);
+  print_error("started by an MPI launcher, but " + path + " cannot run: " + std::strerror(errno));
+  return kExitRuntime;
+}
+#endif
 
 int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster);
 
@@ -150,6 +177,8 @@ int main(int argc, char** argv) {
       return mmc::mpi::reduce(MPI_COMM_WORLD, array, options);
     };
   }
+#elif defined(MMC_MPI_EXECUTABLE)
+  if (launched_by_mpi()) return exec_mpi_executable(argv);
 #endif
   const int code = run_cli(argc, argv, cluster);
 #if MMC_WITH_MPI
@@ -186,8 +215,7 @@ int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
   reduce_cmd->add_option("--range", reduce.range,
                          "histogram: LO,HI (default: the whole array's min and max, one more "
                          "pass; a histogram of data with NaN or inf needs a range)");
-  reduce_cmd->add_option("-j,--jobs", reduce.jobs, "workers, joblib's n_jobs (-1: all CPUs)")
-      ->capture_default_str();
+  reduce_cmd->add_option("-j,--jobs", reduce.jobs, kJobsHelp)->capture_default_str();
   reduce_cmd->add_option("--backend", reduce.backend, "process, thread or serial")
       ->capture_default_str();
   reduce_cmd
@@ -252,6 +280,7 @@ int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
   try {
     if (reduce_cmd->parsed()) {
       reduce.source.raw = raw_requested(reduce_cmd);
+      reduce.jobs_given = reduce_cmd->count("--jobs") > 0;
       reduce.bins_given = reduce_cmd->count("--bins") > 0;
       return mmc::cli::run_reduce(reduce, reduce_cache, cluster);
     }
@@ -263,9 +292,11 @@ int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
     }
     if (convert_cmd->parsed()) {
       conv.source.raw = raw_requested(convert_cmd);
+      conv.jobs_given = convert_cmd->count("--jobs") > 0;
       return mmc::cli::run_convert(conv);
     }
     if (cache_cmds.cache->parsed()) return mmc::cli::run_cache_command(cache_cmds, cache_args);
+    gen.jobs_given = gen_cmd->count("--jobs") > 0;
     return mmc::cli::run_gen(gen);
   } catch (const mmc::Error& e) {
     if (e.code() == mmc::ErrorCode::Cancelled) {

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "io/box.hpp"
+#include "io/npy_open.hpp"
 #include "io/open_read_only.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
@@ -56,22 +57,23 @@ void copy_dense_box(const std::byte* data, const ArrayMeta& meta, const Box& box
   }
 }
 
-bool is_directory(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-// Throws for a file that exists but cannot be read (EACCES), which would otherwise be taken
-// for a file of no known format.
-bool starts_with_bytes(const std::string& path, const char* magic, std::size_t n) {
-  const detail::UniqueFd fd = detail::open_read_only(path);
+// True when the file open at `fd` starts with the n bytes of `magic`.
+bool starts_with_bytes(int fd, const std::string& path, const char* magic, std::size_t n) {
   char head[8] = {};
-  const ssize_t got = detail::pread_full(fd.get(), head, n, 0);
+  const ssize_t got = detail::pread_full(fd, head, n, 0);
   if (got < 0) throw_errno(path + ": cannot read");
   return static_cast<std::size_t>(got) == n && std::memcmp(head, magic, n) == 0;
 }
 
-bool has_npy_magic(const std::string& path) { return starts_with_bytes(path, "\x93NUMPY", 6); }
+constexpr char kNpyMagic[] = "\x93NUMPY";
+constexpr std::size_t kNpyMagicLen = 6;
+
+// Throws for a file that exists but cannot be read (EACCES), which would otherwise be taken
+// for a file of no known format.
+bool has_npy_magic(const std::string& path) {
+  const detail::UniqueFd fd = detail::open_read_only(path);
+  return starts_with_bytes(fd.get(), path, kNpyMagic, kNpyMagicLen);
+}
 
 // s3://, gs://, http(s)://...: a scheme of letters before "://". Only local paths are read.
 void refuse_remote_url(const std::string& spec) {
@@ -85,8 +87,8 @@ void refuse_remote_url(const std::string& spec) {
     }
   }
   throw_error(ErrorCode::InvalidArgument,
-              spec + ": remote URLs are not read; name a local path, or a mount of the bucket or " +
-                  "server (e.g. s3fs, gcsfuse, rclone mount)");
+        spec + ": remote URLs are not read; name a local path, or a mount of the bucket or " +
+            "server (e.g. s3fs, gcsfuse, rclone mount)");
 }
 
 }  // namespace
@@ -110,8 +112,8 @@ void check_raw_source(const std::string& spec) {
   }
   if (kind == nullptr) return;
   throw_error(ErrorCode::InvalidArgument,
-              spec + " is " + kind + ", which records its own dtype and shape: the raw options " +
-                  "(--dtype, --shape, --offset, --order) apply to raw files only; drop them");
+        spec + " is " + kind + ", which records its own dtype and shape: the raw options " +
+            "(--dtype, --shape, --offset, --order) apply to raw files only; drop them");
 }
 
 AnyArray::AnyArray(Source dense)
@@ -160,17 +162,23 @@ AnyArray open_array(const std::string& spec, const RawSpec* raw) {
   }
   struct stat st;
   if (::stat(spec.c_str(), &st) != 0) throw_errno(spec);  // ENOENT, or EACCES on the way
-  if (is_directory(spec)) return AnyArray(open_zarr(spec));
-  if (has_npy_magic(spec)) return AnyArray(open_npy(spec));
+  if (S_ISDIR(st.st_mode)) return AnyArray(open_zarr(spec));
+  {
+    // A .npy is opened once: its magic, header and mapping all come from this descriptor.
+    const detail::UniqueFd fd = detail::open_read_only(spec);
+    if (starts_with_bytes(fd.get(), spec, kNpyMagic, kNpyMagicLen)) {
+      return AnyArray(detail::open_npy(fd.get(), spec, MapMode::ReadOnly));
+    }
+  }
   if (is_hdf5_file(spec)) {
-    throw_error(ErrorCode::InvalidArgument, spec + " is an HDF5 file: name the dataset, as " +
-                                                spec + ":/path/to/dataset (convert writes " + spec +
-                                                ":/data by default)");
+    throw_error(ErrorCode::InvalidArgument, spec + " is an HDF5 file: name the dataset, as " + spec +
+                                          ":/path/to/dataset (convert writes " + spec +
+                                          ":/data by default)");
   }
   throw_error(ErrorCode::InvalidArgument,
-              spec +
-                  ": not a .npy file, a zarr store or FILE.h5:/dataset; give --dtype and --shape "
-                  "to read it as a raw file");
+        spec +
+            ": not a .npy file, a zarr store or FILE.h5:/dataset; give --dtype and --shape "
+            "to read it as a raw file");
 }
 
 }  // namespace mmc

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <utility>
 
+#include "io/open_read_only.hpp"
 #include "mmc/array.hpp"
 #include "mmc/error.hpp"
 #include "os/exact_io.hpp"
@@ -114,20 +115,18 @@ MappedFile MappedFile::open(const std::string& path, MapMode mode, std::uint64_t
     raise_os(err, path, std::string("cannot open (mode ") + mode_name(mode) + ")");
   }
 
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) raise_os(errno, path, "fstat");
-  if (!S_ISREG(st.st_mode)) {
-    throw Error(ErrorCode::InvalidArgument, path + ": is not a regular file");
+  if (mode == MapMode::Create && ::ftruncate(fd.get(), static_cast<off_t>(create_size)) != 0) {
+    const int err = errno;
+    raise_os(err, path, "cannot extend to " + std::to_string(create_size) + " bytes");
   }
+  return map(fd.get(), path, mode, offset, length);
+}
 
-  std::uint64_t file_size = static_cast<std::uint64_t>(st.st_size);
-  if (mode == MapMode::Create) {
-    if (::ftruncate(fd.get(), static_cast<off_t>(create_size)) != 0) {
-      const int err = errno;
-      raise_os(err, path, "cannot extend to " + std::to_string(create_size) + " bytes");
-    }
-    file_size = create_size;
-  }
+MappedFile MappedFile::map(int fd, const std::string& path, MapMode mode, std::uint64_t offset,
+                           std::uint64_t length) {
+  const struct stat st = detail::stat_regular_file(fd, path);
+
+  const auto file_size = static_cast<std::uint64_t>(st.st_size);
   if (offset > file_size) {
     throw Error(ErrorCode::Corrupt, path + ": offset " + std::to_string(offset) +
                                         " is past the end of the file (" +
@@ -160,7 +159,7 @@ MappedFile MappedFile::open(const std::string& path, MapMode mode, std::uint64_t
   }
   const int prot = mode == MapMode::ReadOnly ? PROT_READ : PROT_READ | PROT_WRITE;
   const int map_flags = mode == MapMode::CopyOnWrite ? MAP_PRIVATE : MAP_SHARED;
-  void* base = ::mmap(nullptr, static_cast<std::size_t>(map_length), prot, map_flags, fd.get(),
+  void* base = ::mmap(nullptr, static_cast<std::size_t>(map_length), prot, map_flags, fd,
                       static_cast<off_t>(map_offset));
   if (base == MAP_FAILED) {
     const int err = errno;

@@ -206,15 +206,23 @@ int cpu_count() {
 }
 
 int effective_n_jobs(int n_jobs) {
+  return detail::effective_n_jobs(n_jobs, n_jobs < 0 ? cpu_count() : 1);
+}
+
+namespace detail {
+
+int effective_n_jobs(int n_jobs, int cpus) {
   if (n_jobs == 0) {
     throw_error(ErrorCode::InvalidArgument,
                 "n_jobs=0 is invalid: use a positive count, -1 for all CPUs, -2 for all but one");
   }
   if (n_jobs > 0) return n_jobs;
   // n_jobs >= INT_MIN: cpus + 1 + n_jobs computed in 64 bits cannot overflow.
-  const long long n = static_cast<long long>(cpu_count()) + 1 + n_jobs;
+  const long long n = static_cast<long long>(cpus) + 1 + n_jobs;
   return static_cast<int>(std::max<long long>(n, 1));
 }
+
+}  // namespace detail
 
 std::uint64_t parse_max_nbytes(const std::string& text) {
   const auto bad = [&text]() {

@@ -8,6 +8,9 @@
 
 namespace mmc::detail {
 
+// effective_n_jobs with the CPUs already counted (`cpus`, read only for n_jobs < 0).
+int effective_n_jobs(int n_jobs, int cpus);
+
 // cgroup v2 cpu.max ("max 100000", "150000 100000"): the CPU limit rounded up, or nothing when
 // unlimited or unparsable.
 std::optional<int> cpus_from_cgroup_v2(const std::string& cpu_max);

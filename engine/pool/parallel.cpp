@@ -86,7 +86,9 @@ CoreOptions resolve_options(const PoolOptions& options) {
   } else if (const char* text = env("MMC_N_JOBS")) {
     n_jobs = parse_n_jobs(text);
   }
-  core.n_jobs = effective_n_jobs(n_jobs);
+  // Counted once per call: sysconf, the affinity mask and the cgroup files cost a few syscalls.
+  core.cpus = cpu_count();
+  core.n_jobs = n_jobs > 0 ? n_jobs : effective_n_jobs(n_jobs, core.cpus);
   if (options.worker_memory > 0) {
     const int capped =
         cap_jobs_by_memory(core.n_jobs, options.worker_memory, cgroup_memory(), available_memory());

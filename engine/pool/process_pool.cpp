@@ -1,6 +1,7 @@
 // The persistent process backend of mmc::Pool: workers forked by a ForkServer, one dispatcher
 // thread that polls the worker sockets, the server's exit reports, a wake-up eventfd and the
-// interrupt self-pipe, enforces per-batch deadlines and replaces lost workers.
+// interrupt self-pipe, enforces per-batch deadlines and replaces lost workers. A one-call core
+// (run_tasks) has no dispatcher thread: its caller drives the same loop through dispatch().
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -256,7 +257,7 @@ class ProcessPool final : public PoolCore {
   explicit ProcessPool(const CoreOptions& options) : options_(options) {
     wake_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!wake_) throw_errno("eventfd for the pool's dispatcher");
-    const int threads = std::max(cpu_count() / options_.n_jobs, 1);
+    const int threads = std::max(options_.cpus / options_.n_jobs, 1);
     const CoreOptions* opts = &options_;  // stable: the pool outlives its server
     RunBoard* board = &board_;
     auto body = [opts, threads, board](int socket) { worker_main(socket, *opts, threads, board); };
@@ -268,6 +269,9 @@ class ProcessPool final : public PoolCore {
     // /proc/self/maps would only add to its fixed cost.
     if (!options_.one_call) image_ = ForkImage::take();
     for (int i = 0; i < options_.n_jobs; ++i) add_worker();
+    // A one-call core's only caller waits for its results anyway: it runs the loop itself
+    // (dispatch()), which spares two thread hand-offs per result on a busy machine.
+    if (options_.one_call) return;
     thread_ = std::thread([this] {
       // Whatever ends the loop, no cancel() waits for it any longer.
       struct Done {
@@ -280,17 +284,33 @@ class ProcessPool final : public PoolCore {
           pool->cancel_cv_.notify_all();
         }
       } done{this};
-      loop();
+      while (step(-1)) {
+      }
+      shut_down();
     });
   }
 
   ~ProcessPool() override {
+    if (options_.one_call) {
+      if (!shut_) shut_down();
+      return;
+    }
     {
       std::lock_guard lock(mutex_);
       stop_ = true;
     }
     wake();
     if (thread_.joinable()) thread_.join();
+  }
+
+  bool dispatch(std::chrono::milliseconds wait) override {
+    if (!options_.one_call) return false;
+    if (shut_) return true;
+    if (!step(static_cast<int>(wait.count()))) {
+      shut_down();
+      shut_ = true;
+    }
+    return true;
   }
 
   std::uint64_t submit(BatchRequest request) override {
@@ -306,8 +326,9 @@ class ProcessPool final : public PoolCore {
       first = incoming_.empty();
       incoming_.push_back(std::move(job));
     }
-    // The dispatcher drains incoming_ whole: one wake-up per burst of submissions is enough.
-    if (first) wake();
+    // The dispatcher drains incoming_ whole: one wake-up per burst of submissions is enough;
+    // a one-call core's dispatcher is the caller itself.
+    if (first && !options_.one_call) wake();
     return id;
   }
 
@@ -330,6 +351,10 @@ class ProcessPool final : public PoolCore {
   // worker the mark has not reached yet. Not awaited on the dispatcher thread itself (a done
   // callback cancelling) nor once the dispatcher stopped.
   void cancel(std::uint64_t id, ErrorCode code, const std::string& why) override {
+    if (options_.one_call) {  // the caller is the dispatcher
+      if (!shut_) apply_cancel({id, code, why});
+      return;
+    }
     std::unique_lock lock(mutex_);
     cancels_.push_back({id, code, why});
     const std::uint64_t ticket = ++cancels_asked_;
@@ -377,99 +402,102 @@ class ProcessPool final : public PoolCore {
     finish(job, outcome);
   }
 
-  void loop() {
-    std::vector<pollfd> fds;
-    for (;;) {
-      bool stop = false;
-      std::vector<CancelRequest> cancels;
+  // One round of the dispatcher: takes new jobs and cancels, assigns and sends, polls (up to
+  // `wait_ms`, -1: until something happens or a deadline) and handles what arrived. False when
+  // the pool must shut down.
+  bool step(int wait_ms) {
+    bool stop = false;
+    std::vector<CancelRequest> cancels;
+    {
+      std::lock_guard lock(mutex_);
+      stop = stop_;
+      while (!incoming_.empty()) {
+        pending_.push_back(std::move(incoming_.front()));
+        incoming_.pop_front();
+      }
+      cancels.swap(cancels_);
+    }
+    if (stop) return false;
+    for (auto& c : cancels) apply_cancel(c);
+    if (!cancels.empty()) {
       {
         std::lock_guard lock(mutex_);
-        stop = stop_;
-        while (!incoming_.empty()) {
-          pending_.push_back(std::move(incoming_.front()));
-          incoming_.pop_front();
-        }
-        cancels.swap(cancels_);
+        cancels_applied_ += cancels.size();
       }
-      if (stop) break;
-      for (auto& c : cancels) apply_cancel(c);
-      if (!cancels.empty()) {
-        {
-          std::lock_guard lock(mutex_);
-          cancels_applied_ += cancels.size();
-        }
-        cancel_cv_.notify_all();
-      }
-      retire_workers();
-      replace_workers();  // before assigning: a cancel may have just killed a worker
-      if (broken_copy_) {
-        for (auto& job : pending_) fail(*job, broken_copy_->code(), broken_copy_->what());
-        pending_.clear();
-      }
-      assign();
-      for (auto& worker : workers_) flush(*worker);
-
-      fds.clear();
-      fds.push_back({wake_.get(), POLLIN, 0});
-      fds.push_back({server_.control_fd(), POLLIN, 0});
-      fds.push_back({interrupt_fd(), POLLIN, 0});
-      for (auto& worker : workers_) {
-        const short events = static_cast<short>(POLLIN | (worker->outbox.empty() ? 0 : POLLOUT));
-        fds.push_back({worker->socket.get(), events, 0});
-      }
-      // Without a server's exit reports, a worker's pidfd says it ended (a process it forked
-      // may hold its socket open).
-      const std::size_t n_polled = workers_.size();
-      if (options_.one_call) {
-        for (auto& worker : workers_) fds.push_back({worker->pidfd.get(), POLLIN, 0});
-      }
-      const int rc = poll(fds.data(), fds.size(), poll_timeout_ms());
-      if (rc < 0 && errno != EINTR) break;  // cannot happen with valid descriptors
-      if (fds[0].revents != 0) {
-        std::uint64_t count;
-        [[maybe_unused]] const ssize_t n = read(wake_.get(), &count, sizeof count);
-      }
-      if (fds[2].revents != 0 || interrupted()) {
-        on_interrupt();
-        continue;
-      }
-      if (fds[1].revents != 0) {
-        try {
-          server_.collect_exits();
-        } catch (const Error& error) {
-          break_pool(error);
-          continue;
-        }
-      }
-      // Service by index: losing a worker reorders workers_.
-      std::vector<Worker*> ready;
-      std::vector<Worker*> ended;
-      for (std::size_t i = 0; i < n_polled; ++i) {
-        if (fds[3 + i].revents != 0) ready.push_back(workers_[i].get());
-        if (options_.one_call && fds[3 + n_polled + i].revents != 0) {
-          ended.push_back(workers_[i].get());
-        }
-      }
-      for (Worker* worker : ready) {
-        // An earlier worker's failure may have broken the pool and dropped this one.
-        const bool alive = std::any_of(workers_.begin(), workers_.end(),
-                                       [worker](const auto& w) { return w.get() == worker; });
-        if (alive) service(*worker);
-      }
-      // A worker the server saw exit while its socket stays open (a process it forked holds
-      // the socket) is lost all the same.
-      for (std::size_t i = 0; i < workers_.size();) {
-        Worker* worker = workers_[i].get();
-        if (server_.exited(worker->pid) ||
-            std::find(ended.begin(), ended.end(), worker) != ended.end()) {
-          lose(*worker, ErrorCode::WorkerLost, "");
-          continue;  // workers_[i] is now another worker
-        }
-        ++i;
-      }
-      check_deadlines();
+      cancel_cv_.notify_all();
     }
-    shut_down();
+    retire_workers();
+    replace_workers();  // before assigning: a cancel may have just killed a worker
+    if (broken_copy_) {
+      for (auto& job : pending_) fail(*job, broken_copy_->code(), broken_copy_->what());
+      pending_.clear();
+    }
+    assign();
+    for (auto& worker : workers_) flush(*worker);
+
+    std::vector<pollfd>& fds = fds_;
+    fds.clear();
+    fds.push_back({wake_.get(), POLLIN, 0});
+    fds.push_back({server_.control_fd(), POLLIN, 0});
+    fds.push_back({interrupt_fd(), POLLIN, 0});
+    for (auto& worker : workers_) {
+      const short events = static_cast<short>(POLLIN | (worker->outbox.empty() ? 0 : POLLOUT));
+      fds.push_back({worker->socket.get(), events, 0});
+    }
+    // Without a server's exit reports, a worker's pidfd says it ended (a process it forked
+    // may hold its socket open).
+    const std::size_t n_polled = workers_.size();
+    if (options_.one_call) {
+      for (auto& worker : workers_) fds.push_back({worker->pidfd.get(), POLLIN, 0});
+    }
+    int timeout = poll_timeout_ms();
+    if (wait_ms >= 0 && (timeout < 0 || wait_ms < timeout)) timeout = wait_ms;
+    const int rc = poll(fds.data(), fds.size(), timeout);
+    if (rc < 0 && errno != EINTR) return false;  // cannot happen with valid descriptors
+    if (fds[0].revents != 0) {
+      std::uint64_t count;
+      [[maybe_unused]] const ssize_t n = read(wake_.get(), &count, sizeof count);
+    }
+    if (fds[2].revents != 0 || interrupted()) {
+      on_interrupt();
+      return true;
+    }
+    if (fds[1].revents != 0) {
+      try {
+        server_.collect_exits();
+      } catch (const Error& error) {
+        break_pool(error);
+        return true;
+      }
+    }
+    // Service by index: losing a worker reorders workers_.
+    std::vector<Worker*> ready;
+    std::vector<Worker*> ended;
+    for (std::size_t i = 0; i < n_polled; ++i) {
+      if (fds[3 + i].revents != 0) ready.push_back(workers_[i].get());
+      if (options_.one_call && fds[3 + n_polled + i].revents != 0) {
+        ended.push_back(workers_[i].get());
+      }
+    }
+    for (Worker* worker : ready) {
+      // An earlier worker's failure may have broken the pool and dropped this one.
+      const bool alive = std::any_of(workers_.begin(), workers_.end(),
+                                     [worker](const auto& w) { return w.get() == worker; });
+      if (alive) service(*worker);
+    }
+    // A worker the server saw exit while its socket stays open (a process it forked holds
+    // the socket) is lost all the same.
+    for (std::size_t i = 0; i < workers_.size();) {
+      Worker* worker = workers_[i].get();
+      if (server_.exited(worker->pid) ||
+          std::find(ended.begin(), ended.end(), worker) != ended.end()) {
+        lose(*worker, ErrorCode::WorkerLost, "");
+        continue;  // workers_[i] is now another worker
+      }
+      ++i;
+    }
+    check_deadlines();
+    return true;
   }
 
   int poll_timeout_ms() const {
@@ -997,6 +1025,8 @@ class ProcessPool final : public PoolCore {
   // The dispatcher thread's own.
   std::deque<std::unique_ptr<Job>> pending_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<pollfd> fds_;
+  bool shut_ = false;  // a one-call core: shut_down() ran
   std::optional<Error> broken_copy_;
   TransportCounters counters_;
   int next_index_ = 0;

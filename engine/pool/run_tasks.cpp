@@ -60,8 +60,8 @@ Bytes call_batch(const TaskSet& call, std::size_t task) {
   return payload;
 }
 
-// The outcomes the core hands over (on its dispatcher or worker threads), waiting for the
-// caller's thread.
+// The outcomes the core hands over (on the caller's thread while it drives a process core, on
+// worker threads or inside submit() otherwise), waiting for the caller's loop.
 struct Inbox {
   std::mutex mutex;
   std::condition_variable ready;
@@ -92,10 +92,15 @@ CallStats drive(PoolCore& core, const TaskSet& call, int n_workers) {
       core.submit(std::move(request));
       ++next;
     }
+    // The process core is driven from here (its outcomes land in the inbox on this thread);
+    // the thread and serial cores deliver on their own.
+    const bool driven = core.dispatch(kInterruptCheck);
     std::deque<std::pair<std::size_t, BatchOutcome>> arrived;
     {
       std::unique_lock lock(inbox->mutex);
-      inbox->ready.wait_for(lock, kInterruptCheck, [&] { return !inbox->done.empty(); });
+      if (!driven) {
+        inbox->ready.wait_for(lock, kInterruptCheck, [&] { return !inbox->done.empty(); });
+      }
       arrived.swap(inbox->done);
     }
     for (auto& [task, outcome] : arrived) {

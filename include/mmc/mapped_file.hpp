@@ -31,6 +31,12 @@ class MappedFile {
   static constexpr std::uint64_t kToEnd = ~std::uint64_t{0};
   static MappedFile open(const std::string& path, MapMode mode, std::uint64_t offset = 0,
                          std::uint64_t length = kToEnd);
+  // Maps a file the caller already opened (a reader that looked at its first bytes, such as a
+  // .npy header): `fd` refers to `path`, opened read-only for r and c, read-write for r+ and
+  // w+ (w+ maps what is there: the caller sized the file). The descriptor stays the caller's;
+  // the mapping outlives it. Same checks and errors as open().
+  static MappedFile map(int fd, const std::string& path, MapMode mode, std::uint64_t offset = 0,
+                        std::uint64_t length = kToEnd);
 
   MappedFile(MappedFile&& other) noexcept;
   MappedFile& operator=(MappedFile&& other) noexcept;

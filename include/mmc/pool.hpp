@@ -76,6 +76,7 @@ struct ResolvedOptions {
   int n_jobs = 1;
   Backend backend = Backend::Process;
   std::uint64_t max_nbytes = kDefaultMaxNbytes;
+  int cpus = 1;  // cpu_count(), read once when resolved (negative n_jobs, workers' thread counts)
 };
 ResolvedOptions resolve(const PoolOptions& options);
 

@@ -126,4 +126,13 @@ TEST(CliGen, WritesANpyFileNumpyReads) {
 }
 
 }  // namespace
+// libmpi and its dependencies cost about 1.5 ms of start-up: only mmcompute-mpi, which the CLI
+// runs under an MPI launcher, links them.
+TEST(CliStartup, APlainRunDoesNotLoadLibmpi) {
+  const CommandResult r = run_command({"env", "LD_DEBUG=libs", MMC_CLI_PATH, "--version"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_NE(r.err.find("calling init"), std::string::npos) << "no loader trace:\n" << r.err;
+  EXPECT_EQ(r.err.find("libmpi"), std::string::npos) << r.err;
+}
+
 }  // namespace mmc::test

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli/cli_helpers.hpp"
+#include "mmc/pool.hpp"
 
 namespace mmc::test {
 namespace {
@@ -306,6 +307,33 @@ TEST(CliReduceIsa, EveryKernelVariantGivesTheSameBytesAndVerboseNamesIt) {
       EXPECT_EQ(bytes, read_file(first)) << op << " with MMC_ISA=" << isa;
     }
   }
+}
+
+// The CLI sets n_jobs only for --jobs; otherwise MMC_N_JOBS reaches the pool, and without it the
+// CLI's default is all CPUs. A 16 MiB cube makes two tasks, so two workers can be seen.
+TEST(CliReduceJobs, MmcNJobsChoosesTheWorkersUnlessJobsIsGiven) {
+  TempDir dir;
+  const std::string source = dir.file("cube.npy");
+  cube_fixture({"make", source, "--descr", "|u1", "--shape", "16,1024,1024"});
+  const auto workers = [&](std::vector<std::string> env, std::vector<std::string> extra) {
+    std::vector<std::string> args{"env", "-u", "MMC_N_JOBS"};
+    args.insert(args.end(), env.begin(), env.end());
+    for (const char* a :
+         {MMC_CLI_PATH, "reduce", source.c_str(), "--op", "mean", "-v", "--quiet"}) {
+      args.push_back(a);
+    }
+    args.insert(args.end(), extra.begin(), extra.end());
+    const CommandResult r = run_command(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const std::size_t at = r.err.find(" worker");
+    const std::size_t start = r.err.rfind(' ', at - 1) + 1;
+    return at == std::string::npos ? std::string("none") : r.err.substr(start, at - start);
+  };
+  EXPECT_EQ(workers({"MMC_N_JOBS=1"}, {}), "1");
+  EXPECT_EQ(workers({"MMC_N_JOBS=2"}, {}), "2");
+  EXPECT_EQ(workers({"MMC_N_JOBS=1"}, {"--jobs", "2"}), "2");
+  EXPECT_EQ(workers({"MMC_N_JOBS=2"}, {"-j", "1"}), "1");
+  EXPECT_EQ(workers({}, {}), std::to_string(std::min(cpu_count(), 2)));
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // moves and sharing with forked children.
 #include "mmc/mapped_file.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -68,6 +69,32 @@ TEST(MappedFile, ReadOnlySeesFileContent) {
   EXPECT_EQ(m.path(), path);
   EXPECT_EQ(m.mode(), MapMode::ReadOnly);
   EXPECT_EQ(view(m), bytes);
+}
+
+TEST(MappedFile, MapsADescriptorTheCallerOpenedAndOutlivesIt) {
+  TempDir dir;
+  const std::string path = dir.file("a.bin");
+  const std::string bytes = pattern(10000);
+  write_file(path, bytes);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  const MappedFile m = MappedFile::map(fd, path, MapMode::ReadOnly, 4099, 5000);
+  struct stat st;
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_EQ(view(m), bytes.substr(4099, 5000));
+  EXPECT_EQ(m.path(), path);
+  EXPECT_EQ(m.inode(), static_cast<std::uint64_t>(st.st_ino));
+  const int dir_fd = ::open(dir.path().c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(dir_fd, 0);
+  expect_error([&] { MappedFile::map(dir_fd, dir.path(), MapMode::ReadOnly); },
+               ErrorCode::InvalidArgument, {dir.path(), "directory"});
+  ::close(dir_fd);
+  const int again = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(again, 0);
+  expect_error([&] { MappedFile::map(again, path, MapMode::ReadOnly, 9000, 2000); },
+               ErrorCode::Corrupt, {path, "9000 + 2000", "10000"});
+  ::close(again);
 }
 
 TEST(MappedFile, ReadWriteWritesReachTheFileAfterSync) {

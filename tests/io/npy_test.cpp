@@ -444,6 +444,14 @@ TEST(NpyHeader, RejectsUnknownMissingAndDuplicateKeys) {
       ErrorCode::Corrupt, {"twice"});
 }
 
+// The header is read, not mapped: a header longer than any three keys need is refused before
+// it costs an allocation of its length.
+TEST(NpyHeader, RejectsAHeaderLongerThanSixteenMiB) {
+  const std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
+  expect_rejected(npy_bytes(dict + std::string((16 << 20) + 1 - dict.size(), ' '), "xxxxxxxx", 2),
+                  ErrorCode::Corrupt, {"header of 16777217 bytes"});
+}
+
 TEST(NpyHeader, QuotesHostileTextShortlyInMessages) {
   TempDir dir;
   const std::string path = dir.file("long.npy");

@@ -1,14 +1,20 @@
 // .npy files: a strict parser of the header's dict literal, mapping of the data in place, and
 // the header writer.
+#include <fcntl.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <string_view>
 #include <utility>
 
+#include "io/npy_open.hpp"
+#include "io/open_read_only.hpp"
 #include "mmc/error.hpp"
 #include "mmc/source.hpp"
+#include "os/exact_io.hpp"
+#include "os/unique_fd.hpp"
 
 namespace mmc {
 namespace {
@@ -16,6 +22,9 @@ namespace {
 constexpr char kMagic[] = "\x93NUMPY";
 constexpr std::size_t kMagicLen = 6;
 constexpr std::uint64_t kAlign = 64;
+// The longest header read: numpy writes a few hundred bytes (np.load refuses more than 10,000 by
+// default); a longer one is hostile, and would otherwise cost an allocation of its length.
+constexpr std::uint64_t kMaxHeaderBytes = 16 << 20;
 // numpy 2 allows 64 dimensions (numpy 1, 32); more is a hostile header, not an array.
 constexpr std::size_t kMaxDims = 64;
 
@@ -220,13 +229,15 @@ std::uint64_t data_nbytes(const std::string& path, const NpyHeader& h) {
   return n;
 }
 
-}  // namespace
-
-NpyHeader read_npy_header(const std::string& path) {
-  const MappedFile file = MappedFile::open(path, MapMode::ReadOnly);
-  const std::byte* bytes = file.data();
-  const std::uint64_t size = file.size();
-  if (size < kMagicLen + 2 || std::memcmp(bytes, kMagic, kMagicLen) != 0) {
+// The header of the .npy file open at `fd`, a regular file of `size` bytes: the preamble and
+// the header text read with pread, never more than the file holds or kMaxHeaderBytes.
+NpyHeader parse_header(int fd, const std::string& path, std::uint64_t size) {
+  char preamble[kMagicLen + 2 + 4] = {};
+  const ssize_t got = detail::pread_full(fd, preamble, sizeof preamble, 0);
+  if (got < 0) throw_errno(path + ": cannot read");
+  const auto* bytes = reinterpret_cast<const std::byte*>(preamble);
+  if (size < kMagicLen + 2 || static_cast<std::uint64_t>(got) < kMagicLen + 2 ||
+      std::memcmp(preamble, kMagic, kMagicLen) != 0) {
     throw Error(ErrorCode::Corrupt, path + ": not a .npy file (no \\x93NUMPY magic in its " +
                                         std::to_string(size) + " bytes)");
   }
@@ -240,7 +251,7 @@ NpyHeader read_npy_header(const std::string& path) {
   }
   const int len_bytes = h.major == 1 ? 2 : 4;
   const std::uint64_t prefix = kMagicLen + 2 + static_cast<std::uint64_t>(len_bytes);
-  if (size < prefix) {
+  if (size < prefix || static_cast<std::uint64_t>(got) < prefix) {
     throw Error(ErrorCode::Corrupt, path + ": file of " + std::to_string(size) +
                                         " bytes ends inside the .npy preamble");
   }
@@ -252,24 +263,38 @@ NpyHeader read_npy_header(const std::string& path) {
                     "the file (" + std::to_string(prefix) + " + " + std::to_string(header_len) +
                     " > " + std::to_string(size) + " bytes)");
   }
-  const std::string_view text(reinterpret_cast<const char*>(bytes + prefix),
-                              static_cast<std::size_t>(header_len));
+  if (header_len > kMaxHeaderBytes) {
+    throw Error(ErrorCode::Corrupt, path + ": header of " + std::to_string(header_len) +
+                                        " bytes; a .npy header of three keys is far shorter " +
+                                        "(at most " + std::to_string(kMaxHeaderBytes) + " read)");
+  }
+  std::string text(static_cast<std::size_t>(header_len), '\0');
+  const ssize_t text_got = detail::pread_full(fd, text.data(), text.size(), prefix);
+  if (text_got < 0) throw_errno(path + ": cannot read");
+  if (static_cast<std::uint64_t>(text_got) != header_len) {
+    throw Error(ErrorCode::Corrupt, path + ": file shrank while its header was read");
+  }
   HeaderParser(text, path, h.major < 3).parse(&h);
   data_nbytes(path, h);
   return h;
 }
 
-Source open_npy(const std::string& path, MapMode mode) {
-  if (mode == MapMode::Create) {
-    throw Error(ErrorCode::InvalidArgument,
-                path + ": a .npy file cannot be opened in mode w+ (it would lose its header)");
-  }
-  const NpyHeader h = read_npy_header(path);
-  const std::uint64_t nbytes = data_nbytes(path, h);
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) throw_errno(path);
+}  // namespace
+
+NpyHeader read_npy_header(const std::string& path) {
+  const detail::UniqueFd fd = detail::open_read_only(path);
+  const struct stat st = detail::stat_regular_file(fd.get(), path);
+  return parse_header(fd.get(), path, static_cast<std::uint64_t>(st.st_size));
+}
+
+namespace detail {
+
+Source open_npy(int fd, const std::string& path, MapMode mode) {
+  const struct stat st = stat_regular_file(fd, path);
   const auto file_size = static_cast<std::uint64_t>(st.st_size);
-  const std::uint64_t data_size = file_size >= h.data_offset ? file_size - h.data_offset : 0;
+  const NpyHeader h = parse_header(fd, path, file_size);
+  const std::uint64_t nbytes = data_nbytes(path, h);
+  const std::uint64_t data_size = file_size - h.data_offset;  // parse_header checked the order
   if (data_size < nbytes) {
     throw Error(ErrorCode::Corrupt, path + ": header says shape " + format_shape(h.shape, true) +
                                         " of " + h.dtype.numpy_descr() + ", " +
@@ -277,9 +302,29 @@ Source open_npy(const std::string& path, MapMode mode) {
                                         std::to_string(data_size) + " bytes of data after " +
                                         "the header (" + std::to_string(h.data_offset) + " bytes)");
   }
-  MappedFile mapping = MappedFile::open(path, mode, h.data_offset, nbytes);
+  MappedFile mapping = MappedFile::map(fd, path, mode, h.data_offset, nbytes);
   return Source(ArrayMeta::contiguous(h.dtype, h.shape, h.fortran_order ? Order::F : Order::C),
                 std::move(mapping), "npy");
+}
+
+}  // namespace detail
+
+Source open_npy(const std::string& path, MapMode mode) {
+  if (mode == MapMode::Create) {
+    throw Error(ErrorCode::InvalidArgument,
+                path + ": a .npy file cannot be opened in mode w+ (it would lose its header)");
+  }
+  // Opened once: the header is read from the descriptor that is then mapped. O_NONBLOCK: a
+  // FIFO does not block the open (stat_regular_file refuses it); regular files ignore it.
+  const int flags = (mode == MapMode::ReadWrite ? O_RDWR : O_RDONLY) | O_NONBLOCK;
+  const detail::UniqueFd fd = detail::open_fd(path.c_str(), flags);
+  if (!fd) {
+    if (errno == EISDIR) {
+      throw Error(ErrorCode::InvalidArgument, path + ": is a directory, expected a file");
+    }
+    throw_errno(path + ": cannot open");
+  }
+  return detail::open_npy(fd.get(), path, mode);
 }
 
 std::string make_npy_header(DType dtype, const Shape& shape, bool fortran_order) {

@@ -68,6 +68,14 @@ class PoolCore {
   // and replaced if running (process backend; a thread cannot be stopped, its result is then
   // dropped). No effect on a finished batch.
   virtual void cancel(std::uint64_t id, ErrorCode code, const std::string& why) = 0;
+  // A core without a thread of its own to dispatch (the process backend's one-call core, made
+  // by run_tasks): does the dispatcher's work on the calling thread, on_done included, for one
+  // round (up to `wait`, less when a result arrives) and returns true. Other cores dispatch by
+  // themselves: false at once. REQUIRES: called from the thread that made the core.
+  virtual bool dispatch(std::chrono::milliseconds wait) {
+    static_cast<void>(wait);
+    return false;
+  }
   // Process backend: the first 8-byte word of `callable` (a callable's bytes) that points into
   // memory mapped after the pool's workers were forked off the caller (their copy has other
   // data or nothing there), or 0. Other backends: 0. See Pool's contract for what is detected.
