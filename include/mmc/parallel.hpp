@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <optional>
 #include <string>
@@ -18,25 +19,56 @@
 #include "mmc/pool.hpp"
 
 namespace mmc {
+namespace detail {
 
-// Appends bytes to a buffer. Not thread-safe.
+// The descriptors a message carries beside its bytes (SCM_RIGHTS between processes); an
+// encoded value names one by its index in the list. Copies share the descriptors; the last one
+// closes them. Not thread-safe for changes; reads of an unchanging list are.
+class MessageFds {
+ public:
+  // Adds a duplicate of `fd` (close-on-exec) unless this list already holds one of that very
+  // descriptor; returns its index. Throws Error(Io).
+  std::uint64_t add_copy(int fd);
+  // Takes ownership of `fd` (appended).
+  void adopt(int fd);
+  // The descriptor at `index`, open while this list (or a keeper()) lives. Throws
+  // Error(Corrupt) when the message carried no such descriptor.
+  int at(std::uint64_t index) const;
+  std::size_t size() const noexcept;
+  bool empty() const noexcept { return size() == 0; }
+  // Keeps every descriptor of the list open while held.
+  std::shared_ptr<const void> keeper() const noexcept { return owned_; }
+
+ private:
+  struct Owned;
+  std::shared_ptr<Owned> owned_;
+};
+
+}  // namespace detail
+
+// Appends bytes to a buffer, and descriptors (ArrayRef's segments) to `fds` when given: a
+// Writer without a list cannot encode a value that needs one. Not thread-safe.
 class Writer {
  public:
-  explicit Writer(Bytes& out) : out_(out) {}
+  explicit Writer(Bytes& out, detail::MessageFds* fds = nullptr) : out_(out), fds_(fds) {}
   void raw(const void* data, std::size_t size) {
     const auto* bytes = static_cast<const std::byte*>(data);
     out_.insert(out_.end(), bytes, bytes + size);
   }
   void u64(std::uint64_t value) { raw(&value, sizeof value); }
+  detail::MessageFds* fds() const noexcept { return fds_; }
 
  private:
   Bytes& out_;
+  detail::MessageFds* fds_;
 };
 
-// Reads bytes written by Writer. Throws Error(Corrupt) when a read runs past the end.
+// Reads bytes written by Writer, and the descriptors that came with them. Throws
+// Error(Corrupt) when a read runs past the end.
 class Reader {
  public:
-  explicit Reader(ByteView in) : in_(in) {}
+  explicit Reader(ByteView in, const detail::MessageFds* fds = nullptr) : in_(in), fds_(fds) {}
+  const detail::MessageFds* fds() const noexcept { return fds_; }
   const std::byte* take(std::size_t size) {
     if (size > in_.size - pos_) {
       raise(ErrorCode::Corrupt, "codec: a value runs past the end of its " +
@@ -58,6 +90,7 @@ class Reader {
 
  private:
   ByteView in_;
+  const detail::MessageFds* fds_;
   std::size_t pos_ = 0;
 };
 
@@ -245,18 +278,21 @@ using stored_t = std::conditional_t<std::is_void_v<R>, Unit, R>;
 
 // A batch's encoded form starts with the address of its Trampoline. In a forked worker the
 // binary sits at the same addresses, so the pointer is valid there.
-using Trampoline = void (*)(ByteView batch, Bytes& out);
+// `fds`: the descriptors that came with the batch; `out_fds` gets those its results carry.
+using Trampoline = void (*)(ByteView batch, const MessageFds& fds, Bytes& out, MessageFds& out_fds);
 
 struct BatchOutcome {
   bool failed = false;  // the whole batch failed: worker lost, timeout, cancelled, bad message
   ErrorCode code = ErrorCode::Internal;
   std::string message;
   Bytes results;       // per item: u64 status (0 ok, 1 error), then the value or code + message
+  MessageFds fds;      // the descriptors the results carry
   double seconds = 0;  // time the worker spent running the batch
 };
 
 struct BatchRequest {
   Bytes payload;
+  MessageFds fds;  // the descriptors the payload carries (ArrayRef segments)
   // Leading payload bytes that are framing, not the caller's data (run_tasks' batch header):
   // not weighed against max_nbytes, not counted in traffic().
   std::uint32_t envelope = 0;
@@ -353,17 +389,17 @@ void current_failure(ErrorCode* code, std::string* message);
 std::string task_range(std::size_t first_task, std::size_t n_items);
 
 // Runs one encoded batch in this process: calls its trampoline.
-void run_batch(ByteView batch, Bytes& out);
+void run_batch(ByteView batch, const MessageFds& fds, Bytes& out, MessageFds& out_fds);
 
 // The worker side of a batch: decodes F and each item's arguments, calls, encodes results.
 template <class F, class Tuple>
-void run_items(ByteView batch, Bytes& out) {
-  Reader in(batch);
+void run_items(ByteView batch, const MessageFds& fds, Bytes& out, MessageFds& out_fds) {
+  Reader in(batch, &fds);
   in.u64();  // the trampoline: us
   const std::uint64_t n = in.u64();
   in.u64();  // first task
   F fn = Codec<F>::read(in);
-  Writer w(out);
+  Writer w(out, &out_fds);
   using R = decltype(std::apply(fn, std::declval<Tuple&&>()));
   for (std::uint64_t i = 0; i < n; ++i) {
     Tuple args = Codec<Tuple>::read(in);
@@ -396,7 +432,7 @@ void decode_outcome(const BatchOutcome& outcome, std::size_t first, std::size_t 
     for (std::size_t i = 0; i < n; ++i) out.emplace_back(Error(outcome.code, outcome.message));
     return;
   }
-  Reader in({outcome.results.data(), outcome.results.size()});
+  Reader in({outcome.results.data(), outcome.results.size()}, &outcome.fds);
   for (std::size_t i = 0; i < n; ++i) {
     if (in.u64() == 0) {
       if constexpr (std::is_same_v<T, Unit>) {
@@ -419,8 +455,8 @@ class CallDriver {
  public:
   // Encodes up to max_items further items (the batch's first is `first`) after the header
   // already in payload; returns how many, 0 when the input is exhausted.
-  using Encode =
-      std::function<std::size_t(Bytes& payload, std::size_t first, std::size_t max_items)>;
+  using Encode = std::function<std::size_t(Bytes& payload, MessageFds& fds, std::size_t first,
+                                           std::size_t max_items)>;
   struct Done {
     std::size_t first = 0;
     std::size_t n = 0;
@@ -488,9 +524,9 @@ struct FutureState : FutureStateBase {
 };
 
 template <class F, class Tuple>
-Bytes batch_header(const F& fn, std::size_t first) {
+Bytes batch_header(const F& fn, std::size_t first, MessageFds* fds) {
   Bytes payload;
-  Writer w(payload);
+  Writer w(payload, fds);
   const Trampoline trampoline = &run_items<F, Tuple>;
   w.u64(reinterpret_cast<std::uint64_t>(trampoline));
   w.u64(0);  // item count, patched when known
@@ -752,7 +788,8 @@ class Pool {
   template <class F, class... Args>
   std::string explain(const F& fn, const Args&... args) const {
     using Tuple = std::tuple<std::decay_t<Args>...>;
-    const std::uint64_t header = detail::batch_header<F, Tuple>(fn, 0).size();
+    detail::MessageFds fds;
+    const std::uint64_t header = detail::batch_header<F, Tuple>(fn, 0, &fds).size();
     std::vector<detail::ArgumentNote> notes;
     (notes.push_back(note_of(args)), ...);
     return detail::explain_transport(backend_, max_nbytes_, header, notes,
@@ -820,9 +857,9 @@ class Pool {
     auto state = std::make_shared<detail::FutureState<R>>();
     state->core = core_;
     detail::BatchRequest request;
-    request.payload = detail::batch_header<F, Tuple>(fn, 0);
+    request.payload = detail::batch_header<F, Tuple>(fn, 0, &request.fds);
     detail::patch_count(request.payload, 1);
-    Writer w(request.payload);
+    Writer w(request.payload, &request.fds);
     Codec<Tuple>::write(w, Tuple(std::forward<Args>(args)...));
     request.n_items = 1;
     request.timeout = options.timeout;
@@ -864,7 +901,8 @@ class Pool {
     detail::ArgumentNote note;
     note.type = detail::demangle(typeid(A).name());
     Bytes bytes;
-    Writer w(bytes);
+    detail::MessageFds fds;
+    Writer w(bytes, &fds);
     Codec<A>::write(w, arg);
     note.encoded = bytes.size();
     note.by_reference = detail::TransportNote<A>::by_reference(arg);
@@ -889,12 +927,12 @@ class Pool {
     if constexpr (std::ranges::sized_range<const Range>) total = std::ranges::size(items);
     auto it = std::ranges::begin(items);
     auto end = std::ranges::end(items);
-    auto encode = [fn, it, end, make](Bytes& payload, std::size_t first,
+    auto encode = [fn, it, end, make](Bytes& payload, detail::MessageFds& fds, std::size_t first,
                                       std::size_t max_items) mutable -> std::size_t {
       if (it == end) return 0;
-      payload = detail::batch_header<F, Tuple>(fn, first);
+      payload = detail::batch_header<F, Tuple>(fn, first, &fds);
       payload.reserve(payload.size() + std::min<std::size_t>(max_items, 1 << 16) * 16);
-      Writer w(payload);
+      Writer w(payload, &fds);
       std::size_t n = 0;
       for (; n < max_items && it != end; ++it, ++n) Codec<Tuple>::write(w, make(*it));
       detail::patch_count(payload, n);

@@ -170,7 +170,7 @@ TEST(TransportFrames, AGroupOfTasksIsItsOwnKindAndItsFramingIsNotCounted) {
   detail::OutFrame frame =
       detail::OutFrame::make(detail::FrameKind::Group, 9, payload, 50, sent, 60);
   ASSERT_TRUE(frame.send_some(sender.get(), /*dont_wait=*/false));
-  detail::FrameReader reader;
+  detail::FrameReader reader(1 << 20);
   detail::TransportCounters received;
   const std::optional<detail::InMessage> message =
       reader.receive(receiver.get(), /*dont_wait=*/false, received);
