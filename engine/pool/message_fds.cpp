@@ -1,6 +1,8 @@
 // MessageFds: the descriptors a pool message carries beside its bytes, owned and closed once.
 #include <fcntl.h>
+#include <sys/stat.h>
 
+#include <utility>
 #include <vector>
 
 #include "mmc/parallel.hpp"
@@ -10,30 +12,36 @@ namespace mmc::detail {
 
 struct MessageFds::Owned {
   std::vector<UniqueFd> fds;
-  std::vector<int> sources;  // per entry, the descriptor add_copy copied (-1: adopted)
+  std::vector<std::pair<dev_t, ino_t>> files;  // per entry added by add_copy: its identity
 };
 
 std::uint64_t MessageFds::add_copy(int fd) {
-  // A batch of many items naming one segment carries its descriptor once. The source stays
-  // open while the message is encoded, so its number names the same file throughout.
+  // A batch of many items naming one segment carries its descriptor once. Files are told apart
+  // by device and inode (numbers are reused once closed; an inode is not while our copy holds
+  // its file open).
+  struct stat info {};
+  if (fstat(fd, &info) != 0) {
+    raise_errno("descriptor " + std::to_string(fd) + " of an ArrayRef (is its SharedArray gone?)");
+  }
+  const std::pair<dev_t, ino_t> file{info.st_dev, info.st_ino};
   if (owned_) {
-    for (std::size_t i = 0; i < owned_->sources.size(); ++i) {
-      if (owned_->sources[i] == fd) return i;
+    for (std::size_t i = 0; i < owned_->files.size(); ++i) {
+      if (owned_->files[i] == file) return i;
     }
   }
   UniqueFd copy(fcntl(fd, F_DUPFD_CLOEXEC, 0));
   if (!copy) raise_errno("duplicating descriptor " + std::to_string(fd) + " for a worker");
   if (!owned_) owned_ = std::make_shared<Owned>();
-  owned_->sources.push_back(fd);
   owned_->fds.push_back(std::move(copy));
+  owned_->files.push_back(file);
   return owned_->fds.size() - 1;
 }
 
 void MessageFds::adopt(int fd) {
   UniqueFd owned(fd);
   if (!owned_) owned_ = std::make_shared<Owned>();
-  owned_->sources.push_back(-1);
   owned_->fds.push_back(std::move(owned));
+  owned_->files.emplace_back(0, 0);  // received: never matched by add_copy
 }
 
 int MessageFds::at(std::uint64_t index) const {

@@ -26,8 +26,8 @@ namespace detail {
 // closes them. Not thread-safe for changes; reads of an unchanging list are.
 class MessageFds {
  public:
-  // Adds a duplicate of `fd` (close-on-exec) unless this list already holds one of that very
-  // descriptor; returns its index. Throws Error(Io).
+  // Adds a duplicate of `fd` (close-on-exec) unless this list already holds one of the same
+  // file; returns its index. Throws Error(Io).
   std::uint64_t add_copy(int fd);
   // Takes ownership of `fd` (appended).
   void adopt(int fd);
