@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -104,8 +105,7 @@ MappedFile MappedFile::open(const std::string& path, MapMode mode, std::uint64_t
       flags |= O_RDWR | O_CREAT | O_TRUNC;
       break;
   }
-  // Held for the duration of open(); the mapping outlives it.
-  const detail::UniqueFd fd = detail::open_fd(path.c_str(), flags, 0666);
+  detail::UniqueFd fd = detail::open_fd(path.c_str(), flags, 0666);
   if (!fd) {
     if (errno == EISDIR) {
       throw Error(ErrorCode::InvalidArgument, path + ": is a directory, expected a file");
@@ -113,7 +113,21 @@ MappedFile MappedFile::open(const std::string& path, MapMode mode, std::uint64_t
     const int err = errno;
     raise_os(err, path, std::string("cannot open (mode ") + mode_name(mode) + ")");
   }
+  return map_descriptor(fd.release(), path, mode, offset, length, create_size);
+}
 
+MappedFile MappedFile::open_descriptor(int fd, const std::string& name, MapMode mode,
+                                       std::uint64_t offset, std::uint64_t length) {
+  assert(mode != MapMode::Create);
+  const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) raise_os(errno, name, "cannot duplicate its descriptor");
+  return map_descriptor(copy, name, mode, offset, length, 0);
+}
+
+MappedFile MappedFile::map_descriptor(int owned, const std::string& path, MapMode mode,
+                                      std::uint64_t offset, std::uint64_t length,
+                                      std::uint64_t create_size) {
+  detail::UniqueFd fd(owned);  // kept by the mapping once it is made
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) raise_os(errno, path, "fstat");
   if (!S_ISREG(st.st_mode)) {
@@ -148,7 +162,10 @@ MappedFile MappedFile::open(const std::string& path, MapMode mode, std::uint64_t
   m.length_ = length;
   m.device_ = static_cast<std::uint64_t>(st.st_dev);
   m.inode_ = static_cast<std::uint64_t>(st.st_ino);
-  if (length == 0) return m;  // mmap refuses empty mappings; an empty view needs none
+  if (length == 0) {  // mmap refuses empty mappings; an empty view needs none
+    m.fd_ = fd.release();
+    return m;
+  }
 
   const std::uint64_t page = page_size();
   const std::uint64_t map_offset = round_down(offset, page);
@@ -171,11 +188,13 @@ MappedFile MappedFile::open(const std::string& path, MapMode mode, std::uint64_t
   m.base_ = static_cast<std::byte*>(base);
   m.map_length_ = static_cast<std::size_t>(map_length);
   m.data_ = m.base_ + delta;
+  m.fd_ = fd.release();
   return m;
 }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
       base_(std::exchange(other.base_, nullptr)),
       map_length_(std::exchange(other.map_length_, 0)),
       data_(std::exchange(other.data_, nullptr)),
@@ -189,6 +208,7 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
     close();
     path_ = std::move(other.path_);
+    fd_ = std::exchange(other.fd_, -1);
     base_ = std::exchange(other.base_, nullptr);
     map_length_ = std::exchange(other.map_length_, 0);
     data_ = std::exchange(other.data_, nullptr);
@@ -205,6 +225,7 @@ MappedFile::~MappedFile() { close(); }
 
 void MappedFile::close() noexcept {
   if (base_ != nullptr) ::munmap(base_, map_length_);
+  detail::UniqueFd(std::exchange(fd_, -1));  // closes it
   base_ = nullptr;
   map_length_ = 0;
   data_ = nullptr;

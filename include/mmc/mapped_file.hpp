@@ -31,6 +31,11 @@ class MappedFile {
   static constexpr std::uint64_t kToEnd = ~std::uint64_t{0};
   static MappedFile open(const std::string& path, MapMode mode, std::uint64_t offset = 0,
                          std::uint64_t length = kToEnd);
+  // Maps the file open as `fd` (a copy of it is kept; the caller keeps `fd`), as open() would
+  // map `name`: whatever became of the path since, these are the bytes of that open file.
+  // REQUIRES: mode != Create, and fd open for reading (and writing for r+). Throws as open().
+  static MappedFile open_descriptor(int fd, const std::string& name, MapMode mode,
+                                    std::uint64_t offset = 0, std::uint64_t length = kToEnd);
 
   MappedFile(MappedFile&& other) noexcept;
   MappedFile& operator=(MappedFile&& other) noexcept;
@@ -48,6 +53,10 @@ class MappedFile {
   // that opens path() again compares them to know it reached the same file.
   std::uint64_t device() const noexcept { return device_; }
   std::uint64_t inode() const noexcept { return inode_; }
+  // The mapped file, held open (close-on-exec) while the mapping lives, so another process can
+  // be handed these very bytes (SCM_RIGHTS) even after the path was renamed over or removed.
+  // -1 once closed.
+  int descriptor() const noexcept { return fd_; }
   bool valid() const noexcept { return base_ != nullptr || length_ == 0; }
 
   // Whole-mapping access hint.
@@ -61,11 +70,17 @@ class MappedFile {
 
   // Flushes writes of r+/w+ mappings to the file (msync). Throws Error(Io).
   void sync() const;
-  // Unmaps now; further access is undefined. Idempotent.
+  // Unmaps now and closes the descriptor; further access is undefined. Idempotent.
   void close() noexcept;
 
  private:
+  // The checks and the mapping of open() over the open file `fd`, which it owns from the call.
+  static MappedFile map_descriptor(int fd, const std::string& path, MapMode mode,
+                                   std::uint64_t offset, std::uint64_t length,
+                                   std::uint64_t create_size);
+
   std::string path_;
+  int fd_ = -1;
   std::byte* base_ = nullptr;  // page-aligned start of the mapping
   std::size_t map_length_ = 0;
   std::byte* data_ = nullptr;  // base_ + (offset_ % page size)
