@@ -105,8 +105,7 @@ MappedFile MappedFile::open(const std::string& path, MapMode mode, std::uint64_t
       flags |= O_RDWR | O_CREAT | O_TRUNC;
       break;
   }
-  // Held for the duration of open(); the mapping outlives it.
-  const detail::UniqueFd fd = detail::open_fd(path.c_str(), flags, 0666);
+  detail::UniqueFd fd = detail::open_fd(path.c_str(), flags, 0666);
   if (!fd) {
     if (errno == EISDIR) {
       throw Error(ErrorCode::InvalidArgument, path + ": is a directory, expected a file");
@@ -119,12 +118,20 @@ MappedFile MappedFile::open(const std::string& path, MapMode mode, std::uint64_t
     const int err = errno;
     raise_os(err, path, "cannot extend to " + std::to_string(create_size) + " bytes");
   }
-  return map(fd.get(), path, mode, offset, length);
+  return map_owned(fd.release(), path, mode, offset, length);
 }
 
 MappedFile MappedFile::map(int fd, const std::string& path, MapMode mode, std::uint64_t offset,
                            std::uint64_t length) {
-  const struct stat st = detail::stat_regular_file(fd, path);
+  detail::UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!copy) raise_os(errno, path, "cannot duplicate its descriptor");
+  return map_owned(copy.release(), path, mode, offset, length);
+}
+
+MappedFile MappedFile::map_owned(int owned, const std::string& path, MapMode mode,
+                                 std::uint64_t offset, std::uint64_t length) {
+  detail::UniqueFd fd(owned);
+  const struct stat st = detail::stat_regular_file(fd.get(), path);
 
   const auto file_size = static_cast<std::uint64_t>(st.st_size);
   if (offset > file_size) {
@@ -147,7 +154,10 @@ MappedFile MappedFile::map(int fd, const std::string& path, MapMode mode, std::u
   m.length_ = length;
   m.device_ = static_cast<std::uint64_t>(st.st_dev);
   m.inode_ = static_cast<std::uint64_t>(st.st_ino);
-  if (length == 0) return m;  // mmap refuses empty mappings; an empty view needs none
+  if (length == 0) {  // mmap refuses empty mappings; an empty view needs none
+    m.fd_ = fd.release();
+    return m;
+  }
 
   const std::uint64_t page = page_size();
   const std::uint64_t map_offset = round_down(offset, page);
@@ -159,7 +169,7 @@ MappedFile MappedFile::map(int fd, const std::string& path, MapMode mode, std::u
   }
   const int prot = mode == MapMode::ReadOnly ? PROT_READ : PROT_READ | PROT_WRITE;
   const int map_flags = mode == MapMode::CopyOnWrite ? MAP_PRIVATE : MAP_SHARED;
-  void* base = ::mmap(nullptr, static_cast<std::size_t>(map_length), prot, map_flags, fd,
+  void* base = ::mmap(nullptr, static_cast<std::size_t>(map_length), prot, map_flags, fd.get(),
                       static_cast<off_t>(map_offset));
   if (base == MAP_FAILED) {
     const int err = errno;
@@ -170,11 +180,13 @@ MappedFile MappedFile::map(int fd, const std::string& path, MapMode mode, std::u
   m.base_ = static_cast<std::byte*>(base);
   m.map_length_ = static_cast<std::size_t>(map_length);
   m.data_ = m.base_ + delta;
+  m.fd_ = fd.release();
   return m;
 }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
       base_(std::exchange(other.base_, nullptr)),
       map_length_(std::exchange(other.map_length_, 0)),
       data_(std::exchange(other.data_, nullptr)),
@@ -188,6 +200,7 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
     close();
     path_ = std::move(other.path_);
+    fd_ = std::exchange(other.fd_, -1);
     base_ = std::exchange(other.base_, nullptr);
     map_length_ = std::exchange(other.map_length_, 0);
     data_ = std::exchange(other.data_, nullptr);
@@ -204,6 +217,7 @@ MappedFile::~MappedFile() { close(); }
 
 void MappedFile::close() noexcept {
   if (base_ != nullptr) ::munmap(base_, map_length_);
+  detail::UniqueFd(std::exchange(fd_, -1));  // closes it
   base_ = nullptr;
   map_length_ = 0;
   data_ = nullptr;

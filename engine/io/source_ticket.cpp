@@ -2,7 +2,6 @@
 #include "io/source_ticket.hpp"
 
 #include <hdf5.h>
-#include <sys/stat.h>
 
 #include <utility>
 
@@ -39,21 +38,13 @@ std::optional<SourceTicket> ticket_of(const Source& source, std::string* why) {
     *why = "a copy-on-write mapping (mode c) keeps its writes in this process";
     return std::nullopt;
   }
-  struct stat st;
-  if (::stat(mapping.path().c_str(), &st) != 0 ||
-      static_cast<std::uint64_t>(st.st_dev) != mapping.device() ||
-      static_cast<std::uint64_t>(st.st_ino) != mapping.inode()) {
-    *why = mapping.path() + " was removed or replaced since it was mapped";
-    return std::nullopt;
-  }
   SourceTicket ticket;
   ticket.kind = SourceTicket::Kind::Mapped;
   ticket.format = source.kind();
   ticket.path = mapping.path();
   ticket.offset = mapping.offset();
   ticket.length = mapping.size();
-  ticket.device = mapping.device();
-  ticket.inode = mapping.inode();
+  ticket.fd = mapping.descriptor();
   ticket.meta = source.meta();
   return ticket;
 }
@@ -71,11 +62,11 @@ std::optional<SourceTicket> ticket_of(const ChunkedArray& array, std::string* wh
 
 AnyArray open_ticket(const SourceTicket& ticket) {
   if (ticket.kind == SourceTicket::Kind::Mapped) {
-    MappedFile mapping =
-        MappedFile::open(ticket.path, MapMode::ReadOnly, ticket.offset, ticket.length);
-    if (mapping.device() != ticket.device || mapping.inode() != ticket.inode) {
-      raise_changed(ticket.path, "is another file");
+    if (ticket.fd < 0) {
+      throw_error(ErrorCode::Internal, ticket.path + ": its ticket came without the open file");
     }
+    MappedFile mapping = MappedFile::map(ticket.fd, ticket.path, MapMode::ReadOnly,
+                                                     ticket.offset, ticket.length);
     return AnyArray(Source(ticket.meta, std::move(mapping), ticket.format));
   }
   if (ticket.format == "hdf5" && inherits_open_hdf5_files()) {

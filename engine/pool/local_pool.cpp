@@ -30,12 +30,14 @@ BatchOutcome run_here(const BatchRequest& request) {
   BatchOutcome outcome;
   const auto start = Clock::now();
   try {
-    run_batch({request.payload.data(), request.payload.size()}, outcome.results);
+    run_batch({request.payload.data(), request.payload.size()}, request.fds, outcome.results,
+              outcome.fds);
   } catch (...) {
     outcome.failed = true;
     current_failure(&outcome.code, &outcome.message);
     outcome.message = task_range(request.first_task, request.n_items) + ": " + outcome.message;
     outcome.results.clear();
+    outcome.fds = MessageFds();
   }
   outcome.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return outcome;

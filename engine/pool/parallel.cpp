@@ -228,7 +228,7 @@ std::string task_range(std::size_t first_task, std::size_t n_items) {
   return "tasks " + std::to_string(first_task) + ".." + std::to_string(first_task + n_items - 1);
 }
 
-void run_batch(ByteView batch, Bytes& out) {
+void run_batch(ByteView batch, const MessageFds& fds, Bytes& out, MessageFds& out_fds) {
   if (batch.size < 3 * sizeof(std::uint64_t)) {
     throw_error(ErrorCode::Internal,
                 "a batch of " + std::to_string(batch.size) + " bytes is too short");
@@ -236,7 +236,7 @@ void run_batch(ByteView batch, Bytes& out) {
   std::uint64_t address;
   std::memcpy(&address, batch.data, sizeof address);
   const auto trampoline = reinterpret_cast<Trampoline>(address);
-  trampoline(batch, out);
+  trampoline(batch, fds, out, out_fds);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ void CallDriver::dispatch() {
   while (!exhausted_ && !cancelled_ && in_flight_.size() + held_ < dispatch_cap_) {
     BatchRequest request;
     const std::size_t first = next_first_;
-    const std::size_t n = encode_(request.payload, first, next_batch_size());
+    const std::size_t n = encode_(request.payload, request.fds, first, next_batch_size());
     if (n == 0) {
       exhausted_ = true;
       return;

@@ -31,7 +31,7 @@ CoreOptions resolve_options(const PoolOptions& options);
 std::string task_range(std::size_t first_task, std::size_t n_items);
 
 // Runs one encoded batch in this process: calls its trampoline.
-void run_batch(ByteView batch, Bytes& out);
+void run_batch(ByteView batch, const MessageFds& fds, Bytes& out, MessageFds& out_fds);
 
 // REQUIRES: options.n_jobs >= 1 (resolved).
 std::shared_ptr<PoolCore> make_process_core(const CoreOptions& options);

@@ -64,14 +64,15 @@ struct Reply {
   FrameKind kind = FrameKind::Result;
   std::uint32_t code = 0;
   Bytes payload;
+  MessageFds fds;  // the descriptors the results carry
 };
 
-Reply run_one(ByteView batch) {
+Reply run_one(ByteView batch, const MessageFds& fds) {
   Reply reply;
   try {
     Bytes out;
     const auto start = Clock::now();
-    run_batch(batch, out);
+    run_batch(batch, fds, out, reply.fds);
     const auto ns = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
     const auto* ns_bytes = reinterpret_cast<const std::byte*>(&ns);
@@ -84,6 +85,7 @@ Reply run_one(ByteView batch) {
     if (text.size() > kMaxReplyText) text.resize(kMaxReplyText);
     reply.kind = FrameKind::Failure;
     reply.code = static_cast<std::uint32_t>(code);
+    reply.fds = MessageFds();
     reply.payload.assign(reinterpret_cast<const std::byte*>(text.data()),
                          reinterpret_cast<const std::byte*>(text.data()) + text.size());
   }
@@ -94,14 +96,14 @@ Reply run_one(ByteView batch) {
 // Runs job `id` unless the dispatcher cancelled it while it was queued here, saying on the run
 // board which job runs. A skipped job is answered with a Failure the dispatcher drops (it has
 // already failed the job's future).
-Reply run_marked(RunSlot& slot, std::uint64_t id, ByteView batch) {
+Reply run_marked(RunSlot& slot, std::uint64_t id, ByteView batch, const MessageFds& fds) {
   if (!slot.begin(id)) {
     Reply reply;
     reply.kind = FrameKind::Failure;
     reply.code = static_cast<std::uint32_t>(ErrorCode::Cancelled);
     return reply;
   }
-  Reply reply = run_one(batch);
+  Reply reply = run_one(batch, fds);
   slot.end(id);
   return reply;
 }
@@ -124,13 +126,15 @@ void send_reply(int socket, std::uint64_t id, Reply reply, std::uint64_t max_nby
                                                 reply.payload.size())));
   } else {
     send_or_leave(socket, OutFrame::make(FrameKind::Result, id, std::move(reply.payload),
-                                         max_nbytes, unused, kRunTimeBytes));
+                                         max_nbytes, unused, kRunTimeBytes, std::move(reply.fds)));
   }
 }
 
 // Runs a group of small jobs, saying on the run board which one is running. Their results
 // travel together in Batch frames (flushed by size, age, and at the end); a result too big for
-// the pipe goes alone, in a segment. Without a board slot, each job is answered on its own.
+// the pipe goes alone, in a segment, and so does one that carries descriptors. Grouped jobs
+// carry none (the dispatcher sends those alone). Without a board slot, each job is answered on
+// its own.
 void run_group(int socket, ByteReader& group, std::uint64_t count, RunSlot* slot,
                std::uint64_t max_nbytes) {
   Bytes batch;
@@ -150,11 +154,12 @@ void run_group(int socket, ByteReader& group, std::uint64_t count, RunSlot* slot
     const std::uint64_t size = group.u64();
     const std::byte* at = group.take(size);
     if (slot == nullptr) {
-      send_reply(socket, id, run_one({at, size}), max_nbytes);
+      send_reply(socket, id, run_one({at, size}, MessageFds()), max_nbytes);
       continue;
     }
-    Reply reply = run_marked(*slot, id, {at, size});
-    if (reply.kind == FrameKind::Result && reply.payload.size() - kRunTimeBytes > max_nbytes) {
+    Reply reply = run_marked(*slot, id, {at, size}, MessageFds());
+    if (reply.kind == FrameKind::Result &&
+        (reply.payload.size() - kRunTimeBytes > max_nbytes || !reply.fds.empty())) {
       flush();
       send_reply(socket, id, std::move(reply), max_nbytes);
       continue;
@@ -188,7 +193,7 @@ void worker_main(int socket, const CoreOptions& options, int threads, RunBoard* 
       exit_worker(kExitInitFailed);
     }
   }
-  FrameReader reader;
+  FrameReader reader(options.max_nbytes);
   for (;;) {
     std::optional<InMessage> message;
     try {
@@ -200,7 +205,8 @@ void worker_main(int socket, const CoreOptions& options, int threads, RunBoard* 
     const ByteView payload = message->payload();
     if (message->header.kind == FrameKind::Task) {
       const std::uint64_t id = message->header.task;
-      Reply reply = slot != nullptr ? run_marked(*slot, id, payload) : run_one(payload);
+      Reply reply = slot != nullptr ? run_marked(*slot, id, payload, message->fds)
+                                    : run_one(payload, message->fds);
       send_reply(socket, id, std::move(reply), options.max_nbytes);
     } else if (message->header.kind == FrameKind::Group) {
       ByteReader group(payload);
@@ -221,11 +227,12 @@ struct Job {
 };
 
 struct Worker {
+  explicit Worker(std::uint64_t max_nbytes) : reader(max_nbytes) {}
   int index = 0;
   pid_t pid = 0;
   UniqueFd pidfd;
   UniqueFd socket;
-  FrameReader reader;
+  FrameReader reader;  // what a worker sends inline is bounded by max_nbytes
   std::deque<OutFrame> outbox;
   std::deque<std::unique_ptr<Job>> in_flight;
   Clock::time_point front_since;  // when the front batch started running
@@ -379,7 +386,7 @@ class ProcessPool final : public PoolCore {
 
   void add_worker() {
     SpawnedWorker spawned = server_.spawn();
-    auto worker = std::make_unique<Worker>();
+    auto worker = std::make_unique<Worker>(options_.max_nbytes);
     worker->index = next_index_++;
     worker->pid = spawned.pid;
     worker->pidfd = std::move(spawned.pidfd);
@@ -388,6 +395,9 @@ class ProcessPool final : public PoolCore {
   }
 
   static void finish(Job& job, BatchOutcome& outcome) {
+    // The batch's descriptors close before its caller hears of the outcome (a caller that
+    // counts its open files right after a call must not see ours).
+    job.request.fds = MessageFds();
     if (job.abandoned || !job.request.on_done) return;
     auto on_done = std::move(job.request.on_done);
     job.request.on_done = nullptr;
@@ -547,8 +557,8 @@ class ProcessPool final : public PoolCore {
         job->payload_sent = best->in_flight.empty();
         Bytes payload = job->payload_sent ? std::move(job->request.payload) : job->request.payload;
         best->outbox.push_back(OutFrame::make(FrameKind::Task, job->id, std::move(payload),
-                                              options_.max_nbytes, counters_,
-                                              job->request.envelope));
+                                              options_.max_nbytes, counters_, job->request.envelope,
+                                              job->request.fds));
       } catch (const Error& error) {
         fail(*job, error.code(), task_range(job->request) + ": " + error.what());
         continue;
@@ -560,7 +570,8 @@ class ProcessPool final : public PoolCore {
   }
 
   // Packs small pending jobs without a timeout into one frame for `worker`: its fair share of
-  // the queue, within its depth and kMaxGroup / kMaxGroupBytes.
+  // the queue, within its depth and kMaxGroup / kMaxGroupBytes. A job that carries descriptors
+  // goes alone.
   void assign_group(Worker& worker) {
     const std::size_t share =
         std::max<std::size_t>(1, (pending_.size() + workers_.size() - 1) / workers_.size());
@@ -573,6 +584,7 @@ class ProcessPool final : public PoolCore {
     std::size_t data = 0;  // the jobs' own bytes in `payload`; the rest is framing
     // A group never takes a worker past maxtasksperchild (the worker then retires).
     while (count < limit && !pending_.empty() && pending_.front()->request.timeout <= 0 &&
+           pending_.front()->request.fds.empty() &&
            payload.size() + pending_.front()->request.payload.size() <=
                std::min<std::uint64_t>(kMaxGroupBytes, options_.max_nbytes) &&
            !spent(worker)) {
@@ -593,9 +605,14 @@ class ProcessPool final : public PoolCore {
       pending_.pop_front();
       job->payload_sent = worker.in_flight.empty();
       payload = job->payload_sent ? std::move(job->request.payload) : job->request.payload;
-      worker.outbox.push_back(OutFrame::make(FrameKind::Task, job->id, std::move(payload),
-                                             options_.max_nbytes, counters_,
-                                             job->request.envelope));
+      try {
+        worker.outbox.push_back(OutFrame::make(FrameKind::Task, job->id, std::move(payload),
+                                               options_.max_nbytes, counters_,
+                                               job->request.envelope, job->request.fds));
+      } catch (const Error& error) {
+        fail(*job, error.code(), task_range(job->request) + ": " + error.what());
+        return;
+      }
       if (worker.in_flight.empty()) worker.front_since = Clock::now();
       worker.items_assigned += job->request.n_items;
       worker.in_flight.push_back(std::move(job));
@@ -644,7 +661,9 @@ class ProcessPool final : public PoolCore {
                            std::string(reinterpret_cast<const char*>(text.data), text.size)));
       return false;
     }
-    if (header.kind != FrameKind::Batch) return handle_reply(worker, header, message.payload());
+    if (header.kind != FrameKind::Batch) {
+      return handle_reply(worker, header, message.payload(), message.fds);
+    }
     std::vector<SubFrame> replies;
     try {
       replies = split_batch(message.payload());
@@ -653,14 +672,15 @@ class ProcessPool final : public PoolCore {
       return false;
     }
     for (const SubFrame& reply : replies) {
-      if (!handle_reply(worker, reply.header, reply.payload)) return false;
+      if (!handle_reply(worker, reply.header, reply.payload, MessageFds())) return false;
     }
     return true;
   }
 
   // One job's Result or Failure. False when the worker is gone.
-  bool handle_reply(Worker& worker, const FrameHeader& header, ByteView payload) {
-    if (take_reply(worker, header, payload)) return true;
+  bool handle_reply(Worker& worker, const FrameHeader& header, ByteView payload,
+                    const MessageFds& fds) {
+    if (take_reply(worker, header, payload, fds)) return true;
     lose(worker, ErrorCode::Internal,
          "worker answered for a batch it was not running (a bug in mmcompute)");
     return false;
@@ -668,7 +688,8 @@ class ProcessPool final : public PoolCore {
 
   // Completes the front job with a reply; false (nothing done) when the reply is not the
   // front job's.
-  bool take_reply(Worker& worker, const FrameHeader& header, ByteView payload) {
+  bool take_reply(Worker& worker, const FrameHeader& header, ByteView payload,
+                  const MessageFds& fds) {
     if ((header.kind != FrameKind::Result && header.kind != FrameKind::Failure) ||
         worker.in_flight.empty() || worker.in_flight.front()->id != header.task) {
       return false;
@@ -696,6 +717,7 @@ class ProcessPool final : public PoolCore {
       outcome.seconds = static_cast<double>(ns) * 1e-9;
       worker.last_seconds = outcome.seconds;
       outcome.results.assign(payload.data, payload.data + size);
+      outcome.fds = fds;
     }
     finish(*job, outcome);
     return true;
@@ -784,11 +806,11 @@ class ProcessPool final : public PoolCore {
     try {
       while (auto message = worker.reader.receive(worker.socket.get(), true, counters_)) {
         if (message->header.kind != FrameKind::Batch) {
-          if (!take_reply(worker, message->header, message->payload())) return;
+          if (!take_reply(worker, message->header, message->payload(), message->fds)) return;
           continue;
         }
         for (const SubFrame& reply : split_batch(message->payload())) {
-          if (!take_reply(worker, reply.header, reply.payload)) return;
+          if (!take_reply(worker, reply.header, reply.payload, MessageFds())) return;
         }
       }
     } catch (...) {

@@ -34,7 +34,7 @@ constexpr std::chrono::milliseconds kInterruptCheck{50};
 // address, then the task's argument.
 constexpr std::size_t kCallBatchHeader = 4 * sizeof(std::uint64_t);
 
-void run_call_task(ByteView batch, Bytes& out) {
+void run_call_task(ByteView batch, const MessageFds&, Bytes& out, MessageFds&) {
   ByteReader in(batch);
   in.u64();  // the trampoline: us
   in.u64();  // one item

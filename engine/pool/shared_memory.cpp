@@ -1,5 +1,6 @@
-// SharedArray/SharedValue segments (a robust process-shared mutex, then the payload) and the
-// per-process cache of what ArrayRefs map: a worker maps a segment or file region once.
+// SharedArray/SharedValue segments (a robust process-shared mutex, then the payload), the
+// descriptors ArrayRefs carry, and the per-process cache of what they map: a worker maps a
+// segment or file region once.
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -48,32 +49,38 @@ struct Unmapper {
   }
 };
 
-// Maps a segment of another process (or ours) through /proc/<pid>/fd/<fd>.
-ArrayMapping map_segment(const ArrayDesc& desc) {
-  const std::string link = "/proc/" + std::to_string(desc.pid) + "/fd/" + std::to_string(desc.fd);
-  UniqueFd fd(
-      open(link.c_str(), (desc.mode == MapMode::ReadWrite ? O_RDWR : O_RDONLY) | O_CLOEXEC));
-  if (!fd) {
-    throw_error(ErrorCode::NotFound, "shared array (owner pid " + std::to_string(desc.pid) +
-                                         "): cannot open " + link + ": " + std::strerror(errno) +
-                                         "; does its SharedArray still exist?");
-  }
-  const std::size_t length = kHeaderBytes + desc.nbytes;
+// The identity of a segment's descriptor (device, inode), checked to be a segment that can hold
+// desc's bytes.
+struct stat segment_stat(const ArrayDesc& desc) {
   struct stat info {};
-  if (fstat(fd.get(), &info) != 0 || static_cast<std::uint64_t>(info.st_size) < length) {
-    throw_error(ErrorCode::NotFound, "shared array: " + link + " is not the segment it names");
+  if (desc.fd < 0 || fstat(desc.fd, &info) != 0) {
+    throw_error(ErrorCode::NotFound, "shared array: its descriptor is not open here (" +
+                                   std::string(std::strerror(errno)) +
+                                   "); does its SharedArray still exist?");
   }
+  if (static_cast<std::uint64_t>(info.st_size) < kHeaderBytes + desc.nbytes) {
+    throw_error(ErrorCode::NotFound, "shared array: descriptor " + std::to_string(desc.fd) + " holds " +
+                                   std::to_string(info.st_size) +
+                                   " bytes, not the segment it names");
+  }
+  return info;
+}
+
+// Maps a segment through its descriptor (ours, or the copy that came with the task).
+ArrayMapping map_segment(const ArrayDesc& desc) {
+  segment_stat(desc);
+  const std::size_t length = kHeaderBytes + desc.nbytes;
   // Private for c (a copy-on-write view of the shared pages), shared otherwise; the header
   // is always shared and writable so lock() works whatever the mode.
   const int flags = desc.mode == MapMode::CopyOnWrite ? MAP_PRIVATE : MAP_SHARED;
   const int prot = desc.mode == MapMode::CopyOnWrite ? PROT_READ | PROT_WRITE : prot_of(desc.mode);
-  void* base = mmap(nullptr, length, prot, flags, fd.get(), 0);
-  if (base == MAP_FAILED) throw_errno("mmap of shared array " + link);
+  void* base = mmap(nullptr, length, prot, flags, desc.fd, 0);
+  if (base == MAP_FAILED) throw_errno("mmap of a shared array");
   std::shared_ptr<void> keep(base, Unmapper{length});
   auto* bytes = static_cast<std::byte*>(base);
   if (reinterpret_cast<Header*>(bytes)->uid != desc.uid) {
-    throw_error(ErrorCode::NotFound,
-                "shared array: " + link + " is no longer the segment it named");
+    throw_error(ErrorCode::NotFound, "shared array: descriptor " + std::to_string(desc.fd) +
+                                   " is no longer the segment it named");
   }
   ArrayMapping mapping;
   mapping.base = bytes;
@@ -81,9 +88,7 @@ ArrayMapping map_segment(const ArrayDesc& desc) {
   mapping.keep = std::move(keep);
   if (desc.mode == MapMode::CopyOnWrite) {
     // The lock must be the shared one: map the header page again, shared.
-    UniqueFd rw(open(link.c_str(), O_RDWR | O_CLOEXEC));
-    void* header = rw ? mmap(nullptr, kHeaderBytes, PROT_READ | PROT_WRITE, MAP_SHARED, rw.get(), 0)
-                      : MAP_FAILED;
+    void* header = mmap(nullptr, kHeaderBytes, PROT_READ | PROT_WRITE, MAP_SHARED, desc.fd, 0);
     if (header != MAP_FAILED) {
       auto both = std::make_shared<std::pair<std::shared_ptr<void>, std::shared_ptr<void>>>(
           mapping.keep, std::shared_ptr<void>(header, Unmapper{kHeaderBytes}));
@@ -105,16 +110,20 @@ ArrayMapping map_file(const ArrayDesc& desc) {
 
 class MappingCache {
  public:
-  using Key = std::tuple<std::uint64_t, std::int64_t, std::int64_t, std::string, std::uint64_t,
+  // A segment by its uid and its descriptor's device and inode (a descriptor number is reused,
+  // a file's identity is not while it is mapped); a file region by path.
+  using Key = std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::string, std::uint64_t,
                          std::uint64_t, int>;
   ArrayMapping get(const ArrayDesc& desc) {
-    const Key key{desc.uid,
-                  desc.pid,
-                  desc.fd,
-                  desc.path,
-                  desc.offset,
-                  desc.nbytes,
-                  static_cast<int>(desc.mode)};
+    std::uint64_t device = 0;
+    std::uint64_t inode = 0;
+    if (desc.uid != 0) {
+      const struct stat info = segment_stat(desc);
+      device = static_cast<std::uint64_t>(info.st_dev);
+      inode = static_cast<std::uint64_t>(info.st_ino);
+    }
+    const Key key{
+        desc.uid, device, inode, desc.path, desc.offset, desc.nbytes, static_cast<int>(desc.mode)};
     {
       std::lock_guard lock(mutex_);
       if (auto it = entries_.find(key); it != entries_.end()) return it->second;
@@ -162,6 +171,23 @@ std::string describe_reference(const ArrayDesc& desc) {
                           : "in a shared segment (SharedArray/SharedValue)";
   return "by reference: " + format_bytes(desc.nbytes) + " " + where +
          ", mapped by the worker in mode " + mode + ", never copied";
+}
+
+std::uint64_t pass_segment(ByteWriter& w, const ArrayDesc& desc) {
+  if (w.fds() == nullptr) {
+    throw_error(ErrorCode::InvalidArgument,
+          "an ArrayRef to a shared segment (SharedArray, SharedValue, a shared container) travels "
+          "only as an argument or result of a pool task, not inside a shared container's items");
+  }
+  return w.fds()->add_copy(desc.fd);
+}
+
+void take_segment(const ByteReader& r, std::uint64_t index, ArrayDesc& desc) {
+  if (r.fds() == nullptr) {
+    throw_error(ErrorCode::Corrupt, "codec: an ArrayRef to a shared segment outside a pool message");
+  }
+  desc.fd = r.fds()->at(index);
+  desc.fd_keeper = r.fds()->keeper();
 }
 
 ArrayMapping resolve_array(const ArrayDesc& desc) {
@@ -237,7 +263,6 @@ std::byte* SharedSegmentOwner::data() const noexcept { return base_ + kHeaderByt
 ArrayDesc SharedSegmentOwner::describe(MapMode mode) const {
   ArrayDesc desc;
   desc.uid = uid_;
-  desc.pid = getpid();
   desc.fd = fd_;
   desc.offset = kHeaderBytes;
   desc.nbytes = payload_bytes_;

@@ -59,8 +59,16 @@ std::vector<SubFrame> split_batch(ByteView batch) {
 }
 
 OutFrame OutFrame::make(FrameKind kind, std::uint64_t task, Bytes payload, std::uint64_t max_nbytes,
-                        TransportCounters& counters, std::uint32_t envelope) {
+                        TransportCounters& counters, std::uint32_t envelope, MessageFds fds) {
+  if (fds.size() >= kMaxFdsPerMessage) {
+    throw_error(ErrorCode::InvalidArgument,
+          "a batch names " + std::to_string(fds.size()) + " shared segments; at most " +
+              std::to_string(kMaxFdsPerMessage - 1) +
+              " travel with one batch (use a smaller chunksize, or fewer ArrayRefs per task)");
+  }
   OutFrame frame;
+  frame.header_.fds = static_cast<std::uint16_t>(fds.size());
+  frame.fds_ = std::move(fds);
   frame.header_.kind = kind;
   frame.header_.task = task;
   frame.header_.length = payload.size();
@@ -104,30 +112,45 @@ bool OutFrame::send_some(int socket, bool dont_wait) {
     } else {
       iov[iov_count++] = {inline_payload_.data() + (sent_ - kHeaderSize), total - sent_};
     }
-    const int fd = sent_ == 0 ? segment_.fd() : -1;
-    const ssize_t n = send_with_fd(socket, iov, static_cast<std::size_t>(iov_count), fd, dont_wait);
+    int fds[kMaxFdsPerMessage];
+    std::size_t fd_count = 0;
+    if (sent_ == 0) {
+      if (segment_.fd() >= 0) fds[fd_count++] = segment_.fd();
+      for (std::size_t i = 0; i < fds_.size(); ++i) fds[fd_count++] = fds_.at(i);
+    }
+    const ssize_t n =
+        send_with_fds(socket, iov, static_cast<std::size_t>(iov_count), fds, fd_count, dont_wait);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
       if (errno == EPIPE || errno == ECONNRESET) throw PeerGone();
       throw_errno("sending to a worker socket");
     }
     sent_ += static_cast<std::size_t>(n);
-    // The descriptor in flight keeps the segment alive; ours is no longer needed.
+    // The descriptors in flight keep what they name alive; ours are no longer needed.
     if (n > 0 && segment_.fd() >= 0) segment_ = SharedSegment();
+    if (n > 0 && !fds_.empty()) fds_ = MessageFds();
   }
   return true;
 }
 
+FrameReader::FrameReader(std::uint64_t max_nbytes)
+    : max_inline_(max_nbytes > ~std::uint64_t{0} - kFrameSlack ? ~std::uint64_t{0}
+                                                               : max_nbytes + kFrameSlack) {
+  received_fds_.reserve(kMaxFdsPerMessage);  // receiving never allocates
+}
+
 std::size_t FrameReader::read_into(int socket, std::byte* dst, std::size_t len, bool dont_wait) {
-  // A descriptor goes into received_fd_ before anything can throw.
-  const Received got = receive_with_fd(socket, dst, len, dont_wait, received_fd_);
+  // Descriptors go into received_fds_ before anything can throw; only a header's first read
+  // may bring any.
+  const std::size_t room = have_header_ || header_got_ > 0 ? 0 : kMaxFdsPerMessage;
+  const Received got = receive_with_fds(socket, dst, len, dont_wait, received_fds_, room);
   if (got.bytes < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
     if (errno == ECONNRESET) throw PeerGone();
     throw_errno("reading a worker socket");
   }
   if (got.extra_fds) {
-    throw_error(ErrorCode::Internal, "transport: more than one descriptor arrived with a frame");
+    throw_error(ErrorCode::Internal, "transport: descriptors arrived outside a frame's first bytes");
   }
   if (got.bytes == 0) throw PeerGone();
   return static_cast<std::size_t>(got.bytes);
@@ -143,10 +166,19 @@ std::optional<InMessage> FrameReader::receive(int socket, bool dont_wait,
       header_got_ += n;
       if (header_got_ < sizeof header_) continue;
       const bool in_segment = (header_.flags & kInSegment) != 0;
+      const std::size_t want_fds = (in_segment ? 1 : 0) + std::size_t{header_.fds};
       if (header_.magic != kFrameMagic || !valid_kind(header_.kind) ||
-          (in_segment && (!received_fd_ || header_.length == 0)) || (!in_segment && received_fd_) ||
+          (in_segment && header_.length == 0) || received_fds_.size() != want_fds ||
           header_.envelope > header_.length) {
+        received_fds_.clear();
         throw_error(ErrorCode::Internal, "transport: malformed frame on a worker socket");
+      }
+      if (!in_segment && header_.length > max_inline_) {
+        received_fds_.clear();
+        throw_error(ErrorCode::Internal,
+              "transport: a frame header announces " + std::to_string(header_.length) +
+                  " inline bytes, over this socket's limit of " + std::to_string(max_inline_) +
+                  " (max_nbytes + framing): the peer is broken or not ours");
       }
       have_header_ = true;
       payload_got_ = 0;
@@ -164,8 +196,10 @@ std::optional<InMessage> FrameReader::receive(int socket, bool dont_wait,
     message.header = header_;
     const bool counted = header_.kind != FrameKind::Failure;
     const std::uint64_t data = header_.length - header_.envelope;
+    std::size_t next_fd = 0;
     if (in_segment) {
-      message.segment = SharedSegment::map_received(std::move(received_fd_), header_.length);
+      message.segment =
+          SharedSegment::map_received(std::move(received_fds_[next_fd++]), header_.length);
       if (counted) {
         counters.bytes_shared += data;
         counters.segments += 1;
@@ -175,6 +209,10 @@ std::optional<InMessage> FrameReader::receive(int socket, bool dont_wait,
       payload_ = Bytes();
       if (counted) counters.bytes_piped += data;
     }
+    for (; next_fd < received_fds_.size(); ++next_fd) {
+      message.fds.adopt(received_fds_[next_fd].release());
+    }
+    received_fds_.clear();
     have_header_ = false;
     header_got_ = 0;
     payload_got_ = 0;

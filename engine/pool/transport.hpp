@@ -1,6 +1,7 @@
 // Transport: framed messages over a worker's AF_UNIX stream socket. A payload of at most
 // max_nbytes bytes travels inline after its header; a larger one is written once into a
-// SharedSegment whose descriptor rides with the header (SCM_RIGHTS).
+// SharedSegment whose descriptor rides with the header (SCM_RIGHTS), and so do the descriptors
+// the payload's values name (MessageFds: ArrayRef segments, a reduction's source).
 #pragma once
 
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "mmc/error.hpp"
+#include "mmc/parallel.hpp"
 #include "mmc/pool.hpp"
 #include "os/unique_fd.hpp"
 #include "pool/segment.hpp"
@@ -33,7 +35,7 @@ struct FrameHeader {
   std::uint32_t magic = kFrameMagic;
   FrameKind kind = FrameKind::Task;
   std::uint8_t flags = 0;
-  std::uint16_t reserved = 0;
+  std::uint16_t fds = 0;   // descriptors of the payload's values (after the segment's, if any)
   std::uint32_t code = 0;  // ErrorCode of a Failure
   // Payload bytes that are the pool's own framing (a batch header, a run time, a group's
   // index): neither counted in CallStats nor weighed against max_nbytes.
@@ -42,6 +44,10 @@ struct FrameHeader {
   std::uint64_t length = 0;  // payload bytes
 };
 static_assert(sizeof(FrameHeader) == 32);
+
+// Inline bytes a frame may announce beyond max_nbytes: the framing of groups and batches of
+// results, a failure's message. A peer's header that says more is refused before allocating.
+inline constexpr std::uint64_t kFrameSlack = std::uint64_t{1} << 20;
 
 // Payload bytes counted as they are framed or received (CallStats' transport fields). Atomic:
 // the dispatcher counts, a caller's thread reads them (PoolCore::traffic).
@@ -69,9 +75,12 @@ class OutFrame {
   // Frames `payload`, whose first or last `envelope` bytes are framing (see FrameHeader): inline
   // when the rest is at most max_nbytes (and always when it is empty), else in a new
   // SharedSegment. Counts the rest into `counters`. Throws what SharedSegment::create throws.
+  // `fds` travel with the header (the frame shares them until they are sent). Throws
+  // Error(InvalidArgument) when there are more than kMaxFdsPerMessage - 1 of them.
   // REQUIRES: envelope <= payload.size().
   static OutFrame make(FrameKind kind, std::uint64_t task, Bytes payload, std::uint64_t max_nbytes,
-                       TransportCounters& counters, std::uint32_t envelope = 0);
+                       TransportCounters& counters, std::uint32_t envelope = 0,
+                       MessageFds fds = {});
   // A Failure frame; the message always travels inline and is not counted.
   static OutFrame failure(std::uint64_t task, ErrorCode code, const std::string& message);
 
@@ -85,6 +94,7 @@ class OutFrame {
   FrameHeader header_;
   Bytes inline_payload_;
   SharedSegment segment_;  // sent with the first byte of the header
+  MessageFds fds_;         // likewise, after the segment's descriptor
   std::size_t sent_ = 0;   // bytes of header + inline payload already sent
 };
 
@@ -99,6 +109,7 @@ struct InMessage {
   FrameHeader header;
   Bytes inline_payload;
   SharedSegment segment;
+  MessageFds fds;  // the descriptors of the payload's values
 
   ByteView payload() const noexcept {
     if (header.flags & kInSegment) return segment.view();
@@ -110,19 +121,26 @@ struct InMessage {
 // descriptor sent with a header always arrives while that header is being read.
 class FrameReader {
  public:
+  // For a peer that sends at most `max_nbytes` payload bytes inline per frame (plus
+  // kFrameSlack of framing).
+  explicit FrameReader(std::uint64_t max_nbytes);
+
   // Reads what is available (dont_wait) or blocks for one message. Returns a complete message
   // or nothing (socket drained, EAGAIN). Throws PeerGone on EOF or ECONNRESET, Error(Internal)
-  // for a malformed frame, Error(Io) for other errors. Counts received payload bytes.
+  // for a malformed frame (an inline length over the limit is refused before anything is
+  // allocated; descriptors that do not match the header), Error(Io) for other errors. Counts
+  // received payload bytes.
   std::optional<InMessage> receive(int socket, bool dont_wait, TransportCounters& counters);
 
  private:
   // Reads into [dst, dst+len); returns bytes read (0 means EAGAIN).
   std::size_t read_into(int socket, std::byte* dst, std::size_t len, bool dont_wait);
 
+  std::uint64_t max_inline_;
   FrameHeader header_;
   std::size_t header_got_ = 0;
   bool have_header_ = false;
-  UniqueFd received_fd_;
+  std::vector<UniqueFd> received_fds_;  // the frame's descriptors, the segment's first
   Bytes payload_;
   std::size_t payload_got_ = 0;
 };

@@ -14,12 +14,15 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <string>
 #include <utility>
+#include <vector>
 
 // AnyArray (its io header once it leaves convert.hpp).
 #include "core/debug_hooks.hpp"
 #include "mmc/error.hpp"
 #include "mmc/open.hpp"
+#include "pool/pool_core.hpp"
 
 namespace mmc::detail {
 namespace {
@@ -63,8 +66,6 @@ Bytes encode_spec(const SourceTicket& ticket, const ReduceOptions& o, int plan_w
   Codec<std::string>::write(w, ticket.path);
   w.u64(ticket.offset);
   w.u64(ticket.length);
-  w.u64(ticket.device);
-  w.u64(ticket.inode);
   write_meta(w, ticket.meta);
   Codec<Shape>::write(w, ticket.chunk_shape);
   w.u64(static_cast<std::uint64_t>(o.op));
@@ -88,8 +89,6 @@ JobSpec decode_spec(const Bytes& bytes) {
   t.path = Codec<std::string>::read(r);
   t.offset = r.u64();
   t.length = r.u64();
-  t.device = r.u64();
-  t.inode = r.u64();
   t.meta = read_meta(r);
   t.chunk_shape = Codec<Shape>::read(r);
   ReduceOptions& o = spec.options;
@@ -142,7 +141,9 @@ std::shared_ptr<const JobState> job_in_worker(const ReduceTasks& fn) {
   for (const auto& [k, state] : kept) {
     if (k == key) return state;
   }
-  auto state = std::make_shared<JobState>(decode_spec(fn.spec));
+  JobSpec spec = decode_spec(fn.spec);
+  spec.ticket.fd = fn.source_fd;  // the caller's open file, come with this batch
+  auto state = std::make_shared<JobState>(spec);
   if (kept.size() == kJobsKept) kept.pop_back();
   kept.emplace_front(key, state);
   return state;
@@ -226,7 +227,8 @@ RangeOutcome ReduceTasks::operator()(const TaskRange& range) const {
       remote = job_in_worker(*this);
       state = remote.get();
     } catch (...) {
-      // The caller holds the array open: it runs the range instead (see PoolRoute::run).
+      // Only a chunked array can be out of a worker's reach (HDF5 files the pool's image held
+      // open; see open_ticket): the caller runs the range instead (see PoolRoute::run).
       outcome.unreachable = true;
       return outcome;
     }
@@ -244,10 +246,36 @@ RangeOutcome ReduceTasks::operator()(const TaskRange& range) const {
   return outcome;
 }
 
+namespace {
+
+// The pool names a failed batch (a lost worker, a timeout) by its index among the call's
+// ranges, "task K: ...": say which of the reduction's tasks it held instead.
+[[noreturn]] void raise_for_range(const Error& error, const std::vector<TaskRange>& ranges) {
+  const std::string message = error.what();
+  const std::string prefix = "task ";
+  std::size_t end = prefix.size();
+  while (end < message.size() && message[end] >= '0' && message[end] <= '9') ++end;
+  if (message.rfind(prefix, 0) == 0 && end > prefix.size() && end + 1 < message.size() &&
+      message[end] == ':') {
+    const std::uint64_t batch = std::stoull(message.substr(prefix.size(), end - prefix.size()));
+    if (batch < ranges.size()) {
+      const TaskRange& range = ranges[batch];
+      throw Error(error.code(),
+                  "reduce " + task_range(range.first, range.count) + message.substr(end));
+    }
+  }
+  throw error;
+}
+
+}  // namespace
+
 PoolRoute::PoolRoute(Pool& pool, const Input& input, const ReduceOptions& options, int plan_workers,
                      const ReducePlan& main, const std::optional<SourceTicket>& ticket)
     : pool_(pool), local_(input, options, plan_workers, main), job_(next_job_id()) {
-  if (ticket) spec_ = encode_spec(*ticket, job_options(options), plan_workers);
+  if (ticket) {
+    spec_ = encode_spec(*ticket, job_options(options), plan_workers);
+    source_fd_ = ticket->fd;
+  }
 }
 
 CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size_t n_tasks,
@@ -272,12 +300,21 @@ CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size
   fn.phase = phase;
   fn.histogram = histogram;
   fn.spec = spec_;
+  fn.source_fd = source_fd_;
   CallOptions call;
   call.chunksize = 1;  // a batch is one range
   auto results = pool_.imap_unordered(fn, ranges, call);
   std::size_t done = 0;
+  std::size_t in_caller = 0;
   const auto start = std::chrono::steady_clock::now();
-  while (std::optional<RangeOutcome> outcome = results.next()) {
+  for (;;) {
+    std::optional<RangeOutcome> outcome;
+    try {
+      outcome = results.next();
+    } catch (const Error& error) {
+      raise_for_range(error, ranges);
+    }
+    if (!outcome) break;
     if (outcome->unreachable) {
       // A worker could not open the array (replaced since, or a worker that cannot use HDF5):
       // the caller's own copy is the truth, so it runs the range itself.
@@ -285,6 +322,7 @@ CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size
       ReduceTasks here = fn;
       here.origin = static_cast<std::int64_t>(::getpid());
       *outcome = here(range);
+      in_caller += range.count;
     }
     if (outcome->failed != 0) {
       throw_error(static_cast<ErrorCode>(outcome->code),
@@ -300,6 +338,7 @@ CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size
   }
   CallStats stats;
   stats.tasks = n_tasks;
+  stats.tasks_in_caller = in_caller;
   stats.workers = static_cast<int>(std::min(workers, std::max<std::size_t>(ranges.size(), 1)));
   return stats;
 }
@@ -315,6 +354,8 @@ void Codec<detail::ReduceTasks>::write(ByteWriter& w, const detail::ReduceTasks&
   w.u64(static_cast<std::uint64_t>(fn.phase));
   w.raw(&fn.histogram, sizeof fn.histogram);
   Codec<Bytes>::write(w, fn.spec);
+  // The source's open file travels beside the batch: 1 + its index, 0 for none.
+  w.u64(fn.source_fd >= 0 && w.fds() != nullptr ? 1 + w.fds()->add_copy(fn.source_fd) : 0);
 }
 
 detail::ReduceTasks Codec<detail::ReduceTasks>::read(ByteReader& r) {
@@ -325,6 +366,11 @@ detail::ReduceTasks Codec<detail::ReduceTasks>::read(ByteReader& r) {
   fn.phase = static_cast<detail::Phase>(r.u64());
   r.raw(&fn.histogram, sizeof fn.histogram);
   fn.spec = Codec<Bytes>::read(r);
+  if (const std::uint64_t index = r.u64(); index != 0) {
+    if (r.fds() == nullptr) throw_error(ErrorCode::Corrupt, "a reduction's batch without descriptors");
+    fn.source_fd = r.fds()->at(index - 1);
+    fn.source_keeper = r.fds()->keeper();
+  }
   return fn;
 }
 

@@ -82,6 +82,11 @@ struct ReduceTasks {
   Phase phase = Phase::Main;
   HistogramRange histogram;
   Bytes spec;  // the encoded JobSpec; empty when no other process can open the source
+  // A mapped source's open file (SourceTicket::fd): it travels with every batch (SCM_RIGHTS),
+  // and a worker maps it the first time; -1 for none. Open while source_keeper (or, in the
+  // caller, the source) lives.
+  int source_fd = -1;
+  std::shared_ptr<const void> source_keeper;
 
   RangeOutcome operator()(const TaskRange& range) const;
 };
@@ -103,6 +108,7 @@ class PoolRoute final : public TaskRoute {
   JobState local_;
   std::uint64_t job_;
   Bytes spec_;
+  int source_fd_ = -1;
 };
 
 }  // namespace mmc::detail

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <optional>
 #include <string>
@@ -25,24 +26,57 @@ struct ByteView {
   std::size_t size = 0;
 };
 
-// Appends bytes to a buffer. Not thread-safe.
+namespace detail {
+
+// The descriptors a message carries beside its bytes (SCM_RIGHTS between processes); an
+// encoded value names one by its index in the list. Copies share the descriptors; the last one
+// closes them. Not thread-safe for changes; reads of an unchanging list are.
+class MessageFds {
+ public:
+  // Adds a duplicate of `fd` (close-on-exec) unless this list already holds one of the same
+  // file; returns its index. Throws Error(Io).
+  std::uint64_t add_copy(int fd);
+  // Takes ownership of `fd` (appended).
+  void adopt(int fd);
+  // The descriptor at `index`, open while this list (or a keeper()) lives. Throws
+  // Error(Corrupt) when the message carried no such descriptor.
+  int at(std::uint64_t index) const;
+  std::size_t size() const noexcept;
+  bool empty() const noexcept { return size() == 0; }
+  // Keeps every descriptor of the list open while held.
+  std::shared_ptr<const void> keeper() const noexcept { return owned_; }
+
+ private:
+  struct Owned;
+  std::shared_ptr<Owned> owned_;
+};
+
+}  // namespace detail
+
+// Appends bytes to a buffer, and descriptors (ArrayRef's segments) to `fds` when given: a
+// ByteWriter without a list cannot encode a value that needs one. Not thread-safe.
 class ByteWriter {
  public:
-  explicit ByteWriter(Bytes& out) : out_(out) {}
+  explicit ByteWriter(Bytes& out, detail::MessageFds* fds = nullptr) : out_(out), fds_(fds) {}
   void raw(const void* data, std::size_t size) {
     const auto* bytes = static_cast<const std::byte*>(data);
     out_.insert(out_.end(), bytes, bytes + size);
   }
   void u64(std::uint64_t value) { raw(&value, sizeof value); }
+  detail::MessageFds* fds() const noexcept { return fds_; }
 
  private:
   Bytes& out_;
+  detail::MessageFds* fds_;
 };
 
-// Reads bytes written by ByteWriter. Throws Error(Corrupt) when a read runs past the end.
+// Reads bytes written by ByteWriter, and the descriptors that came with them. Throws
+// Error(Corrupt) when a read runs past the end.
 class ByteReader {
  public:
-  explicit ByteReader(ByteView in) : in_(in) {}
+  explicit ByteReader(ByteView in, const detail::MessageFds* fds = nullptr)
+      : in_(in), fds_(fds) {}
+  const detail::MessageFds* fds() const noexcept { return fds_; }
   const std::byte* take(std::size_t size) {
     if (size > in_.size - pos_) {
       throw_error(ErrorCode::Corrupt, "codec: a value runs past the end of its " +
@@ -64,6 +98,7 @@ class ByteReader {
 
  private:
   ByteView in_;
+  const detail::MessageFds* fds_;
   std::size_t pos_ = 0;
 };
 

@@ -33,8 +33,9 @@ class MappedFile {
                          std::uint64_t length = kToEnd);
   // Maps a file the caller already opened (a reader that looked at its first bytes, such as a
   // .npy header): `fd` refers to `path`, opened read-only for r and c, read-write for r+ and
-  // w+ (w+ maps what is there: the caller sized the file). The descriptor stays the caller's;
-  // the mapping outlives it. Same checks and errors as open().
+  // w+ (w+ maps what is there: the caller sized the file). The caller keeps `fd`; the mapping
+  // keeps a copy of it (whatever became of the path since, these are the bytes of that open
+  // file). Same checks and errors as open().
   static MappedFile map(int fd, const std::string& path, MapMode mode, std::uint64_t offset = 0,
                         std::uint64_t length = kToEnd);
 
@@ -54,6 +55,10 @@ class MappedFile {
   // that opens path() again compares them to know it reached the same file.
   std::uint64_t device() const noexcept { return device_; }
   std::uint64_t inode() const noexcept { return inode_; }
+  // The mapped file, held open (close-on-exec) while the mapping lives, so another process can
+  // be handed these very bytes (SCM_RIGHTS) even after the path was renamed over or removed.
+  // -1 once closed.
+  int descriptor() const noexcept { return fd_; }
   bool valid() const noexcept { return base_ != nullptr || length_ == 0; }
 
   // Whole-mapping access hint.
@@ -67,11 +72,16 @@ class MappedFile {
 
   // Flushes writes of r+/w+ mappings to the file (msync). Throws Error(Io).
   void sync() const;
-  // Unmaps now; further access is undefined. Idempotent.
+  // Unmaps now and closes the descriptor; further access is undefined. Idempotent.
   void close() noexcept;
 
  private:
+  // map() over `owned`, a descriptor the mapping owns from the call (closed if it throws).
+  static MappedFile map_owned(int owned, const std::string& path, MapMode mode,
+                              std::uint64_t offset, std::uint64_t length);
+
   std::string path_;
+  int fd_ = -1;
   std::byte* base_ = nullptr;  // page-aligned start of the mapping
   std::size_t map_length_ = 0;
   std::byte* data_ = nullptr;  // base_ + (offset_ % page size)

@@ -254,7 +254,8 @@ class Pool {
   template <class F, class... Args>
   std::string explain(const F& fn, const Args&... args) const {
     using Tuple = std::tuple<std::decay_t<Args>...>;
-    const std::uint64_t header = detail::batch_header<F, Tuple>(fn, 0).size();
+    detail::MessageFds fds;
+    const std::uint64_t header = detail::batch_header<F, Tuple>(fn, 0, &fds).size();
     std::vector<detail::ArgumentNote> notes;
     (notes.push_back(note_of(args)), ...);
     return detail::explain_transport(backend_, max_nbytes_, header, notes,
@@ -322,9 +323,9 @@ class Pool {
     auto state = std::make_shared<detail::FutureState<R>>();
     state->core = core_;
     detail::BatchRequest request;
-    request.payload = detail::batch_header<F, Tuple>(fn, 0);
+    request.payload = detail::batch_header<F, Tuple>(fn, 0, &request.fds);
     detail::patch_count(request.payload, 1);
-    ByteWriter w(request.payload);
+    ByteWriter w(request.payload, &request.fds);
     Codec<Tuple>::write(w, Tuple(std::forward<Args>(args)...));
     request.n_items = 1;
     request.timeout = options.timeout;
@@ -366,7 +367,8 @@ class Pool {
     detail::ArgumentNote note;
     note.type = detail::demangle(typeid(A).name());
     Bytes bytes;
-    ByteWriter w(bytes);
+    detail::MessageFds fds;
+    ByteWriter w(bytes, &fds);
     Codec<A>::write(w, arg);
     note.encoded = bytes.size();
     note.by_reference = detail::TransportNote<A>::by_reference(arg);
@@ -391,12 +393,12 @@ class Pool {
     if constexpr (std::ranges::sized_range<const Range>) total = std::ranges::size(items);
     auto it = std::ranges::begin(items);
     auto end = std::ranges::end(items);
-    auto encode = [fn, it, end, make](Bytes& payload, std::size_t first,
+    auto encode = [fn, it, end, make](Bytes& payload, detail::MessageFds& fds, std::size_t first,
                                       std::size_t max_items) mutable -> std::size_t {
       if (it == end) return 0;
-      payload = detail::batch_header<F, Tuple>(fn, first);
+      payload = detail::batch_header<F, Tuple>(fn, first, &fds);
       payload.reserve(payload.size() + std::min<std::size_t>(max_items, 1 << 16) * 16);
-      ByteWriter w(payload);
+      ByteWriter w(payload, &fds);
       std::size_t n = 0;
       for (; n < max_items && it != end; ++it, ++n) Codec<Tuple>::write(w, make(*it));
       detail::patch_count(payload, n);

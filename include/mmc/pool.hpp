@@ -176,6 +176,9 @@ struct CallStats {
   std::uint64_t bytes_piped = 0;   // payload bytes copied through worker pipes
   std::uint64_t bytes_shared = 0;  // payload bytes handed over in shared segments
   std::uint64_t segments = 0;      // shared segments created
+  // reduce(array, options, pool): tasks the caller ran itself because no worker could reach
+  // the array (a chunked HDF5 file the pool's workers cannot open; see mmc/reduce.hpp).
+  std::size_t tasks_in_caller = 0;
 };
 
 // Runs every task of `call` and returns when all results were delivered. Options left unset

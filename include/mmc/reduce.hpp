@@ -147,14 +147,15 @@ ReduceResult reduce(const AnyArray& array, const ReduceOptions& options);
 // The same reductions on a warm mmc::Pool (parallel.hpp): its workers, forked once when the
 // pool was made, run the tasks, so a program that reduces many arrays pays the fork once. The
 // result is bitwise that of reduce(array, options). options.pool is not
-// used: the pool's backend and n_jobs are. A worker of a process pool opens the array itself
-// from a small description (a mapped file's path, offset and identity; a chunked array's name)
-// the first time it runs one of the call's tasks and keeps it for the rest; batches carry only
-// ranges of task indices. The array the caller opened is the truth: a mapped file that was
-// replaced (renamed over) or removed since it was opened, a copy-on-write mapping, and any
-// array a worker cannot open as the very same one (checked: a mapped file's device and inode;
-// a chunked array's dtype, shape and chunks), run on the caller's thread instead (same
-// result), never on other bytes; so do chunked HDF5 arrays when the pool was made while the
+// used: the pool's backend and n_jobs are. Batches carry only ranges of task indices and a
+// small description of the array, which a worker of a process pool opens the first time it runs
+// one of the call's tasks and keeps for the rest: a mapped file (raw, .npy, contiguous HDF5)
+// travels as the caller's open descriptor (SCM_RIGHTS), so a file renamed over or removed since
+// the caller opened it is still the one read; a chunked array travels by its name and must open
+// with the same dtype, shape and chunks. The array the caller opened is the truth: a
+// copy-on-write mapping, and a chunked array a worker cannot open as the very same one, run on
+// the caller's thread instead (same result; ReduceResult::stats.tasks_in_caller counts those
+// tasks), never on other bytes; so do chunked HDF5 arrays when the pool was made while the
 // caller had HDF5 files open (libhdf5's state does not survive the fork server). Throws what
 // reduce(array, options) throws; a worker that dies fails the call with
 // Error(WorkerLost) and the pool replaces it (it stays usable). Not reentrant from a task of the

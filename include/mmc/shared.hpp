@@ -26,13 +26,14 @@ inline constexpr bool kIsNumpyScalar =
     std::is_same_v<T, std::int64_t> || std::is_same_v<T, std::uint64_t> ||
     std::is_same_v<T, float> || std::is_same_v<T, double>;
 
-// What an ArrayRef names. A segment is found through its owner's descriptor
-// (/proc/<pid>/fd/<fd>, checked against `uid`); a file region by path and offset.
+// What an ArrayRef names. A segment by a descriptor open in this process (its owner's, or the
+// copy that came with the task: SCM_RIGHTS), checked against `uid`; a file region by path and
+// offset.
 struct ArrayDesc {
-  std::uint64_t uid = 0;  // segments: a random id; 0 for a file region
-  std::int64_t pid = 0;
-  std::int64_t fd = -1;
-  std::uint64_t offset = 0;  // bytes before element 0 (in the segment or the file)
+  std::uint64_t uid = 0;                  // segments: a random id; 0 for a file region
+  int fd = -1;                            // segments: open while the owner, or fd_keeper, lives
+  std::shared_ptr<const void> fd_keeper;  // a ref that arrived in a message: keeps fd open
+  std::uint64_t offset = 0;               // bytes before element 0 (in the segment or the file)
   std::uint64_t nbytes = 0;
   MapMode mode = MapMode::ReadOnly;
   std::string path;  // file regions
@@ -46,9 +47,18 @@ struct ArrayMapping {
 };
 
 // Maps what `desc` names in this process, with desc.mode. r and r+ mappings are cached per
-// process (a worker maps an array once, whatever the number of tasks); c gets a fresh private
-// mapping each time. Throws Error(NotFound | Io | InvalidArgument) naming the array.
+// process (a worker maps an array once, whatever the number of tasks; a segment is known by its
+// descriptor's device and inode and its uid); c gets a fresh private mapping each time. Throws
+// Error(NotFound | Io | InvalidArgument) naming the array.
 ArrayMapping resolve_array(const ArrayDesc& desc);
+
+// Codec<ArrayRef>'s descriptor: adds a copy of the segment's descriptor to the message `w`
+// writes and returns its index there. Throws Error(InvalidArgument) when `w` has no descriptor
+// list (a value stored in a shared container: a segment cannot live inside another).
+std::uint64_t pass_segment(ByteWriter& w, const ArrayDesc& desc);
+// Fills desc.fd (and fd_keeper) with the message's descriptor `index`. Throws Error(Corrupt)
+// when the message carried no such descriptor.
+void take_segment(const ByteReader& r, std::uint64_t index, ArrayDesc& desc);
 
 // The process-shared lock at the start of a segment (a robust mutex: a holder that dies
 // releases it).
@@ -186,13 +196,14 @@ struct TransportNote<ArrayRef<T>> {
 };
 }  // namespace detail
 
+// A segment's descriptor travels beside the bytes (the message's descriptor list: SCM_RIGHTS to a
+// worker), named by its index; a file region by its path.
 template <class T>
 struct Codec<ArrayRef<T>> {
   static void write(ByteWriter& w, const ArrayRef<T>& ref) {
     const detail::ArrayDesc& d = ref.desc();
     w.u64(d.uid);
-    w.u64(static_cast<std::uint64_t>(d.pid));
-    w.u64(static_cast<std::uint64_t>(d.fd));
+    w.u64(d.uid != 0 ? detail::pass_segment(w, d) : 0);
     w.u64(d.offset);
     w.u64(d.nbytes);
     w.u64(static_cast<std::uint64_t>(d.mode));
@@ -201,8 +212,8 @@ struct Codec<ArrayRef<T>> {
   static ArrayRef<T> read(ByteReader& r) {
     detail::ArrayDesc d;
     d.uid = r.u64();
-    d.pid = static_cast<std::int64_t>(r.u64());
-    d.fd = static_cast<std::int64_t>(r.u64());
+    const std::uint64_t index = r.u64();
+    if (d.uid != 0) detail::take_segment(r, index, d);
     d.offset = r.u64();
     d.nbytes = r.u64();
     d.mode = static_cast<MapMode>(r.u64());

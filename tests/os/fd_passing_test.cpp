@@ -1,5 +1,6 @@
-// Tests of os/fd_passing.hpp: a descriptor sent over a socket pair arrives as a working,
-// close-on-exec copy; a surplus one is closed and reported, never leaked.
+// Tests of os/fd_passing.hpp: descriptors sent over a socket pair arrive as working,
+// close-on-exec copies, several in one message and in order; a surplus one is closed and
+// reported, never leaked.
 #include "os/fd_passing.hpp"
 
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 namespace mmc::detail {
 namespace {
@@ -98,6 +100,63 @@ TEST(FdPassing, EndOfStreamReadsAsZeroBytesAndSendingToAClosedPeerIsEpipe) {
   errno = 0;
   EXPECT_EQ(send_text(s.b.get(), "x", -1), -1);  // MSG_NOSIGNAL: no SIGPIPE ends the test
   EXPECT_EQ(errno, EPIPE);
+}
+
+TEST(FdPassing, SeveralDescriptorsTravelInOneMessageInOrder) {
+  SocketPair s = make_socket_pair();
+  constexpr int kPipes = 5;
+  std::vector<UniqueFd> read_ends;
+  std::vector<int> write_ends;
+  std::vector<UniqueFd> owned_write_ends;
+  for (int i = 0; i < kPipes; ++i) {
+    int pipe_fds[2];
+    ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+    read_ends.emplace_back(pipe_fds[0]);
+    owned_write_ends.emplace_back(pipe_fds[1]);
+    write_ends.push_back(pipe_fds[1]);
+  }
+  iovec iov{const_cast<char*>("five"), 4};
+  ASSERT_EQ(send_with_fds(s.a.get(), &iov, 1, write_ends.data(), write_ends.size(), false), 4);
+  owned_write_ends.clear();  // the copies in flight keep the pipes open
+
+  char buf[8] = {};
+  std::vector<UniqueFd> received;
+  const Received got = receive_with_fds(s.b.get(), buf, sizeof buf, false, received, 8);
+  ASSERT_EQ(got.bytes, 4);
+  EXPECT_FALSE(got.extra_fds);
+  ASSERT_EQ(received.size(), static_cast<std::size_t>(kPipes));
+  for (int i = 0; i < kPipes; ++i) {
+    const auto index = static_cast<std::size_t>(i);
+    EXPECT_NE(::fcntl(received[index].get(), F_GETFD) & FD_CLOEXEC, 0);
+    const char byte = static_cast<char>('a' + i);
+    ASSERT_EQ(::write(received[index].get(), &byte, 1), 1);
+    char back = 0;
+    ASSERT_EQ(::read(read_ends[index].get(), &back, 1), 1);
+    EXPECT_EQ(back, byte) << "descriptor " << i << " arrived out of order";
+  }
+}
+
+TEST(FdPassing, DescriptorsPastTheWantedCountAreClosedAndReported) {
+  SocketPair s = make_socket_pair();
+  const int three[3] = {::dup(0), ::dup(0), ::dup(0)};
+  iovec iov{const_cast<char*>("x"), 1};
+  ASSERT_EQ(send_with_fds(s.a.get(), &iov, 1, three, 3, false), 1);
+  for (int fd : three) ::close(fd);
+  char buf[1];
+  std::vector<UniqueFd> received;
+  const Received got = receive_with_fds(s.b.get(), buf, 1, false, received, 2);
+  EXPECT_EQ(got.bytes, 1);
+  EXPECT_TRUE(got.extra_fds);
+  EXPECT_EQ(received.size(), 2u);
+}
+
+TEST(FdPassing, MoreDescriptorsThanAMessageMayCarryAreRefusedBeforeSending) {
+  SocketPair s = make_socket_pair();
+  std::vector<int> many(kMaxFdsPerMessage + 1, 0);
+  iovec iov{const_cast<char*>("x"), 1};
+  errno = 0;
+  EXPECT_EQ(send_with_fds(s.a.get(), &iov, 1, many.data(), many.size(), false), -1);
+  EXPECT_EQ(errno, EINVAL);
 }
 
 }  // namespace

@@ -187,9 +187,10 @@ TEST(SharedVector, ACopyMappedAtAnotherAddressSharesTheElements) {
   SharedMap<std::string, std::vector<int>> owner(kOneMiB);
   owner.insert_or_assign("a", {1, 2, 3});
   Bytes wire;
-  ByteWriter w(wire);
+  detail::MessageFds fds;  // what a pool message carries beside its bytes
+  ByteWriter w(wire, &fds);
   Codec<SharedMap<std::string, std::vector<int>>>::write(w, owner);
-  ByteReader r(ByteView{wire.data(), wire.size()});
+  ByteReader r(ByteView{wire.data(), wire.size()}, &fds);
   auto other = Codec<SharedMap<std::string, std::vector<int>>>::read(r);
   EXPECT_NE(other.segment().payload(), owner.segment().payload());
   EXPECT_EQ(other.get("a"), (std::vector<int>{1, 2, 3}));

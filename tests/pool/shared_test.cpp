@@ -2,12 +2,15 @@
 // file-backed arrays by reference, and where segments go when memfd is off.
 #include "mmc/shared.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <tuple>
@@ -140,6 +143,102 @@ TEST(SharedArray, WriteThroughAReadOnlyRefKillsOnlyThatWorker) {
     EXPECT_EQ(pool.submit([](ArrayRef<int> a) { return a[0]; }, data.ref(MapMode::ReadOnly)).get(),
               0);
   });
+}
+
+// Segments travel as descriptors with their task (SCM_RIGHTS): a worker that already got one
+// maps it even after the caller closed its own, where reopening the owner's descriptor by its
+// /proc path would fail.
+TEST(SharedArray, AWorkerMapsASegmentTheCallerClosedAfterSendingIt) {
+  run_guarded([] {
+    Pool pool(with(Backend::Process, 1));
+    SharedArray<int> gate(2);  // [0]: the caller closed its copy; [1]: the task started
+    auto data = std::make_unique<SharedArray<int>>(4);
+    (*data)[2] = 42;
+    auto result = pool.submit(
+        [](ArrayRef<int> flags, ArrayRef<int> values) {
+          std::atomic_ref<int>(flags[1]).store(1);
+          while (std::atomic_ref<int>(flags[0]).load() == 0) usleep(1000);
+          values[3] = 7;  // r+: the worker writes through its own descriptor's mapping
+          return values[2];
+        },
+        gate.ref(), data->ref());
+    while (std::atomic_ref<int>(gate[1]).load() == 0) usleep(1000);
+    const ArrayRef<int> keep = data->ref();  // names the segment by the caller's descriptor
+    const int caller_fd = keep.desc().fd;
+    ASSERT_GE(caller_fd, 0);
+    // Keep the segment's memory mapped here (through `keep`), then drop the owner.
+    int* values = keep.data();
+    data.reset();
+    EXPECT_EQ(fcntl(caller_fd, F_GETFD), -1);  // closed: nothing of ours names the segment now
+    std::atomic_ref<int>(gate[0]).store(1);
+    EXPECT_EQ(result.get(), 42);
+    EXPECT_EQ(values[3], 7);
+  });
+}
+
+// An ArrayRef a task returns travels back with its descriptor.
+TEST(SharedArray, ARefReturnedByAWorkerComesBackWithItsDescriptor) {
+  run_guarded([] {
+    Pool pool(with(Backend::Process, 1));
+    SharedArray<int> data(3);
+    data[0] = 5;
+    const ArrayRef<int> back = pool.submit(
+                                       [](ArrayRef<int> a) {
+                                         a[1] = 6;
+                                         return a;
+                                       },
+                                       data.ref())
+                                   .get();
+    ASSERT_EQ(back.size(), 3u);
+    EXPECT_NE(back.desc().fd, data.ref().desc().fd);  // a copy that came with the result
+    back[2] = 7;
+    EXPECT_EQ(data[0] + data[1] + data[2], 18);
+  });
+}
+
+// Descriptors that came with tasks are closed with them: neither side accumulates any.
+TEST(SharedArray, ManyTasksWithSegmentsLeakNoDescriptorInWorkerOrCaller) {
+  run_guarded([] {
+    Pool pool(with(Backend::Process, 1));
+    const auto open_fds = [] {
+      int n = 0;
+      for (const std::string& entry : test::list_dir("/proc/self/fd")) {
+        static_cast<void>(entry);
+        ++n;
+      }
+      return n;
+    };
+    const auto run_round = [&](int tasks) {
+      int worker_fds = 0;
+      for (int i = 0; i < tasks; ++i) {
+        SharedArray<int> a(16);
+        SharedArray<int> b(16);
+        worker_fds = pool.submit(
+                             [open_fds](ArrayRef<int> x, ArrayRef<int> y) {
+                               x[0] = y[0] + 1;
+                               return open_fds();
+                             },
+                             a.ref(), b.ref())
+                         .get();
+        EXPECT_EQ(a[0], 1);
+      }
+      return worker_fds;
+    };
+    const int worker_warm = run_round(10);
+    const int caller_before = open_fds();
+    const int worker_after = run_round(300);
+    EXPECT_EQ(open_fds(), caller_before);
+    EXPECT_EQ(worker_after, worker_warm);
+  });
+}
+
+TEST(SharedArray, ARefToASegmentCannotBeStoredInsideAMessageWithoutDescriptors) {
+  SharedArray<int> data(4);
+  Bytes bytes;
+  ByteWriter w(bytes);
+  const auto caught = catch_error([&] { Codec<ArrayRef<int>>::write(w, data.ref()); });
+  EXPECT_EQ(caught.code, ErrorCode::InvalidArgument);
+  EXPECT_NE(caught.message.find("shared container"), std::string::npos) << caught.message;
 }
 
 TEST(SharedArray, MadeBeforeThePoolIsVisibleThroughACapturedPointer) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <limits.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -170,7 +171,7 @@ TEST(TransportFrames, AGroupOfTasksIsItsOwnKindAndItsFramingIsNotCounted) {
   detail::OutFrame frame =
       detail::OutFrame::make(detail::FrameKind::Group, 9, payload, 50, sent, 60);
   ASSERT_TRUE(frame.send_some(sender.get(), /*dont_wait=*/false));
-  detail::FrameReader reader;
+  detail::FrameReader reader(1 << 20);
   detail::TransportCounters received;
   const std::optional<detail::InMessage> message =
       reader.receive(receiver.get(), /*dont_wait=*/false, received);
@@ -188,6 +189,88 @@ TEST(TransportFrames, AGroupOfTasksIsItsOwnKindAndItsFramingIsNotCounted) {
       detail::OutFrame::make(detail::FrameKind::Task, 1, Bytes(100), 30, big, 60);
   EXPECT_EQ(big.bytes_shared.load(), 40u);
   EXPECT_EQ(big.segments.load(), 1u);
+}
+
+// A peer's header is hostile: a length past max_nbytes plus the framing slack is refused
+// before anything is allocated, with an Error the pool turns into a lost worker.
+TEST(TransportFrames, AHeaderAnnouncingMoreInlineBytesThanTheLimitIsRefused) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  detail::UniqueFd sender(pair[0]);
+  detail::UniqueFd receiver(pair[1]);
+  detail::FrameHeader hostile;
+  hostile.kind = detail::FrameKind::Result;
+  hostile.length = std::uint64_t{1} << 62;
+  ASSERT_EQ(write(sender.get(), &hostile, sizeof hostile), static_cast<ssize_t>(sizeof hostile));
+  detail::FrameReader reader(1 << 20);
+  detail::TransportCounters counters;
+  const auto caught = test::catch_error([&] { reader.receive(receiver.get(), false, counters); });
+  EXPECT_EQ(caught.code, ErrorCode::Internal);
+  EXPECT_NE(caught.message.find("4611686018427387904 inline bytes"), std::string::npos)
+      << caught.message;
+  EXPECT_NE(caught.message.find(std::to_string((1 << 20) + detail::kFrameSlack)), std::string::npos)
+      << caught.message;
+
+  // Just under the limit is a frame like any other.
+  detail::FrameReader roomy(1 << 20);
+  hostile.length = 4;
+  ASSERT_EQ(write(sender.get(), &hostile, sizeof hostile), static_cast<ssize_t>(sizeof hostile));
+  ASSERT_EQ(write(sender.get(), "abcd", 4), 4);
+  const std::optional<detail::InMessage> fine = roomy.receive(receiver.get(), false, counters);
+  ASSERT_TRUE(fine.has_value());
+  EXPECT_EQ(fine->payload().size, 4u);
+}
+
+TEST(TransportFrames, AHeaderWhoseDescriptorsDidNotComeIsRefused) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  detail::UniqueFd sender(pair[0]);
+  detail::UniqueFd receiver(pair[1]);
+  detail::FrameHeader header;
+  header.kind = detail::FrameKind::Task;
+  header.fds = 2;
+  ASSERT_EQ(write(sender.get(), &header, sizeof header), static_cast<ssize_t>(sizeof header));
+  detail::FrameReader reader(1 << 20);
+  detail::TransportCounters counters;
+  const auto caught = test::catch_error([&] { reader.receive(receiver.get(), false, counters); });
+  EXPECT_EQ(caught.code, ErrorCode::Internal);
+  EXPECT_NE(caught.message.find("malformed frame"), std::string::npos) << caught.message;
+}
+
+TEST(TransportFrames, AFramesDescriptorsArriveWithItInOrder) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  detail::UniqueFd sender(pair[0]);
+  detail::UniqueFd receiver(pair[1]);
+  test::TempDir dir;
+  detail::MessageFds fds;
+  for (int i = 0; i < 3; ++i) {
+    const std::string path = dir.file("f" + std::to_string(i));
+    test::write_file(path, std::string(static_cast<std::size_t>(i + 1), 'x'));
+    detail::UniqueFd file(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(file.valid());
+    EXPECT_EQ(fds.add_copy(file.get()), static_cast<std::uint64_t>(i));
+    EXPECT_EQ(fds.add_copy(file.get()), static_cast<std::uint64_t>(i));  // one copy per file
+  }
+  detail::TransportCounters counters;
+  // In a segment too (max_nbytes 2): the segment's descriptor comes first, then the list.
+  detail::OutFrame frame =
+      detail::OutFrame::make(detail::FrameKind::Task, 3, Bytes(10), 2, counters, 0, fds);
+  fds = detail::MessageFds();  // the frame keeps its own share
+  ASSERT_TRUE(frame.send_some(sender.get(), /*dont_wait=*/false));
+  detail::FrameReader reader(2);
+  const std::optional<detail::InMessage> message =
+      reader.receive(receiver.get(), /*dont_wait=*/false, counters);
+  ASSERT_TRUE(message.has_value());
+  EXPECT_NE(message->header.flags & detail::kInSegment, 0);
+  ASSERT_EQ(message->fds.size(), 3u);
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    struct stat info {};
+    ASSERT_EQ(fstat(message->fds.at(i), &info), 0);
+    EXPECT_EQ(info.st_size, static_cast<off_t>(i + 1));
+  }
+  const auto caught = test::catch_error([&] { message->fds.at(3); });
+  EXPECT_EQ(caught.code, ErrorCode::Corrupt);
 }
 
 TEST(Transport, SegmentsAreMemfdsByDefault) {

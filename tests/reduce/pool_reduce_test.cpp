@@ -221,8 +221,11 @@ TEST(PoolReduce, ASourceReplacedByRenameIsNeverReadInItsPlace) {
 
   write_counting_npy(dir.file("b.npy"), 64, 1000);
   ASSERT_EQ(std::rename(dir.file("b.npy").c_str(), path.c_str()), 0);
-  // The old source still reads its own bytes (the caller's mapping), not the new file's.
-  expect_same(reduce(old_array, o, pool), before, "the old source after the rename");
+  // The old source still reads its own bytes, and the workers read them (the caller's open
+  // file travels with the batches), not the new file's.
+  const ReduceResult old_after = reduce(old_array, o, pool);
+  expect_same(old_after, before, "the old source after the rename");
+  EXPECT_EQ(old_after.stats.tasks_in_caller, 0U);
   // Opened again, the new file gives its own answer.
   const AnyArray new_array = open_array(path);
   const ReduceResult after = reduce(new_array, o, pool);
@@ -230,7 +233,40 @@ TEST(PoolReduce, ASourceReplacedByRenameIsNeverReadInItsPlace) {
   EXPECT_NE(std::memcmp(after.data.data(), before.data.data(), before.data.size()), 0);
 }
 
-TEST(SourceTicket, OpensTheSameFileAndRefusesOneRenamedOverIt) {
+TEST(PoolReduce, ARemovedSourceIsReducedByTheWorkers) {
+  TempDir dir;
+  const std::string path = dir.file("gone.npy");
+  write_counting_npy(path, 4096, 3);
+  Pool pool = make_pool(Backend::Process, 2);
+  const AnyArray array = open_array(path);
+  const ReduceOptions o = options_for(ReduceOp::Mean, {1}, 4096);  // several tasks
+  const ReduceResult want = reduce(array, o);
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  const ReduceResult got = reduce(array, o, pool);
+  expect_same(got, want, "a removed .npy on the pool");
+  EXPECT_GT(got.stats.tasks, 1U);
+  EXPECT_EQ(got.stats.tasks_in_caller, 0U);
+  // Raw files travel the same way.
+  const std::string raw = dir.file("gone.raw");
+  {
+    std::ofstream out(raw, std::ios::binary);
+    for (int i = 0; i < 8192; ++i) {
+      const float v = static_cast<float>(i % 97) * 0.5F;
+      out.write(reinterpret_cast<const char*>(&v), sizeof v);
+    }
+  }
+  RawSpec spec;
+  spec.dtype = DType::from_numpy_descr("<f4");
+  spec.shape = {8, 1024};
+  const AnyArray raw_array = open_array(raw, &spec);
+  const ReduceResult raw_want = reduce(raw_array, o);
+  ASSERT_EQ(::unlink(raw.c_str()), 0);
+  const ReduceResult raw_got = reduce(raw_array, o, pool);
+  expect_same(raw_got, raw_want, "a removed raw file on the pool");
+  EXPECT_EQ(raw_got.stats.tasks_in_caller, 0U);
+}
+
+TEST(SourceTicket, OpensTheFileTheCallerHasOpenEvenAfterARename) {
   TempDir dir;
   const std::string path = dir.file("t.npy");
   write_counting_npy(path, 64, 0);
@@ -238,19 +274,28 @@ TEST(SourceTicket, OpensTheSameFileAndRefusesOneRenamedOverIt) {
   std::string why;
   const std::optional<detail::SourceTicket> ticket = detail::ticket_of(source, &why);
   ASSERT_TRUE(ticket.has_value()) << why;
-  {
-    const AnyArray again = detail::open_ticket(*ticket);
+  EXPECT_EQ(ticket->fd, source.mapping().descriptor());
+  const auto same_bytes = [&](const detail::SourceTicket& t) {
+    const AnyArray again = detail::open_ticket(t);
     ASSERT_NE(again.dense(), nullptr);
     EXPECT_EQ(again.meta().shape, source.meta().shape);
     EXPECT_EQ(std::memcmp(again.dense()->data(), source.data(), source.meta().nbytes()), 0);
-  }
+  };
+  same_bytes(*ticket);
   write_counting_npy(dir.file("u.npy"), 64, 7);
   ASSERT_EQ(std::rename(dir.file("u.npy").c_str(), path.c_str()), 0);
-  EXPECT_FALSE(detail::ticket_of(source, &why).has_value());
-  EXPECT_NE(why.find("replaced"), std::string::npos) << why;
-  test::expect_error([&] { detail::open_ticket(*ticket); }, ErrorCode::Io, {path, "replaced"});
+  // The ticket names the open file, not the path: still the caller's bytes.
+  const std::optional<detail::SourceTicket> after = detail::ticket_of(source, &why);
+  ASSERT_TRUE(after.has_value()) << why;
+  same_bytes(*after);
   // Copy-on-write keeps its writes in this process: no ticket.
   EXPECT_FALSE(detail::ticket_of(open_npy(path, MapMode::CopyOnWrite), &why).has_value());
+  EXPECT_NE(why.find("copy-on-write"), std::string::npos) << why;
+  // A ticket without its descriptor is refused, not reopened by path.
+  detail::SourceTicket orphan = *ticket;
+  orphan.fd = -1;
+  test::expect_error([&] { detail::open_ticket(orphan); }, ErrorCode::Internal,
+                     {path, "without the open file"});
 }
 
 TEST(PoolReduce, ReadsChunkedHdf5WithAPoolMadeWhileTheCallerHadItOpen) {
@@ -259,7 +304,11 @@ TEST(PoolReduce, ReadsChunkedHdf5WithAPoolMadeWhileTheCallerHadItOpen) {
   const ReduceOptions o = options_for(ReduceOp::Sum, {}, 0);
   const ReduceResult want = reduce(array, o);  // opens the file in this process
   Pool pool = make_pool(Backend::Process, 2);
-  expect_same(reduce(array, o, pool), want, "hdf5 opened before the pool");
+  const ReduceResult got = reduce(array, o, pool);
+  expect_same(got, want, "hdf5 opened before the pool");
+  // The workers cannot use libhdf5 (the caller had files open when the pool was made): the
+  // caller ran every task itself.
+  EXPECT_EQ(got.stats.tasks_in_caller, got.stats.tasks);
 }
 
 TEST(PoolReduce, TaskErrorsAreThoseOfThePlainReduce) {

@@ -34,18 +34,21 @@ using stored_t = std::conditional_t<std::is_void_v<R>, NoValue, R>;
 
 // A batch's encoded form starts with the address of its Trampoline. In a forked worker the
 // binary sits at the same addresses, so the pointer is valid there.
-using Trampoline = void (*)(ByteView batch, Bytes& out);
+// `fds`: the descriptors that came with the batch; `out_fds` gets those its results carry.
+using Trampoline = void (*)(ByteView batch, const MessageFds& fds, Bytes& out, MessageFds& out_fds);
 
 struct BatchOutcome {
   bool failed = false;  // the whole batch failed: worker lost, timeout, cancelled, bad message
   ErrorCode code = ErrorCode::Internal;
   std::string message;
   Bytes results;       // per item: u64 status (0 ok, 1 error), then the value or code + message
+  MessageFds fds;      // the descriptors the results carry
   double seconds = 0;  // time the worker spent running the batch
 };
 
 struct BatchRequest {
   Bytes payload;
+  MessageFds fds;  // the descriptors the payload carries (ArrayRef segments)
   // Leading payload bytes that are framing, not the caller's data (run_tasks' batch header):
   // not weighed against max_nbytes, not counted in traffic().
   std::uint32_t envelope = 0;
@@ -133,13 +136,13 @@ void current_failure(ErrorCode* code, std::string* message);
 
 // The worker side of a batch: decodes F and each item's arguments, calls, encodes results.
 template <class F, class Tuple>
-void run_items(ByteView batch, Bytes& out) {
-  ByteReader in(batch);
+void run_items(ByteView batch, const MessageFds& fds, Bytes& out, MessageFds& out_fds) {
+  ByteReader in(batch, &fds);
   in.u64();  // the trampoline: us
   const std::uint64_t n = in.u64();
   in.u64();  // first task
   F fn = Codec<F>::read(in);
-  ByteWriter w(out);
+  ByteWriter w(out, &out_fds);
   using R = decltype(std::apply(fn, std::declval<Tuple&&>()));
   for (std::uint64_t i = 0; i < n; ++i) {
     Tuple args = Codec<Tuple>::read(in);
@@ -172,7 +175,7 @@ void decode_outcome(const BatchOutcome& outcome, std::size_t first, std::size_t 
     for (std::size_t i = 0; i < n; ++i) out.emplace_back(Error(outcome.code, outcome.message));
     return;
   }
-  ByteReader in({outcome.results.data(), outcome.results.size()});
+  ByteReader in({outcome.results.data(), outcome.results.size()}, &outcome.fds);
   for (std::size_t i = 0; i < n; ++i) {
     if (in.u64() == 0) {
       if constexpr (std::is_same_v<T, NoValue>) {
@@ -195,8 +198,8 @@ class CallDriver {
  public:
   // Encodes up to max_items further items (the batch's first is `first`) after the header
   // already in payload; returns how many, 0 when the input is exhausted.
-  using Encode =
-      std::function<std::size_t(Bytes& payload, std::size_t first, std::size_t max_items)>;
+  using Encode = std::function<std::size_t(Bytes& payload, MessageFds& fds, std::size_t first,
+                                           std::size_t max_items)>;
   struct Done {
     std::size_t first = 0;
     std::size_t n = 0;
@@ -264,9 +267,9 @@ struct FutureState : FutureStateBase {
 };
 
 template <class F, class Tuple>
-Bytes batch_header(const F& fn, std::size_t first) {
+Bytes batch_header(const F& fn, std::size_t first, MessageFds* fds) {
   Bytes payload;
-  ByteWriter w(payload);
+  ByteWriter w(payload, fds);
   const Trampoline trampoline = &run_items<F, Tuple>;
   w.u64(reinterpret_cast<std::uint64_t>(trampoline));
   w.u64(0);  // item count, patched when known
