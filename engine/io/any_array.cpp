@@ -87,8 +87,8 @@ void refuse_remote_url(const std::string& spec) {
     }
   }
   throw_error(ErrorCode::InvalidArgument,
-        spec + ": remote URLs are not read; name a local path, or a mount of the bucket or " +
-            "server (e.g. s3fs, gcsfuse, rclone mount)");
+              spec + ": remote URLs are not read; name a local path, or a mount of the bucket or " +
+                  "server (e.g. s3fs, gcsfuse, rclone mount)");
 }
 
 }  // namespace
@@ -112,8 +112,8 @@ void check_raw_source(const std::string& spec) {
   }
   if (kind == nullptr) return;
   throw_error(ErrorCode::InvalidArgument,
-        spec + " is " + kind + ", which records its own dtype and shape: the raw options " +
-            "(--dtype, --shape, --offset, --order) apply to raw files only; drop them");
+              spec + " is " + kind + ", which records its own dtype and shape: the raw options " +
+                  "(--dtype, --shape, --offset, --order) apply to raw files only; drop them");
 }
 
 AnyArray::AnyArray(Source dense)
@@ -171,14 +171,14 @@ AnyArray open_array(const std::string& spec, const RawSpec* raw) {
     }
   }
   if (is_hdf5_file(spec)) {
-    throw_error(ErrorCode::InvalidArgument, spec + " is an HDF5 file: name the dataset, as " + spec +
-                                          ":/path/to/dataset (convert writes " + spec +
-                                          ":/data by default)");
+    throw_error(ErrorCode::InvalidArgument, spec + " is an HDF5 file: name the dataset, as " +
+                                                spec + ":/path/to/dataset (convert writes " + spec +
+                                                ":/data by default)");
   }
   throw_error(ErrorCode::InvalidArgument,
-        spec +
-            ": not a .npy file, a zarr store or FILE.h5:/dataset; give --dtype and --shape "
-            "to read it as a raw file");
+              spec +
+                  ": not a .npy file, a zarr store or FILE.h5:/dataset; give --dtype and --shape "
+                  "to read it as a raw file");
 }
 
 }  // namespace mmc

@@ -65,8 +65,8 @@ AnyArray open_ticket(const SourceTicket& ticket) {
     if (ticket.fd < 0) {
       throw_error(ErrorCode::Internal, ticket.path + ": its ticket came without the open file");
     }
-    MappedFile mapping = MappedFile::map(ticket.fd, ticket.path, MapMode::ReadOnly,
-                                                     ticket.offset, ticket.length);
+    MappedFile mapping =
+        MappedFile::map(ticket.fd, ticket.path, MapMode::ReadOnly, ticket.offset, ticket.length);
     return AnyArray(Source(ticket.meta, std::move(mapping), ticket.format));
   }
   if (ticket.format == "hdf5" && inherits_open_hdf5_files()) {

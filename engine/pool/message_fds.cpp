@@ -47,7 +47,7 @@ void MessageFds::adopt(int fd) {
 int MessageFds::at(std::uint64_t index) const {
   if (!owned_ || index >= owned_->fds.size()) {
     throw_error(ErrorCode::Corrupt, "codec: a value names descriptor " + std::to_string(index) +
-                                  " of its message, which carried " + std::to_string(size()));
+                                        " of its message, which carried " + std::to_string(size()));
   }
   return owned_->fds[index].get();
 }

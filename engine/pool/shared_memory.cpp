@@ -55,13 +55,13 @@ struct stat segment_stat(const ArrayDesc& desc) {
   struct stat info {};
   if (desc.fd < 0 || fstat(desc.fd, &info) != 0) {
     throw_error(ErrorCode::NotFound, "shared array: its descriptor is not open here (" +
-                                   std::string(std::strerror(errno)) +
-                                   "); does its SharedArray still exist?");
+                                         std::string(std::strerror(errno)) +
+                                         "); does its SharedArray still exist?");
   }
   if (static_cast<std::uint64_t>(info.st_size) < kHeaderBytes + desc.nbytes) {
-    throw_error(ErrorCode::NotFound, "shared array: descriptor " + std::to_string(desc.fd) + " holds " +
-                                   std::to_string(info.st_size) +
-                                   " bytes, not the segment it names");
+    throw_error(ErrorCode::NotFound, "shared array: descriptor " + std::to_string(desc.fd) +
+                                         " holds " + std::to_string(info.st_size) +
+                                         " bytes, not the segment it names");
   }
   return info;
 }
@@ -80,7 +80,7 @@ ArrayMapping map_segment(const ArrayDesc& desc) {
   auto* bytes = static_cast<std::byte*>(base);
   if (reinterpret_cast<Header*>(bytes)->uid != desc.uid) {
     throw_error(ErrorCode::NotFound, "shared array: descriptor " + std::to_string(desc.fd) +
-                                   " is no longer the segment it named");
+                                         " is no longer the segment it named");
   }
   ArrayMapping mapping;
   mapping.base = bytes;
@@ -175,16 +175,18 @@ std::string describe_reference(const ArrayDesc& desc) {
 
 std::uint64_t pass_segment(ByteWriter& w, const ArrayDesc& desc) {
   if (w.fds() == nullptr) {
-    throw_error(ErrorCode::InvalidArgument,
-          "an ArrayRef to a shared segment (SharedArray, SharedValue, a shared container) travels "
-          "only as an argument or result of a pool task, not inside a shared container's items");
+    throw_error(
+        ErrorCode::InvalidArgument,
+        "an ArrayRef to a shared segment (SharedArray, SharedValue, a shared container) travels "
+        "only as an argument or result of a pool task, not inside a shared container's items");
   }
   return w.fds()->add_copy(desc.fd);
 }
 
 void take_segment(const ByteReader& r, std::uint64_t index, ArrayDesc& desc) {
   if (r.fds() == nullptr) {
-    throw_error(ErrorCode::Corrupt, "codec: an ArrayRef to a shared segment outside a pool message");
+    throw_error(ErrorCode::Corrupt,
+                "codec: an ArrayRef to a shared segment outside a pool message");
   }
   desc.fd = r.fds()->at(index);
   desc.fd_keeper = r.fds()->keeper();

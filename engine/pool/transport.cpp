@@ -61,10 +61,11 @@ std::vector<SubFrame> split_batch(ByteView batch) {
 OutFrame OutFrame::make(FrameKind kind, std::uint64_t task, Bytes payload, std::uint64_t max_nbytes,
                         TransportCounters& counters, std::uint32_t envelope, MessageFds fds) {
   if (fds.size() >= kMaxFdsPerMessage) {
-    throw_error(ErrorCode::InvalidArgument,
-          "a batch names " + std::to_string(fds.size()) + " shared segments; at most " +
-              std::to_string(kMaxFdsPerMessage - 1) +
-              " travel with one batch (use a smaller chunksize, or fewer ArrayRefs per task)");
+    throw_error(
+        ErrorCode::InvalidArgument,
+        "a batch names " + std::to_string(fds.size()) + " shared segments; at most " +
+            std::to_string(kMaxFdsPerMessage - 1) +
+            " travel with one batch (use a smaller chunksize, or fewer ArrayRefs per task)");
   }
   OutFrame frame;
   frame.header_.fds = static_cast<std::uint16_t>(fds.size());
@@ -150,7 +151,8 @@ std::size_t FrameReader::read_into(int socket, std::byte* dst, std::size_t len, 
     throw_errno("reading a worker socket");
   }
   if (got.extra_fds) {
-    throw_error(ErrorCode::Internal, "transport: descriptors arrived outside a frame's first bytes");
+    throw_error(ErrorCode::Internal,
+                "transport: descriptors arrived outside a frame's first bytes");
   }
   if (got.bytes == 0) throw PeerGone();
   return static_cast<std::size_t>(got.bytes);
@@ -176,9 +178,10 @@ std::optional<InMessage> FrameReader::receive(int socket, bool dont_wait,
       if (!in_segment && header_.length > max_inline_) {
         received_fds_.clear();
         throw_error(ErrorCode::Internal,
-              "transport: a frame header announces " + std::to_string(header_.length) +
-                  " inline bytes, over this socket's limit of " + std::to_string(max_inline_) +
-                  " (max_nbytes + framing): the peer is broken or not ours");
+                    "transport: a frame header announces " + std::to_string(header_.length) +
+                        " inline bytes, over this socket's limit of " +
+                        std::to_string(max_inline_) +
+                        " (max_nbytes + framing): the peer is broken or not ours");
       }
       have_header_ = true;
       payload_got_ = 0;

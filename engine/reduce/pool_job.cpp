@@ -367,7 +367,8 @@ detail::ReduceTasks Codec<detail::ReduceTasks>::read(ByteReader& r) {
   r.raw(&fn.histogram, sizeof fn.histogram);
   fn.spec = Codec<Bytes>::read(r);
   if (const std::uint64_t index = r.u64(); index != 0) {
-    if (r.fds() == nullptr) throw_error(ErrorCode::Corrupt, "a reduction's batch without descriptors");
+    if (r.fds() == nullptr)
+      throw_error(ErrorCode::Corrupt, "a reduction's batch without descriptors");
     fn.source_fd = r.fds()->at(index - 1);
     fn.source_keeper = r.fds()->keeper();
   }

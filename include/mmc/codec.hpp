@@ -74,8 +74,7 @@ class ByteWriter {
 // Error(Corrupt) when a read runs past the end.
 class ByteReader {
  public:
-  explicit ByteReader(ByteView in, const detail::MessageFds* fds = nullptr)
-      : in_(in), fds_(fds) {}
+  explicit ByteReader(ByteView in, const detail::MessageFds* fds = nullptr) : in_(in), fds_(fds) {}
   const detail::MessageFds* fds() const noexcept { return fds_; }
   const std::byte* take(std::size_t size) {
     if (size > in_.size - pos_) {
