@@ -163,6 +163,9 @@ AnyArray open_array(const std::string& spec, const RawSpec* raw) {
   struct stat st;
   if (::stat(spec.c_str(), &st) != 0) throw_errno(spec);  // ENOENT, or EACCES on the way
   if (S_ISDIR(st.st_mode)) return AnyArray(open_zarr(spec));
+  if (!S_ISREG(st.st_mode)) {  // a FIFO would block the open below
+    throw_error(ErrorCode::InvalidArgument, spec + ": is not a regular file");
+  }
   {
     // A .npy is opened once: its magic, header and mapping all come from this descriptor.
     const detail::UniqueFd fd = detail::open_read_only(spec);

@@ -215,6 +215,10 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
 
 MappedFile::~MappedFile() { close(); }
 
+void MappedFile::close_descriptor() noexcept {
+  detail::UniqueFd(std::exchange(fd_, -1));  // closes it
+}
+
 void MappedFile::close() noexcept {
   if (base_ != nullptr) ::munmap(base_, map_length_);
   detail::UniqueFd(std::exchange(fd_, -1));  // closes it

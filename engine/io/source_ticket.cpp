@@ -38,6 +38,10 @@ std::optional<SourceTicket> ticket_of(const Source& source, std::string* why) {
     *why = "a copy-on-write mapping (mode c) keeps its writes in this process";
     return std::nullopt;
   }
+  if (mapping.descriptor() < 0) {
+    *why = "its mapping no longer holds the file open";
+    return std::nullopt;
+  }
   SourceTicket ticket;
   ticket.kind = SourceTicket::Kind::Mapped;
   ticket.format = source.kind();

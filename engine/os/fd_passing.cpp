@@ -78,7 +78,7 @@ Received receive_into(int socket, void* data, std::size_t size, bool dont_wait,
         if (!keep(owned)) got.extra_fds = true;
       }
     }
-    if ((msg.msg_flags & MSG_CTRUNC) != 0) got.extra_fds = true;
+    if ((msg.msg_flags & MSG_CTRUNC) != 0) got.cut_off = true;
     return got;
   }
 }

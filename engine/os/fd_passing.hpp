@@ -27,7 +27,8 @@ ssize_t send_with_fd(int socket, const iovec* iov, std::size_t iov_count, int fd
 
 struct Received {
   ssize_t bytes = 0;       // recvmsg's count: 0 at end of stream, -1 with errno set
-  bool extra_fds = false;  // more descriptors came than were wanted, or some were cut off
+  bool extra_fds = false;  // more descriptors came than were wanted
+  bool cut_off = false;    // the kernel dropped some (MSG_CTRUNC: at RLIMIT_NOFILE, or too many)
 };
 
 // recvmsg(2) into [data, data + size), EINTR retried, MSG_DONTWAIT when `dont_wait`. The

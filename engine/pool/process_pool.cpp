@@ -17,6 +17,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -124,10 +125,19 @@ void send_reply(int socket, std::uint64_t id, Reply reply, std::uint64_t max_nby
                   OutFrame::failure(id, static_cast<ErrorCode>(reply.code),
                                     std::string(reinterpret_cast<const char*>(reply.payload.data()),
                                                 reply.payload.size())));
-  } else {
-    send_or_leave(socket, OutFrame::make(FrameKind::Result, id, std::move(reply.payload),
-                                         max_nbytes, unused, kRunTimeBytes, std::move(reply.fds)));
+    return;
   }
+  std::optional<OutFrame> frame;
+  try {
+    frame = OutFrame::make(FrameKind::Result, id, std::move(reply.payload), max_nbytes, unused,
+                           kRunTimeBytes, std::move(reply.fds));
+  } catch (const Error& error) {
+    // A result that cannot travel (too many segments, no room for a segment) fails its task
+    // with the reason; the worker lives on.
+    send_or_leave(socket, OutFrame::failure(id, error.code(), error.what()));
+    return;
+  }
+  send_or_leave(socket, std::move(*frame));
 }
 
 // Runs a group of small jobs, saying on the run board which one is running. Their results

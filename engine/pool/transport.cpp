@@ -150,6 +150,11 @@ std::size_t FrameReader::read_into(int socket, std::byte* dst, std::size_t len, 
     if (errno == ECONNRESET) throw PeerGone();
     throw_errno("reading a worker socket");
   }
+  if (got.cut_off) {
+    throw_error(ErrorCode::Io,
+                "transport: descriptors sent with a frame were dropped on receipt (this process "
+                "is at its open-file limit, RLIMIT_NOFILE: raise `ulimit -n`)");
+  }
   if (got.extra_fds) {
     throw_error(ErrorCode::Internal,
                 "transport: descriptors arrived outside a frame's first bytes");

@@ -248,21 +248,23 @@ RangeOutcome ReduceTasks::operator()(const TaskRange& range) const {
 
 namespace {
 
-// The pool names a failed batch (a lost worker, a timeout) by its index among the call's
-// ranges, "task K: ...": say which of the reduction's tasks it held instead.
+// The pool names a failed batch by its index among the call's ranges ("task K: ..." for a
+// timeout or a cancel, "worker N (pid P) ... while running task K" for a lost worker): say
+// which of the reduction's tasks it held instead.
 [[noreturn]] void raise_for_range(const Error& error, const std::vector<TaskRange>& ranges) {
   const std::string message = error.what();
-  const std::string prefix = "task ";
-  std::size_t end = prefix.size();
-  while (end < message.size() && message[end] >= '0' && message[end] <= '9') ++end;
-  if (message.rfind(prefix, 0) == 0 && end > prefix.size() && end + 1 < message.size() &&
-      message[end] == ':') {
-    const std::uint64_t batch = std::stoull(message.substr(prefix.size(), end - prefix.size()));
-    if (batch < ranges.size()) {
-      const TaskRange& range = ranges[batch];
-      throw Error(error.code(),
-                  "reduce " + task_range(range.first, range.count) + message.substr(end));
-    }
+  const std::string word = "task ";
+  for (std::size_t at = message.find(word); at != std::string::npos;
+       at = message.find(word, at + 1)) {
+    std::size_t end = at + word.size();
+    while (end < message.size() && message[end] >= '0' && message[end] <= '9') ++end;
+    if (end == at + word.size() || end - at > word.size() + 18) continue;  // no number, or huge
+    const std::uint64_t batch =
+        std::stoull(message.substr(at + word.size(), end - at - word.size()));
+    if (batch >= ranges.size()) continue;
+    const TaskRange& range = ranges[batch];
+    throw Error(error.code(), message.substr(0, at) + "reduce " +
+                                  task_range(range.first, range.count) + message.substr(end));
   }
   throw error;
 }

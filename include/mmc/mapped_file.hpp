@@ -59,6 +59,9 @@ class MappedFile {
   // be handed these very bytes (SCM_RIGHTS) even after the path was renamed over or removed.
   // -1 once closed.
   int descriptor() const noexcept { return fd_; }
+  // Closes the descriptor and keeps the mapping: for a reader that holds many mappings (a zarr
+  // store's chunks) and must not hold as many open files (RLIMIT_NOFILE is often 1024).
+  void close_descriptor() noexcept;
   bool valid() const noexcept { return base_ != nullptr || length_ == 0; }
 
   // Whole-mapping access hint.

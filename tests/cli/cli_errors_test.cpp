@@ -76,6 +76,13 @@ TEST_F(CliErrors, HostileNpyHeaderWithHugeDimsIsARuntimeError) {
   expect_failure({"info", hostile}, kRuntime);
 }
 
+TEST_F(CliErrors, AFifoIsAUsageErrorNotAHang) {
+  const std::string fifo = dir_.file("pipe.npy");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const std::string err = expect_failure({"reduce", fifo, "--op", "mean", "-o", out()}, kUsage);
+  EXPECT_NE(err.find("not a regular file"), std::string::npos) << err;
+}
+
 TEST_F(CliErrors, UnknownDtypeIsAUsageError) {
   expect_failure({"reduce", raw_, "--dtype", "u9", "--shape", "4,5,6", "--op", "mean", "-o", out()},
                  kUsage);

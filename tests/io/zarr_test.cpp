@@ -3,6 +3,7 @@
 #include "mmc/zarr.hpp"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -827,6 +828,36 @@ TEST(ZarrWriter, DestroyedWithoutCommitLeavesNothing) {
     EXPECT_EQ(test::list_dir(dir.path()).size(), 1u);  // the temporary directory
   }
   EXPECT_EQ(test::list_dir(dir.path()), std::vector<std::string>{});
+}
+
+// Uncompressed chunks are mapped in place and kept mapped, but hold no open file each: a
+// store of 300 chunks reads under a limit of 40 open files.
+TEST(ZarrRead, ChunksMappedInPlaceHoldNoOpenFiles) {
+  TempDir dir;
+  const std::string path = dir.file("many.zarr");
+  const ZarrSpec spec = make_spec(DType(TypeId::U8), {300, 8}, {1, 8}, Compressor::None);
+  const std::vector<std::byte> full = write_store(path, spec, 11);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    rlimit limit{};
+    getrlimit(RLIMIT_NOFILE, &limit);
+    limit.rlim_cur = 40;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(4);
+    try {
+      const auto a = open_zarr(path);
+      int mapped = 0;
+      for (const Shape& c : all_coords(a->grid())) mapped += a->chunk_in_place(c) != nullptr;
+      if (mapped < 299) _exit(2);  // every written chunk (chunk 0 is fill, not written)
+      _exit(read_all(*a) == full ? 0 : 1);
+    } catch (...) {
+      _exit(3);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: other bytes, 2: chunks not mapped, 3: threw";
 }
 
 TEST(ZarrWriter, KilledWriterLeavesNoStoreThatZarrPythonOpens) {

@@ -232,6 +232,27 @@ TEST(SharedArray, ManyTasksWithSegmentsLeakNoDescriptorInWorkerOrCaller) {
   });
 }
 
+// A result naming more segments than one message carries fails its task with the reason; the
+// worker that ran it lives on.
+TEST(SharedArray, AResultWithTooManySegmentsFailsItsTaskAndTheWorkerLives) {
+  run_guarded([] {
+    Pool pool(with(Backend::Process, 1));
+    const pid_t worker = pool.submit([] { return static_cast<int>(getpid()); }).get();
+    auto too_many = pool.submit([] {
+      static std::vector<SharedArray<int>> kept;  // alive while the result is sent
+      kept.clear();
+      kept.reserve(64);
+      std::vector<ArrayRef<int>> refs;
+      for (int i = 0; i < 64; ++i) refs.push_back(kept.emplace_back(1).ref());
+      return refs;
+    });
+    const auto caught = catch_error([&] { too_many.get(); });
+    EXPECT_EQ(caught.code, ErrorCode::InvalidArgument) << caught.message;
+    EXPECT_NE(caught.message.find("at most 63"), std::string::npos) << caught.message;
+    EXPECT_EQ(pool.submit([] { return static_cast<int>(getpid()); }).get(), worker);
+  });
+}
+
 TEST(SharedArray, ARefToASegmentCannotBeStoredInsideAMessageWithoutDescriptors) {
   SharedArray<int> data(4);
   Bytes bytes;

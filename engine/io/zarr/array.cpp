@@ -99,14 +99,15 @@ class ZarrArray final : public ChunkedArray {
 std::int64_t ZarrArray::linear_index(const Shape& coord) const {
   if (coord.size() != grid_.size()) {
     throw_error(ErrorCode::InvalidArgument, path_ + ": chunk coordinate " + format_shape(coord) +
-                                          " has " + std::to_string(coord.size()) +
-                                          " axes, the array " + std::to_string(grid_.size()));
+                                                " has " + std::to_string(coord.size()) +
+                                                " axes, the array " + std::to_string(grid_.size()));
   }
   std::int64_t index = 0;
   for (std::size_t i = 0; i < coord.size(); ++i) {
     if (coord[i] < 0 || coord[i] >= grid_[i]) {
       throw_error(ErrorCode::InvalidArgument, path_ + ": chunk coordinate " + format_shape(coord) +
-                                            " lies outside the chunk grid " + format_shape(grid_));
+                                                  " lies outside the chunk grid " +
+                                                  format_shape(grid_));
     }
     index = index * grid_[i] + coord[i];
   }
@@ -142,12 +143,14 @@ const std::byte* ZarrArray::chunk_in_place(const Shape& coord) const {
     throw_error(ErrorCode::Corrupt, file + ": chunk is not a regular file");
   }
   if (static_cast<std::uint64_t>(st.st_size) != chunk_nbytes()) {
-    throw_error(ErrorCode::Corrupt, file + ": uncompressed chunk has " + std::to_string(st.st_size) +
-                                  " bytes, expected " + std::to_string(chunk_nbytes()) +
-                                  " (chunk shape " + format_shape(chunk_shape()) + " of " +
-                                  meta().dtype.numpy_descr() + "); the store is damaged");
+    throw_error(ErrorCode::Corrupt, file + ": uncompressed chunk has " +
+                                        std::to_string(st.st_size) + " bytes, expected " +
+                                        std::to_string(chunk_nbytes()) + " (chunk shape " +
+                                        format_shape(chunk_shape()) + " of " +
+                                        meta().dtype.numpy_descr() + "); the store is damaged");
   }
   MappedFile mapping = MappedFile::open(file, MapMode::ReadOnly, 0, chunk_nbytes());
+  mapping.close_descriptor();  // up to kMaxMappedChunks mappings, but no open file each
   const std::lock_guard<std::mutex> lock(mutex_);
   const auto it = mapped_.find(index);
   if (it != mapped_.end()) return it->second.data();  // another thread mapped it first
@@ -186,17 +189,17 @@ void ZarrArray::read_chunk(const Shape& coord, std::byte* out) const {
   if (codec_.codec == Codec::None) {
     if (size != n) {
       throw_error(ErrorCode::Corrupt, file + ": uncompressed chunk has " + std::to_string(size) +
-                                    " bytes, expected " + std::to_string(n) + " (chunk shape " +
-                                    format_shape(chunk_shape()) + " of " +
-                                    meta().dtype.numpy_descr() + "); the store is damaged");
+                                          " bytes, expected " + std::to_string(n) +
+                                          " (chunk shape " + format_shape(chunk_shape()) + " of " +
+                                          meta().dtype.numpy_descr() + "); the store is damaged");
     }
     pread_exact(fd.get(), out, n, file);
     return;
   }
   if (size > max_encoded_size(n)) {
     throw_error(ErrorCode::Corrupt, file + ": compressed chunk has " + std::to_string(size) +
-                                  " bytes, more than any " + describe_codec(codec_) +
-                                  " encoding of a " + std::to_string(n) + "-byte chunk");
+                                        " bytes, more than any " + describe_codec(codec_) +
+                                        " encoding of a " + std::to_string(n) + "-byte chunk");
   }
   std::vector<std::byte> encoded(size);
   pread_exact(fd.get(), encoded.data(), size, file);
