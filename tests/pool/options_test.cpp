@@ -24,6 +24,8 @@
 namespace mmc {
 namespace {
 
+using test::ScopedEnv;
+
 TEST(NJobs, PositiveCountIsTakenAsIs) {
   EXPECT_EQ(effective_n_jobs(1), 1);
   EXPECT_EQ(effective_n_jobs(3), 3);
@@ -257,31 +259,6 @@ TEST(PoolBackend, ParsesAndPrintsItsNames) {
 
 // One options type for every parallel path: run_tasks and the calls on top of it (reduce,
 // convert, gen) take the scoped defaults and the environment as mmc::Pool does.
-
-// Sets an environment variable for one scope, restoring what was there.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    const char* old = std::getenv(name);
-    if (old != nullptr) old_ = old;
-    had_ = old != nullptr;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (had_) {
-      setenv(name_.c_str(), old_.c_str(), 1);
-    } else {
-      unsetenv(name_.c_str());
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  std::string name_;
-  std::string old_;
-  bool had_ = false;
-};
 
 TaskSet empty_call(std::size_t n_tasks) {
   TaskSet call;

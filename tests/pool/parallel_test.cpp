@@ -32,15 +32,9 @@ using namespace std::chrono_literals;
 using test::catch_error;
 using test::LeakCheck;
 using test::run_guarded;
+using test::with;
 
 int square(int x) { return x * x; }
-
-ParallelOptions with(Backend backend, int n_jobs) {
-  ParallelOptions options;
-  options.backend = backend;
-  options.n_jobs = n_jobs;
-  return options;
-}
 
 ParallelOptions serial_default() {
   ParallelOptions options;

@@ -156,4 +156,37 @@ inline bool read_byte(int fd, int seconds) {
   return read(fd, &byte, 1) == 1;
 }
 
+// Sets an environment variable for one scope, restoring what was there.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    const char* old = std::getenv(name);
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (had_) {
+      setenv(name_.c_str(), old_.c_str(), 1);
+    } else {
+      unsetenv(name_.c_str());
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  bool had_ = false;
+  std::string old_;
+};
+
+// Pool options with a backend and a number of workers.
+inline PoolOptions with(Backend backend, int n_jobs) {
+  PoolOptions options;
+  options.backend = backend;
+  options.n_jobs = n_jobs;
+  return options;
+}
+
 }  // namespace mmc::test

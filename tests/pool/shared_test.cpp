@@ -27,32 +27,8 @@ namespace {
 
 using test::catch_error;
 using test::run_guarded;
-
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      setenv(name_, old_->c_str(), 1);
-    } else {
-      unsetenv(name_);
-    }
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
-ParallelOptions with(Backend backend, int n_jobs) {
-  ParallelOptions options;
-  options.backend = backend;
-  options.n_jobs = n_jobs;
-  return options;
-}
+using test::ScopedEnv;
+using test::with;
 
 class SharedEveryBackend : public ::testing::TestWithParam<Backend> {};
 

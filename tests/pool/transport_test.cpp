@@ -22,6 +22,8 @@
 namespace mmc {
 namespace {
 
+using test::ScopedEnv;
+
 // One task per entry of `sizes`: the argument has sizes[t] bytes, the result is the argument
 // echoed back. Checks every result against its argument.
 CallStats echo(const std::vector<std::size_t>& sizes, std::uint64_t max_nbytes, int n_jobs = 1) {
@@ -279,31 +281,6 @@ TEST(Transport, SegmentsAreMemfdsByDefault) {
   EXPECT_EQ(stats.segments, 2u);
   EXPECT_TRUE(any_starts_with(paths, "/memfd:mmc-segment")) << ::testing::PrintToString(paths);
 }
-
-// Sets environment variables for one test and restores them.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    const char* old = std::getenv(name);
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (had_) {
-      setenv(name_, old_.c_str(), 1);
-    } else {
-      unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  bool had_ = false;
-  std::string old_;
-};
 
 TEST(Transport, TempFolderHoldsSegmentsWhenMemfdIsDisabled) {
   test::TempDir dir;

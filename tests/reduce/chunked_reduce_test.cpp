@@ -11,14 +11,16 @@
 #include "mmc/open.hpp"
 #include "mmc/reduce.hpp"
 #include "reduce/context.hpp"
+#include "reduce_test_util.hpp"
 #include "support/test_support.hpp"
 
 namespace mmc {
 namespace {
 
+using test::axis_sets;
 using test::TempDir;
 
-struct Case {
+struct ChunkedCase {
   std::string kind;  // zarr or hdf5
   std::string dtype;
   std::string shape;
@@ -28,8 +30,8 @@ struct Case {
 };
 
 // Writes the chunked array and the .npy file of the same values (same dtype and order).
-void make_pair(const TempDir& dir, const Case& c, const std::string& name, std::string* chunked,
-               std::string* dense) {
+void make_pair(const TempDir& dir, const ChunkedCase& c, const std::string& name,
+               std::string* chunked, std::string* dense) {
   *chunked = c.kind == "hdf5" ? dir.file(name + ".h5") + ":/d" : dir.file(name + ".zarr");
   *dense = dir.file(name + ".npy");
   test::run_python("convert_check.py", {"make", c.kind, *chunked, dir.file(name + ".e1.npy"),
@@ -38,17 +40,8 @@ void make_pair(const TempDir& dir, const Case& c, const std::string& name, std::
                    {"make", "npy", *dense, dir.file(name + ".e2.npy"), c.dtype, c.shape, c.order});
 }
 
-std::vector<std::vector<int>> axis_sets(int ndim) {
-  std::vector<std::vector<int>> sets = {{}, {0}, {ndim - 1}};
-  if (ndim >= 3) {
-    sets.push_back({1, 2});
-    sets.push_back({0, ndim - 1});
-  }
-  return sets;
-}
-
-std::string describe(const Case& c, ReduceOp op, const std::vector<int>& axes, std::int64_t tb,
-                     Backend backend) {
+std::string describe(const ChunkedCase& c, ReduceOp op, const std::vector<int>& axes,
+                     std::int64_t tb, Backend backend) {
   std::string s = c.kind + " " + c.dtype + " (" + c.shape + ") " + c.order + " chunks (" +
                   c.chunks + ") " + c.compressor + ", " + to_string(op) + " axes";
   for (int a : axes) s += " " + std::to_string(a);
@@ -56,7 +49,7 @@ std::string describe(const Case& c, ReduceOp op, const std::vector<int>& axes, s
 }
 
 TEST(ChunkedReduce, BitwiseEqualToTheDenseFileForEveryOpAndChunking) {
-  const std::vector<Case> cases = {
+  const std::vector<ChunkedCase> cases = {
       {"zarr", "|u1", "20,12,10", "C", "3,5,4", "none"},
       {"zarr", "<f4", "20,12,10", "C", "7,12,10", "zlib"},
       {"zarr", ">f8", "9,8,7,6", "F", "2,3,7,4", "blosc"},
@@ -74,7 +67,7 @@ TEST(ChunkedReduce, BitwiseEqualToTheDenseFileForEveryOpAndChunking) {
   TempDir dir;
   int compared = 0;
   for (std::size_t i = 0; i < cases.size(); ++i) {
-    const Case& c = cases[i];
+    const ChunkedCase& c = cases[i];
     std::string chunked_name, dense_name;
     make_pair(dir, c, "c" + std::to_string(i), &chunked_name, &dense_name);
     const AnyArray chunked = open_array(chunked_name);

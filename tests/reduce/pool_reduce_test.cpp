@@ -24,11 +24,13 @@
 #include "mmc/open.hpp"
 #include "mmc/parallel.hpp"
 #include "mmc/reduce.hpp"
+#include "reduce_test_util.hpp"
 #include "support/test_support.hpp"
 
 namespace mmc {
 namespace {
 
+using test::axis_sets;
 using test::TempDir;
 
 const std::vector<ReduceOp> kOps = {
@@ -54,15 +56,6 @@ AnyArray make_array(const TempDir& dir, const std::string& kind, const std::stri
   spec.dtype = DType::from_numpy_descr(dtype);
   spec.shape = parse_shape(shape);
   return open_array(path, &spec);
-}
-
-std::vector<std::vector<int>> axis_sets(int ndim) {
-  std::vector<std::vector<int>> sets = {{}, {0}, {ndim - 1}};
-  if (ndim >= 3) {
-    sets.push_back({1, 2});
-    sets.push_back({0, ndim - 1});
-  }
-  return sets;
 }
 
 ReduceOptions options_for(ReduceOp op, const std::vector<int>& axes, std::int64_t task_bytes) {
