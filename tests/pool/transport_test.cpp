@@ -160,13 +160,22 @@ bool any_starts_with(const std::vector<std::string>& paths, const std::string& p
   return false;
 }
 
+// Two connected stream sockets, closed with the test; both invalid when socketpair failed.
+struct ConnectedSockets {
+  detail::UniqueFd sender;
+  detail::UniqueFd receiver;
+};
+ConnectedSockets connected_sockets() {
+  int pair[2] = {-1, -1};
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return {};
+  return {detail::UniqueFd(pair[0]), detail::UniqueFd(pair[1])};
+}
+
 // Frames of their own kind, not a Task whose payload starts with a zero word; the framing
 // bytes (FrameHeader::envelope) are neither weighed against max_nbytes nor counted.
 TEST(TransportFrames, AGroupOfTasksIsItsOwnKindAndItsFramingIsNotCounted) {
-  int pair[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
-  detail::UniqueFd sender(pair[0]);
-  detail::UniqueFd receiver(pair[1]);
+  auto [sender, receiver] = connected_sockets();
+  ASSERT_TRUE(sender && receiver);
   Bytes payload(100, std::byte{7});
   detail::TransportCounters sent;
   // 100 bytes of which 60 are framing: 40 bytes of data, under max_nbytes = 50.
@@ -196,10 +205,8 @@ TEST(TransportFrames, AGroupOfTasksIsItsOwnKindAndItsFramingIsNotCounted) {
 // A peer's header is hostile: a length past max_nbytes plus the framing slack is refused
 // before anything is allocated, with an Error the pool turns into a lost worker.
 TEST(TransportFrames, AHeaderAnnouncingMoreInlineBytesThanTheLimitIsRefused) {
-  int pair[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
-  detail::UniqueFd sender(pair[0]);
-  detail::UniqueFd receiver(pair[1]);
+  auto [sender, receiver] = connected_sockets();
+  ASSERT_TRUE(sender && receiver);
   detail::FrameHeader hostile;
   hostile.kind = detail::FrameKind::Result;
   hostile.length = std::uint64_t{1} << 62;
@@ -224,10 +231,8 @@ TEST(TransportFrames, AHeaderAnnouncingMoreInlineBytesThanTheLimitIsRefused) {
 }
 
 TEST(TransportFrames, AHeaderWhoseDescriptorsDidNotComeIsRefused) {
-  int pair[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
-  detail::UniqueFd sender(pair[0]);
-  detail::UniqueFd receiver(pair[1]);
+  auto [sender, receiver] = connected_sockets();
+  ASSERT_TRUE(sender && receiver);
   detail::FrameHeader header;
   header.kind = detail::FrameKind::Task;
   header.fds = 2;
@@ -240,10 +245,8 @@ TEST(TransportFrames, AHeaderWhoseDescriptorsDidNotComeIsRefused) {
 }
 
 TEST(TransportFrames, AFramesDescriptorsArriveWithItInOrder) {
-  int pair[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
-  detail::UniqueFd sender(pair[0]);
-  detail::UniqueFd receiver(pair[1]);
+  auto [sender, receiver] = connected_sockets();
+  ASSERT_TRUE(sender && receiver);
   test::TempDir dir;
   detail::MessageFds fds;
   for (int i = 0; i < 3; ++i) {
