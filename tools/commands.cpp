@@ -3,7 +3,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -34,7 +36,8 @@ void parse_range(const std::string& text, double* lo, double* hi) {
 
 // --bins and --range: histogram only.
 void set_histogram_options(const ReduceArgs& args, ReduceOptions* options) {
-  if (options->op != ReduceOp::Histogram) {
+  if (std::find(options->ops.begin(), options->ops.end(), ReduceOp::Histogram) ==
+      options->ops.end()) {
     if (args.bins_given || !args.range.empty()) {
       throw Error(ErrorCode::InvalidArgument, "--bins and --range apply to --op histogram only");
     }
@@ -176,7 +179,8 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
   std::optional<AnyArray> opened;
   // Checks the arguments and opens the source; under MPI every rank does, then they agree.
   auto setup = [&] {
-    options.op = parse_reduce_op(args.op);
+    options.ops = parse_reduce_ops(args.op);
+    options.op = options.ops.front();
     if (!args.axis.empty()) {
       options.axes = parse_axes(args.axis);
       options.axes_given = true;
@@ -187,7 +191,12 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
     options.pool.n_jobs = jobs_option(args.jobs, args.jobs_given);
     options.pool.backend = parse_backend(args.backend);
     options.pool.max_nbytes = parse_max_nbytes(args.max_nbytes);
-    if (!args.out.empty()) output_format_for(args.out);
+    if (!args.out.empty() && output_format_for(args.out) == OutputFormat::Npy &&
+        options.ops.size() > 1) {
+      throw Error(ErrorCode::InvalidArgument,
+                  args.out + ": a .npy holds one array, and --op asks for " +
+                      std::to_string(options.ops.size()) + ": write .npz, .json or .csv");
+    }
     check_source_args(args.source);
     if (cache_requested(cache_args)) {
       if (cluster.reduce) {
@@ -220,6 +229,12 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
                         ") are not cached yet; computing");
     cache.reset();
   }
+  if (cache && options.ops.size() > 1) {
+    print_cache_warning("results of several ops in one pass are not cached yet; computing");
+    cache.reset();
+  }
+  std::string op_names;
+  for (ReduceOp op : options.ops) op_names += (op_names.empty() ? "" : ",") + std::string(to_string(op));
   if (verbose) {
     std::fprintf(stderr, "mmcompute: source %s (%s), %s, %s; %s kernels\n", meta.describe().c_str(),
                  source.kind().c_str(), format_bytes(meta.nbytes()).c_str(),
@@ -233,9 +248,13 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
   options.progress = [&bar](const Progress& p) { bar.update(p); };
   const auto start = std::chrono::steady_clock::now();
   CacheOutcome outcome;
-  const ReduceResult result = cache            ? cache->reduce(*source.dense(), options, &outcome)
-                              : cluster.reduce ? cluster.reduce(source, options)
-                                               : reduce(source, options);
+  std::vector<ReduceResult> results;
+  if (cache) {
+    results.push_back(cache->reduce(*source.dense(), options, &outcome));
+  } else {
+    results = cluster.reduce ? cluster.reduce(source, options) : reduce_each(source, options);
+  }
+  const ReduceResult& result = results.front();
   const double elapsed = seconds_since(start);
   bar.finish();
 
@@ -248,7 +267,7 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
     }
   }
   if (verbose && outcome.hit) {
-    std::fprintf(stderr, "mmcompute: %s of %s from the cache in %.3f ms\n", to_string(options.op),
+    std::fprintf(stderr, "mmcompute: %s of %s from the cache in %.3f ms\n", op_names.c_str(),
                  format_bytes(meta.nbytes()).c_str(), elapsed * 1e3);
   } else if (verbose) {
     const CallStats& s = result.stats;
@@ -263,15 +282,50 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
                  static_cast<unsigned long long>(pool.max_nbytes),
                  format_bytes(s.bytes_piped).c_str(), format_bytes(s.bytes_shared).c_str(),
                  counted(static_cast<long long>(s.segments), "segment").c_str());
-    std::fprintf(stderr, "mmcompute: %s %s in %.3f s = %.2f GB/s\n", to_string(options.op),
+    std::fprintf(stderr, "mmcompute: %s %s in %.3f s = %.2f GB/s\n", op_names.c_str(),
                  format_bytes(meta.nbytes()).c_str(), elapsed,
                  elapsed > 0 ? static_cast<double>(meta.nbytes()) / elapsed / 1e9 : 0.0);
   }
   if (!root) return 0;
+  // Each op's array under its name, a histogram's bin_edges after it.
+  std::vector<NamedArray> named;
+  std::vector<NamedArray> edges;
+  for (std::size_t k = 0; k < results.size(); ++k) {
+    const ReduceResult& r = results[k];
+    named.push_back({to_string(options.ops[k]), r.dtype, r.shape, r.data});
+    if (!r.edges.empty()) {
+      edges.push_back({"bin_edges", r.edges_dtype,
+                       Shape{static_cast<std::int64_t>(r.edges.size() / r.edges_dtype.itemsize())},
+                       r.edges});
+      if (verbose) {
+        auto edge = [&r](std::size_t i) {
+          if (r.edges_dtype.itemsize() == sizeof(float)) {
+            float v;
+            std::memcpy(&v, r.edges.data() + i * sizeof v, sizeof v);
+            return static_cast<double>(v);
+          }
+          double v;
+          std::memcpy(&v, r.edges.data() + i * sizeof v, sizeof v);
+          return v;
+        };
+        std::fprintf(stderr, "mmcompute: histogram of %lld bins over [%.17g, %.17g]\n",
+                     static_cast<long long>(options.bins), edge(0),
+                     edge(static_cast<std::size_t>(options.bins)));
+      }
+    }
+  }
+  const bool several = results.size() > 1;
   if (args.out.empty()) {
-    write_stdout(format_result_text(result.dtype, result.shape, result.data));
+    write_stdout(several ? format_results_csv(named)
+                         : format_result_text(result.dtype, result.shape, result.data));
+  } else if (output_format_for(args.out) == OutputFormat::Npz || several) {
+    named.insert(named.end(), edges.begin(), edges.end());
+    if (output_format_for(args.out) == OutputFormat::Csv) {
+      named.resize(results.size());  // a CSV's columns are the ops' (bin_edges has its own size)
+    }
+    write_results(named, args.out);
   } else {
-    write_result(result.dtype, result.shape, result.data, args.out);
+    write_result(result.dtype, result.shape, result.data, args.out, edges);
   }
   return 0;
 }

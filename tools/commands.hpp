@@ -96,12 +96,12 @@ std::string counted(long long n, const std::string& noun);
 // "cache: hit <key>" or "cache: miss, stored <key>". Cache problems are warnings
 // ("mmcompute: warning: cache: ..."), never failures.
 // Under mpirun: this process's rank, the ranks' agreement on errors (mmc::mpi::agree) and the
-// reduction shared among ranks (mmc::mpi::reduce). Default: one process, nothing shared.
+// reduction shared among ranks (mmc::mpi::reduce_each). Default: one process, nothing shared.
 struct Cluster {
   int rank = 0;
   int size = 1;
   std::function<void(std::exception_ptr)> agree;
-  std::function<ReduceResult(const AnyArray&, const ReduceOptions&)> reduce;
+  std::function<std::vector<ReduceResult>(const AnyArray&, const ReduceOptions&)> reduce;
 };
 
 // Under MPI (cluster.reduce set) every rank opens the source and runs its share of the tasks;

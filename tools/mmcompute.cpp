@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
     g_rank = cluster.rank;
     cluster.agree = [](std::exception_ptr error) { mmc::mpi::agree(MPI_COMM_WORLD, error); };
     cluster.reduce = [](const mmc::AnyArray& array, const mmc::ReduceOptions& options) {
-      return mmc::mpi::reduce(MPI_COMM_WORLD, array, options);
+      return mmc::mpi::reduce_each(MPI_COMM_WORLD, array, options);
     };
   }
 #elif defined(MMC_MPI_EXECUTABLE)
@@ -203,7 +203,8 @@ int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
   reduce_cmd
       ->add_option("--op", reduce.op,
                    "sum mean min max var std count nansum nanmean nanmin nanmax nanvar nanstd "
-                   "any all norm argmin argmax histogram")
+                   "any all norm argmin argmax histogram, or several in one pass over the "
+                   "data: mean,std,min,max")
       ->required();
   reduce_cmd->add_option("--axis", reduce.axis,
                          "axes to reduce, e.g. 1,2 or -1 (default: all "
@@ -222,7 +223,9 @@ int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
       ->add_option("--max-nbytes", reduce.max_nbytes,
                    "payloads above this go through shared memory (0, 4096, 1M, 2G)")
       ->capture_default_str();
-  reduce_cmd->add_option("-o,--output", reduce.out, "write OUT.npy, OUT.csv or OUT.json");
+  reduce_cmd->add_option("-o,--output", reduce.out,
+                         "write OUT.npy, OUT.npz (np.load; one array per op, a histogram's "
+                         "bin_edges), OUT.csv (a column per op) or OUT.json (keyed by op)");
   add_output_options(reduce_cmd, &reduce.output);
   mmc::cli::CacheArgs reduce_cache;
   mmc::cli::add_reduce_cache_options(reduce_cmd, &reduce_cache);

@@ -182,7 +182,9 @@ CacheKey Cache::reduce_key(const Source& source, const ReduceOptions& options) c
   h.add("mmc.reduce").add(kResultFormatVersion).add(to_string(options.op)).add(axes);
   h.add(uses_ddof(options.op) ? options.ddof : 0);
   if (options.op == ReduceOp::Histogram) {
-    h.add(options.bins).add(options.range_given);
+    // "bin_edges": the entry holds the edges after the counts (entries from before they did
+    // are other keys, never misread).
+    h.add(options.bins).add(options.range_given).add("bin_edges");
     if (options.range_given) h.add(options.range_lo).add(options.range_hi);
   }
   h.add(options.task_bytes > 0 ? options.task_bytes : kDefaultTaskBytes);
@@ -205,6 +207,13 @@ ReduceResult Cache::reduce(const Source& source, const ReduceOptions& options,
   const std::string npy_header = make_npy_header(expected.dtype, expected.shape, false);
   std::uint64_t nbytes = expected.dtype.itemsize();
   for (const std::int64_t extent : expected.shape) nbytes *= static_cast<std::uint64_t>(extent);
+  // A histogram's entry holds its bins + 1 edges after the counts.
+  const bool histogram = options.op == ReduceOp::Histogram;
+  if (histogram) {
+    expected.edges_dtype = meta.dtype.id() == TypeId::F32 ? DType(TypeId::F32) : DType(TypeId::F64);
+  }
+  const std::uint64_t edges_bytes =
+      histogram ? static_cast<std::uint64_t>(options.bins + 1) * expected.edges_dtype.itemsize() : 0;
 
   CachedCall call;
   call.key = reduce_key(source, options);
@@ -214,7 +223,7 @@ ReduceResult Cache::reduce(const Source& source, const ReduceOptions& options,
               histogram_what(options) + " of " + display_path(source.path()) + " (" +
               meta.describe() + ", " + source.kind() + ")" + (options_.verify ? " verified" : "");
   call.check = [&](const Bytes& payload) -> std::string {
-    if (payload.size() != npy_header.size() + nbytes ||
+    if (payload.size() != npy_header.size() + nbytes + edges_bytes ||
         std::memcmp(payload.data(), npy_header.data(), npy_header.size()) != 0) {
       return "payload is not a " + expected.dtype.name() + " array of shape " +
              format_shape(expected.shape, true);
@@ -224,13 +233,18 @@ ReduceResult Cache::reduce(const Source& source, const ReduceOptions& options,
   std::optional<ReduceResult> computed;
   call.compute = [&] {
     computed = mmc::reduce(source, options);
-    Bytes payload(npy_header.size() + computed->data.size());
+    Bytes payload(npy_header.size() + computed->data.size() + computed->edges.size());
     std::memcpy(payload.data(), npy_header.data(), npy_header.size());
     if (!computed->data.empty()) {
       std::memcpy(payload.data() + npy_header.size(), computed->data.data(), computed->data.size());
     }
+    if (!computed->edges.empty()) {
+      std::memcpy(payload.data() + npy_header.size() + computed->data.size(),
+                  computed->edges.data(), computed->edges.size());
+    }
     // The header describes what reduce() returned; a disagreement is a bug, not a cache entry.
-    if (computed->dtype != expected.dtype || computed->shape != expected.shape) {
+    if (computed->dtype != expected.dtype || computed->shape != expected.shape ||
+        computed->edges.size() != edges_bytes) {
       throw Error(ErrorCode::Internal, "cache: reduce() returned " + computed->dtype.name() + " " +
                                            format_shape(computed->shape, true) + ", expected " +
                                            expected.dtype.name() + " " +
@@ -241,8 +255,10 @@ ReduceResult Cache::reduce(const Source& source, const ReduceOptions& options,
 
   const Bytes payload = Protocol(options_, folder_, outcome).run(call);
   if (computed) return std::move(*computed);
-  expected.data.assign(payload.begin() + static_cast<std::ptrdiff_t>(npy_header.size()),
-                       payload.end());
+  const auto data_begin = payload.begin() + static_cast<std::ptrdiff_t>(npy_header.size());
+  const auto data_end = data_begin + static_cast<std::ptrdiff_t>(nbytes);
+  expected.data.assign(data_begin, data_end);
+  expected.edges.assign(data_end, payload.end());
   return expected;
 }
 

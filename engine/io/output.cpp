@@ -9,12 +9,14 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string_view>
@@ -159,14 +161,27 @@ std::string format_rows(const Values& result, char separator) {
   return out;
 }
 
-std::string format_json(const Values& result) {
+// `result` as a list of lists (a scalar: a bare number).
+std::string json_data(const Values& result);
+
+// {"dtype": ..., "shape": [...], "data": ...} with `extra`'s arrays as more keys (lists).
+std::string format_json(const Values& result, const std::vector<NamedArray>& extra = {}) {
   std::string out = "{\"dtype\": \"" + result.dtype.name() + "\", \"shape\": [";
   for (std::size_t k = 0; k < result.shape.size(); ++k) {
     if (k) out += ", ";
     out += std::to_string(result.shape[k]);
   }
-  out += "], \"data\": ";
-  if (is_empty_result(result)) return out + "[]}\n";
+  out += "], \"data\": " + json_data(result);
+  for (const NamedArray& more : extra) {
+    const Values values = values_of(more.dtype, more.shape, more.bytes);
+    out += ", \"" + more.name + "\": " + json_data(values);
+  }
+  return out + "}";
+}
+
+std::string json_data(const Values& result) {
+  std::string out;
+  if (is_empty_result(result)) return "[]";
   with_values(result, [&](auto append) {
     std::int64_t next = 0;
     // Nested lists, one level per axis; a scalar is a bare number.
@@ -184,8 +199,137 @@ std::string format_json(const Values& result) {
     };
     emit(emit, 0);
   });
-  out += "}\n";
   return out;
+}
+
+// ---- .npz: a ZIP archive of .npy members, stored, as np.savez writes ----
+
+void put_le(std::string& out, std::uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+std::uint32_t crc_of(std::uint32_t crc, const void* data, std::size_t size) {
+  const auto* p = static_cast<const Bytef*>(data);
+  while (size > 0) {
+    const auto n = static_cast<uInt>(std::min<std::size_t>(size, std::size_t{1} << 30));
+    crc = static_cast<std::uint32_t>(::crc32(crc, p, n));
+    p += n;
+    size -= n;
+  }
+  return crc;
+}
+
+// Writes the archive: each member's local header and data, then the central directory. Sizes or
+// offsets that do not fit 32 bits go in ZIP64 extra fields (0xFFFFFFFF in the plain field), and
+// the end record gets its ZIP64 twin, as the ZIP format (APPNOTE 4.5) says.
+void write_npz(AtomicFile& file, const std::vector<NamedArray>& arrays) {
+  constexpr std::uint64_t kMax32 = 0xFFFFFFFFu;
+  constexpr std::uint16_t kDosDate = (0 << 9) | (1 << 5) | 1;  // 1980-01-01, 00:00
+  std::string central;
+  std::uint64_t offset = 0;
+  for (const NamedArray& a : arrays) {
+    const Values values = values_of(a.dtype, a.shape, a.bytes);
+    const std::string header = make_npy_header(values.dtype, values.shape, false);
+    const std::string name = a.name + ".npy";
+    const std::uint64_t size = detail::checked_add(header.size(), a.bytes.size(), "npz member");
+    const std::uint32_t crc = crc_of(crc_of(::crc32(0, nullptr, 0), header.data(), header.size()),
+                                     a.bytes.data(), a.bytes.size());
+    const bool big = size >= kMax32;
+    std::string local;
+    put_le(local, 0x04034b50, 4);
+    put_le(local, big ? 45 : 20, 2);  // version needed: 4.5 for ZIP64
+    put_le(local, 0, 2);              // flags
+    put_le(local, 0, 2);              // stored
+    put_le(local, 0, 2);              // time
+    put_le(local, kDosDate, 2);
+    put_le(local, crc, 4);
+    put_le(local, big ? kMax32 : size, 4);
+    put_le(local, big ? kMax32 : size, 4);
+    put_le(local, name.size(), 2);
+    put_le(local, big ? 20 : 0, 2);
+    local += name;
+    if (big) {
+      put_le(local, 0x0001, 2);
+      put_le(local, 16, 2);
+      put_le(local, size, 8);
+      put_le(local, size, 8);
+    }
+    file.write(local.data(), local.size());
+    file.write(header.data(), header.size());
+    file.write(a.bytes.data(), a.bytes.size());
+
+    const bool far = offset >= kMax32;
+    const int extra = (big ? 16 : 0) + (far ? 8 : 0);
+    put_le(central, 0x02014b50, 4);
+    put_le(central, (3 << 8) | 45, 2);  // made by: Unix, 4.5
+    put_le(central, big || far ? 45 : 20, 2);
+    put_le(central, 0, 2);
+    put_le(central, 0, 2);
+    put_le(central, 0, 2);
+    put_le(central, kDosDate, 2);
+    put_le(central, crc, 4);
+    put_le(central, big ? kMax32 : size, 4);
+    put_le(central, big ? kMax32 : size, 4);
+    put_le(central, name.size(), 2);
+    put_le(central, extra > 0 ? extra + 4 : 0, 2);
+    put_le(central, 0, 2);                    // comment
+    put_le(central, 0, 2);                    // disk
+    put_le(central, 0, 2);                    // internal attributes
+    put_le(central, std::uint64_t{0100644} << 16, 4);  // a regular file, 0644
+    put_le(central, far ? kMax32 : offset, 4);
+    central += name;
+    if (extra > 0) {
+      put_le(central, 0x0001, 2);
+      put_le(central, extra, 2);
+      if (big) {
+        put_le(central, size, 8);
+        put_le(central, size, 8);
+      }
+      if (far) put_le(central, offset, 8);
+    }
+    offset = detail::checked_add(offset, detail::checked_add(local.size(), size, "npz"), "npz");
+  }
+  const std::uint64_t count = arrays.size();
+  const bool zip64 = offset >= kMax32 || central.size() >= kMax32 || count >= 0xFFFF;
+  std::string end;
+  if (zip64) {
+    const std::uint64_t at = detail::checked_add(offset, central.size(), "npz");
+    put_le(end, 0x06064b50, 4);  // ZIP64 end of central directory record
+    put_le(end, 44, 8);
+    put_le(end, (3 << 8) | 45, 2);
+    put_le(end, 45, 2);
+    put_le(end, 0, 4);
+    put_le(end, 0, 4);
+    put_le(end, count, 8);
+    put_le(end, count, 8);
+    put_le(end, central.size(), 8);
+    put_le(end, offset, 8);
+    put_le(end, 0x07064b50, 4);  // its locator
+    put_le(end, 0, 4);
+    put_le(end, at, 8);
+    put_le(end, 1, 4);
+  }
+  put_le(end, 0x06054b50, 4);
+  put_le(end, 0, 2);
+  put_le(end, 0, 2);
+  put_le(end, zip64 ? 0xFFFF : count, 2);
+  put_le(end, zip64 ? 0xFFFF : count, 2);
+  put_le(end, zip64 ? kMax32 : central.size(), 4);
+  put_le(end, zip64 ? kMax32 : offset, 4);
+  put_le(end, 0, 2);
+  file.write(central.data(), central.size());
+  file.write(end.data(), end.size());
+}
+
+// Refuses a name used twice (an .npz member, a JSON key or a CSV column would be lost).
+void check_names(const std::vector<NamedArray>& arrays) {
+  for (std::size_t i = 0; i < arrays.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (arrays[i].name == arrays[j].name) {
+        throw Error(ErrorCode::InvalidArgument, "two results are named '" + arrays[i].name + "'");
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -269,18 +413,22 @@ OutputFormat output_format_for(const std::string& path) {
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   if (ext == ".npy") return OutputFormat::Npy;
+  if (ext == ".npz") return OutputFormat::Npz;
   if (ext == ".csv") return OutputFormat::Csv;
   if (ext == ".json") return OutputFormat::Json;
   throw Error(ErrorCode::InvalidArgument,
-              path + ": unknown output format (name it .npy, .csv or .json)");
+              path + ": unknown output format (name it .npy, .npz, .csv or .json)");
 }
 
 void write_result(DType dtype, const Shape& shape, std::span<const std::byte> bytes,
-                  const std::string& path) {
+                  const std::string& path, const std::vector<NamedArray>& extra) {
   const Values result = values_of(dtype, shape, bytes);
   const OutputFormat format = output_format_for(path);
   AtomicFile file(path);
   switch (format) {
+    case OutputFormat::Npz:
+      write_npz(file, {NamedArray{"arr_0", dtype, shape, bytes}});
+      break;
     case OutputFormat::Npy: {
       const std::string header = make_npy_header(result.dtype, result.shape, false);
       file.write(header.data(), header.size());
@@ -293,10 +441,76 @@ void write_result(DType dtype, const Shape& shape, std::span<const std::byte> by
       break;
     }
     case OutputFormat::Json: {
-      const std::string text = format_json(result);
+      const std::string text = format_json(result, extra) + "\n";
       file.write(text.data(), text.size());
       break;
     }
+  }
+  file.commit();
+}
+
+std::string format_results_csv(const std::vector<NamedArray>& arrays) {
+  check_names(arrays);
+  std::vector<Values> columns;
+  std::string out;
+  for (const NamedArray& a : arrays) {
+    columns.push_back(values_of(a.dtype, a.shape, a.bytes));
+    if (columns.size() > 1 && columns.back().size() != columns.front().size()) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "a CSV has one column per result, and '" + a.name + "' holds " +
+                      std::to_string(columns.back().size()) + " values against " +
+                      std::to_string(columns.front().size()) + " of '" + arrays.front().name +
+                      "': write .npz or .json");
+    }
+    out += (out.empty() ? "" : ",") + a.name;
+  }
+  out += '\n';
+  const std::int64_t rows = columns.empty() ? 0 : columns.front().size();
+  std::vector<std::function<void(std::string&, std::int64_t)>> cells;
+  for (const Values& column : columns) {
+    visit_type(column.dtype.id(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* values = reinterpret_cast<const T*>(column.data);
+      cells.emplace_back([values](std::string& text, std::int64_t i) {
+        append_value(text, values[i], false);
+      });
+    });
+  }
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::size_t c = 0; c < cells.size(); ++c) {
+      if (c) out += ',';
+      cells[c](out, r);
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+void write_results(const std::vector<NamedArray>& arrays, const std::string& path) {
+  check_names(arrays);
+  const OutputFormat format = output_format_for(path);
+  if (format == OutputFormat::Npy) {
+    throw Error(ErrorCode::InvalidArgument,
+                path + ": a .npy holds one array, and there are " + std::to_string(arrays.size()) +
+                    ": write .npz, .json or .csv");
+  }
+  // Everything is checked before the temporary file exists.
+  std::string text;
+  if (format == OutputFormat::Csv) text = format_results_csv(arrays);
+  if (format == OutputFormat::Json) {
+    text = "{";
+    for (const NamedArray& a : arrays) {
+      text += (text.size() > 1 ? ", \"" : "\"") + a.name +
+              "\": " + format_json(values_of(a.dtype, a.shape, a.bytes));
+    }
+    text += "}\n";
+  }
+  for (const NamedArray& a : arrays) values_of(a.dtype, a.shape, a.bytes);
+  AtomicFile file(path);
+  if (format == OutputFormat::Npz) {
+    write_npz(file, arrays);
+  } else {
+    file.write(text.data(), text.size());
   }
   file.commit();
 }

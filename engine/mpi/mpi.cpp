@@ -190,11 +190,24 @@ int total_workers(MPI_Comm comm, const PoolOptions& pool) {
   return total;
 }
 
-ReduceResult reduce(MPI_Comm comm, const AnyArray& array, const ReduceOptions& options) {
+namespace {
+
+detail::ReduceRunner runner_for(MPI_Comm comm, const ReduceOptions& options) {
   detail::ReduceRunner runner;
   runner.run_call = task_sharer(comm);
   runner.plan_workers = total_workers(comm, options.pool);
-  return detail::reduce_with(array, options, runner);
+  return runner;
+}
+
+}  // namespace
+
+ReduceResult reduce(MPI_Comm comm, const AnyArray& array, const ReduceOptions& options) {
+  return detail::reduce_with(array, options, runner_for(comm, options));
+}
+
+std::vector<ReduceResult> reduce_each(MPI_Comm comm, const AnyArray& array,
+                                      const ReduceOptions& options) {
+  return detail::reduce_each_with(array, options, runner_for(comm, options));
 }
 
 }  // namespace mmc::mpi

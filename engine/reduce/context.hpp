@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "mmc/chunked.hpp"
 #include "mmc/reduce.hpp"
@@ -59,14 +60,26 @@ struct WorkerTasks {
   Bytes* out = nullptr;
 };
 
+// The ops a reduction computes: options.ops, or options.op alone when that list is empty.
+std::vector<ReduceOp> ops_of(const ReduceOptions& options);
+
+// What a pass's plan depends on besides the geometry, from its ops alone (so that a worker plans
+// the same tasks as the caller): whether reduced axes must keep their C-order index
+// (argmin/argmax), and the bytes of one output's partials when larger than usual.
+bool pass_tracks_index(const std::vector<ReduceOp>& ops);
+std::int64_t pass_partial_bytes(const std::vector<ReduceOp>& ops, std::int64_t bins);
+
 struct Context {
+  // results: one per op of options (ops_of), in that order.
   Context(const Input& input_, const ReducePlan& plan_, const ReduceOptions& options_,
-          const ReduceRunner& runner_, ReduceResult& result_, int delay_ms_, bool swap_)
+          const ReduceRunner& runner_, std::vector<ReduceResult>& results_, int delay_ms_,
+          bool swap_)
       : input(input_),
         plan(plan_),
         options(options_),
         runner(runner_),
-        result(result_),
+        ops(ops_of(options_)),
+        results(results_),
         delay_ms(delay_ms_),
         swap(swap_) {}
 
@@ -74,7 +87,8 @@ struct Context {
   const ReducePlan& plan;
   const ReduceOptions& options;
   const ReduceRunner& runner;  // how tasks run and are planned (MPI), beyond the options
-  ReduceResult& result;
+  std::vector<ReduceOp> ops;   // what the pass computes: ops_of(options)
+  std::vector<ReduceResult>& results;  // one per op
   int delay_ms;
   bool swap;                            // stored in the other byte order
   const TaskRoute* route = nullptr;     // parent: tasks go through it instead of run_tasks
@@ -82,6 +96,38 @@ struct Context {
   Phase phase = Phase::Main;
   HistogramRange histogram;  // the main pass of a histogram: its bin range
 };
+
+// One family's share of a pass, its type erased so that one pass over the data runs any set of
+// families (several ops in one read). A task's result holds each slot's partials in turn, each
+// section padded to kSlotAlign bytes. Made per call by execute_for_type; run_pass runs them.
+class PassSlot {
+ public:
+  virtual ~PassSlot() = default;
+  // Bytes of task `task`'s partials: its outputs × the family's width × sizeof(Partial).
+  virtual std::size_t task_bytes(std::int64_t task) const = 0;
+  // Bytes of one output's partials (width × sizeof(Partial)).
+  virtual std::size_t output_bytes() const = 0;
+  // Folds the task's elements (TaskRunner::run), or those of reduced[0] in [rb, re)
+  // (TaskRunner::run_part), into parts.
+  virtual void run(std::int64_t task, const std::byte* data, std::byte* parts) const = 0;
+  virtual void run_part(std::int64_t task, const std::byte* data, std::byte* parts,
+                        std::int64_t rb, std::int64_t re, bool init) const = 0;
+  // Merges the partials of `outputs` outputs in `next` into `acc`.
+  virtual void merge(std::byte* acc, const std::byte* next, std::int64_t outputs) const = 0;
+  // One output's merged partials, handed on (to its ops' results).
+  virtual void emit(std::int64_t output, const std::byte* parts) const = 0;
+};
+
+inline constexpr std::size_t kSlotAlign = 16;
+
+// Runs `plan`'s tasks with every slot of `slots` over each task's elements, read once (decoded
+// once for a chunked input), and hands each output's merged partials to each slot's emit;
+// outputs of a block come together, blocks in any order. The tasks run through ctx.route (a
+// warm pool), ctx.runner.run_call (MPI) or run_tasks; in a worker (ctx.worker) only the
+// worker's tasks run, their partials appended to its buffer, and nothing is merged or
+// emitted. Returns the pool's statistics.
+CallStats run_pass(const Context& ctx, const ReducePlan& plan,
+                   const std::vector<const PassSlot*>& slots, const ProgressCallback& progress);
 
 // "%.17g" of v, for messages.
 std::string format_value(double v);
@@ -92,7 +138,7 @@ std::string format_value(double v);
 ReducePlan plan_for(const Input& input, const std::vector<int>& axes, const ReduceOptions& options,
                     int plan_workers, bool track_index, std::int64_t partial_bytes);
 
-// Runs ctx.plan for element type T (the source's dtype) and writes ctx.result.
+// Runs ctx.plan for element type T (the source's dtype) and writes ctx.results.
 template <class T>
 void execute_for_type(Context& ctx);
 

@@ -1,25 +1,24 @@
 // The reduction executor's templates: a task runner per family, the finalizers that turn merged
-// partials into results, and run_plan, which runs a plan's tasks on the pool and merges their
-// partials in a fixed order. Only the per-type translation units (by_type/*.cpp) include this
+// partials into results, and the slots that run_pass (run_pass.cpp) runs a pass's families
+// through. Only the per-type translation units (by_type/*.cpp) include this
 // header: each instantiates execute_for_type for one element type, so the ~20 families x 2 byte
 // orders x 11 types spread over files that compile in parallel and in bounded memory.
 #pragma once
 
-#include <chrono>
-#include <cinttypes>
+#include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <memory>
 #include <optional>
-#include <thread>
+#include <utility>
+#include <vector>
 
 #include "kernels/families.hpp"
 #include "kernels/histogram.hpp"
 #include "mmc/error.hpp"
 #include "reduce/context.hpp"
-#include "reduce/read_ahead.hpp"
 
 namespace mmc::detail {
 
@@ -204,195 +203,82 @@ void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial&
   }
 }
 
-// Runs `plan`'s tasks with `family` and calls emit(output_index, parts) for every output,
-// parts being its width_of(family) merged partials; outputs of a block come together, blocks in
-// any order. The tasks run through ctx.route (a warm pool), ctx.runner.run_call (MPI) or
-// run_tasks; in a worker (ctx.worker) only the worker's tasks run, their partials appended to
-// its buffer, and nothing is merged or emitted. Returns the pool's statistics.
-template <class F, class Emit>
-CallStats run_plan(const Context& ctx, const ReducePlan& plan, const F& family,
-                   const ProgressCallback& progress, Emit&& emit_output) {
+// A family as one slot of a pass: TaskRunner<F> over the pass's plan, and emit_(family, output,
+// parts) for each output's merged partials.
+template <class F>
+class FamilySlot final : public PassSlot {
+ public:
   using Partial = typename F::Partial;
+  using Emit = std::function<void(const F&, std::int64_t, const Partial*)>;
   static_assert(std::is_trivially_copyable_v<Partial>);
-  const Input& input = ctx.input;
-  const ReduceOptions& options = ctx.options;
-  const int delay_ms = ctx.delay_ms;
-  const std::int64_t width = width_of(family);
-  const std::int64_t populate_limit = 4 * std::max(options.task_bytes, detail::kTaskBytes);
+  static_assert(alignof(Partial) <= kSlotAlign);
 
-  auto result_bytes = [&family, &plan](std::int64_t t) {
-    return static_cast<std::size_t>(TaskRunner<F>(family, plan, t).partials()) * sizeof(Partial);
-  };
-  // Folds task t into parts (result_bytes(t) bytes).
-  auto run_task = [&plan, &family, &input, delay_ms, populate_limit](std::int64_t t,
-                                                                     Partial* parts) {
-    if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-    const TaskRunner<F> runner(family, plan, t);
-    if (input.chunked != nullptr) {
-      // An empty array has nothing to read (its runs are empty): a placeholder origin.
-      static constexpr std::byte kNothing{};
-      if (input.meta.size() == 0) return runner.run(&kNothing, parts);
-      // Decode the task's box at its dense offsets, in slabs of whole chunk rows along
-      // reduced[0] when the plan allows, so memory stays at one slab.
-      const std::int64_t step = slab_step(plan, input.meta, input.chunked->chunk_shape());
-      if (step == 0) {
-        return runner.run(materialize_box(*input.chunked, task_box(plan, input.meta, t)), parts);
-      }
-      for (std::int64_t rb = runner.r0(); rb < runner.r1();) {
-        const std::int64_t re = std::min(runner.r1(), (rb / step + 1) * step);
-        const Box box = task_box(plan, input.meta, t, rb, re);
-        runner.run_part(materialize_box(*input.chunked, box), parts, rb, re, rb == runner.r0());
-        rb = re;
-      }
-      return;
-    }
-    const MappedFile& mapping = input.dense->mapping();
-    std::int64_t first, last;
-    plan.task_span(t, &first, &last);
-    const bool dense = last > first && last - first <= populate_limit;
-    // Fault the task's pages in one call rather than one fault per 64 KiB. (An explicit
-    // MADV_WILLNEED look-ahead was measured to cost more on a warm cache than it saved on a
-    // cold one, where MADV_SEQUENTIAL read-ahead already streams.)
-    if (dense) {
-      mapping.populate(static_cast<std::uint64_t>(first), static_cast<std::uint64_t>(last - first));
-    }
-    runner.run(input.dense->data(), parts);
-    // Unmap what was read (the page cache keeps it), so resident memory stays flat however
-    // large the cube.
-    if (dense) {
-      mapping.dont_need(static_cast<std::uint64_t>(first),
-                        static_cast<std::uint64_t>(last - first));
-    }
-  };
+  FamilySlot(const F& family, const ReducePlan& plan, Emit emit)
+      : family_(family), plan_(plan), width_(width_of(family)), emit_(std::move(emit)) {}
 
-  if (ctx.worker != nullptr) {
-    // One buffer for the range, sized once; every task's partials start at a multiple of
-    // sizeof(Partial), so they stay aligned.
-    const auto first = static_cast<std::int64_t>(ctx.worker->first);
-    const auto end = first + static_cast<std::int64_t>(ctx.worker->count);
-    Bytes& out = *ctx.worker->out;
-    const std::size_t base = out.size();
-    std::size_t total = 0;
-    for (std::int64_t t = first; t < end; ++t) total += result_bytes(t);
-    out.resize(base + total);
-    std::size_t at = base;
-    for (std::int64_t t = first; t < end; ++t) {
-      run_task(t, reinterpret_cast<Partial*>(out.data() + at));
-      at += result_bytes(t);
-    }
-    return {};
+  std::size_t task_bytes(std::int64_t task) const override {
+    return static_cast<std::size_t>(TaskRunner<F>(family_, plan_, task).partials()) *
+           sizeof(Partial);
+  }
+  std::size_t output_bytes() const override {
+    return static_cast<std::size_t>(width_) * sizeof(Partial);
+  }
+  void run(std::int64_t task, const std::byte* data, std::byte* parts) const override {
+    TaskRunner<F>(family_, plan_, task).run(data, reinterpret_cast<Partial*>(parts));
+  }
+  void run_part(std::int64_t task, const std::byte* data, std::byte* parts, std::int64_t rb,
+                std::int64_t re, bool init) const override {
+    TaskRunner<F>(family_, plan_, task)
+        .run_part(data, reinterpret_cast<Partial*>(parts), rb, re, init);
+  }
+  void merge(std::byte* acc, const std::byte* next, std::int64_t outputs) const override {
+    auto* a = reinterpret_cast<Partial*>(acc);
+    const auto* b = reinterpret_cast<const Partial*>(next);
+    for (std::int64_t k = 0; k < outputs * width_; k += width_) family_.merge(a[k], b[k]);
+  }
+  void emit(std::int64_t output, const std::byte* parts) const override {
+    emit_(family_, output, reinterpret_cast<const Partial*>(parts));
   }
 
-  // A cold cube streams from disk in task order ahead of the workers (read_ahead.hpp). Not
-  // under run_call (MPI): a rank's share of the tasks is not known here.
-  std::optional<ReadAhead> read_ahead;
-  if (input.dense != nullptr && !ctx.runner.run_call && read_ahead_enabled()) {
-    read_ahead.emplace(input.dense->mapping(), plan, populate_limit, kReadAheadWindow);
+ private:
+  F family_;
+  const ReducePlan& plan_;
+  std::int64_t width_;
+  Emit emit_;
+};
+
+// The ops of a pass that one family serves (sum and mean share a sum, var and std the moments,
+// min and max one scan), with their results' positions in ctx.results.
+struct SlotOps {
+  std::vector<ReduceOp> ops;
+  std::vector<std::size_t> results;
+};
+
+// A slot of `family` whose emit finalizes each of `served`'s ops into its result. In a worker
+// (which merges and emits nothing) the results are not touched.
+template <class F, class T>
+std::unique_ptr<PassSlot> finalizing_slot(Context& ctx, const F& family, const SlotOps& served) {
+  struct Target {
+    ReduceOp op;
+    std::byte* out;
+    std::size_t item;  // bytes of one output's result
+  };
+  std::vector<Target> targets;
+  // A worker's results are placeholders: it merges and emits nothing.
+  for (std::size_t k = 0; ctx.worker == nullptr && k < served.ops.size(); ++k) {
+    ReduceResult& result = ctx.results[served.results[k]];
+    targets.push_back({served.ops[k], result.data.data(),
+                       result.dtype.itemsize() * static_cast<std::size_t>(width_of(family))});
   }
-
-  TaskSet call;
-  call.n_tasks = static_cast<std::size_t>(plan.n_tasks());
-  call.run = [&](std::size_t task, ByteView, Bytes& result) {
-    const auto t = static_cast<std::int64_t>(task);
-    result.resize(result_bytes(t));
-    run_task(t, reinterpret_cast<Partial*>(result.data()));
-  };
-
-  // Hands the outputs of a block to emit_output from its merged partials.
-  auto emit = [&](std::int64_t block, const Partial* parts) {
-    const std::int64_t u0 = block * plan.units_per_task;
-    const std::int64_t u1 = std::min(plan.units, u0 + plan.units_per_task);
-    const std::int64_t step = plan.unit_out_step();
-    for (std::int64_t u = u0; u < u1; ++u) {
-      const std::int64_t base = plan.unit_out_index(u);
-      const std::int64_t n = plan.unit_outputs(u);
-      for (std::int64_t j = 0; j < n; ++j) {
-        emit_output(base + j * step, parts);
-        parts += width;
-      }
-    }
-  };
-
-  // Pieces of a block arrive in any order; they are merged in piece order once all are here.
-  std::vector<Bytes> pending(plan.pieces > 1 ? call.n_tasks : 0);
-  std::vector<std::int64_t> arrived(plan.pieces > 1 ? static_cast<std::size_t>(plan.blocks()) : 0);
-  call.on_result = [&](std::size_t task, ByteView bytes) {
-    if (read_ahead) read_ahead->finished();
-    const auto t = static_cast<std::int64_t>(task);
-    const TaskRunner<F> runner(family, plan, t);
-    const auto expected = static_cast<std::size_t>(runner.partials()) * sizeof(Partial);
-    if (bytes.size != expected) {
-      throw Error(ErrorCode::Internal, "task " + std::to_string(task) + ": result of " +
-                                           std::to_string(bytes.size) + " bytes, expected " +
-                                           std::to_string(expected));
-    }
-    const std::int64_t block = t / plan.pieces;
-    if (plan.pieces == 1) {
-      // Read in place when the transport left the partials aligned (a pool's result buffer);
-      // copied otherwise.
-      if (reinterpret_cast<std::uintptr_t>(bytes.data) % alignof(Partial) == 0) {
-        emit(block, reinterpret_cast<const Partial*>(bytes.data));
-        return;
-      }
-      std::vector<Partial> parts(static_cast<std::size_t>(runner.partials()));
-      std::memcpy(parts.data(), bytes.data, bytes.size);
-      emit(block, parts.data());
-      return;
-    }
-    pending[task].assign(bytes.data, bytes.data + bytes.size);
-    if (++arrived[static_cast<std::size_t>(block)] < plan.pieces) return;
-    std::vector<Partial> acc(static_cast<std::size_t>(runner.partials()));
-    std::memcpy(acc.data(), pending[static_cast<std::size_t>(block * plan.pieces)].data(),
-                bytes.size);
-    for (std::int64_t p = 1; p < plan.pieces; ++p) {
-      Bytes& piece = pending[static_cast<std::size_t>(block * plan.pieces + p)];
-      std::vector<Partial> next(acc.size());
-      std::memcpy(next.data(), piece.data(), piece.size());
-      for (std::size_t k = 0; k < acc.size(); k += static_cast<std::size_t>(width)) {
-        family.merge(acc[k], next[k]);
-      }
-      Bytes().swap(piece);
-    }
-    Bytes().swap(pending[static_cast<std::size_t>(block * plan.pieces)]);
-    emit(block, acc.data());
-  };
-  call.on_progress = progress;
-  if (ctx.route != nullptr) {
-    // A range's partials are its tasks' results one after the other.
-    const RangeFn on_range = [&](std::size_t first, std::size_t count, ByteView bytes) {
-      std::size_t at = 0;
-      for (std::size_t task = first; task < first + count; ++task) {
-        const std::size_t size = result_bytes(static_cast<std::int64_t>(task));
-        if (size > bytes.size - at) break;
-        call.on_result(task, {bytes.data + at, size});
-        at += size;
-      }
-      if (at != bytes.size) {
-        throw Error(ErrorCode::Internal, "tasks " + std::to_string(first) + ".." +
-                                             std::to_string(first + count) + ": results of " +
-                                             std::to_string(bytes.size) + " bytes, expected " +
-                                             std::to_string(at));
-      }
-    };
-    return ctx.route->run(ctx.phase, ctx.histogram, call.n_tasks, result_bytes(0), on_range,
-                          progress);
-  }
-  return ctx.runner.run_call ? ctx.runner.run_call(options.pool, call)
-                             : run_tasks(options.pool, call);
-}
-
-template <class F, class T, bool Swap>
-void execute(Context& ctx, const F& family = F{}) {
-  const std::size_t out_item =
-      ctx.result.dtype.itemsize() * static_cast<std::size_t>(width_of(family));
-  std::byte* out = ctx.result.data.data();
-  const ReduceOp op = ctx.options.op;
   const int ddof = ctx.options.ddof;
-  ctx.result.stats = run_plan(ctx, ctx.plan, family, ctx.options.progress,
-                              [&](std::int64_t index, const typename F::Partial* parts) {
-                                finalize<F, T>(family, op, ddof, *parts,
-                                               out + static_cast<std::size_t>(index) * out_item);
-                              });
+  return std::make_unique<FamilySlot<F>>(
+      family, ctx.plan,
+      [targets = std::move(targets), ddof](const F& family, std::int64_t index,
+                                           const typename F::Partial* parts) {
+        for (const Target& t : targets) {
+          finalize<F, T>(family, t.op, ddof, *parts, t.out + static_cast<std::size_t>(index) * t.item);
+        }
+      });
 }
 
 // numpy's last - first for the types of the edges np.histogram derives from the data (numpy
@@ -409,117 +295,195 @@ double data_span(T lo, T hi) {
   }
 }
 
-// The histogram: edges from the options' range, or from the min and max of the whole array (a
-// first pass over it), then the counts.
+// The histogram's bin range, from the options' range or from the min and max of the whole array
+// (a pass of its own over it, before the main one), into ctx.histogram. In a worker, runs its
+// tasks of that first pass when ctx.phase says so (and returns false: nothing else to run).
 template <class T, bool Swap>
-void execute_histogram(Context& ctx) {
-  using E = kernels::BinType<T>;
+bool settle_histogram_range(Context& ctx) {
   using MinMax = kernels::MinMaxFamily<T, Swap>;
   const ReduceOptions& o = ctx.options;
   const ArrayMeta& meta = ctx.input.meta;
-  if (ctx.worker != nullptr && ctx.phase == Phase::WholeMinMax) {
-    run_plan(ctx, ctx.plan, MinMax{}, ProgressCallback{},
-             [](std::int64_t, const typename MinMax::Partial*) {});
-    return;
+  if (ctx.worker != nullptr) {
+    if (ctx.phase != Phase::WholeMinMax) return true;  // the parent settled ctx.histogram
+    const FamilySlot<MinMax> slot(MinMax{}, ctx.plan, {});
+    run_pass(ctx, ctx.plan, {&slot}, ProgressCallback{});
+    return false;
   }
-  // A worker takes the range the parent settled (ctx.histogram).
-  if (ctx.worker == nullptr) {
-    double first = 0, last = 1, span = 1;  // numpy's range for empty data
-    bool widen = false;                    // numpy widens an empty range by 0.5 on each side
-    if (o.range_given) {
-      first = o.range_lo;
-      last = o.range_hi;
-      span = last - first;
-      widen = first == last;
-    } else if (meta.size() > 0) {
-      std::optional<ReducePlan> own;
-      if (ctx.route == nullptr) {
-        std::vector<int> all(static_cast<std::size_t>(meta.ndim()));
-        for (int a = 0; a < meta.ndim(); ++a) all[static_cast<std::size_t>(a)] = a;
-        own = plan_for(ctx.input, all, o, ctx.runner.plan_workers, false, 0);
-      }
-      const ReducePlan& whole = own ? *own : ctx.route->plan(Phase::WholeMinMax);
-      typename MinMax::Partial mm;
-      MinMax::init(mm);
-      ctx.phase = Phase::WholeMinMax;
-      run_plan(ctx, whole, MinMax{}, ProgressCallback{},
-               [&](std::int64_t, const typename MinMax::Partial* p) { mm = *p; });
-      ctx.phase = Phase::Main;
-      const T lo = MinMax::result(mm, true);
-      const T hi = MinMax::result(mm, false);
-      if (!std::isfinite(static_cast<double>(lo)) || !std::isfinite(static_cast<double>(hi))) {
-        throw Error(ErrorCode::InvalidArgument,
-                    "histogram: the data's range [" + format_value(static_cast<double>(lo)) + ", " +
-                        format_value(static_cast<double>(hi)) +
-                        "] is not finite (NaN or infinity in the data): give a finite range "
-                        "(--range LO,HI)");
-      }
-      first = static_cast<double>(lo);
-      last = static_cast<double>(hi);
-      span = data_span(lo, hi);
-      widen = lo == hi;
+  double first = 0, last = 1, span = 1;  // numpy's range for empty data
+  bool widen = false;                    // numpy widens an empty range by 0.5 on each side
+  if (o.range_given) {
+    first = o.range_lo;
+    last = o.range_hi;
+    span = last - first;
+    widen = first == last;
+  } else if (meta.size() > 0) {
+    std::optional<ReducePlan> own;
+    if (ctx.route == nullptr) {
+      std::vector<int> all(static_cast<std::size_t>(meta.ndim()));
+      for (int a = 0; a < meta.ndim(); ++a) all[static_cast<std::size_t>(a)] = a;
+      own = plan_for(ctx.input, all, o, ctx.runner.plan_workers, false, 0);
     }
-    if (widen) {
-      first -= 0.5;
-      last += 0.5;
-      span = last - first;
+    const ReducePlan& whole = own ? *own : ctx.route->plan(Phase::WholeMinMax);
+    typename MinMax::Partial mm;
+    MinMax::init(mm);
+    const FamilySlot<MinMax> slot(
+        MinMax{}, whole,
+        [&mm](const MinMax&, std::int64_t, const typename MinMax::Partial* p) { mm = *p; });
+    ctx.phase = Phase::WholeMinMax;
+    run_pass(ctx, whole, {&slot}, ProgressCallback{});
+    ctx.phase = Phase::Main;
+    const T lo = MinMax::result(mm, true);
+    const T hi = MinMax::result(mm, false);
+    if (!std::isfinite(static_cast<double>(lo)) || !std::isfinite(static_cast<double>(hi))) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "histogram: the data's range [" + format_value(static_cast<double>(lo)) + ", " +
+                      format_value(static_cast<double>(hi)) +
+                      "] is not finite (NaN or infinity in the data): give a finite range "
+                      "(--range LO,HI)");
     }
-    ctx.histogram = {first, last, span};
+    first = static_cast<double>(lo);
+    last = static_cast<double>(hi);
+    span = data_span(lo, hi);
+    widen = lo == hi;
   }
-  const kernels::BinEdges<E> edges(o.bins, ctx.histogram.first, ctx.histogram.last,
-                                   ctx.histogram.span);
-  execute<kernels::HistogramFamily<T, Swap>, T, Swap>(
-      ctx, kernels::HistogramFamily<T, Swap>(edges, ctx.plan.n_out * ctx.plan.n_red));
+  if (widen) {
+    first -= 0.5;
+    last += 0.5;
+    span = last - first;
+  }
+  ctx.histogram = {first, last, span};
+  return true;
 }
 
-template <class T, bool Swap>
-void execute_op(Context& ctx) {
-  using namespace kernels;
-  // An integer has no NaN: the nan* ops run the plain families, whose results are the same, so
-  // the NaN-skipping ones are instantiated for floats only.
-  constexpr bool kNan = kIsFloat<T>;
-  switch (ctx.options.op) {
+// Which family serves an op: ops with the same key share one slot. NaN-skipping keys fold into
+// the plain ones for types without NaN (an integer has no NaN: the results are the same).
+enum class FamilyKey : std::uint8_t {
+  Sum, NanSum, Moments, NanMoments, MinMax, NanMinMax, Count, AnyAll, Norm, ArgMin, ArgMax,
+  Histogram
+};
+
+template <class T>
+FamilyKey family_key(ReduceOp op) {
+  constexpr bool kNan = kernels::kIsFloat<T>;
+  switch (op) {
     case ReduceOp::Sum:
     case ReduceOp::Mean:
-      return execute<SumFamily<T, Swap>, T, Swap>(ctx);
+      return FamilyKey::Sum;
     case ReduceOp::NanSum:
     case ReduceOp::NanMean:
-      return execute<SumFamily<T, Swap, kNan>, T, Swap>(ctx);
+      return kNan ? FamilyKey::NanSum : FamilyKey::Sum;
     case ReduceOp::Var:
     case ReduceOp::Std:
-      return execute<MomentsFamily<T, Swap>, T, Swap>(ctx);
+      return FamilyKey::Moments;
     case ReduceOp::NanVar:
     case ReduceOp::NanStd:
-      return execute<MomentsFamily<T, Swap, kNan>, T, Swap>(ctx);
+      return kNan ? FamilyKey::NanMoments : FamilyKey::Moments;
     case ReduceOp::Min:
     case ReduceOp::Max:
-      return execute<MinMaxFamily<T, Swap>, T, Swap>(ctx);
+      return FamilyKey::MinMax;
     case ReduceOp::NanMin:
     case ReduceOp::NanMax:
-      return execute<MinMaxFamily<T, Swap, kNan>, T, Swap>(ctx);
+      return kNan ? FamilyKey::NanMinMax : FamilyKey::MinMax;
     case ReduceOp::Count:
-      return execute<CountFamily<T, Swap>, T, Swap>(ctx);
+      return FamilyKey::Count;
     case ReduceOp::Any:
     case ReduceOp::All:
-      return execute<AnyAllFamily<T, Swap>, T, Swap>(ctx);
+      return FamilyKey::AnyAll;
     case ReduceOp::Norm:
-      return execute<NormFamily<T, Swap>, T, Swap>(ctx);
+      return FamilyKey::Norm;
     case ReduceOp::ArgMin:
-      return execute<ArgFamily<T, Swap, false>, T, Swap>(ctx);
+      return FamilyKey::ArgMin;
     case ReduceOp::ArgMax:
-      return execute<ArgFamily<T, Swap, true>, T, Swap>(ctx);
+      return FamilyKey::ArgMax;
     case ReduceOp::Histogram:
-      return execute_histogram<T, Swap>(ctx);
+      return FamilyKey::Histogram;
   }
+  return FamilyKey::Sum;
+}
+
+// The slot of one family key, finalizing `served`'s ops. `edges`: the histogram's, when key is
+// Histogram.
+template <class T, bool Swap>
+std::unique_ptr<PassSlot> make_slot(Context& ctx, FamilyKey key, const SlotOps& served,
+                                    const kernels::BinEdges<kernels::BinType<T>>* edges) {
+  using namespace kernels;
+  constexpr bool kNan = kIsFloat<T>;
+  switch (key) {
+    case FamilyKey::Sum:
+      return finalizing_slot<SumFamily<T, Swap>, T>(ctx, {}, served);
+    case FamilyKey::NanSum:
+      return finalizing_slot<SumFamily<T, Swap, kNan>, T>(ctx, {}, served);
+    case FamilyKey::Moments:
+      return finalizing_slot<MomentsFamily<T, Swap>, T>(ctx, {}, served);
+    case FamilyKey::NanMoments:
+      return finalizing_slot<MomentsFamily<T, Swap, kNan>, T>(ctx, {}, served);
+    case FamilyKey::MinMax:
+      return finalizing_slot<MinMaxFamily<T, Swap>, T>(ctx, {}, served);
+    case FamilyKey::NanMinMax:
+      return finalizing_slot<MinMaxFamily<T, Swap, kNan>, T>(ctx, {}, served);
+    case FamilyKey::Count:
+      return finalizing_slot<CountFamily<T, Swap>, T>(ctx, {}, served);
+    case FamilyKey::AnyAll:
+      return finalizing_slot<AnyAllFamily<T, Swap>, T>(ctx, {}, served);
+    case FamilyKey::Norm:
+      return finalizing_slot<NormFamily<T, Swap>, T>(ctx, {}, served);
+    case FamilyKey::ArgMin:
+      return finalizing_slot<ArgFamily<T, Swap, false>, T>(ctx, {}, served);
+    case FamilyKey::ArgMax:
+      return finalizing_slot<ArgFamily<T, Swap, true>, T>(ctx, {}, served);
+    case FamilyKey::Histogram:
+      return finalizing_slot<HistogramFamily<T, Swap>, T>(
+          ctx, HistogramFamily<T, Swap>(*edges, ctx.plan.n_out * ctx.plan.n_red), served);
+  }
+  return nullptr;
+}
+
+// Runs ctx.ops in one pass over the data (after the histogram's range pass, when it needs one),
+// each family once however many of its ops are asked for.
+template <class T, bool Swap>
+void execute_pass(Context& ctx) {
+  std::vector<std::pair<FamilyKey, SlotOps>> groups;
+  for (std::size_t i = 0; i < ctx.ops.size(); ++i) {
+    const FamilyKey key = family_key<T>(ctx.ops[i]);
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [key](const auto& g) { return g.first == key; });
+    if (it == groups.end()) {
+      groups.emplace_back(key, SlotOps{});
+      it = groups.end() - 1;
+    }
+    it->second.ops.push_back(ctx.ops[i]);
+    it->second.results.push_back(i);
+  }
+  using E = kernels::BinType<T>;
+  std::optional<kernels::BinEdges<E>> edges;
+  for (const auto& group : groups) {
+    if (group.first != FamilyKey::Histogram) continue;
+    if (!settle_histogram_range<T, Swap>(ctx)) return;
+    edges.emplace(ctx.options.bins, ctx.histogram.first, ctx.histogram.last, ctx.histogram.span);
+    if (ctx.worker == nullptr) {
+      ReduceResult& result = ctx.results[group.second.results.front()];
+      result.edges_dtype = DType(type_id_of<E>());
+      result.edges.resize(edges->edges().size() * sizeof(E));
+      std::memcpy(result.edges.data(), edges->edges().data(), result.edges.size());
+    }
+  }
+  std::vector<std::unique_ptr<PassSlot>> slots;
+  std::vector<const PassSlot*> pass;
+  for (const auto& [key, served] : groups) {
+    slots.push_back(make_slot<T, Swap>(ctx, key, served, edges ? &*edges : nullptr));
+    pass.push_back(slots.back().get());
+  }
+  const CallStats stats = run_pass(ctx, ctx.plan, pass, ctx.options.progress);
+  for (ReduceResult& result : ctx.results) result.stats = stats;
 }
 
 template <class T>
 void execute_for_type(Context& ctx) {
   // A 1-byte element has no byte order: only the native families are instantiated for it.
   if constexpr (sizeof(T) > 1) {
-    if (ctx.swap) return execute_op<T, true>(ctx);
+    if (ctx.swap) return execute_pass<T, true>(ctx);
   }
-  execute_op<T, false>(ctx);
+  execute_pass<T, false>(ctx);
 }
 
 }  // namespace mmc::detail

@@ -75,6 +75,27 @@ ReduceOp parse_reduce_op(const std::string& text) {
               "unknown op '" + text + "' (expected one of " + names + ")");
 }
 
+std::vector<ReduceOp> parse_reduce_ops(const std::string& text) {
+  std::vector<ReduceOp> ops;
+  std::size_t at = 0;
+  while (true) {
+    const std::size_t comma = text.find(',', at);
+    const std::string name = text.substr(at, comma == std::string::npos ? comma : comma - at);
+    if (name.empty()) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "bad op list '" + text + "': an empty name (write e.g. mean,std,min,max)");
+    }
+    const ReduceOp op = parse_reduce_op(name);
+    if (std::find(ops.begin(), ops.end(), op) != ops.end()) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "bad op list '" + text + "': " + name + " is listed twice");
+    }
+    ops.push_back(op);
+    if (comma == std::string::npos) return ops;
+    at = comma + 1;
+  }
+}
+
 const char* to_string(ReduceOp op) noexcept {
   for (const auto& o : kOps) {
     if (o.op == op) return o.name;

@@ -68,7 +68,9 @@ Bytes encode_spec(const SourceTicket& ticket, const ReduceOptions& o, int plan_w
   w.u64(ticket.length);
   write_meta(w, ticket.meta);
   Codec<Shape>::write(w, ticket.chunk_shape);
-  w.u64(static_cast<std::uint64_t>(o.op));
+  const std::vector<ReduceOp> ops = ops_of(o);
+  w.u64(ops.size());
+  for (ReduceOp op : ops) w.u64(static_cast<std::uint64_t>(op));
   Codec<std::vector<int>>::write(w, normalize_axes(o.axes, o.axes_given, ticket.meta.ndim()));
   write_plain(w, o.ddof);
   write_plain(w, o.bins);
@@ -92,7 +94,10 @@ JobSpec decode_spec(const Bytes& bytes) {
   t.meta = read_meta(r);
   t.chunk_shape = Codec<Shape>::read(r);
   ReduceOptions& o = spec.options;
-  o.op = static_cast<ReduceOp>(r.u64());
+  const std::uint64_t n_ops = r.u64();
+  if (n_ops == 0 || n_ops > 64) throw Error(ErrorCode::Internal, "a reduce job of " + std::to_string(n_ops) + " ops");
+  for (std::uint64_t k = 0; k < n_ops; ++k) o.ops.push_back(static_cast<ReduceOp>(r.u64()));
+  o.op = o.ops.front();
   o.axes = Codec<std::vector<int>>::read(r);
   o.axes_given = true;
   o.ddof = read_plain<int>(r);
@@ -109,6 +114,7 @@ JobSpec decode_spec(const Bytes& bytes) {
 ReduceOptions job_options(const ReduceOptions& o) {
   ReduceOptions kept;
   kept.op = o.op;
+  kept.ops = ops_of(o);
   kept.axes = o.axes;
   kept.axes_given = o.axes_given;
   kept.ddof = o.ddof;
@@ -118,12 +124,6 @@ ReduceOptions job_options(const ReduceOptions& o) {
   kept.range_hi = o.range_hi;
   kept.task_bytes = o.task_bytes;
   return kept;
-}
-
-bool tracks_index(ReduceOp op) { return op == ReduceOp::ArgMin || op == ReduceOp::ArgMax; }
-
-std::int64_t partial_bytes_of(const ReduceOptions& o) {
-  return o.op == ReduceOp::Histogram ? o.bins * static_cast<std::int64_t>(sizeof(std::int64_t)) : 0;
 }
 
 // ---- the worker's cache: the jobs it ran last, so a batch of a known job opens nothing ----
@@ -183,8 +183,8 @@ const ReducePlan& JobState::plan(Phase phase) const {
     const ArrayMeta& meta = input_->meta;
     if (phase == Phase::Main) {
       plan = plan_for(*input_, normalize_axes(options_.axes, options_.axes_given, meta.ndim()),
-                      options_, runner_.plan_workers, tracks_index(options_.op),
-                      partial_bytes_of(options_));
+                      options_, runner_.plan_workers, pass_tracks_index(options_.ops),
+                      pass_partial_bytes(options_.ops, options_.bins));
     } else {
       std::vector<int> all(static_cast<std::size_t>(meta.ndim()));
       for (int a = 0; a < meta.ndim(); ++a) all[static_cast<std::size_t>(a)] = a;
@@ -196,8 +196,7 @@ const ReducePlan& JobState::plan(Phase phase) const {
 
 void JobState::run(Phase phase, const HistogramRange& histogram, std::size_t first,
                    std::size_t count, Bytes& out, std::size_t* failed) const {
-  ReduceResult unused;  // a worker merges and emits nothing; the executor sizes outputs by it
-  unused.dtype = result_dtype(options_.op, input_->meta.dtype);
+  std::vector<ReduceResult> unused(options_.ops.size());  // a worker merges and emits nothing
   const ReducePlan& pass = plan(phase);
   WorkerTasks tasks;
   tasks.out = &out;

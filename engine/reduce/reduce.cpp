@@ -4,13 +4,16 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 
 #include "core/debug_hooks.hpp"
 #include "io/source_ticket.hpp"
 #include "kernels/dispatch.hpp"
+#include "kernels/histogram.hpp"
 #include "mmc/error.hpp"
 #include "mmc/open.hpp"
 #include "mmc/parallel.hpp"
@@ -55,9 +58,35 @@ bool needs_nonempty(ReduceOp op) {
          op == ReduceOp::NanMax || op == ReduceOp::ArgMin || op == ReduceOp::ArgMax;
 }
 
+bool is_arg(ReduceOp op) { return op == ReduceOp::ArgMin || op == ReduceOp::ArgMax; }
+
 }  // namespace
 
+std::vector<ReduceOp> detail::ops_of(const ReduceOptions& options) {
+  return options.ops.empty() ? std::vector<ReduceOp>{options.op} : options.ops;
+}
+
+bool detail::pass_tracks_index(const std::vector<ReduceOp>& ops) {
+  return std::any_of(ops.begin(), ops.end(), is_arg);
+}
+
+std::int64_t detail::pass_partial_bytes(const std::vector<ReduceOp>& ops, std::int64_t bins) {
+  // One op: what it always was (0 but for a histogram). Several: the sum of their families'
+  // partials, at most 48 bytes each but a histogram's; only how many outputs a task holds
+  // depends on it, never the arithmetic.
+  const std::int64_t histogram = bins * static_cast<std::int64_t>(sizeof(std::int64_t));
+  if (ops.size() == 1) return ops.front() == ReduceOp::Histogram ? histogram : 0;
+  std::int64_t total = 0;
+  for (ReduceOp op : ops) total += op == ReduceOp::Histogram ? histogram : 48;
+  return total;
+}
+
 Shape result_shape(const ArrayMeta& meta, const ReduceOptions& options) {
+  const std::vector<ReduceOp> ops = detail::ops_of(options);
+  if (ops.size() != 1) {
+    throw Error(ErrorCode::InvalidArgument,
+                "result_shape: " + std::to_string(ops.size()) + " ops; ask for one at a time");
+  }
   const std::vector<int> axes = normalize_axes(options.axes, options.axes_given, meta.ndim());
   std::vector<bool> reduced(meta.shape.size(), false);
   for (int a : axes) reduced[static_cast<std::size_t>(a)] = true;
@@ -65,7 +94,7 @@ Shape result_shape(const ArrayMeta& meta, const ReduceOptions& options) {
   for (std::size_t k = 0; k < meta.shape.size(); ++k) {
     if (!reduced[k]) shape.push_back(meta.shape[k]);
   }
-  if (options.op == ReduceOp::Histogram) shape.push_back(options.bins);
+  if (ops.front() == ReduceOp::Histogram) shape.push_back(options.bins);
   return shape;
 }
 
@@ -99,9 +128,51 @@ std::optional<detail::SourceTicket> ticket_for(const detail::Input& input) {
                                 : detail::ticket_of(*input.chunked, &why);
 }
 
+// The ops of options, checked: each listed once.
+std::vector<ReduceOp> checked_ops(const ReduceOptions& options) {
+  std::vector<ReduceOp> ops = detail::ops_of(options);
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (ops[i] == ops[j]) {
+        throw Error(ErrorCode::InvalidArgument,
+                    std::string("op ") + to_string(ops[i]) + " is listed twice");
+      }
+    }
+  }
+  return ops;
+}
+
+// The ops of options split into the passes that run them: one, or two when argmin/argmax's plan
+// (reduced axes merged only when their C-order index is contiguous too) differs from the
+// others'; each pass as the options that plan and run it.
+std::vector<ReduceOptions> passes_of(const detail::Input& input, const ReduceOptions& options,
+                                     const std::vector<ReduceOp>& ops,
+                                     const std::vector<int>& axes) {
+  std::vector<ReduceOp> plain, arg;
+  for (ReduceOp op : ops) (is_arg(op) ? arg : plain).push_back(op);
+  auto pass = [&options](std::vector<ReduceOp> subset) {
+    ReduceOptions o = options;
+    o.ops = std::move(subset);
+    return o;
+  };
+  if (plain.empty() || arg.empty()) return {pass(ops)};
+  const std::int64_t task_bytes = options.task_bytes > 0 ? options.task_bytes : detail::kTaskBytes;
+  const detail::ReducePlan a = detail::make_reduce_plan(input.meta, axes, task_bytes, false);
+  const detail::ReducePlan b = detail::make_reduce_plan(input.meta, axes, task_bytes, true);
+  auto same_dims = [](const std::vector<detail::PlanDim>& x, const std::vector<detail::PlanDim>& y) {
+    return std::equal(x.begin(), x.end(), y.begin(), y.end(), [](const auto& p, const auto& q) {
+      return p.extent == q.extent && p.stride == q.stride;
+    });
+  };
+  if (same_dims(a.reduced, b.reduced) && a.pieces == b.pieces && a.piece_len == b.piece_len) {
+    return {pass(ops)};
+  }
+  return {pass(plain), pass(arg)};
+}
+
 // `pool`: run the tasks there (warm workers) instead of on run_tasks' own.
-ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& options,
-                          const detail::ReduceRunner& given, Pool* pool) {
+std::vector<ReduceResult> reduce_input(const detail::Input& input, const ReduceOptions& options,
+                                       const detail::ReduceRunner& given, Pool* pool) {
   // With a pool, chunk alignment weighs its workers (planned the same in every worker).
   detail::ReduceRunner pooled;
   if (pool != nullptr) {
@@ -109,6 +180,7 @@ ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& optio
   }
   const detail::ReduceRunner& runner = pool != nullptr ? pooled : given;
   const ArrayMeta& meta = input.meta;
+  const std::vector<ReduceOp> ops = checked_ops(options);
   const std::vector<int> axes = normalize_axes(options.axes, options.axes_given, meta.ndim());
   if (options.ddof < 0) {
     throw Error(ErrorCode::InvalidArgument,
@@ -117,72 +189,147 @@ ReduceResult reduce_input(const detail::Input& input, const ReduceOptions& optio
   if (options.task_bytes < 0) {
     throw Error(ErrorCode::InvalidArgument, "task_bytes must be 0 (default) or positive");
   }
-  const bool histogram = options.op == ReduceOp::Histogram;
+  const bool histogram = std::count(ops.begin(), ops.end(), ReduceOp::Histogram) > 0;
   if (histogram) check_histogram_options(options);
-  const std::int64_t width = histogram ? options.bins : 1;
-  const detail::ReducePlan plan =
-      detail::plan_for(input, axes, options, runner.plan_workers,
-                       options.op == ReduceOp::ArgMin || options.op == ReduceOp::ArgMax,
-                       histogram ? width * static_cast<std::int64_t>(sizeof(std::int64_t)) : 0);
-  if (needs_nonempty(options.op) && plan.n_red == 0 && plan.n_out > 0) {
-    throw Error(ErrorCode::InvalidArgument, std::string(to_string(options.op)) +
-                                                " of an empty axis: a zero-size reduction has "
-                                                "no identity");
-  }
-  ReduceResult result;
-  result.dtype = result_dtype(options.op, meta.dtype);
-  result.shape = plan.out_shape;
-  if (histogram) result.shape.push_back(width);
-  const std::uint64_t out_bytes =
-      detail::checked_mul(detail::checked_mul(static_cast<std::uint64_t>(plan.n_out),
-                                              static_cast<std::uint64_t>(width), "result size"),
-                          result.dtype.itemsize(), "result size");
-  // A result larger than the machine's memory would fail in the allocator with a bare
-  // std::bad_alloc (e.g. 2**40 sums over an empty axis); say what was asked instead.
-  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
-  if (pages > 0 && page > 0 &&
-      out_bytes / static_cast<std::uint64_t>(page) >= static_cast<std::uint64_t>(pages)) {
-    throw Error(
-        ErrorCode::Io,
-        "the result, shape " + format_shape(result.shape, true) + " of " + result.dtype.name() +
-            ", needs " + format_bytes(out_bytes) + ", more than this machine's memory (" +
-            format_bytes(static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page)) +
-            "); reduce over more axes or a part of the array");
-  }
-  result.data.assign(static_cast<std::size_t>(out_bytes), std::byte{0});
-  if (plan.n_tasks() == 0) return result;
 
-  if (input.dense != nullptr) input.dense->mapping().advise(Access::Sequential);
-  std::optional<detail::PoolRoute> route;
-  std::optional<ReduceOptions> in_caller;
-  if (pool != nullptr) {
-    std::optional<detail::SourceTicket> ticket;
-    if (pool->backend() == Backend::Process) ticket = ticket_for(input);
-    if (ticket || pool->backend() != Backend::Process) {
-      route.emplace(*pool, input, options, runner.plan_workers, plan, ticket);
-    } else {
-      // The pool's workers cannot reach these bytes (see ticket_of): the caller runs the tasks.
-      in_caller = options;
-      in_caller->pool = PoolOptions{};
-      in_caller->pool.n_jobs = 1;
-      in_caller->pool.backend = Backend::Serial;
+  // Every result, sized before any task runs.
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  std::vector<ReduceResult> results(ops.size());
+  std::uint64_t total_bytes = 0;
+  Shape kept;
+  {
+    std::vector<bool> reduced(meta.shape.size(), false);
+    for (int a : axes) reduced[static_cast<std::size_t>(a)] = true;
+    for (std::size_t k = 0; k < meta.shape.size(); ++k) {
+      if (!reduced[k]) kept.push_back(meta.shape[k]);
     }
   }
-  detail::Context ctx(input, plan, in_caller ? *in_caller : options, runner, result,
-                      detail::debug_task_delay_ms(), !meta.dtype.is_native());
-  if (route) ctx.route = &*route;
-  visit_type(meta.dtype.id(), [&](auto tag) { detail::execute_for_type<decltype(tag)>(ctx); });
-  return result;
+  std::uint64_t n_out = 1, n_red = 1;
+  for (std::int64_t extent : kept) {
+    n_out = detail::checked_mul(n_out, static_cast<std::uint64_t>(extent), "result size");
+  }
+  for (int a : axes) {
+    n_red = detail::checked_mul(n_red, static_cast<std::uint64_t>(meta.shape[static_cast<std::size_t>(a)]),
+                                "reduction size");
+  }
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    if (needs_nonempty(ops[i]) && n_red == 0 && n_out > 0) {
+      throw Error(ErrorCode::InvalidArgument, std::string(to_string(ops[i])) +
+                                                  " of an empty axis: a zero-size reduction has "
+                                                  "no identity");
+    }
+    ReduceResult& result = results[i];
+    const std::int64_t width = ops[i] == ReduceOp::Histogram ? options.bins : 1;
+    result.dtype = result_dtype(ops[i], meta.dtype);
+    result.shape = kept;
+    if (ops[i] == ReduceOp::Histogram) result.shape.push_back(width);
+    const std::uint64_t out_bytes = detail::checked_mul(
+        detail::checked_mul(n_out, static_cast<std::uint64_t>(width), "result size"),
+        result.dtype.itemsize(), "result size");
+    total_bytes = detail::checked_add(total_bytes, out_bytes, "result size");
+  }
+  // A result larger than the machine's memory would fail in the allocator with a bare
+  // std::bad_alloc (e.g. 2**40 sums over an empty axis); say what was asked instead.
+  if (pages > 0 && page > 0 &&
+      total_bytes / static_cast<std::uint64_t>(page) >= static_cast<std::uint64_t>(pages)) {
+    const std::string what =
+        ops.size() == 1 ? "the result, shape " + format_shape(results.front().shape, true) +
+                              " of " + results.front().dtype.name() + ","
+                        : "the " + std::to_string(ops.size()) + " results";
+    throw Error(ErrorCode::Io,
+                what + " needs " + format_bytes(total_bytes) + ", more than this machine's memory (" +
+                    format_bytes(static_cast<std::uint64_t>(pages) *
+                                 static_cast<std::uint64_t>(page)) +
+                    "); reduce over more axes or a part of the array");
+  }
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    const std::uint64_t width = ops[i] == ReduceOp::Histogram ? static_cast<std::uint64_t>(options.bins) : 1;
+    results[i].data.assign(static_cast<std::size_t>(n_out * width * results[i].dtype.itemsize()),
+                           std::byte{0});
+  }
+  if (input.dense != nullptr) input.dense->mapping().advise(Access::Sequential);
+
+  // Each pass: its plan, its route to the pool, its share of the results.
+  for (const ReduceOptions& pass : passes_of(input, options, ops, axes)) {
+    const detail::ReducePlan plan = detail::plan_for(
+        input, axes, pass, runner.plan_workers, detail::pass_tracks_index(pass.ops),
+        detail::pass_partial_bytes(pass.ops, pass.bins));
+    std::vector<ReduceResult> share(pass.ops.size());
+    std::vector<std::size_t> at(pass.ops.size());
+    for (std::size_t k = 0; k < pass.ops.size(); ++k) {
+      at[k] = static_cast<std::size_t>(std::find(ops.begin(), ops.end(), pass.ops[k]) - ops.begin());
+      share[k] = std::move(results[at[k]]);
+    }
+    if (plan.n_tasks() > 0) {
+      std::optional<detail::PoolRoute> route;
+      std::optional<ReduceOptions> in_caller;
+      if (pool != nullptr) {
+        std::optional<detail::SourceTicket> ticket;
+        if (pool->backend() == Backend::Process) ticket = ticket_for(input);
+        if (ticket || pool->backend() != Backend::Process) {
+          route.emplace(*pool, input, pass, runner.plan_workers, plan, ticket);
+        } else {
+          // The pool's workers cannot reach these bytes (see ticket_of): the caller runs the
+          // tasks.
+          in_caller = pass;
+          in_caller->pool = PoolOptions{};
+          in_caller->pool.n_jobs = 1;
+          in_caller->pool.backend = Backend::Serial;
+        }
+      }
+      detail::Context ctx(input, plan, in_caller ? *in_caller : pass, runner, share,
+                          detail::debug_task_delay_ms(), !meta.dtype.is_native());
+      if (route) ctx.route = &*route;
+      visit_type(meta.dtype.id(), [&](auto tag) { detail::execute_for_type<decltype(tag)>(ctx); });
+    } else if (std::count(pass.ops.begin(), pass.ops.end(), ReduceOp::Histogram) > 0) {
+      // No task ran, but np.histogram still has edges: those of an empty array's range.
+      visit_type(meta.dtype.id(), [&](auto tag) {
+        using E = kernels::BinType<decltype(tag)>;
+        const double first = options.range_given ? options.range_lo : 0;
+        const double last = options.range_given ? options.range_hi : 1;
+        const bool widen = first == last;
+        const kernels::BinEdges<E> edges(options.bins, widen ? first - 0.5 : first,
+                                         widen ? last + 0.5 : last,
+                                         widen ? last - first + 1 : last - first);
+        const std::size_t k = static_cast<std::size_t>(
+            std::find(pass.ops.begin(), pass.ops.end(), ReduceOp::Histogram) - pass.ops.begin());
+        share[k].edges_dtype = DType(type_id_of<E>());
+        share[k].edges.resize(edges.edges().size() * sizeof(E));
+        std::memcpy(share[k].edges.data(), edges.edges().data(), share[k].edges.size());
+      });
+    }
+    for (std::size_t k = 0; k < pass.ops.size(); ++k) results[at[k]] = std::move(share[k]);
+  }
+  return results;
+}
+
+ReduceResult only_result(std::vector<ReduceResult> results) {
+  if (results.size() != 1) {
+    throw Error(ErrorCode::InvalidArgument,
+                std::to_string(results.size()) + " ops asked of reduce(): call reduce_each");
+  }
+  return std::move(results.front());
+}
+
+// reduce(): one op, checked before any work.
+const ReduceOptions& one_op(const ReduceOptions& options) {
+  if (options.ops.size() > 1) {
+    throw Error(ErrorCode::InvalidArgument, std::to_string(options.ops.size()) +
+                                                " ops asked of reduce(): call reduce_each");
+  }
+  return options;
 }
 
 }  // namespace
 
 ReduceResult reduce(const Source& source, const ReduceOptions& options) {
-  return reduce_input(detail::Input{source.meta(), &source, nullptr}, options, {}, nullptr);
+  return only_result(
+      reduce_input(detail::Input{source.meta(), &source, nullptr}, one_op(options), {}, nullptr));
 }
 
 ReduceResult reduce(const ChunkedArray& array, const ReduceOptions& options) {
-  return reduce_input(detail::Input{array.meta(), nullptr, &array}, options, {}, nullptr);
+  return only_result(
+      reduce_input(detail::Input{array.meta(), nullptr, &array}, one_op(options), {}, nullptr));
 }
 
 ReduceResult reduce(const AnyArray& array, const ReduceOptions& options) {
@@ -191,11 +338,13 @@ ReduceResult reduce(const AnyArray& array, const ReduceOptions& options) {
 }
 
 ReduceResult reduce(const Source& source, const ReduceOptions& options, Pool& pool) {
-  return reduce_input(detail::Input{source.meta(), &source, nullptr}, options, {}, &pool);
+  return only_result(
+      reduce_input(detail::Input{source.meta(), &source, nullptr}, one_op(options), {}, &pool));
 }
 
 ReduceResult reduce(const ChunkedArray& array, const ReduceOptions& options, Pool& pool) {
-  return reduce_input(detail::Input{array.meta(), nullptr, &array}, options, {}, &pool);
+  return only_result(
+      reduce_input(detail::Input{array.meta(), nullptr, &array}, one_op(options), {}, &pool));
 }
 
 ReduceResult reduce(const AnyArray& array, const ReduceOptions& options, Pool& pool) {
@@ -203,12 +352,35 @@ ReduceResult reduce(const AnyArray& array, const ReduceOptions& options, Pool& p
                                   : reduce(*array.chunked(), options, pool);
 }
 
+std::vector<ReduceResult> reduce_each(const Source& source, const ReduceOptions& options) {
+  return reduce_input(detail::Input{source.meta(), &source, nullptr}, options, {}, nullptr);
+}
+
+std::vector<ReduceResult> reduce_each(const ChunkedArray& array, const ReduceOptions& options) {
+  return reduce_input(detail::Input{array.meta(), nullptr, &array}, options, {}, nullptr);
+}
+
+std::vector<ReduceResult> reduce_each(const AnyArray& array, const ReduceOptions& options) {
+  return reduce_input(detail::Input{array.meta(), array.dense(), array.chunked()}, options, {},
+                      nullptr);
+}
+
+std::vector<ReduceResult> reduce_each(const AnyArray& array, const ReduceOptions& options,
+                                      Pool& pool) {
+  return reduce_input(detail::Input{array.meta(), array.dense(), array.chunked()}, options, {},
+                      &pool);
+}
+
+std::vector<ReduceResult> detail::reduce_each_with(const AnyArray& array,
+                                                   const ReduceOptions& options,
+                                                   const ReduceRunner& runner) {
+  return reduce_input(Input{array.meta(), array.dense(), array.chunked()}, options, runner,
+                      nullptr);
+}
+
 ReduceResult detail::reduce_with(const AnyArray& array, const ReduceOptions& options,
                                  const ReduceRunner& runner) {
-  return array.dense() != nullptr
-             ? reduce_input(Input{array.meta(), array.dense(), nullptr}, options, runner, nullptr)
-             : reduce_input(Input{array.meta(), nullptr, array.chunked()}, options, runner,
-                            nullptr);
+  return only_result(reduce_each_with(array, one_op(options), runner));
 }
 
 }  // namespace mmc

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <vector>
 
 #include "mmc/pool.hpp"
 #include "mmc/reduce.hpp"
@@ -25,5 +26,8 @@ struct ReduceRunner {
 // throws, and what runner.run_call throws.
 ReduceResult reduce_with(const AnyArray& array, const ReduceOptions& options,
                          const ReduceRunner& runner);
+// reduce_each(array, options) likewise.
+std::vector<ReduceResult> reduce_each_with(const AnyArray& array, const ReduceOptions& options,
+                                           const ReduceRunner& runner);
 
 }  // namespace mmc::detail

@@ -44,6 +44,9 @@ int total_workers(MPI_Comm comm, const PoolOptions& pool);
 // reduce() over `comm` (collective): the tasks run through task_sharer(comm), planned for
 // total_workers(comm, options.pool), so every rank plans the same tasks.
 ReduceResult reduce(MPI_Comm comm, const AnyArray& array, const ReduceOptions& options);
+// reduce_each() over `comm` (collective), likewise: several ops in one read of each rank's share.
+std::vector<ReduceResult> reduce_each(MPI_Comm comm, const AnyArray& array,
+                                      const ReduceOptions& options);
 
 // map_slices() over `comm` (collective): each rank runs its share of the slices' tasks and every
 // rank returns every slice's result, in order.

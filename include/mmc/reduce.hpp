@@ -46,6 +46,8 @@ enum class ReduceOp : std::uint8_t {
 // "nanmax", "nanvar", "nanstd", "any", "all", "norm", "argmin", "argmax", "histogram".
 // Throws Error(InvalidArgument).
 ReduceOp parse_reduce_op(const std::string& text);
+// "mean,std,min,max": a list of those names, none twice. Throws Error(InvalidArgument).
+std::vector<ReduceOp> parse_reduce_ops(const std::string& text);
 const char* to_string(ReduceOp op) noexcept;
 
 // The dtype of op's result for an input dtype (native byte order): (nan)sum → int64/uint64
@@ -61,6 +63,9 @@ inline constexpr std::int64_t kDefaultTaskBytes = std::int64_t{8} << 20;
 
 struct ReduceOptions {
   ReduceOp op = ReduceOp::Mean;
+  // Several ops over one read of the data (reduce_each); when not empty, `op` is not used. No
+  // op may be listed twice.
+  std::vector<ReduceOp> ops;
   // Axes to reduce, numpy style (negatives count from the end). Empty with axes_given false:
   // every axis but 0 (one value per slice; a 1-d array reduces to a scalar).
   std::vector<int> axes;
@@ -91,6 +96,10 @@ struct ReduceResult {
   Shape shape;  // the kept axes, in order (then the bins for a histogram); empty for a scalar
   Bytes data;
   CallStats stats;
+  // A histogram's bins + 1 edges, np.histogram's bin_edges: float32 for float32 data, float64
+  // otherwise (edges_dtype); empty for other ops.
+  DType edges_dtype;
+  Bytes edges;
 
   std::int64_t size() const noexcept;
   // The elements as T. Throws Error(InvalidArgument) naming both types unless T is dtype's
@@ -122,7 +131,8 @@ Shape result_shape(const ArrayMeta& meta, const ReduceOptions& options);
 // never raise it. Fixed at the first reduction.
 const char* kernel_isa() noexcept;
 
-// Reduces `source` over options' axes. The result is bitwise identical for any n_jobs,
+// Reduces `source` over options' axes (options.op, or the one op of options.ops; several ops
+// are reduce_each's). The result is bitwise identical for any n_jobs,
 // backend and max_nbytes: the work is split by the array's geometry alone and partials are
 // merged in a fixed order. Integer sums are exact (wrapping like numpy past 64 bits); floats
 // are summed in double with pairwise blocks; min/max/argmin/argmax propagate NaN like numpy;
@@ -132,6 +142,21 @@ const char* kernel_isa() noexcept;
 // options (bins < 1, a range that is not finite or has lo > hi, a histogram without a range of
 // data holding NaN or infinity).
 ReduceResult reduce(const Source& source, const ReduceOptions& options);
+
+// Several ops in one read of the data: one result per op of options.ops (in that order), each
+// bitwise what reduce() gives for that op alone. The data is read once (a chunked array's chunks
+// decoded once) and every op folds each task's elements while they are in cache; ops that share
+// their arithmetic share it (sum with mean, var with std, min with max). argmin/argmax, whose
+// plan keeps the reduced axes' C-order index, take a pass of their own when that plan differs
+// from the others' (reduced axes that are not contiguous in both memory and index order); a
+// histogram without a range reads the whole array once more first, as alone. With options.ops
+// empty, the one result of options.op. Throws as reduce() does, and Error(InvalidArgument) for
+// an op listed twice.
+std::vector<ReduceResult> reduce_each(const Source& source, const ReduceOptions& options);
+std::vector<ReduceResult> reduce_each(const ChunkedArray& array, const ReduceOptions& options);
+std::vector<ReduceResult> reduce_each(const AnyArray& array, const ReduceOptions& options);
+std::vector<ReduceResult> reduce_each(const AnyArray& array, const ReduceOptions& options,
+                                      Pool& pool);
 
 // Reduces a chunked array (zarr, chunked HDF5) with the plan of the same array stored dense
 // (meta()'s strides): each task decodes the chunks its box touches into a private buffer, and

@@ -1,0 +1,204 @@
+// `mmcompute reduce --op a,b,c`: several ops in one pass, written as .npz, JSON keyed by op,
+// CSV columns and stdout CSV, each checked against numpy's answer; histograms with their edges.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "cli/cli_helpers.hpp"
+
+namespace mmc::test {
+namespace {
+
+constexpr int kUsageExit = 2;
+
+// A cube made by numpy: f32 C order (6, 7, 8), seed 5.
+std::string make_f32_cube(const TempDir& dir) {
+  const std::string path = dir.file("cube.npy");
+  cube_fixture({"make", path, "--descr", "<f4", "--shape", "6,7,8", "--seed", "5"});
+  return path;
+}
+
+// One op's object of a JSON output ({"dtype", "shape", "data"}), its nested lists flattened.
+json flat_values(const json& object) {
+  json flat = json::array();
+  auto walk = [&flat](auto&& self, const json& v) -> void {
+    if (!v.is_array()) {
+      flat.push_back(v);
+      return;
+    }
+    for (const json& x : v) self(self, x);
+  };
+  walk(walk, object.at("data"));
+  return {{"dtype", object.at("dtype")}, {"shape", object.at("shape")}, {"data", flat}};
+}
+
+json numpy_answer(const std::string& source, const std::string& op,
+                  const std::vector<std::string>& more = {}) {
+  std::vector<std::string> args{"expect", source, "--op", op};
+  args.insert(args.end(), more.begin(), more.end());
+  return cube_fixture(args);
+}
+
+TEST(CliReduceEach, FourStatsInOnePassToNpzMatchNumpy) {
+  TempDir dir;
+  const std::string cube = make_f32_cube(dir);
+  const std::string out = dir.file("stats.npz");
+  const CommandResult r =
+      run_cli({"reduce", cube, "--op", "mean,std,min,max", "--jobs", "2", "-o", out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  const json members = cube_fixture({"npz", out});
+  ASSERT_EQ(members.size(), 4u) << members.dump();
+  for (const std::string op : {"mean", "std", "min", "max"}) {
+    ASSERT_TRUE(members.contains(op)) << members.dump();
+    expect_same_values(numpy_answer(cube, op), members.at(op), op);
+  }
+}
+
+TEST(CliReduceEach, JsonIsKeyedByOpAndCsvHasAColumnPerOp) {
+  TempDir dir;
+  const std::string cube = make_f32_cube(dir);
+  const std::vector<std::string> ops{"sum", "var", "count"};
+  const std::string json_out = dir.file("r.json");
+  CommandResult r = run_cli({"reduce", cube, "--op", "sum,var,count", "--axis", "0,2", "--ddof",
+                             "1", "--backend", "thread", "-o", json_out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json object = json::parse(read_file(json_out));
+  ASSERT_EQ(object.size(), 3u) << object.dump();
+  for (const std::string& op : ops) {
+    expect_same_values(numpy_answer(cube, op, {"--axis", "0,2", "--ddof", "1"}), flat_values(object.at(op)),
+                       op + " in JSON");
+  }
+
+  // A CSV file and stdout: a header row, then one row per output, one column per op.
+  const std::string csv_out = dir.file("r.csv");
+  r = run_cli({"reduce", cube, "--op", "sum,var,count", "--axis", "0,2", "--ddof", "1", "-o",
+               csv_out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const CommandResult printed =
+      run_cli({"reduce", cube, "--op", "sum,var,count", "--axis", "0,2", "--ddof", "1"});
+  ASSERT_EQ(printed.exit_code, 0) << printed.err;
+  EXPECT_EQ(printed.out, read_file(csv_out));
+  const std::string text = read_file(csv_out);
+  ASSERT_EQ(text.substr(0, text.find('\n')), "sum,var,count");
+  std::vector<std::string> columns(3);
+  std::size_t at = text.find('\n') + 1;
+  int rows = 0;
+  while (at < text.size()) {
+    const std::size_t end = text.find('\n', at);
+    const std::string row = text.substr(at, end - at);
+    std::size_t c0 = 0;
+    for (int k = 0; k < 3; ++k) {
+      const std::size_t comma = row.find(',', c0);
+      columns[static_cast<std::size_t>(k)] += row.substr(c0, comma - c0) + "\n";
+      c0 = comma == std::string::npos ? row.size() : comma + 1;
+    }
+    at = end + 1;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 7);
+  for (std::size_t k = 0; k < ops.size(); ++k) {
+    const json want = numpy_answer(cube, ops[k], {"--axis", "0,2", "--ddof", "1"});
+    expect_same_values(want, parse_text_values(columns[k], want.at("dtype")), ops[k] + " in CSV");
+  }
+}
+
+TEST(CliReduceEach, HistogramsCarryNumpysBinEdges) {
+  TempDir dir;
+  const std::string cube = make_f32_cube(dir);
+  const std::string u8 = dir.file("u8.npy");
+  cube_fixture({"make", u8, "--descr", "|u1", "--shape", "5,9,4", "--seed", "2"});
+  struct Case {
+    std::string source;
+    std::vector<std::string> range;
+  };
+  for (const Case& c : {Case{cube, {}}, Case{cube, {"--range=-0.5,0.75"}}, Case{u8, {}},
+                        Case{u8, {"--range=10,200"}}}) {
+    std::vector<std::string> numpy_args{"--bins", "7"};
+    numpy_args.insert(numpy_args.end(), c.range.begin(), c.range.end());
+    const json counts = numpy_answer(c.source, "histogram", numpy_args);
+    const json edges = numpy_answer(c.source, "bin_edges", numpy_args);
+    const std::string what = c.source + (c.range.empty() ? "" : " " + c.range[0]);
+
+    // .npz: histogram and bin_edges, one op or several.
+    for (const std::string ops : {"histogram", "mean,histogram"}) {
+      const std::string out = dir.file("h.npz");
+      std::vector<std::string> args{"reduce", c.source, "--op", ops, "-o", out, "--bins", "7"};
+      args.insert(args.end(), c.range.begin(), c.range.end());
+      const CommandResult r = run_cli(args);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      const json members = cube_fixture({"npz", out});
+      expect_same_values(counts, members.at("histogram"), what + " counts, --op " + ops);
+      ASSERT_TRUE(members.contains("bin_edges")) << members.dump();
+      EXPECT_EQ(members.at("bin_edges").at("dtype"), edges.at("dtype")) << what;
+      EXPECT_EQ(members.at("bin_edges").at("data"), edges.at("data")) << what << ", --op " << ops;
+      if (ops != "histogram") expect_same_values(numpy_answer(c.source, "mean"), members.at("mean"), what);
+    }
+    // JSON of one histogram: its edges beside the counts; -v says the range used.
+    const std::string out = dir.file("h.json");
+    std::vector<std::string> args{"reduce", c.source, "--op", "histogram", "-o", out, "--bins",
+                                  "7", "-v"};
+    args.insert(args.end(), c.range.begin(), c.range.end());
+    const CommandResult r = run_cli(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const json object = json::parse(read_file(out));
+    expect_same_values(counts, load_json_output(out), what + " JSON counts");
+    ASSERT_TRUE(object.contains("bin_edges")) << object.dump();
+    ASSERT_EQ(object.at("bin_edges").size(), 8u);
+    // JSON spells a float32 edge with 9 digits, which round-trip in float32 only.
+    const bool f32 = edges.at("dtype") == "f32";
+    for (std::size_t i = 0; i < 8; ++i) {
+      const double got = object.at("bin_edges")[i].get<double>();
+      const double want = edges.at("data")[i].get<double>();
+      if (f32) {
+        EXPECT_EQ(static_cast<float>(got), static_cast<float>(want)) << what << " edge " << i;
+      } else {
+        EXPECT_EQ(got, want) << what << " edge " << i;
+      }
+    }
+    EXPECT_NE(r.err.find("histogram of 7 bins over ["), std::string::npos) << r.err;
+  }
+}
+
+TEST(CliReduceEach, OutputsThatCannotHoldTheOpsAreUsageErrorsAndWriteNothing) {
+  TempDir dir;
+  const std::string cube = make_f32_cube(dir);
+  // A .npy holds one array.
+  CommandResult r = run_cli({"reduce", cube, "--op", "mean,max", "-o", dir.file("x.npy")});
+  EXPECT_EQ(r.exit_code, kUsageExit);
+  EXPECT_TRUE(is_one_error_line(r.err)) << r.err;
+  EXPECT_NE(r.err.find(".npz"), std::string::npos) << r.err;
+  EXPECT_FALSE(file_exists(dir.file("x.npy")));
+  // A CSV column per op needs as many values in each: a histogram has bins more.
+  r = run_cli({"reduce", cube, "--op", "mean,histogram", "-o", dir.file("x.csv")});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(is_one_error_line(r.err)) << r.err;
+  EXPECT_NE(r.err.find("histogram"), std::string::npos) << r.err;
+  EXPECT_FALSE(file_exists(dir.file("x.csv")));
+  // An op twice, an empty name.
+  r = run_cli({"reduce", cube, "--op", "mean,max,mean"});
+  EXPECT_EQ(r.exit_code, kUsageExit);
+  EXPECT_NE(r.err.find("listed twice"), std::string::npos) << r.err;
+  r = run_cli({"reduce", cube, "--op", "mean,"});
+  EXPECT_EQ(r.exit_code, kUsageExit);
+  EXPECT_TRUE(is_one_error_line(r.err)) << r.err;
+  // --bins without a histogram among the ops.
+  r = run_cli({"reduce", cube, "--op", "mean,max", "--bins", "4"});
+  EXPECT_EQ(r.exit_code, kUsageExit);
+  EXPECT_NE(r.err.find("--bins"), std::string::npos) << r.err;
+}
+
+TEST(CliReduceEach, ASingleOpToNpzIsNamedByTheOp) {
+  TempDir dir;
+  const std::string cube = make_f32_cube(dir);
+  const std::string out = dir.file("one.npz");
+  const CommandResult r = run_cli({"reduce", cube, "--op", "nanmax", "--axis", "1", "-o", out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json members = cube_fixture({"npz", out});
+  ASSERT_EQ(members.size(), 1u) << members.dump();
+  expect_same_values(numpy_answer(cube, "max", {"--axis", "1"}), members.at("nanmax"), "nanmax");
+}
+
+}  // namespace
+}  // namespace mmc::test
