@@ -182,6 +182,22 @@ void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial&
     }
     store(dst, mean);
   } else if constexpr (F::kKind == FamilyKind::Moments) {
+    if constexpr (kernels::kExactMoments<T>) {
+      // Small integers' moments hold the exact sum: a sum or mean asked beside var or std
+      // comes from it, with the sum family's arithmetic (so its bits).
+      if (op == ReduceOp::Sum || op == ReduceOp::NanSum) {
+        store(dst, static_cast<std::uint64_t>(static_cast<kernels::u128>(p.s1)));
+        return;
+      }
+      if (op == ReduceOp::Mean || op == ReduceOp::NanMean) {
+        double mean = std::numeric_limits<double>::quiet_NaN();
+        if (p.n > 0) {
+          mean = static_cast<double>(static_cast<long double>(p.s1) / static_cast<long double>(p.n));
+        }
+        store(dst, mean);
+        return;
+      }
+    }
     const double var = F::variance(p, ddof);
     store(dst, op == ReduceOp::Std || op == ReduceOp::NanStd ? std::sqrt(var) : var);
   } else if constexpr (F::kKind == FamilyKind::MinMax) {
@@ -453,6 +469,23 @@ void execute_pass(Context& ctx) {
     }
     it->second.ops.push_back(ctx.ops[i]);
     it->second.results.push_back(i);
+  }
+  // Small integers' moments carry the exact sum: the sum family's ops join them (one scan
+  // fewer; finalize gives the same bits).
+  if constexpr (kernels::kExactMoments<T>) {
+    auto find = [&groups](FamilyKey key) {
+      return std::find_if(groups.begin(), groups.end(),
+                          [key](const auto& g) { return g.first == key; });
+    };
+    const auto sums = find(FamilyKey::Sum);
+    const auto moments = find(FamilyKey::Moments);
+    if (sums != groups.end() && moments != groups.end()) {
+      moments->second.ops.insert(moments->second.ops.end(), sums->second.ops.begin(),
+                                 sums->second.ops.end());
+      moments->second.results.insert(moments->second.results.end(),
+                                     sums->second.results.begin(), sums->second.results.end());
+      groups.erase(sums);
+    }
   }
   using E = kernels::BinType<T>;
   std::optional<kernels::BinEdges<E>> edges;
