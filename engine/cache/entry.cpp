@@ -16,11 +16,11 @@
 namespace mmc::detail {
 namespace {
 
-constexpr char kMagic[8] = {'M', 'M', 'C', 'C', 'A', 'C', 'H', 'E'};
+constexpr char kEntryMagic[8] = {'M', 'M', 'C', 'C', 'A', 'C', 'H', 'E'};
 constexpr std::uint32_t kLayoutVersion = 1;
 constexpr std::size_t kFixedSize = 72;
 constexpr std::size_t kChecksumAt = 56;
-constexpr std::size_t kAlign = 64;
+constexpr std::size_t kEntryAlign = 64;
 // `what` is a one-line summary; anything longer is a corrupt header, not a summary.
 constexpr std::uint32_t kMaxWhat = 64 * 1024;
 
@@ -37,7 +37,9 @@ std::uint64_t get_le(const std::string& in, std::size_t at, int n) {
   return v;
 }
 
-std::uint64_t align_up(std::uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+std::uint64_t align_up(std::uint64_t n) {
+  return (n + kEntryAlign - 1) / kEntryAlign * kEntryAlign;
+}
 
 // Reads exactly `size` bytes at `offset`; false (errno set, 0 at end of file) otherwise.
 bool read_exact(int fd, void* data, std::size_t size, std::uint64_t offset) {
@@ -50,7 +52,7 @@ std::string make_header(const CacheKey& key, EntryKind kind, const std::string& 
                         const Bytes& payload) {
   const std::uint64_t offset = align_up(kFixedSize + what.size());
   std::string h(offset, '\0');
-  std::memcpy(h.data(), kMagic, sizeof kMagic);
+  std::memcpy(h.data(), kEntryMagic, sizeof kEntryMagic);
   put_le(h, 8, kLayoutVersion, 4);
   put_le(h, 12, static_cast<std::uint32_t>(kind), 4);
   put_le(h, 16, key.high, 8);
@@ -65,13 +67,14 @@ std::string make_header(const CacheKey& key, EntryKind kind, const std::string& 
 }
 
 // Reads and checks the header of an open entry of `file_size` bytes into `*header`.
-bool parse_header(int fd, std::uint64_t file_size, EntryHeader* header, std::string* problem) {
+bool parse_entry_header(int fd, std::uint64_t file_size, EntryHeader* header,
+                        std::string* problem) {
   std::string h(kFixedSize, '\0');
   if (file_size < kFixedSize || !read_exact(fd, h.data(), kFixedSize, 0)) {
     *problem = "file of " + std::to_string(file_size) + " bytes is shorter than an entry header";
     return false;
   }
-  if (std::memcmp(h.data(), kMagic, sizeof kMagic) != 0) {
+  if (std::memcmp(h.data(), kEntryMagic, sizeof kEntryMagic) != 0) {
     *problem = "not a cache entry (bad magic)";
     return false;
   }
@@ -131,7 +134,7 @@ ReadResult read_entry(const std::string& path, const CacheKey& key, EntryKind ki
   r.ino = st.st_ino;
   r.status = ReadStatus::Corrupt;
   EntryHeader header;
-  if (!parse_header(fd.get(), static_cast<std::uint64_t>(st.st_size), &header, &r.problem)) {
+  if (!parse_entry_header(fd.get(), static_cast<std::uint64_t>(st.st_size), &header, &r.problem)) {
     return r;
   }
   if (header.key != key || header.kind != kind) {
@@ -165,7 +168,7 @@ bool read_entry_header(const std::string& path, EntryHeader* header, std::string
     *problem = std::strerror(errno);
     return false;
   }
-  return parse_header(fd.get(), static_cast<std::uint64_t>(st.st_size), header, problem);
+  return parse_entry_header(fd.get(), static_cast<std::uint64_t>(st.st_size), header, problem);
 }
 
 void write_entry(const std::string& path, const CacheKey& key, EntryKind kind,

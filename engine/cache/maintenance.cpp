@@ -26,16 +26,12 @@ bool is_key(std::string_view s) {
          });
 }
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 // Only names the cache makes are ever touched: a folder shared with other files stays intact.
 FileKind classify(std::string_view name) {
-  if (name.size() == 36 && ends_with(name, ".mmc") && is_key(name.substr(0, 32))) {
+  if (name.size() == 36 && name.ends_with(".mmc") && is_key(name.substr(0, 32))) {
     return FileKind::Entry;
   }
-  if (name.size() == 37 && ends_with(name, ".lock") && is_key(name.substr(0, 32))) {
+  if (name.size() == 37 && name.ends_with(".lock") && is_key(name.substr(0, 32))) {
     return FileKind::Lock;
   }
   // AtomicFile's temporaries: ".<key>.mmc.tmp.XXXXXX".

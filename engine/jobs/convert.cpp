@@ -24,18 +24,13 @@ namespace mmc {
 using detail::path_exists;
 namespace {
 
-constexpr std::uint64_t kTaskBytes = std::uint64_t{8} << 20;
+constexpr std::uint64_t kConvertTaskBytes = std::uint64_t{8} << 20;
 
 struct Destination {
   ArrayFormat format = ArrayFormat::Raw;
   std::string path;     // file or directory
   std::string dataset;  // HDF5 only
 };
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 Destination parse_destination(const std::string& dst) {
   Destination d;
@@ -50,8 +45,8 @@ Destination parse_destination(const std::string& dst) {
   return d;
 }
 
-// Slabs of whole trailing axes: 1 along the axes before k, as many as fit in kTaskBytes along
-// axis k, everything after it, where k is the outermost axis whose trailing block fits.
+// Slabs of whole trailing axes: 1 along the axes before k, as many as fit in kConvertTaskBytes
+// along axis k, everything after it, where k is the outermost axis whose trailing block fits.
 Shape slab_shape(const Shape& shape, std::size_t itemsize) {
   const std::size_t nd = shape.size();
   Shape slab(nd, 1);
@@ -60,13 +55,13 @@ Shape slab_shape(const Shape& shape, std::size_t itemsize) {
   while (k > 0) {
     const std::uint64_t extent =
         static_cast<std::uint64_t>(std::max<std::int64_t>(shape[k - 1], 1));
-    if (inner * extent > kTaskBytes) break;
+    if (inner * extent > kConvertTaskBytes) break;
     inner *= extent;
     --k;
   }
   for (std::size_t i = k; i < nd; ++i) slab[i] = std::max<std::int64_t>(shape[i], 1);
   if (k > 0) {
-    const std::uint64_t fit = std::max<std::uint64_t>(kTaskBytes / inner, 1);
+    const std::uint64_t fit = std::max<std::uint64_t>(kConvertTaskBytes / inner, 1);
     slab[k - 1] = static_cast<std::int64_t>(std::min<std::uint64_t>(
         fit, static_cast<std::uint64_t>(std::max<std::int64_t>(shape[k - 1], 1))));
   }
@@ -190,9 +185,9 @@ ArrayFormat format_of_destination(const std::string& dst) {
   if (split_hdf5_spec(dst, &file, &dataset)) return ArrayFormat::Hdf5;
   std::string path = dst;
   while (path.size() > 1 && path.back() == '/') path.pop_back();
-  if (ends_with(path, ".npy")) return ArrayFormat::Npy;
-  if (ends_with(path, ".h5") || ends_with(path, ".hdf5")) return ArrayFormat::Hdf5;
-  if (ends_with(path, ".zarr")) return ArrayFormat::Zarr;
+  if (path.ends_with(".npy")) return ArrayFormat::Npy;
+  if (path.ends_with(".h5") || path.ends_with(".hdf5")) return ArrayFormat::Hdf5;
+  if (path.ends_with(".zarr")) return ArrayFormat::Zarr;
   return ArrayFormat::Raw;
 }
 
@@ -248,10 +243,11 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
   const Grid grid(meta.shape, cells_of);
   std::uint64_t cell_bytes = itemsize;
   for (std::int64_t c : cells_of) cell_bytes *= static_cast<std::uint64_t>(c);
-  // Chunked outputs: consecutive chunks grouped into tasks of about kTaskBytes.
+  // Chunked outputs: consecutive chunks grouped into tasks of about kConvertTaskBytes.
   const std::int64_t per_task =
-      chunked_out ? static_cast<std::int64_t>(std::max<std::uint64_t>(kTaskBytes / cell_bytes, 1))
-                  : 1;
+      chunked_out
+          ? static_cast<std::int64_t>(std::max<std::uint64_t>(kConvertTaskBytes / cell_bytes, 1))
+          : 1;
   const std::int64_t cells = meta.size() == 0 ? 0 : grid.count;
   const std::int64_t n_tasks = (cells + per_task - 1) / per_task;
   const pid_t parent = getpid();

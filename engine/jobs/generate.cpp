@@ -28,7 +28,8 @@
 namespace mmc {
 namespace {
 
-constexpr std::uint64_t kTaskBytes = std::uint64_t{4} << 20;  // slices batched to ~4 MiB a task
+constexpr std::uint64_t kGenerateTaskBytes = std::uint64_t{4}
+                                             << 20;           // slices batched to ~4 MiB a task
 constexpr int kWaves = 3;                                     // sinusoids per axis
 constexpr int kBlobs = 2;                                     // gaussian blobs per slice
 constexpr float kNoise = 0.12f;                               // peak-to-peak noise amplitude
@@ -199,11 +200,6 @@ void write_slice(std::uint64_t seed, std::int64_t slice, const Geometry& g, bool
   }
 }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // Gives the temporary its full size, reserving the blocks where the file system can, so a full
 // disk is an error here rather than a SIGBUS in a worker.
 void reserve(const AtomicFile& file, std::uint64_t size) {
@@ -228,7 +224,7 @@ void generate_cube(const std::string& path, DType dtype, const Shape& shape, std
     throw Error(ErrorCode::InvalidArgument, "gen: the shape needs at least one axis (slices)");
   }
   const ArrayMeta meta = ArrayMeta::contiguous(dtype, shape, Order::C);  // checks overflow
-  const bool npy = ends_with(path, ".npy");
+  const bool npy = path.ends_with(".npy");
   const std::string header = npy ? make_npy_header(dtype, shape, false) : std::string();
   const std::uint64_t data_bytes = meta.nbytes();
   const std::uint64_t slice_bytes =
@@ -243,7 +239,7 @@ void generate_cube(const std::string& path, DType dtype, const Shape& shape, std
     // their offset (workers inherit the descriptor). Large writes leave the page cache in large
     // folios, which later map many times faster than pages dirtied through a shared mapping.
     const std::int64_t per_task =
-        static_cast<std::int64_t>(std::max<std::uint64_t>(1, kTaskBytes / slice_bytes));
+        static_cast<std::int64_t>(std::max<std::uint64_t>(1, kGenerateTaskBytes / slice_bytes));
     const std::int64_t slices = shape[0];
     const std::uint64_t data_offset = header.size();
     const int fd = file.fd();

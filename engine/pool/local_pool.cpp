@@ -20,7 +20,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct Job {
+struct LocalJob {
   std::uint64_t id = 0;
   BatchRequest request;
 };
@@ -71,7 +71,7 @@ class ThreadCore final : public PoolCore {
     for (int i = 0; i < options_.n_jobs; ++i) threads_.emplace_back([this] { work(); });
   }
   ~ThreadCore() override {
-    std::deque<Job> left;
+    std::deque<LocalJob> left;
     {
       std::lock_guard lock(mutex_);
       stop_ = true;
@@ -127,7 +127,7 @@ class ThreadCore final : public PoolCore {
   void work() {
     bool initialized = false;
     for (;;) {
-      Job job;
+      LocalJob job;
       {
         std::unique_lock lock(mutex_);
         ready_.wait(lock, [this] { return stop_ || !queue_.empty(); });
@@ -177,7 +177,7 @@ class ThreadCore final : public PoolCore {
   CoreOptions options_;
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<Job> queue_;
+  std::deque<LocalJob> queue_;
   std::unordered_map<std::uint64_t, std::function<void(BatchOutcome&)>> running_;
   std::optional<Error> broken_;
   std::uint64_t last_id_ = 0;

@@ -46,7 +46,7 @@ constexpr int kMaxEarlyDeaths = 5;
 constexpr std::size_t kQueueDepth = 2;
 constexpr std::size_t kQueueDepthTiny = 64;
 static_assert(kQueueDepthTiny <= RunSlot::kSkips, "every job queued at a worker can be marked");
-constexpr double kTinyBatchSeconds = 1e-3;
+constexpr double kQueueDepthTinySeconds = 1e-3;
 // Tiny jobs (submit() of small tasks) queued for one worker travel together in one Group frame.
 constexpr std::size_t kMaxGroup = 32;
 constexpr std::size_t kMaxGroupBytes = 64 * 1024;
@@ -228,7 +228,7 @@ void worker_main(int socket, const CoreOptions& options, int threads, RunBoard* 
   }
 }
 
-struct Job {
+struct ProcessJob {
   std::uint64_t id = 0;
   BatchRequest request;
   bool abandoned = false;  // already failed (cancelled while queued at a worker): drop its result
@@ -244,13 +244,13 @@ struct Worker {
   UniqueFd socket;
   FrameReader reader;  // what a worker sends inline is bounded by max_nbytes
   std::deque<OutFrame> outbox;
-  std::deque<std::unique_ptr<Job>> in_flight;
+  std::deque<std::unique_ptr<ProcessJob>> in_flight;
   Clock::time_point front_since;  // when the front batch started running
   std::size_t items_assigned = 0;
   bool finished_one = false;
   double last_seconds = 1;  // run time of its last batch
   std::size_t depth() const {
-    return last_seconds < kTinyBatchSeconds ? kQueueDepthTiny : kQueueDepth;
+    return last_seconds < kQueueDepthTinySeconds ? kQueueDepthTiny : kQueueDepth;
   }
 };
 
@@ -332,7 +332,7 @@ class ProcessPool final : public PoolCore {
 
   std::uint64_t submit(BatchRequest request) override {
     throw_if_interrupted();
-    auto job = std::make_unique<Job>();
+    auto job = std::make_unique<ProcessJob>();
     std::uint64_t id;
     bool first = false;
     {
@@ -404,7 +404,7 @@ class ProcessPool final : public PoolCore {
     workers_.push_back(std::move(worker));
   }
 
-  static void finish(Job& job, BatchOutcome& outcome) {
+  static void finish(ProcessJob& job, BatchOutcome& outcome) {
     // The batch's descriptors close before its caller hears of the outcome (a caller that
     // counts its open files right after a call must not see ours).
     job.request.fds = MessageFds();
@@ -414,7 +414,7 @@ class ProcessPool final : public PoolCore {
     on_done(outcome);
   }
 
-  static void fail(Job& job, ErrorCode code, const std::string& message) {
+  static void fail(ProcessJob& job, ErrorCode code, const std::string& message) {
     BatchOutcome outcome;
     outcome.failed = true;
     outcome.code = code;
@@ -524,7 +524,7 @@ class ProcessPool final : public PoolCore {
     std::optional<Clock::time_point> nearest;
     for (const auto& worker : workers_) {
       if (worker->in_flight.empty()) continue;
-      const Job& job = *worker->in_flight.front();
+      const ProcessJob& job = *worker->in_flight.front();
       if (job.request.timeout <= 0) continue;
       const auto deadline =
           worker->front_since + std::chrono::duration_cast<Clock::duration>(
@@ -559,7 +559,7 @@ class ProcessPool final : public PoolCore {
         assign_group(*best);
         continue;
       }
-      std::unique_ptr<Job> job = std::move(pending_.front());
+      std::unique_ptr<ProcessJob> job = std::move(pending_.front());
       pending_.pop_front();
       try {
         // A job queued behind another may have to be sent again elsewhere if that worker is
@@ -598,7 +598,7 @@ class ProcessPool final : public PoolCore {
            payload.size() + pending_.front()->request.payload.size() <=
                std::min<std::uint64_t>(kMaxGroupBytes, options_.max_nbytes) &&
            !spent(worker)) {
-      std::unique_ptr<Job> job = std::move(pending_.front());
+      std::unique_ptr<ProcessJob> job = std::move(pending_.front());
       pending_.pop_front();
       const Bytes& batch = job->request.payload;
       w.u64(job->id);
@@ -611,7 +611,7 @@ class ProcessPool final : public PoolCore {
       ++count;
     }
     if (count == 0) {  // the first job alone is too big for a group: send it by itself
-      std::unique_ptr<Job> job = std::move(pending_.front());
+      std::unique_ptr<ProcessJob> job = std::move(pending_.front());
       pending_.pop_front();
       job->payload_sent = worker.in_flight.empty();
       payload = job->payload_sent ? std::move(job->request.payload) : job->request.payload;
@@ -704,7 +704,7 @@ class ProcessPool final : public PoolCore {
         worker.in_flight.empty() || worker.in_flight.front()->id != header.task) {
       return false;
     }
-    std::unique_ptr<Job> job = std::move(worker.in_flight.front());
+    std::unique_ptr<ProcessJob> job = std::move(worker.in_flight.front());
     worker.in_flight.pop_front();
     if (job->skip_entry >= 0) {
       if (RunSlot* slot = board_.find(worker.pid)) slot->clear_skip(job->skip_entry);
@@ -743,7 +743,7 @@ class ProcessPool final : public PoolCore {
     }
     for (auto& worker : workers_) {
       for (std::size_t i = 0; i < worker->in_flight.size(); ++i) {
-        Job& job = *worker->in_flight[i];
+        ProcessJob& job = *worker->in_flight[i];
         if (job.id != c.id || job.abandoned) continue;
         // Mark it first, then look where the worker stands (see RunSlot): a job seen as not
         // started is then never started.
@@ -771,7 +771,7 @@ class ProcessPool final : public PoolCore {
     for (std::size_t i = 0; i < workers_.size();) {
       Worker& worker = *workers_[i];
       if (!worker.in_flight.empty()) {
-        const Job& job = *worker.in_flight.front();
+        const ProcessJob& job = *worker.in_flight.front();
         const double timeout = job.request.timeout;
         if (timeout > 0 && now - worker.front_since >= std::chrono::duration<double>(timeout)) {
           lose(worker, ErrorCode::Timeout, "passed its timeout of " + seconds_text(timeout),
@@ -858,7 +858,7 @@ class ProcessPool final : public PoolCore {
       culprit = static_cast<std::ptrdiff_t>(progress.finished);  // the next one to run
     }
     if (culprit >= 0) {
-      Job& job = *worker.in_flight[static_cast<std::size_t>(culprit)];
+      ProcessJob& job = *worker.in_flight[static_cast<std::size_t>(culprit)];
       std::string text;
       if (code == ErrorCode::WorkerLost) {
         text = who + " " + (info ? describe(*info) : std::string("ended")) + " while running " +
@@ -879,7 +879,7 @@ class ProcessPool final : public PoolCore {
     // The others never started, or finished without their results arriving: run them again
     // elsewhere, in their order.
     for (std::size_t i = worker.in_flight.size(); i-- > 0;) {
-      Job& job = *worker.in_flight[i];
+      ProcessJob& job = *worker.in_flight[i];
       if (job.abandoned) continue;
       if (job.payload_sent) {  // finished, but its answer died with the worker
         fail(job, ErrorCode::WorkerLost,
@@ -980,7 +980,7 @@ class ProcessPool final : public PoolCore {
   }
 
   void shut_down() {
-    std::deque<std::unique_ptr<Job>> incoming;
+    std::deque<std::unique_ptr<ProcessJob>> incoming;
     {
       std::lock_guard lock(mutex_);
       incoming.swap(incoming_);
@@ -1018,7 +1018,7 @@ class ProcessPool final : public PoolCore {
       const std::ptrdiff_t running =
           progress.known ? progress.running : (worker->in_flight.empty() ? -1 : 0);
       for (std::size_t i = 0; i < worker->in_flight.size(); ++i) {
-        Job& job = *worker->in_flight[i];
+        ProcessJob& job = *worker->in_flight[i];
         if (progress.known && i < progress.finished) {
           fail(job, ErrorCode::Cancelled,
                task_range(job.request) + ": finished, but the pool was destroyed before its " +
@@ -1044,7 +1044,7 @@ class ProcessPool final : public PoolCore {
   std::thread thread_;
 
   std::mutex mutex_;  // guards the members below, up to the dispatcher's own
-  std::deque<std::unique_ptr<Job>> incoming_;
+  std::deque<std::unique_ptr<ProcessJob>> incoming_;
   std::vector<CancelRequest> cancels_;
   std::optional<Error> broken_;
   std::uint64_t last_id_ = 0;
@@ -1055,7 +1055,7 @@ class ProcessPool final : public PoolCore {
   bool dispatcher_done_ = false;
 
   // The dispatcher thread's own.
-  std::deque<std::unique_ptr<Job>> pending_;
+  std::deque<std::unique_ptr<ProcessJob>> pending_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<pollfd> fds_;
   bool shut_ = false;  // a one-call core: shut_down() ran

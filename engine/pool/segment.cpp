@@ -75,7 +75,7 @@ UniqueFd temp_file_for(std::size_t bytes) {
   return open_unlinked_file("/tmp");
 }
 
-std::string folder_of(int fd) {
+std::string folder_of_fd(int fd) {
   char link[64];
   std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
   char target[4096];
@@ -84,9 +84,9 @@ std::string folder_of(int fd) {
   return std::string(target, static_cast<std::size_t>(n));
 }
 
-void write_all(int fd, ByteView contents) {
+void write_contents(int fd, ByteView contents) {
   if (!pwrite_all(fd, contents.data, contents.size, 0))
-    throw_errno("writing " + std::to_string(contents.size) + " bytes to " + folder_of(fd));
+    throw_errno("writing " + std::to_string(contents.size) + " bytes to " + folder_of_fd(fd));
 }
 
 unsigned long long free_bytes_of(const std::string& folder) {
@@ -150,7 +150,7 @@ SharedSegment SharedSegment::create(ByteView contents) {
   UniqueFd fd = try_memfd();
   const bool sealable = fd.valid();
   if (!fd) fd = temp_file_for(contents.size);
-  write_all(fd.get(), contents);
+  write_contents(fd.get(), contents);
   if (sealable &&
       fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
     throw_errno("sealing a memfd segment");

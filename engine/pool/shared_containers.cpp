@@ -63,11 +63,11 @@ struct BlobLess {
 using BlobVector = bip::vector<Blob, Alloc<Blob>>;
 using BlobMap = bip::map<Blob, Blob, BlobLess, Alloc<std::pair<const Blob, Blob>>>;
 
-constexpr std::uint64_t kMagic = 0x6d6d632d636f6e74ull;  // "mmc-cont"
-constexpr std::size_t kHeaderBytes = 64;                 // then the heap, 64-aligned
+constexpr std::uint64_t kContainerMagic = 0x6d6d632d636f6e74ull;  // "mmc-cont"
+constexpr std::size_t kContainerHeaderBytes = 64;                 // then the heap, 64-aligned
 constexpr std::uint64_t kMinBytes = 4096;
 
-struct Header {
+struct ContainerHeader {
   std::uint64_t magic;
   std::uint32_t kind;
   std::uint32_t changing;      // 1 while a writer is inside a change
@@ -76,9 +76,11 @@ struct Header {
   std::uint64_t container;  // offset of the container from the payload's start
   std::uint64_t manager;    // offset of the segment manager
 };
-static_assert(sizeof(Header) <= kHeaderBytes);
+static_assert(sizeof(ContainerHeader) <= kContainerHeaderBytes);
 
-Header* header_of(const ContainerSegment& s) { return reinterpret_cast<Header*>(s.payload()); }
+ContainerHeader* header_of(const ContainerSegment& s) {
+  return reinterpret_cast<ContainerHeader*>(s.payload());
+}
 
 const char* name_of(ContainerKind kind) {
   switch (kind) {
@@ -96,7 +98,8 @@ std::atomic<bool> die_in_change{false};
 
 // Builds an empty heap and container over the payload, whatever was there.
 void format(std::byte* payload, std::uint64_t payload_bytes, ContainerKind kind) {
-  Heap heap(bip::create_only, payload + kHeaderBytes, payload_bytes - kHeaderBytes);
+  Heap heap(bip::create_only, payload + kContainerHeaderBytes,
+            payload_bytes - kContainerHeaderBytes);
   SegmentManager* manager = heap.get_segment_manager();
   void* container = nullptr;
   switch (kind) {
@@ -111,13 +114,13 @@ void format(std::byte* payload, std::uint64_t payload_bytes, ContainerKind kind)
       container = heap.construct<Blob>(bip::anonymous_instance)(Alloc<char>(manager));
       break;
   }
-  auto* header = reinterpret_cast<Header*>(payload);
+  auto* header = reinterpret_cast<ContainerHeader*>(payload);
   header->kind = static_cast<std::uint32_t>(kind);
   header->changing = 0;
   header->inconsistent = 0;
   header->container = static_cast<std::uint64_t>(static_cast<std::byte*>(container) - payload);
   header->manager = static_cast<std::uint64_t>(reinterpret_cast<std::byte*>(manager) - payload);
-  header->magic = kMagic;
+  header->magic = kContainerMagic;
 }
 
 // The container's lock, held for one call. Refuses an inconsistent container unless told not to.
@@ -159,7 +162,7 @@ class Locked {
  private:
   const ContainerSegment& segment_;
   SegmentLock lock_;
-  Header* header_;
+  ContainerHeader* header_;
 };
 
 [[noreturn]] void raise_full(const Locked& locked, std::uint64_t payload_bytes) {
@@ -224,8 +227,8 @@ ContainerSegment::ContainerSegment(ContainerKind kind, ArrayRef<std::byte> ref)
     : kind_(kind), ref_(std::move(ref)) {
   payload_ = ref_.data();  // maps it now, so later calls only read (thread-safe)
   payload_bytes_ = ref_.size();
-  const auto* header = reinterpret_cast<const Header*>(payload_);
-  if (payload_bytes_ < kMinBytes || header->magic != kMagic ||
+  const auto* header = reinterpret_cast<const ContainerHeader*>(payload_);
+  if (payload_bytes_ < kMinBytes || header->magic != kContainerMagic ||
       header->kind != static_cast<std::uint32_t>(kind)) {
     throw_error(ErrorCode::InvalidArgument, std::string(name_of(kind)) +
                                                 ": the shared segment it was given holds something "

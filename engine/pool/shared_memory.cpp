@@ -22,14 +22,14 @@
 namespace mmc::detail {
 namespace {
 
-constexpr std::uint64_t kHeaderBytes = 128;  // the lock, then the uid; payload 128-aligned
+constexpr std::uint64_t kSegmentHeaderBytes = 128;  // the lock, then the uid; payload 128-aligned
 constexpr std::size_t kMaxCachedMappings = 64;
 
-struct Header {
+struct SegmentHeader {
   pthread_mutex_t mutex;
   std::uint64_t uid;
 };
-static_assert(sizeof(Header) <= kHeaderBytes);
+static_assert(sizeof(SegmentHeader) <= kSegmentHeaderBytes);
 
 std::uint64_t new_uid() {
   static std::mutex mutex;
@@ -58,7 +58,7 @@ struct stat segment_stat(const ArrayDesc& desc) {
                                          std::string(std::strerror(errno)) +
                                          "); does its SharedArray still exist?");
   }
-  if (static_cast<std::uint64_t>(info.st_size) < kHeaderBytes + desc.nbytes) {
+  if (static_cast<std::uint64_t>(info.st_size) < kSegmentHeaderBytes + desc.nbytes) {
     throw_error(ErrorCode::NotFound, "shared array: descriptor " + std::to_string(desc.fd) +
                                          " holds " + std::to_string(info.st_size) +
                                          " bytes, not the segment it names");
@@ -69,7 +69,7 @@ struct stat segment_stat(const ArrayDesc& desc) {
 // Maps a segment through its descriptor (ours, or the copy that came with the task).
 ArrayMapping map_segment(const ArrayDesc& desc) {
   segment_stat(desc);
-  const std::size_t length = kHeaderBytes + desc.nbytes;
+  const std::size_t length = kSegmentHeaderBytes + desc.nbytes;
   // Private for c (a copy-on-write view of the shared pages), shared otherwise; the header
   // is always shared and writable so lock() works whatever the mode.
   const int flags = desc.mode == MapMode::CopyOnWrite ? MAP_PRIVATE : MAP_SHARED;
@@ -78,20 +78,21 @@ ArrayMapping map_segment(const ArrayDesc& desc) {
   if (base == MAP_FAILED) throw_errno("mmap of a shared array");
   std::shared_ptr<void> keep(base, Unmapper{length});
   auto* bytes = static_cast<std::byte*>(base);
-  if (reinterpret_cast<Header*>(bytes)->uid != desc.uid) {
+  if (reinterpret_cast<SegmentHeader*>(bytes)->uid != desc.uid) {
     throw_error(ErrorCode::NotFound, "shared array: descriptor " + std::to_string(desc.fd) +
                                          " is no longer the segment it named");
   }
   ArrayMapping mapping;
   mapping.base = bytes;
-  mapping.data = bytes + kHeaderBytes;
+  mapping.data = bytes + kSegmentHeaderBytes;
   mapping.keep = std::move(keep);
   if (desc.mode == MapMode::CopyOnWrite) {
     // The lock must be the shared one: map the header page again, shared.
-    void* header = mmap(nullptr, kHeaderBytes, PROT_READ | PROT_WRITE, MAP_SHARED, desc.fd, 0);
+    void* header =
+        mmap(nullptr, kSegmentHeaderBytes, PROT_READ | PROT_WRITE, MAP_SHARED, desc.fd, 0);
     if (header != MAP_FAILED) {
       auto both = std::make_shared<std::pair<std::shared_ptr<void>, std::shared_ptr<void>>>(
-          mapping.keep, std::shared_ptr<void>(header, Unmapper{kHeaderBytes}));
+          mapping.keep, std::shared_ptr<void>(header, Unmapper{kSegmentHeaderBytes}));
       mapping.base = static_cast<std::byte*>(header);
       mapping.keep = std::shared_ptr<void>(both, both.get());
     }
@@ -203,7 +204,7 @@ ArrayMapping resolve_array(const ArrayDesc& desc) {
 }
 
 void lock_segment(std::byte* base) {
-  auto* header = reinterpret_cast<Header*>(base);
+  auto* header = reinterpret_cast<SegmentHeader*>(base);
   const int rc = pthread_mutex_lock(&header->mutex);
   if (rc == EOWNERDEAD) {
     // The holder died (killed worker): the data may be half-updated, the lock is usable again.
@@ -214,12 +215,12 @@ void lock_segment(std::byte* base) {
 }
 
 void unlock_segment(std::byte* base) noexcept {
-  pthread_mutex_unlock(&reinterpret_cast<Header*>(base)->mutex);
+  pthread_mutex_unlock(&reinterpret_cast<SegmentHeader*>(base)->mutex);
 }
 
 SharedSegmentOwner SharedSegmentOwner::create(std::uint64_t payload_bytes) {
   SharedSegmentOwner owner;
-  owner.total_bytes_ = kHeaderBytes + payload_bytes;
+  owner.total_bytes_ = kSegmentHeaderBytes + payload_bytes;
   std::string where;
   UniqueFd fd = create_shared_file(owner.total_bytes_, &where);
   void* base = mmap(nullptr, owner.total_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
@@ -228,7 +229,7 @@ SharedSegmentOwner SharedSegmentOwner::create(std::uint64_t payload_bytes) {
   owner.fd_ = fd.release();
   owner.payload_bytes_ = payload_bytes;
   owner.uid_ = new_uid();
-  auto* header = reinterpret_cast<Header*>(owner.base_);
+  auto* header = reinterpret_cast<SegmentHeader*>(owner.base_);
   pthread_mutexattr_t attr;
   pthread_mutexattr_init(&attr);
   pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
@@ -260,13 +261,13 @@ SharedSegmentOwner& SharedSegmentOwner::operator=(SharedSegmentOwner&& other) no
   return *this;
 }
 
-std::byte* SharedSegmentOwner::data() const noexcept { return base_ + kHeaderBytes; }
+std::byte* SharedSegmentOwner::data() const noexcept { return base_ + kSegmentHeaderBytes; }
 
 ArrayDesc SharedSegmentOwner::describe(MapMode mode) const {
   ArrayDesc desc;
   desc.uid = uid_;
   desc.fd = fd_;
-  desc.offset = kHeaderBytes;
+  desc.offset = kSegmentHeaderBytes;
   desc.nbytes = payload_bytes_;
   desc.mode = mode;
   return desc;

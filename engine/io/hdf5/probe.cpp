@@ -40,7 +40,9 @@ std::uint64_t address_space_now() {
 }
 
 // The report's last chance: a child that cannot write it exits, and the parent says so.
-void write_all(int fd, const std::string& text) { detail::write_all(fd, text.data(), text.size()); }
+void write_report(int fd, const std::string& text) {
+  detail::write_all(fd, text.data(), text.size());
+}
 
 // Runs in the child, with SIGALRM's default action (it ends the child) restored.
 [[noreturn]] void run_child(int fd, const std::string& file, const std::function<void()>& work) {
@@ -52,8 +54,8 @@ void write_all(int fd, const std::string& text) { detail::write_all(fd, text.dat
     if (limit.rlim_max != RLIM_INFINITY && cap > limit.rlim_max) cap = limit.rlim_max;
     limit = rlimit{cap, cap};
     if (::setrlimit(RLIMIT_AS, &limit) != 0) {
-      write_all(fd, std::string(1, static_cast<char>(ErrorCode::Internal)) + file +
-                        ": cannot cap the probe's memory: " + std::strerror(errno));
+      write_report(fd, std::string(1, static_cast<char>(ErrorCode::Internal)) + file +
+                           ": cannot cap the probe's memory: " + std::strerror(errno));
       ::_exit(1);
     }
   }
@@ -61,11 +63,11 @@ void write_all(int fd, const std::string& text) { detail::write_all(fd, text.dat
   try {
     work();
   } catch (const Error& e) {
-    write_all(fd, std::string(1, static_cast<char>(e.code())) + e.what());
+    write_report(fd, std::string(1, static_cast<char>(e.code())) + e.what());
     status = 1;
   } catch (const std::bad_alloc&) {
-    write_all(fd, std::string(1, static_cast<char>(ErrorCode::Corrupt)) + file +
-                      ": reading its metadata needs more than 512 MiB (damaged file?)");
+    write_report(fd, std::string(1, static_cast<char>(ErrorCode::Corrupt)) + file +
+                         ": reading its metadata needs more than 512 MiB (damaged file?)");
     status = 1;
   } catch (...) {
     status = 2;

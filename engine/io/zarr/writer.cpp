@@ -44,7 +44,7 @@ namespace {
   throw_error(ErrorCode::Io, what + ": " + std::strerror(err));
 }
 
-void write_all(int fd, const std::byte* data, std::size_t n, const std::string& path) {
+void write_all_or_raise(int fd, const std::byte* data, std::size_t n, const std::string& path) {
   if (!detail::write_all(fd, data, n)) raise_io(path + ": cannot write");
 }
 
@@ -143,7 +143,8 @@ void ZarrWriter::State::flush_temp_dir() const {
   {
     const detail::UniqueFd fd = detail::open_fd(zarray.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
     if (!fd) raise_io(zarray + ": cannot create");
-    write_all(fd.get(), reinterpret_cast<const std::byte*>(text.data()), text.size(), zarray);
+    write_all_or_raise(fd.get(), reinterpret_cast<const std::byte*>(text.data()), text.size(),
+                       zarray);
     if (::fsync(fd.get()) != 0) raise_io(zarray + ": cannot flush to disk");
   }
   DIR* d = ::opendir(temp.c_str());
@@ -349,7 +350,7 @@ void ZarrWriter::write_chunk(const Shape& coord, const std::byte* data) const {
   detail::UniqueFd fd = detail::open_fd(part.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0666);
   if (!fd) raise_io(part + ": cannot create chunk file");
   try {
-    write_all(fd.get(), bytes, size, part);
+    write_all_or_raise(fd.get(), bytes, size, part);
     if (!fd.close()) raise_io(part + ": cannot write");
     if (::rename(part.c_str(), file.c_str()) != 0) raise_io(file + ": cannot rename chunk");
   } catch (...) {
