@@ -1,8 +1,9 @@
 // imap: results stream back in order while the input is read lazily, a few batches ahead,
 // with a progress bar on stderr; imap_unordered yields them as they finish.
 #include <cstdio>
-#include <ranges>
+#include <numeric>
 #include <string>
+#include <vector>
 
 #include "mmc/parallel.hpp"
 
@@ -13,8 +14,9 @@ int main() {
 
   mmc::CallOptions call;
   call.progress_bar = true;
-  auto lines =
-      pool.imap([](int i) { return "line " + std::to_string(i); }, std::views::iota(0, 2000), call);
+  std::vector<int> numbers(2000);
+  std::iota(numbers.begin(), numbers.end(), 0);
+  auto lines = pool.imap([](int i) { return "line " + std::to_string(i); }, numbers, call);
   std::size_t count = 0;
   for (const std::string& line : lines) {
     if (line != "line " + std::to_string(count)) return 1;
@@ -23,7 +25,8 @@ int main() {
   std::printf("%zu lines in order\n", count);
 
   long sum = 0;
-  auto squares = pool.imap_unordered([](int i) { return long{i} * i; }, std::views::iota(0, 100));
+  numbers.resize(100);
+  auto squares = pool.imap_unordered([](int i) { return long{i} * i; }, numbers);
   while (auto v = squares.next()) sum += *v;
   std::printf("sum of squares = %ld\n", sum);
   return count == 2000 && sum == 328350 ? 0 : 1;

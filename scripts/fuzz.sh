@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Fuzz smoke: builds the libFuzzer targets of tests/fuzz with clang-14 in build-fuzz/ (library
-# and targets only, ASan+UBSan, at -O1 -g1 like the sanitizer builds), makes their seeds with numpy, zarr-python and h5py, and runs
-# each target for MMC_FUZZ_SECONDS (default 10), two at a time. Exits non-zero on any finding
-# (crash, sanitizer report, leak, timeout, out-of-memory); the input that found it is kept as
-# build-fuzz/findings/<target>-crash-... and the log as build-fuzz/logs/<target>.log.
+# Longer fuzz runs, by hand (scripts/test.sh runs a 10 s smoke of each target in build-asan's
+# ctest): builds the libFuzzer targets of tests/fuzz with clang-14 in build-fuzz/ (library and
+# targets only, ASan+UBSan, at -O1 -g1 like the sanitizer builds), makes their seeds with numpy,
+# zarr-python and h5py, and runs each target for MMC_FUZZ_SECONDS (default 60), two at a time.
+# Exits non-zero on any finding (crash, sanitizer report, leak, timeout, out-of-memory); the
+# input that found it is kept as build-fuzz/findings/<target>-crash-... and the log as
+# build-fuzz/logs/<target>.log.
 # Skips (exit 0, one line) when clang++-14 is not installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +15,7 @@ if ! command -v clang++-14 >/dev/null; then
   echo "fuzz: clang++-14 not installed, fuzz smoke skipped" >&2
   exit 0
 fi
-seconds="${MMC_FUZZ_SECONDS:-10}"
+seconds="${MMC_FUZZ_SECONDS:-60}"
 dir=build-fuzz
 targets=(npy zarr codecs hdf5_chunk cli_values)
 start=$(date +%s)

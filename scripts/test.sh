@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: a Release build in build/, an ASan+UBSan build in build-asan/, then
-# the threaded tests in a ThreadSanitizer build in build-tsan/, then short libFuzzer runs
-# (build-fuzz/, clang-14).
+# The whole test suite: a Release build in build/, an ASan+UBSan build with the libFuzzer
+# targets and their short runs in build-asan/ (clang-14), then the threaded tests in a
+# ThreadSanitizer build in build-tsan/.
 # Installs missing packages first. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +26,12 @@ stage_done "release build"
 ctest --test-dir build --output-on-failure -j2
 stage_done "release tests"
 
-# The sanitizer builds: -O1 -g1 (MMC_SANITIZER_FLAGS in deps.sh).
-mmc_build build-asan "${MMC_SANITIZER_FLAGS[@]}" -DMMC_SANITIZE=ON
+# The sanitizer builds: -O1 -g1 (MMC_SANITIZER_FLAGS in deps.sh). The ASan+UBSan build is
+# clang-14's and holds the libFuzzer targets too: its ctest runs the whole suite and a fuzz
+# smoke of each target (mmc_fuzz_smoke_*, 10 s each, over seeds made by numpy, zarr-python and
+# h5py), one library build for both. The Release and TSan builds are g++'s.
+CC=clang-14 CXX=clang++-14 mmc_build build-asan "${MMC_SANITIZER_FLAGS[@]}" -DMMC_SANITIZE=ON \
+  -DMMC_FUZZ=ON
 stage_done "asan build"
 ctest --test-dir build-asan --output-on-failure -j2
 stage_done "asan tests"
@@ -52,7 +56,3 @@ if [ "$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || echo 28)" -gt 28 ] &&
 fi
 "${tsan_prefix[@]}" ctest --test-dir build-tsan --output-on-failure -j2 -R "$MMC_TSAN_TESTS"
 stage_done "tsan tests"
-
-# Fuzz smoke: each libFuzzer target of tests/fuzz for a bounded time (clang-14; see scripts/fuzz.sh).
-scripts/fuzz.sh
-stage_done "fuzz"

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 #include <string>
 #include <thread>
@@ -217,6 +218,9 @@ TEST(CliHdf5, AFileOpenForWritingElsewhereSaysSoAndNamesTheWayOut) {
 
 TEST(CliHdf5, AFileThatTripsLibhdf5GivesOneLineAndExitOne) {
   TempDir dir;
+  // A runaway ends at the memory cap or the time limit; a few seconds of it are enough here
+  // (under the sanitizers the cap is reached slowly, and 20 s per run add up).
+  ::setenv("MMC_HDF5_PROBE_SECONDS", "4", 1);
   const std::string file = dir.file("loop.h5");
   run_python("hdf5_damage.py", {"heap_loop", file});
   const std::vector<std::vector<std::string>> runs = {
@@ -237,6 +241,9 @@ TEST(CliHdf5, AFileThatTripsLibhdf5GivesOneLineAndExitOne) {
 
 TEST(CliHdf5, ConvertIntoADamagedHdf5FileSaysItIsDamagedAndLeavesItAsItWas) {
   TempDir dir;
+  // A runaway ends at the memory cap or the time limit; a few seconds of it are enough here
+  // (under the sanitizers the cap is reached slowly, and 20 s per run add up).
+  ::setenv("MMC_HDF5_PROBE_SECONDS", "4", 1);
   const std::string file = dir.file("loop.h5");
   run_python("hdf5_damage.py", {"heap_loop", file});
   run_python_code("import sys, numpy as np\nnp.save(sys.argv[1], np.arange(12.0))\n",

@@ -71,7 +71,7 @@ TEST_P(EveryBackend, MapWithExplicitChunksizeAndLambdaCapturingPlainData) {
     CallOptions options;
     options.chunksize = 10;
     const auto out =
-        pool.map([scale, offset](int x) { return scale * x + offset; }, items, options);
+        pool.map([scale](int x) { return scale * x + offset; }, items, options);
     for (int i = 0; i < 257; ++i) EXPECT_DOUBLE_EQ(out[i], 0.5 * i + 3);
   });
 }
@@ -698,15 +698,42 @@ TEST(ParallelDefaults, ScopedConfigThenEnvironmentThenDefault) {
   unsetenv("MMC_N_JOBS");
 }
 
+// A lazy input range of 0 .. n - 1 that counts the values read from it. (std::views::iota with
+// a counting transform would do, but clang 14 cannot compile libstdc++ 12's iota_view, and the
+// ASan build is clang's.)
+class CountedInts {
+ public:
+  struct iterator {
+    using value_type = int;
+    using difference_type = std::ptrdiff_t;
+    int at = 0;
+    std::size_t* produced = nullptr;
+    int operator*() const {
+      ++*produced;
+      return at;
+    }
+    iterator& operator++() {
+      ++at;
+      return *this;
+    }
+    void operator++(int) { ++at; }
+    bool operator==(const iterator& other) const { return at == other.at; }
+  };
+  CountedInts(int n, std::size_t* produced) : n_(n), produced_(produced) {}
+  iterator begin() const { return {0, produced_}; }
+  iterator end() const { return {n_, produced_}; }
+
+ private:
+  int n_;
+  std::size_t* produced_;
+};
+
 // imap reads its input lazily: at most pre_dispatch batches ahead of the consumer.
 TEST(ParallelDefaults, ImapReadsAheadBoundedly) {
   run_guarded([] {
     Pool pool(with(Backend::Process, 2));
     std::size_t produced = 0;
-    auto input = std::views::iota(0, 1'000'000) | std::views::transform([&produced](int x) {
-                   ++produced;
-                   return x;
-                 });
+    const CountedInts input(1'000'000, &produced);
     CallOptions call;
     call.chunksize = 8;
     call.pre_dispatch = 4;  // explicit: no adaptive widening
@@ -721,10 +748,7 @@ TEST(ParallelDefaults, TinyBatchesGrowTheWindowButReadAheadStaysBounded) {
   run_guarded([] {
     Pool pool(with(Backend::Process, 2));
     std::size_t produced = 0;
-    auto input = std::views::iota(0, 1'000'000) | std::views::transform([&produced](int x) {
-                   ++produced;
-                   return x;
-                 });
+    const CountedInts input(1'000'000, &produced);
     CallOptions call;
     call.chunksize = 1;
     auto results = pool.imap(square, input, call);
