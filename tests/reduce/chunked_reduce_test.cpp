@@ -1,6 +1,7 @@
 // Reductions of chunked arrays (zarr-python and h5py files) are bitwise those of the same
-// values stored as a .npy file, for every op, several axes, chunkings, compressors, byte orders
-// and orders, task sizes and backends; and tasks follow the chunk grid.
+// values stored as a .npy file, for every op (all in one pass of reduce_each), several axes,
+// chunkings, compressors, byte orders and orders, task sizes and backends; and tasks follow the
+// chunk grid.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -77,21 +78,30 @@ TEST(ChunkedReduce, BitwiseEqualToTheDenseFileForEveryOpAndChunking) {
     ASSERT_EQ(chunked.meta().strides, dense.meta().strides) << chunked_name;
     for (const std::vector<int>& axes : axis_sets(chunked.meta().ndim())) {
       for (std::int64_t tb : {std::int64_t{0}, std::int64_t{96}, std::int64_t{1000}}) {
-        for (ReduceOp op : ops) {
-          ReduceOptions o;
-          o.op = op;
-          o.axes = axes;
-          o.axes_given = !axes.empty();
-          o.task_bytes = tb;
-          o.bins = 7;
-          o.range_given = true;  // the float cases hold a NaN
-          o.range_lo = -40;
-          o.range_hi = 300;
-          o.pool.n_jobs = 2;
-          o.pool.backend = tb == 96 ? Backend::Process : Backend::Thread;
+        // Every op of the chunked array in one pass on a pool (reduce_each: each op's bits are
+        // those of the op alone), against each op alone on the dense file, serially.
+        ReduceOptions o;
+        o.ops = ops;
+        o.axes = axes;
+        o.axes_given = !axes.empty();
+        o.task_bytes = tb;
+        o.bins = 7;
+        o.range_given = true;  // the float cases hold a NaN
+        o.range_lo = -40;
+        o.range_hi = 300;
+        o.pool.n_jobs = 2;
+        o.pool.backend = tb == 96 ? Backend::Process : Backend::Thread;
+        const std::vector<ReduceResult> each = reduce_each(chunked, o);
+        ASSERT_EQ(each.size(), ops.size());
+        for (std::size_t k = 0; k < ops.size(); ++k) {
+          const ReduceOp op = ops[k];
+          ReduceOptions alone = o;
+          alone.ops.clear();
+          alone.op = op;
+          alone.pool.backend = Backend::Serial;
           const std::string what = describe(c, op, axes, tb, resolve(o.pool).backend);
-          const ReduceResult want = reduce(dense, o);
-          const ReduceResult got = reduce(chunked, o);
+          const ReduceResult want = reduce(dense, alone);
+          const ReduceResult& got = each[k];
           ASSERT_EQ(got.shape, want.shape) << what;
           ASSERT_EQ(got.dtype, want.dtype) << what;
           ASSERT_EQ(got.data.size(), want.data.size()) << what;
