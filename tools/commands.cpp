@@ -229,10 +229,6 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
                         ") are not cached yet; computing");
     cache.reset();
   }
-  if (cache && options.ops.size() > 1) {
-    print_cache_warning("results of several ops in one pass are not cached yet; computing");
-    cache.reset();
-  }
   std::string op_names;
   for (ReduceOp op : options.ops) op_names += (op_names.empty() ? "" : ",") + std::string(to_string(op));
   if (verbose) {
@@ -247,10 +243,10 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
   ProgressBar bar(root && show_progress(args.output), meta.nbytes());
   options.progress = [&bar](const Progress& p) { bar.update(p); };
   const auto start = std::chrono::steady_clock::now();
-  CacheOutcome outcome;
+  std::vector<CacheOutcome> outcomes;
   std::vector<ReduceResult> results;
   if (cache) {
-    results.push_back(cache->reduce(*source.dense(), options, &outcome));
+    results = cache->reduce_each(*source.dense(), options, &outcomes);
   } else {
     results = cluster.reduce ? cluster.reduce(source, options) : reduce_each(source, options);
   }
@@ -258,15 +254,22 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
   const double elapsed = seconds_since(start);
   bar.finish();
 
-  if (verbose && cache) {
+  bool all_hit = !outcomes.empty();
+  for (std::size_t k = 0; k < outcomes.size(); ++k) {
+    const CacheOutcome& outcome = outcomes[k];
+    all_hit = all_hit && outcome.hit;
+    if (!verbose) continue;
+    // One line per op's entry; the op is named when there are several.
+    const std::string which =
+        outcomes.size() > 1 ? std::string(" (") + to_string(options.ops[k]) + ")" : "";
     if (outcome.hit) {
-      std::fprintf(stderr, "cache: hit %s\n", outcome.key.hex().c_str());
+      std::fprintf(stderr, "cache: hit %s%s\n", outcome.key.hex().c_str(), which.c_str());
     } else {
-      std::fprintf(stderr, "cache: miss, %s %s\n", outcome.stored ? "stored" : "not stored",
-                   outcome.key.hex().c_str());
+      std::fprintf(stderr, "cache: miss, %s %s%s\n", outcome.stored ? "stored" : "not stored",
+                   outcome.key.hex().c_str(), which.c_str());
     }
   }
-  if (verbose && outcome.hit) {
+  if (verbose && all_hit) {
     std::fprintf(stderr, "mmcompute: %s of %s from the cache in %.3f ms\n", op_names.c_str(),
                  format_bytes(meta.nbytes()).c_str(), elapsed * 1e3);
   } else if (verbose) {

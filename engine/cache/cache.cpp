@@ -146,6 +146,18 @@ std::string display_path(const std::string& path) {
 
 bool uses_ddof(ReduceOp op) { return op == ReduceOp::Var || op == ReduceOp::Std; }
 
+// options with its one op in `op` (a list of one is that op). Several: Error(InvalidArgument).
+ReduceOptions one_op(const ReduceOptions& options) {
+  if (options.ops.size() > 1) {
+    throw Error(ErrorCode::InvalidArgument, std::to_string(options.ops.size()) +
+                                                " ops asked of Cache::reduce: call reduce_each");
+  }
+  ReduceOptions one = options;
+  if (!one.ops.empty()) one.op = one.ops.front();
+  one.ops.clear();
+  return one;
+}
+
 // The histogram's options as the entry's description shows them.
 std::string histogram_what(const ReduceOptions& options) {
   if (options.op != ReduceOp::Histogram) return "";
@@ -175,7 +187,8 @@ Cache::Cache(CacheOptions options)
   while (folder_.size() > 1 && folder_.back() == '/') folder_.pop_back();
 }
 
-CacheKey Cache::reduce_key(const Source& source, const ReduceOptions& options) const {
+CacheKey Cache::reduce_key(const Source& source, const ReduceOptions& given) const {
+  const ReduceOptions options = one_op(given);
   const std::vector<int> axes =
       normalize_axes(options.axes, options.axes_given, source.meta().ndim());
   Hasher h;
@@ -194,6 +207,49 @@ CacheKey Cache::reduce_key(const Source& source, const ReduceOptions& options) c
 
 ReduceResult Cache::reduce(const Source& source, const ReduceOptions& options,
                            CacheOutcome* outcome) const {
+  const ReduceOptions one = one_op(options);
+  return reduce_one(source, one, outcome, [&] { return mmc::reduce(source, one); });
+}
+
+std::vector<ReduceResult> Cache::reduce_each(const Source& source, const ReduceOptions& options,
+                                             std::vector<CacheOutcome>* outcomes) const {
+  const std::vector<ReduceOp> ops =
+      options.ops.empty() ? std::vector<ReduceOp>{options.op} : options.ops;
+  std::vector<ReduceOptions> single(ops.size(), options);
+  for (std::size_t k = 0; k < ops.size(); ++k) {
+    single[k].ops.clear();
+    single[k].op = ops[k];
+  }
+  std::vector<CacheOutcome> local(ops.size());
+  std::vector<ReduceResult> results(ops.size());
+  // Results of ops computed ahead, in the pass of an earlier op's miss.
+  std::vector<std::optional<ReduceResult>> ahead(ops.size());
+  for (std::size_t k = 0; k < ops.size(); ++k) {
+    results[k] = reduce_one(source, single[k], &local[k], [&] {
+      if (ahead[k]) return std::move(*ahead[k]);
+      // A miss: this op and every later one without an entry yet, in one pass.
+      std::vector<std::size_t> batch{k};
+      for (std::size_t j = k + 1; j < ops.size(); ++j) {
+        struct stat st;
+        if (::stat((folder_ + "/" + reduce_key(source, single[j]).hex() + ".mmc").c_str(), &st) != 0) {
+          batch.push_back(j);
+        }
+      }
+      ReduceOptions pass = options;
+      pass.ops.clear();
+      for (std::size_t j : batch) pass.ops.push_back(ops[j]);
+      std::vector<ReduceResult> computed = mmc::reduce_each(source, pass);
+      for (std::size_t i = 1; i < batch.size(); ++i) ahead[batch[i]] = std::move(computed[i]);
+      return std::move(computed.front());
+    });
+  }
+  if (outcomes != nullptr) *outcomes = std::move(local);
+  return results;
+}
+
+ReduceResult Cache::reduce_one(const Source& source, const ReduceOptions& options,
+                               CacheOutcome* outcome,
+                               const std::function<ReduceResult()>& compute) const {
   CacheOutcome local;
   if (outcome == nullptr) outcome = &local;
   *outcome = CacheOutcome();
@@ -232,7 +288,7 @@ ReduceResult Cache::reduce(const Source& source, const ReduceOptions& options,
   };
   std::optional<ReduceResult> computed;
   call.compute = [&] {
-    computed = mmc::reduce(source, options);
+    computed = compute();
     Bytes payload(npy_header.size() + computed->data.size() + computed->edges.size());
     std::memcpy(payload.data(), npy_header.data(), npy_header.size());
     if (!computed->data.empty()) {

@@ -158,6 +158,15 @@ class Cache {
   ReduceResult reduce(const Source& source, const ReduceOptions& options,
                       CacheOutcome* outcome = nullptr) const;
 
+  // reduce_each() through the cache: each op of options.ops has its own entry (that of
+  // reduce() for the op alone, so either call hits what the other stored). The ops without an
+  // entry are computed together, in one pass over the data, when the first of them misses. The
+  // one-computation-per-key lock is held for that first op only: two processes missing the same
+  // ops at once may both compute the later ones (both store the same bits). outcomes, when
+  // given, receives one CacheOutcome per op. Throws what reduce_each() throws.
+  std::vector<ReduceResult> reduce_each(const Source& source, const ReduceOptions& options,
+                                        std::vector<CacheOutcome>* outcomes = nullptr) const;
+
   // Memoizes compute() under (function_name, function_version, args): bump the version when the
   // function's answer changes. compute() runs at most once per key across processes sharing the
   // folder (unless options.lock is false); what it throws propagates and nothing is stored.
@@ -220,6 +229,9 @@ class Cache {
   static Hasher typed(const Hasher& args, std::size_t item_size, int shape);
   [[noreturn]] static void throw_size_mismatch(std::string_view function_name, std::size_t size,
                                                std::size_t item_size);
+  // reduce() of one op through the cache, computing with compute() on a miss.
+  ReduceResult reduce_one(const Source& source, const ReduceOptions& options,
+                          CacheOutcome* outcome, const std::function<ReduceResult()>& compute) const;
 
   CacheOptions options_;
   std::string folder_;

@@ -399,5 +399,67 @@ TEST_F(CachedReduce, ReduceErrorsPropagateAndNothingIsStored) {
   EXPECT_FALSE(file_exists(folder_) && !list_dir(folder_).empty());
 }
 
+// Several ops through the cache: each op has its own entry, the misses are computed in one
+// pass, and a later call (of either kind) hits them.
+TEST_F(CachedReduce, EachOpOfSeveralHasItsOwnEntryAndTheMissesShareOnePass) {
+  ReduceOptions mean = mean_options(Backend::Process, 2);
+  CacheOutcome first;
+  run(mean, &first);  // mean alone, stored
+  ASSERT_TRUE(first.stored);
+
+  ReduceOptions several = mean;
+  several.ops = {ReduceOp::Mean, ReduceOp::Std, ReduceOp::Max, ReduceOp::Histogram};
+  several.range_given = true;
+  several.range_lo = 10;
+  several.range_hi = 200;
+  several.bins = 6;
+  const Cache cache(cache_options(folder_, &warnings_));
+  std::vector<CacheOutcome> outcomes;
+  const std::vector<ReduceResult> got = cache.reduce_each(open_cube(cube_), several, &outcomes);
+  ASSERT_EQ(got.size(), 4u);
+  ASSERT_EQ(outcomes.size(), 4u);
+  EXPECT_TRUE(outcomes[0].hit);  // stored by the call of mean alone
+  EXPECT_EQ(outcomes[0].key, first.key);
+  for (std::size_t k = 1; k < 4; ++k) {
+    EXPECT_FALSE(outcomes[k].hit) << k;
+    EXPECT_TRUE(outcomes[k].stored) << k;
+  }
+  // The three misses ran as one pass: each result carries that pass's statistics.
+  EXPECT_GT(got[1].stats.tasks, 0u);
+  EXPECT_EQ(got[1].stats.tasks, got[3].stats.tasks);
+  for (std::size_t k = 0; k < 4; ++k) {
+    ReduceOptions alone = several;
+    alone.ops.clear();
+    alone.op = several.ops[k];
+    const ReduceResult want = direct(alone);
+    EXPECT_EQ(got[k].dtype, want.dtype) << k;
+    EXPECT_EQ(as_string(got[k].data), as_string(want.data)) << k;
+    EXPECT_EQ(as_string(got[k].edges), as_string(want.edges)) << k;
+  }
+  ASSERT_EQ(got[3].edges.size(), 7 * sizeof(double));
+
+  // Again: every op hits, nothing runs, the histogram keeps its edges.
+  const std::vector<ReduceResult> again = cache.reduce_each(open_cube(cube_), several, &outcomes);
+  for (std::size_t k = 0; k < 4; ++k) {
+    EXPECT_TRUE(outcomes[k].hit) << k;
+    EXPECT_EQ(again[k].stats.workers, 0) << k;
+    EXPECT_EQ(as_string(again[k].data), as_string(got[k].data)) << k;
+    EXPECT_EQ(again[k].dtype, got[k].dtype) << k;
+    EXPECT_EQ(again[k].shape, got[k].shape) << k;
+  }
+  EXPECT_EQ(as_string(again[3].edges), as_string(got[3].edges));
+  // And one op alone hits what the pass stored.
+  ReduceOptions std_alone = mean;
+  std_alone.op = ReduceOp::Std;
+  CacheOutcome one;
+  run(std_alone, &one);
+  EXPECT_TRUE(one.hit);
+  EXPECT_EQ(one.key, outcomes[1].key);
+  EXPECT_TRUE(warnings_.empty());
+  // Cache::reduce takes one op.
+  test::expect_error([&] { cache.reduce(open_cube(cube_), several); }, ErrorCode::InvalidArgument,
+                     {"reduce_each"});
+}
+
 }  // namespace
 }  // namespace mmc::test

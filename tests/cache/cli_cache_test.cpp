@@ -47,6 +47,27 @@ bool one_error_line(const std::string& err) {
   return err.rfind("mmcompute: error: ", 0) == 0 && err.find('\n') == err.size() - 1;
 }
 
+TEST_F(CliCache, SeveralOpsMissTogetherThenEachHits) {
+  const CommandResult plain = run_cli(reduce_args("mean,std,max"));
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const CommandResult miss = reduce_cached({}, "mean,std,max");
+  ASSERT_EQ(miss.exit_code, 0) << miss.err;
+  EXPECT_EQ(miss.out, plain.out);
+  for (const std::string op : {"mean", "std", "max"}) {
+    EXPECT_NE(miss.err.find("cache: miss, stored "), std::string::npos) << miss.err;
+    EXPECT_NE(miss.err.find(" (" + op + ")\n"), std::string::npos) << miss.err;
+  }
+  const CommandResult hit = reduce_cached({}, "mean,std,max");
+  ASSERT_EQ(hit.exit_code, 0) << hit.err;
+  EXPECT_EQ(hit.out, plain.out);
+  EXPECT_EQ(hit.err.find("miss"), std::string::npos) << hit.err;
+  EXPECT_EQ(hit.err.find("workers"), std::string::npos) << hit.err;  // no pool was started
+  // std alone hits the entry the pass stored.
+  const CommandResult one = reduce_cached({}, "std");
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_FALSE(key_in(one.err, "cache: hit").empty()) << one.err;
+}
+
 TEST_F(CliCache, ReduceMissesThenHitsWithTheSameOutput) {
   const CommandResult plain = run_cli(reduce_args());
   ASSERT_EQ(plain.exit_code, 0) << plain.err;
