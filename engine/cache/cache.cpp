@@ -147,7 +147,7 @@ std::string display_path(const std::string& path) {
 bool uses_ddof(ReduceOp op) { return op == ReduceOp::Var || op == ReduceOp::Std; }
 
 // options with its one op in `op` (a list of one is that op). Several: Error(InvalidArgument).
-ReduceOptions one_op(const ReduceOptions& options) {
+ReduceOptions single_op_options(const ReduceOptions& options) {
   if (options.ops.size() > 1) {
     throw Error(ErrorCode::InvalidArgument, std::to_string(options.ops.size()) +
                                                 " ops asked of Cache::reduce: call reduce_each");
@@ -188,7 +188,7 @@ Cache::Cache(CacheOptions options)
 }
 
 CacheKey Cache::reduce_key(const Source& source, const ReduceOptions& given) const {
-  const ReduceOptions options = one_op(given);
+  const ReduceOptions options = single_op_options(given);
   const std::vector<int> axes =
       normalize_axes(options.axes, options.axes_given, source.meta().ndim());
   Hasher h;
@@ -207,7 +207,7 @@ CacheKey Cache::reduce_key(const Source& source, const ReduceOptions& given) con
 
 ReduceResult Cache::reduce(const Source& source, const ReduceOptions& options,
                            CacheOutcome* outcome) const {
-  const ReduceOptions one = one_op(options);
+  const ReduceOptions one = single_op_options(options);
   return reduce_one(source, one, outcome, [&] { return mmc::reduce(source, one); });
 }
 
