@@ -112,6 +112,10 @@ class PassSlot {
   virtual void run(std::int64_t task, const std::byte* data, std::byte* parts) const = 0;
   virtual void run_part(std::int64_t task, const std::byte* data, std::byte* parts,
                         std::int64_t rb, std::int64_t re, bool init) const = 0;
+  // Folds units [ua, ub) of the task only, into parts (the slot's section of the task) past
+  // the partials of the task's first `outputs_before` outputs.
+  virtual void run_units(std::int64_t task, const std::byte* data, std::byte* parts,
+                         std::int64_t ua, std::int64_t ub, std::int64_t outputs_before) const = 0;
   // Merges the partials of `outputs` outputs in `next` into `acc`.
   virtual void merge(std::byte* acc, const std::byte* next, std::int64_t outputs) const = 0;
   // One output's merged partials, handed on (to its ops' results).

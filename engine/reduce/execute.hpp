@@ -62,6 +62,15 @@ class TaskRunner {
 
   void run(const std::byte* data, Partial* parts) const { run_part(data, parts, r0_, r1_, true); }
 
+  // Folds only units [ua, ub) of the task (inside [u0, u1)) into parts, the partials of unit ua
+  // onward. Units are independent, so the task's partials are the same folded in groups.
+  void run_units(const std::byte* data, Partial* parts, std::int64_t ua, std::int64_t ub) const {
+    TaskRunner group = *this;
+    group.u0_ = ua;
+    group.u1_ = ub;
+    group.run_part(data, parts, r0_, r1_, true);
+  }
+
   // The indices [r0, r1) of reduced[0] the task folds.
   std::int64_t r0() const noexcept { return r0_; }
   std::int64_t r1() const noexcept { return r1_; }
@@ -241,6 +250,11 @@ class FamilySlot final : public PassSlot {
   }
   void run(std::int64_t task, const std::byte* data, std::byte* parts) const override {
     TaskRunner<F>(family_, plan_, task).run(data, reinterpret_cast<Partial*>(parts));
+  }
+  void run_units(std::int64_t task, const std::byte* data, std::byte* parts, std::int64_t ua,
+                 std::int64_t ub, std::int64_t outputs_before) const override {
+    TaskRunner<F>(family_, plan_, task)
+        .run_units(data, reinterpret_cast<Partial*>(parts) + outputs_before * width_, ua, ub);
   }
   void run_part(std::int64_t task, const std::byte* data, std::byte* parts, std::int64_t rb,
                 std::int64_t re, bool init) const override {

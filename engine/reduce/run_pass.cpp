@@ -14,6 +14,9 @@
 namespace mmc::detail {
 namespace {
 
+// Bytes of a group of units every slot folds in turn (half a typical L2).
+constexpr std::int64_t kGroupBytes = 256 << 10;
+
 std::size_t padded(std::size_t bytes) noexcept {
   return (bytes + kSlotAlign - 1) / kSlotAlign * kSlotAlign;
 }
@@ -61,8 +64,32 @@ CallStats run_pass(const Context& ctx, const ReducePlan& plan,
     return total;
   };
   // Runs every slot over the same elements at `data` (the task's, or reduced[0] in [rb, re)).
-  auto fold = [&slots](std::int64_t t, const std::byte* data, std::byte* out, std::int64_t rb,
-                       std::int64_t re, bool part, bool init) {
+  // Several slots over a whole task of strategy A take it in groups of units of about
+  // kGroupBytes (at least one unit), each group folded by every slot while it is in cache
+  // (units are independent: the same partials). Measured on per-image mean, std, min and max
+  // of a 2 GiB u8 cube, warm, 2 workers: 0.197 s against 0.249 slot after slot over the task
+  // (one op alone: 0.125). Strategy B's units are strided line segments: measured no gain.
+  auto fold = [&slots, &plan](std::int64_t t, const std::byte* data, std::byte* out,
+                              std::int64_t rb, std::int64_t re, bool part, bool init) {
+    const std::int64_t u0 = t / plan.pieces * plan.units_per_task;
+    const std::int64_t u1 = std::min(plan.units, u0 + plan.units_per_task);
+    std::int64_t first = 0, last = 0;
+    plan.task_span(t, &first, &last);
+    const std::int64_t unit_bytes = u1 > u0 ? (last - first) / (u1 - u0) : 0;
+    if (!part && plan.inner_reduced && slots.size() > 1 && u1 - u0 > 1 && unit_bytes > 0) {
+      const std::int64_t group = std::max<std::int64_t>(1, kGroupBytes / unit_bytes);
+      std::int64_t outputs_before = 0;
+      for (std::int64_t ua = u0; ua < u1; ua += group) {
+        const std::int64_t ub = std::min(u1, ua + group);
+        std::byte* at = out;
+        for (const PassSlot* slot : slots) {
+          slot->run_units(t, data, at, ua, ub, outputs_before);
+          at += padded(slot->task_bytes(t));
+        }
+        for (std::int64_t u = ua; u < ub; ++u) outputs_before += plan.unit_outputs(u);
+      }
+      return;
+    }
     for (const PassSlot* slot : slots) {
       if (part) {
         slot->run_part(t, data, out, rb, re, init);
