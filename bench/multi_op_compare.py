@@ -21,28 +21,20 @@ import time
 
 import numpy as np
 
+from compare import IO_CHUNK, log, read_through  # bench/compare.py, beside this script
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = (1024, 1024)
 OPS = ["mean", "std", "min", "max"]
 
 
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
 def drop_file_pages(path):
+    """Drops a file's clean pages from the page cache (no root needed)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
-
-
-def read_through(path):
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(16 << 20)
-        while f.readinto(buf):
-            pass
 
 
 def make_cube(binary, dtype, np_dtype, gib):
@@ -60,7 +52,7 @@ def make_cube(binary, dtype, np_dtype, gib):
         # Rewritten with write(): pages a shared mapping dirtied are small folios (see
         # bench/README.md); a real cube's are not.
         with open(tmp, "rb", buffering=0) as src, open(path, "wb", buffering=0) as dst:
-            buf = bytearray(16 << 20)
+            buf = bytearray(IO_CHUNK)
             while True:
                 n = src.readinto(buf)
                 if not n:

@@ -86,8 +86,8 @@ struct Context {
   const Input& input;
   const ReducePlan& plan;
   const ReduceOptions& options;
-  const ReduceRunner& runner;  // how tasks run and are planned (MPI), beyond the options
-  std::vector<ReduceOp> ops;   // what the pass computes: ops_of(options)
+  const ReduceRunner& runner;          // how tasks run and are planned (MPI), beyond the options
+  std::vector<ReduceOp> ops;           // what the pass computes: ops_of(options)
   std::vector<ReduceResult>& results;  // one per op
   int delay_ms;
   bool swap;                            // stored in the other byte order
@@ -110,8 +110,8 @@ class PassSlot {
   // Folds the task's elements (TaskRunner::run), or those of reduced[0] in [rb, re)
   // (TaskRunner::run_part), into parts.
   virtual void run(std::int64_t task, const std::byte* data, std::byte* parts) const = 0;
-  virtual void run_part(std::int64_t task, const std::byte* data, std::byte* parts,
-                        std::int64_t rb, std::int64_t re, bool init) const = 0;
+  virtual void run_part(std::int64_t task, const std::byte* data, std::byte* parts, std::int64_t rb,
+                        std::int64_t re, bool init) const = 0;
   // Folds units [ua, ub) of the task only, into parts (the slot's section of the task) past
   // the partials of the task's first `outputs_before` outputs.
   virtual void run_units(std::int64_t task, const std::byte* data, std::byte* parts,

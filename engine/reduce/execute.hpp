@@ -164,6 +164,18 @@ void store(std::byte* dst, V v) {
   std::memcpy(dst, &v, sizeof v);
 }
 
+// An integer sum's result for sum (modulo 2^64, as numpy's 64-bit accumulators wrap) or mean
+// (the exact sum over n in long double; NaN for no element): the sum family's and the small
+// integers' moments' alike.
+inline void store_int_sum(ReduceOp op, kernels::i128 sum, std::int64_t n, std::byte* dst) {
+  if (op == ReduceOp::Sum || op == ReduceOp::NanSum) {
+    return store(dst, static_cast<std::uint64_t>(static_cast<kernels::u128>(sum)));
+  }
+  store(dst, n > 0
+                 ? static_cast<double>(static_cast<long double>(sum) / static_cast<long double>(n))
+                 : std::numeric_limits<double>::quiet_NaN());
+}
+
 // Writes one output element of `op` from its merged partial (a histogram: its bins' counts).
 template <class F, class T>
 void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial& p,
@@ -172,39 +184,20 @@ void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial&
   if constexpr (F::kKind == FamilyKind::Histogram) {
     std::memcpy(dst, &p, static_cast<std::size_t>(width_of(family)) * sizeof p);
   } else if constexpr (F::kKind == FamilyKind::Sum) {
-    if (op == ReduceOp::Sum || op == ReduceOp::NanSum) {
-      if constexpr (kernels::kIsFloat<T>) {
-        store(dst, F::total(p));
-      } else {
-        // Modulo 2^64, as numpy's 64-bit accumulators wrap.
-        store(dst, static_cast<std::uint64_t>(static_cast<kernels::u128>(p.sum)));
-      }
-      return;
+    if constexpr (kernels::kIsFloat<T>) {
+      if (op == ReduceOp::Sum || op == ReduceOp::NanSum) return store(dst, F::total(p));
+      store(dst, p.n > 0 ? F::total(p) / static_cast<double>(p.n)
+                         : std::numeric_limits<double>::quiet_NaN());
+    } else {
+      store_int_sum(op, p.sum, p.n, dst);
     }
-    double mean = std::numeric_limits<double>::quiet_NaN();
-    if (p.n > 0) {
-      if constexpr (kernels::kIsFloat<T>) {
-        mean = F::total(p) / static_cast<double>(p.n);
-      } else {
-        mean = static_cast<double>(static_cast<long double>(p.sum) / static_cast<long double>(p.n));
-      }
-    }
-    store(dst, mean);
   } else if constexpr (F::kKind == FamilyKind::Moments) {
     if constexpr (kernels::kExactMoments<T>) {
       // Small integers' moments hold the exact sum: a sum or mean asked beside var or std
       // comes from it, with the sum family's arithmetic (so its bits).
-      if (op == ReduceOp::Sum || op == ReduceOp::NanSum) {
-        store(dst, static_cast<std::uint64_t>(static_cast<kernels::u128>(p.s1)));
-        return;
-      }
-      if (op == ReduceOp::Mean || op == ReduceOp::NanMean) {
-        double mean = std::numeric_limits<double>::quiet_NaN();
-        if (p.n > 0) {
-          mean = static_cast<double>(static_cast<long double>(p.s1) / static_cast<long double>(p.n));
-        }
-        store(dst, mean);
-        return;
+      if (op != ReduceOp::Var && op != ReduceOp::Std && op != ReduceOp::NanVar &&
+          op != ReduceOp::NanStd) {
+        return store_int_sum(op, p.s1, p.n, dst);
       }
     }
     const double var = F::variance(p, ddof);
@@ -306,7 +299,8 @@ std::unique_ptr<PassSlot> finalizing_slot(Context& ctx, const F& family, const S
       [targets = std::move(targets), ddof](const F& family, std::int64_t index,
                                            const typename F::Partial* parts) {
         for (const Target& t : targets) {
-          finalize<F, T>(family, t.op, ddof, *parts, t.out + static_cast<std::size_t>(index) * t.item);
+          finalize<F, T>(family, t.op, ddof, *parts,
+                         t.out + static_cast<std::size_t>(index) * t.item);
         }
       });
 }
@@ -388,7 +382,17 @@ bool settle_histogram_range(Context& ctx) {
 // Which family serves an op: ops with the same key share one slot. NaN-skipping keys fold into
 // the plain ones for types without NaN (an integer has no NaN: the results are the same).
 enum class FamilyKey : std::uint8_t {
-  Sum, NanSum, Moments, NanMoments, MinMax, NanMinMax, Count, AnyAll, Norm, ArgMin, ArgMax,
+  Sum,
+  NanSum,
+  Moments,
+  NanMoments,
+  MinMax,
+  NanMinMax,
+  Count,
+  AnyAll,
+  Norm,
+  ArgMin,
+  ArgMax,
   Histogram
 };
 
@@ -475,8 +479,8 @@ void execute_pass(Context& ctx) {
   std::vector<std::pair<FamilyKey, SlotOps>> groups;
   for (std::size_t i = 0; i < ctx.ops.size(); ++i) {
     const FamilyKey key = family_key<T>(ctx.ops[i]);
-    auto it = std::find_if(groups.begin(), groups.end(),
-                           [key](const auto& g) { return g.first == key; });
+    auto it =
+        std::find_if(groups.begin(), groups.end(), [key](const auto& g) { return g.first == key; });
     if (it == groups.end()) {
       groups.emplace_back(key, SlotOps{});
       it = groups.end() - 1;
@@ -496,8 +500,8 @@ void execute_pass(Context& ctx) {
     if (sums != groups.end() && moments != groups.end()) {
       moments->second.ops.insert(moments->second.ops.end(), sums->second.ops.begin(),
                                  sums->second.ops.end());
-      moments->second.results.insert(moments->second.results.end(),
-                                     sums->second.results.begin(), sums->second.results.end());
+      moments->second.results.insert(moments->second.results.end(), sums->second.results.begin(),
+                                     sums->second.results.end());
       groups.erase(sums);
     }
   }

@@ -25,7 +25,8 @@ std::size_t padded(std::size_t bytes) noexcept {
 class AlignedBytes {
  public:
   AlignedBytes() = default;
-  explicit AlignedBytes(std::size_t size) : size_(size), words_((size + kSlotAlign - 1) / kSlotAlign) {}
+  explicit AlignedBytes(std::size_t size)
+      : size_(size), words_((size + kSlotAlign - 1) / kSlotAlign) {}
   void assign(const std::byte* data, std::size_t size) {
     *this = AlignedBytes(size);
     if (size > 0) std::memcpy(this->data(), data, size);
