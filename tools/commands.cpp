@@ -54,6 +54,49 @@ void set_histogram_options(const ReduceArgs& args, ReduceOptions* options) {
   }
 }
 
+bool is_percentile_op(ReduceOp op) {
+  return op == ReduceOp::Percentile || op == ReduceOp::NanPercentile;
+}
+
+// --q: percentile ops only, a list of numbers (the library checks the range).
+void set_quantile_options(const ReduceArgs& args, ReduceOptions* options) {
+  const bool percentile =
+      std::any_of(options->ops.begin(), options->ops.end(), is_percentile_op);
+  if (!percentile) {
+    if (!args.q.empty()) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "--q applies to --op percentile and nanpercentile only");
+    }
+    return;
+  }
+  if (args.q.empty()) {
+    throw Error(ErrorCode::InvalidArgument,
+                "--op " + args.op + " needs --q, the percentiles to compute (e.g. --q 5,50,95)");
+  }
+  std::size_t at = 0;
+  while (true) {
+    const std::size_t comma = std::min(args.q.find(',', at), args.q.size());
+    double v = 0;
+    const char* first = args.q.data() + at;
+    const char* last = args.q.data() + comma;
+    const auto [ptr, ec] = std::from_chars(first, last, v);
+    if (first == last || ec != std::errc() || ptr != last) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "bad --q '" + args.q + "' (expected numbers in [0, 100], e.g. 5,50,95)");
+    }
+    options->q.push_back(v);
+    if (comma == args.q.size()) return;
+    at = comma + 1;
+  }
+}
+
+// "percentile_5", "nanpercentile_99.5": a CSV column's name for one percentile.
+std::string percentile_column(ReduceOp op, double q) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%s_%.17g", to_string(op), q);
+  return text;
+}
+
 Order parse_order(const std::string& text) {
   if (text == "C" || text == "c") return Order::C;
   if (text == "F" || text == "f") return Order::F;
@@ -188,6 +231,7 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
     if (args.ddof < 0) throw Error(ErrorCode::InvalidArgument, "--ddof must be >= 0");
     options.ddof = args.ddof;
     set_histogram_options(args, &options);
+    set_quantile_options(args, &options);
     options.pool.n_jobs = jobs_option(args.jobs, args.jobs_given);
     options.pool.backend = parse_backend(args.backend);
     options.pool.max_nbytes = parse_max_nbytes(args.max_nbytes);
@@ -318,15 +362,29 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
     }
   }
   const bool several = results.size() > 1;
+  // A CSV (and stdout with several ops) has one column per value: a percentile's rows become
+  // columns, one per q.
+  std::vector<NamedArray> columns;
+  for (std::size_t k = 0; k < results.size(); ++k) {
+    const ReduceResult& r = results[k];
+    if (!is_percentile_op(options.ops[k])) {
+      columns.push_back(named[k]);
+      continue;
+    }
+    const Shape rest(r.shape.begin() + 1, r.shape.end());
+    const std::size_t each = r.data.size() / options.q.size();
+    for (std::size_t i = 0; i < options.q.size(); ++i) {
+      columns.push_back({percentile_column(options.ops[k], options.q[i]), r.dtype, rest,
+                         std::span<const std::byte>(r.data).subspan(i * each, each)});
+    }
+  }
   if (args.out.empty()) {
-    write_stdout(several ? format_results_csv(named)
+    write_stdout(several ? format_results_csv(columns)
                          : format_result_text(result.dtype, result.shape, result.data));
   } else if (output_format_for(args.out) == OutputFormat::Npz || several) {
     named.insert(named.end(), edges.begin(), edges.end());
-    if (output_format_for(args.out) == OutputFormat::Csv) {
-      named.resize(results.size());  // a CSV's columns are the ops' (bin_edges has its own size)
-    }
-    write_results(named, args.out);
+    // A CSV's columns are the ops' (bin_edges has its own size).
+    write_results(output_format_for(args.out) == OutputFormat::Csv ? columns : named, args.out);
   } else {
     write_result(result.dtype, result.shape, result.data, args.out, edges);
   }

@@ -38,6 +38,7 @@ struct ReduceArgs {
   std::int64_t bins = 10;  // histogram only
   bool bins_given = false;
   std::string range;  // histogram only: "LO,HI"; empty: the data's min and max
+  std::string q;      // percentile only: "5,50,95"
   int jobs = -1;      // the default when neither --jobs nor MMC_N_JOBS is given: all CPUs
   bool jobs_given = false;
   std::string backend = "process";

@@ -203,8 +203,8 @@ int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
   reduce_cmd
       ->add_option("--op", reduce.op,
                    "sum mean min max var std count nansum nanmean nanmin nanmax nanvar nanstd "
-                   "any all norm argmin argmax histogram, or several in one pass over the "
-                   "data: mean,std,min,max")
+                   "any all norm argmin argmax histogram median nanmedian percentile "
+                   "nanpercentile, or several in one pass over the data: mean,std,min,max")
       ->required();
   reduce_cmd->add_option("--axis", reduce.axis,
                          "axes to reduce, e.g. 1,2 or -1 (default: all "
@@ -216,6 +216,9 @@ int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
   reduce_cmd->add_option("--range", reduce.range,
                          "histogram: LO,HI (default: the whole array's min and max, one more "
                          "pass; a histogram of data with NaN or inf needs a range)");
+  reduce_cmd->add_option("--q", reduce.q,
+                         "percentile, nanpercentile: the percentiles in [0, 100], e.g. 5,50,95 "
+                         "(numpy's linear method; the result's first axis)");
   reduce_cmd->add_option("-j,--jobs", reduce.jobs, kJobsHelp)->capture_default_str();
   reduce_cmd->add_option("--backend", reduce.backend, "process, thread or serial")
       ->capture_default_str();

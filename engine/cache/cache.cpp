@@ -200,6 +200,10 @@ CacheKey Cache::reduce_key(const Source& source, const ReduceOptions& given) con
     h.add(options.bins).add(options.range_given).add("bin_edges");
     if (options.range_given) h.add(options.range_lo).add(options.range_hi);
   }
+  if (options.op == ReduceOp::Percentile || options.op == ReduceOp::NanPercentile) {
+    h.add("q").add(static_cast<std::int64_t>(options.q.size()));
+    for (double q : options.q) h.add(q);
+  }
   h.add(options.task_bytes > 0 ? options.task_bytes : kDefaultTaskBytes);
   h.add(source, options_.verify ? SourceHash::Content : SourceHash::Identity);
   return h.digest();

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,8 +31,17 @@ struct HistogramRange {
   double first = 0, last = 1, span = 1;
 };
 
-// A reduction's passes: the histogram's min/max pass over the whole array, then the op's own.
-enum class Phase : std::uint8_t { WholeMinMax, Main };
+// A reduction's passes: the histogram's min/max pass over the whole array, then the ops' own,
+// then the quantiles' refining passes (wider types; RefineStep says which).
+enum class Phase : std::uint8_t { WholeMinMax, Main, Refine };
+
+// A quantile refining pass: its number (1, 2, ...) and the prefixes each output's tables count
+// under (QuantileState::prepare), which every worker needs.
+struct RefineStep {
+  int pass = 0;
+  int tables = 1;  // per output
+  std::shared_ptr<const std::vector<std::uint64_t>> prefixes;
+};
 
 // Partials of tasks [first, first + count) of one pass, concatenated in task order (each task's
 // TaskRunner::partials() of its family), handed to the parent by a TaskRoute.
@@ -46,7 +56,8 @@ class TaskRoute {
   // Runs tasks [0, n_tasks) of `phase` in ranges and calls on_range for each on this thread
   // (in any order), then progress. task_result_bytes: the partials of the
   // largest task (task 0), which bound a range's size. Throws as run_tasks does.
-  virtual CallStats run(Phase phase, const HistogramRange& range, std::size_t n_tasks,
+  virtual CallStats run(Phase phase, const HistogramRange& range, const RefineStep& refine,
+                        std::size_t n_tasks,
                         std::size_t task_result_bytes, const RangeFn& on_range,
                         const ProgressCallback& progress) const = 0;
   // The plan of `phase` (the job caches it, so a chunked array's alignment is weighed once).
@@ -67,7 +78,9 @@ std::vector<ReduceOp> ops_of(const ReduceOptions& options);
 // the same tasks as the caller): whether reduced axes must keep their C-order index
 // (argmin/argmax), and the bytes of one output's partials when larger than usual.
 bool pass_tracks_index(const std::vector<ReduceOp>& ops);
-std::int64_t pass_partial_bytes(const std::vector<ReduceOp>& ops, std::int64_t bins);
+// `pass`: the pass's options (its ops, bins, q), over `axes` of `meta`.
+std::int64_t pass_partial_bytes(const ReduceOptions& pass, const ArrayMeta& meta,
+                                const std::vector<int>& axes);
 
 struct Context {
   // results: one per op of options (ops_of), in that order.
@@ -95,6 +108,7 @@ struct Context {
   const WorkerTasks* worker = nullptr;  // worker: runs these tasks, merges and emits nothing
   Phase phase = Phase::Main;
   HistogramRange histogram;  // the main pass of a histogram: its bin range
+  RefineStep refine;         // Phase::Refine: the quantiles' step
 };
 
 // One family's share of a pass, its type erased so that one pass over the data runs any set of

@@ -17,8 +17,10 @@
 
 #include "kernels/families.hpp"
 #include "kernels/histogram.hpp"
+#include "kernels/quantile.hpp"
 #include "mmc/error.hpp"
 #include "reduce/context.hpp"
+#include "reduce/quantile.hpp"
 
 namespace mmc::detail {
 
@@ -88,13 +90,14 @@ class TaskRunner {
     for (std::int64_t u = u0_; u < u1_; ++u) {
       const std::byte* base = data + plan_.unit_offset(u);
       if (plan_.inner_reduced) {
-        if (init) family_.init(*parts);
+        if (init) init_output(*parts, plan_.unit_out_index(u));
         part.fold_output(*parts, base, 0, 0);
         parts += width_;
       } else {
         const std::int64_t n = plan_.unit_outputs(u);
         if (init) {
-          for (std::int64_t j = 0; j < n; ++j) family_.init(parts[j * width_]);
+          const std::int64_t out = plan_.unit_out_index(u), step = plan_.unit_out_step();
+          for (std::int64_t j = 0; j < n; ++j) init_output(parts[j * width_], out + j * step);
         }
         part.fold_line(parts, base, n, 0, 0);
         parts += n * width_;
@@ -103,6 +106,16 @@ class TaskRunner {
   }
 
  private:
+  // The empty partials of output `out` (families whose partials depend on the output, as a
+  // quantile refining pass's, define init_at).
+  void init_output(Partial& p, std::int64_t out) const {
+    if constexpr (requires { family_.init_at(p, out); }) {
+      family_.init_at(p, out);
+    } else {
+      family_.init(p);
+    }
+  }
+
   void range(std::size_t level, std::int64_t* b, std::int64_t* e) const {
     *b = level == 0 ? r0_ : 0;
     *e = level == 0 ? r1_ : plan_.reduced[level].extent;
@@ -393,7 +406,8 @@ enum class FamilyKey : std::uint8_t {
   Norm,
   ArgMin,
   ArgMax,
-  Histogram
+  Histogram,
+  Quantile
 };
 
 template <class T>
@@ -431,6 +445,11 @@ FamilyKey family_key(ReduceOp op) {
       return FamilyKey::ArgMax;
     case ReduceOp::Histogram:
       return FamilyKey::Histogram;
+    case ReduceOp::Median:
+    case ReduceOp::NanMedian:
+    case ReduceOp::Percentile:
+    case ReduceOp::NanPercentile:
+      return FamilyKey::Quantile;
   }
   return FamilyKey::Sum;
 }
@@ -468,8 +487,51 @@ std::unique_ptr<PassSlot> make_slot(Context& ctx, FamilyKey key, const SlotOps& 
     case FamilyKey::Histogram:
       return finalizing_slot<HistogramFamily<T, Swap>, T>(
           ctx, HistogramFamily<T, Swap>(*edges, ctx.plan.n_out * ctx.plan.n_red), served);
+    case FamilyKey::Quantile:
+      break;  // quantile_slot: its state lives across passes
   }
   return nullptr;
+}
+
+// The quantiles' slot for pass `pass` (tables per output and their prefixes: the refining
+// passes'), handing each output's tables to `state` (none in a worker).
+template <class T, bool Swap>
+std::unique_ptr<PassSlot> quantile_slot(const Context& ctx, int tables, int pass,
+                                        const std::uint64_t* prefixes, QuantileState* state) {
+  using F = kernels::QuantileFamily<T, Swap>;
+  const int digit = quantile_digit_bits(kernels::kKeyBits<T>, ctx.plan.n_red);
+  typename FamilySlot<F>::Emit emit;
+  if (state != nullptr) {
+    emit = [state, pass](const F&, std::int64_t output, const std::uint64_t* tables) {
+      state->take(pass, output, tables);
+    };
+  }
+  return std::make_unique<FamilySlot<F>>(F(digit, pass, tables, prefixes), ctx.plan,
+                                         std::move(emit));
+}
+
+// The quantiles' refining passes after the main one (keys wider than one digit), then their
+// results. In a worker, runs its tasks of the refining pass ctx.refine names.
+template <class T, bool Swap>
+void refine_quantiles(Context& ctx, QuantileState* state) {
+  if (ctx.worker != nullptr) {
+    const auto slot = quantile_slot<T, Swap>(ctx, ctx.refine.tables, ctx.refine.pass,
+                                             ctx.refine.prefixes->data(), nullptr);
+    run_pass(ctx, ctx.plan, {slot.get()}, ProgressCallback{});
+    return;
+  }
+  for (int pass = 1; pass < state->passes(); ++pass) {
+    auto prefixes = std::make_shared<std::vector<std::uint64_t>>();
+    int tables = 0;
+    if (!state->prepare(pass, prefixes.get(), &tables)) break;
+    const auto slot = quantile_slot<T, Swap>(ctx, tables, pass, prefixes->data(), state);
+    ctx.phase = Phase::Refine;
+    ctx.refine = {pass, tables, prefixes};
+    run_pass(ctx, ctx.plan, {slot.get()}, ctx.options.progress);
+    ctx.phase = Phase::Main;
+    ctx.refine = {};
+  }
+  state->finish();
 }
 
 // Runs ctx.ops in one pass over the data (after the histogram's range pass, when it needs one),
@@ -518,13 +580,32 @@ void execute_pass(Context& ctx) {
       std::memcpy(result.edges.data(), edges->edges().data(), result.edges.size());
     }
   }
+  // The quantiles: their first pass runs with the other families, their refining ones after.
+  if (ctx.phase == Phase::Refine) return refine_quantiles<T, Swap>(ctx, nullptr);
+  std::optional<QuantileState> quantiles;
   std::vector<std::unique_ptr<PassSlot>> slots;
   std::vector<const PassSlot*> pass;
   for (const auto& [key, served] : groups) {
-    slots.push_back(make_slot<T, Swap>(ctx, key, served, edges ? &*edges : nullptr));
+    if (key == FamilyKey::Quantile) {
+      if (ctx.worker == nullptr) {
+        std::vector<QuantileState::Target> targets;
+        for (std::size_t k = 0; k < served.ops.size(); ++k) {
+          targets.push_back({served.ops[k], ctx.results[served.results[k]].data.data()});
+        }
+        const int digit = quantile_digit_bits(kernels::kKeyBits<T>, ctx.plan.n_red);
+        quantiles.emplace(std::move(targets), ctx.options.q, ctx.plan.n_out, ctx.plan.n_red,
+                          kernels::kKeyBits<T>, digit, kernels::kIsFloat<T>,
+                          &kernels::key_value<T>);
+      }
+      slots.push_back(
+          quantile_slot<T, Swap>(ctx, 1, 0, nullptr, quantiles ? &*quantiles : nullptr));
+    } else {
+      slots.push_back(make_slot<T, Swap>(ctx, key, served, edges ? &*edges : nullptr));
+    }
     pass.push_back(slots.back().get());
   }
   const CallStats stats = run_pass(ctx, ctx.plan, pass, ctx.options.progress);
+  if (quantiles) refine_quantiles<T, Swap>(ctx, &*quantiles);
   for (ReduceResult& result : ctx.results) result.stats = stats;
 }
 

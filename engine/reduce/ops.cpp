@@ -61,6 +61,10 @@ constexpr OpName kOps[] = {
     {ReduceOp::ArgMin, "argmin"},
     {ReduceOp::ArgMax, "argmax"},
     {ReduceOp::Histogram, "histogram"},
+    {ReduceOp::Median, "median"},
+    {ReduceOp::NanMedian, "nanmedian"},
+    {ReduceOp::Percentile, "percentile"},
+    {ReduceOp::NanPercentile, "nanpercentile"},
 };
 
 }  // namespace
@@ -124,6 +128,10 @@ DType result_dtype(ReduceOp op, DType input) {
     case ReduceOp::NanVar:
     case ReduceOp::NanStd:
     case ReduceOp::Norm:
+    case ReduceOp::Median:
+    case ReduceOp::NanMedian:
+    case ReduceOp::Percentile:
+    case ReduceOp::NanPercentile:
       return DType(TypeId::F64);
     case ReduceOp::Min:
     case ReduceOp::Max:

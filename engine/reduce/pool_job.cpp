@@ -77,6 +77,7 @@ Bytes encode_spec(const SourceTicket& ticket, const ReduceOptions& o, int plan_w
   write_plain(w, o.range_given);
   write_plain(w, o.range_lo);
   write_plain(w, o.range_hi);
+  Codec<std::vector<double>>::write(w, o.q);
   write_plain(w, o.task_bytes);
   write_plain(w, plan_workers);
   return out;
@@ -105,6 +106,7 @@ JobSpec decode_spec(const Bytes& bytes) {
   o.range_given = read_plain<bool>(r);
   o.range_lo = read_plain<double>(r);
   o.range_hi = read_plain<double>(r);
+  o.q = Codec<std::vector<double>>::read(r);
   o.task_bytes = read_plain<std::int64_t>(r);
   spec.plan_workers = read_plain<int>(r);
   return spec;
@@ -122,6 +124,7 @@ ReduceOptions job_options(const ReduceOptions& o) {
   kept.range_given = o.range_given;
   kept.range_lo = o.range_lo;
   kept.range_hi = o.range_hi;
+  kept.q = o.q;
   kept.task_bytes = o.task_bytes;
   return kept;
 }
@@ -176,15 +179,16 @@ JobState::JobState(const JobSpec& spec)
 }
 
 const ReducePlan& JobState::plan(Phase phase) const {
+  if (phase == Phase::Refine) phase = Phase::Main;  // the quantiles refine over the main plan
   std::lock_guard lock(mutex_);
   std::optional<ReducePlan>& plan = plans_[static_cast<int>(phase)];
   if (!plan) {
     // The caller's planning, step for step: the same inputs give the same tasks.
     const ArrayMeta& meta = input_->meta;
     if (phase == Phase::Main) {
-      plan = plan_for(*input_, normalize_axes(options_.axes, options_.axes_given, meta.ndim()),
-                      options_, runner_.plan_workers, pass_tracks_index(options_.ops),
-                      pass_partial_bytes(options_.ops, options_.bins));
+      const std::vector<int> axes = normalize_axes(options_.axes, options_.axes_given, meta.ndim());
+      plan = plan_for(*input_, axes, options_, runner_.plan_workers,
+                      pass_tracks_index(options_.ops), pass_partial_bytes(options_, meta, axes));
     } else {
       std::vector<int> all(static_cast<std::size_t>(meta.ndim()));
       for (int a = 0; a < meta.ndim(); ++a) all[static_cast<std::size_t>(a)] = a;
@@ -194,8 +198,8 @@ const ReducePlan& JobState::plan(Phase phase) const {
   return *plan;
 }
 
-void JobState::run(Phase phase, const HistogramRange& histogram, std::size_t first,
-                   std::size_t count, Bytes& out, std::size_t* failed) const {
+void JobState::run(Phase phase, const HistogramRange& histogram, const RefineStep& refine,
+                   std::size_t first, std::size_t count, Bytes& out, std::size_t* failed) const {
   std::vector<ReduceResult> unused(options_.ops.size());  // a worker merges and emits nothing
   const ReducePlan& pass = plan(phase);
   WorkerTasks tasks;
@@ -205,6 +209,7 @@ void JobState::run(Phase phase, const HistogramRange& histogram, std::size_t fir
   ctx.worker = &tasks;
   ctx.phase = phase;
   ctx.histogram = histogram;
+  ctx.refine = refine;
   // One task at a time, so an error names its task.
   for (std::size_t t = first; t < first + count; ++t) {
     *failed = t;
@@ -234,7 +239,7 @@ RangeOutcome ReduceTasks::operator()(const TaskRange& range) const {
   }
   std::size_t task = range.first;
   try {
-    state->run(phase, histogram, range.first, range.count, outcome.partials, &task);
+    state->run(phase, histogram, refine, range.first, range.count, outcome.partials, &task);
   } catch (...) {
     ErrorCode code = ErrorCode::TaskFailed;
     current_failure(&code, &outcome.message);
@@ -279,7 +284,8 @@ PoolRoute::PoolRoute(Pool& pool, const Input& input, const ReduceOptions& option
   }
 }
 
-CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size_t n_tasks,
+CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, const RefineStep& refine,
+                         std::size_t n_tasks,
                          std::size_t task_result_bytes, const RangeFn& on_range,
                          const ProgressCallback& progress) const {
   // About four ranges per worker balance uneven tasks; a range's partials stay under 16 MiB.
@@ -300,6 +306,7 @@ CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, std::size
   fn.local = reinterpret_cast<std::uintptr_t>(&local_);
   fn.phase = phase;
   fn.histogram = histogram;
+  fn.refine = refine;
   fn.spec = spec_;
   fn.source_fd = source_fd_;
   CallOptions call;
@@ -354,6 +361,10 @@ void Codec<detail::ReduceTasks>::write(ByteWriter& w, const detail::ReduceTasks&
   w.u64(fn.local);
   w.u64(static_cast<std::uint64_t>(fn.phase));
   w.raw(&fn.histogram, sizeof fn.histogram);
+  w.u64(static_cast<std::uint64_t>(fn.refine.pass));
+  w.u64(static_cast<std::uint64_t>(fn.refine.tables));
+  Codec<std::vector<std::uint64_t>>::write(
+      w, fn.refine.prefixes ? *fn.refine.prefixes : std::vector<std::uint64_t>{});
   Codec<Bytes>::write(w, fn.spec);
   // The source's open file travels beside the batch: 1 + its index, 0 for none.
   w.u64(fn.source_fd >= 0 && w.fds() != nullptr ? 1 + w.fds()->add_copy(fn.source_fd) : 0);
@@ -366,6 +377,10 @@ detail::ReduceTasks Codec<detail::ReduceTasks>::read(ByteReader& r) {
   fn.local = static_cast<std::uintptr_t>(r.u64());
   fn.phase = static_cast<detail::Phase>(r.u64());
   r.raw(&fn.histogram, sizeof fn.histogram);
+  fn.refine.pass = static_cast<int>(r.u64());
+  fn.refine.tables = static_cast<int>(r.u64());
+  fn.refine.prefixes =
+      std::make_shared<const std::vector<std::uint64_t>>(Codec<std::vector<std::uint64_t>>::read(r));
   fn.spec = Codec<Bytes>::read(r);
   if (const std::uint64_t index = r.u64(); index != 0) {
     if (r.fds() == nullptr)

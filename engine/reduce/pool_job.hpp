@@ -20,7 +20,7 @@ namespace mmc::detail {
 // for.
 struct JobSpec {
   SourceTicket ticket;
-  ReduceOptions options;  // op, axes, ddof, bins, range, task_bytes only
+  ReduceOptions options;  // op, axes, ddof, bins, range, q, task_bytes only
   int plan_workers = 0;
 };
 
@@ -41,8 +41,8 @@ class JobState {
   // Runs tasks [first, first + count) of `phase`, appending their partials to `out`. Stops at
   // the first task that throws, setting *failed to its index and leaving the exception to
   // propagate.
-  void run(Phase phase, const HistogramRange& histogram, std::size_t first, std::size_t count,
-           Bytes& out, std::size_t* failed) const;
+  void run(Phase phase, const HistogramRange& histogram, const RefineStep& refine,
+           std::size_t first, std::size_t count, Bytes& out, std::size_t* failed) const;
 
  private:
   std::shared_ptr<const AnyArray> opened_;  // what a worker opened; null in the caller
@@ -81,6 +81,7 @@ struct ReduceTasks {
   std::uintptr_t local = 0;  // its JobState, valid in that process only
   Phase phase = Phase::Main;
   HistogramRange histogram;
+  RefineStep refine;
   Bytes spec;  // the encoded JobSpec; empty when no other process can open the source
   // A mapped source's open file (SourceTicket::fd): it travels with every batch (SCM_RIGHTS),
   // and a worker maps it the first time; -1 for none. Open while source_keeper (or, in the
@@ -98,7 +99,8 @@ class PoolRoute final : public TaskRoute {
   // in this process (the caller makes the pool serial then). Input and options outlive it.
   PoolRoute(Pool& pool, const Input& input, const ReduceOptions& options, int plan_workers,
             const ReducePlan& main, const std::optional<SourceTicket>& ticket);
-  CallStats run(Phase phase, const HistogramRange& histogram, std::size_t n_tasks,
+  CallStats run(Phase phase, const HistogramRange& histogram, const RefineStep& refine,
+                std::size_t n_tasks,
                 std::size_t task_result_bytes, const RangeFn& on_range,
                 const ProgressCallback& progress) const override;
   const ReducePlan& plan(Phase phase) const override { return local_.plan(phase); }

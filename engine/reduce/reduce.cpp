@@ -20,6 +20,7 @@
 #include "reduce/context.hpp"
 #include "reduce/plan.hpp"
 #include "reduce/pool_job.hpp"
+#include "reduce/quantile.hpp"
 
 namespace mmc {
 
@@ -60,6 +61,26 @@ bool needs_nonempty(ReduceOp op) {
 
 bool is_arg(ReduceOp op) { return op == ReduceOp::ArgMin || op == ReduceOp::ArgMax; }
 
+// q: given for a percentile op, each in [0, 100].
+void check_quantile_options(const ReduceOptions& o, const std::vector<ReduceOp>& ops) {
+  if (std::none_of(ops.begin(), ops.end(), detail::is_percentile)) return;
+  if (o.q.empty()) {
+    throw Error(ErrorCode::InvalidArgument,
+                "percentile needs the percentiles to compute (q, e.g. 5,50,95; --q on the "
+                "command line)");
+  }
+  if (o.q.size() > 16) {
+    throw Error(ErrorCode::InvalidArgument,
+                "percentile: at most 16 percentiles per call, got " + std::to_string(o.q.size()));
+  }
+  for (double q : o.q) {
+    if (!(q >= 0 && q <= 100)) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "percentile " + format_value(q) + " is outside [0, 100]");
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<ReduceOp> detail::ops_of(const ReduceOptions& options) {
@@ -70,14 +91,25 @@ bool detail::pass_tracks_index(const std::vector<ReduceOp>& ops) {
   return std::any_of(ops.begin(), ops.end(), is_arg);
 }
 
-std::int64_t detail::pass_partial_bytes(const std::vector<ReduceOp>& ops, std::int64_t bins) {
-  // One op: what it always was (0 but for a histogram). Several: the sum of their families'
-  // partials, at most 48 bytes each but a histogram's; only how many outputs a task holds
-  // depends on it, never the arithmetic.
-  const std::int64_t histogram = bins * static_cast<std::int64_t>(sizeof(std::int64_t));
-  if (ops.size() == 1) return ops.front() == ReduceOp::Histogram ? histogram : 0;
-  std::int64_t total = 0;
-  for (ReduceOp op : ops) total += op == ReduceOp::Histogram ? histogram : 48;
+std::int64_t detail::pass_partial_bytes(const ReduceOptions& pass, const ArrayMeta& meta,
+                                       const std::vector<int>& axes) {
+  // One op: what it always was (0 but for a histogram or a quantile). Several: the sum of their
+  // families' partials, at most 48 bytes each but a histogram's and the quantiles' tables; only
+  // how many outputs a task holds depends on it, never the arithmetic.
+  const std::vector<ReduceOp> ops = ops_of(pass);
+  const std::int64_t histogram = pass.bins * static_cast<std::int64_t>(sizeof(std::int64_t));
+  std::int64_t n_red = 1;
+  for (int a : axes) n_red *= meta.shape[static_cast<std::size_t>(a)];
+  const std::int64_t quantiles =
+      quantile_partial_bytes(ops, pass.q, meta.dtype.itemsize(), n_red);
+  if (ops.size() == 1) {
+    if (is_quantile(ops.front())) return quantiles;
+    return ops.front() == ReduceOp::Histogram ? histogram : 0;
+  }
+  std::int64_t total = quantiles;
+  for (ReduceOp op : ops) {
+    if (!is_quantile(op)) total += op == ReduceOp::Histogram ? histogram : 48;
+  }
   return total;
 }
 
@@ -95,6 +127,7 @@ Shape result_shape(const ArrayMeta& meta, const ReduceOptions& options) {
     if (!reduced[k]) shape.push_back(meta.shape[k]);
   }
   if (ops.front() == ReduceOp::Histogram) shape.push_back(options.bins);
+  if (detail::is_percentile(ops.front())) shape.insert(shape.begin(), static_cast<std::int64_t>(options.q.size()));
   return shape;
 }
 
@@ -191,6 +224,7 @@ std::vector<ReduceResult> reduce_input(const detail::Input& input, const ReduceO
   }
   const bool histogram = std::count(ops.begin(), ops.end(), ReduceOp::Histogram) > 0;
   if (histogram) check_histogram_options(options);
+  check_quantile_options(options, ops);
 
   // Every result, sized before any task runs.
   const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
@@ -213,16 +247,19 @@ std::vector<ReduceResult> reduce_input(const detail::Input& input, const ReduceO
                                 "reduction size");
   }
   for (std::size_t i = 0; i < ops.size(); ++i) {
-    if (needs_nonempty(ops[i]) && n_red == 0 && n_out > 0) {
+    if ((needs_nonempty(ops[i]) || ops[i] == ReduceOp::Percentile) && n_red == 0 && n_out > 0) {
       throw Error(ErrorCode::InvalidArgument, std::string(to_string(ops[i])) +
                                                   " of an empty axis: a zero-size reduction has "
                                                   "no identity");
     }
     ReduceResult& result = results[i];
-    const std::int64_t width = ops[i] == ReduceOp::Histogram ? options.bins : 1;
+    const std::int64_t width = ops[i] == ReduceOp::Histogram ? options.bins
+                               : detail::is_percentile(ops[i])      ? static_cast<std::int64_t>(options.q.size())
+                                                            : 1;
     result.dtype = result_dtype(ops[i], meta.dtype);
     result.shape = kept;
     if (ops[i] == ReduceOp::Histogram) result.shape.push_back(width);
+    if (detail::is_percentile(ops[i])) result.shape.insert(result.shape.begin(), width);
     const std::uint64_t out_bytes = detail::checked_mul(
         detail::checked_mul(n_out, static_cast<std::uint64_t>(width), "result size"),
         result.dtype.itemsize(), "result size");
@@ -243,9 +280,8 @@ std::vector<ReduceResult> reduce_input(const detail::Input& input, const ReduceO
                     "); reduce over more axes or a part of the array");
   }
   for (std::size_t i = 0; i < ops.size(); ++i) {
-    const std::uint64_t width = ops[i] == ReduceOp::Histogram ? static_cast<std::uint64_t>(options.bins) : 1;
-    results[i].data.assign(static_cast<std::size_t>(n_out * width * results[i].dtype.itemsize()),
-                           std::byte{0});
+    results[i].data.assign(
+        static_cast<std::size_t>(results[i].size()) * results[i].dtype.itemsize(), std::byte{0});
   }
   if (input.dense != nullptr) input.dense->mapping().advise(Access::Sequential);
 
@@ -253,7 +289,7 @@ std::vector<ReduceResult> reduce_input(const detail::Input& input, const ReduceO
   for (const ReduceOptions& pass : passes_of(input, options, ops, axes)) {
     const detail::ReducePlan plan = detail::plan_for(
         input, axes, pass, runner.plan_workers, detail::pass_tracks_index(pass.ops),
-        detail::pass_partial_bytes(pass.ops, pass.bins));
+        detail::pass_partial_bytes(pass, meta, axes));
     std::vector<ReduceResult> share(pass.ops.size());
     std::vector<std::size_t> at(pass.ops.size());
     for (std::size_t k = 0; k < pass.ops.size(); ++k) {

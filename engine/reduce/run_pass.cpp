@@ -259,7 +259,8 @@ CallStats run_pass(const Context& ctx, const ReducePlan& plan,
                                              std::to_string(at));
       }
     };
-    return ctx.route->run(ctx.phase, ctx.histogram, call.n_tasks, result_bytes(0), on_range,
+    return ctx.route->run(ctx.phase, ctx.histogram, ctx.refine, call.n_tasks, result_bytes(0),
+                          on_range,
                           progress);
   }
   return ctx.runner.run_call ? ctx.runner.run_call(options.pool, call)

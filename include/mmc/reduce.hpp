@@ -40,10 +40,19 @@ enum class ReduceOp : std::uint8_t {
   ArgMin,
   ArgMax,     // index of the first extreme element, C order over the reduced axes
   Histogram,  // counts in equal-width bins (ReduceOptions::bins, range), as np.histogram
+  // Exact order statistics of the float64-cast elements, float64 results: np.median, and
+  // np.percentile at ReduceOptions::q (numpy's default linear method; result shape
+  // (len(q), *kept)); a NaN in a slice makes its result NaN, as numpy's. The nan forms leave
+  // NaN out (NaN for a slice of NaN only).
+  Median,
+  NanMedian,
+  Percentile,
+  NanPercentile,
 };
 
 // "sum", "mean", "min", "max", "var", "std", "count", "nansum", "nanmean", "nanmin",
-// "nanmax", "nanvar", "nanstd", "any", "all", "norm", "argmin", "argmax", "histogram".
+// "nanmax", "nanvar", "nanstd", "any", "all", "norm", "argmin", "argmax", "histogram",
+// "median", "nanmedian", "percentile", "nanpercentile".
 // Throws Error(InvalidArgument).
 ReduceOp parse_reduce_op(const std::string& text);
 // "mean,std,min,max": a list of those names, none twice. Throws Error(InvalidArgument).
@@ -52,7 +61,8 @@ const char* to_string(ReduceOp op) noexcept;
 
 // The dtype of op's result for an input dtype (native byte order): (nan)sum → int64/uint64
 // for integers and bool, float64 for floats; (nan)mean/var/std and norm → float64;
-// (nan)min/max → the input type; count, argmin, argmax, histogram → int64; any/all → bool.
+// (nan)min/max → the input type; count, argmin, argmax, histogram → int64; any/all → bool;
+// (nan)median and (nan)percentile → float64.
 DType result_dtype(ReduceOp op, DType input);
 
 // Input bytes a reduction task reads when ReduceOptions::task_bytes is 0: large enough to
@@ -83,6 +93,17 @@ struct ReduceOptions {
   bool range_given = false;
   double range_lo = 0;
   double range_hi = 0;
+  // percentile and nanpercentile: the percentiles, each in [0, 100] (np.percentile's q); the
+  // result's first axis. Every other op ignores it.
+  //
+  // How the quantile ops run: each element's bits become an unsigned key in numpy's sort order
+  // (NaN last) and a pass counts, per output, the keys under one digit. 1- and 2-byte types
+  // take one pass (a table of 256 or 65,536 counts per output); 4-byte types two passes and
+  // 8-byte types four, each counting the next 16 bits of the elements whose higher bits equal
+  // the prefix the pass before found for each rank asked (one table per rank: 2 for a median,
+  // 2 per q). Memory: tables of 8 × (1 + 2^16) bytes per output of the tasks in flight, and 24
+  // bytes per output and rank between passes.
+  std::vector<double> q;
   // Input bytes per task; 0 picks kDefaultTaskBytes (8 MiB). A tuning and testing knob: it
   // changes how float sums are blocked (so their last bits), never the dependence on n_jobs.
   std::int64_t task_bytes = 0;
@@ -93,7 +114,9 @@ struct ReduceOptions {
 // A reduction's answer: a dense C-order array in native byte order.
 struct ReduceResult {
   DType dtype;
-  Shape shape;  // the kept axes, in order (then the bins for a histogram); empty for a scalar
+  // The kept axes, in order (then the bins for a histogram; after len(q) for a percentile);
+  // empty for a scalar.
+  Shape shape;
   Bytes data;
   CallStats stats;
   // A histogram's bins + 1 edges, np.histogram's bin_edges: float32 for float32 data, float64

@@ -113,7 +113,7 @@ TEST_F(CliErrors, RawSourceWithoutShapeIsAUsageError) {
 }
 
 TEST_F(CliErrors, UnknownOpIsAUsageError) {
-  expect_failure({"reduce", npy_, "--op", "median", "-o", out()}, kUsage);
+  expect_failure({"reduce", npy_, "--op", "mode", "-o", out()}, kUsage);
 }
 
 TEST_F(CliErrors, UnknownOutputExtensionIsAUsageError) {

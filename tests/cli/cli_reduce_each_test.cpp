@@ -202,3 +202,75 @@ TEST(CliReduceEach, ASingleOpToNpzIsNamedByTheOp) {
 
 }  // namespace
 }  // namespace mmc::test
+
+namespace mmc::test {
+namespace {
+
+TEST(CliQuantiles, MedianAndPercentilesMatchNumpyInNpzCsvAndStdout) {
+  TempDir dir;
+  const std::string f32 = dir.file("f32.npy");
+  cube_fixture({"make", f32, "--descr", "<f4", "--shape", "6,7,8", "--seed", "5"});
+  const std::string u16 = dir.file("u16.npy");
+  cube_fixture({"make", u16, "--descr", "<u2", "--shape", "5,9,4", "--seed", "2"});
+  for (const std::string& cube : {f32, u16}) {
+    // .npz: percentile's array is (len(q), *kept), as np.percentile's.
+    const std::string out = dir.file("q.npz");
+    CommandResult r = run_cli({"reduce", cube, "--op", "median,percentile,nanmedian", "--q",
+                               "5,50,95", "--axis", "0", "-j", "2", "-o", out});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const json members = cube_fixture({"npz", out});
+    for (const std::string op : {"median", "nanmedian", "percentile"}) {
+      expect_same_values(numpy_answer(cube, op, {"--axis", "0", "--q", "5,50,95"}),
+                         members.at(op), cube + " " + op);
+    }
+    EXPECT_EQ(members.at("percentile").at("shape"), json::parse(cube == f32 ? "[3,7,8]" : "[3,9,4]"));
+
+    // CSV and stdout: a column per percentile, named by its q.
+    const std::string csv = dir.file("q.csv");
+    r = run_cli({"reduce", cube, "--op", "median,nanpercentile", "--q", "2.5,99", "-o", csv});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string text = read_file(csv);
+    EXPECT_EQ(text.substr(0, text.find('\n')), "median,nanpercentile_2.5,nanpercentile_99");
+    const CommandResult printed =
+        run_cli({"reduce", cube, "--op", "median,nanpercentile", "--q", "2.5,99"});
+    ASSERT_EQ(printed.exit_code, 0) << printed.err;
+    EXPECT_EQ(printed.out, text);
+    // The 99th percentile's column against numpy's.
+    std::string column;
+    for (std::size_t at = text.find('\n') + 1; at < text.size();) {
+      const std::size_t end = text.find('\n', at);
+      const std::string row = text.substr(at, end - at);
+      column += row.substr(row.rfind(',') + 1) + "\n";
+      at = end + 1;
+    }
+    const json want = numpy_answer(cube, "nanpercentile", {"--q", "99"});
+    json flat = want;  // (1, n): one q
+    flat["shape"] = json::array({want.at("shape").back()});
+    expect_same_values(flat, parse_text_values(column, want.at("dtype")), cube + " CSV column");
+  }
+}
+
+TEST(CliQuantiles, QWithoutAPercentileAndAPercentileWithoutQAreUsageErrors) {
+  TempDir dir;
+  const std::string cube = dir.file("c.npy");
+  cube_fixture({"make", cube, "--descr", "<f4", "--shape", "3,4,5", "--seed", "1"});
+  const std::string out = dir.file("never.npz");
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--op", "median", "--q", "50"}, "--q applies to --op percentile"},
+      {{"--op", "percentile"}, "needs --q"},
+      {{"--op", "percentile", "--q", "5,x"}, "bad --q"},
+      {{"--op", "nanpercentile", "--q", "101"}, "outside [0, 100]"},
+  };
+  for (const auto& [extra, message] : cases) {
+    std::vector<std::string> args{"reduce", cube, "-o", out};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const CommandResult r = run_cli(args);
+    EXPECT_NE(r.exit_code, 0) << message;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(file_exists(out)) << message;
+  }
+}
+
+}  // namespace
+}  // namespace mmc::test

@@ -1,0 +1,192 @@
+// Exact order statistics by counting: each element becomes an unsigned key whose order is the
+// value's (numpy's sort order, NaN last), and a pass counts, per output, the keys under one
+// digit of those bits. A 1- or 2-byte type has a single 8- or 16-bit digit: one pass gives
+// every order statistic. Wider types are refined from the top digit down (16 bits per pass),
+// each pass counting only the elements whose higher digits equal a prefix found by the pass
+// before (reduce/quantile.hpp keeps those prefixes per output and rank).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "kernels/families.hpp"
+#include "kernels/load.hpp"
+
+namespace mmc::kernels {
+
+// The key type of T: unsigned, as wide as T's storage.
+template <class T>
+using KeyOf = std::conditional_t<
+    sizeof(Stored<T>) == 1, std::uint8_t,
+    std::conditional_t<sizeof(Stored<T>) == 2, std::uint16_t,
+                       std::conditional_t<sizeof(Stored<T>) == 4, std::uint32_t, std::uint64_t>>>;
+
+// x's key: integers with the sign bit flipped, floats as their bits with negatives reversed (so
+// -inf < ... < -0.0 < 0.0 < ... < inf), every NaN the largest key (numpy sorts NaN last).
+template <class T>
+inline KeyOf<T> order_key(T x) noexcept {
+  using K = KeyOf<T>;
+  constexpr K kSign = K{1} << (8 * sizeof(K) - 1);
+  if constexpr (std::is_same_v<T, bool>) {
+    return x ? 1 : 0;
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (x != x) return std::numeric_limits<K>::max();
+    K bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    return (bits & kSign) != 0 ? static_cast<K>(~bits) : static_cast<K>(bits | kSign);
+  } else if constexpr (std::is_signed_v<T>) {
+    return static_cast<K>(static_cast<K>(x) ^ kSign);
+  } else {
+    return static_cast<K>(x);
+  }
+}
+
+// The value of a key (order_key's inverse), as a double: numpy's percentile of the float64 cast.
+template <class T>
+inline double key_value(std::uint64_t wide) noexcept {
+  using K = KeyOf<T>;
+  constexpr K kSign = K{1} << (8 * sizeof(K) - 1);
+  const auto key = static_cast<K>(wide);
+  if constexpr (std::is_same_v<T, bool>) {
+    return key != 0 ? 1.0 : 0.0;
+  } else if constexpr (std::is_floating_point_v<T>) {
+    const K bits = (key & kSign) != 0 ? static_cast<K>(key & ~kSign) : static_cast<K>(~key);
+    T x;
+    std::memcpy(&x, &bits, sizeof x);
+    return static_cast<double>(x);
+  } else if constexpr (std::is_signed_v<T>) {
+    return static_cast<double>(static_cast<T>(static_cast<K>(key ^ kSign)));
+  } else {
+    return static_cast<double>(key);
+  }
+}
+
+// Bits of a key.
+template <class T>
+inline constexpr int kKeyBits = 8 * static_cast<int>(sizeof(KeyOf<T>));
+
+// Per output: `groups` tables of kHead + 2^digit counters, each headed by the prefix its elements
+// must have above the counted digit (kNoPrefix: the table counts nothing) and, in pass 0 for
+// floats, the count of NaN elements (their keys, the largest, are counted in the digits too). Pass
+// 0 has one table that counts every element. `prefixes` (pass > 0): groups entries per output, by
+// output index. digit: 8 or 16 bits, at most the key's.
+template <class T, bool Swap>
+class QuantileFamily {
+ public:
+  using K = KeyOf<T>;
+  using Partial = std::uint64_t;
+  static constexpr FamilyKind kKind = FamilyKind::Histogram;
+  static constexpr bool kNeedsIndex = false;
+  static constexpr std::uint64_t kNoPrefix = std::numeric_limits<std::uint64_t>::max();
+  static constexpr std::int64_t kHead = 2;
+
+  QuantileFamily(int digit, int pass, int groups, const std::uint64_t* prefixes) noexcept
+      : digit_(digit),
+        buckets_(std::int64_t{1} << digit),
+        pass_(pass),
+        groups_(pass == 0 ? 1 : groups),
+        shift_(kKeyBits<T> - digit * (pass + 1)),
+        prefixes_(prefixes) {}
+
+  std::int64_t width() const noexcept { return groups_ * (kHead + buckets_); }
+
+  void init(Partial& first) const noexcept { init_at(first, -1); }
+
+  // The tables of output `output` (-1: pass 0's, which has no prefix).
+  void init_at(Partial& first, std::int64_t output) const noexcept {
+    Partial* table = &first;
+    for (int g = 0; g < groups_; ++g, table += kHead + buckets_) {
+      table[0] = pass_ == 0 || output < 0 ? 0 : prefixes_[output * groups_ + g];
+      std::memset(table + 1, 0, sizeof(Partial) * static_cast<std::size_t>(kHead - 1 + buckets_));
+    }
+  }
+
+  void run(Partial& first, const std::byte* p, std::int64_t n, std::int64_t stride) const {
+    with_density<T>(stride, [&](auto dense) {
+      const std::int64_t s =
+          decltype(dense)::value ? static_cast<std::int64_t>(sizeof(Stored<T>)) : stride;
+      if (pass_ == 0) {
+        count_all(&first, p, n, s);
+      } else {
+        for (std::int64_t i = 0; i < n; ++i) add(&first, key_at(p + i * s));
+      }
+    });
+  }
+
+  void line(Partial* parts, const std::byte* p, std::int64_t n, std::int64_t stride) const {
+    const std::int64_t w = width();
+    for (std::int64_t j = 0; j < n; ++j) add(parts + j * w, key_at(p + j * stride));
+  }
+
+  void merge(Partial& a, const Partial& b) const noexcept {
+    Partial* into = &a;
+    const Partial* from = &b;
+    for (int g = 0; g < groups_; ++g, into += kHead + buckets_, from += kHead + buckets_) {
+      for (std::int64_t k = 1; k < kHead + buckets_; ++k) into[k] += from[k];
+    }
+  }
+
+ private:
+  static K key_at(const std::byte* p) noexcept { return order_key<T>(load<T, Swap>(p)); }
+
+  // One element into the tables whose prefix it has.
+  void add(Partial* tables, K key) const noexcept {
+    const auto digit = static_cast<std::int64_t>((key >> shift_) & (buckets_ - 1));
+    if (pass_ == 0) {
+      ++tables[kHead + digit];
+      if constexpr (std::is_floating_point_v<T>) tables[1] += key == std::numeric_limits<K>::max();
+      return;
+    }
+    const std::uint64_t above = static_cast<std::uint64_t>(key) >> (shift_ + digit_);
+    for (int g = 0; g < groups_; ++g, tables += kHead + buckets_) {
+      if (tables[0] == above) ++tables[kHead + digit];
+    }
+  }
+
+  // Pass 0 over a run into `table`: small digits count into four 32-bit tables on the stack
+  // (runs of equal values would otherwise wait on one counter), added to the partial at the end.
+  void count_all(Partial* table, const std::byte* p, std::int64_t n, std::int64_t s) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      for (std::int64_t i = 0; i < n; ++i) {
+        table[1] += key_at(p + i * s) == std::numeric_limits<K>::max();
+      }
+    }
+    Partial* counts = table + kHead;
+    if (digit_ == 8) {
+      constexpr std::int64_t kSmall = 256;
+      std::uint32_t local[4][kSmall] = {};
+      std::int64_t i = 0;
+      // 32-bit counters: flushed before 2^32 counts.
+      constexpr std::int64_t kFlush = std::int64_t{1} << 30;
+      while (i < n) {
+        const std::int64_t end = i + std::min<std::int64_t>(n - i, kFlush);
+        for (; i + 4 <= end; i += 4) {
+          ++local[0][(key_at(p + i * s) >> shift_) & 0xFF];
+          ++local[1][(key_at(p + (i + 1) * s) >> shift_) & 0xFF];
+          ++local[2][(key_at(p + (i + 2) * s) >> shift_) & 0xFF];
+          ++local[3][(key_at(p + (i + 3) * s) >> shift_) & 0xFF];
+        }
+        for (; i < end; ++i) ++local[0][(key_at(p + i * s) >> shift_) & 0xFF];
+        for (std::int64_t b = 0; b < kSmall; ++b) {
+          counts[b] += std::uint64_t{local[0][b]} + local[1][b] + local[2][b] + local[3][b];
+          local[0][b] = local[1][b] = local[2][b] = local[3][b] = 0;
+        }
+      }
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) {
+        ++counts[(key_at(p + i * s) >> shift_) & (buckets_ - 1)];
+      }
+    }
+  }
+
+  int digit_;
+  std::int64_t buckets_;
+  int pass_;
+  int groups_;
+  int shift_;
+  const std::uint64_t* prefixes_;
+};
+
+}  // namespace mmc::kernels
