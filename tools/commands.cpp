@@ -220,6 +220,7 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
   ReduceOptions options;
   std::optional<Cache> cache;
   std::optional<AnyArray> opened;
+  std::optional<Selection> selection;
   // Checks the arguments and opens the source; under MPI every rank does, then they agree.
   auto setup = [&] {
     options.ops = parse_reduce_ops(args.op);
@@ -232,6 +233,7 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
     options.ddof = args.ddof;
     set_histogram_options(args, &options);
     set_quantile_options(args, &options);
+    if (!args.select.empty()) selection = parse_selection(args.select);
     options.pool.n_jobs = jobs_option(args.jobs, args.jobs_given);
     options.pool.backend = parse_backend(args.backend);
     options.pool.max_nbytes = parse_max_nbytes(args.max_nbytes);
@@ -254,6 +256,7 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
       }
     }
     opened.emplace(open_source(args.source));
+    if (selection) opened.emplace(select(*opened, *selection));
   };
   if (cluster.agree) {
     std::exception_ptr error;
@@ -268,6 +271,10 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
   }
   const AnyArray& source = *opened;
   const ArrayMeta& meta = source.meta();
+  if (cache && !source.reversed_axes().empty()) {
+    print_cache_warning("results of selections with a negative step are not cached yet; computing");
+    cache.reset();
+  }
   if (cache && source.dense() == nullptr) {
     print_cache_warning("results of chunked sources (" + source.kind() +
                         ") are not cached yet; computing");

@@ -216,6 +216,9 @@ int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
   reduce_cmd->add_option("--range", reduce.range,
                          "histogram: LO,HI (default: the whole array's min and max, one more "
                          "pass; a histogram of data with NaN or inf needs a range)");
+  reduce_cmd->add_option("--select", reduce.select,
+                         "reduce a part: numpy's slicing per axis, e.g. 2:20:3,5:30,: or 7,::-1 "
+                         "(an index drops its axis; only the selected bytes or chunks are read)");
   reduce_cmd->add_option("--q", reduce.q,
                          "percentile, nanpercentile: the percentiles in [0, 100], e.g. 5,50,95 "
                          "(numpy's linear method; the result's first axis)");

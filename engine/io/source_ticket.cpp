@@ -6,8 +6,10 @@
 #include <utility>
 
 // AnyArray and open_array (their io header once they leave convert.hpp).
+#include "io/view.hpp"
 #include "mmc/error.hpp"
 #include "mmc/open.hpp"
+#include "mmc/select.hpp"
 
 namespace mmc::detail {
 namespace {
@@ -54,11 +56,18 @@ std::optional<SourceTicket> ticket_of(const Source& source, std::string* why) {
 }
 
 std::optional<SourceTicket> ticket_of(const ChunkedArray& array, std::string* why) {
-  static_cast<void>(why);
   SourceTicket ticket;
   ticket.kind = SourceTicket::Kind::Chunked;
   ticket.format = array.storage().kind;
   ticket.path = array.name();
+  if (const auto* view = dynamic_cast<const ChunkedView*>(&array)) {
+    if (dynamic_cast<const ChunkedView*>(&view->parent()) != nullptr) {
+      *why = "a view of a view is not reopened by name";
+      return std::nullopt;
+    }
+    ticket.path = view->parent().name();
+    ticket.selection = view->selection();
+  }
   ticket.meta = array.meta();
   ticket.chunk_shape = array.chunk_shape();
   return ticket;
@@ -80,6 +89,7 @@ AnyArray open_ticket(const SourceTicket& ticket) {
                     "forked from, so it cannot open HDF5 files safely");
   }
   AnyArray array = open_array(ticket.path);
+  if (!ticket.selection.empty()) array = select(array, parse_selection(ticket.selection));
   if (array.chunked() == nullptr || !same_meta(array.meta(), ticket.meta) ||
       array.chunked()->chunk_shape() != ticket.chunk_shape) {
     raise_changed(ticket.path, "has another dtype, shape or chunking");

@@ -33,6 +33,8 @@ struct SourceTicket {
   int fd = -1;
   ArrayMeta meta;
   Shape chunk_shape;  // chunked
+  // Chunked: the view of the array named by `path` (format_selection's text), or empty.
+  std::string selection;
 };
 
 // The ticket of an opened array, or nothing (with `why`) when another process cannot reach

@@ -147,6 +147,12 @@ inline constexpr std::size_t kSlotAlign = 16;
 CallStats run_pass(const Context& ctx, const ReducePlan& plan,
                    const std::vector<const PassSlot*>& slots, const ProgressCallback& progress);
 
+// True when a dense source is a view of a small part of its file, or skips most of its span
+// (select.hpp): then tasks read exactly their spans (MADV_WILLNEED, then populate) under
+// MADV_RANDOM, since a fault's read-around (up to the disk's read_ahead_kb, 8 MiB on some)
+// would read far more than the view.
+bool reads_exact_spans(const Source& source);
+
 // "%.17g" of v, for messages.
 std::string format_value(double v);
 

@@ -183,9 +183,18 @@ std::int64_t ReducePlan::unit_out_index(std::int64_t unit) const noexcept {
 
 void ReducePlan::task_span(std::int64_t task, std::int64_t* first,
                            std::int64_t* last) const noexcept {
-  const std::int64_t block = task / pieces, piece = task % pieces;
-  const std::int64_t u0 = block * units_per_task;
-  const std::int64_t u1 = std::min(units, u0 + units_per_task);
+  const std::int64_t u0 = task / pieces * units_per_task;
+  span_of(task, u0, std::min(units, u0 + units_per_task), first, last);
+}
+
+void ReducePlan::unit_span(std::int64_t task, std::int64_t unit, std::int64_t* first,
+                           std::int64_t* last) const noexcept {
+  span_of(task, unit, unit + 1, first, last);
+}
+
+void ReducePlan::span_of(std::int64_t task, std::int64_t u0, std::int64_t u1,
+                         std::int64_t* first, std::int64_t* last) const noexcept {
+  const std::int64_t piece = task % pieces;
   const std::int64_t r0 = piece * piece_len;
   const std::int64_t r1 = std::min(reduced.front().extent, r0 + piece_len);
   *first = unit_offset(u0) + r0 * reduced.front().stride;
@@ -196,6 +205,22 @@ void ReducePlan::task_span(std::int64_t task, std::int64_t* first,
     end += (reduced[k].extent - 1) * reduced[k].stride;
   }
   *last = end;
+}
+
+std::int64_t ReducePlan::unit_bytes_folded(std::int64_t task, std::int64_t unit) const noexcept {
+  const std::int64_t piece = task % pieces;
+  const std::int64_t r0 = piece * piece_len;
+  std::int64_t elements = std::min(reduced.front().extent, r0 + piece_len) - r0;
+  for (std::size_t k = 1; k < reduced.size(); ++k) elements *= reduced[k].extent;
+  return elements * unit_outputs(unit) * static_cast<std::int64_t>(itemsize);
+}
+
+std::int64_t ReducePlan::task_bytes_folded(std::int64_t task) const noexcept {
+  const std::int64_t u0 = task / pieces * units_per_task;
+  const std::int64_t u1 = std::min(units, u0 + units_per_task);
+  std::int64_t bytes = 0;
+  for (std::int64_t u = u0; u < u1; ++u) bytes += unit_bytes_folded(task, u);
+  return bytes;
 }
 
 }  // namespace mmc::detail

@@ -59,6 +59,18 @@ struct ReducePlan {
   std::int64_t unit_out_step() const noexcept { return inner_reduced ? 1 : line.out_stride; }
   // Bytes of the input a task reads, as [first, last) offsets (a superset for strided plans).
   void task_span(std::int64_t task, std::int64_t* first, std::int64_t* last) const noexcept;
+  // The same for unit `unit` of task `task` alone.
+  void unit_span(std::int64_t task, std::int64_t unit, std::int64_t* first,
+                 std::int64_t* last) const noexcept;
+  // Bytes of the elements a task folds (less than its span when the plan is strided: a view
+  // that skips elements).
+  std::int64_t task_bytes_folded(std::int64_t task) const noexcept;
+  // Bytes of the elements of one unit of task `task`.
+  std::int64_t unit_bytes_folded(std::int64_t task, std::int64_t unit) const noexcept;
+
+ private:
+  void span_of(std::int64_t task, std::int64_t u0, std::int64_t u1, std::int64_t* first,
+               std::int64_t* last) const noexcept;
 };
 
 // Bytes of input a task should read (mmc/reduce.hpp says why 8 MiB).

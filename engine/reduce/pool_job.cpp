@@ -68,6 +68,7 @@ Bytes encode_spec(const SourceTicket& ticket, const ReduceOptions& o, int plan_w
   w.u64(ticket.length);
   write_meta(w, ticket.meta);
   Codec<Shape>::write(w, ticket.chunk_shape);
+  Codec<std::string>::write(w, ticket.selection);
   const std::vector<ReduceOp> ops = ops_of(o);
   w.u64(ops.size());
   for (ReduceOp op : ops) w.u64(static_cast<std::uint64_t>(op));
@@ -94,6 +95,7 @@ JobSpec decode_spec(const Bytes& bytes) {
   t.length = r.u64();
   t.meta = read_meta(r);
   t.chunk_shape = Codec<Shape>::read(r);
+  t.selection = Codec<std::string>::read(r);
   ReduceOptions& o = spec.options;
   const std::uint64_t n_ops = r.u64();
   if (n_ops == 0 || n_ops > 64) throw Error(ErrorCode::Internal, "a reduce job of " + std::to_string(n_ops) + " ops");

@@ -41,6 +41,8 @@ ReadAhead::ReadAhead(const MappedFile& mapping, const ReducePlan& plan, std::int
   std::int64_t first, last;
   plan.task_span(0, &first, &last);
   if (last <= first || last - first > max_span) return;
+  // A view that skips elements: its tasks read their units' spans themselves (run_pass).
+  if (last - first > 2 * plan.task_bytes_folded(0)) return;
   window_tasks_ = std::max<std::int64_t>(1, window / (last - first));
   advance(window_tasks_);
 }

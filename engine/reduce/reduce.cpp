@@ -17,6 +17,7 @@
 #include "mmc/error.hpp"
 #include "mmc/open.hpp"
 #include "mmc/parallel.hpp"
+#include "mmc/select.hpp"
 #include "reduce/context.hpp"
 #include "reduce/plan.hpp"
 #include "reduce/pool_job.hpp"
@@ -283,7 +284,11 @@ std::vector<ReduceResult> reduce_input(const detail::Input& input, const ReduceO
     results[i].data.assign(
         static_cast<std::size_t>(results[i].size()) * results[i].dtype.itemsize(), std::byte{0});
   }
-  if (input.dense != nullptr) input.dense->mapping().advise(Access::Sequential);
+  if (input.dense != nullptr) {
+    // A view of a part of its file reads only its spans (see reads_exact_spans).
+    input.dense->mapping().advise(detail::reads_exact_spans(*input.dense) ? Access::Random
+                                                                          : Access::Sequential);
+  }
 
   // Each pass: its plan, its route to the pool, its share of the results.
   for (const ReduceOptions& pass : passes_of(input, options, ops, axes)) {
@@ -339,6 +344,58 @@ std::vector<ReduceResult> reduce_input(const detail::Input& input, const ReduceO
   return results;
 }
 
+// A dense view's axes taken with a negative step are laid out ascending
+// (AnyArray::reversed_axes): each result is put back in the view's order along the kept ones,
+// and argmin/argmax over a reduced one refused (its ties would resolve from the other end).
+std::vector<ReduceResult> reduce_any(const AnyArray& array, const ReduceOptions& options,
+                                     const detail::ReduceRunner& runner, Pool* pool) {
+  const detail::Input input{array.meta(), array.dense(), array.chunked()};
+  const std::vector<int>& reversed = array.reversed_axes();
+  if (reversed.empty()) return reduce_input(input, options, runner, pool);
+  const std::vector<ReduceOp> ops = detail::ops_of(options);
+  const std::vector<int> axes = normalize_axes(options.axes, options.axes_given, array.meta().ndim());
+  std::vector<int> kept_dims;  // positions among the kept axes of the reversed kept axes
+  for (int r : reversed) {
+    if (std::find(axes.begin(), axes.end(), r) != axes.end()) {
+      for (ReduceOp op : ops) {
+        if (is_arg(op)) {
+          throw Error(ErrorCode::InvalidArgument,
+                      std::string(to_string(op)) + " over axis " + std::to_string(r) +
+                          ", selected with a negative step, is not supported: select it with a "
+                          "positive step");
+        }
+      }
+      continue;
+    }
+    kept_dims.push_back(
+        r - static_cast<int>(std::count_if(axes.begin(), axes.end(), [r](int a) { return a < r; })));
+  }
+  std::vector<ReduceResult> results = reduce_input(input, options, runner, pool);
+  for (std::size_t k = 0; k < results.size(); ++k) {
+    ReduceResult& result = results[k];
+    const std::size_t item = result.dtype.itemsize();
+    for (int kept : kept_dims) {
+      const std::size_t dim = static_cast<std::size_t>(kept) + (detail::is_percentile(ops[k]) ? 1 : 0);
+      std::size_t outer = 1, inner = item;
+      for (std::size_t d = 0; d < dim; ++d) outer *= static_cast<std::size_t>(result.shape[d]);
+      for (std::size_t d = dim + 1; d < result.shape.size(); ++d) {
+        inner *= static_cast<std::size_t>(result.shape[d]);
+      }
+      const auto n = static_cast<std::size_t>(result.shape[dim]);
+      std::vector<std::byte> swap(inner);
+      for (std::size_t o = 0; o < outer; ++o) {
+        std::byte* row = result.data.data() + o * n * inner;
+        for (std::size_t i = 0; i < n / 2; ++i) {
+          std::memcpy(swap.data(), row + i * inner, inner);
+          std::memcpy(row + i * inner, row + (n - 1 - i) * inner, inner);
+          std::memcpy(row + (n - 1 - i) * inner, swap.data(), inner);
+        }
+      }
+    }
+  }
+  return results;
+}
+
 ReduceResult only_result(std::vector<ReduceResult> results) {
   if (results.size() != 1) {
     throw Error(ErrorCode::InvalidArgument,
@@ -369,8 +426,7 @@ ReduceResult reduce(const ChunkedArray& array, const ReduceOptions& options) {
 }
 
 ReduceResult reduce(const AnyArray& array, const ReduceOptions& options) {
-  return array.dense() != nullptr ? reduce(*array.dense(), options)
-                                  : reduce(*array.chunked(), options);
+  return only_result(reduce_any(array, one_op(options), {}, nullptr));
 }
 
 ReduceResult reduce(const Source& source, const ReduceOptions& options, Pool& pool) {
@@ -384,8 +440,7 @@ ReduceResult reduce(const ChunkedArray& array, const ReduceOptions& options, Poo
 }
 
 ReduceResult reduce(const AnyArray& array, const ReduceOptions& options, Pool& pool) {
-  return array.dense() != nullptr ? reduce(*array.dense(), options, pool)
-                                  : reduce(*array.chunked(), options, pool);
+  return only_result(reduce_any(array, one_op(options), {}, &pool));
 }
 
 std::vector<ReduceResult> reduce_each(const Source& source, const ReduceOptions& options) {
@@ -397,21 +452,18 @@ std::vector<ReduceResult> reduce_each(const ChunkedArray& array, const ReduceOpt
 }
 
 std::vector<ReduceResult> reduce_each(const AnyArray& array, const ReduceOptions& options) {
-  return reduce_input(detail::Input{array.meta(), array.dense(), array.chunked()}, options, {},
-                      nullptr);
+  return reduce_any(array, options, {}, nullptr);
 }
 
 std::vector<ReduceResult> reduce_each(const AnyArray& array, const ReduceOptions& options,
                                       Pool& pool) {
-  return reduce_input(detail::Input{array.meta(), array.dense(), array.chunked()}, options, {},
-                      &pool);
+  return reduce_any(array, options, {}, &pool);
 }
 
 std::vector<ReduceResult> detail::reduce_each_with(const AnyArray& array,
                                                    const ReduceOptions& options,
                                                    const ReduceRunner& runner) {
-  return reduce_input(Input{array.meta(), array.dense(), array.chunked()}, options, runner,
-                      nullptr);
+  return reduce_any(array, options, runner, nullptr);
 }
 
 ReduceResult detail::reduce_with(const AnyArray& array, const ReduceOptions& options,

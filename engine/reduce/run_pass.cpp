@@ -1,6 +1,8 @@
 // run_pass: one pass of a reduction over the data, for any set of families at once. Each task
 // reads (or decodes) its elements once and every slot folds them; the partials of a block's
 // pieces are merged in piece order, so the result never depends on who ran which task.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -51,12 +53,23 @@ void reduced_range(const ReducePlan& plan, std::int64_t task, std::int64_t* r0, 
 
 }  // namespace
 
+bool reads_exact_spans(const Source& source) {
+  const MappedFile& mapping = source.mapping();
+  const ArrayMeta& meta = source.meta();
+  const std::uint64_t folded = meta.size() > 0 ? meta.nbytes() : 0;
+  if (folded * 2 < mapping.size()) return true;
+  struct stat st;
+  return mapping.descriptor() >= 0 && ::fstat(mapping.descriptor(), &st) == 0 &&
+         mapping.size() * 2 < static_cast<std::uint64_t>(st.st_size);
+}
+
 CallStats run_pass(const Context& ctx, const ReducePlan& plan,
                    const std::vector<const PassSlot*>& slots, const ProgressCallback& progress) {
   const Input& input = ctx.input;
   const ReduceOptions& options = ctx.options;
   const int delay_ms = ctx.delay_ms;
   const std::int64_t populate_limit = 4 * std::max(options.task_bytes, detail::kTaskBytes);
+  const bool exact_spans = input.dense != nullptr && reads_exact_spans(*input.dense);
 
   // Task t's result: each slot's section in turn, padded.
   auto result_bytes = [&slots](std::int64_t t) {
@@ -127,11 +140,36 @@ CallStats run_pass(const Context& ctx, const ReducePlan& plan,
     const MappedFile& mapping = input.dense->mapping();
     std::int64_t first, last;
     plan.task_span(t, &first, &last);
+    // A view that skips elements (select.hpp) spans more than it folds: its units' own spans
+    // are read instead, when they are dense, and the rest is left to faults (the mapping is
+    // advised MADV_RANDOM then, so no fault reads around itself).
+    if (last - first > 2 * plan.task_bytes_folded(t)) {
+      const std::int64_t u0 = t / plan.pieces * plan.units_per_task;
+      const std::int64_t u1 = std::min(plan.units, u0 + plan.units_per_task);
+      auto each_dense_unit = [&](auto&& f) {
+        for (std::int64_t u = u0; u < u1; ++u) {
+          std::int64_t a, b;
+          plan.unit_span(t, u, &a, &b);
+          if (b > a && b - a <= 2 * plan.unit_bytes_folded(t, u)) {
+            f(static_cast<std::uint64_t>(a), static_cast<std::uint64_t>(b - a));
+          }
+        }
+      };
+      each_dense_unit([&](std::uint64_t a, std::uint64_t n) { mapping.will_need(a, n); });
+      each_dense_unit([&](std::uint64_t a, std::uint64_t n) { mapping.populate(a, n); });
+      fold(t, input.dense->data(), out, 0, 0, false, true);
+      each_dense_unit([&](std::uint64_t a, std::uint64_t n) { mapping.dont_need(a, n); });
+      return;
+    }
     const bool dense = last > first && last - first <= populate_limit;
     // Fault the task's pages in one call rather than one fault per 64 KiB. (An explicit
     // MADV_WILLNEED look-ahead was measured to cost more on a warm cache than it saved on a
     // cold one, where MADV_SEQUENTIAL read-ahead already streams.)
     if (dense) {
+      if (exact_spans) {
+        mapping.will_need(static_cast<std::uint64_t>(first),
+                          static_cast<std::uint64_t>(last - first));
+      }
       mapping.populate(static_cast<std::uint64_t>(first), static_cast<std::uint64_t>(last - first));
     }
     fold(t, input.dense->data(), out, 0, 0, false, true);
@@ -164,7 +202,7 @@ CallStats run_pass(const Context& ctx, const ReducePlan& plan,
   // A cold cube streams from disk in task order ahead of the workers (read_ahead.hpp). Not
   // under run_call (MPI): a rank's share of the tasks is not known here.
   std::optional<ReadAhead> read_ahead;
-  if (input.dense != nullptr && !ctx.runner.run_call && read_ahead_enabled()) {
+  if (input.dense != nullptr && !ctx.runner.run_call && read_ahead_enabled() && !exact_spans) {
     read_ahead.emplace(input.dense->mapping(), plan, populate_limit, kReadAheadWindow);
   }
 

@@ -17,6 +17,7 @@
 #include "mmc/parallel.hpp"
 #include "mmc/pool.hpp"
 #include "mmc/reduce.hpp"
+#include "mmc/select.hpp"
 #include "mmc/shared.hpp"
 #include "mmc/slices.hpp"
 #include "mmc/source.hpp"

@@ -3,11 +3,14 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "mmc/chunked.hpp"
 #include "mmc/source.hpp"
 
 namespace mmc {
+
+struct AxisSlice;  // select.hpp
 
 // A dense Source (raw, .npy, contiguous HDF5: mapped in place) or a ChunkedArray (zarr, chunked
 // or compact HDF5). Cheap to copy (shared ownership); const methods are thread-safe.
@@ -29,13 +32,18 @@ class AnyArray {
   void read_box(const Box& box, std::byte* out) const;
   // In a forked worker, before reading (HDF5 opens its file again).
   void reopen_after_fork() const;
+  // A dense view's axes taken with a negative step, whose elements dense() holds in ascending
+  // order (see select.hpp); empty for every other array.
+  const std::vector<int>& reversed_axes() const noexcept { return reversed_; }
 
  private:
   friend AnyArray open_array(const std::string& spec, const RawSpec* raw);
+  friend AnyArray select(const AnyArray& array, const std::vector<AxisSlice>& selection);
   std::shared_ptr<Source> dense_;
   std::shared_ptr<ChunkedArray> chunked_;
   std::string kind_;
   std::string name_;
+  std::vector<int> reversed_;
 };
 
 // Opens an array from its name:

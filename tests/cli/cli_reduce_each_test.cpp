@@ -274,3 +274,49 @@ TEST(CliQuantiles, QWithoutAPercentileAndAPercentileWithoutQAreUsageErrors) {
 
 }  // namespace
 }  // namespace mmc::test
+
+namespace mmc::test {
+namespace {
+
+TEST(CliSelect, ReducesTheSelectedPartAsNumpyDoes) {
+  TempDir dir;
+  const std::string cube = dir.file("c.npy");
+  cube_fixture({"make", cube, "--descr", ">f8", "--shape", "9,10,12", "--seed", "4"});
+  const std::string zarr = dir.file("c.zarr");
+  cube_fixture({"make", zarr, "--descr", "<u2", "--shape", "9,10,12", "--seed", "4", "--format",
+                "zarr"});
+  for (const std::string& source : {cube, zarr}) {
+    for (const std::string sel : {"1:8:2,::-3,4:", "-1,2:9", "::-1,:,::-5"}) {
+      const std::string out = dir.file("s.npz");
+      const CommandResult r = run_cli({"reduce", source, "--select", sel, "--op",
+                                       "mean,max,median", "--axis", "-1", "-j", "2", "-o", out});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      const json members = cube_fixture({"npz", out});
+      for (const std::string op : {"mean", "max", "median"}) {
+        expect_same_values(numpy_answer(source, op, {"--axis", "-1", "--select=" + sel}),
+                           members.at(op), source + " [" + sel + "] " + op);
+      }
+    }
+  }
+}
+
+TEST(CliSelect, BadSelectionsAreOneLineErrorsAndWriteNothing) {
+  TempDir dir;
+  const std::string cube = dir.file("c.npy");
+  cube_fixture({"make", cube, "--descr", "<f4", "--shape", "3,4,5", "--seed", "1"});
+  const std::string out = dir.file("never.npy");
+  for (const auto& [sel, message] : std::vector<std::pair<std::string, std::string>>{
+           {"1:2:0", "step cannot be zero"},
+           {":,:,:,:", "4 items for an array of 3 axes"},
+           {"5", "index 5 is out of bounds for axis 0 with size 3"},
+           {"x", "not an integer"}}) {
+    const CommandResult r = run_cli({"reduce", cube, "--select", sel, "--op", "sum", "-o", out});
+    EXPECT_NE(r.exit_code, 0) << sel;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(file_exists(out)) << sel;
+  }
+}
+
+}  // namespace
+}  // namespace mmc::test
