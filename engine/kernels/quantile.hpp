@@ -72,6 +72,8 @@ inline constexpr int kKeyBits = 8 * static_cast<int>(sizeof(KeyOf<T>));
 // floats, the count of NaN elements (their keys, the largest, are counted in the digits too). Pass
 // 0 has one table that counts every element. `prefixes` (pass > 0): groups entries per output, by
 // output index. digit: 8 or 16 bits, at most the key's.
+// Or, when an output has few elements (`gather` > 0, their number): one pass that keeps every
+// key, [count, keys...], for the ranks to be selected from (reduce/quantile.cpp).
 template <class T, bool Swap>
 class QuantileFamily {
  public:
@@ -82,20 +84,28 @@ class QuantileFamily {
   static constexpr std::uint64_t kNoPrefix = std::numeric_limits<std::uint64_t>::max();
   static constexpr std::int64_t kHead = 2;
 
-  QuantileFamily(int digit, int pass, int groups, const std::uint64_t* prefixes) noexcept
+  QuantileFamily(int digit, int pass, int groups, const std::uint64_t* prefixes,
+                 std::int64_t gather = 0) noexcept
       : digit_(digit),
         buckets_(std::int64_t{1} << digit),
         pass_(pass),
         groups_(pass == 0 ? 1 : groups),
         shift_(kKeyBits<T> - digit * (pass + 1)),
-        prefixes_(prefixes) {}
+        prefixes_(prefixes),
+        gather_(gather) {}
 
-  std::int64_t width() const noexcept { return groups_ * (kHead + buckets_); }
+  std::int64_t width() const noexcept {
+    return gather_ > 0 ? 1 + gather_ : groups_ * (kHead + buckets_);
+  }
 
   void init(Partial& first) const noexcept { init_at(first, -1); }
 
   // The tables of output `output` (-1: pass 0's, which has no prefix).
   void init_at(Partial& first, std::int64_t output) const noexcept {
+    if (gather_ > 0) {
+      first = 0;
+      return;
+    }
     Partial* table = &first;
     for (int g = 0; g < groups_; ++g, table += kHead + buckets_) {
       table[0] = pass_ == 0 || output < 0 ? 0 : prefixes_[output * groups_ + g];
@@ -107,7 +117,11 @@ class QuantileFamily {
     with_density<T>(stride, [&](auto dense) {
       const std::int64_t s =
           decltype(dense)::value ? static_cast<std::int64_t>(sizeof(Stored<T>)) : stride;
-      if (pass_ == 0) {
+      if (gather_ > 0) {
+        Partial* keys = &first + 1 + first;
+        for (std::int64_t i = 0; i < n; ++i) keys[i] = key_at(p + i * s);
+        first += static_cast<Partial>(n);
+      } else if (pass_ == 0) {
         count_all(&first, p, n, s);
       } else {
         for (std::int64_t i = 0; i < n; ++i) add(&first, key_at(p + i * s));
@@ -117,12 +131,25 @@ class QuantileFamily {
 
   void line(Partial* parts, const std::byte* p, std::int64_t n, std::int64_t stride) const {
     const std::int64_t w = width();
+    if (gather_ > 0) {
+      for (std::int64_t j = 0; j < n; ++j) {
+        Partial* kept = parts + j * w;
+        kept[1 + kept[0]++] = key_at(p + j * stride);
+      }
+      return;
+    }
     for (std::int64_t j = 0; j < n; ++j) add(parts + j * w, key_at(p + j * stride));
   }
 
   void merge(Partial& a, const Partial& b) const noexcept {
     Partial* into = &a;
     const Partial* from = &b;
+    if (gather_ > 0) {
+      std::memcpy(into + 1 + into[0], from + 1,
+                  sizeof(Partial) * static_cast<std::size_t>(from[0]));
+      into[0] += from[0];
+      return;
+    }
     for (int g = 0; g < groups_; ++g, into += kHead + buckets_, from += kHead + buckets_) {
       for (std::int64_t k = 1; k < kHead + buckets_; ++k) into[k] += from[k];
     }
@@ -187,6 +214,7 @@ class QuantileFamily {
   int groups_;
   int shift_;
   const std::uint64_t* prefixes_;
+  std::int64_t gather_;
 };
 
 }  // namespace mmc::kernels

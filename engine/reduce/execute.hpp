@@ -506,7 +506,8 @@ std::unique_ptr<PassSlot> quantile_slot(const Context& ctx, int tables, int pass
       state->take(pass, output, tables);
     };
   }
-  return std::make_unique<FamilySlot<F>>(F(digit, pass, tables, prefixes), ctx.plan,
+  const std::int64_t gather = quantile_gathers(ctx.plan.n_red) ? ctx.plan.n_red : 0;
+  return std::make_unique<FamilySlot<F>>(F(digit, pass, tables, prefixes, gather), ctx.plan,
                                          std::move(emit));
 }
 
@@ -595,7 +596,7 @@ void execute_pass(Context& ctx) {
         const int digit = quantile_digit_bits(kernels::kKeyBits<T>, ctx.plan.n_red);
         quantiles.emplace(std::move(targets), ctx.options.q, ctx.plan.n_out, ctx.plan.n_red,
                           kernels::kKeyBits<T>, digit, kernels::kIsFloat<T>,
-                          &kernels::key_value<T>);
+                          quantile_gathers(ctx.plan.n_red), &kernels::key_value<T>);
       }
       slots.push_back(
           quantile_slot<T, Swap>(ctx, 1, 0, nullptr, quantiles ? &*quantiles : nullptr));

@@ -64,10 +64,18 @@ int quantile_digit_bits(int key_bits, std::int64_t n_red) noexcept {
   return key_bits > 8 && n_red >= kWideDigitElements ? 16 : 8;
 }
 
+bool quantile_gathers(std::int64_t n_red) noexcept {
+  constexpr std::int64_t kGatherMax = 4096;
+  return n_red <= kGatherMax;
+}
+
 std::int64_t quantile_partial_bytes(const std::vector<ReduceOp>& ops, const std::vector<double>& q,
                                     std::size_t itemsize, std::int64_t n_red) noexcept {
   const int groups = quantile_groups(ops, q);
   if (groups == 0) return 0;
+  if (quantile_gathers(n_red)) {
+    return (1 + n_red) * static_cast<std::int64_t>(sizeof(std::uint64_t));
+  }
   const int key_bits = 8 * static_cast<int>(itemsize);
   const int digit = quantile_digit_bits(key_bits, n_red);
   const std::int64_t buckets = std::int64_t{1} << digit;
@@ -80,7 +88,7 @@ std::int64_t quantile_partial_bytes(const std::vector<ReduceOp>& ops, const std:
 
 QuantileState::QuantileState(std::vector<Target> targets, std::vector<double> q, std::int64_t n_out,
                              std::int64_t n_red, int key_bits, int digit_bits, bool floats,
-                             double (*value)(std::uint64_t))
+                             bool gather, double (*value)(std::uint64_t))
     : targets_(std::move(targets)),
       q_(std::move(q)),
       n_out_(n_out),
@@ -88,6 +96,7 @@ QuantileState::QuantileState(std::vector<Target> targets, std::vector<double> q,
       key_bits_(key_bits),
       digit_bits_(digit_bits),
       floats_(floats),
+      gather_(gather),
       value_(value) {
   std::vector<ReduceOp> ops;
   for (const Target& t : targets_) ops.push_back(t.op);
@@ -105,7 +114,15 @@ void QuantileState::take(int pass, std::int64_t output, const std::uint64_t* tab
   const std::size_t at = slot(output);
   const auto o = static_cast<std::size_t>(output);
   if (pass == 0) {
-    const std::uint64_t nan = floats_ ? tables[1] : 0;
+    // Kept keys: [count, keys...]; NaN keys are the largest.
+    const std::uint64_t kNanKey =
+        key_bits_ == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << key_bits_) - 1;
+    std::uint64_t nan = 0;
+    if (gather_ && floats_) {
+      nan = static_cast<std::uint64_t>(std::count(tables + 1, tables + 1 + tables[0], kNanKey));
+    } else if (floats_) {
+      nan = tables[1];
+    }
     const std::uint64_t n = static_cast<std::uint64_t>(n_red_) - nan;
     valid_[o] = n;
     has_nan_[o] = nan > 0 ? 1 : 0;
@@ -131,6 +148,19 @@ void QuantileState::take(int pass, std::int64_t output, const std::uint64_t* tab
     ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
     std::copy(ranks.begin(), ranks.end(), ranks_.begin() + static_cast<std::ptrdiff_t>(at));
     std::copy(ranks.begin(), ranks.end(), left_.begin() + static_cast<std::ptrdiff_t>(at));
+    if (gather_) {
+      // Select each rank from the kept keys, ascending, each search past the one before.
+      std::vector<std::uint64_t> keys(tables + 1, tables + 1 + tables[0]);
+      auto from = keys.begin();
+      for (std::size_t k = 0; k < ranks.size(); ++k) {
+        const auto nth = keys.begin() + static_cast<std::ptrdiff_t>(ranks[k]);
+        std::nth_element(from, nth, keys.end());
+        prefix_[at + k] = *nth;
+        left_[at + k] = 0;
+        from = nth + 1;
+      }
+      return;
+    }
   }
   // Each table: find the digit of every target counted under its prefix (targets ascending in
   // rank, so one scan of the table serves them all). The new prefixes are kept aside until

@@ -24,6 +24,10 @@ int quantile_groups(const std::vector<ReduceOp>& ops, const std::vector<double>&
 // (256 counters, more passes over wider types). Exact either way: only the passes change.
 int quantile_digit_bits(int key_bits, std::int64_t n_red) noexcept;
 
+// Whether outputs of n_red elements keep their keys (one pass, then selection) rather than count
+// them: when the keys take less room than the tables (at most 4096 elements per output).
+bool quantile_gathers(std::int64_t n_red) noexcept;
+
 // Bytes of one output's partials in a quantile pass: the largest pass's tables.
 std::int64_t quantile_partial_bytes(const std::vector<ReduceOp>& ops, const std::vector<double>& q,
                                     std::size_t itemsize, std::int64_t n_red) noexcept;
@@ -36,11 +40,12 @@ class QuantileState {
   };
   // key_bits/digit_bits: the element type's (kernels::kKeyBits, kDigitBits). floats: pass 0's
   // last table entry counts NaN. value: a key's value as a double.
+  // gather: pass 0 keeps each output's keys (quantile_gathers) instead of counting them.
   QuantileState(std::vector<Target> targets, std::vector<double> q, std::int64_t n_out,
-                std::int64_t n_red, int key_bits, int digit_bits, bool floats,
+                std::int64_t n_red, int key_bits, int digit_bits, bool floats, bool gather,
                 double (*value)(std::uint64_t));
 
-  int passes() const noexcept { return key_bits_ / digit_bits_; }
+  int passes() const noexcept { return gather_ ? 1 : key_bits_ / digit_bits_; }
   int groups() const noexcept { return groups_; }
 
   // Output `output`'s merged tables after pass `pass` (as QuantileFamily lays them out).
@@ -68,6 +73,7 @@ class QuantileState {
   int key_bits_;
   int digit_bits_;
   bool floats_;
+  bool gather_;
   double (*value_)(std::uint64_t);
   int groups_;
   int tables_ = 1;  // tables per output in the pass being counted (prepare's)
