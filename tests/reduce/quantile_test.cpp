@@ -147,7 +147,10 @@ TEST_F(Quantile, ProcessesAndAWarmPoolGiveNumpysAnswers) {
 
 TEST_F(Quantile, ChunkedZarrAndHdf5CopiesGiveNumpysAnswers) {
   int chunked = 0;
+  std::size_t index = 0;
   for (const Case& c : cases_) {
+    // Threads, and forked workers for every third case (each call forks).
+    const bool processes = index++ % 3 == 0;
     for (const std::string& store : {c.zarr, c.h5}) {
       if (store.empty()) continue;
       const std::string path =
@@ -156,6 +159,7 @@ TEST_F(Quantile, ChunkedZarrAndHdf5CopiesGiveNumpysAnswers) {
       ASSERT_NE(array.chunked(), nullptr) << path;
       ReduceOptions o = options_for(c);
       o.pool.n_jobs = 2;
+      if (!processes) o.pool.backend = Backend::Thread;
       o.task_bytes = 300;
       expect_numpy(c, reduce_each(array, o), store);
       ++chunked;
@@ -165,7 +169,9 @@ TEST_F(Quantile, ChunkedZarrAndHdf5CopiesGiveNumpysAnswers) {
 }
 
 TEST_F(Quantile, EachOpAloneGivesTheBitsOfTheOpsTogether) {
+  std::size_t index = 0;
   for (const Case& c : cases_) {
+    if (index++ % 2 == 1) continue;  // every other case: the cases vary little in this respect
     const AnyArray array = open_array(dir_->file(c.input));
     const std::vector<ReduceResult> together = reduce_each(array, options_for(c));
     for (std::size_t k = 0; k < kOps.size(); ++k) {

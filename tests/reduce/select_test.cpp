@@ -142,7 +142,10 @@ TEST(Select, ViewsOfDenseAndChunkedArraysReduceAsNumpysCopies) {
         const AnyArray view = select(*base, sel);
         const std::string what = descr + order + " " + base->kind() + " [" + kSelections[k] + "]";
         expect_view_equals_copy(view, copy, floats, what, threads);
-        expect_view_equals_copy(view, copy, floats, what + " processes", processes);
+        // Forked workers (each call forks: a few selections are enough).
+        if (k % 4 == 1) {
+          expect_view_equals_copy(view, copy, floats, what + " processes", processes);
+        }
         ++views;
       }
     }
