@@ -84,17 +84,23 @@ void set_quantile_options(const ReduceArgs& args, ReduceOptions* options) {
       throw Error(ErrorCode::InvalidArgument,
                   "bad --q '" + args.q + "' (expected numbers in [0, 100], e.g. 5,50,95)");
     }
+    // Each q once: a CSV names its column by it.
+    if (std::find(options->q.begin(), options->q.end(), v) != options->q.end()) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "bad --q '" + args.q + "': " + std::string(first, last) + " is listed twice");
+    }
     options->q.push_back(v);
     if (comma == args.q.size()) return;
     at = comma + 1;
   }
 }
 
-// "percentile_5", "nanpercentile_99.5": a CSV column's name for one percentile.
+// "percentile_5", "nanpercentile_33.3": a CSV column's name for one percentile (q's shortest
+// text that reads back as the same double).
 std::string percentile_column(ReduceOp op, double q) {
   char text[64];
-  std::snprintf(text, sizeof text, "%s_%.17g", to_string(op), q);
-  return text;
+  const auto end = std::to_chars(text, text + sizeof text, q).ptr;
+  return std::string(to_string(op)) + "_" + std::string(text, end);
 }
 
 Order parse_order(const std::string& text) {

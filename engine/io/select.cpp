@@ -69,7 +69,11 @@ Selection parse_selection(const std::string& text) {
   std::size_t at = 0;
   for (;;) {
     const std::size_t comma = std::min(text.find(',', at), text.size());
-    const std::string item = text.substr(at, comma - at);
+    std::string item = text.substr(at, comma - at);
+    // Spaces around an item are allowed, and one trailing comma ("0:2," as numpy's a[0:2,]).
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (item.empty() && comma == text.size() && !selection.empty()) return selection;
     if (item.empty()) bad_selection(text, "an empty item");
     AxisSlice s;
     const std::size_t c1 = item.find(':');

@@ -248,7 +248,12 @@ std::vector<ReduceResult> reduce_input(const detail::Input& input, const ReduceO
                                 "reduction size");
   }
   for (std::size_t i = 0; i < ops.size(); ++i) {
-    if ((needs_nonempty(ops[i]) || ops[i] == ReduceOp::Percentile) && n_red == 0 && n_out > 0) {
+    if (ops[i] == ReduceOp::Percentile && n_red == 0 && n_out > 0) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "percentile of an empty axis: there is no element to interpolate (numpy "
+                  "raises too; median and nanpercentile give NaN)");
+    }
+    if (needs_nonempty(ops[i]) && n_red == 0 && n_out > 0) {
       throw Error(ErrorCode::InvalidArgument, std::string(to_string(ops[i])) +
                                                   " of an empty axis: a zero-size reduction has "
                                                   "no identity");

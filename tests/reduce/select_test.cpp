@@ -190,6 +190,8 @@ TEST(Select, ParsesNumpysSlicingAndRefusesWhatNumpyRefuses) {
   EXPECT_TRUE(s[3].is_index);
   EXPECT_EQ(s[3].index, 7);
   EXPECT_EQ(format_selection(s), "2:20:3,-5:,::-1,7,:");
+  // Spaces around items and a trailing comma, as numpy's a[0:2, 1,].
+  EXPECT_EQ(format_selection(parse_selection(" 0:2 , 1,")), "0:2,1");
   test::expect_error([] { parse_selection("1:2:0"); }, ErrorCode::InvalidArgument,
                      {"step cannot be zero"});
   test::expect_error([] { parse_selection("1,,2"); }, ErrorCode::InvalidArgument, {"empty item"});
