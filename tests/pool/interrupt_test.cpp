@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <thread>
@@ -127,15 +128,22 @@ TEST(PoolInterruptSigint, FromAnotherThreadCancelsTheCall) {
   const Helper helper = start_helper([](int ready) {
     int inner[2];
     if (pipe2(inner, O_CLOEXEC) != 0) return kOtherException;
-    // A thread of the helper waits for a task to start, then interrupts its own process.
-    std::thread interrupter([&inner, ready] {
+    // A thread of the helper waits for a task to start, then interrupts its own process
+    // (again each second until the call returns, under TSan: see kResendSignal).
+    std::atomic<bool> returned{false};
+    std::thread interrupter([&inner, &returned, ready] {
       if (test::read_byte(inner[0], 20)) {
         const char byte = 'r';
         [[maybe_unused]] ssize_t n = write(ready, &byte, 1);
         kill(getpid(), SIGINT);
+        for (int second = 1; kResendSignal && second < 20 && !returned; ++second) {
+          for (int tick = 0; tick < 10 && !returned; ++tick) usleep(100000);
+          if (!returned) kill(getpid(), SIGINT);
+        }
       }
     });
     const int code = expect_cancelled(Backend::Process, inner[1], "SIGINT");
+    returned = true;
     interrupter.join();
     return code == kOk && interrupt_signal() != SIGINT ? kFlagWrong : code;
   });
