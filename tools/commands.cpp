@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstring>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -60,8 +60,7 @@ bool is_percentile_op(ReduceOp op) {
 
 // --q: percentile ops only, a list of numbers (the library checks the range).
 void set_quantile_options(const ReduceArgs& args, ReduceOptions* options) {
-  const bool percentile =
-      std::any_of(options->ops.begin(), options->ops.end(), is_percentile_op);
+  const bool percentile = std::any_of(options->ops.begin(), options->ops.end(), is_percentile_op);
   if (!percentile) {
     if (!args.q.empty()) {
       throw Error(ErrorCode::InvalidArgument,
@@ -287,7 +286,8 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
     cache.reset();
   }
   std::string op_names;
-  for (ReduceOp op : options.ops) op_names += (op_names.empty() ? "" : ",") + std::string(to_string(op));
+  for (ReduceOp op : options.ops)
+    op_names += (op_names.empty() ? "" : ",") + std::string(to_string(op));
   if (verbose) {
     std::fprintf(stderr, "mmcompute: source %s (%s), %s, %s; %s kernels\n", meta.describe().c_str(),
                  source.kind().c_str(), format_bytes(meta.nbytes()).c_str(),

@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "core/debug_hooks.hpp"
 #include "io/source_ticket.hpp"
@@ -93,7 +93,7 @@ bool detail::pass_tracks_index(const std::vector<ReduceOp>& ops) {
 }
 
 std::int64_t detail::pass_partial_bytes(const ReduceOptions& pass, const ArrayMeta& meta,
-                                       const std::vector<int>& axes) {
+                                        const std::vector<int>& axes) {
   // One op: what it always was (0 but for a histogram or a quantile). Several: the sum of their
   // families' partials, at most 48 bytes each but a histogram's and the quantiles' tables; only
   // how many outputs a task holds depends on it, never the arithmetic.
@@ -101,8 +101,7 @@ std::int64_t detail::pass_partial_bytes(const ReduceOptions& pass, const ArrayMe
   const std::int64_t histogram = pass.bins * static_cast<std::int64_t>(sizeof(std::int64_t));
   std::int64_t n_red = 1;
   for (int a : axes) n_red *= meta.shape[static_cast<std::size_t>(a)];
-  const std::int64_t quantiles =
-      quantile_partial_bytes(ops, pass.q, meta.dtype.itemsize(), n_red);
+  const std::int64_t quantiles = quantile_partial_bytes(ops, pass.q, meta.dtype.itemsize(), n_red);
   if (ops.size() == 1) {
     if (is_quantile(ops.front())) return quantiles;
     return ops.front() == ReduceOp::Histogram ? histogram : 0;
@@ -128,7 +127,8 @@ Shape result_shape(const ArrayMeta& meta, const ReduceOptions& options) {
     if (!reduced[k]) shape.push_back(meta.shape[k]);
   }
   if (ops.front() == ReduceOp::Histogram) shape.push_back(options.bins);
-  if (detail::is_percentile(ops.front())) shape.insert(shape.begin(), static_cast<std::int64_t>(options.q.size()));
+  if (detail::is_percentile(ops.front()))
+    shape.insert(shape.begin(), static_cast<std::int64_t>(options.q.size()));
   return shape;
 }
 
@@ -193,7 +193,8 @@ std::vector<ReduceOptions> passes_of(const detail::Input& input, const ReduceOpt
   const std::int64_t task_bytes = options.task_bytes > 0 ? options.task_bytes : detail::kTaskBytes;
   const detail::ReducePlan a = detail::make_reduce_plan(input.meta, axes, task_bytes, false);
   const detail::ReducePlan b = detail::make_reduce_plan(input.meta, axes, task_bytes, true);
-  auto same_dims = [](const std::vector<detail::PlanDim>& x, const std::vector<detail::PlanDim>& y) {
+  auto same_dims = [](const std::vector<detail::PlanDim>& x,
+                      const std::vector<detail::PlanDim>& y) {
     return std::equal(x.begin(), x.end(), y.begin(), y.end(), [](const auto& p, const auto& q) {
       return p.extent == q.extent && p.stride == q.stride;
     });
@@ -244,7 +245,8 @@ std::vector<ReduceResult> reduce_input(const detail::Input& input, const ReduceO
     n_out = detail::checked_mul(n_out, static_cast<std::uint64_t>(extent), "result size");
   }
   for (int a : axes) {
-    n_red = detail::checked_mul(n_red, static_cast<std::uint64_t>(meta.shape[static_cast<std::size_t>(a)]),
+    n_red = detail::checked_mul(n_red,
+                                static_cast<std::uint64_t>(meta.shape[static_cast<std::size_t>(a)]),
                                 "reduction size");
   }
   for (std::size_t i = 0; i < ops.size(); ++i) {
@@ -260,8 +262,9 @@ std::vector<ReduceResult> reduce_input(const detail::Input& input, const ReduceO
     }
     ReduceResult& result = results[i];
     const std::int64_t width = ops[i] == ReduceOp::Histogram ? options.bins
-                               : detail::is_percentile(ops[i])      ? static_cast<std::int64_t>(options.q.size())
-                                                            : 1;
+                               : detail::is_percentile(ops[i])
+                                   ? static_cast<std::int64_t>(options.q.size())
+                                   : 1;
     result.dtype = result_dtype(ops[i], meta.dtype);
     result.shape = kept;
     if (ops[i] == ReduceOp::Histogram) result.shape.push_back(width);
@@ -275,15 +278,15 @@ std::vector<ReduceResult> reduce_input(const detail::Input& input, const ReduceO
   // std::bad_alloc (e.g. 2**40 sums over an empty axis); say what was asked instead.
   if (pages > 0 && page > 0 &&
       total_bytes / static_cast<std::uint64_t>(page) >= static_cast<std::uint64_t>(pages)) {
-    const std::string what =
-        ops.size() == 1 ? "the result, shape " + format_shape(results.front().shape, true) +
-                              " of " + results.front().dtype.name() + ","
-                        : "the " + std::to_string(ops.size()) + " results";
-    throw Error(ErrorCode::Io,
-                what + " needs " + format_bytes(total_bytes) + ", more than this machine's memory (" +
-                    format_bytes(static_cast<std::uint64_t>(pages) *
-                                 static_cast<std::uint64_t>(page)) +
-                    "); reduce over more axes or a part of the array");
+    const std::string what = ops.size() == 1 ? "the result, shape " +
+                                                   format_shape(results.front().shape, true) +
+                                                   " of " + results.front().dtype.name() + ","
+                                             : "the " + std::to_string(ops.size()) + " results";
+    throw Error(
+        ErrorCode::Io,
+        what + " needs " + format_bytes(total_bytes) + ", more than this machine's memory (" +
+            format_bytes(static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page)) +
+            "); reduce over more axes or a part of the array");
   }
   for (std::size_t i = 0; i < ops.size(); ++i) {
     results[i].data.assign(
@@ -297,13 +300,14 @@ std::vector<ReduceResult> reduce_input(const detail::Input& input, const ReduceO
 
   // Each pass: its plan, its route to the pool, its share of the results.
   for (const ReduceOptions& pass : passes_of(input, options, ops, axes)) {
-    const detail::ReducePlan plan = detail::plan_for(
-        input, axes, pass, runner.plan_workers, detail::pass_tracks_index(pass.ops),
-        detail::pass_partial_bytes(pass, meta, axes));
+    const detail::ReducePlan plan = detail::plan_for(input, axes, pass, runner.plan_workers,
+                                                     detail::pass_tracks_index(pass.ops),
+                                                     detail::pass_partial_bytes(pass, meta, axes));
     std::vector<ReduceResult> share(pass.ops.size());
     std::vector<std::size_t> at(pass.ops.size());
     for (std::size_t k = 0; k < pass.ops.size(); ++k) {
-      at[k] = static_cast<std::size_t>(std::find(ops.begin(), ops.end(), pass.ops[k]) - ops.begin());
+      at[k] =
+          static_cast<std::size_t>(std::find(ops.begin(), ops.end(), pass.ops[k]) - ops.begin());
       share[k] = std::move(results[at[k]]);
     }
     if (plan.n_tasks() > 0) {
@@ -358,7 +362,8 @@ std::vector<ReduceResult> reduce_any(const AnyArray& array, const ReduceOptions&
   const std::vector<int>& reversed = array.reversed_axes();
   if (reversed.empty()) return reduce_input(input, options, runner, pool);
   const std::vector<ReduceOp> ops = detail::ops_of(options);
-  const std::vector<int> axes = normalize_axes(options.axes, options.axes_given, array.meta().ndim());
+  const std::vector<int> axes =
+      normalize_axes(options.axes, options.axes_given, array.meta().ndim());
   std::vector<int> kept_dims;  // positions among the kept axes of the reversed kept axes
   for (int r : reversed) {
     if (std::find(axes.begin(), axes.end(), r) != axes.end()) {
@@ -372,15 +377,16 @@ std::vector<ReduceResult> reduce_any(const AnyArray& array, const ReduceOptions&
       }
       continue;
     }
-    kept_dims.push_back(
-        r - static_cast<int>(std::count_if(axes.begin(), axes.end(), [r](int a) { return a < r; })));
+    kept_dims.push_back(r - static_cast<int>(std::count_if(axes.begin(), axes.end(),
+                                                           [r](int a) { return a < r; })));
   }
   std::vector<ReduceResult> results = reduce_input(input, options, runner, pool);
   for (std::size_t k = 0; k < results.size(); ++k) {
     ReduceResult& result = results[k];
     const std::size_t item = result.dtype.itemsize();
     for (int kept : kept_dims) {
-      const std::size_t dim = static_cast<std::size_t>(kept) + (detail::is_percentile(ops[k]) ? 1 : 0);
+      const std::size_t dim =
+          static_cast<std::size_t>(kept) + (detail::is_percentile(ops[k]) ? 1 : 0);
       std::size_t outer = 1, inner = item;
       for (std::size_t d = 0; d < dim; ++d) outer *= static_cast<std::size_t>(result.shape[d]);
       for (std::size_t d = dim + 1; d < result.shape.size(); ++d) {
@@ -412,8 +418,8 @@ ReduceResult only_result(std::vector<ReduceResult> results) {
 // reduce(): one op, checked before any work.
 const ReduceOptions& one_op(const ReduceOptions& options) {
   if (options.ops.size() > 1) {
-    throw Error(ErrorCode::InvalidArgument, std::to_string(options.ops.size()) +
-                                                " ops asked of reduce(): call reduce_each");
+    throw Error(ErrorCode::InvalidArgument,
+                std::to_string(options.ops.size()) + " ops asked of reduce(): call reduce_each");
   }
   return options;
 }

@@ -67,14 +67,14 @@ TEST(CliReduceEach, JsonIsKeyedByOpAndCsvHasAColumnPerOp) {
   const json object = json::parse(read_file(json_out));
   ASSERT_EQ(object.size(), 3u) << object.dump();
   for (const std::string& op : ops) {
-    expect_same_values(numpy_answer(cube, op, {"--axis", "0,2", "--ddof", "1"}), flat_values(object.at(op)),
-                       op + " in JSON");
+    expect_same_values(numpy_answer(cube, op, {"--axis", "0,2", "--ddof", "1"}),
+                       flat_values(object.at(op)), op + " in JSON");
   }
 
   // A CSV file and stdout: a header row, then one row per output, one column per op.
   const std::string csv_out = dir.file("r.csv");
-  r = run_cli({"reduce", cube, "--op", "sum,var,count", "--axis", "0,2", "--ddof", "1", "-o",
-               csv_out});
+  r = run_cli(
+      {"reduce", cube, "--op", "sum,var,count", "--axis", "0,2", "--ddof", "1", "-o", csv_out});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const CommandResult printed =
       run_cli({"reduce", cube, "--op", "sum,var,count", "--axis", "0,2", "--ddof", "1"});
@@ -133,12 +133,13 @@ TEST(CliReduceEach, HistogramsCarryNumpysBinEdges) {
       ASSERT_TRUE(members.contains("bin_edges")) << members.dump();
       EXPECT_EQ(members.at("bin_edges").at("dtype"), edges.at("dtype")) << what;
       EXPECT_EQ(members.at("bin_edges").at("data"), edges.at("data")) << what << ", --op " << ops;
-      if (ops != "histogram") expect_same_values(numpy_answer(c.source, "mean"), members.at("mean"), what);
+      if (ops != "histogram")
+        expect_same_values(numpy_answer(c.source, "mean"), members.at("mean"), what);
     }
     // JSON of one histogram: its edges beside the counts; -v says the range used.
     const std::string out = dir.file("h.json");
-    std::vector<std::string> args{"reduce", c.source, "--op", "histogram", "-o", out, "--bins",
-                                  "7", "-v"};
+    std::vector<std::string> args{"reduce", c.source, "--op", "histogram", "-o",
+                                  out,      "--bins", "7",    "-v"};
     args.insert(args.end(), c.range.begin(), c.range.end());
     const CommandResult r = run_cli(args);
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -220,10 +221,11 @@ TEST(CliQuantiles, MedianAndPercentilesMatchNumpyInNpzCsvAndStdout) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const json members = cube_fixture({"npz", out});
     for (const std::string op : {"median", "nanmedian", "percentile"}) {
-      expect_same_values(numpy_answer(cube, op, {"--axis", "0", "--q", "5,50,95"}),
-                         members.at(op), cube + " " + op);
+      expect_same_values(numpy_answer(cube, op, {"--axis", "0", "--q", "5,50,95"}), members.at(op),
+                         cube + " " + op);
     }
-    EXPECT_EQ(members.at("percentile").at("shape"), json::parse(cube == f32 ? "[3,7,8]" : "[3,9,4]"));
+    EXPECT_EQ(members.at("percentile").at("shape"),
+              json::parse(cube == f32 ? "[3,7,8]" : "[3,9,4]"));
 
     // CSV and stdout: a column per percentile, named by its q.
     const std::string csv = dir.file("q.csv");
@@ -284,13 +286,13 @@ TEST(CliSelect, ReducesTheSelectedPartAsNumpyDoes) {
   const std::string cube = dir.file("c.npy");
   cube_fixture({"make", cube, "--descr", ">f8", "--shape", "9,10,12", "--seed", "4"});
   const std::string zarr = dir.file("c.zarr");
-  cube_fixture({"make", zarr, "--descr", "<u2", "--shape", "9,10,12", "--seed", "4", "--format",
-                "zarr"});
+  cube_fixture(
+      {"make", zarr, "--descr", "<u2", "--shape", "9,10,12", "--seed", "4", "--format", "zarr"});
   for (const std::string& source : {cube, zarr}) {
     for (const std::string sel : {"1:8:2,::-3,4:", "-1,2:9", "::-1,:,::-5"}) {
       const std::string out = dir.file("s.npz");
-      const CommandResult r = run_cli({"reduce", source, "--select", sel, "--op",
-                                       "mean,max,median", "--axis", "-1", "-j", "2", "-o", out});
+      const CommandResult r = run_cli({"reduce", source, "--select", sel, "--op", "mean,max,median",
+                                       "--axis", "-1", "-j", "2", "-o", out});
       ASSERT_EQ(r.exit_code, 0) << r.err;
       const json members = cube_fixture({"npz", out});
       for (const std::string op : {"mean", "max", "median"}) {
