@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <variant>
 
 #include "mmc/mmc.hpp"
 #include "progress_bar.hpp"
@@ -239,6 +240,8 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
     set_histogram_options(args, &options);
     set_quantile_options(args, &options);
     if (!args.select.empty()) selection = parse_selection(args.select);
+    if (!args.nodata.empty()) options.nodata = parse_nodata(args.nodata);
+    if (!args.mask.empty()) options.mask = std::make_shared<const Source>(open_npy(args.mask));
     options.pool.n_jobs = jobs_option(args.jobs, args.jobs_given);
     options.pool.backend = parse_backend(args.backend);
     options.pool.max_nbytes = parse_max_nbytes(args.max_nbytes);
@@ -292,6 +295,17 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
     std::fprintf(stderr, "mmcompute: source %s (%s), %s, %s; %s kernels\n", meta.describe().c_str(),
                  source.kind().c_str(), format_bytes(meta.nbytes()).c_str(),
                  describe_layout(source).c_str(), kernel_isa());
+    if (!std::holds_alternative<std::monostate>(options.nodata) || options.mask) {
+      std::string what;
+      if (!std::holds_alternative<std::monostate>(options.nodata)) {
+        what = "elements equal to " + format_nodata(options.nodata);
+      }
+      if (options.mask) {
+        what += (what.empty() ? "" : " and ") + std::string("where ") + options.mask->path() + " " +
+                format_shape(options.mask->meta().shape, true) + " is true";
+      }
+      std::fprintf(stderr, "mmcompute: leaving out %s\n", what.c_str());
+    }
     if (cluster.size > 1) {
       std::fprintf(stderr, "mmcompute: %d MPI ranks share the tasks; %s per rank\n", cluster.size,
                    counted(resolve(options.pool).n_jobs, "worker").c_str());

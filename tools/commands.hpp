@@ -40,6 +40,8 @@ struct ReduceArgs {
   std::string range;  // histogram only: "LO,HI"; empty: the data's min and max
   std::string q;      // percentile only: "5,50,95"
   std::string select;  // numpy's basic slicing per axis: "2:20:3,5:30,:"; empty: everything
+  std::string nodata;  // elements equal to it are left out; empty: none
+  std::string mask;    // a bool .npy broadcastable against the source; true leaves out
   int jobs = -1;      // the default when neither --jobs nor MMC_N_JOBS is given: all CPUs
   bool jobs_given = false;
   std::string backend = "process";

@@ -219,6 +219,13 @@ int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
   reduce_cmd->add_option("--select", reduce.select,
                          "reduce a part: numpy's slicing per axis, e.g. 2:20:3,5:30,: or 7,::-1 "
                          "(an index drops its axis; only the selected bytes or chunks are read)");
+  reduce_cmd->add_option("--nodata", reduce.nodata,
+                         "leave out elements equal to this value in every op (as the nan ops "
+                         "leave NaN out); a slice with nothing left gives NaN for mean, std, "
+                         "median, 0 for count and sum");
+  reduce_cmd->add_option("--mask", reduce.mask,
+                         "MASK.npy: a bool array broadcastable against the source (one image's "
+                         "shape, or the whole shape); true leaves the element out, as numpy.ma");
   reduce_cmd->add_option("--q", reduce.q,
                          "percentile, nanpercentile: the percentiles in [0, 100], e.g. 5,50,95 "
                          "(numpy's linear method; the result's first axis)");

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <optional>
 #include <utility>
+#include <variant>
 
 #include "cache/entry.hpp"
 #include "cache/key_lock.hpp"
@@ -205,7 +206,13 @@ CacheKey Cache::reduce_key(const Source& source, const ReduceOptions& given) con
     for (double q : options.q) h.add(q);
   }
   h.add(options.task_bytes > 0 ? options.task_bytes : kDefaultTaskBytes);
-  h.add(source, options_.verify ? SourceHash::Content : SourceHash::Identity);
+  const SourceHash how = options_.verify ? SourceHash::Content : SourceHash::Identity;
+  // Elements left out (only when asked: keys of calls without them are unchanged).
+  if (const auto* i = std::get_if<std::int64_t>(&options.nodata)) h.add("nodata").add(*i);
+  if (const auto* u = std::get_if<std::uint64_t>(&options.nodata)) h.add("nodata").add(*u);
+  if (const auto* f = std::get_if<double>(&options.nodata)) h.add("nodata").add(*f);
+  if (options.mask) h.add("mask").add(*options.mask, how);
+  h.add(source, how);
   return h.digest();
 }
 
@@ -235,7 +242,8 @@ std::vector<ReduceResult> Cache::reduce_each(const Source& source, const ReduceO
       std::vector<std::size_t> batch{k};
       for (std::size_t j = k + 1; j < ops.size(); ++j) {
         struct stat st;
-        if (::stat((folder_ + "/" + reduce_key(source, single[j]).hex() + ".mmc").c_str(), &st) != 0) {
+        if (::stat((folder_ + "/" + reduce_key(source, single[j]).hex() + ".mmc").c_str(), &st) !=
+            0) {
           batch.push_back(j);
         }
       }
@@ -273,7 +281,8 @@ ReduceResult Cache::reduce_one(const Source& source, const ReduceOptions& option
     expected.edges_dtype = meta.dtype.id() == TypeId::F32 ? DType(TypeId::F32) : DType(TypeId::F64);
   }
   const std::uint64_t edges_bytes =
-      histogram ? static_cast<std::uint64_t>(options.bins + 1) * expected.edges_dtype.itemsize() : 0;
+      histogram ? static_cast<std::uint64_t>(options.bins + 1) * expected.edges_dtype.itemsize()
+                : 0;
 
   CachedCall call;
   call.key = reduce_key(source, options);

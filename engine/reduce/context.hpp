@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,21 @@
 
 namespace mmc::detail {
 
+// A mask broadcast against an input (ReduceOptions::mask): element idx of the input is left out
+// when origin[Σ idx[k] · strides[k]] is not 0. Strides in bytes (a bool is one), one per axis of
+// the input, 0 on broadcast axes, negative on the axes a view reverses (origin then points at
+// the mask element of the view's first element).
+struct MaskGeometry {
+  const std::uint8_t* origin = nullptr;
+  std::vector<std::int64_t> strides;
+};
+
+// The mask's geometry against `meta` (reversed: the axes a dense view lays out ascending, see
+// AnyArray::reversed_axes), or nothing without a mask. Throws Error(InvalidArgument) for a mask
+// that is not bool, not dense, or not broadcastable against meta's shape.
+std::optional<MaskGeometry> mask_geometry(const std::shared_ptr<const Source>& mask,
+                                          const ArrayMeta& meta, const std::vector<int>& reversed);
+
 // Where a plan's tasks read their elements: a dense mapping, or a chunked array. A chunked
 // array is reduced with the plan of the same array stored dense (meta's strides): each task
 // decodes the box its bytes cover into a private buffer laid out at those dense offsets and
@@ -23,6 +39,7 @@ struct Input {
   const ArrayMeta& meta;
   const Source* dense = nullptr;
   const ChunkedArray* chunked = nullptr;
+  const MaskGeometry* mask = nullptr;  // ReduceOptions::mask's, when given
 };
 
 // The histogram's bin range as the parent settled it (from the options, or the data's min and
@@ -57,8 +74,7 @@ class TaskRoute {
   // (in any order), then progress. task_result_bytes: the partials of the
   // largest task (task 0), which bound a range's size. Throws as run_tasks does.
   virtual CallStats run(Phase phase, const HistogramRange& range, const RefineStep& refine,
-                        std::size_t n_tasks,
-                        std::size_t task_result_bytes, const RangeFn& on_range,
+                        std::size_t n_tasks, std::size_t task_result_bytes, const RangeFn& on_range,
                         const ProgressCallback& progress) const = 0;
   // The plan of `phase` (the job caches it, so a chunked array's alignment is weighed once).
   virtual const ReducePlan& plan(Phase phase) const = 0;
@@ -159,6 +175,7 @@ std::string format_value(double v);
 // The plan of a reduction over `axes` (make_reduce_plan with options.task_bytes), its tasks
 // aligned to the chunk grid when the input is chunked, for `plan_workers` workers (0: those of
 // options.pool).
+// With input.mask, the plan walks the mask in step with the data (PlanDim::mask_stride).
 ReducePlan plan_for(const Input& input, const std::vector<int>& axes, const ReduceOptions& options,
                     int plan_workers, bool track_index, std::int64_t partial_bytes);
 

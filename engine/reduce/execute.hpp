@@ -20,6 +20,7 @@
 #include "kernels/quantile.hpp"
 #include "mmc/error.hpp"
 #include "reduce/context.hpp"
+#include "reduce/filtered.hpp"
 #include "reduce/quantile.hpp"
 
 namespace mmc::detail {
@@ -41,6 +42,8 @@ template <class F>
 class TaskRunner {
  public:
   using Partial = typename F::Partial;
+  // A Filtered family: runs and lines come with their mask offsets and strides.
+  static constexpr bool kFiltered = requires { F::kFiltered; };
 
   TaskRunner(const F& family, const ReducePlan& plan, std::int64_t task)
       : family_(family), plan_(plan), width_(width_of(family)) {
@@ -89,9 +92,10 @@ class TaskRunner {
     part.r1_ = re;
     for (std::int64_t u = u0_; u < u1_; ++u) {
       const std::byte* base = data + plan_.unit_offset(u);
+      const std::int64_t mask = kFiltered ? plan_.unit_mask_offset(u) : 0;
       if (plan_.inner_reduced) {
         if (init) init_output(*parts, plan_.unit_out_index(u));
-        part.fold_output(*parts, base, 0, 0);
+        part.fold_output(*parts, base, 0, 0, mask);
         parts += width_;
       } else {
         const std::int64_t n = plan_.unit_outputs(u);
@@ -99,7 +103,7 @@ class TaskRunner {
           const std::int64_t out = plan_.unit_out_index(u), step = plan_.unit_out_step();
           for (std::int64_t j = 0; j < n; ++j) init_output(parts[j * width_], out + j * step);
         }
-        part.fold_line(parts, base, n, 0, 0);
+        part.fold_line(parts, base, n, 0, 0, mask);
         parts += n * width_;
       }
     }
@@ -122,13 +126,21 @@ class TaskRunner {
   }
 
   // Folds the reduced elements under ptr; `index` is the C-order index over the reduced axes
-  // of the first of them (used by families that need positions).
-  void fold_output(Partial& p, const std::byte* ptr, std::size_t level, std::int64_t index) const {
+  // of the first of them (used by families that need positions), `mask` its mask offset
+  // (Filtered families).
+  void fold_output(Partial& p, const std::byte* ptr, std::size_t level, std::int64_t index,
+                   std::int64_t mask) const {
     const PlanDim& d = plan_.reduced[level];
     std::int64_t b, e;
     range(level, &b, &e);
     if (level + 1 == plan_.reduced.size()) {
-      if constexpr (F::kNeedsIndex) {
+      if constexpr (kFiltered && F::kNeedsIndex) {
+        family_.run(p, ptr + b * d.stride, e - b, d.stride, index + b * d.index_stride,
+                    d.index_stride, mask + b * d.mask_stride, d.mask_stride);
+      } else if constexpr (kFiltered) {
+        family_.run(p, ptr + b * d.stride, e - b, d.stride, mask + b * d.mask_stride,
+                    d.mask_stride);
+      } else if constexpr (F::kNeedsIndex) {
         family_.run(p, ptr + b * d.stride, e - b, d.stride, index + b * d.index_stride,
                     d.index_stride);
       } else {
@@ -137,17 +149,19 @@ class TaskRunner {
       return;
     }
     for (std::int64_t i = b; i < e; ++i) {
-      fold_output(p, ptr + i * d.stride, level + 1, index + i * d.index_stride);
+      fold_output(p, ptr + i * d.stride, level + 1, index + i * d.index_stride,
+                  mask + i * d.mask_stride);
     }
   }
 
   void fold_line(Partial* parts, const std::byte* ptr, std::int64_t n, std::size_t level,
-                 std::int64_t index) const {
+                 std::int64_t index, std::int64_t mask) const {
     const PlanDim& d = plan_.reduced[level];
     std::int64_t b, e;
     range(level, &b, &e);
     const bool last = level + 1 == plan_.reduced.size();
-    if constexpr (!F::kNeedsIndex && requires { family_.lines(parts, ptr, n, n, n, n); }) {
+    if constexpr (!kFiltered && !F::kNeedsIndex &&
+                  requires { family_.lines(parts, ptr, n, n, n, n); }) {
       if (last) {
         family_.lines(parts, ptr + b * d.stride, n, plan_.line.stride, e - b, d.stride);
         return;
@@ -156,8 +170,13 @@ class TaskRunner {
     for (std::int64_t i = b; i < e; ++i) {
       const std::byte* q = ptr + i * d.stride;
       const std::int64_t at = index + i * d.index_stride;
+      const std::int64_t m = mask + i * d.mask_stride;
       if (!last) {
-        fold_line(parts, q, n, level + 1, at);
+        fold_line(parts, q, n, level + 1, at, m);
+      } else if constexpr (kFiltered && F::kNeedsIndex) {
+        family_.line(parts, q, n, plan_.line.stride, at, m, plan_.line.mask_stride);
+      } else if constexpr (kFiltered) {
+        family_.line(parts, q, n, plan_.line.stride, m, plan_.line.mask_stride);
       } else if constexpr (F::kNeedsIndex) {
         family_.line(parts, q, n, plan_.line.stride, at);
       } else {
@@ -216,7 +235,16 @@ void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial&
     const double var = F::variance(p, ddof);
     store(dst, op == ReduceOp::Std || op == ReduceOp::NanStd ? std::sqrt(var) : var);
   } else if constexpr (F::kKind == FamilyKind::MinMax) {
-    const T v = F::result(p, op == ReduceOp::Min || op == ReduceOp::NanMin);
+    T v = F::result(p, op == ReduceOp::Min || op == ReduceOp::NanMin);
+    if constexpr (!kernels::kIsFloat<T>) {
+      // Nothing kept (nodata, mask): the nodata value, or 0 (ReduceOptions::nodata).
+      if (!p.valid) {
+        v = T{};
+        if constexpr (requires { family.spec(); }) {
+          if (family.spec().has_nodata) v = family.spec().nodata;
+        }
+      }
+    }
     if constexpr (std::is_same_v<T, bool>) {
       store(dst, static_cast<std::uint8_t>(v ? 1 : 0));
     } else {
@@ -230,7 +258,8 @@ void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial&
     store(dst, std::sqrt(F::total(p)));
   } else {
     static_assert(F::kKind == FamilyKind::Arg);
-    store(dst, F::result(p));
+    const std::int64_t at = F::result(p);
+    store(dst, at == F::kNone ? std::int64_t{-1} : at);  // nothing kept (nodata, mask)
   }
 }
 
@@ -318,6 +347,41 @@ std::unique_ptr<PassSlot> finalizing_slot(Context& ctx, const F& family, const S
       });
 }
 
+// Whether a reduction leaves elements out (ReduceOptions::nodata or ::mask): its families then
+// run Filtered, native-order ones over data swapped while compacted.
+inline bool filtering(const Context& ctx) {
+  return ctx.input.mask != nullptr || !std::holds_alternative<std::monostate>(ctx.options.nodata);
+}
+
+template <class T>
+FilterSpec<T> filter_spec(const Context& ctx) {
+  FilterSpec<T> spec;
+  spec.mask = ctx.input.mask != nullptr ? ctx.input.mask->origin : nullptr;
+  spec.swap = ctx.swap;
+  if (const std::optional<T> v = nodata_as<T>(ctx.options.nodata, ctx.input.meta.dtype.name())) {
+    spec.has_nodata = true;
+    spec.nodata = *v;
+  }
+  return spec;
+}
+
+// `family` as a pass runs it: Filtered when Filter.
+template <class T, bool Filter, class F>
+auto wrap(const Context& ctx, const F& family) {
+  if constexpr (Filter) {
+    return Filtered<F, T>(family, filter_spec<T>(ctx));
+  } else {
+    return family;
+  }
+}
+
+// A finalizing slot of `family`, wrapped when Filter.
+template <class T, bool Filter, class F>
+std::unique_ptr<PassSlot> slot_of(Context& ctx, const F& family, const SlotOps& served) {
+  using W = decltype(wrap<T, Filter>(ctx, family));
+  return finalizing_slot<W, T>(ctx, wrap<T, Filter>(ctx, family), served);
+}
+
 // numpy's last - first for the types of the edges np.histogram derives from the data (numpy
 // scalars of the array's dtype): float32 subtracts in float32, integers exactly in 64 bits
 // (np.histogram's _unsigned_subtract), float64 in float64.
@@ -335,14 +399,15 @@ double data_span(T lo, T hi) {
 // The histogram's bin range, from the options' range or from the min and max of the whole array
 // (a pass of its own over it, before the main one), into ctx.histogram. In a worker, runs its
 // tasks of that first pass when ctx.phase says so (and returns false: nothing else to run).
-template <class T, bool Swap>
+template <class T, bool Swap, bool Filter>
 bool settle_histogram_range(Context& ctx) {
-  using MinMax = kernels::MinMaxFamily<T, Swap>;
+  using MinMax = decltype(wrap<T, Filter>(ctx, kernels::MinMaxFamily<T, Swap>{}));
   const ReduceOptions& o = ctx.options;
   const ArrayMeta& meta = ctx.input.meta;
   if (ctx.worker != nullptr) {
     if (ctx.phase != Phase::WholeMinMax) return true;  // the parent settled ctx.histogram
-    const FamilySlot<MinMax> slot(MinMax{}, ctx.plan, {});
+    const FamilySlot<MinMax> slot(wrap<T, Filter>(ctx, kernels::MinMaxFamily<T, Swap>{}), ctx.plan,
+                                  {});
     run_pass(ctx, ctx.plan, {&slot}, ProgressCallback{});
     return false;
   }
@@ -364,13 +429,18 @@ bool settle_histogram_range(Context& ctx) {
     typename MinMax::Partial mm;
     MinMax::init(mm);
     const FamilySlot<MinMax> slot(
-        MinMax{}, whole,
+        wrap<T, Filter>(ctx, kernels::MinMaxFamily<T, Swap>{}), whole,
         [&mm](const MinMax&, std::int64_t, const typename MinMax::Partial* p) { mm = *p; });
     ctx.phase = Phase::WholeMinMax;
     run_pass(ctx, whole, {&slot}, ProgressCallback{});
     ctx.phase = Phase::Main;
     const T lo = MinMax::result(mm, true);
     const T hi = MinMax::result(mm, false);
+    if (!mm.valid && !mm.nan) {
+      // Every element left out (nodata, mask): numpy's range for an empty array.
+      ctx.histogram = {0, 1, 1};
+      return true;
+    }
     if (!std::isfinite(static_cast<double>(lo)) || !std::isfinite(static_cast<double>(hi))) {
       throw Error(ErrorCode::InvalidArgument,
                   "histogram: the data's range [" + format_value(static_cast<double>(lo)) + ", " +
@@ -456,36 +526,36 @@ FamilyKey family_key(ReduceOp op) {
 
 // The slot of one family key, finalizing `served`'s ops. `edges`: the histogram's, when key is
 // Histogram.
-template <class T, bool Swap>
+template <class T, bool Swap, bool Filter>
 std::unique_ptr<PassSlot> make_slot(Context& ctx, FamilyKey key, const SlotOps& served,
                                     const kernels::BinEdges<kernels::BinType<T>>* edges) {
   using namespace kernels;
   constexpr bool kNan = kIsFloat<T>;
   switch (key) {
     case FamilyKey::Sum:
-      return finalizing_slot<SumFamily<T, Swap>, T>(ctx, {}, served);
+      return slot_of<T, Filter>(ctx, SumFamily<T, Swap>{}, served);
     case FamilyKey::NanSum:
-      return finalizing_slot<SumFamily<T, Swap, kNan>, T>(ctx, {}, served);
+      return slot_of<T, Filter>(ctx, SumFamily<T, Swap, kNan>{}, served);
     case FamilyKey::Moments:
-      return finalizing_slot<MomentsFamily<T, Swap>, T>(ctx, {}, served);
+      return slot_of<T, Filter>(ctx, MomentsFamily<T, Swap>{}, served);
     case FamilyKey::NanMoments:
-      return finalizing_slot<MomentsFamily<T, Swap, kNan>, T>(ctx, {}, served);
+      return slot_of<T, Filter>(ctx, MomentsFamily<T, Swap, kNan>{}, served);
     case FamilyKey::MinMax:
-      return finalizing_slot<MinMaxFamily<T, Swap>, T>(ctx, {}, served);
+      return slot_of<T, Filter>(ctx, MinMaxFamily<T, Swap>{}, served);
     case FamilyKey::NanMinMax:
-      return finalizing_slot<MinMaxFamily<T, Swap, kNan>, T>(ctx, {}, served);
+      return slot_of<T, Filter>(ctx, MinMaxFamily<T, Swap, kNan>{}, served);
     case FamilyKey::Count:
-      return finalizing_slot<CountFamily<T, Swap>, T>(ctx, {}, served);
+      return slot_of<T, Filter>(ctx, CountFamily<T, Swap>{}, served);
     case FamilyKey::AnyAll:
-      return finalizing_slot<AnyAllFamily<T, Swap>, T>(ctx, {}, served);
+      return slot_of<T, Filter>(ctx, AnyAllFamily<T, Swap>{}, served);
     case FamilyKey::Norm:
-      return finalizing_slot<NormFamily<T, Swap>, T>(ctx, {}, served);
+      return slot_of<T, Filter>(ctx, NormFamily<T, Swap>{}, served);
     case FamilyKey::ArgMin:
-      return finalizing_slot<ArgFamily<T, Swap, false>, T>(ctx, {}, served);
+      return slot_of<T, Filter>(ctx, ArgFamily<T, Swap, false>{}, served);
     case FamilyKey::ArgMax:
-      return finalizing_slot<ArgFamily<T, Swap, true>, T>(ctx, {}, served);
+      return slot_of<T, Filter>(ctx, ArgFamily<T, Swap, true>{}, served);
     case FamilyKey::Histogram:
-      return finalizing_slot<HistogramFamily<T, Swap>, T>(
+      return slot_of<T, Filter>(
           ctx, HistogramFamily<T, Swap>(*edges, ctx.plan.n_out * ctx.plan.n_red), served);
     case FamilyKey::Quantile:
       break;  // quantile_slot: its state lives across passes
@@ -495,29 +565,30 @@ std::unique_ptr<PassSlot> make_slot(Context& ctx, FamilyKey key, const SlotOps& 
 
 // The quantiles' slot for pass `pass` (tables per output and their prefixes: the refining
 // passes'), handing each output's tables to `state` (none in a worker).
-template <class T, bool Swap>
+template <class T, bool Swap, bool Filter>
 std::unique_ptr<PassSlot> quantile_slot(const Context& ctx, int tables, int pass,
                                         const std::uint64_t* prefixes, QuantileState* state) {
-  using F = kernels::QuantileFamily<T, Swap>;
+  using Q = kernels::QuantileFamily<T, Swap>;
   const int digit = quantile_digit_bits(kernels::kKeyBits<T>, ctx.plan.n_red);
+  const std::int64_t gather = quantile_gathers(ctx.plan.n_red) ? ctx.plan.n_red : 0;
+  auto family = wrap<T, Filter>(ctx, Q(digit, pass, tables, prefixes, gather));
+  using F = decltype(family);
   typename FamilySlot<F>::Emit emit;
   if (state != nullptr) {
     emit = [state, pass](const F&, std::int64_t output, const std::uint64_t* tables) {
       state->take(pass, output, tables);
     };
   }
-  const std::int64_t gather = quantile_gathers(ctx.plan.n_red) ? ctx.plan.n_red : 0;
-  return std::make_unique<FamilySlot<F>>(F(digit, pass, tables, prefixes, gather), ctx.plan,
-                                         std::move(emit));
+  return std::make_unique<FamilySlot<F>>(std::move(family), ctx.plan, std::move(emit));
 }
 
 // The quantiles' refining passes after the main one (keys wider than one digit), then their
 // results. In a worker, runs its tasks of the refining pass ctx.refine names.
-template <class T, bool Swap>
+template <class T, bool Swap, bool Filter>
 void refine_quantiles(Context& ctx, QuantileState* state) {
   if (ctx.worker != nullptr) {
-    const auto slot = quantile_slot<T, Swap>(ctx, ctx.refine.tables, ctx.refine.pass,
-                                             ctx.refine.prefixes->data(), nullptr);
+    const auto slot = quantile_slot<T, Swap, Filter>(ctx, ctx.refine.tables, ctx.refine.pass,
+                                                     ctx.refine.prefixes->data(), nullptr);
     run_pass(ctx, ctx.plan, {slot.get()}, ProgressCallback{});
     return;
   }
@@ -525,7 +596,7 @@ void refine_quantiles(Context& ctx, QuantileState* state) {
     auto prefixes = std::make_shared<std::vector<std::uint64_t>>();
     int tables = 0;
     if (!state->prepare(pass, prefixes.get(), &tables)) break;
-    const auto slot = quantile_slot<T, Swap>(ctx, tables, pass, prefixes->data(), state);
+    const auto slot = quantile_slot<T, Swap, Filter>(ctx, tables, pass, prefixes->data(), state);
     ctx.phase = Phase::Refine;
     ctx.refine = {pass, tables, prefixes};
     run_pass(ctx, ctx.plan, {slot.get()}, ctx.options.progress);
@@ -537,7 +608,7 @@ void refine_quantiles(Context& ctx, QuantileState* state) {
 
 // Runs ctx.ops in one pass over the data (after the histogram's range pass, when it needs one),
 // each family once however many of its ops are asked for.
-template <class T, bool Swap>
+template <class T, bool Swap, bool Filter>
 void execute_pass(Context& ctx) {
   std::vector<std::pair<FamilyKey, SlotOps>> groups;
   for (std::size_t i = 0; i < ctx.ops.size(); ++i) {
@@ -572,7 +643,7 @@ void execute_pass(Context& ctx) {
   std::optional<kernels::BinEdges<E>> edges;
   for (const auto& group : groups) {
     if (group.first != FamilyKey::Histogram) continue;
-    if (!settle_histogram_range<T, Swap>(ctx)) return;
+    if (!settle_histogram_range<T, Swap, Filter>(ctx)) return;
     edges.emplace(ctx.options.bins, ctx.histogram.first, ctx.histogram.last, ctx.histogram.span);
     if (ctx.worker == nullptr) {
       ReduceResult& result = ctx.results[group.second.results.front()];
@@ -582,7 +653,7 @@ void execute_pass(Context& ctx) {
     }
   }
   // The quantiles: their first pass runs with the other families, their refining ones after.
-  if (ctx.phase == Phase::Refine) return refine_quantiles<T, Swap>(ctx, nullptr);
+  if (ctx.phase == Phase::Refine) return refine_quantiles<T, Swap, Filter>(ctx, nullptr);
   std::optional<QuantileState> quantiles;
   std::vector<std::unique_ptr<PassSlot>> slots;
   std::vector<const PassSlot*> pass;
@@ -599,24 +670,26 @@ void execute_pass(Context& ctx) {
                           quantile_gathers(ctx.plan.n_red), &kernels::key_value<T>);
       }
       slots.push_back(
-          quantile_slot<T, Swap>(ctx, 1, 0, nullptr, quantiles ? &*quantiles : nullptr));
+          quantile_slot<T, Swap, Filter>(ctx, 1, 0, nullptr, quantiles ? &*quantiles : nullptr));
     } else {
-      slots.push_back(make_slot<T, Swap>(ctx, key, served, edges ? &*edges : nullptr));
+      slots.push_back(make_slot<T, Swap, Filter>(ctx, key, served, edges ? &*edges : nullptr));
     }
     pass.push_back(slots.back().get());
   }
   const CallStats stats = run_pass(ctx, ctx.plan, pass, ctx.options.progress);
-  if (quantiles) refine_quantiles<T, Swap>(ctx, &*quantiles);
+  if (quantiles) refine_quantiles<T, Swap, Filter>(ctx, &*quantiles);
   for (ReduceResult& result : ctx.results) result.stats = stats;
 }
 
 template <class T>
 void execute_for_type(Context& ctx) {
+  // Filtered families are native ones: the data is swapped as it is compacted.
+  if (filtering(ctx)) return execute_pass<T, false, true>(ctx);
   // A 1-byte element has no byte order: only the native families are instantiated for it.
   if constexpr (sizeof(T) > 1) {
-    if (ctx.swap) return execute_pass<T, true>(ctx);
+    if (ctx.swap) return execute_pass<T, true, false>(ctx);
   }
-  execute_pass<T, false>(ctx);
+  execute_pass<T, false, false>(ctx);
 }
 
 }  // namespace mmc::detail

@@ -14,11 +14,13 @@ void merge_contiguous(std::vector<PlanDim>& dims, bool track_index = false) {
   std::vector<PlanDim> out;
   for (const PlanDim& d : dims) {
     if (!out.empty() && out.back().stride == d.extent * d.stride &&
-        (!track_index || out.back().index_stride == d.extent * d.index_stride)) {
+        (!track_index || out.back().index_stride == d.extent * d.index_stride) &&
+        out.back().mask_stride == d.extent * d.mask_stride) {
       out.back().extent *= d.extent;
       out.back().stride = d.stride;
       out.back().out_stride = d.out_stride;
       out.back().index_stride = d.index_stride;
+      out.back().mask_stride = d.mask_stride;
     } else {
       out.push_back(d);
     }
@@ -28,19 +30,21 @@ void merge_contiguous(std::vector<PlanDim>& dims, bool track_index = false) {
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
-// Decomposes a C-order linear index over dims (outer first); returns Σ idx·stride and
-// Σ idx·out_stride.
+// Decomposes a C-order linear index over dims (outer first); returns Σ idx·stride,
+// Σ idx·out_stride and (when mask is given) Σ idx·mask_stride.
 void decompose(const std::vector<PlanDim>& dims, std::int64_t linear, std::int64_t* offset,
-               std::int64_t* out_index) {
-  std::int64_t off = 0, out = 0;
+               std::int64_t* out_index, std::int64_t* mask = nullptr) {
+  std::int64_t off = 0, out = 0, m = 0;
   for (std::size_t k = dims.size(); k-- > 0;) {
     const std::int64_t idx = linear % dims[k].extent;
     linear /= dims[k].extent;
     off += idx * dims[k].stride;
     out += idx * dims[k].out_stride;
+    m += idx * dims[k].mask_stride;
   }
   *offset = off;
   *out_index = out;
+  if (mask != nullptr) *mask = m;
 }
 
 }  // namespace
@@ -53,7 +57,8 @@ std::int64_t max_task_outputs(std::int64_t partial_bytes) noexcept {
 }
 
 ReducePlan make_reduce_plan(const ArrayMeta& meta, const std::vector<int>& axes,
-                            std::int64_t task_bytes, bool track_index, std::int64_t partial_bytes) {
+                            std::int64_t task_bytes, bool track_index, std::int64_t partial_bytes,
+                            const std::vector<std::int64_t>* mask_strides) {
   ReducePlan plan;
   plan.itemsize = meta.dtype.itemsize();
   const auto item = static_cast<std::int64_t>(plan.itemsize);
@@ -77,12 +82,15 @@ ReducePlan make_reduce_plan(const ArrayMeta& meta, const std::vector<int>& axes,
     }
   }
 
+  auto mask_stride = [mask_strides](std::size_t k) {
+    return mask_strides != nullptr ? (*mask_strides)[k] : 0;
+  };
   // Kept dims in output order, with their stride in the (C-order) output.
   std::int64_t out_stride = 1;
   for (std::size_t k = meta.shape.size(); k-- > 0;) {
     if (is_reduced[k]) continue;
     if (meta.shape[k] != 1) {
-      plan.kept.push_back({meta.shape[k], meta.strides[k], out_stride});
+      plan.kept.push_back({meta.shape[k], meta.strides[k], out_stride, 0, mask_stride(k)});
     }
     out_stride *= meta.shape[k];
   }
@@ -93,7 +101,7 @@ ReducePlan make_reduce_plan(const ArrayMeta& meta, const std::vector<int>& axes,
   for (std::size_t k = meta.shape.size(); k-- > 0;) {
     if (!is_reduced[k]) continue;
     if (meta.shape[k] != 1) {
-      plan.reduced.push_back({meta.shape[k], meta.strides[k], 0, index_stride});
+      plan.reduced.push_back({meta.shape[k], meta.strides[k], 0, index_stride, mask_stride(k)});
     }
     index_stride *= meta.shape[k];
   }
@@ -174,6 +182,16 @@ std::int64_t ReducePlan::unit_offset(std::int64_t unit) const noexcept {
   return off + (unit % segments_per_line) * segment * line.stride;
 }
 
+std::int64_t ReducePlan::unit_mask_offset(std::int64_t unit) const noexcept {
+  std::int64_t off, out, mask;
+  if (inner_reduced) {
+    decompose(kept, unit, &off, &out, &mask);
+    return mask;
+  }
+  decompose(line_outer, unit / segments_per_line, &off, &out, &mask);
+  return mask + (unit % segments_per_line) * segment * line.mask_stride;
+}
+
 std::int64_t ReducePlan::unit_out_index(std::int64_t unit) const noexcept {
   std::int64_t off, out;
   if (inner_reduced) return unit;
@@ -192,8 +210,8 @@ void ReducePlan::unit_span(std::int64_t task, std::int64_t unit, std::int64_t* f
   span_of(task, unit, unit + 1, first, last);
 }
 
-void ReducePlan::span_of(std::int64_t task, std::int64_t u0, std::int64_t u1,
-                         std::int64_t* first, std::int64_t* last) const noexcept {
+void ReducePlan::span_of(std::int64_t task, std::int64_t u0, std::int64_t u1, std::int64_t* first,
+                         std::int64_t* last) const noexcept {
   const std::int64_t piece = task % pieces;
   const std::int64_t r0 = piece * piece_len;
   const std::int64_t r1 = std::min(reduced.front().extent, r0 + piece_len);

@@ -25,6 +25,7 @@ struct PlanDim {
   std::int64_t stride = 0;        // bytes
   std::int64_t out_stride = 0;    // elements of the output (kept dims only)
   std::int64_t index_stride = 0;  // reduced dims: step of the C-order index over reduced axes
+  std::int64_t mask_stride = 0;   // bytes of the mask walked in step (0 without a mask)
 };
 
 struct ReducePlan {
@@ -55,6 +56,8 @@ struct ReducePlan {
   // Byte offset of a unit's first element, and its first output index.
   std::int64_t unit_offset(std::int64_t unit) const noexcept;
   std::int64_t unit_out_index(std::int64_t unit) const noexcept;
+  // Byte offset in the mask of a unit's first element (0 without a mask).
+  std::int64_t unit_mask_offset(std::int64_t unit) const noexcept;
   // Output-index step between consecutive outputs of a unit (B: line.out_stride).
   std::int64_t unit_out_step() const noexcept { return inner_reduced ? 1 : line.out_stride; }
   // Bytes of the input a task reads, as [first, last) offsets (a superset for strided plans).
@@ -84,8 +87,11 @@ std::int64_t max_task_outputs(std::int64_t partial_bytes) noexcept;
 // index_stride gives each element's position over the reduced axes (argmin/argmax).
 // partial_bytes: bytes of one output's partial when larger than the usual (up to 48 bytes; a
 // histogram's is 8 per bin); it bounds the outputs of a task so its result stays a few MiB.
+// mask_strides: a mask's strides per axis of meta (MaskGeometry), walked in step with the data:
+// axes merge only when they are contiguous in both.
 ReducePlan make_reduce_plan(const ArrayMeta& meta, const std::vector<int>& axes,
                             std::int64_t task_bytes = kTaskBytes, bool track_index = false,
-                            std::int64_t partial_bytes = 0);
+                            std::int64_t partial_bytes = 0,
+                            const std::vector<std::int64_t>* mask_strides = nullptr);
 
 }  // namespace mmc::detail

@@ -16,6 +16,7 @@
 #include <deque>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 // AnyArray (its io header once it leaves convert.hpp).
@@ -58,9 +59,7 @@ T read_plain(ByteReader& r) {
   return Codec<T>::read(r);
 }
 
-Bytes encode_spec(const SourceTicket& ticket, const ReduceOptions& o, int plan_workers) {
-  Bytes out;
-  ByteWriter w(out);
+void write_ticket(ByteWriter& w, const SourceTicket& ticket) {
   w.u64(static_cast<std::uint64_t>(ticket.kind));
   Codec<std::string>::write(w, ticket.format);
   Codec<std::string>::write(w, ticket.path);
@@ -69,25 +68,10 @@ Bytes encode_spec(const SourceTicket& ticket, const ReduceOptions& o, int plan_w
   write_meta(w, ticket.meta);
   Codec<Shape>::write(w, ticket.chunk_shape);
   Codec<std::string>::write(w, ticket.selection);
-  const std::vector<ReduceOp> ops = ops_of(o);
-  w.u64(ops.size());
-  for (ReduceOp op : ops) w.u64(static_cast<std::uint64_t>(op));
-  Codec<std::vector<int>>::write(w, normalize_axes(o.axes, o.axes_given, ticket.meta.ndim()));
-  write_plain(w, o.ddof);
-  write_plain(w, o.bins);
-  write_plain(w, o.range_given);
-  write_plain(w, o.range_lo);
-  write_plain(w, o.range_hi);
-  Codec<std::vector<double>>::write(w, o.q);
-  write_plain(w, o.task_bytes);
-  write_plain(w, plan_workers);
-  return out;
 }
 
-JobSpec decode_spec(const Bytes& bytes) {
-  ByteReader r({bytes.data(), bytes.size()});
-  JobSpec spec;
-  SourceTicket& t = spec.ticket;
+SourceTicket read_ticket(ByteReader& r) {
+  SourceTicket t;
   t.kind = static_cast<SourceTicket::Kind>(r.u64());
   t.format = Codec<std::string>::read(r);
   t.path = Codec<std::string>::read(r);
@@ -96,9 +80,47 @@ JobSpec decode_spec(const Bytes& bytes) {
   t.meta = read_meta(r);
   t.chunk_shape = Codec<Shape>::read(r);
   t.selection = Codec<std::string>::read(r);
+  return t;
+}
+
+Bytes encode_spec(const JobSpec& spec) {
+  const ReduceOptions& o = spec.options;
+  Bytes out;
+  ByteWriter w(out);
+  write_ticket(w, spec.ticket);
+  const std::vector<ReduceOp> ops = ops_of(o);
+  w.u64(ops.size());
+  for (ReduceOp op : ops) w.u64(static_cast<std::uint64_t>(op));
+  Codec<std::vector<int>>::write(w, normalize_axes(o.axes, o.axes_given, spec.ticket.meta.ndim()));
+  write_plain(w, o.ddof);
+  write_plain(w, o.bins);
+  write_plain(w, o.range_given);
+  write_plain(w, o.range_lo);
+  write_plain(w, o.range_hi);
+  Codec<std::vector<double>>::write(w, o.q);
+  write_plain(w, o.task_bytes);
+  write_plain(w, spec.plan_workers);
+  // nodata: its alternative, then its bits.
+  w.u64(static_cast<std::uint64_t>(o.nodata.index()));
+  std::visit(
+      [&w](const auto& v) {
+        if constexpr (!std::is_same_v<std::decay_t<decltype(v)>, std::monostate>) write_plain(w, v);
+      },
+      o.nodata);
+  w.u64(spec.mask ? 1 : 0);
+  if (spec.mask) write_ticket(w, *spec.mask);
+  Codec<std::vector<int>>::write(w, spec.reversed);
+  return out;
+}
+
+JobSpec decode_spec(const Bytes& bytes) {
+  ByteReader r({bytes.data(), bytes.size()});
+  JobSpec spec;
+  spec.ticket = read_ticket(r);
   ReduceOptions& o = spec.options;
   const std::uint64_t n_ops = r.u64();
-  if (n_ops == 0 || n_ops > 64) throw Error(ErrorCode::Internal, "a reduce job of " + std::to_string(n_ops) + " ops");
+  if (n_ops == 0 || n_ops > 64)
+    throw Error(ErrorCode::Internal, "a reduce job of " + std::to_string(n_ops) + " ops");
   for (std::uint64_t k = 0; k < n_ops; ++k) o.ops.push_back(static_cast<ReduceOp>(r.u64()));
   o.op = o.ops.front();
   o.axes = Codec<std::vector<int>>::read(r);
@@ -111,6 +133,23 @@ JobSpec decode_spec(const Bytes& bytes) {
   o.q = Codec<std::vector<double>>::read(r);
   o.task_bytes = read_plain<std::int64_t>(r);
   spec.plan_workers = read_plain<int>(r);
+  switch (r.u64()) {
+    case 0:
+      break;
+    case 1:
+      o.nodata = read_plain<std::int64_t>(r);
+      break;
+    case 2:
+      o.nodata = read_plain<std::uint64_t>(r);
+      break;
+    case 3:
+      o.nodata = read_plain<double>(r);
+      break;
+    default:
+      throw Error(ErrorCode::Internal, "a reduce job with an unknown nodata kind");
+  }
+  if (r.u64() != 0) spec.mask = read_ticket(r);
+  spec.reversed = Codec<std::vector<int>>::read(r);
   return spec;
 }
 
@@ -128,6 +167,8 @@ ReduceOptions job_options(const ReduceOptions& o) {
   kept.range_hi = o.range_hi;
   kept.q = o.q;
   kept.task_bytes = o.task_bytes;
+  kept.nodata = o.nodata;
+  kept.mask = o.mask;
   return kept;
 }
 
@@ -147,7 +188,8 @@ std::shared_ptr<const JobState> job_in_worker(const ReduceTasks& fn) {
     if (k == key) return state;
   }
   JobSpec spec = decode_spec(fn.spec);
-  spec.ticket.fd = fn.source_fd;  // the caller's open file, come with this batch
+  spec.ticket.fd = fn.source_fd;  // the caller's open files, come with this batch
+  if (spec.mask) spec.mask->fd = fn.mask_fd;
   auto state = std::make_shared<JobState>(spec);
   if (kept.size() == kJobsKept) kept.pop_back();
   kept.emplace_front(key, state);
@@ -163,7 +205,7 @@ std::uint64_t next_job_id() {
 
 JobState::JobState(const Input& input, const ReduceOptions& options, int plan_workers,
                    const ReducePlan& main)
-    : input_(std::make_unique<Input>(input)),
+    : input_(std::make_unique<Input>(input)),  // its mask geometry lives with the caller's call
       options_(job_options(options)),
       runner_{{}, plan_workers},
       delay_ms_(debug_task_delay_ms()),
@@ -177,7 +219,17 @@ JobState::JobState(const JobSpec& spec)
       runner_{{}, spec.plan_workers},
       delay_ms_(debug_task_delay_ms()),
       swap_(!spec.ticket.meta.dtype.is_native()) {
-  input_ = std::make_unique<Input>(Input{opened_->meta(), opened_->dense(), opened_->chunked()});
+  if (spec.mask) {
+    // The mask: a mapped file, opened from the descriptor that came with the batch.
+    opened_mask_ = std::make_shared<const AnyArray>(open_ticket(*spec.mask));
+    if (opened_mask_->dense() == nullptr) {
+      throw Error(ErrorCode::Internal, "a reduce job's mask is not a mapped file");
+    }
+    options_.mask = std::shared_ptr<const Source>(opened_mask_, opened_mask_->dense());
+    mask_ = mask_geometry(options_.mask, opened_->meta(), spec.reversed);
+  }
+  input_ = std::make_unique<Input>(
+      Input{opened_->meta(), opened_->dense(), opened_->chunked(), mask_ ? &*mask_ : nullptr});
 }
 
 const ReducePlan& JobState::plan(Phase phase) const {
@@ -278,18 +330,25 @@ namespace {
 }  // namespace
 
 PoolRoute::PoolRoute(Pool& pool, const Input& input, const ReduceOptions& options, int plan_workers,
-                     const ReducePlan& main, const std::optional<SourceTicket>& ticket)
+                     const ReducePlan& main, const std::optional<SourceTicket>& ticket,
+                     const std::optional<SourceTicket>& mask, const std::vector<int>& reversed)
     : pool_(pool), local_(input, options, plan_workers, main), job_(next_job_id()) {
   if (ticket) {
-    spec_ = encode_spec(*ticket, job_options(options), plan_workers);
+    JobSpec spec;
+    spec.ticket = *ticket;
+    spec.options = job_options(options);
+    spec.plan_workers = plan_workers;
+    spec.mask = mask;
+    spec.reversed = reversed;
+    spec_ = encode_spec(spec);
     source_fd_ = ticket->fd;
+    if (mask) mask_fd_ = mask->fd;
   }
 }
 
 CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, const RefineStep& refine,
-                         std::size_t n_tasks,
-                         std::size_t task_result_bytes, const RangeFn& on_range,
-                         const ProgressCallback& progress) const {
+                         std::size_t n_tasks, std::size_t task_result_bytes,
+                         const RangeFn& on_range, const ProgressCallback& progress) const {
   // About four ranges per worker balance uneven tasks; a range's partials stay under 16 MiB.
   constexpr std::size_t kMaxRangeBytes = std::size_t{16} << 20;
   const auto workers = static_cast<std::size_t>(std::max(pool_.n_jobs(), 1));
@@ -311,6 +370,7 @@ CallStats PoolRoute::run(Phase phase, const HistogramRange& histogram, const Ref
   fn.refine = refine;
   fn.spec = spec_;
   fn.source_fd = source_fd_;
+  fn.mask_fd = mask_fd_;
   CallOptions call;
   call.chunksize = 1;  // a batch is one range
   auto results = pool_.imap_unordered(fn, ranges, call);
@@ -370,6 +430,7 @@ void Codec<detail::ReduceTasks>::write(ByteWriter& w, const detail::ReduceTasks&
   Codec<Bytes>::write(w, fn.spec);
   // The source's open file travels beside the batch: 1 + its index, 0 for none.
   w.u64(fn.source_fd >= 0 && w.fds() != nullptr ? 1 + w.fds()->add_copy(fn.source_fd) : 0);
+  w.u64(fn.mask_fd >= 0 && w.fds() != nullptr ? 1 + w.fds()->add_copy(fn.mask_fd) : 0);
 }
 
 detail::ReduceTasks Codec<detail::ReduceTasks>::read(ByteReader& r) {
@@ -381,13 +442,19 @@ detail::ReduceTasks Codec<detail::ReduceTasks>::read(ByteReader& r) {
   r.raw(&fn.histogram, sizeof fn.histogram);
   fn.refine.pass = static_cast<int>(r.u64());
   fn.refine.tables = static_cast<int>(r.u64());
-  fn.refine.prefixes =
-      std::make_shared<const std::vector<std::uint64_t>>(Codec<std::vector<std::uint64_t>>::read(r));
+  fn.refine.prefixes = std::make_shared<const std::vector<std::uint64_t>>(
+      Codec<std::vector<std::uint64_t>>::read(r));
   fn.spec = Codec<Bytes>::read(r);
   if (const std::uint64_t index = r.u64(); index != 0) {
     if (r.fds() == nullptr)
       throw_error(ErrorCode::Corrupt, "a reduction's batch without descriptors");
     fn.source_fd = r.fds()->at(index - 1);
+    fn.source_keeper = r.fds()->keeper();
+  }
+  if (const std::uint64_t index = r.u64(); index != 0) {
+    if (r.fds() == nullptr)
+      throw_error(ErrorCode::Corrupt, "a reduction's batch without descriptors");
+    fn.mask_fd = r.fds()->at(index - 1);
     fn.source_keeper = r.fds()->keeper();
   }
   return fn;

@@ -20,8 +20,10 @@ namespace mmc::detail {
 // for.
 struct JobSpec {
   SourceTicket ticket;
-  ReduceOptions options;  // op, axes, ddof, bins, range, q, task_bytes only
+  ReduceOptions options;  // op, axes, ddof, bins, range, q, task_bytes, nodata only
   int plan_workers = 0;
+  std::optional<SourceTicket> mask;  // ReduceOptions::mask's file
+  std::vector<int> reversed;         // the view's reversed axes, which the mask follows
 };
 
 // A reduction as one process runs its tasks: the array (opened from a ticket in a worker, or
@@ -46,6 +48,8 @@ class JobState {
 
  private:
   std::shared_ptr<const AnyArray> opened_;  // what a worker opened; null in the caller
+  std::shared_ptr<const AnyArray> opened_mask_;
+  std::optional<MaskGeometry> mask_;  // a worker's, over opened_mask_
   std::unique_ptr<Input> input_;
   ReduceOptions options_;
   ReduceRunner runner_;  // plan_workers only: tasks run where the JobState is
@@ -87,6 +91,7 @@ struct ReduceTasks {
   // and a worker maps it the first time; -1 for none. Open while source_keeper (or, in the
   // caller, the source) lives.
   int source_fd = -1;
+  int mask_fd = -1;  // ReduceOptions::mask's open file, likewise; -1 for none
   std::shared_ptr<const void> source_keeper;
 
   RangeOutcome operator()(const TaskRange& range) const;
@@ -97,11 +102,13 @@ class PoolRoute final : public TaskRoute {
  public:
   // `ticket`: how workers of a process pool open the input; without one, every backend runs
   // in this process (the caller makes the pool serial then). Input and options outlive it.
+  // `mask`: the ticket of options.mask when given (a mapped file), `reversed` the view's
+  // reversed axes, which workers need to walk it.
   PoolRoute(Pool& pool, const Input& input, const ReduceOptions& options, int plan_workers,
-            const ReducePlan& main, const std::optional<SourceTicket>& ticket);
+            const ReducePlan& main, const std::optional<SourceTicket>& ticket,
+            const std::optional<SourceTicket>& mask, const std::vector<int>& reversed);
   CallStats run(Phase phase, const HistogramRange& histogram, const RefineStep& refine,
-                std::size_t n_tasks,
-                std::size_t task_result_bytes, const RangeFn& on_range,
+                std::size_t n_tasks, std::size_t task_result_bytes, const RangeFn& on_range,
                 const ProgressCallback& progress) const override;
   const ReducePlan& plan(Phase phase) const override { return local_.plan(phase); }
 
@@ -111,6 +118,7 @@ class PoolRoute final : public TaskRoute {
   std::uint64_t job_;
   Bytes spec_;
   int source_fd_ = -1;
+  int mask_fd_ = -1;
 };
 
 }  // namespace mmc::detail

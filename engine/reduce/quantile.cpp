@@ -123,7 +123,14 @@ void QuantileState::take(int pass, std::int64_t output, const std::uint64_t* tab
     } else if (floats_) {
       nan = tables[1];
     }
-    const std::uint64_t n = static_cast<std::uint64_t>(n_red_) - nan;
+    // The elements counted: n_red, or fewer when nodata or a mask left some out.
+    std::uint64_t total = 0;
+    if (gather_) {
+      total = tables[0];
+    } else {
+      for (std::int64_t b = 0; b < buckets; ++b) total += tables[kTableHead + b];
+    }
+    const std::uint64_t n = total - nan;
     valid_[o] = n;
     has_nan_[o] = nan > 0 ? 1 : 0;
     const bool wanted = std::any_of(targets_.begin(), targets_.end(), [nan](const Target& t) {

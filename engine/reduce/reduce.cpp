@@ -5,10 +5,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <variant>
 
 #include "core/debug_hooks.hpp"
 #include "io/source_ticket.hpp"
@@ -19,6 +22,7 @@
 #include "mmc/parallel.hpp"
 #include "mmc/select.hpp"
 #include "reduce/context.hpp"
+#include "reduce/filtered.hpp"
 #include "reduce/plan.hpp"
 #include "reduce/pool_job.hpp"
 #include "reduce/quantile.hpp"
@@ -134,12 +138,58 @@ Shape result_shape(const ArrayMeta& meta, const ReduceOptions& options) {
 
 const char* kernel_isa() noexcept { return kernels::to_string(kernels::active_kernels().isa); }
 
+NoData parse_nodata(const std::string& text) {
+  const auto bad = [&text](const std::string& why) -> NoData {
+    throw Error(ErrorCode::InvalidArgument, "bad nodata value '" + text + "'" + why);
+  };
+  if (text.empty()) return bad(" (expected a number, e.g. -9999)");
+  const char* first = text.c_str();
+  const char* last = first + text.size();
+  // An integer when the text is one, kept exact; else a float.
+  if (text.find_first_not_of("+-0123456789") == std::string::npos) {
+    const char* digits = first + (text[0] == '+' ? 1 : 0);
+    if (text[0] == '-') {
+      std::int64_t v = 0;
+      const auto [end, ec] = std::from_chars(digits, last, v);
+      if (ec == std::errc() && end == last) return v;
+    } else {
+      std::uint64_t v = 0;
+      const auto [end, ec] = std::from_chars(digits, last, v);
+      if (ec == std::errc() && end == last) {
+        if (v <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+          return static_cast<std::int64_t>(v);
+        }
+        return v;
+      }
+    }
+  }
+  char* end = nullptr;
+  const double v = std::strtod(first, &end);
+  if (end != last || std::isspace(static_cast<unsigned char>(text[0]))) {
+    return bad(" (expected a number, e.g. -9999)");
+  }
+  if (std::isnan(v)) return bad(": NaN equals nothing; leave NaN out with the nan ops");
+  return v;
+}
+
+std::string format_nodata(const NoData& nodata) {
+  if (const auto* i = std::get_if<std::int64_t>(&nodata)) return std::to_string(*i);
+  if (const auto* u = std::get_if<std::uint64_t>(&nodata)) return std::to_string(*u);
+  if (const auto* f = std::get_if<double>(&nodata)) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", *f);
+    return buf;
+  }
+  return "";
+}
+
 namespace detail {
 
 ReducePlan plan_for(const Input& input, const std::vector<int>& axes, const ReduceOptions& options,
                     int plan_workers, bool track_index, std::int64_t partial_bytes) {
   const std::int64_t task_bytes = options.task_bytes > 0 ? options.task_bytes : kTaskBytes;
-  ReducePlan plan = make_reduce_plan(input.meta, axes, task_bytes, track_index, partial_bytes);
+  ReducePlan plan = make_reduce_plan(input.meta, axes, task_bytes, track_index, partial_bytes,
+                                     input.mask != nullptr ? &input.mask->strides : nullptr);
   if (input.chunked != nullptr) {
     const int workers = plan_workers > 0 ? plan_workers
                         : resolve(options.pool).backend == Backend::Serial
@@ -149,6 +199,46 @@ ReducePlan plan_for(const Input& input, const std::vector<int>& axes, const Redu
                          workers);
   }
   return plan;
+}
+
+std::optional<MaskGeometry> mask_geometry(const std::shared_ptr<const Source>& mask,
+                                          const ArrayMeta& meta, const std::vector<int>& reversed) {
+  if (!mask) return std::nullopt;
+  const ArrayMeta& m = mask->meta();
+  const std::string shapes =
+      format_shape(m.shape, true) + " against the array's " + format_shape(meta.shape, true);
+  if (m.dtype.id() != TypeId::Bool) {
+    throw Error(ErrorCode::InvalidArgument,
+                "mask " + mask->path() + ": a mask is a bool array, this one is " + m.dtype.name());
+  }
+  if (m.ndim() > meta.ndim()) {
+    throw Error(ErrorCode::InvalidArgument,
+                "mask " + mask->path() + ": shape " + shapes + " has more axes than the array");
+  }
+  MaskGeometry g;
+  g.origin = reinterpret_cast<const std::uint8_t*>(mask->data());
+  g.strides.assign(static_cast<std::size_t>(meta.ndim()), 0);
+  const int lead = meta.ndim() - m.ndim();
+  for (int k = 0; k < m.ndim(); ++k) {
+    const auto mk = static_cast<std::size_t>(k);
+    const auto ak = static_cast<std::size_t>(k + lead);
+    if (m.shape[mk] == meta.shape[ak]) {
+      g.strides[ak] = m.shape[mk] == 1 ? 0 : m.strides[mk];
+    } else if (m.shape[mk] != 1) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "mask " + mask->path() + ": shape " + shapes +
+                      " does not broadcast (numpy's rules: each axis, from the last, equal or 1)");
+    }
+  }
+  // Axes a dense view lays out ascending: the view's first element is the mask's last along
+  // them.
+  for (int r : reversed) {
+    const auto k = static_cast<std::size_t>(r);
+    if (g.strides[k] == 0 || meta.shape[k] == 0) continue;
+    g.origin += (meta.shape[k] - 1) * g.strides[k];
+    g.strides[k] = -g.strides[k];
+  }
+  return g;
 }
 
 }  // namespace detail
@@ -191,8 +281,11 @@ std::vector<ReduceOptions> passes_of(const detail::Input& input, const ReduceOpt
   };
   if (plain.empty() || arg.empty()) return {pass(ops)};
   const std::int64_t task_bytes = options.task_bytes > 0 ? options.task_bytes : detail::kTaskBytes;
-  const detail::ReducePlan a = detail::make_reduce_plan(input.meta, axes, task_bytes, false);
-  const detail::ReducePlan b = detail::make_reduce_plan(input.meta, axes, task_bytes, true);
+  const std::vector<std::int64_t>* mask = input.mask != nullptr ? &input.mask->strides : nullptr;
+  const detail::ReducePlan a =
+      detail::make_reduce_plan(input.meta, axes, task_bytes, false, 0, mask);
+  const detail::ReducePlan b =
+      detail::make_reduce_plan(input.meta, axes, task_bytes, true, 0, mask);
   auto same_dims = [](const std::vector<detail::PlanDim>& x,
                       const std::vector<detail::PlanDim>& y) {
     return std::equal(x.begin(), x.end(), y.begin(), y.end(), [](const auto& p, const auto& q) {
@@ -205,9 +298,20 @@ std::vector<ReduceOptions> passes_of(const detail::Input& input, const ReduceOpt
   return {pass(plain), pass(arg)};
 }
 
-// `pool`: run the tasks there (warm workers) instead of on run_tasks' own.
-std::vector<ReduceResult> reduce_input(const detail::Input& input, const ReduceOptions& options,
-                                       const detail::ReduceRunner& given, Pool* pool) {
+// `pool`: run the tasks there (warm workers) instead of on run_tasks' own. `reversed`: the
+// axes a dense view lays out ascending (AnyArray::reversed_axes), which a mask follows.
+std::vector<ReduceResult> reduce_input(const detail::Input& given_input,
+                                       const ReduceOptions& options,
+                                       const detail::ReduceRunner& given, Pool* pool,
+                                       const std::vector<int>& reversed = {}) {
+  const std::optional<detail::MaskGeometry> mask =
+      detail::mask_geometry(options.mask, given_input.meta, reversed);
+  const detail::Input input{given_input.meta, given_input.dense, given_input.chunked,
+                            mask ? &*mask : nullptr};
+  // A nodata value the dtype cannot hold is refused before any work.
+  visit_type(input.meta.dtype.id(), [&](auto tag) {
+    (void)detail::nodata_as<decltype(tag)>(options.nodata, input.meta.dtype.name());
+  });
   // With a pool, chunk alignment weighs its workers (planned the same in every worker).
   detail::ReduceRunner pooled;
   if (pool != nullptr) {
@@ -314,10 +418,18 @@ std::vector<ReduceResult> reduce_input(const detail::Input& input, const ReduceO
       std::optional<detail::PoolRoute> route;
       std::optional<ReduceOptions> in_caller;
       if (pool != nullptr) {
-        std::optional<detail::SourceTicket> ticket;
-        if (pool->backend() == Backend::Process) ticket = ticket_for(input);
+        std::optional<detail::SourceTicket> ticket, mask_ticket;
+        if (pool->backend() == Backend::Process) {
+          ticket = ticket_for(input);
+          if (options.mask) {
+            std::string why;
+            mask_ticket = detail::ticket_of(*options.mask, &why);
+            if (!mask_ticket) ticket.reset();  // the mask is out of the workers' reach too
+          }
+        }
         if (ticket || pool->backend() != Backend::Process) {
-          route.emplace(*pool, input, pass, runner.plan_workers, plan, ticket);
+          route.emplace(*pool, input, pass, runner.plan_workers, plan, ticket, mask_ticket,
+                        reversed);
         } else {
           // The pool's workers cannot reach these bytes (see ticket_of): the caller runs the
           // tasks.
@@ -380,7 +492,7 @@ std::vector<ReduceResult> reduce_any(const AnyArray& array, const ReduceOptions&
     kept_dims.push_back(r - static_cast<int>(std::count_if(axes.begin(), axes.end(),
                                                            [r](int a) { return a < r; })));
   }
-  std::vector<ReduceResult> results = reduce_input(input, options, runner, pool);
+  std::vector<ReduceResult> results = reduce_input(input, options, runner, pool, reversed);
   for (std::size_t k = 0; k < results.size(); ++k) {
     ReduceResult& result = results[k];
     const std::size_t item = result.dtype.itemsize();

@@ -4,8 +4,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "mmc/array.hpp"
@@ -71,6 +73,17 @@ DType result_dtype(ReduceOp op, DType input);
 // on it.
 inline constexpr std::int64_t kDefaultTaskBytes = std::int64_t{8} << 20;
 
+// A nodata value (ReduceOptions::nodata): none, or an integer or a float, kept exact so that
+// every value of every dtype can be named (2^63 - 1 of int64, 2^64 - 1 of uint64).
+using NoData = std::variant<std::monostate, std::int64_t, std::uint64_t, double>;
+
+// "-9999", "18446744073709551615", "-3.5e38", "inf": an integer when the text is one (exact),
+// else a float. Throws Error(InvalidArgument) for other text and for NaN (NaN never equals
+// NaN: leave NaN out with the nan ops).
+NoData parse_nodata(const std::string& text);
+// The value as text ("" for none).
+std::string format_nodata(const NoData& nodata);
+
 struct ReduceOptions {
   ReduceOp op = ReduceOp::Mean;
   // Several ops over one read of the data (reduce_each); when not empty, `op` is not used. No
@@ -104,6 +117,18 @@ struct ReduceOptions {
   // 2 per q). Memory: tables of 8 × (1 + 2^16) bytes per output of the tasks in flight, and 24
   // bytes per output and rank between passes.
   std::vector<double> q;
+  // Elements left out of every op, as numpy's masked arrays leave them out (np.ma) or as the
+  // nan ops leave NaN out: those equal to `nodata` (numpy's ==, the value cast to the array's
+  // dtype: -0.0 equals 0.0; an integer dtype refuses a value it cannot hold), and those where
+  // `mask` is true. The mask is a dense bool array broadcastable against the reduced array
+  // (numpy's rules: one image's shape for a whole cube, or the whole shape); with a view
+  // (select.hpp), against the view. A slice with nothing left gives what the nan ops give for a
+  // slice of NaN only: sum 0, mean/var/std/median/percentile NaN, count 0, min/max NaN for
+  // floats and, for integers, the nodata value (0 without one), argmin/argmax -1, any false, all
+  // true, histogram zeros. The histogram's range from the data is that of the elements kept
+  // ([0, 1] for none, as numpy's for an empty array).
+  NoData nodata;
+  std::shared_ptr<const Source> mask;
   // Input bytes per task; 0 picks kDefaultTaskBytes (8 MiB). A tuning and testing knob: it
   // changes how float sums are blocked (so their last bits), never the dependence on n_jobs.
   std::int64_t task_bytes = 0;

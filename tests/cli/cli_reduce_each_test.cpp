@@ -2,6 +2,7 @@
 // CSV columns and stdout CSV, each checked against numpy's answer; histograms with their edges.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -318,6 +319,69 @@ TEST(CliSelect, BadSelectionsAreOneLineErrorsAndWriteNothing) {
     EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_FALSE(file_exists(out)) << sel;
+  }
+}
+
+TEST(CliNodata, NodataAndAMaskLeaveElementsOutAsNumpyMaDoes) {
+  TempDir dir;
+  // u16 values 0..9 (so that the nodata value 4 is frequent), as .npy and as a zarr store, and
+  // one image's mask (row 2 and column 4 hidden) broadcast over the images.
+  const std::string cube = dir.file("c.npy");
+  const std::string zarr = dir.file("c.zarr");
+  const std::string mask = dir.file("mask.npy");
+  run_python_code(
+      "import numpy as np, sys, zarr\n"
+      "a = np.random.default_rng(3).integers(0, 10, (5, 6, 7)).astype('<u2')\n"
+      "np.save(sys.argv[1], a)\n"
+      "z = zarr.open(sys.argv[2], mode='w', shape=a.shape, dtype=a.dtype, chunks=(2, 4, 3))\n"
+      "z[...] = a\n"
+      "m = np.zeros((6, 7), bool); m[2] = True; m[:, 4] = True\n"
+      "np.save(sys.argv[3], m)\n",
+      {cube, zarr, mask});
+  const std::string nodata = "4";
+  for (const std::string& source : {cube, zarr}) {
+    for (const std::vector<std::string>& leave : std::vector<std::vector<std::string>>{
+             {"--nodata", nodata}, {"--mask", mask}, {"--nodata", nodata, "--mask", mask}}) {
+      for (const std::string axis : {"1,2", "0"}) {
+        const std::string out = dir.file("n.npz");
+        std::vector<std::string> args{"reduce", source, "--op", "mean,max,count,median",
+                                      "--axis", axis,   "-j",   "2",
+                                      "-o",     out};
+        args.insert(args.end(), leave.begin(), leave.end());
+        const CommandResult r = run_cli(args);
+        ASSERT_EQ(r.exit_code, 0) << r.err;
+        const json members = cube_fixture({"npz", out});
+        for (const std::string op : {"mean", "max", "count", "median"}) {
+          std::vector<std::string> more{"--axis", axis};
+          more.insert(more.end(), leave.begin(), leave.end());
+          expect_same_values(numpy_answer(cube, op, more), members.at(op),
+                             source + " " + leave.front() + " axis " + axis + " " + op);
+        }
+      }
+    }
+  }
+}
+
+TEST(CliNodata, BadNodataAndMasksAreOneLineErrorsAndWriteNothing) {
+  TempDir dir;
+  const std::string cube = dir.file("c.npy");
+  cube_fixture({"make", cube, "--descr", "|u1", "--shape", "3,4,5", "--seed", "1"});
+  const std::string wide = dir.file("wide.npy");
+  run_python_code("import numpy as np, sys; np.save(sys.argv[1], np.zeros((4, 6), bool))", {wide});
+  const std::string out = dir.file("never.npy");
+  for (const auto& [args, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--nodata", "300"}, "nodata 300 is out of the range of u8"},
+           {{"--nodata", "nan"}, "NaN equals nothing"},
+           {{"--nodata", "x1"}, "bad nodata value 'x1'"},
+           {{"--mask", wide}, "does not broadcast"},
+           {{"--mask", dir.file("missing.npy")}, "missing.npy"}}) {
+    std::vector<std::string> cmd{"reduce", cube, "--op", "mean", "-o", out};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    const CommandResult r = run_cli(cmd);
+    EXPECT_NE(r.exit_code, 0) << message;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(file_exists(out)) << message;
   }
 }
 

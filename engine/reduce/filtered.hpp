@@ -1,0 +1,189 @@
+// Nodata and masks (ReduceOptions::nodata, ::mask): a family wrapped so that it folds only the
+// elements kept. Strategy A runs are compacted, a block of kept elements at a time, into a
+// native-order buffer that the family folds as one dense run (so its vector kernels serve it);
+// strategy B lines, whose elements each go to their own output, fold element by element. The
+// grouping into blocks depends on the run and the data only, so results stay bitwise
+// independent of workers, backends and chunking. Byte-swapped data is swapped while compacting:
+// only the native families are wrapped.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <variant>
+
+#include "kernels/load.hpp"
+#include "mmc/error.hpp"
+#include "mmc/reduce.hpp"
+
+namespace mmc::detail {
+
+// What a filtered family leaves out: elements where mask[offset] is not 0 (no mask when null),
+// and elements equal to nodata.
+template <class T>
+struct FilterSpec {
+  const std::uint8_t* mask = nullptr;
+  bool swap = false;  // the data is in the other byte order
+  bool has_nodata = false;
+  T nodata{};
+};
+
+// The nodata value as a T (numpy's ==: the value cast to the array's dtype), or nothing. Throws
+// Error(InvalidArgument) when an integer dtype cannot hold it (numpy would compare in a wider
+// type and never find it: surely not what was meant) and for NaN.
+template <class T>
+std::optional<T> nodata_as(const NoData& nodata, const std::string& dtype_name) {
+  if (std::holds_alternative<std::monostate>(nodata)) return std::nullopt;
+  const auto refuse = [&](const std::string& why) -> std::optional<T> {
+    throw Error(ErrorCode::InvalidArgument,
+                "nodata " + format_nodata(nodata) + " " + why + " " + dtype_name);
+  };
+  if (const double* f = std::get_if<double>(&nodata); f != nullptr && std::isnan(*f)) {
+    return refuse("equals nothing (NaN never equals NaN: leave NaN out with the nan ops) in");
+  }
+  if constexpr (std::is_same_v<T, bool>) {
+    if (const auto* i = std::get_if<std::int64_t>(&nodata); i != nullptr && (*i == 0 || *i == 1)) {
+      return *i == 1;
+    }
+    if (const auto* u = std::get_if<std::uint64_t>(&nodata); u != nullptr && *u <= 1) {
+      return *u == 1;
+    }
+    if (const auto* f = std::get_if<double>(&nodata); f != nullptr && (*f == 0 || *f == 1)) {
+      return *f == 1;
+    }
+    return refuse("is not a value of");
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (const auto* i = std::get_if<std::int64_t>(&nodata)) return static_cast<T>(*i);
+    if (const auto* u = std::get_if<std::uint64_t>(&nodata)) return static_cast<T>(*u);
+    const double f = std::get<double>(nodata);
+    if (std::is_same_v<T, float> && std::isfinite(f) &&
+        std::fabs(f) > static_cast<double>(std::numeric_limits<float>::max())) {
+      return refuse("is out of the range of");
+    }
+    return static_cast<T>(f);
+  } else {
+    using L = std::numeric_limits<T>;
+    if (const auto* i = std::get_if<std::int64_t>(&nodata)) {
+      if constexpr (std::is_signed_v<T>) {
+        if (*i >= L::min() && *i <= L::max()) return static_cast<T>(*i);
+      } else {
+        if (*i >= 0 && static_cast<std::uint64_t>(*i) <= L::max()) return static_cast<T>(*i);
+      }
+      return refuse("is out of the range of");
+    }
+    if (const auto* u = std::get_if<std::uint64_t>(&nodata)) {
+      if (*u <= static_cast<std::uint64_t>(L::max())) return static_cast<T>(*u);
+      return refuse("is out of the range of");
+    }
+    const double f = std::get<double>(nodata);
+    if (f != std::trunc(f) || !std::isfinite(f)) return refuse("is not a value of");
+    // Integers in double: exact up to 2^53, and every bound below is a power of two or zero.
+    if (f < static_cast<double>(L::min()) || f >= 2.0 * (static_cast<double>(L::max() / 2) + 1)) {
+      return refuse("is out of the range of");
+    }
+    return static_cast<T>(f);
+  }
+}
+
+// Elements compacted per call of the wrapped family: a multiple of the float sums' leaf, so a
+// block of kept elements sums as a dense run of that length would.
+inline constexpr std::int64_t kFilterBlock = 4096;
+
+// F (a native-order family of element type T) over the elements FilterSpec keeps. The task
+// runner hands it, beside each run or line, the mask offset of its first element and the mask's
+// stride along it.
+template <class F, class T>
+struct Filtered : F {
+  static constexpr bool kFiltered = true;
+  using Partial = typename F::Partial;
+  using Elem = kernels::Stored<T>;
+
+  Filtered(const F& family, const FilterSpec<T>& spec) : F(family), spec_(spec) {}
+
+  // Strategy A: a run into one partial.
+  void run(Partial& p, const std::byte* ptr, std::int64_t n, std::int64_t stride, std::int64_t moff,
+           std::int64_t mstride) const {
+    static_assert(!F::kNeedsIndex);
+    Elem buf[kFilterBlock];
+    std::int64_t k = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const Elem v = take(ptr + i * stride);
+      buf[k] = v;
+      k += keeps(v, moff + i * mstride) ? 1 : 0;
+      if (k == kFilterBlock) {
+        F::run(p, reinterpret_cast<const std::byte*>(buf), k, sizeof(Elem));
+        k = 0;
+      }
+    }
+    if (k > 0) F::run(p, reinterpret_cast<const std::byte*>(buf), k, sizeof(Elem));
+  }
+  // Strategy A for families that need each element's index (argmin/argmax).
+  void run(Partial& p, const std::byte* ptr, std::int64_t n, std::int64_t stride,
+           std::int64_t first, std::int64_t index_stride, std::int64_t moff,
+           std::int64_t mstride) const {
+    for (std::int64_t i = 0; i < n; ++i) {
+      const Elem v = take(ptr + i * stride);
+      if (keeps(v, moff + i * mstride)) {
+        F::run(p, reinterpret_cast<const std::byte*>(&v), 1, sizeof(Elem), first + i * index_stride,
+               index_stride);
+      }
+    }
+  }
+  // Strategy B: element j of the line into partial j.
+  void line(Partial* parts, const std::byte* ptr, std::int64_t n, std::int64_t stride,
+            std::int64_t moff, std::int64_t mstride) const {
+    const std::int64_t w = width();
+    for (std::int64_t j = 0; j < n; ++j) {
+      const Elem v = take(ptr + j * stride);
+      if (keeps(v, moff + j * mstride)) {
+        F::line(parts + j * w, reinterpret_cast<const std::byte*>(&v), 1, sizeof(Elem));
+      }
+    }
+  }
+  void line(Partial* parts, const std::byte* ptr, std::int64_t n, std::int64_t stride,
+            std::int64_t index, std::int64_t moff, std::int64_t mstride) const {
+    const std::int64_t w = width();
+    for (std::int64_t j = 0; j < n; ++j) {
+      const Elem v = take(ptr + j * stride);
+      if (keeps(v, moff + j * mstride)) {
+        F::line(parts + j * w, reinterpret_cast<const std::byte*>(&v), 1, sizeof(Elem), index);
+      }
+    }
+  }
+
+  std::int64_t width() const noexcept {
+    if constexpr (requires(const F& f) { f.width(); }) {
+      return F::width();
+    } else {
+      return 1;
+    }
+  }
+  const FilterSpec<T>& spec() const noexcept { return spec_; }
+
+ private:
+  Elem take(const std::byte* p) const noexcept {
+    Elem v;
+    std::memcpy(&v, p, sizeof v);
+    if constexpr (sizeof(Elem) > 1) {
+      if (spec_.swap) v = kernels::byteswap(v);
+    }
+    return v;
+  }
+  bool keeps(Elem v, std::int64_t moff) const noexcept {
+    if (spec_.mask != nullptr && spec_.mask[moff] != 0) return false;
+    if (!spec_.has_nodata) return true;
+    if constexpr (std::is_same_v<T, bool>) {
+      return (v != 0) != spec_.nodata;
+    } else {
+      return !(v == spec_.nodata);  // numpy's ==: -0.0 equals 0.0, NaN equals nothing
+    }
+  }
+
+  FilterSpec<T> spec_;
+};
+
+}  // namespace mmc::detail
