@@ -7,6 +7,7 @@
 // only the native families are wrapped.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -104,19 +105,32 @@ struct Filtered : F {
 
   Filtered(const F& family, const FilterSpec<T>& spec) : F(family), spec_(spec) {}
 
-  // Strategy A: a run into one partial.
+  // Strategy A: a run into one partial. The run goes a chunk of kFilterBlock elements at a
+  // time: their keep flags first (vector code), then the kept ones are compacted; a chunk all
+  // kept while the buffer is empty folds in place instead, which is the same call the buffer
+  // would make (the same elements, the same length).
   void run(Partial& p, const std::byte* ptr, std::int64_t n, std::int64_t stride, std::int64_t moff,
            std::int64_t mstride) const {
     static_assert(!F::kNeedsIndex);
     Elem buf[kFilterBlock];
+    std::uint8_t keep[kFilterBlock];
     std::int64_t k = 0;
-    for (std::int64_t i = 0; i < n; ++i) {
-      const Elem v = take(ptr + i * stride);
-      buf[k] = v;
-      k += keeps(v, moff + i * mstride) ? 1 : 0;
-      if (k == kFilterBlock) {
-        F::run(p, reinterpret_cast<const std::byte*>(buf), k, sizeof(Elem));
-        k = 0;
+    for (std::int64_t i0 = 0; i0 < n; i0 += kFilterBlock) {
+      const std::int64_t len = std::min(kFilterBlock, n - i0);
+      const std::byte* src = ptr + i0 * stride;
+      const std::int64_t kept = flags(src, len, stride, moff + i0 * mstride, mstride, keep);
+      if (kept == 0) continue;
+      if (k == 0 && kept == len && !spec_.swap) {
+        F::run(p, src, len, stride);
+        continue;
+      }
+      for (std::int64_t i = 0; i < len; ++i) {
+        buf[k] = take(src + i * stride);
+        k += keep[i];
+        if (k == kFilterBlock) {
+          F::run(p, reinterpret_cast<const std::byte*>(buf), k, sizeof(Elem));
+          k = 0;
+        }
       }
     }
     if (k > 0) F::run(p, reinterpret_cast<const std::byte*>(buf), k, sizeof(Elem));
@@ -125,34 +139,33 @@ struct Filtered : F {
   void run(Partial& p, const std::byte* ptr, std::int64_t n, std::int64_t stride,
            std::int64_t first, std::int64_t index_stride, std::int64_t moff,
            std::int64_t mstride) const {
-    for (std::int64_t i = 0; i < n; ++i) {
-      const Elem v = take(ptr + i * stride);
-      if (keeps(v, moff + i * mstride)) {
-        F::run(p, reinterpret_cast<const std::byte*>(&v), 1, sizeof(Elem), first + i * index_stride,
-               index_stride);
+    std::uint8_t keep[kFilterBlock];
+    for (std::int64_t i0 = 0; i0 < n; i0 += kFilterBlock) {
+      const std::int64_t len = std::min(kFilterBlock, n - i0);
+      const std::byte* src = ptr + i0 * stride;
+      const std::int64_t kept = flags(src, len, stride, moff + i0 * mstride, mstride, keep);
+      for (std::int64_t i = 0; kept > 0 && i < len; ++i) {
+        if (keep[i] == 0) continue;
+        const Elem v = take(src + i * stride);
+        F::run(p, reinterpret_cast<const std::byte*>(&v), 1, sizeof(Elem),
+               first + (i0 + i) * index_stride, index_stride);
       }
     }
   }
-  // Strategy B: element j of the line into partial j.
+  // Strategy B: element j of the line into partial j (a chunk all kept in one call).
   void line(Partial* parts, const std::byte* ptr, std::int64_t n, std::int64_t stride,
             std::int64_t moff, std::int64_t mstride) const {
-    const std::int64_t w = width();
-    for (std::int64_t j = 0; j < n; ++j) {
-      const Elem v = take(ptr + j * stride);
-      if (keeps(v, moff + j * mstride)) {
-        F::line(parts + j * w, reinterpret_cast<const std::byte*>(&v), 1, sizeof(Elem));
-      }
-    }
+    lines_kept(parts, ptr, n, stride, moff, mstride,
+               [this](Partial* at, const std::byte* q, std::int64_t m, std::int64_t s) {
+                 F::line(at, q, m, s);
+               });
   }
   void line(Partial* parts, const std::byte* ptr, std::int64_t n, std::int64_t stride,
             std::int64_t index, std::int64_t moff, std::int64_t mstride) const {
-    const std::int64_t w = width();
-    for (std::int64_t j = 0; j < n; ++j) {
-      const Elem v = take(ptr + j * stride);
-      if (keeps(v, moff + j * mstride)) {
-        F::line(parts + j * w, reinterpret_cast<const std::byte*>(&v), 1, sizeof(Elem), index);
-      }
-    }
+    lines_kept(parts, ptr, n, stride, moff, mstride,
+               [this, index](Partial* at, const std::byte* q, std::int64_t m, std::int64_t s) {
+                 F::line(at, q, m, s, index);
+               });
   }
 
   std::int64_t width() const noexcept {
@@ -173,13 +186,74 @@ struct Filtered : F {
     }
     return v;
   }
-  bool keeps(Elem v, std::int64_t moff) const noexcept {
-    if (spec_.mask != nullptr && spec_.mask[moff] != 0) return false;
-    if (!spec_.has_nodata) return true;
+  // Whether v differs from the nodata value (numpy's ==: -0.0 equals 0.0, NaN equals nothing).
+  bool differs(Elem v) const noexcept {
     if constexpr (std::is_same_v<T, bool>) {
       return (v != 0) != spec_.nodata;
     } else {
-      return !(v == spec_.nodata);  // numpy's ==: -0.0 equals 0.0, NaN equals nothing
+      return v != spec_.nodata;
+    }
+  }
+
+  // keep[i] = 1 when element i of the n at ptr is kept, else 0; returns how many are kept.
+  // The common layouts (dense native data; a mask walked densely or not at all) are loops the
+  // compiler vectorizes.
+  std::int64_t flags(const std::byte* ptr, std::int64_t n, std::int64_t stride, std::int64_t moff,
+                     std::int64_t mstride, std::uint8_t* keep) const noexcept {
+    if (!spec_.has_nodata) {
+      std::memset(keep, 1, static_cast<std::size_t>(n));
+    } else if (stride == static_cast<std::int64_t>(sizeof(Elem)) && !spec_.swap) {
+      const T nodata = spec_.nodata;
+      for (std::int64_t i = 0; i < n; ++i) {
+        Elem v;
+        std::memcpy(&v, ptr + i * static_cast<std::int64_t>(sizeof(Elem)), sizeof v);
+        if constexpr (std::is_same_v<T, bool>) {
+          keep[i] = static_cast<std::uint8_t>((v != 0) != nodata);
+        } else {
+          keep[i] = static_cast<std::uint8_t>(v != nodata);
+        }
+      }
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) keep[i] = differs(take(ptr + i * stride)) ? 1 : 0;
+    }
+    if (spec_.mask != nullptr) {
+      const std::uint8_t* m = spec_.mask + moff;
+      if (mstride == 1) {
+        for (std::int64_t i = 0; i < n; ++i) keep[i] &= static_cast<std::uint8_t>(m[i] == 0);
+      } else if (mstride == 0) {
+        if (m[0] != 0) std::memset(keep, 0, static_cast<std::size_t>(n));
+      } else {
+        for (std::int64_t i = 0; i < n; ++i) {
+          keep[i] &= static_cast<std::uint8_t>(m[i * mstride] == 0);
+        }
+      }
+    }
+    std::int64_t kept = 0;
+    for (std::int64_t i = 0; i < n; ++i) kept += keep[i];
+    return kept;
+  }
+
+  // fold(partials, elements, count, stride) over the kept elements of a line, a chunk at a
+  // time: in place when the whole chunk is kept (and native), else element by element.
+  template <class Fold>
+  void lines_kept(Partial* parts, const std::byte* ptr, std::int64_t n, std::int64_t stride,
+                  std::int64_t moff, std::int64_t mstride, const Fold& fold) const {
+    const std::int64_t w = width();
+    std::uint8_t keep[kFilterBlock];
+    for (std::int64_t j0 = 0; j0 < n; j0 += kFilterBlock) {
+      const std::int64_t len = std::min(kFilterBlock, n - j0);
+      const std::byte* src = ptr + j0 * stride;
+      const std::int64_t kept = flags(src, len, stride, moff + j0 * mstride, mstride, keep);
+      if (kept == len && !spec_.swap) {
+        fold(parts + j0 * w, src, len, stride);
+        continue;
+      }
+      for (std::int64_t j = 0; kept > 0 && j < len; ++j) {
+        if (keep[j] == 0) continue;
+        const Elem v = take(src + j * stride);
+        fold(parts + (j0 + j) * w, reinterpret_cast<const std::byte*>(&v), 1,
+             static_cast<std::int64_t>(sizeof(Elem)));
+      }
     }
   }
 
