@@ -240,8 +240,11 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
     set_histogram_options(args, &options);
     set_quantile_options(args, &options);
     if (!args.select.empty()) selection = parse_selection(args.select);
-    if (!args.nodata.empty()) options.nodata = parse_nodata(args.nodata);
-    if (!args.mask.empty()) options.mask = std::make_shared<const Source>(open_npy(args.mask));
+    if (args.nodata_given) options.nodata = parse_nodata(args.nodata);
+    if (args.mask_given) {
+      if (args.mask.empty()) throw Error(ErrorCode::InvalidArgument, "--mask needs a .npy file");
+      options.mask = std::make_shared<const Source>(open_npy(args.mask));
+    }
     options.pool.n_jobs = jobs_option(args.jobs, args.jobs_given);
     options.pool.backend = parse_backend(args.backend);
     options.pool.max_nbytes = parse_max_nbytes(args.max_nbytes);

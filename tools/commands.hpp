@@ -37,12 +37,14 @@ struct ReduceArgs {
   int ddof = 0;
   std::int64_t bins = 10;  // histogram only
   bool bins_given = false;
-  std::string range;  // histogram only: "LO,HI"; empty: the data's min and max
-  std::string q;      // percentile only: "5,50,95"
+  std::string range;   // histogram only: "LO,HI"; empty: the data's min and max
+  std::string q;       // percentile only: "5,50,95"
   std::string select;  // numpy's basic slicing per axis: "2:20:3,5:30,:"; empty: everything
-  std::string nodata;  // elements equal to it are left out; empty: none
-  std::string mask;    // a bool .npy broadcastable against the source; true leaves out
-  int jobs = -1;      // the default when neither --jobs nor MMC_N_JOBS is given: all CPUs
+  std::string nodata;  // elements equal to it are left out (when nodata_given)
+  bool nodata_given = false;
+  std::string mask;  // a bool .npy broadcastable against the source; true leaves out
+  bool mask_given = false;
+  int jobs = -1;  // the default when neither --jobs nor MMC_N_JOBS is given: all CPUs
   bool jobs_given = false;
   std::string backend = "process";
   std::string max_nbytes = "1M";

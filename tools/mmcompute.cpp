@@ -207,8 +207,8 @@ int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
                    "nanpercentile, or several in one pass over the data: mean,std,min,max")
       ->required();
   reduce_cmd->add_option("--axis", reduce.axis,
-                         "axes to reduce, e.g. 1,2 or -1 (default: all "
-                         "but 0)");
+                         "axes to reduce, e.g. 1,2 or -1 (default: all but 0; a 1-d source "
+                         "reduces to a scalar)");
   reduce_cmd->add_option("--ddof", reduce.ddof, "var/std divide by n - ddof")
       ->capture_default_str();
   reduce_cmd->add_option("--bins", reduce.bins, "histogram: equal-width bins")
@@ -297,6 +297,8 @@ int run_cli(int argc, char** argv, const mmc::cli::Cluster& cluster) {
     if (reduce_cmd->parsed()) {
       reduce.source.raw = raw_requested(reduce_cmd);
       reduce.jobs_given = reduce_cmd->count("--jobs") > 0;
+      reduce.nodata_given = reduce_cmd->count("--nodata") > 0;
+      reduce.mask_given = reduce_cmd->count("--mask") > 0;
       reduce.bins_given = reduce_cmd->count("--bins") > 0;
       return mmc::cli::run_reduce(reduce, reduce_cache, cluster);
     }

@@ -160,8 +160,13 @@ class TaskRunner {
     std::int64_t b, e;
     range(level, &b, &e);
     const bool last = level + 1 == plan_.reduced.size();
-    if constexpr (!kFiltered && !F::kNeedsIndex &&
-                  requires { family_.lines(parts, ptr, n, n, n, n); }) {
+    if constexpr (kFiltered && !F::kNeedsIndex) {
+      if (last) {
+        family_.lines(parts, ptr + b * d.stride, n, plan_.line.stride, e - b, d.stride,
+                      mask + b * d.mask_stride, plan_.line.mask_stride, d.mask_stride);
+        return;
+      }
+    } else if constexpr (!F::kNeedsIndex && requires { family_.lines(parts, ptr, n, n, n, n); }) {
       if (last) {
         family_.lines(parts, ptr + b * d.stride, n, plan_.line.stride, e - b, d.stride);
         return;
@@ -683,12 +688,9 @@ void execute_pass(Context& ctx) {
 
 template <class T>
 void execute_for_type(Context& ctx) {
-  // Filtered families are native ones: the data is swapped as it is compacted.
-  if (filtering(ctx)) return execute_pass<T, false, true>(ctx);
-  // A 1-byte element has no byte order: only the native families are instantiated for it.
-  if constexpr (sizeof(T) > 1) {
-    if (ctx.swap) return execute_pass<T, true, false>(ctx);
-  }
+  // Filtered families are native ones: byte-swapped data, with or without nodata or a mask, is
+  // swapped as it is compacted (a 1-byte element has no byte order).
+  if (filtering(ctx) || (sizeof(T) > 1 && ctx.swap)) return execute_pass<T, false, true>(ctx);
   execute_pass<T, false, false>(ctx);
 }
 

@@ -142,19 +142,22 @@ NoData parse_nodata(const std::string& text) {
   const auto bad = [&text](const std::string& why) -> NoData {
     throw Error(ErrorCode::InvalidArgument, "bad nodata value '" + text + "'" + why);
   };
-  if (text.empty()) return bad(" (expected a number, e.g. -9999)");
+  const std::string expected = " (expected a number, e.g. -9999)";
+  if (text.empty()) return bad(expected);
   const char* first = text.c_str();
   const char* last = first + text.size();
+  // Python's float() and int() of the text, but for hexadecimal and spaces: an optional '+'.
+  const char* start = first + (text[0] == '+' ? 1 : 0);
+  if (start == last || (start != first && *start == '-')) return bad(expected);
   // An integer when the text is one, kept exact; else a float.
   if (text.find_first_not_of("+-0123456789") == std::string::npos) {
-    const char* digits = first + (text[0] == '+' ? 1 : 0);
     if (text[0] == '-') {
       std::int64_t v = 0;
-      const auto [end, ec] = std::from_chars(digits, last, v);
+      const auto [end, ec] = std::from_chars(start, last, v);
       if (ec == std::errc() && end == last) return v;
     } else {
       std::uint64_t v = 0;
-      const auto [end, ec] = std::from_chars(digits, last, v);
+      const auto [end, ec] = std::from_chars(start, last, v);
       if (ec == std::errc() && end == last) {
         if (v <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
           return static_cast<std::int64_t>(v);
@@ -163,10 +166,16 @@ NoData parse_nodata(const std::string& text) {
       }
     }
   }
-  char* end = nullptr;
-  const double v = std::strtod(first, &end);
-  if (end != last || std::isspace(static_cast<unsigned char>(text[0]))) {
-    return bad(" (expected a number, e.g. -9999)");
+  double v = 0;
+  const auto [end, ec] = std::from_chars(start, last, v);  // decimal or inf; no hex
+  if (end != last || (ec != std::errc() && ec != std::errc::result_out_of_range)) {
+    return bad(expected);
+  }
+  if (ec == std::errc::result_out_of_range) {
+    // Past a double's range: infinite, as Python's float() says; below it: refused, since the
+    // text surely did not mean 0.
+    v = std::strtod(first, nullptr);
+    if (v == 0) return bad(": it underflows to 0 in a double (write 0 if 0 is meant)");
   }
   if (std::isnan(v)) return bad(": NaN equals nothing; leave NaN out with the nan ops");
   return v;
@@ -176,8 +185,12 @@ std::string format_nodata(const NoData& nodata) {
   if (const auto* i = std::get_if<std::int64_t>(&nodata)) return std::to_string(*i);
   if (const auto* u = std::get_if<std::uint64_t>(&nodata)) return std::to_string(*u);
   if (const auto* f = std::get_if<double>(&nodata)) {
+    // The shortest text that reads back as the same double.
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.17g", *f);
+    for (int digits = 1; digits <= 17; ++digits) {
+      std::snprintf(buf, sizeof buf, "%.*g", digits, *f);
+      if (std::strtod(buf, nullptr) == *f || std::isnan(*f)) break;
+    }
     return buf;
   }
   return "";

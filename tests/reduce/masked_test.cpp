@@ -288,8 +288,8 @@ TEST(MaskedOptions, BadNodataValuesAndMasksAreRefusedWithTheirReason) {
   refused(u8, o, "nodata 1.5 is not a value of u8");
   o.nodata = -1.0;
   refused(u8, o, "out of the range");
-  o.nodata = 1e39;
-  refused(f4, o, "out of the range of f32");
+  o.nodata = std::numeric_limits<double>::infinity();
+  refused(u8, o, "nodata inf is out of the range of u8");
   o.nodata = NoData{};
   o.mask = std::make_shared<const Source>(open_npy(dir.file("m_u8.npy")));
   refused(u8, o, "a mask is a bool array, this one is u8");
@@ -306,6 +306,31 @@ TEST(MaskedOptions, BadNodataValuesAndMasksAreRefusedWithTheirReason) {
   EXPECT_EQ(r[2].as<std::uint8_t>()[0], 0);
 }
 
+TEST(MaskedOptions, Float32NodataIsCastAsNumpyCastsIt) {
+  test::TempDir dir;
+  const std::string path = dir.file("f4.npy");
+  test::run_python_code(
+      "import numpy as np, sys\n"
+      "m = np.finfo('f4').max\n"
+      "np.save(sys.argv[1], np.array([[1, m, -m, np.inf, 0.1]], 'f4'))\n",
+      {path});
+  const AnyArray f4 = open_array(path);
+  ReduceOptions o;
+  o.op = ReduceOp::Count;
+  // GDAL's nodata text rounds to float32's largest value; past half a spacing it is infinite;
+  // 0.1 is float32's 0.1.
+  for (const auto& [text, left] :
+       std::vector<std::pair<std::string, std::int64_t>>{{"-3.4028235e+38", 4},
+                                                         {"3.4028235e38", 4},
+                                                         {"1e39", 4},
+                                                         {"1e400", 4},
+                                                         {"0.1", 4},
+                                                         {"5", 5}}) {
+    o.nodata = parse_nodata(text);
+    EXPECT_EQ(reduce(f4, o).as<std::int64_t>()[0], left) << text;
+  }
+}
+
 TEST(MaskedOptions, NodataTextParsesExactly) {
   EXPECT_EQ(std::get<std::int64_t>(parse_nodata("-9999")), -9999);
   EXPECT_EQ(std::get<std::uint64_t>(parse_nodata("18446744073709551615")),
@@ -314,11 +339,12 @@ TEST(MaskedOptions, NodataTextParsesExactly) {
             std::numeric_limits<std::int64_t>::min());
   EXPECT_EQ(std::get<double>(parse_nodata("-3.5e38")), -3.5e38);
   EXPECT_TRUE(std::isinf(std::get<double>(parse_nodata("-inf"))));
-  for (const char* bad : {"", "nan", "abc", "1,2", " 1", "99999999999999999999999"}) {
-    if (std::string(bad) == "99999999999999999999999") {
-      EXPECT_EQ(std::get<double>(parse_nodata(bad)), 1e23);  // beyond 64 bits: a float
-      continue;
-    }
+  EXPECT_EQ(std::get<double>(parse_nodata("99999999999999999999999")), 1e23);  // past 64 bits
+  EXPECT_EQ(std::get<std::int64_t>(parse_nodata("+5")), 5);
+  EXPECT_TRUE(std::isinf(std::get<double>(parse_nodata("1e400"))));  // as Python's float()
+  EXPECT_EQ(format_nodata(parse_nodata("-3.4028235e+38")), "-3.4028235e+38");
+  for (const char* bad :
+       {"", "nan", "abc", "1,2", " 1", "1 ", "0x10", "0x1p3", "+-1", "+", "1e-400", "2e-324"}) {
     EXPECT_THROW((void)parse_nodata(bad), Error) << bad;
   }
 }
