@@ -6,6 +6,7 @@
 // before (reduce/quantile.hpp keeps those prefixes per output and rank).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -139,6 +140,19 @@ class QuantileFamily {
       return;
     }
     for (std::int64_t j = 0; j < n; ++j) add(parts + j * w, key_at(p + j * stride));
+  }
+
+  // line() over m lines (line k at p + k * line_stride), a block of outputs at a time, so that
+  // the block's tables stay in cache while every line adds to them (line after line, each
+  // output's elements in line order: the partials line() would give).
+  void lines(Partial* parts, const std::byte* p, std::int64_t n, std::int64_t stride,
+             std::int64_t m, std::int64_t line_stride) const {
+    constexpr std::int64_t kBlock = 64;
+    for (std::int64_t j0 = 0; j0 < n; j0 += kBlock) {
+      const std::int64_t jn = std::min(kBlock, n - j0);
+      for (std::int64_t i = 0; i < m; ++i)
+        line(parts + j0 * width(), p + i * line_stride + j0 * stride, jn, stride);
+    }
   }
 
   void merge(Partial& a, const Partial& b) const noexcept {

@@ -575,7 +575,8 @@ std::unique_ptr<PassSlot> quantile_slot(const Context& ctx, int tables, int pass
                                         const std::uint64_t* prefixes, QuantileState* state) {
   using Q = kernels::QuantileFamily<T, Swap>;
   const int digit = quantile_digit_bits(kernels::kKeyBits<T>, ctx.plan.n_red);
-  const std::int64_t gather = quantile_gathers(ctx.plan.n_red) ? ctx.plan.n_red : 0;
+  const std::int64_t gather =
+      quantile_gathers(kernels::kKeyBits<T>, ctx.plan.n_red) ? ctx.plan.n_red : 0;
   auto family = wrap<T, Filter>(ctx, Q(digit, pass, tables, prefixes, gather));
   using F = decltype(family);
   typename FamilySlot<F>::Emit emit;
@@ -672,7 +673,8 @@ void execute_pass(Context& ctx) {
         const int digit = quantile_digit_bits(kernels::kKeyBits<T>, ctx.plan.n_red);
         quantiles.emplace(std::move(targets), ctx.options.q, ctx.plan.n_out, ctx.plan.n_red,
                           kernels::kKeyBits<T>, digit, kernels::kIsFloat<T>,
-                          quantile_gathers(ctx.plan.n_red), &kernels::key_value<T>);
+                          quantile_gathers(kernels::kKeyBits<T>, ctx.plan.n_red),
+                          &kernels::key_value<T>);
       }
       slots.push_back(
           quantile_slot<T, Swap, Filter>(ctx, 1, 0, nullptr, quantiles ? &*quantiles : nullptr));

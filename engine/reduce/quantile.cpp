@@ -64,19 +64,25 @@ int quantile_digit_bits(int key_bits, std::int64_t n_red) noexcept {
   return key_bits > 8 && n_red >= kWideDigitElements ? 16 : 8;
 }
 
-bool quantile_gathers(std::int64_t n_red) noexcept {
+bool quantile_gathers(int key_bits, std::int64_t n_red) noexcept {
   constexpr std::int64_t kGatherMax = 4096;
-  return n_red <= kGatherMax;
+  if (n_red > kGatherMax) return false;
+  // Keys of one digit (1-byte types) are counted in one pass anyway: their keys are kept only
+  // when they take less room than the table (a u8 per-pixel median over 1024 images sends
+  // 258 counts per output, not 1025 keys).
+  const int digit = quantile_digit_bits(key_bits, n_red);
+  if (key_bits <= digit) return 1 + n_red < kTableHead + (std::int64_t{1} << digit);
+  return true;
 }
 
 std::int64_t quantile_partial_bytes(const std::vector<ReduceOp>& ops, const std::vector<double>& q,
                                     std::size_t itemsize, std::int64_t n_red) noexcept {
   const int groups = quantile_groups(ops, q);
   if (groups == 0) return 0;
-  if (quantile_gathers(n_red)) {
+  const int key_bits = 8 * static_cast<int>(itemsize);
+  if (quantile_gathers(key_bits, n_red)) {
     return (1 + n_red) * static_cast<std::int64_t>(sizeof(std::uint64_t));
   }
-  const int key_bits = 8 * static_cast<int>(itemsize);
   const int digit = quantile_digit_bits(key_bits, n_red);
   const std::int64_t buckets = std::int64_t{1} << digit;
   // Pass 0 has one table; a refining pass one per distinct prefix, at most one per rank and

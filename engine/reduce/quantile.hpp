@@ -25,8 +25,9 @@ int quantile_groups(const std::vector<ReduceOp>& ops, const std::vector<double>&
 int quantile_digit_bits(int key_bits, std::int64_t n_red) noexcept;
 
 // Whether outputs of n_red elements keep their keys (one pass, then selection) rather than count
-// them: when the keys take less room than the tables (at most 4096 elements per output).
-bool quantile_gathers(std::int64_t n_red) noexcept;
+// them: at most 4096 elements per output, and for keys of one digit only when the keys take
+// less room than the table.
+bool quantile_gathers(int key_bits, std::int64_t n_red) noexcept;
 
 // Bytes of one output's partials in a quantile pass: the largest pass's tables.
 std::int64_t quantile_partial_bytes(const std::vector<ReduceOp>& ops, const std::vector<double>& q,
