@@ -27,7 +27,8 @@ struct MaskGeometry {
 
 // The mask's geometry against `meta` (reversed: the axes a dense view lays out ascending, see
 // AnyArray::reversed_axes), or nothing without a mask. Throws Error(InvalidArgument) for a mask
-// that is not bool, not dense, or not broadcastable against meta's shape.
+// that is not bool or not broadcastable against meta's shape (any layout: its strides are
+// walked as they are).
 std::optional<MaskGeometry> mask_geometry(const std::shared_ptr<const Source>& mask,
                                           const ArrayMeta& meta, const std::vector<int>& reversed);
 

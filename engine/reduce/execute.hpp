@@ -180,11 +180,9 @@ class TaskRunner {
         fold_line(parts, q, n, level + 1, at, m);
       } else if constexpr (kFiltered && F::kNeedsIndex) {
         family_.line(parts, q, n, plan_.line.stride, at, m, plan_.line.mask_stride);
-      } else if constexpr (kFiltered) {
-        family_.line(parts, q, n, plan_.line.stride, m, plan_.line.mask_stride);
       } else if constexpr (F::kNeedsIndex) {
         family_.line(parts, q, n, plan_.line.stride, at);
-      } else {
+      } else if constexpr (!kFiltered) {  // a Filtered family's last level went by lines() above
         family_.line(parts, q, n, plan_.line.stride);
       }
     }

@@ -100,8 +100,10 @@ std::optional<T> nodata_as(const NoData& nodata, const std::string& dtype_name) 
   }
 }
 
-// Elements compacted per call of the wrapped family: a multiple of the float sums' leaf, so a
-// block of kept elements sums as a dense run of that length would.
+// Elements compacted per call of the wrapped family: a multiple of the float sums' leaf (and of
+// the variance's block), so that a block is whole leaves. Each block is its own pairwise sum,
+// added to the partial compensated: a run of more than one block sums differently from one
+// dense run of the same elements (last bits; as accurate).
 inline constexpr std::int64_t kFilterBlock = 4096;
 
 // F (a native-order family of element type T) over the elements FilterSpec keeps. The task

@@ -243,6 +243,7 @@ std::optional<MaskGeometry> mask_geometry(const std::shared_ptr<const Source>& m
                       " does not broadcast (numpy's rules: each axis, from the last, equal or 1)");
     }
   }
+  if (meta.size() == 0) return g;  // nothing is read (and the mask may have no bytes)
   // Axes a dense view lays out ascending: the view's first element is the mask's last along
   // them.
   for (int r : reversed) {

@@ -17,8 +17,9 @@
 
 namespace mmc {
 
-// Bumped whenever a reduction's answer or the entry layout changes, so old entries miss.
-inline constexpr std::uint32_t kResultFormatVersion = 1;
+// Bumped whenever a reduction's answer or the entry layout changes, so old entries miss. 2:
+// float sums of byte-swapped data add 4096-element blocks (their last bits changed).
+inline constexpr std::uint32_t kResultFormatVersion = 2;
 
 // A 128-bit cache key (XXH3-128 of a canonical encoding).
 struct CacheKey {
@@ -230,8 +231,8 @@ class Cache {
   [[noreturn]] static void throw_size_mismatch(std::string_view function_name, std::size_t size,
                                                std::size_t item_size);
   // reduce() of one op through the cache, computing with compute() on a miss.
-  ReduceResult reduce_one(const Source& source, const ReduceOptions& options,
-                          CacheOutcome* outcome, const std::function<ReduceResult()>& compute) const;
+  ReduceResult reduce_one(const Source& source, const ReduceOptions& options, CacheOutcome* outcome,
+                          const std::function<ReduceResult()>& compute) const;
 
   CacheOptions options_;
   std::string folder_;
