@@ -420,15 +420,47 @@ using IntReg = Reg<long long>;  // what the intrinsics take: __m128i, __m256i or
   return __builtin_bit_cast(Reg<std::int32_t>, r);
 }
 
+// Running min and max of the elements a moments kernel folds (MinMax), else nothing.
+template <class T, bool MinMax>
+struct RunningMinMax {
+  explicit RunningMinMax(const MinMaxAcc<T>*) noexcept {}
+  void fold(T) noexcept {}
+  void finish(MinMaxAcc<T>*, std::int64_t) const noexcept {}
+};
+template <class T>
+struct RunningMinMax<T, true> {
+  T min, max;
+  explicit RunningMinMax(const MinMaxAcc<T>* acc) noexcept : min(acc->min), max(acc->max) {}
+  [[gnu::always_inline]] void fold(T x) noexcept {
+    min = x < min ? x : min;
+    max = x > max ? x : max;
+  }
+  void finish(MinMaxAcc<T>* acc, std::int64_t n) const noexcept {
+    acc->min = min;
+    acc->max = max;
+    acc->valid = acc->valid || n > 0;
+  }
+};
+
 // Exact Σx and Σx² of n <= 2^20 bytes (Signed: int8, else uint8), a register per step: Σx by
 // byte sums (of x + 128 for int8), Σx² by squaring the even and the odd bytes as 16-bit lanes.
 // The 32-bit lanes of squares get at most 4 * 65025 per step and are flushed every 4096 steps.
-template <bool Signed, class T>
-void byte_moments(const T* p, std::int64_t n, std::int64_t* s1, std::uint64_t* s2) noexcept {
+// With MinMax the same loop folds each register into a running min and max (two instructions a
+// register: mean, std, min and max of a u8 cube read its data once, in one loop).
+template <bool Signed, class T, bool MinMax>
+void fold_bytes(const T* p, std::int64_t n, std::int64_t* s1, std::uint64_t* s2,
+                MinMaxAcc<T>* acc) noexcept {
   constexpr int kBytes = kRegBytes;
   constexpr std::int64_t kFlush = 4096;
   Reg<std::uint64_t> acc1 = {};
   std::uint64_t total2 = 0;
+  Reg<T> mn = {}, mx = {};
+  if constexpr (MinMax) {
+    for (int k = 0; k < kRegBytes; ++k) {
+      mn[k] = acc->min;
+      mx[k] = acc->max;
+    }
+  }
   std::int64_t i = 0;
   while (i + kBytes <= n) {
     Reg<std::int32_t> acc2 = {};
@@ -447,43 +479,87 @@ void byte_moments(const T* p, std::int64_t n, std::int64_t* s1, std::uint64_t* s
         odd = __builtin_bit_cast(Reg<std::int16_t>, __builtin_bit_cast(Reg<std::uint16_t>, w) >> 8);
       }
       acc2 += square_pairs(even) + square_pairs(odd);
+      if constexpr (MinMax) {
+        const auto v = __builtin_bit_cast(Reg<T>, x);
+        mn = v < mn ? v : mn;
+        mx = v > mx ? v : mx;
+      }
     }
     for (int k = 0; k < kRegBytes / 4; ++k) total2 += static_cast<std::uint32_t>(acc2[k]);
   }
   std::int64_t total1 = 0;
   for (int k = 0; k < kRegBytes / 8; ++k) total1 += static_cast<std::int64_t>(acc1[k]);
   if constexpr (Signed) total1 -= 128 * i;
+  RunningMinMax<T, MinMax> range(acc);
+  if constexpr (MinMax) {
+    for (int k = 0; k < kRegBytes; ++k) {
+      range.min = mn[k] < range.min ? mn[k] : range.min;
+      range.max = mx[k] > range.max ? mx[k] : range.max;
+    }
+  }
   for (; i < n; ++i) {
-    const auto x = static_cast<std::int64_t>(at(p, i));
+    const T v = at(p, i);
+    const auto x = static_cast<std::int64_t>(v);
     total1 += x;
     total2 += static_cast<std::uint64_t>(x * x);
+    range.fold(v);
   }
   *s1 += total1;
   *s2 += total2;
+  range.finish(acc, n);
 }
 
 // Exact Σx and Σx² of n <= 2^20 16-bit integers: Σx in 32 bits, flushed every 2^16 elements,
-// x² in 32 bits (|x| < 2^16) summed in 64; the compiler vectorizes this loop well enough.
-template <class T>
-void word_moments(const T* p, std::int64_t n, std::int64_t* s1, std::uint64_t* s2) noexcept {
+// x² in 32 bits (|x| < 2^16) summed in 64; the compiler vectorizes this loop well enough. With
+// MinMax the loop also keeps the running min and max.
+template <class T, bool MinMax>
+void fold_words(const T* p, std::int64_t n, std::int64_t* s1, std::uint64_t* s2,
+                MinMaxAcc<T>* acc) noexcept {
   constexpr std::int64_t kChunk = std::int64_t{1} << 16;
   using Acc = std::conditional_t<std::is_signed_v<T>, std::int32_t, std::uint32_t>;
   std::int64_t total1 = 0;
   std::uint64_t total2 = 0;
+  RunningMinMax<T, MinMax> range(acc);
   for (std::int64_t start = 0; start < n; start += kChunk) {
     const std::int64_t end = start + kChunk < n ? start + kChunk : n;
     Acc a1 = 0;
     std::uint64_t a2 = 0;
+    RunningMinMax<T, MinMax> part = range;
     for (std::int64_t i = start; i < end; ++i) {
-      const Acc x = at(p, i);
+      const T v = at(p, i);
+      const Acc x = v;
       a1 += x;
       a2 += static_cast<std::uint32_t>(x * x);
+      part.fold(v);
     }
+    range = part;
     total1 += a1;
     total2 += a2;
   }
   *s1 += total1;
   *s2 += total2;
+  range.finish(acc, n);
+}
+
+// The table's entries: moments alone (ExactMomentsFn), moments with min and max
+// (MomentsMinMaxFn).
+template <bool Signed, class T>
+void byte_moments(const T* p, std::int64_t n, std::int64_t* s1, std::uint64_t* s2) noexcept {
+  fold_bytes<Signed, T, false>(p, n, s1, s2, nullptr);
+}
+template <bool Signed, class T>
+void byte_moments_minmax(const T* p, std::int64_t n, std::int64_t* s1, std::uint64_t* s2,
+                         MinMaxAcc<T>* acc) noexcept {
+  fold_bytes<Signed, T, true>(p, n, s1, s2, acc);
+}
+template <class T>
+void word_moments(const T* p, std::int64_t n, std::int64_t* s1, std::uint64_t* s2) noexcept {
+  fold_words<T, false>(p, n, s1, s2, nullptr);
+}
+template <class T>
+void word_moments_minmax(const T* p, std::int64_t n, std::int64_t* s1, std::uint64_t* s2,
+                         MinMaxAcc<T>* acc) noexcept {
+  fold_words<T, true>(p, n, s1, s2, acc);
 }
 
 // Min and max in 64 / sizeof(T) lanes, the tail folded into lane 0, lanes merged in order: the
@@ -544,6 +620,10 @@ constexpr KernelTable kTable{
     &byte_moments<false, std::uint8_t>,
     &word_moments<std::int16_t>,
     &word_moments<std::uint16_t>,
+    &byte_moments_minmax<true, std::int8_t>,
+    &byte_moments_minmax<false, std::uint8_t>,
+    &word_moments_minmax<std::int16_t>,
+    &word_moments_minmax<std::uint16_t>,
     &minmax<std::int8_t>,
     &minmax<std::uint8_t>,
     &minmax<std::int16_t>,

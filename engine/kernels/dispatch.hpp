@@ -65,6 +65,11 @@ template <class T>
 using ExactMomentsFn = void (*)(const T* p, std::int64_t n, std::int64_t* s1,
                                 std::uint64_t* s2) noexcept;
 
+// Exact Σx and Σx² (as ExactMomentsFn) and the min and max (as MinMaxFn) in one loop.
+template <class T>
+using MomentsMinMaxFn = void (*)(const T* p, std::int64_t n, std::int64_t* s1, std::uint64_t* s2,
+                                 MinMaxAcc<T>* acc) noexcept;
+
 // Folds n elements into acc (min/max, and for floats the nan/valid flags).
 template <class T>
 using MinMaxFn = void (*)(const T* p, std::int64_t n, MinMaxAcc<T>* acc) noexcept;
@@ -77,6 +82,10 @@ struct KernelTable {
   ExactMomentsFn<std::uint8_t> moments_u8;
   ExactMomentsFn<std::int16_t> moments_i16;
   ExactMomentsFn<std::uint16_t> moments_u16;
+  MomentsMinMaxFn<std::int8_t> moments_minmax_i8;
+  MomentsMinMaxFn<std::uint8_t> moments_minmax_u8;
+  MomentsMinMaxFn<std::int16_t> moments_minmax_i16;
+  MomentsMinMaxFn<std::uint16_t> moments_minmax_u16;
   MinMaxFn<std::int8_t> minmax_i8;
   MinMaxFn<std::uint8_t> minmax_u8;
   MinMaxFn<std::int16_t> minmax_i16;
@@ -121,6 +130,14 @@ ExactMomentsFn<T> exact_moments_kernel(const KernelTable& t) noexcept {
   if constexpr (std::is_same_v<T, std::uint8_t>) return t.moments_u8;
   if constexpr (std::is_same_v<T, std::int16_t>) return t.moments_i16;
   if constexpr (std::is_same_v<T, std::uint16_t>) return t.moments_u16;
+}
+
+template <class T>
+MomentsMinMaxFn<T> moments_minmax_kernel(const KernelTable& t) noexcept {
+  if constexpr (std::is_same_v<T, std::int8_t>) return t.moments_minmax_i8;
+  if constexpr (std::is_same_v<T, std::uint8_t>) return t.moments_minmax_u8;
+  if constexpr (std::is_same_v<T, std::int16_t>) return t.moments_minmax_i16;
+  if constexpr (std::is_same_v<T, std::uint16_t>) return t.moments_minmax_u16;
 }
 
 template <class T>

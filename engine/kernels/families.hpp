@@ -69,7 +69,7 @@ inline double compensated_value(double hi, double lo) noexcept {
   return std::isfinite(hi) ? hi + lo : hi;
 }
 
-enum class FamilyKind { Sum, Moments, MinMax, Count, AnyAll, Norm, Arg, Histogram };
+enum class FamilyKind { Sum, Moments, MinMax, MomentsMinMax, Count, AnyAll, Norm, Arg, Histogram };
 
 // Runs the dense kernels take: contiguous and in native byte order.
 template <bool Swap, bool Contig>
@@ -231,6 +231,20 @@ i128 int_sum(const std::byte* p, std::int64_t n, std::int64_t runtime_stride) no
   if constexpr (std::is_same_v<T, std::uint8_t> && Contig) {
     return static_cast<i128>(
         sum_u8(reinterpret_cast<const std::uint8_t*>(p), static_cast<std::size_t>(n)));
+  } else if constexpr (sizeof(T) <= 2) {
+    // 32-bit sums (twice the vector lanes of 64-bit ones) over blocks too short to overflow
+    // them: 2^23 bytes (255 * 2^23 < 2^31) or 2^15 two-byte integers (65535 * 2^15 < 2^31).
+    using Acc = std::conditional_t<std::is_signed_v<T>, std::int32_t, std::uint32_t>;
+    constexpr std::int64_t kBlock = std::int64_t{1} << (sizeof(T) == 1 ? 23 : 15);
+    i128 total = 0;
+    for (std::int64_t start = 0; start < n; start += kBlock) {
+      const std::int64_t end = start + kBlock < n ? start + kBlock : n;
+      Acc s = 0;
+      for (std::int64_t i = start; i < end; ++i)
+        s += static_cast<Acc>(load<T, Swap>(p + i * stride));
+      total += s;
+    }
+    return total;
   } else if constexpr (sizeof(T) <= 4) {
     // Blocks small enough that an int64 cannot overflow (2^32 * 2^20 < 2^63).
     constexpr std::int64_t kBlock = std::int64_t{1} << 20;
@@ -875,20 +889,8 @@ struct MinMaxFamily {
             for (std::int64_t j = 0; j < jn; ++j) {
               mn[j] = a[j0 + j].min;
               mx[j] = a[j0 + j].max;
-              nan[j] = 0;
-              valid[j] = 0;
             }
-            for (std::int64_t i = 0; i < m; ++i) {
-              const std::byte* q = p + i * line_stride;
-              for (std::int64_t j = 0; j < jn; ++j) {
-                const T x = line_at<T>(q, j0 + j);
-                mn[j] = x < mn[j] ? x : mn[j];  // NaN compares false: skipped, as in line()
-                mx[j] = x > mx[j] ? x : mx[j];
-                const std::uint8_t is = is_nan(x) ? 1 : 0;
-                nan[j] |= is;
-                valid[j] |= static_cast<std::uint8_t>(is ^ 1);
-              }
-            }
+            block_lines(p, j0, jn, m, line_stride, mn, mx, nan, valid);
             for (std::int64_t j = 0; j < jn; ++j) {
               Partial& out = a[j0 + j];
               out.min = mn[j];
@@ -898,6 +900,27 @@ struct MinMaxFamily {
             }
           }
         });
+  }
+  // lines()' block: m lines folded into the running min and max of outputs [j0, j0 + jn), held
+  // in mn[0, jn) and mx; nan[j] and valid[j] say whether output j met a NaN or anything else.
+  static void block_lines(const std::byte* p, std::int64_t j0, std::int64_t jn, std::int64_t m,
+                          std::int64_t line_stride, T* mn, T* mx, std::uint8_t* nan,
+                          std::uint8_t* valid) noexcept {
+    for (std::int64_t j = 0; j < jn; ++j) {
+      nan[j] = 0;
+      valid[j] = 0;
+    }
+    for (std::int64_t i = 0; i < m; ++i) {
+      const std::byte* q = p + i * line_stride;
+      for (std::int64_t j = 0; j < jn; ++j) {
+        const T x = line_at<T>(q, j0 + j);
+        mn[j] = x < mn[j] ? x : mn[j];  // NaN compares false: skipped, as in line()
+        mx[j] = x > mx[j] ? x : mx[j];
+        const std::uint8_t is = is_nan(x) ? 1 : 0;
+        nan[j] |= is;
+        valid[j] |= static_cast<std::uint8_t>(is ^ 1);
+      }
+    }
   }
   static void merge(Partial& a, const Partial& b) noexcept {
     a.min = b.min < a.min ? b.min : a.min;
@@ -911,6 +934,88 @@ struct MinMaxFamily {
       if ((!SkipNan && a.nan) || !a.valid) return std::numeric_limits<T>::quiet_NaN();
     }
     return want_min ? a.min : a.max;
+  }
+};
+
+// Small integers' moments with their min and max (MomentsFamily and MinMaxFamily in one scan):
+// the executor fuses the two when a pass asks for both (mean, std, min and max of a u8 cube in
+// one loop over the data rather than two). Each half is what its own family would make.
+template <class T, bool Swap>
+struct MomentsMinMaxFamily {
+  static_assert(kHasExactMoments<T>);
+  using Moments = MomentsFamily<T, Swap>;
+  using MinMax = MinMaxFamily<T, Swap>;
+  static constexpr FamilyKind kKind = FamilyKind::MomentsMinMax;
+  static constexpr bool kNeedsIndex = false;
+  struct Partial {
+    typename Moments::Partial moments;
+    typename MinMax::Partial range;
+  };
+  static void init(Partial& a) noexcept {
+    Moments::init(a.moments);
+    MinMax::init(a.range);
+  }
+  static void run(Partial& a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
+    with_density<T>(stride, [&](auto dense) {
+      if constexpr (kDenseNative<Swap, decltype(dense)::value>) {
+        const MomentsMinMaxFn<T> fused = moments_minmax_kernel<T>(active_kernels());
+        constexpr std::int64_t kBlock = std::int64_t{1} << 20;  // as Moments::run_exact
+        for (std::int64_t start = 0; start < n; start += kBlock) {
+          const std::int64_t end = start + kBlock < n ? start + kBlock : n;
+          std::int64_t s1 = 0;
+          std::uint64_t s2 = 0;
+          fused(elements<T>(p + start * stride), end - start, &s1, &s2, &a.range);
+          a.moments.s1 += s1;
+          a.moments.s2 += s2;
+        }
+        a.moments.n += n;
+      } else {
+        Moments::run(a.moments, p, n, stride);
+        MinMax::run(a.range, p, n, stride);
+      }
+    });
+  }
+  static void line(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride) noexcept {
+    for (std::int64_t j = 0; j < n; ++j) {
+      Moments::line(&a[j].moments, p + j * stride, 1, stride);
+      MinMax::line(&a[j].range, p + j * stride, 1, stride);
+    }
+  }
+  static void lines(Partial* a, const std::byte* p, std::int64_t n, std::int64_t stride,
+                    std::int64_t m, std::int64_t line_stride) noexcept {
+    lines_in_blocks<T, Swap, MomentsMinMaxFamily>(
+        a, p, n, stride, m, line_stride, [&](std::int64_t j0, std::int64_t jn) {
+          Partial* out = a + j0;
+          std::int64_t s1[kLineBlock] = {};
+          std::uint64_t s2[kLineBlock] = {};
+          T mn[kLineBlock], mx[kLineBlock];
+          std::uint8_t nan[kLineBlock], valid[kLineBlock];
+          for (std::int64_t j = 0; j < jn; ++j) {
+            mn[j] = out[j].range.min;
+            mx[j] = out[j].range.max;
+          }
+          // The moments, then the min and max, of kChunk lines at a time: the second scan finds
+          // them in cache (64 lines of 2048 outputs: 256 KiB of u16).
+          constexpr std::int64_t kChunk = 64;
+          for (std::int64_t i = 0; i < m; i += kChunk) {
+            const std::int64_t mi = m - i < kChunk ? m - i : kChunk;
+            const std::byte* q = p + i * line_stride;
+            int_lines<T, true>(q, j0, jn, mi, line_stride, s1, s2);
+            MinMax::block_lines(q, j0, jn, mi, line_stride, mn, mx, nan, valid);
+          }
+          for (std::int64_t j = 0; j < jn; ++j) {
+            out[j].moments.s1 += s1[j];
+            out[j].moments.s2 += s2[j];
+            out[j].moments.n += m;
+            out[j].range.min = mn[j];
+            out[j].range.max = mx[j];
+            out[j].range.valid = out[j].range.valid || m > 0;
+          }
+        });
+  }
+  static void merge(Partial& a, const Partial& b) noexcept {
+    Moments::merge(a.moments, b.moments);
+    MinMax::merge(a.range, b.range);
   }
 };
 

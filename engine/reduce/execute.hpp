@@ -211,6 +211,47 @@ inline void store_int_sum(ReduceOp op, kernels::i128 sum, std::int64_t n, std::b
                  : std::numeric_limits<double>::quiet_NaN());
 }
 
+// var, std (or, for small integers, a sum or mean asked beside them) from a moments partial.
+template <class Moments, class T>
+void finalize_moments(ReduceOp op, int ddof, const typename Moments::Partial& p, std::byte* dst) {
+  if constexpr (kernels::kExactMoments<T>) {
+    // Small integers' moments hold the exact sum: a sum or mean asked beside var or std
+    // comes from it, with the sum family's arithmetic (so its bits).
+    if (op != ReduceOp::Var && op != ReduceOp::Std && op != ReduceOp::NanVar &&
+        op != ReduceOp::NanStd) {
+      return store_int_sum(op, p.s1, p.n, dst);
+    }
+  }
+  const double var = Moments::variance(p, ddof);
+  store(dst, op == ReduceOp::Std || op == ReduceOp::NanStd ? std::sqrt(var) : var);
+}
+
+// min or max from a min/max partial; `family` is the slot's (a Filtered one knows the nodata).
+template <class MinMax, class T, class F>
+void finalize_range(const F& family, ReduceOp op, const typename MinMax::Partial& p,
+                    std::byte* dst) {
+  T v = MinMax::result(p, op == ReduceOp::Min || op == ReduceOp::NanMin);
+  if constexpr (!kernels::kIsFloat<T>) {
+    // Nothing kept (nodata, mask): the nodata value, or 0 (ReduceOptions::nodata).
+    if (!p.valid) {
+      v = T{};
+      if constexpr (requires { family.spec(); }) {
+        if (family.spec().has_nodata) v = family.spec().nodata;
+      }
+    }
+  }
+  if constexpr (std::is_same_v<T, bool>) {
+    store(dst, static_cast<std::uint8_t>(v ? 1 : 0));
+  } else {
+    store(dst, v);
+  }
+}
+
+inline bool is_range_op(ReduceOp op) {
+  return op == ReduceOp::Min || op == ReduceOp::Max || op == ReduceOp::NanMin ||
+         op == ReduceOp::NanMax;
+}
+
 // Writes one output element of `op` from its merged partial (a histogram: its bins' counts).
 template <class F, class T>
 void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial& p,
@@ -227,32 +268,12 @@ void finalize(const F& family, ReduceOp op, int ddof, const typename F::Partial&
       store_int_sum(op, p.sum, p.n, dst);
     }
   } else if constexpr (F::kKind == FamilyKind::Moments) {
-    if constexpr (kernels::kExactMoments<T>) {
-      // Small integers' moments hold the exact sum: a sum or mean asked beside var or std
-      // comes from it, with the sum family's arithmetic (so its bits).
-      if (op != ReduceOp::Var && op != ReduceOp::Std && op != ReduceOp::NanVar &&
-          op != ReduceOp::NanStd) {
-        return store_int_sum(op, p.s1, p.n, dst);
-      }
-    }
-    const double var = F::variance(p, ddof);
-    store(dst, op == ReduceOp::Std || op == ReduceOp::NanStd ? std::sqrt(var) : var);
+    finalize_moments<F, T>(op, ddof, p, dst);
   } else if constexpr (F::kKind == FamilyKind::MinMax) {
-    T v = F::result(p, op == ReduceOp::Min || op == ReduceOp::NanMin);
-    if constexpr (!kernels::kIsFloat<T>) {
-      // Nothing kept (nodata, mask): the nodata value, or 0 (ReduceOptions::nodata).
-      if (!p.valid) {
-        v = T{};
-        if constexpr (requires { family.spec(); }) {
-          if (family.spec().has_nodata) v = family.spec().nodata;
-        }
-      }
-    }
-    if constexpr (std::is_same_v<T, bool>) {
-      store(dst, static_cast<std::uint8_t>(v ? 1 : 0));
-    } else {
-      store(dst, v);
-    }
+    finalize_range<F, T>(family, op, p, dst);
+  } else if constexpr (F::kKind == FamilyKind::MomentsMinMax) {
+    if (is_range_op(op)) return finalize_range<typename F::MinMax, T>(family, op, p.range, dst);
+    finalize_moments<typename F::Moments, T>(op, ddof, p.moments, dst);
   } else if constexpr (F::kKind == FamilyKind::Count) {
     store(dst, p.n);
   } else if constexpr (F::kKind == FamilyKind::AnyAll) {
@@ -474,6 +495,7 @@ enum class FamilyKey : std::uint8_t {
   NanMoments,
   MinMax,
   NanMinMax,
+  MomentsMinMax,  // small integers' Moments and MinMax fused (execute_pass)
   Count,
   AnyAll,
   Norm,
@@ -547,6 +569,11 @@ std::unique_ptr<PassSlot> make_slot(Context& ctx, FamilyKey key, const SlotOps& 
       return slot_of<T, Filter>(ctx, MinMaxFamily<T, Swap>{}, served);
     case FamilyKey::NanMinMax:
       return slot_of<T, Filter>(ctx, MinMaxFamily<T, Swap, kNan>{}, served);
+    case FamilyKey::MomentsMinMax:
+      if constexpr (kHasExactMoments<T>) {
+        return slot_of<T, Filter>(ctx, MomentsMinMaxFamily<T, Swap>{}, served);
+      }
+      break;
     case FamilyKey::Count:
       return slot_of<T, Filter>(ctx, CountFamily<T, Swap>{}, served);
     case FamilyKey::AnyAll:
@@ -633,14 +660,22 @@ void execute_pass(Context& ctx) {
       return std::find_if(groups.begin(), groups.end(),
                           [key](const auto& g) { return g.first == key; });
     };
-    const auto sums = find(FamilyKey::Sum);
-    const auto moments = find(FamilyKey::Moments);
-    if (sums != groups.end() && moments != groups.end()) {
-      moments->second.ops.insert(moments->second.ops.end(), sums->second.ops.begin(),
-                                 sums->second.ops.end());
-      moments->second.results.insert(moments->second.results.end(), sums->second.results.begin(),
-                                     sums->second.results.end());
-      groups.erase(sums);
+    // Moves group `from`'s ops into group `to` and drops `from`.
+    auto join = [&groups, &find](FamilyKey from, FamilyKey to) {
+      const auto a = find(from);
+      const auto b = find(to);
+      if (a == groups.end() || b == groups.end()) return false;
+      b->second.ops.insert(b->second.ops.end(), a->second.ops.begin(), a->second.ops.end());
+      b->second.results.insert(b->second.results.end(), a->second.results.begin(),
+                               a->second.results.end());
+      groups.erase(a);
+      return true;
+    };
+    join(FamilyKey::Sum, FamilyKey::Moments);
+    // Moments beside min/max: one fused scan (MomentsMinMaxFamily; the same partials).
+    if constexpr (kernels::kHasExactMoments<T>) {
+      if (join(FamilyKey::MinMax, FamilyKey::Moments))
+        find(FamilyKey::Moments)->first = FamilyKey::MomentsMinMax;
     }
   }
   using E = kernels::BinType<T>;

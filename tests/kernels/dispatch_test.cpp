@@ -177,6 +177,51 @@ void expect_exact_moments(ExactMomentsFn<T> fn, const char* isa) {
   EXPECT_EQ(s2, static_cast<std::uint64_t>(x * x) * big.size()) << isa;
 }
 
+// The fused kernel (moments with min and max) gives each half's result of the two kernels
+// alone, from any starting min/max (a partial that already folded other runs), at any offset.
+template <class T>
+void expect_moments_minmax(MomentsMinMaxFn<T> fused, ExactMomentsFn<T> moments, MinMaxFn<T> minmax,
+                           const char* isa) {
+  for (std::int64_t n : kLengths) {
+    // Values in the middle quarter of T's range, but one low and one high element placed
+    // where a lane, a register or the scalar tail meets them (int_data's extremes in runs would
+    // make every min and max the type's).
+    std::mt19937_64 rng(static_cast<std::uint64_t>(n) + 21);
+    const double lo = static_cast<double>(std::numeric_limits<T>::lowest());
+    const double span = static_cast<double>(std::numeric_limits<T>::max()) - lo;
+    std::vector<T> v(static_cast<std::size_t>(n + 3));
+    for (T& x : v) x = static_cast<T>(lo + span * (0.375 + 0.25 * (rng() % 1000) / 1000.0));
+    if (n > 2) {
+      v[rng() % static_cast<std::uint64_t>(n)] = static_cast<T>(lo + span * 0.1);
+      v[static_cast<std::size_t>(n)] = static_cast<T>(lo + span * 0.9);  // the tail, offset 1
+    }
+    for (std::int64_t offset : {0, 1, 3}) {
+      const T* p = v.data() + offset;
+      const std::int64_t len = n - (offset > 0 && n > 0 ? 1 : 0);
+      // Fresh, and after a previous run that saw mid-range values only.
+      const T mid = static_cast<T>((std::numeric_limits<T>::max() / 2));
+      for (MinMaxAcc<T> start : {MinMaxAcc<T>{std::numeric_limits<T>::max(),
+                                              std::numeric_limits<T>::lowest(), false, false},
+                                 MinMaxAcc<T>{mid, mid, false, true}}) {
+        std::int64_t s1 = 7, want1 = 7;
+        std::uint64_t s2 = 9, want2 = 9;
+        MinMaxAcc<T> got = start, want = start;
+        fused(p, len, &s1, &s2, &got);
+        moments(p, len, &want1, &want2);
+        minmax(p, len, &want);
+        SCOPED_TRACE(testing::Message() << isa << " n=" << len << " offset=" << offset
+                                        << " start valid=" << start.valid);
+        EXPECT_EQ(s1, want1);
+        EXPECT_EQ(s2, want2);
+        EXPECT_EQ(got.min, want.min);
+        EXPECT_EQ(got.max, want.max);
+        EXPECT_EQ(got.valid, want.valid);
+        EXPECT_FALSE(got.nan);
+      }
+    }
+  }
+}
+
 TEST(DenseKernels, ThePortableVariantAlwaysRunsAndTheActiveOneIsSupported) {
   ASSERT_NE(kernels_for(Isa::Portable), nullptr);
   EXPECT_EQ(portable().isa, Isa::Portable);
@@ -226,6 +271,16 @@ TEST(DenseKernels, ExactMomentsOfSmallIntegersAreExactInEveryVariant) {
     expect_exact_moments(t->moments_u8, isa);
     expect_exact_moments(t->moments_i16, isa);
     expect_exact_moments(t->moments_u16, isa);
+  }
+}
+
+TEST(DenseKernels, FusedMomentsAndMinMaxEqualTheTwoKernelsInEveryVariant) {
+  for (const KernelTable* t : variants()) {
+    const char* isa = to_string(t->isa);
+    expect_moments_minmax(t->moments_minmax_i8, t->moments_i8, t->minmax_i8, isa);
+    expect_moments_minmax(t->moments_minmax_u8, t->moments_u8, t->minmax_u8, isa);
+    expect_moments_minmax(t->moments_minmax_i16, t->moments_i16, t->minmax_i16, isa);
+    expect_moments_minmax(t->moments_minmax_u16, t->moments_u16, t->minmax_u16, isa);
   }
 }
 
@@ -285,6 +340,10 @@ void expect_int_families_agree(std::int64_t n) {
   const std::vector<T> v = int_data<T>(n, static_cast<std::uint64_t>(n) + 3);
   expect_paths_agree<MinMaxFamily<T, false>, MinMaxFamily<T, true>>(v, "minmax");
   expect_paths_agree<MomentsFamily<T, false>, MomentsFamily<T, true>>(v, "var");
+  if constexpr (kHasExactMoments<T>) {
+    expect_paths_agree<MomentsMinMaxFamily<T, false>, MomentsMinMaxFamily<T, true>>(
+        v, "moments+minmax");
+  }
 }
 
 TEST(DenseKernels, FamiliesGiveTheScalarTemplatesPartialsBitForBit) {

@@ -148,6 +148,9 @@ void expect_all_families(const char* type) {
   expect_lines_match_line<SumFamily<T, false>, T>("sum " + t);
   expect_lines_match_line<MomentsFamily<T, false>, T>("moments " + t);
   expect_lines_match_line<MinMaxFamily<T, false>, T>("minmax " + t);
+  if constexpr (kHasExactMoments<T>) {
+    expect_lines_match_line<MomentsMinMaxFamily<T, false>, T>("moments+minmax " + t);
+  }
   if constexpr (std::is_floating_point_v<T>) {
     expect_lines_match_line<SumFamily<T, false, true>, T>("nansum " + t);
     expect_lines_match_line<MomentsFamily<T, false, true>, T>("nanmoments " + t);
