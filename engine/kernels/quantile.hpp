@@ -7,10 +7,12 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/families.hpp"
 #include "kernels/load.hpp"
@@ -33,10 +35,14 @@ inline KeyOf<T> order_key(T x) noexcept {
   if constexpr (std::is_same_v<T, bool>) {
     return x ? 1 : 0;
   } else if constexpr (std::is_floating_point_v<T>) {
-    if (x != x) return std::numeric_limits<K>::max();
+    // On the bits alone, without branches, so that loops over keys vectorize: a NaN's magnitude
+    // is above infinity's; a negative's bits are flipped (x ^ all ones), a positive's sign set.
     K bits;
     std::memcpy(&bits, &x, sizeof bits);
-    return (bits & kSign) != 0 ? static_cast<K>(~bits) : static_cast<K>(bits | kSign);
+    constexpr K kInf = std::bit_cast<K>(std::numeric_limits<T>::infinity());
+    const K flip = static_cast<K>(K{0} - (bits >> (8 * sizeof(K) - 1))) | kSign;
+    const K key = static_cast<K>(bits ^ flip);
+    return static_cast<K>(bits & ~kSign) > kInf ? std::numeric_limits<K>::max() : key;
   } else if constexpr (std::is_signed_v<T>) {
     return static_cast<K>(static_cast<K>(x) ^ kSign);
   } else {
@@ -124,6 +130,8 @@ class QuantileFamily {
         first += static_cast<Partial>(n);
       } else if (pass_ == 0) {
         count_all(&first, p, n, s);
+      } else if (groups_ == 1) {
+        count_under_prefix(&first, p, n, s);
       } else {
         for (std::int64_t i = 0; i < n; ++i) add(&first, key_at(p + i * s));
       }
@@ -189,12 +197,21 @@ class QuantileFamily {
   // Pass 0 over a run into `table`: small digits count into four 32-bit tables on the stack
   // (runs of equal values would otherwise wait on one counter), added to the partial at the end.
   void count_all(Partial* table, const std::byte* p, std::int64_t n, std::int64_t s) const {
+    Partial* counts = table + kHead;
+    if constexpr (sizeof(K) == 1) {
+      if (s == 1) return count_bytes(counts, p, n);  // (no 1-byte type has NaN)
+    } else if (!Swap && s == sizeof(K) && digit_ == 16 && n >= kWideRun) {
+      // A float key's top 16 bits are all ones only for NaN (the exponent's ones and the
+      // mantissa's top bits: never a number nor an infinity), so its digit counts the NaNs.
+      const std::uint64_t top = count_digit16(counts, p, n);
+      if constexpr (std::is_floating_point_v<T>) table[1] += top;
+      return;
+    }
     if constexpr (std::is_floating_point_v<T>) {
       for (std::int64_t i = 0; i < n; ++i) {
         table[1] += key_at(p + i * s) == std::numeric_limits<K>::max();
       }
     }
-    Partial* counts = table + kHead;
     if (digit_ == 8) {
       constexpr std::int64_t kSmall = 256;
       std::uint32_t local[4][kSmall] = {};
@@ -220,6 +237,97 @@ class QuantileFamily {
         ++counts[(key_at(p + i * s) >> shift_) & (buckets_ - 1)];
       }
     }
+  }
+
+  // count_all's loop for dense 1-byte keys: eight bytes a load, each to its own 32-bit table
+  // (neighbouring pixels often share a value; one table would make each increment wait on the
+  // one before), the tables summed into the partial every 2^31 bytes and at the end.
+  static void count_bytes(Partial* counts, const std::byte* p, std::int64_t n) noexcept {
+    constexpr int kTables = 8;
+    std::uint32_t local[kTables][256];
+    std::memset(local, 0, sizeof local);
+    constexpr std::int64_t kFlush = std::int64_t{1} << 31;
+    std::int64_t i = 0;
+    while (i < n) {
+      const std::int64_t end = i + std::min(n - i, kFlush);
+      for (; i + 8 <= end; i += 8) {
+        std::uint64_t w;
+        std::memcpy(&w, p + i, sizeof w);
+        for (int k = 0; k < kTables; ++k)
+          ++local[k][order_key<T>(static_cast<T>((w >> (8 * k)) & 0xFF))];
+      }
+      for (; i < end; ++i) {
+        std::uint8_t b;
+        std::memcpy(&b, p + i, 1);
+        ++local[0][order_key<T>(static_cast<T>(b))];
+      }
+      for (int v = 0; v < 256; ++v) {
+        std::uint64_t sum = 0;
+        for (int k = 0; k < kTables; ++k) sum += local[k][v];
+        counts[v] += sum;
+      }
+      std::memset(local, 0, sizeof local);
+    }
+  }
+
+  // A refining pass's run into one table: the elements under its prefix are few for spread
+  // data, so the loop is a compare per element (no table touched) but for them.
+  void count_under_prefix(Partial* table, const std::byte* p, std::int64_t n,
+                          std::int64_t s) const {
+    if (table[0] == kNoPrefix) return;
+    const auto prefix = static_cast<K>(table[0]);
+    const int above = shift_ + digit_;
+    Partial* counts = table + kHead;
+    // Blocks without an element under the prefix are skipped after a loop that only compares
+    // (vector code); the others count element by element.
+    constexpr std::int64_t kBlock = 256;
+    for (std::int64_t i0 = 0; i0 < n; i0 += kBlock) {
+      const std::int64_t end = std::min(n, i0 + kBlock);
+      if (!Swap && s == sizeof(K) && !has_prefix(p, i0, end, above, prefix)) continue;
+      for (std::int64_t i = i0; i < end; ++i) {
+        const K key = key_at(p + i * s);
+        if (static_cast<K>(key >> above) == prefix) ++counts[(key >> shift_) & (buckets_ - 1)];
+      }
+    }
+  }
+
+  // Whether a key of the dense elements [i0, end) at p has `prefix` above bit `above`.
+  static bool has_prefix(const std::byte* p, std::int64_t i0, std::int64_t end, int above,
+                         K prefix) noexcept {
+    std::uint32_t hits = 0;
+    for (std::int64_t i = i0; i < end; ++i) {
+      K x;
+      std::memcpy(&x, p + i * static_cast<std::int64_t>(sizeof(K)), sizeof x);
+      T v;
+      std::memcpy(&v, &x, sizeof v);
+      hits += static_cast<std::uint32_t>(static_cast<K>(order_key<T>(v) >> above) == prefix);
+    }
+    return hits != 0;
+  }
+
+  // count_all's loop for long dense runs under 16-bit digits: 32-bit counters in a table of
+  // this thread's (256 KiB; the 64-bit partial's 512 KiB would not stay in L2 beside the data),
+  // added to the partial at the end.
+  static constexpr std::int64_t kWideRun = std::int64_t{1} << 16;
+  // Returns how many keys had the top digit (0xFFFF).
+  std::uint64_t count_digit16(Partial* counts, const std::byte* p, std::int64_t n) const {
+    constexpr std::int64_t kItem = sizeof(K);
+    thread_local std::vector<std::uint32_t> local;
+    local.assign(std::size_t{1} << 16, 0);
+    std::uint32_t* c = local.data();
+    constexpr std::int64_t kFlush = std::int64_t{1} << 31;
+    std::uint64_t top = 0;
+    std::int64_t i = 0;
+    while (i < n) {
+      const std::int64_t end = i + std::min(n - i, kFlush);
+      for (; i < end; ++i) ++c[(key_at(p + i * kItem) >> shift_) & 0xFFFF];
+      top += c[0xFFFF];
+      for (std::int64_t v = 0; v < (std::int64_t{1} << 16); ++v) {
+        counts[v] += c[v];
+        c[v] = 0;
+      }
+    }
+    return top;
   }
 
   int digit_;
