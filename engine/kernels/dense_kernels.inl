@@ -562,6 +562,64 @@ void word_moments_minmax(const T* p, std::int64_t n, std::int64_t* s1, std::uint
   fold_words<T, true>(p, n, s1, s2, acc);
 }
 
+// The lanes of a register of bytes equal to v, as the bits of a mask (lane k: bit k).
+#if MMC_KERNEL_VECTOR_BYTES == 64
+using LaneBits = std::uint64_t;
+[[gnu::always_inline]] inline LaneBits lanes_equal(Reg<std::uint8_t> x, std::uint8_t v) noexcept {
+  return _mm512_cmpeq_epi8_mask(__builtin_bit_cast(IntReg, x),
+                                _mm512_set1_epi8(static_cast<char>(v)));
+}
+#elif MMC_KERNEL_VECTOR_BYTES == 32
+using LaneBits = std::uint32_t;
+[[gnu::always_inline]] inline LaneBits lanes_equal(Reg<std::uint8_t> x, std::uint8_t v) noexcept {
+  return static_cast<LaneBits>(_mm256_movemask_epi8(
+      _mm256_cmpeq_epi8(__builtin_bit_cast(IntReg, x), _mm256_set1_epi8(static_cast<char>(v)))));
+}
+#else
+using LaneBits = std::uint32_t;
+[[gnu::always_inline]] inline LaneBits lanes_equal(Reg<std::uint8_t> x, std::uint8_t v) noexcept {
+  return static_cast<LaneBits>(_mm_movemask_epi8(
+      _mm_cmpeq_epi8(__builtin_bit_cast(IntReg, x), _mm_set1_epi8(static_cast<char>(v)))));
+}
+#endif
+
+// dispatch.hpp's NibbleCountsFn: per register, 16 lane compares whose masks are counted (a
+// mask compare and a popcount per nibble value: about 0.25 cycles a byte per pass with
+// AVX-512, several times a byte histogram's speed).
+void nibble_counts(const std::uint8_t* p, std::int64_t n, std::uint8_t flip, int group,
+                   std::uint64_t* counts) noexcept {
+  std::uint64_t c[16] = {};
+  const bool low = group >= 0;
+  std::int64_t i = 0;
+  for (; i + kRegBytes <= n; i += kRegBytes) {
+    Reg<std::uint8_t> x;
+    std::memcpy(&x, p + i, sizeof x);
+    x ^= flip;
+    const auto hi =
+        __builtin_bit_cast(Reg<std::uint8_t>, __builtin_bit_cast(Reg<std::uint16_t>, x) >> 4) &
+        0x0F;
+    LaneBits in = ~LaneBits{0};
+    Reg<std::uint8_t> key = hi;
+    if (low) {
+      in = lanes_equal(hi, static_cast<std::uint8_t>(group));
+      key = x & 0x0F;
+    }
+    for (int v = 0; v < 16; ++v) {
+      c[v] += static_cast<std::uint64_t>(
+          __builtin_popcountll(lanes_equal(key, static_cast<std::uint8_t>(v)) & in));
+    }
+  }
+  for (; i < n; ++i) {
+    const auto x = static_cast<std::uint8_t>(p[i] ^ flip);
+    if (!low) {
+      ++c[x >> 4];
+    } else if (x >> 4 == group) {
+      ++c[x & 0x0F];
+    }
+  }
+  for (int v = 0; v < 16; ++v) counts[v] += c[v];
+}
+
 // Min and max in 64 / sizeof(T) lanes, the tail folded into lane 0, lanes merged in order: the
 // lanes of families.hpp's MinMaxFamily. Float NaNs never win a comparison; they set acc->nan.
 template <class T>
@@ -624,6 +682,7 @@ constexpr KernelTable kTable{
     &byte_moments_minmax<false, std::uint8_t>,
     &word_moments_minmax<std::int16_t>,
     &word_moments_minmax<std::uint16_t>,
+    &nibble_counts,
     &minmax<std::int8_t>,
     &minmax<std::uint8_t>,
     &minmax<std::int16_t>,

@@ -70,6 +70,12 @@ template <class T>
 using MomentsMinMaxFn = void (*)(const T* p, std::int64_t n, std::int64_t* s1, std::uint64_t* s2,
                                  MinMaxAcc<T>* acc) noexcept;
 
+// Counts of the nibbles of n one-byte keys (each byte ^ flip): with group < 0, counts[v] grows by
+// the keys whose high nibble is v; with group g in [0, 16), by the keys whose high nibble is g
+// and low nibble v (an order statistic of bytes found by two such passes over data in cache).
+using NibbleCountsFn = void (*)(const std::uint8_t* p, std::int64_t n, std::uint8_t flip, int group,
+                                std::uint64_t* counts) noexcept;
+
 // Folds n elements into acc (min/max, and for floats the nan/valid flags).
 template <class T>
 using MinMaxFn = void (*)(const T* p, std::int64_t n, MinMaxAcc<T>* acc) noexcept;
@@ -86,6 +92,7 @@ struct KernelTable {
   MomentsMinMaxFn<std::uint8_t> moments_minmax_u8;
   MomentsMinMaxFn<std::int16_t> moments_minmax_i16;
   MomentsMinMaxFn<std::uint16_t> moments_minmax_u16;
+  NibbleCountsFn nibble_counts;
   MinMaxFn<std::int8_t> minmax_i8;
   MinMaxFn<std::uint8_t> minmax_u8;
   MinMaxFn<std::int16_t> minmax_i16;

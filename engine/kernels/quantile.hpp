@@ -10,6 +10,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -101,6 +102,17 @@ class QuantileFamily {
         prefixes_(prefixes),
         gather_(gather) {}
 
+  // Pass 0 over 1-byte keys: a run that holds all n_red elements of its output (the only run
+  // of it, then) finds the output's ranks (ranks(n): ascending) by counting nibbles in two
+  // passes over the run in cache instead of a 256-counter table: the table it leaves is exact
+  // at the 16 high-nibble boundaries and within the groups that hold a rank, each other group's
+  // count on its first value, which is all QuantileState::take reads of it.
+  using RanksFn = std::function<std::vector<std::uint64_t>(std::uint64_t n)>;
+  void select_whole_outputs(std::int64_t n_red, RanksFn ranks) {
+    whole_ = n_red;
+    ranks_ = std::move(ranks);
+  }
+
   std::int64_t width() const noexcept {
     return gather_ > 0 ? 1 + gather_ : groups_ * (kHead + buckets_);
   }
@@ -129,6 +141,9 @@ class QuantileFamily {
         for (std::int64_t i = 0; i < n; ++i) keys[i] = key_at(p + i * s);
         first += static_cast<Partial>(n);
       } else if (pass_ == 0) {
+        if constexpr (sizeof(K) == 1 && !std::is_same_v<T, bool>) {
+          if (s == 1 && n == whole_ && n > 0 && ranks_) return count_ranks(&first, p, n);
+        }
         count_all(&first, p, n, s);
       } else if (groups_ == 1) {
         count_under_prefix(&first, p, n, s);
@@ -270,6 +285,33 @@ class QuantileFamily {
     }
   }
 
+  // select_whole_outputs' run: the high nibbles' counts, then the low nibbles' within each
+  // group that holds a rank.
+  void count_ranks(Partial* table, const std::byte* p, std::int64_t n) const {
+    const KernelTable& k = active_kernels();
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(p);
+    const std::uint8_t flip = std::is_signed_v<T> ? 0x80 : 0;  // order_key's
+    std::uint64_t high[16] = {};
+    k.nibble_counts(bytes, n, flip, -1, high);
+    bool exact[16] = {};
+    std::uint64_t before = 0;
+    int g = 0;
+    for (std::uint64_t rank : ranks_(static_cast<std::uint64_t>(n))) {
+      while (g < 16 && before + high[g] <= rank) before += high[g++];
+      if (g < 16) exact[g] = true;
+    }
+    Partial* counts = table + kHead;
+    for (g = 0; g < 16; ++g) {
+      if (!exact[g]) {
+        counts[16 * g] += high[g];
+        continue;
+      }
+      std::uint64_t low[16] = {};
+      k.nibble_counts(bytes, n, flip, g, low);
+      for (int v = 0; v < 16; ++v) counts[16 * g + v] += low[v];
+    }
+  }
+
   // A refining pass's run into one table: the elements under its prefix are few for spread
   // data, so the loop is a compare per element (no table touched) but for them.
   void count_under_prefix(Partial* table, const std::byte* p, std::int64_t n,
@@ -280,7 +322,7 @@ class QuantileFamily {
     Partial* counts = table + kHead;
     // Blocks without an element under the prefix are skipped after a loop that only compares
     // (vector code); the others count element by element.
-    constexpr std::int64_t kBlock = 256;
+    constexpr std::int64_t kBlock = 32;
     for (std::int64_t i0 = 0; i0 < n; i0 += kBlock) {
       const std::int64_t end = std::min(n, i0 + kBlock);
       if (!Swap && s == sizeof(K) && !has_prefix(p, i0, end, above, prefix)) continue;
@@ -330,6 +372,8 @@ class QuantileFamily {
     return top;
   }
 
+  std::int64_t whole_ = -1;  // select_whole_outputs' n_red
+  RanksFn ranks_;
   int digit_;
   std::int64_t buckets_;
   int pass_;

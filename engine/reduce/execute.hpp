@@ -597,12 +597,20 @@ std::unique_ptr<PassSlot> make_slot(Context& ctx, FamilyKey key, const SlotOps& 
 // passes'), handing each output's tables to `state` (none in a worker).
 template <class T, bool Swap, bool Filter>
 std::unique_ptr<PassSlot> quantile_slot(const Context& ctx, int tables, int pass,
-                                        const std::uint64_t* prefixes, QuantileState* state) {
+                                        const std::uint64_t* prefixes, QuantileState* state,
+                                        const std::vector<ReduceOp>* ops = nullptr) {
   using Q = kernels::QuantileFamily<T, Swap>;
   const int digit = quantile_digit_bits(kernels::kKeyBits<T>, ctx.plan.n_red);
   const std::int64_t gather =
       quantile_gathers(kernels::kKeyBits<T>, ctx.plan.n_red) ? ctx.plan.n_red : 0;
-  auto family = wrap<T, Filter>(ctx, Q(digit, pass, tables, prefixes, gather));
+  Q counting(digit, pass, tables, prefixes, gather);
+  if (ops != nullptr) {
+    // Pass 0's ops: a run holding a whole output of 1-byte keys selects its ranks itself.
+    counting.select_whole_outputs(ctx.plan.n_red, [ops = *ops, q = ctx.options.q](std::uint64_t n) {
+      return quantile_ranks(ops, q, n);
+    });
+  }
+  auto family = wrap<T, Filter>(ctx, std::move(counting));
   using F = decltype(family);
   typename FamilySlot<F>::Emit emit;
   if (state != nullptr) {
@@ -709,8 +717,8 @@ void execute_pass(Context& ctx) {
                           quantile_gathers(kernels::kKeyBits<T>, ctx.plan.n_red),
                           &kernels::key_value<T>);
       }
-      slots.push_back(
-          quantile_slot<T, Swap, Filter>(ctx, 1, 0, nullptr, quantiles ? &*quantiles : nullptr));
+      slots.push_back(quantile_slot<T, Swap, Filter>(
+          ctx, 1, 0, nullptr, quantiles ? &*quantiles : nullptr, &served.ops));
     } else {
       slots.push_back(make_slot<T, Swap, Filter>(ctx, key, served, edges ? &*edges : nullptr));
     }

@@ -185,8 +185,8 @@ struct Filtered : F {
   void line(Partial* parts, const std::byte* ptr, std::int64_t n, std::int64_t stride,
             std::int64_t index, std::int64_t moff, std::int64_t mstride) const {
     lines_kept(parts, ptr, n, stride, moff, mstride,
-               [this, index](Partial* at, const std::byte* q, std::int64_t m, std::int64_t s) {
-                 F::line(at, q, m, s, index);
+               [index](Partial* at, const std::byte* q, std::int64_t m, std::int64_t s) {
+                 F::line(at, q, m, s, index);  // static: the families with indices have no state
                });
   }
 

@@ -59,6 +59,27 @@ int quantile_groups(const std::vector<ReduceOp>& ops, const std::vector<double>&
   return (median ? 2 : 0) + (percentile ? 2 * static_cast<int>(q.size()) : 0);
 }
 
+std::vector<std::uint64_t> quantile_ranks(const std::vector<ReduceOp>& ops,
+                                          const std::vector<double>& q, std::uint64_t n) {
+  std::vector<std::uint64_t> ranks;
+  if (n == 0) return ranks;
+  for (ReduceOp op : ops) {
+    if (is_median(op)) {
+      ranks.push_back((n - 1) / 2);
+      ranks.push_back(n / 2);
+    } else if (is_percentile(op)) {
+      for (double fraction : q) {
+        const QuantileNeighbours nb = quantile_neighbours(n, fraction / 100);
+        ranks.push_back(nb.below);
+        ranks.push_back(nb.above);
+      }
+    }
+  }
+  std::sort(ranks.begin(), ranks.end());
+  ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
+  return ranks;
+}
+
 int quantile_digit_bits(int key_bits, std::int64_t n_red) noexcept {
   constexpr std::int64_t kWideDigitElements = std::int64_t{1} << 18;
   return key_bits > 8 && n_red >= kWideDigitElements ? 16 : 8;
@@ -93,12 +114,11 @@ std::int64_t quantile_partial_bytes(const std::vector<ReduceOp>& ops, const std:
 }
 
 QuantileState::QuantileState(std::vector<Target> targets, std::vector<double> q, std::int64_t n_out,
-                             std::int64_t n_red, int key_bits, int digit_bits, bool floats,
+                             std::int64_t /*n_red*/, int key_bits, int digit_bits, bool floats,
                              bool gather, double (*value)(std::uint64_t))
     : targets_(std::move(targets)),
       q_(std::move(q)),
       n_out_(n_out),
-      n_red_(n_red),
       key_bits_(key_bits),
       digit_bits_(digit_bits),
       floats_(floats),
@@ -143,22 +163,9 @@ void QuantileState::take(int pass, std::int64_t output, const std::uint64_t* tab
       return nan == 0 || quantile_skips_nan(t.op);
     });
     if (n == 0 || !wanted) return;
-    // The ranks this output needs, ascending and once each.
-    std::vector<std::uint64_t> ranks;
-    for (const Target& t : targets_) {
-      if (is_median(t.op)) {
-        ranks.push_back((n - 1) / 2);
-        ranks.push_back(n / 2);
-      } else {
-        for (double q : q_) {
-          const QuantileNeighbours nb = quantile_neighbours(n, q / 100);
-          ranks.push_back(nb.below);
-          ranks.push_back(nb.above);
-        }
-      }
-    }
-    std::sort(ranks.begin(), ranks.end());
-    ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
+    std::vector<ReduceOp> ops;
+    for (const Target& t : targets_) ops.push_back(t.op);
+    const std::vector<std::uint64_t> ranks = quantile_ranks(ops, q_, n);
     std::copy(ranks.begin(), ranks.end(), ranks_.begin() + static_cast<std::ptrdiff_t>(at));
     std::copy(ranks.begin(), ranks.end(), left_.begin() + static_cast<std::ptrdiff_t>(at));
     if (gather_) {

@@ -19,6 +19,11 @@ bool is_percentile(ReduceOp op) noexcept;
 // most tables a refining pass counts per output. 0 when no op is a quantile.
 int quantile_groups(const std::vector<ReduceOp>& ops, const std::vector<double>& q) noexcept;
 
+// The ranks (0-based, ascending, once each) that an output of n elements (NaN left out) needs
+// for the quantile ops among `ops`: a median's middle one or two, each q's numpy neighbours.
+std::vector<std::uint64_t> quantile_ranks(const std::vector<ReduceOp>& ops,
+                                          const std::vector<double>& q, std::uint64_t n);
+
 // The digit a pass counts, for keys of key_bits over outputs of n_red elements each: 16 bits
 // when an output has enough elements for a table of 2^16 counters to pay for itself, else 8
 // (256 counters, more passes over wider types). Exact either way: only the passes change.
@@ -70,7 +75,6 @@ class QuantileState {
   std::vector<Target> targets_;
   std::vector<double> q_;
   std::int64_t n_out_;
-  std::int64_t n_red_;
   int key_bits_;
   int digit_bits_;
   bool floats_;

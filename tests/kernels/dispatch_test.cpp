@@ -284,6 +284,35 @@ TEST(DenseKernels, FusedMomentsAndMinMaxEqualTheTwoKernelsInEveryVariant) {
   }
 }
 
+TEST(DenseKernels, NibbleCountsEqualAByteHistogramsInEveryVariant) {
+  for (const KernelTable* t : variants()) {
+    for (std::int64_t n : kLengths) {
+      // Bytes over a part of the range, so some groups are empty, at an odd address.
+      std::mt19937_64 rng(static_cast<std::uint64_t>(n) + 41);
+      std::vector<std::uint8_t> v(static_cast<std::size_t>(n + 1));
+      for (auto& x : v) x = static_cast<std::uint8_t>(40 + rng() % 150);
+      const std::uint8_t* p = v.data() + 1;
+      for (std::uint8_t flip : {std::uint8_t{0}, std::uint8_t{0x80}}) {
+        std::uint64_t hist[256] = {};
+        for (std::int64_t i = 0; i < n; ++i) ++hist[static_cast<std::uint8_t>(p[i] ^ flip)];
+        std::uint64_t high[16] = {};
+        t->nibble_counts(p, n, flip, -1, high);
+        for (int g = 0; g < 16; ++g) {
+          std::uint64_t want = 0;
+          for (int l = 0; l < 16; ++l) want += hist[16 * g + l];
+          EXPECT_EQ(high[g], want) << to_string(t->isa) << " n=" << n << " high " << g;
+          std::uint64_t low[16] = {7};  // counts add to what is there
+          t->nibble_counts(p, n, flip, g, low);
+          for (int l = 0; l < 16; ++l) {
+            EXPECT_EQ(low[l], hist[16 * g + l] + (l == 0 ? 7 : 0))
+                << to_string(t->isa) << " n=" << n << " group " << g << " low " << l;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(DenseKernels, MinMaxKeepsTheSameZeroAsTheScalarLanes) {
   // -0.0 == +0.0: which one a min keeps depends on the order elements meet; the kernels keep
   // the scalar templates' lanes, so both paths keep the same one.
