@@ -524,15 +524,13 @@ void fold_words(const T* p, std::int64_t n, std::int64_t* s1, std::uint64_t* s2,
     const std::int64_t end = start + kChunk < n ? start + kChunk : n;
     Acc a1 = 0;
     std::uint64_t a2 = 0;
-    RunningMinMax<T, MinMax> part = range;
     for (std::int64_t i = start; i < end; ++i) {
       const T v = at(p, i);
       const Acc x = v;
       a1 += x;
       a2 += static_cast<std::uint32_t>(x * x);
-      part.fold(v);
+      range.fold(v);
     }
-    range = part;
     total1 += a1;
     total2 += a2;
   }

@@ -325,7 +325,7 @@ class QuantileFamily {
     constexpr std::int64_t kBlock = 32;
     for (std::int64_t i0 = 0; i0 < n; i0 += kBlock) {
       const std::int64_t end = std::min(n, i0 + kBlock);
-      if (!Swap && s == sizeof(K) && !has_prefix(p, i0, end, above, prefix)) continue;
+      if (s == sizeof(K) && !has_prefix(p, i0, end, above, prefix)) continue;
       for (std::int64_t i = i0; i < end; ++i) {
         const K key = key_at(p + i * s);
         if (static_cast<K>(key >> above) == prefix) ++counts[(key >> shift_) & (buckets_ - 1)];
@@ -336,13 +336,10 @@ class QuantileFamily {
   // Whether a key of the dense elements [i0, end) at p has `prefix` above bit `above`.
   static bool has_prefix(const std::byte* p, std::int64_t i0, std::int64_t end, int above,
                          K prefix) noexcept {
+    constexpr auto kItem = static_cast<std::int64_t>(sizeof(K));  // a constant stride: vectors
     std::uint32_t hits = 0;
     for (std::int64_t i = i0; i < end; ++i) {
-      K x;
-      std::memcpy(&x, p + i * static_cast<std::int64_t>(sizeof(K)), sizeof x);
-      T v;
-      std::memcpy(&v, &x, sizeof v);
-      hits += static_cast<std::uint32_t>(static_cast<K>(order_key<T>(v) >> above) == prefix);
+      hits += static_cast<std::uint32_t>(static_cast<K>(key_at(p + i * kItem) >> above) == prefix);
     }
     return hits != 0;
   }

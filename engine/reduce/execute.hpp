@@ -712,8 +712,8 @@ void execute_pass(Context& ctx) {
           targets.push_back({served.ops[k], ctx.results[served.results[k]].data.data()});
         }
         const int digit = quantile_digit_bits(kernels::kKeyBits<T>, ctx.plan.n_red);
-        quantiles.emplace(std::move(targets), ctx.options.q, ctx.plan.n_out, ctx.plan.n_red,
-                          kernels::kKeyBits<T>, digit, kernels::kIsFloat<T>,
+        quantiles.emplace(std::move(targets), ctx.options.q, ctx.plan.n_out, kernels::kKeyBits<T>,
+                          digit, kernels::kIsFloat<T>,
                           quantile_gathers(kernels::kKeyBits<T>, ctx.plan.n_red),
                           &kernels::key_value<T>);
       }

@@ -114,8 +114,8 @@ std::int64_t quantile_partial_bytes(const std::vector<ReduceOp>& ops, const std:
 }
 
 QuantileState::QuantileState(std::vector<Target> targets, std::vector<double> q, std::int64_t n_out,
-                             std::int64_t /*n_red*/, int key_bits, int digit_bits, bool floats,
-                             bool gather, double (*value)(std::uint64_t))
+                             int key_bits, int digit_bits, bool floats, bool gather,
+                             double (*value)(std::uint64_t))
     : targets_(std::move(targets)),
       q_(std::move(q)),
       n_out_(n_out),
@@ -124,9 +124,8 @@ QuantileState::QuantileState(std::vector<Target> targets, std::vector<double> q,
       floats_(floats),
       gather_(gather),
       value_(value) {
-  std::vector<ReduceOp> ops;
-  for (const Target& t : targets_) ops.push_back(t.op);
-  groups_ = quantile_groups(ops, q_);
+  for (const Target& t : targets_) ops_.push_back(t.op);
+  groups_ = quantile_groups(ops_, q_);
   const auto outputs = static_cast<std::size_t>(n_out_);
   valid_.assign(outputs, 0);
   has_nan_.assign(outputs, 0);
@@ -163,9 +162,7 @@ void QuantileState::take(int pass, std::int64_t output, const std::uint64_t* tab
       return nan == 0 || quantile_skips_nan(t.op);
     });
     if (n == 0 || !wanted) return;
-    std::vector<ReduceOp> ops;
-    for (const Target& t : targets_) ops.push_back(t.op);
-    const std::vector<std::uint64_t> ranks = quantile_ranks(ops, q_, n);
+    const std::vector<std::uint64_t> ranks = quantile_ranks(ops_, q_, n);
     std::copy(ranks.begin(), ranks.end(), ranks_.begin() + static_cast<std::ptrdiff_t>(at));
     std::copy(ranks.begin(), ranks.end(), left_.begin() + static_cast<std::ptrdiff_t>(at));
     if (gather_) {

@@ -48,7 +48,7 @@ class QuantileState {
   // last table entry counts NaN. value: a key's value as a double.
   // gather: pass 0 keeps each output's keys (quantile_gathers) instead of counting them.
   QuantileState(std::vector<Target> targets, std::vector<double> q, std::int64_t n_out,
-                std::int64_t n_red, int key_bits, int digit_bits, bool floats, bool gather,
+                int key_bits, int digit_bits, bool floats, bool gather,
                 double (*value)(std::uint64_t));
 
   int passes() const noexcept { return gather_ ? 1 : key_bits_ / digit_bits_; }
@@ -73,6 +73,7 @@ class QuantileState {
   double value_of_rank(std::int64_t output, std::uint64_t rank) const;
 
   std::vector<Target> targets_;
+  std::vector<ReduceOp> ops_;  // targets_' ops
   std::vector<double> q_;
   std::int64_t n_out_;
   int key_bits_;
