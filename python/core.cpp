@@ -1,0 +1,194 @@
+// mmcompute._core: the engine's calls as the Python package needs them. The package
+// (python/mmcompute/__init__.py) holds the public functions, their documentation and the
+// turning of numpy arrays, memmaps, h5py datasets and zarr arrays into the names the engine
+// opens; this file takes those names and plain options, runs the engine with the GIL released
+// and hands back numpy arrays.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mmc/convert.hpp"
+#include "mmc/error.hpp"
+#include "mmc/interrupt.hpp"
+#include "mmc/open.hpp"
+#include "mmc/reduce.hpp"
+#include "mmc/select.hpp"
+#include "mmc/zarr.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+// numpy.memmap's arguments for a raw file: (descr, shape, offset, order).
+using RawArgs = std::tuple<std::string, std::vector<std::int64_t>, std::uint64_t, std::string>;
+
+// The engine's failures reach Python as EngineError(code, message); the package turns them into
+// its exception classes (FileNotFoundError, ValueError, mmcompute.CorruptError, ...).
+PyObject* g_engine_error = nullptr;
+
+[[noreturn]] void raise_engine_error(const mmc::Error& e) {
+  // SIGINT turned into Error(Cancelled): the scope raised the signal again when it ended, and
+  // Python's handler has it. Raise that (KeyboardInterrupt, or what the program's handler does).
+  if (e.code() == mmc::ErrorCode::Cancelled && PyErr_CheckSignals() != 0) {
+    throw py::error_already_set();
+  }
+  PyErr_SetObject(g_engine_error, py::make_tuple(mmc::to_string(e.code()), e.what()).ptr());
+  throw py::error_already_set();
+}
+
+// Runs `work` (engine calls only: no Python object) with the GIL released and SIGINT turned
+// into the engine's cancellation. Engine errors become EngineError.
+template <class F>
+auto run_engine(F&& work) {
+  try {
+    py::gil_scoped_release release;
+    const mmc::InterruptScope interrupts;
+    return work();
+  } catch (const mmc::Error& e) {
+    raise_engine_error(e);
+  }
+}
+
+mmc::AnyArray open_spec(const std::string& spec, const std::optional<RawArgs>& raw) {
+  if (!raw) return mmc::open_array(spec);
+  mmc::RawSpec r;
+  r.path = spec;
+  r.dtype = mmc::DType::from_numpy_descr(std::get<0>(*raw));
+  r.shape = std::get<1>(*raw);
+  r.offset = std::get<2>(*raw);
+  const std::string& order = std::get<3>(*raw);
+  if (order != "C" && order != "F") {
+    throw mmc::Error(mmc::ErrorCode::InvalidArgument,
+                     "order must be 'C' or 'F', not '" + order + "'");
+  }
+  r.order = order == "F" ? mmc::Order::F : mmc::Order::C;
+  return mmc::open_array(spec, &r);
+}
+
+// A copy of an engine result as a numpy array of its dtype and shape.
+py::array to_numpy(const mmc::DType& dtype, const mmc::Shape& shape, const mmc::Bytes& bytes) {
+  const std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+  py::array out(py::dtype(dtype.numpy_descr()), dims);
+  if (!bytes.empty()) std::memcpy(out.mutable_data(), bytes.data(), bytes.size());
+  return out;
+}
+
+struct ReduceArgs {
+  std::string spec;
+  std::optional<RawArgs> raw;
+  std::optional<std::string> select;
+  mmc::ReduceOptions options;
+  std::optional<std::string> mask;  // a .npy file's name
+};
+
+py::list reduce(const std::string& spec, const std::optional<RawArgs>& raw,
+                const std::vector<std::string>& ops, const std::optional<std::vector<int>>& axes,
+                int ddof, const std::optional<int>& n_jobs,
+                const std::optional<std::string>& backend,
+                const std::optional<std::string>& max_nbytes, std::int64_t bins,
+                const std::optional<std::pair<double, double>>& range, const std::vector<double>& q,
+                const std::optional<std::string>& nodata, const std::optional<std::string>& mask,
+                const std::optional<std::string>& select, std::int64_t task_bytes) {
+  ReduceArgs args{spec, raw, select, {}, mask};
+  mmc::ReduceOptions& o = args.options;
+  const std::vector<mmc::ReduceResult> results = run_engine([&] {
+    for (const std::string& op : ops) o.ops.push_back(mmc::parse_reduce_op(op));
+    o.axes_given = true;  // none: every axis, as numpy's axis=None (set once the array is open)
+    if (axes) o.axes = *axes;
+    o.ddof = ddof;
+    o.bins = bins;
+    if (range) {
+      o.range_given = true;
+      o.range_lo = range->first;
+      o.range_hi = range->second;
+    }
+    o.q = q;
+    if (nodata) o.nodata = mmc::parse_nodata(*nodata);
+    o.task_bytes = task_bytes;
+    o.pool.n_jobs = n_jobs;
+    if (backend) o.pool.backend = mmc::parse_backend(*backend);
+    if (max_nbytes) o.pool.max_nbytes = mmc::parse_max_nbytes(*max_nbytes);
+    if (args.mask) o.mask = std::make_shared<const mmc::Source>(mmc::open_npy(*args.mask));
+    mmc::AnyArray array = open_spec(args.spec, args.raw);
+    if (args.select) array = mmc::select(array, mmc::parse_selection(*args.select));
+    if (!axes) {
+      for (int a = 0; a < array.meta().ndim(); ++a) o.axes.push_back(a);
+    }
+    return mmc::reduce_each(array, o);
+  });
+  // One (name, values, bin_edges or None) per op, in the order asked.
+  py::list out;
+  for (std::size_t k = 0; k < results.size(); ++k) {
+    const mmc::ReduceResult& r = results[k];
+    py::object edges = py::none();
+    if (!r.edges.empty()) {
+      edges =
+          to_numpy(r.edges_dtype,
+                   {static_cast<std::int64_t>(r.edges.size() / r.edges_dtype.itemsize())}, r.edges);
+    }
+    out.append(py::make_tuple(mmc::to_string(o.ops[k]), to_numpy(r.dtype, r.shape, r.data), edges));
+  }
+  return out;
+}
+
+py::dict info(const std::string& spec, const std::optional<RawArgs>& raw) {
+  struct Described {
+    mmc::ArrayMeta meta;
+    std::string kind, name;
+    mmc::Shape chunks;
+  };
+  const Described d = run_engine([&] {
+    const mmc::AnyArray array = open_spec(spec, raw);
+    Described out{array.meta(), array.kind(), array.name(), {}};
+    if (array.chunked() != nullptr) out.chunks = array.chunked()->chunk_shape();
+    return out;
+  });
+  py::dict out;
+  out["path"] = d.name;
+  out["format"] = d.kind;
+  out["dtype"] = d.meta.dtype.numpy_descr();
+  out["shape"] = py::tuple(py::cast(d.meta.shape));
+  out["order"] = d.meta.order == mmc::Order::F ? "F" : "C";
+  out["nbytes"] = d.meta.nbytes();
+  out["chunks"] =
+      d.chunks.empty() ? py::object(py::none()) : py::object(py::tuple(py::cast(d.chunks)));
+  return out;
+}
+
+py::dict convert(const std::string& spec, const std::optional<RawArgs>& raw,
+                 const std::string& dest, const std::optional<std::vector<std::int64_t>>& chunks,
+                 const std::string& compressor, int level, const std::optional<int>& n_jobs,
+                 bool overwrite) {
+  const mmc::ConvertStats stats = run_engine([&] {
+    mmc::ConvertOptions o;
+    if (chunks) o.chunks = *chunks;
+    o.compressor = mmc::parse_compressor(compressor);
+    o.level = level;
+    o.overwrite = overwrite;
+    o.pool.n_jobs = n_jobs;
+    return mmc::convert(open_spec(spec, raw), dest, o);
+  });
+  py::dict out;
+  out["nbytes"] = stats.logical_bytes;
+  out["chunks"] =
+      stats.chunks.empty() ? py::object(py::none()) : py::object(py::tuple(py::cast(stats.chunks)));
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "mmcompute's engine (use the mmcompute package, not this module)";
+  static py::exception<mmc::Error> engine_error(m, "EngineError");
+  g_engine_error = engine_error.ptr();
+  m.def("reduce", &reduce);
+  m.def("info", &info);
+  m.def("convert", &convert);
+  m.def("kernel_isa", [] { return std::string(mmc::kernel_isa()); });
+}

@@ -1,0 +1,352 @@
+"""mmcompute: statistics over image cubes at the memory bus's speed, from numpy.
+
+Reductions (mean, std, min, max, count, argmax, histogram, median, percentiles, ...) over
+the axes of a cube that lives in a file (.npy, raw, HDF5, zarr), in an ``np.memmap``, in an
+``h5py.Dataset``, a ``zarr.Array`` or a numpy array, run by the C++ engine in forked worker
+processes (or threads), with numpy's answers, bitwise the same for any ``n_jobs`` and backend,
+and bitwise those of the ``mmcompute`` command line tool.
+
+    >>> import numpy as np, mmcompute
+    >>> cube = np.memmap("cube.u8", dtype=np.uint8, mode="r", shape=(2048, 1024, 1024))
+    >>> means = mmcompute.reduce(cube, "mean", axis=(1, 2))       # one mean per image
+    >>> stats = mmcompute.reduce("cube.npy", ["mean", "std", "max"], axis=(1, 2))
+
+The engine works with the GIL released, so other Python threads run meanwhile; Ctrl-C stops
+the workers and raises KeyboardInterrupt. Its errors are Python exceptions: FileNotFoundError
+for a missing file, ValueError for bad arguments, and subclasses of ``mmcompute.Error``
+(CorruptError for a file whose bytes contradict its metadata, WorkerLostError, ...).
+"""
+from __future__ import annotations
+
+import mmap
+import os
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+
+__all__ = [
+    "reduce",
+    "info",
+    "convert",
+    "kernel_isa",
+    "Error",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "CorruptError",
+    "IoError",
+    "PermissionDeniedError",
+    "WorkerLostError",
+    "TaskTimeoutError",
+    "CancelledError",
+    "TaskFailedError",
+    "InternalError",
+]
+
+Source = Union[str, "os.PathLike[str]", np.ndarray, Any]
+Result = Union[np.ndarray, np.generic, Tuple[np.ndarray, np.ndarray], Dict[str, np.ndarray]]
+
+
+class Error(Exception):
+    """Base class of mmcompute's errors (the message is the command line tool's)."""
+
+
+class InvalidArgumentError(Error, ValueError):
+    """Something impossible was asked: a bad axis, dtype, op or option."""
+
+
+class NotFoundError(Error, FileNotFoundError):
+    """A file, dataset or store does not exist."""
+
+
+class CorruptError(Error, ValueError):
+    """A file's bytes contradict its own metadata (a truncated .npy, a damaged chunk)."""
+
+
+class IoError(Error, OSError):
+    """The operating system refused (open, mmap, read, write, rename)."""
+
+
+class PermissionDeniedError(IoError, PermissionError):
+    """The operating system refused for want of permission."""
+
+
+class WorkerLostError(Error):
+    """A worker process died (killed, out of memory) while it ran part of the call."""
+
+
+class TaskTimeoutError(Error, TimeoutError):
+    """A deadline passed."""
+
+
+class CancelledError(Error):
+    """The call was cancelled (SIGTERM, or an interrupt outside the main thread)."""
+
+
+class TaskFailedError(Error):
+    """Code inside a task raised."""
+
+
+class InternalError(Error):
+    """A bug in mmcompute: please report it with the message."""
+
+
+_ERRORS = {
+    "InvalidArgument": InvalidArgumentError,
+    "NotFound": NotFoundError,
+    "Corrupt": CorruptError,
+    "Io": IoError,
+    "WorkerLost": WorkerLostError,
+    "Timeout": TaskTimeoutError,
+    "Cancelled": CancelledError,
+    "TaskFailed": TaskFailedError,
+    "Internal": InternalError,
+}
+
+
+def _error(engine_error: Exception) -> Error:
+    code, message = engine_error.args
+    cls = _ERRORS.get(code, Error)
+    if cls is IoError and "Permission denied" in message:
+        cls = PermissionDeniedError
+    return cls(message)
+
+
+def _call(fn, *args):
+    try:
+        return fn(*args)
+    except _core.EngineError as e:
+        raise _error(e) from None
+
+
+class _Resolved:
+    """What the engine opens for a source: a name, a raw file's description, and a memfd
+    descriptor to close after the call (an in-memory array copied into a memfd)."""
+
+    def __init__(self, spec: str, raw: Optional[tuple] = None, fd: Optional[int] = None):
+        self.spec, self.raw, self.fd = spec, raw, fd
+
+    def __enter__(self) -> "_Resolved":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _npy_in_memfd(array: np.ndarray, name: str) -> _Resolved:
+    """Writes `array` as a .npy file into an anonymous memory file (memfd: nothing named in
+    /dev/shm, gone with its last descriptor or mapping), which forked workers map."""
+    order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+    header = {
+        "descr": np.lib.format.dtype_to_descr(array.dtype),
+        "fortran_order": order == "F",
+        "shape": array.shape,
+    }
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        with os.fdopen(os.dup(fd), "wb") as f:
+            np.lib.format.write_array_header_2_0(f, header)
+            data_offset = f.tell()
+        total = data_offset + array.nbytes
+        os.ftruncate(fd, total)
+        if array.nbytes:
+            with mmap.mmap(fd, total) as mm:
+                view = np.ndarray(array.shape, array.dtype, buffer=mm, offset=data_offset,
+                                  order=order)
+                view[...] = array
+                del view
+    except BaseException:
+        os.close(fd)
+        raise
+    return _Resolved(f"/proc/self/fd/{fd}", None, fd)
+
+
+def _memmap_region(array: np.ndarray) -> Optional[_Resolved]:
+    """The file region an np.memmap (or a contiguous view of one) reads, as a raw file's
+    description, so the engine maps the file itself; None when the array is not such a view."""
+    holder = array
+    while holder is not None and not (isinstance(holder, np.memmap)
+                                      and getattr(holder, "_mmap", None) is not None):
+        holder = holder.base if isinstance(holder, np.ndarray) else None
+    if holder is None or holder.filename is None or holder.mode == "c":
+        return None  # copy-on-write: the file does not hold what the array shows
+    if not (array.flags.c_contiguous or array.flags.f_contiguous):
+        return None
+    base = np.frombuffer(holder._mmap, dtype=np.uint8)
+    start = holder.offset - holder.offset % mmap.ALLOCATIONGRANULARITY
+    offset = start + (array.ctypes.data - base.ctypes.data)
+    del base
+    order = "C" if array.flags.c_contiguous else "F"
+    return _Resolved(os.fspath(holder.filename), (array.dtype.str, list(array.shape), offset, order))
+
+
+def _resolve(source: Source, dtype, shape, offset: int, order: str) -> _Resolved:
+    if isinstance(source, (str, os.PathLike)):
+        spec = os.fspath(source)
+        if dtype is None and shape is None:
+            return _Resolved(spec)
+        if dtype is None or shape is None:
+            raise InvalidArgumentError("a raw file needs both dtype and shape (numpy.memmap's)")
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        return _Resolved(spec, (np.dtype(dtype).str, [int(n) for n in shape], int(offset), order))
+    if dtype is not None or shape is not None:
+        raise InvalidArgumentError("dtype and shape describe a raw file: give them with a path")
+    module = type(source).__module__
+    if module.startswith("h5py") and hasattr(source, "file") and hasattr(source, "name"):
+        return _Resolved(f"{source.file.filename}:{source.name}")
+    if module.startswith("zarr") and hasattr(source, "store"):
+        root = getattr(source.store, "path", None)
+        if not isinstance(root, str):
+            raise TypeError("mmcompute reads a zarr.Array stored in a directory "
+                            f"(zarr.DirectoryStore), not one in a {type(source.store).__name__}")
+        return _Resolved(os.path.join(root, source.path) if source.path else root)
+    if isinstance(source, np.ndarray):
+        return _memmap_region(source) or _npy_in_memfd(source, "mmcompute-array")
+    raise TypeError("source must be a path (.npy, raw with dtype and shape, FILE.h5:/dataset, "
+                    "a zarr store), a numpy array or memmap, an h5py.Dataset or a zarr.Array, "
+                    f"not {type(source).__name__}")
+
+
+def _selection_text(select) -> Optional[str]:
+    """numpy basic indexing (an int, a slice, or a tuple of them) as the CLI's --select text."""
+    if select is None or isinstance(select, str):
+        return select
+    parts = select if isinstance(select, tuple) else (select,)
+    out = []
+    for p in parts:
+        if isinstance(p, slice):
+            text = ":".join("" if v is None else str(int(v)) for v in (p.start, p.stop))
+            out.append(text if p.step is None else f"{text}:{int(p.step)}")
+        elif isinstance(p, (int, np.integer)):
+            out.append(str(int(p)))
+        elif p is Ellipsis:
+            raise InvalidArgumentError("select: Ellipsis is not supported; name every axis")
+        else:
+            raise InvalidArgumentError(f"select: {p!r} is not an int or a slice")
+    return ",".join(out)
+
+
+def _option_text(value) -> Optional[str]:
+    return None if value is None else str(value)
+
+
+def reduce(source: Source, op: Union[str, Sequence[str]] = "mean",
+           axis: Union[None, int, Sequence[int]] = None, *, ddof: int = 0, n_jobs: int = -1,
+           backend: str = "process", max_nbytes: Union[str, int, None] = "1M", bins: int = 10,
+           range: Optional[Tuple[float, float]] = None,
+           q: Union[None, float, Sequence[float]] = None, nodata: Union[None, int, float] = None,
+           mask: Union[None, str, "os.PathLike[str]", np.ndarray] = None,
+           select: Union[None, str, int, slice, tuple] = None, dtype=None,
+           shape: Union[None, int, Sequence[int]] = None, offset: int = 0,
+           order: str = "C") -> Result:
+    """Reduces `source` over `axis` with `op`, as numpy would, in parallel.
+
+    source: a path (a .npy file; a raw file with ``dtype`` and ``shape``, and ``offset`` and
+        ``order`` as numpy.memmap's; ``"FILE.h5:/dataset"``; a zarr store), a numpy array or
+        np.memmap (a memmap, or a contiguous view of one, is read in place from its file;
+        another array is copied once into an anonymous shared memory file the workers map,
+        never pickled), an h5py.Dataset (the engine opens the file itself: your handle stays
+        valid) or a zarr.Array on a directory store.
+    op: "sum", "mean", "min", "max", "var", "std", "count", "nansum", "nanmean", "nanmin",
+        "nanmax", "nanvar", "nanstd", "any", "all", "norm", "argmin", "argmax", "histogram",
+        "median", "nanmedian", "percentile", "nanpercentile"; or several ("mean,std,max" or a
+        list), computed in one read of the data.
+    axis: as numpy's: None reduces every axis; an int or a tuple of ints (negatives count from
+        the end). The per-image mean of a (n, h, w) cube is ``axis=(1, 2)``.
+    ddof: var and std divide by N - ddof.
+    n_jobs: workers, joblib's meaning (-1: one per CPU; -2: all but one).
+    backend: "process" (forked workers), "thread" or "serial".
+    max_nbytes: payloads larger than this cross process boundaries as shared mappings ("1M",
+        a byte count, or None for the default).
+    bins, range: a histogram's equal-width bins over [range[0], range[1]] (the data's min and
+        max without a range), as np.histogram.
+    q: the percentiles (0 to 100) of "percentile" and "nanpercentile"; a single number drops
+        the q axis, as np.percentile.
+    nodata: elements equal to this value are left out of every op (as numpy.ma).
+    mask: a bool .npy file or array broadcastable against the source; True leaves the element
+        out (numpy.ma's meaning).
+    select: a part of the source, numpy basic indexing: ``np.s_[::2, 100:200]`` or the CLI's
+        text ``"::2,100:200"``; only its bytes are read.
+
+    Returns, for one op, a numpy array (a numpy scalar when every axis is reduced), with
+    numpy's result dtype for that op (float64 means, int64 counts, the input's dtype for
+    min/max); for "histogram", ``(counts, bin_edges)`` as np.histogram; for several ops, a dict
+    of arrays keyed by op (and "bin_edges" with a histogram). The values are bitwise those of
+    ``mmcompute reduce`` with the same options, whatever n_jobs and backend.
+
+    Raises FileNotFoundError (NotFoundError), ValueError (InvalidArgumentError, CorruptError),
+    OSError (IoError), WorkerLostError, and KeyboardInterrupt on Ctrl-C once the workers are
+    stopped.
+    """
+    ops = op.split(",") if isinstance(op, str) else [str(o) for o in op]
+    several = not isinstance(op, str) or len(ops) > 1
+    if axis is None:
+        axes = None
+    elif isinstance(axis, (int, np.integer)):
+        axes = [int(axis)]
+    else:
+        axes = [int(a) for a in axis]
+    scalar_q = q is not None and np.ndim(q) == 0
+    qs = [] if q is None else [float(v) for v in np.atleast_1d(q)]
+    if range is not None:
+        range = (float(range[0]), float(range[1]))
+    if max_nbytes is not None and not isinstance(max_nbytes, str):
+        max_nbytes = str(int(max_nbytes))
+    select_text = _selection_text(select)
+    with _resolve(source, dtype, shape, offset, order) as src:
+        mask_src = None
+        if mask is not None:
+            mask_src = (_Resolved(os.fspath(mask)) if isinstance(mask, (str, os.PathLike))
+                        else _npy_in_memfd(np.asarray(mask), "mmcompute-mask"))
+        try:
+            results = _call(_core.reduce, src.spec, src.raw, ops, axes, int(ddof), int(n_jobs),
+                            backend, max_nbytes, int(bins), range, qs, _option_text(nodata),
+                            None if mask_src is None else mask_src.spec, select_text, 0)
+        finally:
+            if mask_src is not None:
+                mask_src.__exit__()
+    out: Dict[str, np.ndarray] = {}
+    for name, values, edges in results:
+        if scalar_q and name in ("percentile", "nanpercentile"):
+            values = values[0]
+        out[name] = values
+        if edges is not None:
+            out["bin_edges"] = edges
+    if several:
+        return out
+    values = out[ops[0].strip()]
+    if "bin_edges" in out:
+        return values, out["bin_edges"]
+    return values[()] if values.ndim == 0 else values
+
+
+def info(source: Source, *, dtype=None, shape=None, offset: int = 0,
+         order: str = "C") -> Dict[str, Any]:
+    """What the engine sees in `source` (any source reduce() takes): a dict with "path",
+    "format" ("npy", "raw", "hdf5", "zarr"), "dtype" (numpy's descr, e.g. "<f4"), "shape",
+    "order", "nbytes" and "chunks" (None for a dense array)."""
+    with _resolve(source, dtype, shape, offset, order) as src:
+        return _call(_core.info, src.spec, src.raw)
+
+
+def convert(source: Source, dest: Union[str, "os.PathLike[str]"], *,
+            chunks: Optional[Sequence[int]] = None, compressor: Optional[str] = None,
+            level: int = 5, n_jobs: int = -1, overwrite: bool = False, dtype=None, shape=None,
+            offset: int = 0, order: str = "C") -> Dict[str, Any]:
+    """Copies `source` into a new array at `dest`, whose name says its format: ``.npy``, a
+    raw file, ``FILE.h5:/dataset`` or ``STORE.zarr``; in parallel and in bounded memory. The
+    destination appears whole or not at all. compressor: None, "zlib", "zstd" or "blosc"
+    (zarr; HDF5 takes "zlib"). An existing destination is refused unless ``overwrite``.
+    Returns {"nbytes", "chunks"}."""
+    with _resolve(source, dtype, shape, offset, order) as src:
+        return _call(_core.convert, src.spec, src.raw, os.fspath(dest),
+                     None if chunks is None else [int(c) for c in chunks],
+                     compressor or "none", int(level), int(n_jobs), bool(overwrite))
+
+
+def kernel_isa() -> str:
+    """The instruction set the reduction kernels use here: "avx512", "avx2" or "portable"."""
+    return _core.kernel_isa()

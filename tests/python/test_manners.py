@@ -1,0 +1,117 @@
+"""Python manners: Ctrl-C raises KeyboardInterrupt and stops the workers; other threads run
+while the engine works; info and convert; help() reads."""
+import os
+import pydoc
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import zarr
+
+import mmcompute
+from conftest import values
+
+# A reduction long enough to be interrupted: the exact median of 8 GiB of float64 zeros from a
+# sparse file (holes read as zeros), which takes seconds of several passes.
+LONG_REDUCE = """
+import os, sys, mmcompute
+path = sys.argv[1]
+with open(path, "wb") as f:
+    f.truncate(8 << 30)
+print("ready", os.getpid(), flush=True)
+try:
+    mmcompute.reduce(path, "median", axis=None, dtype="<f8", shape=(1 << 30,), n_jobs=2)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(3)
+"""
+
+
+def children_of(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def test_sigint_raises_keyboardinterrupt_and_stops_the_workers(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", LONG_REDUCE, str(tmp_path / "zeros.f8")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+    line = proc.stdout.readline().split()
+    assert line[0] == "ready", proc.stderr.read()
+    # Wait until the workers run, then interrupt.
+    deadline = time.monotonic() + 30
+    while not children_of(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    workers = children_of(proc.pid)
+    assert workers, "the reduction forked its workers"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, (out, err)
+    assert "KeyboardInterrupt" in out and "finished" not in out
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_other_threads_run_while_the_engine_works(tmp_path, rng):
+    a = values(rng, "<f4", (64, 256, 256))
+    path = tmp_path / "a.npy"
+    np.save(path, a)
+    ticks = []
+    stop = threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            ticks.append(1)
+            time.sleep(0.001)
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    try:
+        before = len(ticks)
+        for _ in range(3):
+            mmcompute.reduce(path, "median", (1, 2), n_jobs=1, backend="serial")
+        during = len(ticks) - before
+    finally:
+        stop.set()
+        t.join()
+    assert during > 0, "the GIL is released while the engine works"
+
+
+def test_info_and_convert(tmp_path, rng):
+    a = values(rng, "<u2", (5, 12, 10))
+    src = tmp_path / "a.npy"
+    np.save(src, a)
+    got = mmcompute.info(src)
+    assert got == {"path": str(src), "format": "npy", "dtype": "<u2", "shape": (5, 12, 10),
+                   "order": "C", "nbytes": a.nbytes, "chunks": None}
+    store = tmp_path / "a.zarr"
+    stats = mmcompute.convert(src, store, chunks=(2, 6, 10), compressor="zstd")
+    assert stats["nbytes"] == a.nbytes and stats["chunks"] == (2, 6, 10)
+    np.testing.assert_array_equal(zarr.open(str(store), mode="r")[...], a)
+    assert mmcompute.info(store)["chunks"] == (2, 6, 10)
+    try:
+        mmcompute.convert(src, store)
+        raise AssertionError("an existing destination is refused")
+    except mmcompute.IoError as e:
+        assert "exists" in str(e)
+    back = tmp_path / "back.npy"
+    mmcompute.convert(store, back)
+    np.testing.assert_array_equal(np.load(back), a)
+    # An in-memory array converts too (through its memfd copy).
+    mem = tmp_path / "mem.npy"
+    mmcompute.convert(a[:, ::2], mem)
+    np.testing.assert_array_equal(np.load(mem), a[:, ::2])
+
+
+def test_help_reads_well():
+    text = pydoc.render_doc(mmcompute.reduce, renderer=pydoc.plaintext)
+    for words in ("source:", "axis:", "n_jobs:", "KeyboardInterrupt", "numpy"):
+        assert words in text
+    assert mmcompute.kernel_isa() in ("portable", "avx2", "avx512")
