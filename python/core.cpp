@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "mmc/cache.hpp"
 #include "mmc/convert.hpp"
 #include "mmc/error.hpp"
 #include "mmc/interrupt.hpp"
@@ -87,6 +88,31 @@ struct ReduceArgs {
   std::optional<std::string> mask;  // a .npy file's name
 };
 
+// A cache folder as the package names one: (folder, verify, cacheable). `cacheable` is false
+// when the source or the mask is an in-memory array's memfd copy, whose identity is new at every
+// call: its entries would never hit.
+using CacheArgs = std::tuple<std::string, bool, bool>;
+
+// Calls the Python progress callable `fn(done, total)` from the engine (the caller's thread,
+// GIL released). A Python error it raises stops the call: kept in `error`, the engine gets
+// Error(Cancelled), and reduce() raises the Python error.
+struct ProgressBridge {
+  py::object fn;
+  std::optional<py::error_already_set> error;
+
+  mmc::ProgressCallback callback() {
+    return [this](const mmc::Progress& p) {
+      const py::gil_scoped_acquire gil;
+      try {
+        fn(p.done, p.total);
+      } catch (py::error_already_set& e) {
+        error = std::move(e);
+        throw mmc::Error(mmc::ErrorCode::Cancelled, "the progress callback raised");
+      }
+    };
+  }
+};
+
 py::list reduce(const std::string& spec, const std::optional<RawArgs>& raw,
                 const std::vector<std::string>& ops, const std::optional<std::vector<int>>& axes,
                 int ddof, const std::optional<int>& n_jobs,
@@ -94,34 +120,73 @@ py::list reduce(const std::string& spec, const std::optional<RawArgs>& raw,
                 const std::optional<std::string>& max_nbytes, std::int64_t bins,
                 const std::optional<std::pair<double, double>>& range, const std::vector<double>& q,
                 const std::optional<std::string>& nodata, const std::optional<std::string>& mask,
-                const std::optional<std::string>& select, std::int64_t task_bytes) {
+                const std::optional<std::string>& select, std::int64_t task_bytes,
+                const std::optional<CacheArgs>& cache_args, const py::object& progress) {
   ReduceArgs args{spec, raw, select, {}, mask};
   mmc::ReduceOptions& o = args.options;
-  const std::vector<mmc::ReduceResult> results = run_engine([&] {
-    for (const std::string& op : ops) o.ops.push_back(mmc::parse_reduce_op(op));
-    o.axes_given = true;  // none: every axis, as numpy's axis=None (set once the array is open)
-    if (axes) o.axes = *axes;
-    o.ddof = ddof;
-    o.bins = bins;
-    if (range) {
-      o.range_given = true;
-      o.range_lo = range->first;
-      o.range_hi = range->second;
-    }
-    o.q = q;
-    if (nodata) o.nodata = mmc::parse_nodata(*nodata);
-    o.task_bytes = task_bytes;
-    o.pool.n_jobs = n_jobs;
-    if (backend) o.pool.backend = mmc::parse_backend(*backend);
-    if (max_nbytes) o.pool.max_nbytes = mmc::parse_max_nbytes(*max_nbytes);
-    if (args.mask) o.mask = std::make_shared<const mmc::Source>(mmc::open_npy(*args.mask));
-    mmc::AnyArray array = open_spec(args.spec, args.raw);
-    if (args.select) array = mmc::select(array, mmc::parse_selection(*args.select));
-    if (!axes) {
-      for (int a = 0; a < array.meta().ndim(); ++a) o.axes.push_back(a);
-    }
-    return mmc::reduce_each(array, o);
-  });
+  ProgressBridge bridge{progress, std::nullopt};
+  if (!progress.is_none()) o.progress = bridge.callback();
+  std::vector<std::string> warnings;
+  std::optional<mmc::Cache> cache;
+  std::vector<mmc::ReduceResult> results;
+  try {
+    results = run_engine([&] {
+      for (const std::string& op : ops) o.ops.push_back(mmc::parse_reduce_op(op));
+      o.axes_given = true;  // none: every axis, as numpy's axis=None (set once the array is open)
+      if (axes) o.axes = *axes;
+      o.ddof = ddof;
+      o.bins = bins;
+      if (range) {
+        o.range_given = true;
+        o.range_lo = range->first;
+        o.range_hi = range->second;
+      }
+      o.q = q;
+      if (nodata) o.nodata = mmc::parse_nodata(*nodata);
+      o.task_bytes = task_bytes;
+      o.pool.n_jobs = n_jobs;
+      if (backend) o.pool.backend = mmc::parse_backend(*backend);
+      if (max_nbytes) o.pool.max_nbytes = mmc::parse_max_nbytes(*max_nbytes);
+      if (args.mask) o.mask = std::make_shared<const mmc::Source>(mmc::open_npy(*args.mask));
+      mmc::AnyArray array = open_spec(args.spec, args.raw);
+      if (args.select) array = mmc::select(array, mmc::parse_selection(*args.select));
+      if (!axes) {
+        for (int a = 0; a < array.meta().ndim(); ++a) o.axes.push_back(a);
+      }
+      if (cache_args) {
+        // As the CLI: what the cache cannot key yet is computed, with a warning.
+        const auto& [folder, verify, cacheable] = *cache_args;
+        if (!cacheable) {
+          warnings.push_back(
+              "in-memory arrays are not cached (save the array to a file, or pass "
+              "an np.memmap); computing");
+        } else if (!array.reversed_axes().empty()) {
+          warnings.push_back(
+              "results of selections with a negative step are not cached yet; "
+              "computing");
+        } else if (array.dense() == nullptr) {
+          warnings.push_back("results of chunked sources (" + array.kind() +
+                             ") are not cached yet; computing");
+        } else {
+          mmc::CacheOptions co;
+          co.folder = folder;
+          co.verify = verify;
+          co.on_warning = [&warnings](const std::string& m) { warnings.push_back(m); };
+          cache.emplace(co);
+          return cache->reduce_each(*array.dense(), o);
+        }
+      }
+      return mmc::reduce_each(array, o);
+    });
+  } catch (py::error_already_set&) {
+    if (bridge.error) throw std::move(*bridge.error);
+    throw;
+  }
+  if (!warnings.empty()) {
+    const py::object warn = py::module_::import("warnings").attr("warn");
+    const py::object category = py::module_::import("mmcompute").attr("CacheWarning");
+    for (const std::string& w : warnings) warn("cache: " + w, category, 2);
+  }
   // One (name, values, bin_edges or None) per op, in the order asked.
   py::list out;
   for (std::size_t k = 0; k < results.size(); ++k) {
@@ -181,6 +246,38 @@ py::dict convert(const std::string& spec, const std::optional<RawArgs>& raw,
   return out;
 }
 
+mmc::Cache open_cache(const std::string& folder) {
+  mmc::CacheOptions o;
+  o.folder = folder;
+  return mmc::Cache(o);
+}
+
+py::dict removal_dict(const mmc::CacheRemoval& r) {
+  py::dict out;
+  out["removed_entries"] = r.removed_entries;
+  out["removed_bytes"] = r.removed_bytes;
+  out["kept_entries"] = r.kept_entries;
+  out["kept_bytes"] = r.kept_bytes;
+  return out;
+}
+
+py::list cache_list(const std::string& folder) {
+  const std::vector<mmc::CacheEntryInfo> entries =
+      run_engine([&] { return open_cache(folder).list(); });
+  py::list out;
+  for (const mmc::CacheEntryInfo& e : entries) {
+    py::dict d;
+    d["key"] = e.key;
+    d["path"] = e.path;
+    d["size"] = e.size;
+    d["last_use"] = static_cast<double>(e.last_use_ns) * 1e-9;
+    d["what"] = e.what;
+    d["valid"] = e.valid;
+    out.append(d);
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -191,4 +288,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("info", &info);
   m.def("convert", &convert);
   m.def("kernel_isa", [] { return std::string(mmc::kernel_isa()); });
+  m.def("cache_list", &cache_list);
+  m.def("cache_clear", [](const std::string& folder) {
+    return removal_dict(run_engine([&] { return open_cache(folder).clear(); }));
+  });
+  m.def("cache_prune", [](const std::string& folder, const std::string& max_size) {
+    return removal_dict(
+        run_engine([&] { return open_cache(folder).prune(mmc::parse_max_nbytes(max_size)); }));
+  });
 }

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -29,6 +29,8 @@ from . import _core
 __all__ = [
     "reduce",
     "info",
+    "Cache",
+    "CacheWarning",
     "convert",
     "kernel_isa",
     "Error",
@@ -90,6 +92,11 @@ class TaskFailedError(Error):
 
 class InternalError(Error):
     """A bug in mmcompute: please report it with the message."""
+
+
+class CacheWarning(UserWarning):
+    """The result cache could not be used for a call (it computed instead), or removed a
+    damaged entry."""
 
 
 _ERRORS = {
@@ -241,7 +248,8 @@ def reduce(source: Source, op: Union[str, Sequence[str]] = "mean",
            mask: Union[None, str, "os.PathLike[str]", np.ndarray] = None,
            select: Union[None, str, int, slice, tuple] = None, dtype=None,
            shape: Union[None, int, Sequence[int]] = None, offset: int = 0,
-           order: str = "C") -> Result:
+           order: str = "C", cache: Union[None, str, "os.PathLike[str]", "Cache"] = None,
+           progress: Union[bool, Callable[[int, int], None]] = False) -> Result:
     """Reduces `source` over `axis` with `op`, as numpy would, in parallel.
 
     source: a path (a .npy file; a raw file with ``dtype`` and ``shape``, and ``offset`` and
@@ -270,6 +278,13 @@ def reduce(source: Source, op: Union[str, Sequence[str]] = "mean",
         out (numpy.ma's meaning).
     select: a part of the source, numpy basic indexing: ``np.s_[::2, 100:200]`` or the CLI's
         text ``"::2,100:200"``; only its bytes are read.
+    cache: a folder (or a Cache) whose stored results answer repeated calls without reading the
+        data again (joblib.Memory's job): keyed by the file's identity (path, inode, size,
+        mtime) and every option that changes the answer. In-memory arrays and chunked sources
+        are computed without it (a CacheWarning says so).
+    progress: True for a progress bar (tqdm, when installed; else a line on stderr), or a
+        callable ``fn(done, total)`` called as tasks finish (an exception it raises stops the
+        call and propagates).
 
     Returns, for one op, a numpy array (a numpy scalar when every axis is reduced), with
     numpy's result dtype for that op (float64 means, int64 counts, the input's dtype for
@@ -301,11 +316,19 @@ def reduce(source: Source, op: Union[str, Sequence[str]] = "mean",
         if mask is not None:
             mask_src = (_Resolved(os.fspath(mask)) if isinstance(mask, (str, os.PathLike))
                         else _npy_in_memfd(np.asarray(mask), "mmcompute-mask"))
+        cache_args = None
+        if cache is not None:
+            cache = cache if isinstance(cache, Cache) else Cache(cache)
+            in_memory = src.fd is not None or (mask_src is not None and mask_src.fd is not None)
+            cache_args = (cache.folder, cache.verify, not in_memory)
+        on_progress, done = _progress_callback(progress)
         try:
             results = _call(_core.reduce, src.spec, src.raw, ops, axes, int(ddof), int(n_jobs),
                             backend, max_nbytes, int(bins), range, qs, _option_text(nodata),
-                            None if mask_src is None else mask_src.spec, select_text, 0)
+                            None if mask_src is None else mask_src.spec, select_text, 0,
+                            cache_args, on_progress)
         finally:
+            done()
             if mask_src is not None:
                 mask_src.__exit__()
     out: Dict[str, np.ndarray] = {}
@@ -321,6 +344,66 @@ def reduce(source: Source, op: Union[str, Sequence[str]] = "mean",
     if "bin_edges" in out:
         return values, out["bin_edges"]
     return values[()] if values.ndim == 0 else values
+
+
+def _progress_callback(progress):
+    """(callable for the engine or None, what to call when the call ends)."""
+    if progress is False or progress is None:
+        return None, lambda: None
+    if callable(progress):
+        return progress, lambda: None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # a line on stderr, rewritten in place
+        import sys
+
+        def line(done, total):
+            sys.stderr.write(f"\rmmcompute: {done}/{total} tasks")
+            sys.stderr.flush()
+
+        return line, lambda: sys.stderr.write("\n")
+    bar = tqdm(total=0, unit="task", desc="mmcompute")
+
+    def update(done, total):
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    return update, bar.close
+
+
+class Cache:
+    """A folder of stored results (joblib.Memory for reductions): ``Cache(folder).reduce(...)``
+    takes reduce()'s arguments and answers a repeated call from the folder. Entries are written
+    atomically and checked when read; several processes may share a folder (one computes, the
+    others wait and read). verify: also key on a hash of the source's bytes (reads it once per
+    call), for files changed in place without a new modification time."""
+
+    def __init__(self, folder: Union[str, "os.PathLike[str]"], *, verify: bool = False):
+        self.folder = os.fspath(folder)
+        self.verify = bool(verify)
+
+    def __repr__(self) -> str:
+        return f"Cache({self.folder!r}, verify={self.verify})"
+
+    def reduce(self, source: Source, op: Union[str, Sequence[str]] = "mean",
+               axis: Union[None, int, Sequence[int]] = None, **options) -> Result:
+        """reduce(source, op, axis, **options) through this cache."""
+        return reduce(source, op, axis, cache=self, **options)
+
+    def ls(self) -> list:
+        """The entries, most recently used first: dicts with "key", "path", "size" (bytes),
+        "last_use" (seconds since the epoch), "what" (the call) and "valid"."""
+        return _call(_core.cache_list, self.folder)
+
+    def clear(self) -> Dict[str, int]:
+        """Removes every entry; returns the counts removed and kept."""
+        return _call(_core.cache_clear, self.folder)
+
+    def prune(self, max_size: Union[int, str]) -> Dict[str, int]:
+        """Removes the least recently used entries until the rest take at most max_size bytes
+        (an int, or "500M", "2G"); returns the counts removed and kept."""
+        return _call(_core.cache_prune, self.folder, str(max_size))
 
 
 def info(source: Source, *, dtype=None, shape=None, offset: int = 0,

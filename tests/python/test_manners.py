@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import zarr
@@ -115,3 +116,50 @@ def test_help_reads_well():
     for words in ("source:", "axis:", "n_jobs:", "KeyboardInterrupt", "numpy"):
         assert words in text
     assert mmcompute.kernel_isa() in ("portable", "avx2", "avx512")
+
+
+def test_progress_callback_sees_every_task_and_its_exception_stops_the_call(tmp_path, rng):
+    a = values(rng, "<f4", (64, 256, 256))  # 16 MiB: several 8 MiB tasks
+    path = tmp_path / "a.npy"
+    np.save(path, a)
+    calls = []
+    mmcompute.reduce(path, "mean", (1, 2), progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1][0] == calls[-1][1] > 1
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+    def boom(done, total):
+        raise RuntimeError(f"stop at {done} of {total}")
+
+    try:
+        mmcompute.reduce(path, "mean", (1, 2), progress=boom)
+        raise AssertionError("the callback's exception stops the call")
+    except RuntimeError as e:
+        assert str(e).startswith("stop at")
+
+
+def test_cache_answers_a_repeated_call_without_computing(tmp_path, rng):
+    a = values(rng, "<u2", (16, 128, 128))
+    path = tmp_path / "a.npy"
+    np.save(path, a)
+    cache = mmcompute.Cache(tmp_path / "cache")
+    ticks = []
+    first = cache.reduce(path, "mean,max", (1, 2), progress=lambda d, t: ticks.append(d))
+    assert ticks, "a miss computes"
+    assert len(cache.ls()) == 2 and all(e["valid"] for e in cache.ls())
+    ticks.clear()
+    again = mmcompute.reduce(path, "mean,max", (1, 2), cache=str(tmp_path / "cache"),
+                             progress=lambda d, t: ticks.append(d))
+    assert not ticks, "a hit reads the stored answer"
+    assert again["mean"].tobytes() == first["mean"].tobytes()
+    assert again["max"].tobytes() == first["max"].tobytes()
+    # An in-memory array has no identity to key on: computed, with a CacheWarning.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        got = cache.reduce(a, "max", (1, 2))
+    assert any(issubclass(w.category, mmcompute.CacheWarning) for w in seen)
+    np.testing.assert_array_equal(got, a.max(axis=(1, 2)))
+    assert len(cache.ls()) == 2
+    removed = cache.prune(0)
+    assert removed["removed_entries"] == 2 and cache.ls() == []
+    cache.reduce(path, "min", 0)
+    assert cache.clear()["removed_entries"] == 1
