@@ -113,15 +113,16 @@ struct ProgressBridge {
   }
 };
 
-py::list reduce(const std::string& spec, const std::optional<RawArgs>& raw,
-                const std::vector<std::string>& ops, const std::optional<std::vector<int>>& axes,
-                int ddof, const std::optional<int>& n_jobs,
-                const std::optional<std::string>& backend,
-                const std::optional<std::string>& max_nbytes, std::int64_t bins,
-                const std::optional<std::pair<double, double>>& range, const std::vector<double>& q,
-                const std::optional<std::string>& nodata, const std::optional<std::string>& mask,
-                const std::optional<std::string>& select, std::int64_t task_bytes,
-                const std::optional<CacheArgs>& cache_args, const py::object& progress) {
+py::tuple reduce(const std::string& spec, const std::optional<RawArgs>& raw,
+                 const std::vector<std::string>& ops, const std::optional<std::vector<int>>& axes,
+                 int ddof, const std::optional<int>& n_jobs,
+                 const std::optional<std::string>& backend,
+                 const std::optional<std::string>& max_nbytes, std::int64_t bins,
+                 const std::optional<std::pair<double, double>>& range,
+                 const std::vector<double>& q, const std::optional<std::string>& nodata,
+                 const std::optional<std::string>& mask, const std::optional<std::string>& select,
+                 std::int64_t task_bytes, const std::optional<CacheArgs>& cache_args,
+                 const py::object& progress) {
   ReduceArgs args{spec, raw, select, {}, mask};
   mmc::ReduceOptions& o = args.options;
   ProgressBridge bridge{progress, std::nullopt};
@@ -132,6 +133,7 @@ py::list reduce(const std::string& spec, const std::optional<RawArgs>& raw,
   try {
     results = run_engine([&] {
       for (const std::string& op : ops) o.ops.push_back(mmc::parse_reduce_op(op));
+      if (o.ops.empty()) throw mmc::Error(mmc::ErrorCode::InvalidArgument, "no op asked for");
       o.axes_given = true;  // none: every axis, as numpy's axis=None (set once the array is open)
       if (axes) o.axes = *axes;
       o.ddof = ddof;
@@ -182,11 +184,6 @@ py::list reduce(const std::string& spec, const std::optional<RawArgs>& raw,
     if (bridge.error) throw std::move(*bridge.error);
     throw;
   }
-  if (!warnings.empty()) {
-    const py::object warn = py::module_::import("warnings").attr("warn");
-    const py::object category = py::module_::import("mmcompute").attr("CacheWarning");
-    for (const std::string& w : warnings) warn("cache: " + w, category, 2);
-  }
   // One (name, values, bin_edges or None) per op, in the order asked.
   py::list out;
   for (std::size_t k = 0; k < results.size(); ++k) {
@@ -199,7 +196,8 @@ py::list reduce(const std::string& spec, const std::optional<RawArgs>& raw,
     }
     out.append(py::make_tuple(mmc::to_string(o.ops[k]), to_numpy(r.dtype, r.shape, r.data), edges));
   }
-  return out;
+  // The cache's warnings, for the package to raise as CacheWarning at the caller's line.
+  return py::make_tuple(out, warnings);
 }
 
 py::dict info(const std::string& spec, const std::optional<RawArgs>& raw) {

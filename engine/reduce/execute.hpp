@@ -92,7 +92,10 @@ class TaskRunner {
     part.r1_ = re;
     for (std::int64_t u = u0_; u < u1_; ++u) {
       const std::byte* base = data + plan_.unit_offset(u);
-      const std::int64_t mask = kFiltered ? plan_.unit_mask_offset(u) : 0;
+      std::int64_t mask = 0;
+      if constexpr (kFiltered) {
+        if (family_.spec().mask != nullptr) mask = plan_.unit_mask_offset(u);
+      }
       if (plan_.inner_reduced) {
         if (init) init_output(*parts, plan_.unit_out_index(u));
         part.fold_output(*parts, base, 0, 0, mask);
@@ -369,12 +372,6 @@ std::unique_ptr<PassSlot> finalizing_slot(Context& ctx, const F& family, const S
                          t.out + static_cast<std::size_t>(index) * t.item);
         }
       });
-}
-
-// Whether a reduction leaves elements out (ReduceOptions::nodata or ::mask): its families then
-// run Filtered, native-order ones over data swapped while compacted.
-inline bool filtering(const Context& ctx) {
-  return ctx.input.mask != nullptr || !std::holds_alternative<std::monostate>(ctx.options.nodata);
 }
 
 template <class T>
@@ -731,10 +728,11 @@ void execute_pass(Context& ctx) {
 
 template <class T>
 void execute_for_type(Context& ctx) {
-  // Filtered families are native ones: byte-swapped data, with or without nodata or a mask, is
-  // swapped as it is compacted (a 1-byte element has no byte order).
-  if (filtering(ctx) || (sizeof(T) > 1 && ctx.swap)) return execute_pass<T, false, true>(ctx);
-  execute_pass<T, false, false>(ctx);
+  // Every pass runs Filtered families, native ones: byte-swapped data, with or without nodata
+  // or a mask, is swapped as it is compacted (a 1-byte element has no byte order); with nothing
+  // to leave out or swap they hand each run to the plain family whole (Filtered::passthrough),
+  // so one instantiation serves both.
+  execute_pass<T, false, true>(ctx);
 }
 
 }  // namespace mmc::detail

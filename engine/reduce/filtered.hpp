@@ -118,6 +118,14 @@ struct Filtered : F {
 
   Filtered(const F& family, const FilterSpec<T>& spec) : F(family), spec_(spec) {}
 
+  // Nothing to leave out and nothing to swap: every call goes to F whole, as F alone would be
+  // called (the same bits). The executor runs every pass Filtered (execute_for_type), so each
+  // type compiles one set of task runners and slots instead of two: by_type in ~60 % of the CPU
+  // time (docs/ARCHITECTURE.md, "Build and test time").
+  bool passthrough() const noexcept {
+    return !spec_.has_nodata && spec_.mask == nullptr && !spec_.swap;
+  }
+
   // Strategy A: a run into one partial. The run goes a chunk of kFilterBlock elements at a
   // time: their keep flags first (vector code), then the kept ones are compacted into a block
   // that F folds as a dense native run. A chunk all kept while the block is empty folds in
@@ -125,6 +133,7 @@ struct Filtered : F {
   void run(Partial& p, const std::byte* ptr, std::int64_t n, std::int64_t stride, std::int64_t moff,
            std::int64_t mstride) const {
     static_assert(!F::kNeedsIndex);
+    if (passthrough()) return fold_run(p, ptr, n, stride);
     Elem buf[kFilterBlock];
     std::uint8_t keep[kFilterBlock];
     std::int64_t k = 0;
@@ -154,6 +163,7 @@ struct Filtered : F {
   void run(Partial& p, const std::byte* ptr, std::int64_t n, std::int64_t stride,
            std::int64_t first, std::int64_t index_stride, std::int64_t moff,
            std::int64_t mstride) const {
+    if (passthrough()) return fold_run(p, ptr, n, stride, first, index_stride);
     Elem buf[kFilterBlock];
     std::uint8_t keep[kFilterBlock];
     for (std::int64_t i0 = 0; i0 < n; i0 += kFilterBlock) {
@@ -162,21 +172,22 @@ struct Filtered : F {
       const std::int64_t kept = flags(src, len, stride, moff + i0 * mstride, mstride, keep);
       if (kept == len) {
         const std::byte* native = native_chunk(src, len, stride, buf);
-        F::run(p, native, len, native == src ? stride : kElem, first + i0 * index_stride,
-               index_stride);
+        fold_run(p, native, len, native == src ? stride : kElem, first + i0 * index_stride,
+                 index_stride);
         continue;
       }
       for (std::int64_t i = 0; kept > 0 && i < len; ++i) {
         if (keep[i] == 0) continue;
         const Elem v = take(src + i * stride);
-        F::run(p, reinterpret_cast<const std::byte*>(&v), 1, kElem, first + (i0 + i) * index_stride,
-               index_stride);
+        fold_run(p, reinterpret_cast<const std::byte*>(&v), 1, kElem,
+                 first + (i0 + i) * index_stride, index_stride);
       }
     }
   }
   // Strategy B: element j of the line into partial j (a chunk all kept in one call).
   void line(Partial* parts, const std::byte* ptr, std::int64_t n, std::int64_t stride,
             std::int64_t moff, std::int64_t mstride) const {
+    if (passthrough()) return fold_line(parts, ptr, n, stride);
     lines_kept(parts, ptr, n, stride, moff, mstride,
                [this](Partial* at, const std::byte* q, std::int64_t m, std::int64_t s) {
                  fold_line(at, q, m, s);
@@ -184,9 +195,10 @@ struct Filtered : F {
   }
   void line(Partial* parts, const std::byte* ptr, std::int64_t n, std::int64_t stride,
             std::int64_t index, std::int64_t moff, std::int64_t mstride) const {
+    if (passthrough()) return fold_line(parts, ptr, n, stride, index);
     lines_kept(parts, ptr, n, stride, moff, mstride,
-               [index](Partial* at, const std::byte* q, std::int64_t m, std::int64_t s) {
-                 F::line(at, q, m, s, index);  // static: the families with indices have no state
+               [this, index](Partial* at, const std::byte* q, std::int64_t m, std::int64_t s) {
+                 fold_line(at, q, m, s, index);
                });
   }
 
@@ -200,6 +212,7 @@ struct Filtered : F {
              std::int64_t m, std::int64_t line_stride, std::int64_t moff, std::int64_t mstride,
              std::int64_t mline) const {
     if constexpr (requires(const F& f) { f.lines(parts, ptr, n, n, n, n); }) {
+      if (passthrough()) return fold_lines(parts, ptr, n, stride, m, line_stride);
       if (!spec_.has_nodata && spec_.mask == nullptr) {
         constexpr std::int64_t kTileOutputs = 512, kTileLines = 128;
         const std::int64_t w = width();
@@ -216,8 +229,8 @@ struct Filtered : F {
               const std::byte* row = ptr + (r0 + r) * line_stride + c0 * stride;
               for (std::int64_t c = 0; c < nc; ++c) buf[r * nc + c] = take(row + c * stride);
             }
-            F::lines(parts + c0 * w, reinterpret_cast<const std::byte*>(buf), nc, kElem, nr,
-                     nc * kElem);
+            fold_lines(parts + c0 * w, reinterpret_cast<const std::byte*>(buf), nc, kElem, nr,
+                       nc * kElem);
           }
         }
         return;
@@ -256,6 +269,22 @@ struct Filtered : F {
   [[gnu::noinline]] void fold_line(Partial* at, const std::byte* q, std::int64_t n,
                                    std::int64_t stride) const {
     F::line(at, q, n, stride);
+  }
+
+  // The same for the families that take each element's index, and for F::lines.
+  [[gnu::noinline]] void fold_run(Partial& p, const std::byte* q, std::int64_t n,
+                                  std::int64_t stride, std::int64_t first,
+                                  std::int64_t index_stride) const {
+    F::run(p, q, n, stride, first, index_stride);
+  }
+  [[gnu::noinline]] void fold_line(Partial* at, const std::byte* q, std::int64_t n,
+                                   std::int64_t stride, std::int64_t index) const {
+    F::line(at, q, n, stride, index);
+  }
+  [[gnu::noinline]] void fold_lines(Partial* parts, const std::byte* q, std::int64_t n,
+                                    std::int64_t stride, std::int64_t m,
+                                    std::int64_t line_stride) const {
+    F::lines(parts, q, n, stride, m, line_stride);
   }
 
   // The n elements at ptr in native order: ptr itself, or their swapped copy in buf.

@@ -18,8 +18,10 @@ for a missing file, ValueError for bad arguments, and subclasses of ``mmcompute.
 """
 from __future__ import annotations
 
+import inspect
 import mmap
 import os
+import warnings
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -120,19 +122,31 @@ def _error(engine_error: Exception) -> Error:
     return cls(message)
 
 
-def _call(fn, *args):
+def _call(fn, *args, names=()):
+    """fn(*args) with the engine's errors as this module's exceptions; `names` are _Resolved
+    sources whose internal names (an in-memory array's /proc/self/fd/N) the message should give
+    as what the caller passed."""
     try:
         return fn(*args)
     except _core.EngineError as e:
-        raise _error(e) from None
+        error = _error(e)
+        message = str(error)
+        for r in names:
+            if r is not None and r.label:
+                message = message.replace(r.spec, r.label)
+        if message != str(error):
+            error = type(error)(message)
+        raise error from None
 
 
 class _Resolved:
     """What the engine opens for a source: a name, a raw file's description, and a memfd
-    descriptor to close after the call (an in-memory array copied into a memfd)."""
+    descriptor to close after the call (an in-memory array copied into a memfd), with the
+    label errors give it then ("the in-memory array")."""
 
-    def __init__(self, spec: str, raw: Optional[tuple] = None, fd: Optional[int] = None):
-        self.spec, self.raw, self.fd = spec, raw, fd
+    def __init__(self, spec: str, raw: Optional[tuple] = None, fd: Optional[int] = None,
+                 label: str = ""):
+        self.spec, self.raw, self.fd, self.label = spec, raw, fd, label
 
     def __enter__(self) -> "_Resolved":
         return self
@@ -143,7 +157,7 @@ class _Resolved:
             self.fd = None
 
 
-def _npy_in_memfd(array: np.ndarray, name: str) -> _Resolved:
+def _npy_in_memfd(array: np.ndarray, name: str, label: str) -> _Resolved:
     """Writes `array` as a .npy file into an anonymous memory file (memfd: nothing named in
     /dev/shm, gone with its last descriptor or mapping), which forked workers map."""
     order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
@@ -168,26 +182,91 @@ def _npy_in_memfd(array: np.ndarray, name: str) -> _Resolved:
     except BaseException:
         os.close(fd)
         raise
-    return _Resolved(f"/proc/self/fd/{fd}", None, fd)
+    return _Resolved(f"/proc/self/fd/{fd}", None, fd, label)
+
+
+def _mapped_file_is(address: int, path: str) -> bool:
+    """True when the mapping at `address` (/proc/self/maps) is of the file now at `path`: not
+    replaced, renamed over or removed since it was mapped."""
+    try:
+        st = os.stat(path)
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                if lo <= address < hi:
+                    major, minor = (int(x, 16) for x in fields[3].split(":"))
+                    return (int(fields[4]) == st.st_ino and os.major(st.st_dev) == major
+                            and os.minor(st.st_dev) == minor)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
+def _npy_header(path: str):
+    """(data offset, dtype, shape, fortran_order) of a .npy file, or None for another file."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read(f)
+            return f.tell(), dtype, shape, fortran
+    except (OSError, ValueError):
+        return None
 
 
 def _memmap_region(array: np.ndarray) -> Optional[_Resolved]:
-    """The file region an np.memmap (or a contiguous view of one) reads, as a raw file's
-    description, so the engine maps the file itself; None when the array is not such a view."""
+    """The file an np.memmap (or a contiguous view of one) reads, for the engine to map itself:
+    a raw file region, or the .npy file itself when the memmap is a whole .npy array
+    (np.load(mmap_mode=...)). None when the array is not such a view, or when the file is no
+    longer the one mapped (replaced or removed: the array's bytes are then copied)."""
     holder = array
     while holder is not None and not (isinstance(holder, np.memmap)
                                       and getattr(holder, "_mmap", None) is not None):
         holder = holder.base if isinstance(holder, np.ndarray) else None
     if holder is None or holder.filename is None or holder.mode == "c":
         return None  # copy-on-write: the file does not hold what the array shows
-    if not (array.flags.c_contiguous or array.flags.f_contiguous):
+    if not (array.flags.c_contiguous or array.flags.f_contiguous) or array.size == 0:
+        return None
+    path = os.fspath(holder.filename)
+    if not _mapped_file_is(array.ctypes.data, path):
         return None
     base = np.frombuffer(holder._mmap, dtype=np.uint8)
     start = holder.offset - holder.offset % mmap.ALLOCATIONGRANULARITY
     offset = start + (array.ctypes.data - base.ctypes.data)
     del base
     order = "C" if array.flags.c_contiguous else "F"
-    return _Resolved(os.fspath(holder.filename), (array.dtype.str, list(array.shape), offset, order))
+    npy = _npy_header(path)
+    if npy is not None:
+        # The engine reads a .npy file by its header only: the whole array, or a copy.
+        data_offset, dtype, shape, fortran = npy
+        whole = (offset == data_offset and dtype == array.dtype and tuple(shape) == array.shape
+                 and (array.ndim < 2 or fortran == (order == "F")))
+        return _Resolved(path) if whole else None
+    return _Resolved(path, (array.dtype.str, list(array.shape), offset, order))
+
+
+def _h5py_name(dataset) -> str:
+    """`file:/dataset` for an h5py.Dataset, by a name that reaches the very file h5py has open
+    (its descriptor, when a relative name or a renamed file would reach another)."""
+    f = dataset.file
+    if f.driver not in ("sec2", "stdio"):
+        raise TypeError(f"mmcompute reads an h5py file stored on disk, not one in the "
+                        f"'{f.driver}' driver (memory or a Python file object): write it to a "
+                        "file")
+    if f.mode == "r+":
+        f.flush()  # what h5py wrote but keeps in its buffers
+    path = os.path.abspath(f.filename)
+    if f.driver == "sec2":
+        fd = f.id.get_vfd_handle()
+        try:
+            same = os.path.samestat(os.stat(path), os.fstat(fd))
+        except OSError:
+            same = False
+        if not same:
+            path = f"/proc/self/fd/{fd}"
+    return f"{path}:{dataset.name}"
 
 
 def _resolve(source: Source, dtype, shape, offset: int, order: str) -> _Resolved:
@@ -198,23 +277,44 @@ def _resolve(source: Source, dtype, shape, offset: int, order: str) -> _Resolved
         if dtype is None or shape is None:
             raise InvalidArgumentError("a raw file needs both dtype and shape (numpy.memmap's)")
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-        return _Resolved(spec, (np.dtype(dtype).str, [int(n) for n in shape], int(offset), order))
+        return _Resolved(spec, (np.dtype(dtype).str, [_integer("shape", n, 0) for n in shape],
+                                _integer("offset", offset, 0), order))
     if dtype is not None or shape is not None:
         raise InvalidArgumentError("dtype and shape describe a raw file: give them with a path")
     module = type(source).__module__
-    if module.startswith("h5py") and hasattr(source, "file") and hasattr(source, "name"):
-        return _Resolved(f"{source.file.filename}:{source.name}")
-    if module.startswith("zarr") and hasattr(source, "store"):
-        root = getattr(source.store, "path", None)
-        if not isinstance(root, str):
-            raise TypeError("mmcompute reads a zarr.Array stored in a directory "
-                            f"(zarr.DirectoryStore), not one in a {type(source.store).__name__}")
-        return _Resolved(os.path.join(root, source.path) if source.path else root)
+    if module.startswith("h5py"):
+        import h5py
+        if isinstance(source, h5py.Dataset):
+            return _Resolved(_h5py_name(source))
+    if module.startswith("zarr"):
+        import zarr
+        if isinstance(source, zarr.Array):
+            root = getattr(source.store, "path", None)
+            if not isinstance(root, str) or not os.path.isdir(root):
+                raise TypeError("mmcompute reads a zarr.Array stored in a directory "
+                                "(zarr.DirectoryStore), not one in a "
+                                f"{type(source.store).__name__}")
+            return _Resolved(os.path.join(root, source.path) if source.path else root)
+    if isinstance(source, np.ma.MaskedArray):
+        raise TypeError("a masked array: pass its data and mask apart, "
+                        "reduce(a.data, ..., mask=np.ma.getmaskarray(a))")
+    if isinstance(source, (list, tuple, int, float, bool, np.generic)):
+        source = np.asarray(source)
     if isinstance(source, np.ndarray):
-        return _memmap_region(source) or _npy_in_memfd(source, "mmcompute-array")
+        return _memmap_region(source) or _npy_in_memfd(source, "mmcompute-array",
+                                                       "the in-memory array")
     raise TypeError("source must be a path (.npy, raw with dtype and shape, FILE.h5:/dataset, "
                     "a zarr store), a numpy array or memmap, an h5py.Dataset or a zarr.Array, "
                     f"not {type(source).__name__}")
+
+
+def _integer(name: str, value, lo: int = -(1 << 31), hi: int = (1 << 31) - 1) -> int:
+    """`value` as an int in [lo, hi], or a one-line TypeError/ValueError naming `name`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
+    if not lo <= int(value) <= hi:
+        raise InvalidArgumentError(f"{name} {int(value)} is out of range [{lo}, {hi}]")
+    return int(value)
 
 
 def _selection_text(select) -> Optional[str]:
@@ -225,9 +325,10 @@ def _selection_text(select) -> Optional[str]:
     out = []
     for p in parts:
         if isinstance(p, slice):
-            text = ":".join("" if v is None else str(int(v)) for v in (p.start, p.stop))
-            out.append(text if p.step is None else f"{text}:{int(p.step)}")
-        elif isinstance(p, (int, np.integer)):
+            text = ":".join("" if v is None else str(_integer("select", v, -(1 << 62), 1 << 62))
+                            for v in (p.start, p.stop))
+            out.append(text if p.step is None else f"{text}:{_integer('select', p.step)}")
+        elif isinstance(p, (int, np.integer)) and not isinstance(p, (bool, np.bool_)):
             out.append(str(int(p)))
         elif p is Ellipsis:
             raise InvalidArgumentError("select: Ellipsis is not supported; name every axis")
@@ -296,41 +397,69 @@ def reduce(source: Source, op: Union[str, Sequence[str]] = "mean",
     OSError (IoError), WorkerLostError, and KeyboardInterrupt on Ctrl-C once the workers are
     stopped.
     """
-    ops = op.split(",") if isinstance(op, str) else [str(o) for o in op]
-    several = not isinstance(op, str) or len(ops) > 1
+    return _reduce(source, op, axis, ddof, n_jobs, backend, max_nbytes, bins, range, q, nodata,
+                   mask, select, dtype, shape, offset, order, cache, progress, stacklevel=3)
+
+
+def _reduce(source, op, axis, ddof, n_jobs, backend, max_nbytes, bins, range, q, nodata, mask,
+            select, dtype, shape, offset, order, cache, progress, stacklevel):
+    # Every argument checked before anything is opened or copied.
+    if isinstance(op, str):
+        ops = [o.strip() for o in op.split(",")]
+        several = len(ops) > 1
+    else:
+        ops = [str(o).strip() for o in op]
+        several = True
+    if not ops or not all(ops):
+        raise InvalidArgumentError(f"op: {op!r} names no op (e.g. \"mean\" or [\"mean\", \"std\"])")
     if axis is None:
         axes = None
-    elif isinstance(axis, (int, np.integer)):
-        axes = [int(axis)]
+    elif isinstance(axis, (int, np.integer)) and not isinstance(axis, (bool, np.bool_)):
+        axes = [_integer("axis", axis)]
+    elif isinstance(axis, (tuple, list)):
+        axes = [_integer("axis", a) for a in axis]
     else:
-        axes = [int(a) for a in axis]
+        raise TypeError(f"axis must be None, an int or a tuple of ints, not {type(axis).__name__}")
+    ddof = _integer("ddof", ddof)
+    bins = _integer("bins", bins, 1, (1 << 62))
+    n_jobs = None if n_jobs is None else _integer("n_jobs", n_jobs)
     scalar_q = q is not None and np.ndim(q) == 0
-    qs = [] if q is None else [float(v) for v in np.atleast_1d(q)]
+    qs = [] if q is None else [float(v) for v in np.ravel(q)]
     if range is not None:
         range = (float(range[0]), float(range[1]))
     if max_nbytes is not None and not isinstance(max_nbytes, str):
-        max_nbytes = str(int(max_nbytes))
+        max_nbytes = str(_integer("max_nbytes", max_nbytes, 0, (1 << 62)))
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress must be a bool or a callable, not {type(progress).__name__}")
     select_text = _selection_text(select)
-    with _resolve(source, dtype, shape, offset, order) as src:
-        mask_src = None
-        if mask is not None:
-            mask_src = (_Resolved(os.fspath(mask)) if isinstance(mask, (str, os.PathLike))
-                        else _npy_in_memfd(np.asarray(mask), "mmcompute-mask"))
-        cache_args = None
-        if cache is not None:
-            cache = cache if isinstance(cache, Cache) else Cache(cache)
-            in_memory = src.fd is not None or (mask_src is not None and mask_src.fd is not None)
-            cache_args = (cache.folder, cache.verify, not in_memory)
-        on_progress, done = _progress_callback(progress)
-        try:
-            results = _call(_core.reduce, src.spec, src.raw, ops, axes, int(ddof), int(n_jobs),
-                            backend, max_nbytes, int(bins), range, qs, _option_text(nodata),
-                            None if mask_src is None else mask_src.spec, select_text, 0,
-                            cache_args, on_progress)
-        finally:
-            done()
-            if mask_src is not None:
-                mask_src.__exit__()
+    if cache is not None and not isinstance(cache, Cache):
+        cache = Cache(cache)
+    on_progress, done = _progress_callback(progress)
+    try:
+        with _resolve(source, dtype, shape, offset, order) as src:
+            mask_src = None
+            try:
+                if mask is not None:
+                    mask_src = (_Resolved(os.fspath(mask)) if isinstance(mask, (str, os.PathLike))
+                                else _npy_in_memfd(np.asarray(mask), "mmcompute-mask",
+                                                   "the mask array"))
+                cache_args = None
+                if cache is not None:
+                    in_memory = src.fd is not None or (mask_src is not None
+                                                       and mask_src.fd is not None)
+                    cache_args = (cache.folder, cache.verify, not in_memory)
+                results, warned = _call(
+                    _core.reduce, src.spec, src.raw, ops, axes, ddof, n_jobs, backend,
+                    max_nbytes, bins, range, qs, _option_text(nodata),
+                    None if mask_src is None else mask_src.spec, select_text, 0, cache_args,
+                    on_progress, names=(src, mask_src))
+            finally:
+                if mask_src is not None:
+                    mask_src.__exit__()
+    finally:
+        done()
+    for message in warned:
+        warnings.warn("cache: " + message, CacheWarning, stacklevel=stacklevel)
     out: Dict[str, np.ndarray] = {}
     for name, values, edges in results:
         if scalar_q and name in ("percentile", "nanpercentile"):
@@ -340,15 +469,20 @@ def reduce(source: Source, op: Union[str, Sequence[str]] = "mean",
             out["bin_edges"] = edges
     if several:
         return out
-    values = out[ops[0].strip()]
+    values = out[ops[0]]
     if "bin_edges" in out:
         return values, out["bin_edges"]
     return values[()] if values.ndim == 0 else values
 
 
+# reduce()'s keyword arguments and their defaults, for Cache.reduce.
+_REDUCE_DEFAULTS = {k: v.default for k, v in inspect.signature(reduce).parameters.items()
+                    if v.kind == v.KEYWORD_ONLY}
+
+
 def _progress_callback(progress):
     """(callable for the engine or None, what to call when the call ends)."""
-    if progress is False or progress is None:
+    if not progress:
         return None, lambda: None
     if callable(progress):
         return progress, lambda: None
@@ -389,7 +523,14 @@ class Cache:
     def reduce(self, source: Source, op: Union[str, Sequence[str]] = "mean",
                axis: Union[None, int, Sequence[int]] = None, **options) -> Result:
         """reduce(source, op, axis, **options) through this cache."""
-        return reduce(source, op, axis, cache=self, **options)
+        if "cache" in options:
+            raise TypeError("Cache.reduce: the cache is this one; pass no cache=")
+        args = dict(_REDUCE_DEFAULTS, **options)
+        unknown = set(args) - set(_REDUCE_DEFAULTS)
+        if unknown:
+            raise TypeError(f"Cache.reduce: unexpected arguments {sorted(unknown)}")
+        args["cache"] = self
+        return _reduce(source, op, axis, stacklevel=3, **args)
 
     def ls(self) -> list:
         """The entries, most recently used first: dicts with "key", "path", "size" (bytes),

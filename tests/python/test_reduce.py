@@ -226,7 +226,7 @@ def test_errors_are_python_exceptions_with_the_clis_messages(tmp_path, rng):
     with pytest.raises(mmcompute.CorruptError):
         mmcompute.reduce(truncated, "mean")
     with pytest.raises(TypeError, match="source must be"):
-        mmcompute.reduce(3.5, "mean")
+        mmcompute.reduce({"not": "an array"}, "mean")
     with pytest.raises(mmcompute.Error):
         mmcompute.reduce(np.zeros((2, 2), dtype=np.complex64), "mean")
 
@@ -255,3 +255,81 @@ def test_four_threads_reduce_at_once(tmp_path, rng):
     for r in results:
         assert r["mean"].tobytes() == want["mean"].tobytes()
         assert r["max"].tobytes() == want["max"].tobytes()
+
+
+def test_arguments_are_checked_before_the_engine_runs(tmp_path, rng):
+    """One-line errors for what numpy would not take either (found by a stranger's review)."""
+    a = values(rng, "<f8", (3, 4, 5))
+    for bad_ops in ([], "", "mean,", ()):
+        with pytest.raises(ValueError, match="names no op"):
+            mmcompute.reduce(a, bad_ops)
+    with pytest.raises(TypeError, match="ddof must be an integer"):
+        mmcompute.reduce(a, "var", ddof=0.5)
+    with pytest.raises(TypeError, match="bins must be an integer"):
+        mmcompute.reduce(a, "histogram", bins=2.7)
+    with pytest.raises(TypeError, match="axis must be"):
+        mmcompute.reduce(a, "mean", axis="12")
+    with pytest.raises(ValueError, match="axis .* out of range"):
+        mmcompute.reduce(a, "mean", axis=2**40)
+    with pytest.raises(ValueError, match="offset -8"):
+        mmcompute.reduce(tmp_path / "x.raw", "mean", dtype="u1", shape=4, offset=-8)
+    with pytest.raises(TypeError, match="progress must be"):
+        mmcompute.reduce(a, "mean", progress="yes")
+    with pytest.raises(mmcompute.InvalidArgumentError, match="select"):
+        mmcompute.reduce(a, "mean", select=True)
+    with pytest.raises(TypeError, match="masked array"):
+        mmcompute.reduce(np.ma.masked_greater(a, 0), "mean")
+    # Spaces around names, a list source, n_jobs=None.
+    got = mmcompute.reduce(a.tolist(), "mean, max", (1, 2), n_jobs=None)
+    np.testing.assert_array_equal(got["max"], a.max(axis=(1, 2)))
+    # No memfd left behind when a later argument is refused.
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with pytest.raises(TypeError):
+            mmcompute.reduce(a, "mean", mask=a > 0, cache=123)
+    assert len(os.listdir("/proc/self/fd")) == fds
+    # Errors name what the caller passed, not the memfd copy.
+    with pytest.raises(ValueError) as e:
+        mmcompute.reduce(a.astype(np.complex64), "mean")
+    assert "/proc/self/fd" not in str(e.value) and "the in-memory array" in str(e.value)
+
+
+def test_npy_memmaps_replaced_files_and_h5py_handles_read_what_the_caller_sees(tmp_path, rng):
+    a = values(rng, "<f4", (6, 8, 10))
+    path = tmp_path / "a.npy"
+    np.save(path, a)
+    m = np.load(path, mmap_mode="r")
+    assert mmcompute.info(m)["format"] == "npy", "a whole .npy memmap is read in place"
+    np.testing.assert_array_equal(mmcompute.reduce(m, "max", (1, 2)), a.max(axis=(1, 2)))
+    np.testing.assert_array_equal(mmcompute.reduce(m[2:4], "max", (1, 2)),
+                                  a[2:4].max(axis=(1, 2)))  # part of a .npy: copied
+    raw = tmp_path / "x.f8"
+    old = values(rng, "<f8", (480,))
+    old.tofile(raw)
+    mm = np.memmap(raw, dtype="<f8", mode="r", shape=(480,))
+    np.zeros(480).tofile(tmp_path / "y.f8")
+    os.replace(tmp_path / "y.f8", raw)
+    assert mmcompute.reduce(mm, "sum") == pytest.approx(old.sum(), rel=1e-12)
+    # h5py: a relative name after chdir; a file still open for writing; a file in memory.
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    with h5py.File(sub / "t.h5", "w") as f:
+        f["c"] = np.zeros(5)
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with h5py.File("t.h5", "w") as f:
+            f["c"] = np.arange(5.0)
+        f = h5py.File("t.h5", "r")
+        os.chdir(sub)
+        assert mmcompute.reduce(f["c"], "max") == 4.0
+        f.close()
+    finally:
+        os.chdir(here)
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        ds = f.create_dataset("x", data=a)
+        np.testing.assert_array_equal(mmcompute.reduce(ds, "min", 0), a.min(axis=0))
+    with h5py.File(tmp_path / "mem.h5", "w", driver="core", backing_store=False) as f:
+        f["x"] = np.ones(10)
+        with pytest.raises(TypeError, match="'core' driver"):
+            mmcompute.reduce(f["x"], "sum")
