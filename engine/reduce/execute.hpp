@@ -1,8 +1,9 @@
 // The reduction executor's templates: a task runner per family, the finalizers that turn merged
 // partials into results, and the slots that run_pass (run_pass.cpp) runs a pass's families
 // through. Only the per-type translation units (by_type/*.cpp) include this
-// header: each instantiates execute_for_type for one element type, so the ~20 families x 2 byte
-// orders x 11 types spread over files that compile in parallel and in bounded memory.
+// header: each instantiates execute_for_type for one element type, so the ~20 families (each
+// wrapped in Filtered) x 11 types spread over files that compile in parallel and in bounded
+// memory.
 #pragma once
 
 #include <algorithm>

@@ -4,8 +4,9 @@
 // run (so its vector kernels serve it); strategy B lines, whose elements each go to their own
 // output, fold element by element. The grouping into blocks depends on the run and the data only,
 // so results stay bitwise independent of workers, backends and chunking. Byte-swapped data is
-// swapped while compacting, with or without a filter: the executor has no byte-swapped families
-// (each type compiles two sets of families, plain and wrapped, instead of three).
+// swapped while compacting, with or without a filter: the executor has no byte-swapped families.
+// With nothing to leave out or swap, every call passes to the family whole (passthrough()): the
+// executor runs only wrapped families, one set per type.
 #pragma once
 
 #include <algorithm>
