@@ -80,14 +80,6 @@ py::array to_numpy(const mmc::DType& dtype, const mmc::Shape& shape, const mmc::
   return out;
 }
 
-struct ReduceArgs {
-  std::string spec;
-  std::optional<RawArgs> raw;
-  std::optional<std::string> select;
-  mmc::ReduceOptions options;
-  std::optional<std::string> mask;  // a .npy file's name
-};
-
 // A cache folder as the package names one: (folder, verify, cacheable). `cacheable` is false
 // when the source or the mask is an in-memory array's memfd copy, whose identity is new at every
 // call: its entries would never hit.
@@ -121,14 +113,11 @@ py::tuple reduce(const std::string& spec, const std::optional<RawArgs>& raw,
                  const std::optional<std::pair<double, double>>& range,
                  const std::vector<double>& q, const std::optional<std::string>& nodata,
                  const std::optional<std::string>& mask, const std::optional<std::string>& select,
-                 std::int64_t task_bytes, const std::optional<CacheArgs>& cache_args,
-                 const py::object& progress) {
-  ReduceArgs args{spec, raw, select, {}, mask};
-  mmc::ReduceOptions& o = args.options;
+                 const std::optional<CacheArgs>& cache_args, const py::object& progress) {
+  mmc::ReduceOptions o;
   ProgressBridge bridge{progress, std::nullopt};
   if (!progress.is_none()) o.progress = bridge.callback();
   std::vector<std::string> warnings;
-  std::optional<mmc::Cache> cache;
   std::vector<mmc::ReduceResult> results;
   try {
     results = run_engine([&] {
@@ -145,13 +134,12 @@ py::tuple reduce(const std::string& spec, const std::optional<RawArgs>& raw,
       }
       o.q = q;
       if (nodata) o.nodata = mmc::parse_nodata(*nodata);
-      o.task_bytes = task_bytes;
       o.pool.n_jobs = n_jobs;
       if (backend) o.pool.backend = mmc::parse_backend(*backend);
       if (max_nbytes) o.pool.max_nbytes = mmc::parse_max_nbytes(*max_nbytes);
-      if (args.mask) o.mask = std::make_shared<const mmc::Source>(mmc::open_npy(*args.mask));
-      mmc::AnyArray array = open_spec(args.spec, args.raw);
-      if (args.select) array = mmc::select(array, mmc::parse_selection(*args.select));
+      if (mask) o.mask = std::make_shared<const mmc::Source>(mmc::open_npy(*mask));
+      mmc::AnyArray array = open_spec(spec, raw);
+      if (select) array = mmc::select(array, mmc::parse_selection(*select));
       if (!axes) {
         for (int a = 0; a < array.meta().ndim(); ++a) o.axes.push_back(a);
       }
@@ -174,8 +162,7 @@ py::tuple reduce(const std::string& spec, const std::optional<RawArgs>& raw,
           co.folder = folder;
           co.verify = verify;
           co.on_warning = [&warnings](const std::string& m) { warnings.push_back(m); };
-          cache.emplace(co);
-          return cache->reduce_each(*array.dense(), o);
+          return mmc::Cache(co).reduce_each(*array.dense(), o);
         }
       }
       return mmc::reduce_each(array, o);

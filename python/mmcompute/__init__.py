@@ -451,7 +451,7 @@ def _reduce(source, op, axis, ddof, n_jobs, backend, max_nbytes, bins, range, q,
                 results, warned = _call(
                     _core.reduce, src.spec, src.raw, ops, axes, ddof, n_jobs, backend,
                     max_nbytes, bins, range, qs, _option_text(nodata),
-                    None if mask_src is None else mask_src.spec, select_text, 0, cache_args,
+                    None if mask_src is None else mask_src.spec, select_text, cache_args,
                     on_progress, names=(src, mask_src))
             finally:
                 if mask_src is not None:
