@@ -21,7 +21,9 @@ trap 'printf "test: %s\n" "${stages[@]}"' EXIT
 
 mmc_install_deps
 # Benchmarks are built (and smoke-tested) in the Release build so they cannot rot.
-mmc_build build -DCMAKE_BUILD_TYPE=Release -DMMC_BUILD_BENCHMARKS=ON
+# The Release and ASan builds share the python fixtures' outputs (run once, copied once).
+fixture_cache=(-DMMC_FIXTURE_CACHE="$PWD/build/fixture_cache")
+mmc_build build -DCMAKE_BUILD_TYPE=Release -DMMC_BUILD_BENCHMARKS=ON "${fixture_cache[@]}"
 stage_done "release build"
 ctest --test-dir build --output-on-failure -j2
 stage_done "release tests"
@@ -31,7 +33,7 @@ stage_done "release tests"
 # smoke of each target (mmc_fuzz_smoke_*, 10 s each, over seeds made by numpy, zarr-python and
 # h5py), one library build for both. The Release and TSan builds are g++'s.
 CC=clang-14 CXX=clang++-14 mmc_build build-asan "${MMC_SANITIZER_FLAGS[@]}" -DMMC_SANITIZE=ON \
-  -DMMC_FUZZ=ON
+  -DMMC_FUZZ=ON "${fixture_cache[@]}"
 stage_done "asan build"
 ctest --test-dir build-asan --output-on-failure -j2
 stage_done "asan tests"

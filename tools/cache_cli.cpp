@@ -1,4 +1,4 @@
-// The CLI's cache parts: reduce through the cache, and the cache folder's ls, clear and prune.
+// The CLI's cache commands: the cache folder's ls, clear and prune.
 #include "cache_cli.hpp"
 
 #include <cstdio>
@@ -76,41 +76,13 @@ int run_ls(const Cache& cache, bool json) {
 
 }  // namespace
 
-void add_reduce_cache_options(CLI::App* reduce_cmd, CacheArgs* args) {
-  auto* cache = reduce_cmd->add_option("--cache", args->folder,
-                                       "cache results in DIR (default: $MMC_CACHE_DIR when set)");
-  reduce_cmd->add_flag("--cache-verify", args->verify,
-                       "also key the cache by a hash of the source's bytes (reads it once)");
-  reduce_cmd->add_flag("--no-cache", args->disabled, "do not use the cache, even MMC_CACHE_DIR")
-      ->excludes(cache);
-}
-
-CacheCommands add_cache_commands(CLI::App* app, CacheCommandArgs* args) {
-  CacheCommands c;
-  c.cache = app->add_subcommand("cache", "the result cache: ls, clear, prune");
-  c.cache->require_subcommand(1);
-  const auto folder_option = [args](CLI::App* cmd) {
-    cmd->add_option("--cache", args->folder, "the cache folder (default: $MMC_CACHE_DIR)");
-  };
-  c.ls = c.cache->add_subcommand("ls", "list entries, most recently used first");
-  folder_option(c.ls);
-  c.ls->add_flag("--json", args->json, "print JSON");
-  c.clear = c.cache->add_subcommand("clear", "remove every entry");
-  folder_option(c.clear);
-  c.prune = c.cache->add_subcommand("prune", "remove least recently used entries over a size");
-  folder_option(c.prune);
-  c.prune->add_option("--max-size", args->max_size, "size to keep: bytes, or K, M, G (1024s)")
-      ->required();
-  return c;
-}
-
-int run_cache_command(const CacheCommands& commands, const CacheCommandArgs& args) {
-  const std::uint64_t max_size = commands.prune->parsed() ? parse_max_size(args.max_size) : 0;
+int run_cache_command(CacheCommand command, const CacheCommandArgs& args) {
+  const std::uint64_t max_size = command == CacheCommand::Prune ? parse_max_size(args.max_size) : 0;
   CacheOptions options;
   options.folder = cache_folder(args.folder);
   const Cache cache(options);
-  if (commands.ls->parsed()) return run_ls(cache, args.json);
-  if (commands.clear->parsed()) {
+  if (command == CacheCommand::Ls) return run_ls(cache, args.json);
+  if (command == CacheCommand::Clear) {
     const CacheRemoval r = cache.clear();
     write_stdout("removed " + entries_phrase(r.removed_entries, r.removed_bytes) + " from " +
                  cache.folder() + "\n");

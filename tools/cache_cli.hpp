@@ -1,16 +1,11 @@
-// The CLI's cache parts: the options of `reduce --cache DIR [--cache-verify]` and the
-// `cache ls|clear|prune` commands.
+// The CLI's `cache ls|clear|prune` commands (their options are parsed in cli.cpp).
 #pragma once
 
-#include <CLI/CLI.hpp>
 #include <string>
 
 #include "commands.hpp"
 
 namespace mmc::cli {
-
-// Adds --cache, --cache-verify and --no-cache to a reduce command.
-void add_reduce_cache_options(CLI::App* reduce_cmd, CacheArgs* args);
 
 // `cache ls|clear|prune` arguments.
 struct CacheCommandArgs {
@@ -19,17 +14,9 @@ struct CacheCommandArgs {
   bool json = false;     // ls --json
 };
 
-struct CacheCommands {
-  CLI::App* cache = nullptr;
-  CLI::App* ls = nullptr;
-  CLI::App* clear = nullptr;
-  CLI::App* prune = nullptr;
-};
+enum class CacheCommand { Ls, Clear, Prune };
 
-// Adds `cache` with its subcommands ls, clear and prune to the app.
-CacheCommands add_cache_commands(CLI::App* app, CacheCommandArgs* args);
-
-// Runs whichever cache subcommand was parsed. Throws mmc::Error.
-int run_cache_command(const CacheCommands& commands, const CacheCommandArgs& args);
+// Runs one cache subcommand. Throws mmc::Error.
+int run_cache_command(CacheCommand command, const CacheCommandArgs& args);
 
 }  // namespace mmc::cli

@@ -240,15 +240,23 @@ TEST(ReduceLarge, CountsAndSumsPastTwoToThe32ElementsAreExact) {
   spec.dtype = DType(TypeId::U8);
   spec.shape = {n};
   const Source src = open_raw(spec);
-  // The three in one read of the 4 GiB (each op's bits are those of the op alone).
+  // The three in one read of the 4 GiB (each op's bits are those of the op alone). argmax's
+  // loop is portable C++, not an ISA kernel: at -O1 under ASan it checks every byte's load
+  // (48 CPU s for the 4 GiB, against 2 in Release), so the sanitizer builds leave it to Release
+  // and check the counts and sums, whose accumulators are the ones that pass 2^32.
   ReduceOptions o;
   o.pool.n_jobs = 2;
-  o.ops = {ReduceOp::Count, ReduceOp::Sum, ReduceOp::ArgMax};
+  o.ops = {ReduceOp::Count, ReduceOp::Sum};
+#ifndef MMC_TEST_SANITIZED
+  o.ops.push_back(ReduceOp::ArgMax);
+#endif
   const std::vector<ReduceResult> r = reduce_each(src, o);
-  ASSERT_EQ(r.size(), 3u);
+  ASSERT_EQ(r.size(), o.ops.size());
   EXPECT_EQ(r[0].as<std::int64_t>()[0], n);
   EXPECT_EQ(r[1].as<std::uint64_t>()[0], 510u);
-  EXPECT_EQ(r[2].as<std::int64_t>()[0], n - 1);
+  if (r.size() > 2) {
+    EXPECT_EQ(r[2].as<std::int64_t>()[0], n - 1);
+  }
 }
 
 }  // namespace
