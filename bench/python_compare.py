@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """The Python module against the recipes it replaces, every contender timed in one run on one
 file: the per-image mean of a u8 cube given as an np.memmap, by `mmcompute.reduce` (2 workers),
-numpy's `.mean(axis=(1, 2))` on the memmap, the joblib recipe (Parallel over images),
-multiprocessing.Pool, dask (threads), and the `mmcompute` CLI as a whole process; warm (the cube
+numpy's `.mean(axis=(1, 2))` on the memmap, the joblib recipe (Parallel over images), the
+recipe's per-image function through `mmcompute.map_slices`, multiprocessing.Pool, dask (threads), and the `mmcompute` CLI as a whole process; warm (the cube
 in the page cache) and cold (its pages dropped before each run). Then the fixed cost of one call
 on a tiny array (process backend, forked per call; thread; serial) against joblib's Parallel on
 the same work (its first call in a fresh interpreter, and later calls on its warm executor).
@@ -28,8 +28,8 @@ if os.environ.get("MMC_PYTHON_INSTALLED") != "1":
     sys.path.insert(0, os.path.join(REPO, "build", "python"))
 
 import mmcompute  # noqa: E402
-from compare import (log, read_through, run_dask, run_joblib, run_multiprocessing,  # noqa: E402
-                     run_numpy)
+from compare import (PER_IMAGE, log, read_through, run_dask, run_joblib,  # noqa: E402
+                     run_multiprocessing, run_numpy)
 from multi_op_compare import drop_file_pages, make_cube  # noqa: E402
 
 JOBLIB_FIRST_CALL = """
@@ -84,6 +84,10 @@ def main():
         "mmcompute.reduce(memmap)": lambda: mmcompute.reduce(memmap, "mean", (1, 2),
                                                              n_jobs=args.jobs),
         "mmcompute CLI (process)": cli,
+        # The seed's recipe natively: the same Python function over each image, in forked
+        # workers, each image a view of the file's mapping.
+        "mmcompute.map_slices(np.mean, memmap)": lambda: np.array(
+            mmcompute.map_slices(PER_IMAGE["mean"], memmap, n_jobs=args.jobs)),
         "numpy memmap.mean": lambda: run_numpy(cube, args.jobs, "mean"),
         "joblib recipe": lambda: run_joblib(cube, args.jobs, "mean"),
         "multiprocessing.Pool": lambda: run_multiprocessing(cube, args.jobs, "mean"),
@@ -133,6 +137,11 @@ def main():
         w, c = results[(name, False)], results[(name, True)]
         print(f"| {name} | {w:.3f} | {gib * (1 << 30) / w / 1e9:.1f} | {w / ours_w:.2f} | "
               f"{c:.3f} | {c / ours_c:.2f} |")
+    ms_w, ms_c = (results[("mmcompute.map_slices(np.mean, memmap)", c)] for c in (False, True))
+    jl_w, jl_c = (results[("joblib recipe", c)] for c in (False, True))
+    print()
+    print(f"map_slices(np.mean) against the joblib recipe running the same np.mean: "
+          f"{jl_w / ms_w:.2f}x faster warm, {jl_c / ms_c:.2f}x cold")
     print()
     print("# Fixed cost of one call on a 4x8x8 u8 array (median)")
     print("| call | ms |")

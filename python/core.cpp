@@ -8,6 +8,8 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -20,6 +22,7 @@
 #include "mmc/open.hpp"
 #include "mmc/reduce.hpp"
 #include "mmc/select.hpp"
+#include "mmc/slices.hpp"
 #include "mmc/zarr.hpp"
 
 namespace py = pybind11;
@@ -187,6 +190,339 @@ py::tuple reduce(const std::string& spec, const std::optional<RawArgs>& raw,
   return py::make_tuple(out, warnings);
 }
 
+// map_slices: a Python function over every slice, in the engine's workers.
+//
+// Each task's result is a run of records, one per slice: a tag byte, the payload's length (8
+// bytes) and the payload. Numbers and numpy arrays travel as their bytes; anything else
+// pickled; a Python exception as the last record of its task, which fails the call as soon as
+// the caller sees it.
+enum Tag : char {
+  kNone = 'N',
+  kBool = 'B',
+  kInt = 'I',      // int64
+  kFloat = 'F',    // float64
+  kScalar = 'S',   // numpy scalar: descr length (4), descr, its bytes
+  kArray = 'A',    // ndarray: descr length (4), descr, ndim (4), shape (8 each), C-order bytes
+  kPickled = 'P',  // pickle.dumps
+  kRaised = 'E',   // slice (8), pickled exception length (8, 0 if it does not pickle), it,
+                   // the traceback's text
+};
+
+void put(mmc::Bytes& out, const void* p, std::size_t n) {
+  const auto* b = static_cast<const std::byte*>(p);
+  out.insert(out.end(), b, b + n);
+}
+
+// Appends one record: tag, then the payload length and `parts` back to back.
+void put_record(mmc::Bytes& out, Tag tag,
+                std::initializer_list<std::pair<const void*, std::size_t>> parts) {
+  std::uint64_t length = 0;
+  for (const auto& [p, n] : parts) length += n;
+  out.push_back(static_cast<std::byte>(tag));
+  put(out, &length, sizeof length);
+  for (const auto& [p, n] : parts) put(out, p, n);
+}
+
+// numpy dtypes that travel as bytes: no Python objects inside, no fields (whose .str loses
+// them).
+bool plain_dtype(const py::dtype& dt) {
+  return !dt.attr("hasobject").cast<bool>() && dt.attr("fields").is_none();
+}
+
+void encode_result(const py::handle r, mmc::Bytes& out) {
+  if (r.is_none()) return put_record(out, kNone, {});
+  if (PyBool_Check(r.ptr())) {
+    const char b = r.ptr() == Py_True ? 1 : 0;
+    return put_record(out, kBool, {{&b, 1}});
+  }
+  if (PyFloat_CheckExact(r.ptr())) {
+    const double v = PyFloat_AS_DOUBLE(r.ptr());
+    return put_record(out, kFloat, {{&v, sizeof v}});
+  }
+  if (PyLong_CheckExact(r.ptr())) {
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(r.ptr(), &overflow);
+    if (overflow == 0) {
+      const std::int64_t w = v;
+      return put_record(out, kInt, {{&w, sizeof w}});
+    }
+  }
+  const py::module_ np = py::module_::import("numpy");
+  if (Py_TYPE(r.ptr()) == reinterpret_cast<PyTypeObject*>(np.attr("ndarray").ptr())) {
+    const auto a = py::reinterpret_borrow<py::array>(r);
+    if (plain_dtype(a.dtype())) {
+      const py::array c = np.attr("ascontiguousarray")(a);
+      const auto descr = py::str(a.dtype().attr("str")).cast<std::string>();
+      const auto descr_n = static_cast<std::uint32_t>(descr.size());
+      const auto ndim = static_cast<std::uint32_t>(c.ndim());
+      std::vector<std::int64_t> shape(c.shape(), c.shape() + c.ndim());
+      return put_record(out, kArray,
+                        {{&descr_n, 4},
+                         {descr.data(), descr.size()},
+                         {&ndim, 4},
+                         {shape.data(), shape.size() * 8},
+                         {c.data(), static_cast<std::size_t>(c.nbytes())}});
+    }
+  } else if (py::isinstance(r, np.attr("generic"))) {
+    const py::dtype dt = r.attr("dtype");
+    if (plain_dtype(dt)) {
+      const auto descr = py::str(dt.attr("str")).cast<std::string>();
+      const auto descr_n = static_cast<std::uint32_t>(descr.size());
+      const py::bytes raw = r.attr("tobytes")();
+      const std::string_view bytes = raw;
+      return put_record(
+          out, kScalar,
+          {{&descr_n, 4}, {descr.data(), descr.size()}, {bytes.data(), bytes.size()}});
+    }
+  }
+  const py::bytes pickled = py::module_::import("pickle").attr("dumps")(
+      r, py::module_::import("pickle").attr("HIGHEST_PROTOCOL"));
+  const std::string_view bytes = pickled;
+  put_record(out, kPickled, {{bytes.data(), bytes.size()}});
+}
+
+// The record of the Python exception being handled, raised by slice `index`.
+void encode_raised(py::error_already_set& e, std::int64_t index, mmc::Bytes& out) {
+  std::string pickled;
+  try {
+    pickled = py::bytes(py::module_::import("pickle").attr("dumps")(e.value()));
+  } catch (py::error_already_set&) {  // not picklable: the parent raises TaskFailedError
+  }
+  std::string text;
+  try {
+    const py::object trace =
+        e.trace() ? py::reinterpret_borrow<py::object>(e.trace()) : py::object(py::none());
+    const py::list lines =
+        py::module_::import("traceback").attr("format_exception")(e.type(), e.value(), trace);
+    for (const py::handle line : lines) text += line.cast<std::string>();
+  } catch (py::error_already_set&) {
+    text = e.what();
+  }
+  const std::uint64_t n = pickled.size();
+  put_record(out, kRaised,
+             {{&index, 8}, {&n, 8}, {pickled.data(), pickled.size()}, {text.data(), text.size()}});
+}
+
+// One record read back.
+struct Record {
+  Tag tag;
+  const std::byte* data;
+  std::size_t size;
+};
+
+// Walks a task's records; false at the end. Throws Error(Internal) for a truncated record.
+bool next_record(mmc::ByteView bytes, std::size_t* at, Record* record) {
+  if (*at >= bytes.size) return false;
+  std::uint64_t length = 0;
+  if (bytes.size - *at < 1 + sizeof length) {
+    throw mmc::Error(mmc::ErrorCode::Internal, "map_slices: a truncated result");
+  }
+  record->tag = static_cast<Tag>(bytes.data[*at]);
+  std::memcpy(&length, bytes.data + *at + 1, sizeof length);
+  *at += 1 + sizeof length;
+  if (length > bytes.size - *at) {
+    throw mmc::Error(mmc::ErrorCode::Internal, "map_slices: a truncated result");
+  }
+  record->data = bytes.data + *at;
+  record->size = static_cast<std::size_t>(length);
+  *at += record->size;
+  return true;
+}
+
+// A slice's failure on its way to the caller: the exception record, thrown from the engine's
+// result callback so that the call stops at once.
+struct SliceRaised {
+  mmc::Bytes record;
+};
+
+py::object decode_result(const Record& r) {
+  const auto take = [&r](std::size_t at, void* to, std::size_t n) {
+    if (at + n > r.size) throw mmc::Error(mmc::ErrorCode::Internal, "map_slices: a bad record");
+    std::memcpy(to, r.data + at, n);
+  };
+  const auto descr_at = [&](std::size_t* at) {
+    std::uint32_t n = 0;
+    take(*at, &n, 4);
+    if (*at + 4 + n > r.size)
+      throw mmc::Error(mmc::ErrorCode::Internal, "map_slices: a bad record");
+    std::string descr(reinterpret_cast<const char*>(r.data) + *at + 4, n);
+    *at += 4 + n;
+    return descr;
+  };
+  switch (r.tag) {
+    case kNone:
+      return py::none();
+    case kBool: {
+      char b = 0;
+      take(0, &b, 1);
+      return py::bool_(b != 0);
+    }
+    case kInt: {
+      std::int64_t v = 0;
+      take(0, &v, 8);
+      return py::int_(v);
+    }
+    case kFloat: {
+      double v = 0;
+      take(0, &v, 8);
+      return py::float_(v);
+    }
+    case kScalar: {
+      std::size_t at = 0;
+      const py::dtype dt = py::dtype(descr_at(&at));
+      const py::bytes raw(reinterpret_cast<const char*>(r.data) + at, r.size - at);
+      return py::module_::import("numpy").attr("frombuffer")(raw, dt)[py::int_(0)];
+    }
+    case kArray: {
+      std::size_t at = 0;
+      const py::dtype dt = py::dtype(descr_at(&at));
+      std::uint32_t ndim = 0;
+      take(at, &ndim, 4);
+      at += 4;
+      std::vector<py::ssize_t> shape(ndim);
+      for (std::uint32_t i = 0; i < ndim; ++i, at += 8) {
+        std::int64_t e = 0;
+        take(at, &e, 8);
+        shape[i] = static_cast<py::ssize_t>(e);
+      }
+      py::array a(dt, shape);
+      if (static_cast<std::size_t>(a.nbytes()) != r.size - at) {
+        throw mmc::Error(mmc::ErrorCode::Internal, "map_slices: a bad array record");
+      }
+      if (a.nbytes() > 0) std::memcpy(a.mutable_data(), r.data + at, r.size - at);
+      return a;
+    }
+    case kPickled:
+      return py::module_::import("pickle").attr("loads")(
+          py::bytes(reinterpret_cast<const char*>(r.data), r.size));
+    default:
+      throw mmc::Error(mmc::ErrorCode::Internal, "map_slices: an unknown result record");
+  }
+}
+
+// CPython's own fork protocol around each worker's fork, as os.fork() runs it: the GIL held
+// across fork() (no other thread can be inside the interpreter then), the import lock and the
+// os.register_at_fork callbacks, and in the child the interpreter's threads and locks
+// reinitialized with this thread as the main one. The GIL is let go after, in both processes.
+mmc::ForkHooks python_fork_hooks() {
+  const auto state = std::make_shared<PyGILState_STATE>();
+  mmc::ForkHooks hooks;
+  hooks.prepare = [state] {
+    *state = PyGILState_Ensure();
+    PyOS_BeforeFork();
+  };
+  hooks.parent = [state] {
+    PyOS_AfterFork_Parent();
+    PyGILState_Release(*state);
+  };
+  hooks.child = [state] {
+    PyOS_AfterFork_Child();
+    PyGILState_Release(*state);
+  };
+  return hooks;
+}
+
+// Writes out what the task's function printed (Python's buffers, not C stdio's): a worker
+// process ends with _exit, which would drop them.
+void flush_python_output() {
+  const py::module_ sys = py::module_::import("sys");
+  for (const char* name : {"stdout", "stderr"}) {
+    const py::object stream = sys.attr(name);
+    if (!stream.is_none() && py::hasattr(stream, "flush")) {
+      try {
+        stream.attr("flush")();
+      } catch (py::error_already_set&) {
+      }
+    }
+  }
+}
+
+py::list map_slices(const py::object& fn, const std::string& spec,
+                    const std::optional<RawArgs>& raw, int axis, const std::optional<int>& n_jobs,
+                    const std::optional<std::string>& backend,
+                    const std::optional<std::string>& max_nbytes, std::int64_t task_bytes,
+                    const std::optional<std::string>& select, const py::object& progress) {
+  ProgressBridge bridge{progress, std::nullopt};
+  std::map<std::int64_t, mmc::Bytes> results;  // each task's records, by its first slice
+  try {
+    run_engine([&] {
+      mmc::AnyArray array = open_spec(spec, raw);
+      if (select) array = mmc::select(array, mmc::parse_selection(*select));
+      mmc::SliceOptions o;
+      o.axis = axis;
+      o.task_bytes = task_bytes;
+      o.pool.n_jobs = n_jobs;
+      if (backend) o.pool.backend = mmc::parse_backend(*backend);
+      if (max_nbytes) o.pool.max_nbytes = mmc::parse_max_nbytes(*max_nbytes);
+      o.pool.fork_hooks = python_fork_hooks();
+      if (!progress.is_none()) o.progress = bridge.callback();
+      const mmc::ArrayMeta& meta = array.meta();
+      const mmc::Shape shape = mmc::detail::slice_shape(meta, axis).first;
+      const std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+      const std::string descr = meta.dtype.native().numpy_descr();
+      std::size_t slice_bytes = meta.dtype.itemsize();
+      for (const std::int64_t e : shape) slice_bytes *= static_cast<std::size_t>(e);
+      mmc::detail::run_slice_tasks(
+          array, o,
+          [&](std::int64_t first, std::int64_t count, const std::byte* slices, mmc::Bytes& result) {
+            const py::gil_scoped_acquire gil;
+            const py::dtype dt(descr);
+            // The views borrow the task's bytes (the file's mapping, or the task's buffer):
+            // numpy must neither copy nor free them, and nobody may write them.
+            const py::capsule borrowed(static_cast<const void*>(slices), [](void*) {});
+            for (std::int64_t k = 0; k < count; ++k) {
+              try {
+                py::array view(dt, dims, std::vector<py::ssize_t>(),
+                               slices + static_cast<std::size_t>(k) * slice_bytes, borrowed);
+                view.attr("setflags")(py::arg("write") = false);
+                encode_result(fn(view), result);
+              } catch (py::error_already_set& e) {
+                encode_raised(e, first + k, result);
+                break;
+              }
+            }
+            flush_python_output();
+          },
+          [&](std::int64_t first, std::int64_t, mmc::ByteView r) {
+            // Records are scanned without the GIL: only tags and lengths are read.
+            Record record{};
+            std::size_t at = 0;
+            while (next_record(r, &at, &record)) {
+              if (record.tag == kRaised) {
+                throw SliceRaised{mmc::Bytes(record.data, record.data + record.size)};
+              }
+            }
+            results[first].assign(r.data, r.data + r.size);
+          });
+    });
+  } catch (py::error_already_set&) {
+    if (bridge.error) throw std::move(*bridge.error);
+    throw;
+  } catch (const SliceRaised& raised) {
+    const std::byte* p = raised.record.data();
+    std::int64_t index = 0;
+    std::uint64_t n = 0;
+    std::memcpy(&index, p, 8);
+    std::memcpy(&n, p + 8, 8);
+    const py::bytes pickled(reinterpret_cast<const char*>(p + 16), n);
+    const std::string text(reinterpret_cast<const char*>(p + 16 + n),
+                           raised.record.size() - 16 - n);
+    // The package rebuilds the worker's exception (or a TaskFailedError) with its traceback.
+    const py::object error =
+        py::module_::import("mmcompute").attr("_slice_raised")(index, pickled, text);
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
+    throw py::error_already_set();
+  }
+  py::list out;
+  for (const auto& [first, bytes] : results) {
+    Record record{};
+    std::size_t at = 0;
+    while (next_record({bytes.data(), bytes.size()}, &at, &record))
+      out.append(decode_result(record));
+  }
+  return out;
+}
+
 py::dict info(const std::string& spec, const std::optional<RawArgs>& raw) {
   struct Described {
     mmc::ArrayMeta meta;
@@ -270,6 +606,7 @@ PYBIND11_MODULE(_core, m) {
   static py::exception<mmc::Error> engine_error(m, "EngineError");
   g_engine_error = engine_error.ptr();
   m.def("reduce", &reduce);
+  m.def("map_slices", &map_slices);
   m.def("info", &info);
   m.def("convert", &convert);
   m.def("kernel_isa", [] { return std::string(mmc::kernel_isa()); });

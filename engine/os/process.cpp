@@ -92,10 +92,17 @@ void flush_stdio(bool every_file) noexcept {
 pid_t fork_child(const ChildSetup& setup, const std::function<void()>& body) noexcept {
   flush_stdio(/*every_file=*/true);
   const pid_t parent = getpid();
+  if (setup.hooks.prepare) setup.hooks.prepare();
   const pid_t pid = fork();
-  if (pid != 0) return pid;
+  if (pid != 0) {
+    const int saved = errno;
+    if (setup.hooks.parent) setup.hooks.parent();
+    errno = saved;
+    return pid;
+  }
   int status = 0;
   try {
+    if (setup.hooks.child) setup.hooks.child();
     set_up_child(setup, parent);
     body();
   } catch (...) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "mmc/fork_hooks.hpp"
 #include "os/unique_fd.hpp"
 
 namespace mmc::detail {
@@ -51,6 +52,8 @@ struct ChildSetup {
   int orphaned_status = 71;
   // The child's exit status when an exception escapes its body.
   int uncaught_status = 70;
+  // Run around the fork (fork_child): hooks.child before everything above.
+  ForkHooks hooks;
 };
 
 // Forks. In the parent: the child's pid, or -1 with errno set. In the child: `setup`, then

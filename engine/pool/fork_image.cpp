@@ -48,8 +48,8 @@ ForkImage ForkImage::take() {
 }
 
 bool ForkImage::inside(std::uintptr_t address) const {
-  auto it = std::upper_bound(ranges_.begin(), ranges_.end(),
-                             std::make_pair(address, ~std::uintptr_t{0}));
+  auto it =
+      std::upper_bound(ranges_.begin(), ranges_.end(), std::make_pair(address, ~std::uintptr_t{0}));
   if (it == ranges_.begin()) return false;
   --it;
   return address >= it->first && address < it->second;

@@ -67,7 +67,8 @@ bool reap_children(int control, std::set<pid_t>& children) {
 }
 
 // Runs in the server, whose SIGINT/SIGTERM are ignored (start() sets that up).
-[[noreturn]] void server_main(int control_in, const std::function<void(int)>& worker_body) {
+[[noreturn]] void server_main(int control_in, const std::function<void(int)>& worker_body,
+                              const ForkHooks& hooks) {
   // Keep stdio and the control socket only: a descriptor of the caller's (another pool's
   // socket, a pipe) held here would keep its peer from ever seeing EOF.
   if (dup2(control_in, kControlFd) < 0) _exit(80);
@@ -78,7 +79,7 @@ bool reap_children(int control, std::set<pid_t>& children) {
   sigprocmask(SIG_BLOCK, &chld, nullptr);
   const int sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sigfd < 0) _exit(81);
-  ChildSetup setup = pool_child_setup(/*tied=*/true);
+  ChildSetup setup = pool_child_setup(/*tied=*/true, hooks);
   setup.default_signals = {SIGCHLD};  // blocked here for the signalfd
   std::set<pid_t> children;
   bool running = true;
@@ -124,7 +125,7 @@ bool reap_children(int control, std::set<pid_t>& children) {
 
 }  // namespace
 
-ForkServer ForkServer::start(std::function<void(int socket)> worker_body) {
+ForkServer ForkServer::start(std::function<void(int socket)> worker_body, const ForkHooks& hooks) {
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     throw_errno("socketpair for the pool's fork server");
@@ -132,20 +133,22 @@ ForkServer ForkServer::start(std::function<void(int socket)> worker_body) {
   UniqueFd parent_end(pair[0]);
   UniqueFd child_end(pair[1]);
   ForkServer server;
-  ChildSetup setup = pool_child_setup(/*tied=*/false);
+  ChildSetup setup = pool_child_setup(/*tied=*/false, hooks);
   setup.ignored_signals = {SIGINT, SIGTERM};
   server.process_ = start_child(setup, [&] {
     parent_end.reset();
-    server_main(child_end.get(), worker_body);
+    server_main(child_end.get(), worker_body, hooks);
   });
   server.control_ = std::move(parent_end);
   return server;
 }
 
-ForkServer ForkServer::start_direct(std::function<void(int socket)> worker_body) {
+ForkServer ForkServer::start_direct(std::function<void(int socket)> worker_body,
+                                    const ForkHooks& hooks) {
   ForkServer server;
   server.direct_ = true;
   server.worker_body_ = std::move(worker_body);
+  server.hooks_ = hooks;
   return server;
 }
 
@@ -156,7 +159,7 @@ SpawnedWorker ForkServer::spawn_direct() {
   }
   UniqueFd parent_end(pair[0]);
   UniqueFd child_end(pair[1]);
-  ChildProcess process = start_child(pool_child_setup(/*tied=*/true), [&] {
+  ChildProcess process = start_child(pool_child_setup(/*tied=*/true, hooks_), [&] {
     // The earlier workers' sockets would keep them from seeing the caller close its end.
     for (const int fd : parent_ends_) close(fd);
     parent_end.reset();

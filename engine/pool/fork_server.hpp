@@ -30,13 +30,15 @@ struct SpawnedWorker {
 class ForkServer {
  public:
   // Forks the server. `worker_body(socket)` runs in each worker (a grandchild); it should not
-  // return, and the worker _exits with 0 if it does. Throws Error(Io).
-  static ForkServer start(std::function<void(int socket)> worker_body);
+  // return, and the worker _exits with 0 if it does. `hooks` run around the server's fork and
+  // each worker's. Throws Error(Io).
+  static ForkServer start(std::function<void(int socket)> worker_body, const ForkHooks& hooks);
   // No server: spawn() forks each worker straight from the caller (one fork per worker, not
   // two), and the workers keep the caller's descriptors. For a one-call core, whose workers
   // are all spawned at its construction on the caller's thread (PR_SET_PDEATHSIG ties them
   // to it). Exits are not reported (control_fd() is -1): watch the workers' pidfds.
-  static ForkServer start_direct(std::function<void(int socket)> worker_body);
+  static ForkServer start_direct(std::function<void(int socket)> worker_body,
+                                 const ForkHooks& hooks);
 
   ForkServer() = default;
   ForkServer(ForkServer&&) noexcept = default;
@@ -68,6 +70,7 @@ class ForkServer {
 
   bool direct_ = false;
   std::function<void(int socket)> worker_body_;       // direct: run in each worker
+  ForkHooks hooks_;                                   // direct: around each worker's fork
   std::unordered_map<pid_t, ChildProcess> children_;  // direct: the workers
   std::vector<int> parent_ends_;  // direct: sockets handed out, closed in later workers
 

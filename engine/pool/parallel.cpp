@@ -118,6 +118,7 @@ CoreOptions resolve_options(const PoolOptions& options) {
   core.maxtasksperchild =
       options.maxtasksperchild != 0 ? options.maxtasksperchild : t_config.maxtasksperchild;
   core.verbose = options.verbose != 0 ? options.verbose : t_config.verbose;
+  core.fork_hooks = options.fork_hooks;
   return core;
 }
 

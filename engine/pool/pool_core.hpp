@@ -17,6 +17,7 @@ struct CoreOptions : ResolvedOptions {
   std::function<void()> initializer;
   std::size_t maxtasksperchild = 0;
   int verbose = 0;
+  ForkHooks fork_hooks;
   // A core made for one run_tasks call: its workers are forked straight from the caller at
   // construction (no fork server; they keep the caller's descriptors, which its closures may
   // use), and a lost worker is not replaced (the call fails).

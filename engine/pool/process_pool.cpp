@@ -279,7 +279,8 @@ class ProcessPool final : public PoolCore {
     RunBoard* board = &board_;
     auto body = [opts, threads, board](int socket) { worker_main(socket, *opts, threads, board); };
     // One call: workers forked straight from the caller, one fork each (its fixed cost).
-    server_ = options_.one_call ? ForkServer::start_direct(body) : ForkServer::start(body);
+    server_ = options_.one_call ? ForkServer::start_direct(body, options_.fork_hooks)
+                                : ForkServer::start(body, options_.fork_hooks);
     // Taken just after the fork: what was mapped between the two counts as inherited, so the
     // check errs on the side of letting a pointer through, never of refusing a good one.
     // A one-call core ships no callables' bytes (run_tasks names its TaskSet by address): reading

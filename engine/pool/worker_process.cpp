@@ -52,9 +52,10 @@ void exit_worker(int status) noexcept {
   _exit(status);
 }
 
-ChildSetup pool_child_setup(bool tied) {
+ChildSetup pool_child_setup(bool tied, const ForkHooks& hooks) {
   ChildSetup setup;
   setup.uncaught_status = kExitUncaught;
+  setup.hooks = hooks;
   if (tied) {
     setup.death_signal = SIGKILL;
     setup.orphaned_status = kExitOrphaned;

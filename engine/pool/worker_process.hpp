@@ -25,8 +25,9 @@ void flush_task_output() noexcept;
 [[noreturn]] void exit_worker(int status) noexcept;
 
 // The setup of a pool's child: ends with kExitUncaught when its body throws; when `tied`, gets
-// SIGKILL when the forking thread ends (kExitOrphaned if that thread was gone already).
-ChildSetup pool_child_setup(bool tied);
+// SIGKILL when the forking thread ends (kExitOrphaned if that thread was gone already); `hooks`
+// run around its fork.
+ChildSetup pool_child_setup(bool tied, const ForkHooks& hooks);
 // ChildProcess::start(setup, body); throws Error(Io) if fork fails.
 ChildProcess start_child(const ChildSetup& setup, const std::function<void()>& body);
 

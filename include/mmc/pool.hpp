@@ -14,6 +14,7 @@
 
 #include "mmc/codec.hpp"
 #include "mmc/error.hpp"
+#include "mmc/fork_hooks.hpp"
 #include "mmc/interrupt.hpp"
 
 namespace mmc {
@@ -54,6 +55,9 @@ struct PoolOptions {
   // that n_jobs workers fit in the cgroup's memory limit and the system's available memory
   // (never below 1), instead of meeting the out-of-memory killer; verbose > 0 says so.
   std::uint64_t worker_memory = 0;
+  // Process backend: run around each fork of a worker (and of mmc::Pool's fork server), for a
+  // host whose runtime has its own fork protocol (mmc/fork_hooks.hpp). They must not throw.
+  ForkHooks fork_hooks;
 };
 
 // joblib.parallel_config: sets the defaults of pools and calls made on this thread while it

@@ -14,6 +14,7 @@
 #include <functional>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "mmc/array.hpp"
@@ -24,12 +25,13 @@
 
 namespace mmc {
 
-// One slice a[index, ...] of an array: C-order, native byte order, contiguous.
+// One slice of an array along SliceOptions::axis (a[index, ...] for axis 0): C-order, native
+// byte order, contiguous.
 template <class T>
 struct SliceView {
   const T* data = nullptr;
-  std::int64_t index = 0;  // position along axis 0
-  Shape shape;             // the array's shape without axis 0 (empty for a 1-d array)
+  std::int64_t index = 0;  // position along the axis
+  Shape shape;             // the array's shape without the axis (empty for a 1-d array)
 
   std::int64_t size() const noexcept {
     std::int64_t n = 1;
@@ -43,6 +45,10 @@ struct SliceView {
 
 struct SliceOptions {
   PoolOptions pool;
+  // The axis the slices are taken along (negative counts from the end): axis 0 gives a[i, ...],
+  // axis 1 gives a[:, i, ...]. Slices along axis 0 of a native C-order dense array are read in
+  // place; others are gathered into a buffer per task.
+  int axis = 0;
   // Bytes of input per task (consecutive slices; one slice at least). 0: about 8 MiB.
   std::int64_t task_bytes = 0;
   ProgressCallback progress;  // caller's thread, after each task
@@ -53,11 +59,25 @@ struct SliceOptions {
 
 namespace detail {
 
-// Runs block(first, count, slices, results) over consecutive slices of `array` along axis 0 in
-// the pool. `slices` holds `count` slices in C order and native byte order: the mapping itself
-// for a native C-order dense source (zero copy), else a per-task buffer filled from the array
-// (chunks decoded, bytes swapped, Fortran order transposed). `results` has room for
-// count * result_bytes; the returned vector holds every slice's result bytes in order.
+// Runs block(first, count, slices, result) over consecutive slices of `array` along
+// options.axis in the pool, a task per block. `slices` holds `count` slices, each contiguous in
+// C order and native byte order: the mapping itself for axis 0 of a native C-order dense source
+// (zero copy), else a per-task buffer filled from the array (chunks decoded once per task, bytes
+// swapped, Fortran order and other axes gathered). The block appends what it likes to `result`;
+// on_result(first, count, result) gets it on the caller's thread, in completion order.
+// Throws Error(InvalidArgument) for a 0-d array or an axis out of range.
+void run_slice_tasks(
+    const AnyArray& array, const SliceOptions& options,
+    const std::function<void(std::int64_t first, std::int64_t count, const std::byte* slices,
+                             Bytes& result)>& block,
+    const std::function<void(std::int64_t first, std::int64_t count, ByteView result)>& on_result);
+
+// The array's shape without the slices' axis, and that axis (options.axis normalized).
+// Throws as run_slice_tasks.
+std::pair<Shape, int> slice_shape(const ArrayMeta& meta, int axis);
+
+// run_slice_tasks with result_bytes per slice: `results` has room for count * result_bytes;
+// the returned vector holds every slice's result bytes in order.
 std::vector<std::byte> run_slice_blocks(
     const AnyArray& array, std::size_t result_bytes, const SliceOptions& options,
     const std::function<void(std::int64_t first, std::int64_t count, const std::byte* slices,
@@ -65,12 +85,13 @@ std::vector<std::byte> run_slice_blocks(
 
 }  // namespace detail
 
-// Calls fn(SliceView<T>) for every slice a[i, ...] of `array` and returns the results in slice
-// order (R trivially copyable: it crosses process boundaries as bytes). T must be the array's
-// element type (byte order aside). fn runs in the pool's workers: with the process backend, in
-// forked processes, so it must not rely on changing the caller's memory; its exceptions fail
-// the call (mmc::Error keeps its code; others become ErrorCode::TaskFailed), naming the task.
-// Throws Error(InvalidArgument) for a 0-d array or a T that is not the array's element type.
+// Calls fn(SliceView<T>) for every slice of `array` along options.axis (a[i, ...] by default)
+// and returns the results in slice order (R trivially copyable: it crosses process boundaries as
+// bytes). T must be the array's element type (byte order aside). fn runs in the pool's workers:
+// with the process backend, in forked processes, so it must not rely on changing the caller's
+// memory; its exceptions fail the call (mmc::Error keeps its code; others become
+// ErrorCode::TaskFailed), naming the task. Throws Error(InvalidArgument) for a 0-d array, an axis
+// out of range or a T that is not the array's element type.
 template <class T, class R, class Fn>
 std::vector<R> map_slices(const AnyArray& array, Fn&& fn, const SliceOptions& options = {}) {
   static_assert(std::is_trivially_copyable_v<R>, "map_slices results must be trivially copyable");
@@ -81,10 +102,7 @@ std::vector<R> map_slices(const AnyArray& array, Fn&& fn, const SliceOptions& op
                     " elements, not those of the kernel's element type " +
                     DType(type_id_of<T>()).name());
   }
-  if (meta.shape.empty()) {
-    throw Error(ErrorCode::InvalidArgument, "map_slices: a 0-d array has no slices");
-  }
-  const Shape slice_shape(meta.shape.begin() + 1, meta.shape.end());
+  const Shape slice_shape = detail::slice_shape(meta, options.axis).first;
   std::int64_t slice_size = 1;
   for (std::int64_t e : slice_shape) slice_size *= e;
   const std::vector<std::byte> bytes = detail::run_slice_blocks(

@@ -30,6 +30,7 @@ from . import _core
 
 __all__ = [
     "reduce",
+    "map_slices",
     "info",
     "Cache",
     "CacheWarning",
@@ -90,6 +91,18 @@ class CancelledError(Error):
 
 class TaskFailedError(Error):
     """Code inside a task raised."""
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker, as its ``__cause__``: printed above
+    the exception it explains."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return "\n\"\"\"\n" + self.text.rstrip("\n") + "\n\"\"\""
 
 
 class InternalError(Error):
@@ -504,6 +517,78 @@ def _progress_callback(progress):
         bar.update(done - bar.n)
 
     return update, bar.close
+
+
+def map_slices(fn: Callable[[np.ndarray], Any], source: Source, *, axis: int = 0,
+               n_jobs: int = -1, backend: str = "process",
+               max_nbytes: Union[str, int, None] = "1M", batch_bytes: int = 0,
+               select: Union[None, str, int, slice, tuple] = None, dtype=None,
+               shape: Union[None, int, Sequence[int]] = None, offset: int = 0,
+               order: str = "C", progress: Union[bool, Callable[[int, int], None]] = False) -> list:
+    """Calls ``fn(slice)`` on every slice of `source` along `axis`, in parallel, and returns the
+    results in slice order: what ``Parallel(n_jobs)(delayed(fn)(a[i]) for i in range(len(a)))``
+    gives over a memmap, without pickling the slices.
+
+    fn: any Python callable (a lambda or a closure too: with the process backend the workers
+        are forked from this process, so they have it, and everything it refers to, as it is
+        now). It gets a read-only numpy array, the slice ``a[i]`` (``a[:, i]`` for axis 1, ...)
+        in native byte order, valid while fn runs: a view of the file's mapping itself for
+        axis 0 of a C-order memmap, .npy or raw file (zero copy), else of a buffer the slice was
+        decoded or gathered into. Changes fn makes to other objects stay in its worker.
+    source: as reduce's (a path, np.memmap, ndarray, h5py.Dataset, zarr.Array).
+    axis: the axis the slices are taken along (negatives count from the end).
+    n_jobs, backend, max_nbytes: as reduce's. "process" forks workers that run fn in
+        parallel; "thread" runs fn in threads (parallel only where fn releases the GIL, as
+        numpy's large operations do); "serial" in this thread.
+    batch_bytes: input bytes per task, consecutive slices handed to one worker at once (at
+        least one slice; 0: about 8 MiB).
+    select: a part of the source first, as reduce's.
+    progress: as reduce's (tasks are batches of slices).
+
+    Returns a list with one result per slice. Numbers, None, numpy scalars and numpy arrays
+    travel back as their bytes (no pickling); other objects are pickled.
+
+    An exception fn raises stops the call and is raised here, the same class with the same
+    arguments when it pickles (else TaskFailedError), with the worker's traceback as its
+    ``__cause__`` (RemoteTraceback). A worker that dies (killed, or out of memory) raises
+    WorkerLostError naming it, its signal and its task; Ctrl-C stops every worker and raises
+    KeyboardInterrupt.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+    axis = _integer("axis", axis)
+    n_jobs = None if n_jobs is None else _integer("n_jobs", n_jobs)
+    batch_bytes = _integer("batch_bytes", batch_bytes, 0, (1 << 62))
+    if max_nbytes is not None and not isinstance(max_nbytes, str):
+        max_nbytes = str(_integer("max_nbytes", max_nbytes, 0, (1 << 62)))
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress must be a bool or a callable, not {type(progress).__name__}")
+    select_text = _selection_text(select)
+    on_progress, done = _progress_callback(progress)
+    try:
+        with _resolve(source, dtype, shape, offset, order) as src:
+            return _call(_core.map_slices, fn, src.spec, src.raw, axis, n_jobs, backend,
+                         max_nbytes, batch_bytes, select_text, on_progress, names=(src,))
+    finally:
+        done()
+
+
+def _slice_raised(index: int, pickled: bytes, text: str) -> BaseException:
+    """The exception map_slices raises for one that slice `index` raised in a worker: the same
+    one when it pickles, with the worker's traceback text as its cause."""
+    error: Optional[BaseException] = None
+    if pickled:
+        try:
+            import pickle
+
+            error = pickle.loads(pickled)
+        except Exception:  # pickles but does not unpickle (an __init__ with other arguments)
+            error = None
+    if not isinstance(error, BaseException):
+        last = text.strip().splitlines()[-1] if text.strip() else "an exception"
+        error = TaskFailedError(f"slice {index}: {last}")
+    error.__cause__ = RemoteTraceback(f"slice {index} raised in a worker:\n{text}")
+    return error
 
 
 class Cache:

@@ -70,8 +70,7 @@ TEST_P(EveryBackend, MapWithExplicitChunksizeAndLambdaCapturingPlainData) {
     std::iota(items.begin(), items.end(), 0);
     CallOptions options;
     options.chunksize = 10;
-    const auto out =
-        pool.map([scale](int x) { return scale * x + offset; }, items, options);
+    const auto out = pool.map([scale](int x) { return scale * x + offset; }, items, options);
     for (int i = 0; i < 257; ++i) EXPECT_DOUBLE_EQ(out[i], 0.5 * i + 3);
   });
 }
@@ -504,6 +503,25 @@ TEST(ProcessPool, InitializerRunsOnceInEachWorker) {
     }
     EXPECT_LE(pids.size(), 2u);
     EXPECT_EQ(g_initialized, 0) << "the initializer must not run in the caller";
+  });
+}
+
+int g_pool_child_hook = 0;
+
+TEST(ProcessPool, ForkHooksRunAroundTheServersForkAndEachWorkers) {
+  run_guarded([] {
+    ParallelOptions options = with(Backend::Process, 2);
+    int prepared = 0;
+    options.fork_hooks.prepare = [&prepared] { ++prepared; };
+    // In the fork server (a child of this process) and again in each worker it forks.
+    options.fork_hooks.child = [] { ++g_pool_child_hook; };
+    Pool pool(options);
+    CallOptions call;
+    call.chunksize = 1;
+    const auto seen = pool.map([](int) { return g_pool_child_hook; }, std::vector<int>(20), call);
+    for (const int hooked : seen) EXPECT_EQ(hooked, 2);
+    EXPECT_EQ(prepared, 1) << "the caller forks only the server";
+    EXPECT_EQ(g_pool_child_hook, 0);
   });
 }
 

@@ -201,6 +201,38 @@ TEST(PoolWorkers, AreForkedOnceAndReusedForAllTasks) {
   EXPECT_EQ(pids.count(std::to_string(getpid())), 0u) << "a task ran in the parent";
 }
 
+int g_forked_child_hook = 0;
+
+TEST(PoolWorkers, ForkHooksRunAroundEachWorkersFork) {
+  // prepare and parent once per fork in the caller, child first thing in each worker (what a
+  // host interpreter needs to keep its own state whole across fork; see mmc/fork_hooks.hpp).
+  int prepared = 0, parented = 0;
+  PoolOptions options;
+  options.n_jobs = 3;
+  options.fork_hooks.prepare = [&prepared] { ++prepared; };
+  options.fork_hooks.parent = [&parented, &prepared] { parented += prepared; };
+  options.fork_hooks.child = [] { g_forked_child_hook = 7; };
+  std::set<std::string> seen;
+  TaskSet call;
+  call.n_tasks = 30;
+  call.run = [](std::size_t, ByteView, Bytes& out) {
+    out = test::bytes_of(std::to_string(g_forked_child_hook));
+  };
+  call.on_result = [&seen](std::size_t, ByteView result) { seen.insert(test::string_of(result)); };
+  run_tasks(options, call);
+  EXPECT_EQ(seen, std::set<std::string>{"7"});
+  EXPECT_EQ(prepared, 3);
+  EXPECT_EQ(parented, 1 + 2 + 3) << "parent runs after each prepare";
+  EXPECT_EQ(g_forked_child_hook, 0) << "the child hook ran in the caller";
+  // Threads are not forked: no hook runs.
+  options.backend = Backend::Thread;
+  prepared = 0;
+  seen.clear();
+  run_tasks(options, call);
+  EXPECT_EQ(prepared, 0);
+  EXPECT_EQ(seen, std::set<std::string>{"0"});
+}
+
 TEST(PoolWorkers, LimitNestedThreadPoolsUnlessTheUserDid) {
   ASSERT_EQ(std::getenv("OMP_NUM_THREADS"), nullptr) << "test needs OMP_NUM_THREADS unset";
   const char* old_mkl = std::getenv("MKL_NUM_THREADS");

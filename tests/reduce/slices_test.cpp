@@ -116,6 +116,68 @@ TEST(MapSlices, EveryStorageOfTheSameValuesGivesTheSameResults) {
       {dir.file("c.npy.e.npy"), list});
 }
 
+// A slice's elements in order, folded so that any element out of place changes the result.
+struct Fingerprint {
+  std::int64_t index;
+  std::int64_t size;
+  double weighted;  // sum of value * (position + 1): exact for these small integers
+  friend bool operator==(const Fingerprint&, const Fingerprint&) = default;
+};
+
+Fingerprint fingerprint(const SliceView<std::int16_t>& s) {
+  double w = 0;
+  for (std::int64_t i = 0; i < s.size(); ++i) w += double(s.data[i]) * double(i + 1);
+  return {s.index, s.size(), w};
+}
+
+TEST(MapSlices, SlicesAlongEveryAxisAreThoseOfTheCOrderArray) {
+  TempDir dir;
+  const std::vector<std::string> sources = {
+      make(dir, "npy", "c.npy", "<i2", "9,7,5", "C"),
+      make(dir, "npy", "f.npy", "<i2", "9,7,5", "F"),
+      make(dir, "npy", "b.npy", ">i2", "9,7,5", "C"),
+      make(dir, "zarr", "z.zarr", "<i2", "9,7,5", "C", "4,3,2", "zlib"),
+      make(dir, "hdf5", "h.h5", "<i2", "9,7,5", "C", "2,7,5", "gzip"),
+  };
+  // The reference from the C-order file's bytes, by index arithmetic.
+  const AnyArray c = open_array(sources[0]);
+  const auto* v = reinterpret_cast<const std::int16_t*>(c.dense()->data());
+  const Shape shape = {9, 7, 5};
+  for (const int axis : {0, 1, 2, -1, -2}) {
+    const int a = axis < 0 ? axis + 3 : axis;
+    std::vector<Fingerprint> want;
+    for (std::int64_t i = 0; i < shape[a]; ++i) {
+      Fingerprint f{i, 9 * 7 * 5 / shape[a], 0};
+      std::int64_t position = 0;
+      for (std::int64_t x = 0; x < 9; ++x) {
+        for (std::int64_t y = 0; y < 7; ++y) {
+          for (std::int64_t z = 0; z < 5; ++z) {
+            const std::int64_t at[3] = {x, y, z};
+            if (at[a] != i) continue;
+            f.weighted += double(v[(x * 7 + y) * 5 + z]) * double(++position);
+          }
+        }
+      }
+      want.push_back(f);
+    }
+    for (const std::string& src : sources) {
+      for (Backend b : {Backend::Process, Backend::Thread}) {
+        SliceOptions o = with(b, 70);  // a task of one or a few slices: several tasks
+        o.axis = axis;
+        EXPECT_EQ((map_slices<std::int16_t, Fingerprint>(open_array(src), fingerprint, o)), want)
+            << src << " axis " << axis << " " << to_string(b);
+      }
+    }
+  }
+  SliceOptions o;
+  o.axis = 3;
+  test::expect_error([&] { map_slices<std::int16_t, Fingerprint>(c, fingerprint, o); },
+                     ErrorCode::InvalidArgument, {"axis 3", "3-d"});
+  o.axis = -4;
+  test::expect_error([&] { map_slices<std::int16_t, Fingerprint>(c, fingerprint, o); },
+                     ErrorCode::InvalidArgument, {"axis -4"});
+}
+
 TEST(MapSlices, ErrorsNameTheTaskAndTheWrongType) {
   TempDir dir;
   const AnyArray cube = open_array(make(dir, "npy", "e.npy", "<i2", "10,4,4", "C"));
