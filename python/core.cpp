@@ -20,6 +20,7 @@
 #include "mmc/error.hpp"
 #include "mmc/interrupt.hpp"
 #include "mmc/open.hpp"
+#include "mmc/parallel.hpp"
 #include "mmc/reduce.hpp"
 #include "mmc/select.hpp"
 #include "mmc/slices.hpp"
@@ -75,6 +76,31 @@ mmc::AnyArray open_spec(const std::string& spec, const std::optional<RawArgs>& r
   return mmc::open_array(spec, &r);
 }
 
+// An in-memory numpy array read in place: `memory` is C- or F-contiguous (the package made it
+// so), of a dtype the engine reads; `spec` is only its name in messages. The caller keeps the
+// array referenced (and unchanged) until the call returns; workers forked per call see it
+// as it was.
+mmc::AnyArray borrow_array(const py::array& memory, const std::string& label) {
+  const bool fortran = !(memory.flags() & py::array::c_style) &&
+                       (memory.flags() & py::array::f_style) && memory.ndim() > 1;
+  const auto descr = py::str(memory.dtype().attr("str")).cast<std::string>();
+  const mmc::Shape shape(memory.shape(), memory.shape() + memory.ndim());
+  const auto nbytes = static_cast<std::uint64_t>(memory.nbytes());
+  const auto* data = static_cast<const std::byte*>(memory.data());
+  return run_engine([&] {
+    mmc::DType dtype;
+    try {
+      dtype = mmc::DType::from_numpy_descr(descr);
+    } catch (const mmc::Error& e) {
+      throw mmc::Error(e.code(), label + ": " + e.what());
+    }
+    mmc::ArrayMeta meta =
+        mmc::ArrayMeta::contiguous(dtype, shape, fortran ? mmc::Order::F : mmc::Order::C);
+    return mmc::AnyArray(
+        mmc::Source(std::move(meta), mmc::MappedFile::borrow(data, nbytes, label), "memory"));
+  });
+}
+
 // A copy of an engine result as a numpy array of its dtype and shape.
 py::array to_numpy(const mmc::DType& dtype, const mmc::Shape& shape, const mmc::Bytes& bytes) {
   const std::vector<py::ssize_t> dims(shape.begin(), shape.end());
@@ -108,6 +134,38 @@ struct ProgressBridge {
   }
 };
 
+// mmcompute.Pool: a warm mmc::Pool. Each call holds the pool it started on, so close() from
+// another thread ends the workers only when the calls on them are done.
+class WarmPool {
+ public:
+  WarmPool(const std::optional<int>& n_jobs, const std::optional<std::string>& backend,
+           const std::optional<std::string>& max_nbytes) {
+    pool_ = run_engine([&] {
+      mmc::PoolOptions o;
+      o.n_jobs = n_jobs;
+      if (backend) o.backend = mmc::parse_backend(*backend);
+      if (max_nbytes) o.max_nbytes = mmc::parse_max_nbytes(*max_nbytes);
+      return std::make_shared<mmc::Pool>(o);
+    });
+  }
+  // The pool, or InvalidArgument once closed (under the GIL).
+  std::shared_ptr<mmc::Pool> get() const {
+    if (!pool_) throw mmc::Error(mmc::ErrorCode::InvalidArgument, "the pool is closed");
+    return pool_;
+  }
+  void close() {
+    std::shared_ptr<mmc::Pool> last = std::move(pool_);
+    const py::gil_scoped_release release;  // stopping the workers waits for them
+    last.reset();
+  }
+  bool closed() const { return !pool_; }
+  int n_jobs() const { return get()->n_jobs(); }
+  std::string backend() const { return mmc::to_string(get()->backend()); }
+
+ private:
+  std::shared_ptr<mmc::Pool> pool_;
+};
+
 py::tuple reduce(const std::string& spec, const std::optional<RawArgs>& raw,
                  const std::vector<std::string>& ops, const std::optional<std::vector<int>>& axes,
                  int ddof, const std::optional<int>& n_jobs,
@@ -116,12 +174,23 @@ py::tuple reduce(const std::string& spec, const std::optional<RawArgs>& raw,
                  const std::optional<std::pair<double, double>>& range,
                  const std::vector<double>& q, const std::optional<std::string>& nodata,
                  const std::optional<std::string>& mask, const std::optional<std::string>& select,
-                 const std::optional<CacheArgs>& cache_args, const py::object& progress) {
+                 const std::optional<CacheArgs>& cache_args, const py::object& progress,
+                 const WarmPool* warm, const std::optional<py::array>& memory) {
   mmc::ReduceOptions o;
+  std::shared_ptr<mmc::Pool> pool;
+  if (warm != nullptr) {
+    try {
+      pool = warm->get();
+    } catch (const mmc::Error& e) {
+      raise_engine_error(e);
+    }
+  }
   ProgressBridge bridge{progress, std::nullopt};
   if (!progress.is_none()) o.progress = bridge.callback();
   std::vector<std::string> warnings;
   std::vector<mmc::ReduceResult> results;
+  std::optional<mmc::AnyArray> borrowed;
+  if (memory) borrowed = borrow_array(*memory, spec);
   try {
     results = run_engine([&] {
       for (const std::string& op : ops) o.ops.push_back(mmc::parse_reduce_op(op));
@@ -141,7 +210,7 @@ py::tuple reduce(const std::string& spec, const std::optional<RawArgs>& raw,
       if (backend) o.pool.backend = mmc::parse_backend(*backend);
       if (max_nbytes) o.pool.max_nbytes = mmc::parse_max_nbytes(*max_nbytes);
       if (mask) o.mask = std::make_shared<const mmc::Source>(mmc::open_npy(*mask));
-      mmc::AnyArray array = open_spec(spec, raw);
+      mmc::AnyArray array = borrowed ? *borrowed : open_spec(spec, raw);
       if (select) array = mmc::select(array, mmc::parse_selection(*select));
       if (!axes) {
         for (int a = 0; a < array.meta().ndim(); ++a) o.axes.push_back(a);
@@ -168,7 +237,7 @@ py::tuple reduce(const std::string& spec, const std::optional<RawArgs>& raw,
           return mmc::Cache(co).reduce_each(*array.dense(), o);
         }
       }
-      return mmc::reduce_each(array, o);
+      return pool ? mmc::reduce_each(array, o, *pool) : mmc::reduce_each(array, o);
     });
   } catch (py::error_already_set&) {
     if (bridge.error) throw std::move(*bridge.error);
@@ -441,12 +510,15 @@ py::list map_slices(const py::object& fn, const std::string& spec,
                     const std::optional<RawArgs>& raw, int axis, const std::optional<int>& n_jobs,
                     const std::optional<std::string>& backend,
                     const std::optional<std::string>& max_nbytes, std::int64_t task_bytes,
-                    const std::optional<std::string>& select, const py::object& progress) {
+                    const std::optional<std::string>& select, const py::object& progress,
+                    const std::optional<py::array>& memory) {
   ProgressBridge bridge{progress, std::nullopt};
+  std::optional<mmc::AnyArray> borrowed;
+  if (memory) borrowed = borrow_array(*memory, spec);
   std::map<std::int64_t, mmc::Bytes> results;  // each task's records, by its first slice
   try {
     run_engine([&] {
-      mmc::AnyArray array = open_spec(spec, raw);
+      mmc::AnyArray array = borrowed ? *borrowed : open_spec(spec, raw);
       if (select) array = mmc::select(array, mmc::parse_selection(*select));
       mmc::SliceOptions o;
       o.axis = axis;
@@ -606,6 +678,26 @@ PYBIND11_MODULE(_core, m) {
   static py::exception<mmc::Error> engine_error(m, "EngineError");
   g_engine_error = engine_error.ptr();
   m.def("reduce", &reduce);
+  py::class_<WarmPool>(m, "Pool")
+      .def(py::init<const std::optional<int>&, const std::optional<std::string>&,
+                    const std::optional<std::string>&>())
+      .def("close", &WarmPool::close)
+      .def_property_readonly("closed", &WarmPool::closed)
+      .def_property_readonly("n_jobs",
+                             [](const WarmPool& p) {
+                               try {
+                                 return p.n_jobs();
+                               } catch (const mmc::Error& e) {
+                                 raise_engine_error(e);
+                               }
+                             })
+      .def_property_readonly("backend", [](const WarmPool& p) {
+        try {
+          return p.backend();
+        } catch (const mmc::Error& e) {
+          raise_engine_error(e);
+        }
+      });
   m.def("map_slices", &map_slices);
   m.def("info", &info);
   m.def("convert", &convert);

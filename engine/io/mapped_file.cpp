@@ -184,6 +184,15 @@ MappedFile MappedFile::map_owned(int owned, const std::string& path, MapMode mod
   return m;
 }
 
+MappedFile MappedFile::borrow(const std::byte* data, std::uint64_t length, std::string label) {
+  MappedFile m;
+  m.path_ = std::move(label);
+  m.data_ = const_cast<std::byte*>(data);  // ReadOnly: mutable_data() is never called
+  m.length_ = length;
+  m.borrowed_ = true;
+  return m;
+}
+
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : path_(std::move(other.path_)),
       fd_(std::exchange(other.fd_, -1)),
@@ -194,7 +203,8 @@ MappedFile::MappedFile(MappedFile&& other) noexcept
       offset_(std::exchange(other.offset_, 0)),
       mode_(other.mode_),
       device_(other.device_),
-      inode_(other.inode_) {}
+      inode_(other.inode_),
+      borrowed_(std::exchange(other.borrowed_, false)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
@@ -209,6 +219,7 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
     mode_ = other.mode_;
     device_ = other.device_;
     inode_ = other.inode_;
+    borrowed_ = std::exchange(other.borrowed_, false);
   }
   return *this;
 }
@@ -226,6 +237,7 @@ void MappedFile::close() noexcept {
   map_length_ = 0;
   data_ = nullptr;
   length_ = 0;
+  borrowed_ = false;
 }
 
 void MappedFile::advise(Access access) const noexcept {

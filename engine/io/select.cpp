@@ -301,7 +301,9 @@ AnyArray select(const AnyArray& array, const Selection& selection) {
   const std::uint64_t offset = mapping.offset() + (empty ? 0 : static_cast<std::uint64_t>(first));
   const std::uint64_t length = empty ? mapping.size() : static_cast<std::uint64_t>(span);
   MappedFile mapped =
-      mapping.descriptor() >= 0
+      mapping.borrowed()
+          ? MappedFile::borrow(mapping.data() + (offset - mapping.offset()), length, mapping.path())
+      : mapping.descriptor() >= 0
           ? MappedFile::map(mapping.descriptor(), mapping.path(), mapping.mode(), offset, length)
           : MappedFile::open(mapping.path(), mapping.mode(), offset, length);
   AnyArray out(Source(view, std::move(mapped), parent.kind()));

@@ -40,6 +40,10 @@ std::optional<SourceTicket> ticket_of(const Source& source, std::string* why) {
     *why = "a copy-on-write mapping (mode c) keeps its writes in this process";
     return std::nullopt;
   }
+  if (mapping.borrowed()) {
+    *why = "it is memory of this process, not a file";
+    return std::nullopt;
+  }
   if (mapping.descriptor() < 0) {
     *why = "its mapping no longer holds the file open";
     return std::nullopt;

@@ -38,6 +38,13 @@ class MappedFile {
   // file). Same checks and errors as open().
   static MappedFile map(int fd, const std::string& path, MapMode mode, std::uint64_t offset = 0,
                         std::uint64_t length = kToEnd);
+  // Not a mapping: `length` bytes at `data` that the caller owns, read in place (an in-memory
+  // array the Python module hands over without a copy). REQUIRES: they stay alive and
+  // unchanged while any reader uses them; processes forked meanwhile see them as they were.
+  // ReadOnly, no descriptor (a warm pool's workers cannot reach them), `label` names them in
+  // messages; the hints (advise, will_need, populate, dont_need) do nothing: they would drop
+  // the caller's pages.
+  static MappedFile borrow(const std::byte* data, std::uint64_t length, std::string label);
 
   MappedFile(MappedFile&& other) noexcept;
   MappedFile& operator=(MappedFile&& other) noexcept;
@@ -62,7 +69,9 @@ class MappedFile {
   // Closes the descriptor and keeps the mapping: for a reader that holds many mappings (a zarr
   // store's chunks) and must not hold as many open files (RLIMIT_NOFILE is often 1024).
   void close_descriptor() noexcept;
-  bool valid() const noexcept { return base_ != nullptr || length_ == 0; }
+  bool valid() const noexcept { return base_ != nullptr || length_ == 0 || borrowed_; }
+  // Made by borrow().
+  bool borrowed() const noexcept { return borrowed_; }
 
   // Whole-mapping access hint.
   void advise(Access access) const noexcept;
@@ -93,6 +102,7 @@ class MappedFile {
   MapMode mode_ = MapMode::ReadOnly;
   std::uint64_t device_ = 0;
   std::uint64_t inode_ = 0;
+  bool borrowed_ = false;
 };
 
 }  // namespace mmc

@@ -10,6 +10,9 @@ and bitwise those of the ``mmcompute`` command line tool.
     >>> cube = np.memmap("cube.u8", dtype=np.uint8, mode="r", shape=(2048, 1024, 1024))
     >>> means = mmcompute.reduce(cube, "mean", axis=(1, 2))       # one mean per image
     >>> stats = mmcompute.reduce("cube.npy", ["mean", "std", "max"], axis=(1, 2))
+    >>> p99 = mmcompute.map_slices(lambda im: np.percentile(im, 99), cube)  # your function
+    >>> with mmcompute.Pool(n_jobs=2) as pool:                   # workers kept between calls
+    ...     sums = [pool.reduce(path, "sum", axis=(1, 2)) for path in paths]
 
 The engine works with the GIL released, so other Python threads run meanwhile; Ctrl-C stops
 the workers and raises KeyboardInterrupt. Its errors are Python exceptions: FileNotFoundError
@@ -31,6 +34,7 @@ from . import _core
 __all__ = [
     "reduce",
     "map_slices",
+    "Pool",
     "info",
     "Cache",
     "CacheWarning",
@@ -155,11 +159,13 @@ def _call(fn, *args, names=()):
 class _Resolved:
     """What the engine opens for a source: a name, a raw file's description, and a memfd
     descriptor to close after the call (an in-memory array copied into a memfd), with the
-    label errors give it then ("the in-memory array")."""
+    label errors give it then ("the in-memory array"); or `memory`, a C- or F-contiguous
+    in-memory array the engine reads in place (spec is then only its name)."""
 
     def __init__(self, spec: str, raw: Optional[tuple] = None, fd: Optional[int] = None,
-                 label: str = ""):
+                 label: str = "", memory: Optional[np.ndarray] = None):
         self.spec, self.raw, self.fd, self.label = spec, raw, fd, label
+        self.memory = memory
 
     def __enter__(self) -> "_Resolved":
         return self
@@ -282,7 +288,10 @@ def _h5py_name(dataset) -> str:
     return f"{path}:{dataset.name}"
 
 
-def _resolve(source: Source, dtype, shape, offset: int, order: str) -> _Resolved:
+def _resolve(source: Source, dtype, shape, offset: int, order: str,
+             borrow: bool = False) -> _Resolved:
+    """borrow: an in-memory array may be read in place (calls whose workers are forked per call
+    or are threads); else it is copied into a memfd the workers can be handed."""
     if isinstance(source, (str, os.PathLike)):
         spec = os.fspath(source)
         if dtype is None and shape is None:
@@ -314,8 +323,15 @@ def _resolve(source: Source, dtype, shape, offset: int, order: str) -> _Resolved
     if isinstance(source, (list, tuple, int, float, bool, np.generic)):
         source = np.asarray(source)
     if isinstance(source, np.ndarray):
-        return _memmap_region(source) or _npy_in_memfd(source, "mmcompute-array",
-                                                       "the in-memory array")
+        region = _memmap_region(source)
+        if region is not None:
+            return region
+        if borrow:
+            flags = source.flags
+            memory = source if flags.c_contiguous or flags.f_contiguous else \
+                np.ascontiguousarray(source)
+            return _Resolved("the in-memory array", memory=memory)
+        return _npy_in_memfd(source, "mmcompute-array", "the in-memory array")
     raise TypeError("source must be a path (.npy, raw with dtype and shape, FILE.h5:/dataset, "
                     "a zarr store), a numpy array or memmap, an h5py.Dataset or a zarr.Array, "
                     f"not {type(source).__name__}")
@@ -369,9 +385,11 @@ def reduce(source: Source, op: Union[str, Sequence[str]] = "mean",
     source: a path (a .npy file; a raw file with ``dtype`` and ``shape``, and ``offset`` and
         ``order`` as numpy.memmap's; ``"FILE.h5:/dataset"``; a zarr store), a numpy array or
         np.memmap (a memmap, or a contiguous view of one, is read in place from its file;
-        another array is copied once into an anonymous shared memory file the workers map,
-        never pickled), an h5py.Dataset (the engine opens the file itself: your handle stays
-        valid) or a zarr.Array on a directory store.
+        another array is read in place too, from this process's memory, which the workers
+        forked for the call share: never pickled or copied, unless it is neither C- nor
+        F-contiguous (then copied once); do not change it while the call runs), an
+        h5py.Dataset (the engine opens the file itself: your handle stays valid) or a
+        zarr.Array on a directory store.
     op: "sum", "mean", "min", "max", "var", "std", "count", "nansum", "nanmean", "nanmin",
         "nanmax", "nanvar", "nanstd", "any", "all", "norm", "argmin", "argmax", "histogram",
         "median", "nanmedian", "percentile", "nanpercentile"; or several ("mean,std,max" or a
@@ -415,7 +433,7 @@ def reduce(source: Source, op: Union[str, Sequence[str]] = "mean",
 
 
 def _reduce(source, op, axis, ddof, n_jobs, backend, max_nbytes, bins, range, q, nodata, mask,
-            select, dtype, shape, offset, order, cache, progress, stacklevel):
+            select, dtype, shape, offset, order, cache, progress, stacklevel, pool=None):
     # Every argument checked before anything is opened or copied.
     if isinstance(op, str):
         ops = [o.strip() for o in op.split(",")]
@@ -449,7 +467,7 @@ def _reduce(source, op, axis, ddof, n_jobs, backend, max_nbytes, bins, range, q,
         cache = Cache(cache)
     on_progress, done = _progress_callback(progress)
     try:
-        with _resolve(source, dtype, shape, offset, order) as src:
+        with _resolve(source, dtype, shape, offset, order, borrow=pool is None) as src:
             mask_src = None
             try:
                 if mask is not None:
@@ -458,14 +476,14 @@ def _reduce(source, op, axis, ddof, n_jobs, backend, max_nbytes, bins, range, q,
                                                    "the mask array"))
                 cache_args = None
                 if cache is not None:
-                    in_memory = src.fd is not None or (mask_src is not None
-                                                       and mask_src.fd is not None)
+                    in_memory = src.fd is not None or src.memory is not None or (
+                        mask_src is not None and mask_src.fd is not None)
                     cache_args = (cache.folder, cache.verify, not in_memory)
                 results, warned = _call(
                     _core.reduce, src.spec, src.raw, ops, axes, ddof, n_jobs, backend,
                     max_nbytes, bins, range, qs, _option_text(nodata),
                     None if mask_src is None else mask_src.spec, select_text, cache_args,
-                    on_progress, names=(src, mask_src))
+                    on_progress, pool, src.memory, names=(src, mask_src))
             finally:
                 if mask_src is not None:
                     mask_src.__exit__()
@@ -491,6 +509,66 @@ def _reduce(source, op, axis, ddof, n_jobs, backend, max_nbytes, bins, range, q,
 # reduce()'s keyword arguments and their defaults, for Cache.reduce.
 _REDUCE_DEFAULTS = {k: v.default for k, v in inspect.signature(reduce).parameters.items()
                     if v.kind == v.KEYWORD_ONLY}
+
+
+class Pool:
+    """Workers kept between calls, so that a program reducing many small arrays pays for
+    starting them once: ``with mmcompute.Pool(n_jobs=2) as pool: pool.reduce(path, "mean")``.
+
+    n_jobs, backend, max_nbytes: as reduce's. A process pool forks a small server process now,
+    which forks the workers; they run only the engine (never Python), receive each call's
+    array as its open file descriptor (an np.memmap's or .npy's file; an in-memory array is
+    copied once into an anonymous memory file, a memfd, for them) or, for zarr and chunked
+    HDF5, by its name, and keep it open for the call.
+    reduce() results are bitwise those of mmcompute.reduce(). Safe to share between threads.
+    close() (or leaving the with block) stops the workers once the calls running end.
+    """
+
+    def __init__(self, n_jobs: int = -1, backend: str = "process",
+                 max_nbytes: Union[str, int, None] = "1M"):
+        n_jobs = None if n_jobs is None else _integer("n_jobs", n_jobs)
+        if max_nbytes is not None and not isinstance(max_nbytes, str):
+            max_nbytes = str(_integer("max_nbytes", max_nbytes, 0, (1 << 62)))
+        self._pool = _call(_core.Pool, n_jobs, backend, max_nbytes)
+
+    def __repr__(self) -> str:
+        if self._pool.closed:
+            return "Pool(closed)"
+        return f"Pool(n_jobs={self._pool.n_jobs}, backend={self._pool.backend!r})"
+
+    @property
+    def n_jobs(self) -> int:
+        """The pool's workers."""
+        return _call(lambda: self._pool.n_jobs)
+
+    def reduce(self, source: Source, op: Union[str, Sequence[str]] = "mean",
+               axis: Union[None, int, Sequence[int]] = None, **options) -> Result:
+        """reduce(source, op, axis, **options) on this pool's workers (n_jobs, backend and
+        max_nbytes are the pool's)."""
+        taken = {"n_jobs", "backend", "max_nbytes"} & set(options)
+        if taken:
+            raise TypeError(f"Pool.reduce: {sorted(taken)} are the pool's; pass them to Pool()")
+        args = dict(_REDUCE_DEFAULTS, **options)
+        unknown = set(args) - set(_REDUCE_DEFAULTS)
+        if unknown:
+            raise TypeError(f"Pool.reduce: unexpected arguments {sorted(unknown)}")
+        if args["cache"] is not None and not isinstance(args["cache"], Cache):
+            args["cache"] = Cache(args["cache"])
+        return _reduce(source, op, axis, stacklevel=3, pool=self._pool, **args)
+
+    def close(self) -> None:
+        """Stops the workers (after the calls running on them end); later calls raise."""
+        self._pool.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._pool.closed
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _progress_callback(progress):
@@ -566,9 +644,10 @@ def map_slices(fn: Callable[[np.ndarray], Any], source: Source, *, axis: int = 0
     select_text = _selection_text(select)
     on_progress, done = _progress_callback(progress)
     try:
-        with _resolve(source, dtype, shape, offset, order) as src:
+        with _resolve(source, dtype, shape, offset, order, borrow=True) as src:
             return _call(_core.map_slices, fn, src.spec, src.raw, axis, n_jobs, backend,
-                         max_nbytes, batch_bytes, select_text, on_progress, names=(src,))
+                         max_nbytes, batch_bytes, select_text, on_progress, src.memory,
+                         names=(src,))
     finally:
         done()
 

@@ -259,3 +259,26 @@ def test_sigint_stops_map_slices_and_its_workers():
     for pid in workers:
         assert not os.path.exists(f"/proc/{pid}") or \
             open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_an_in_memory_array_is_read_in_place_not_copied(rng):
+    # Workers forked per call share the caller's pages: a slice's address is inside the array.
+    a = values(rng, np.float32, (6, 50, 40))
+    lo, hi = a.ctypes.data, a.ctypes.data + a.nbytes
+    for backend in BACKENDS:
+        got = mmcompute.map_slices(lambda s: s.ctypes.data, a, backend=backend, n_jobs=2)
+        assert all(lo <= p < hi for p in got), backend
+        assert got == [lo + i * 50 * 40 * 4 for i in range(6)]
+    # reduce makes no memfd copy of it either (a warm Pool's workers need one: it has one).
+    def memfds(done, total):
+        seen.update(os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                    if os.path.exists(f"/proc/self/fd/{fd}"))
+
+    seen = set()
+    mmcompute.reduce(a, "mean", (1, 2), n_jobs=2, progress=memfds)
+    assert not any("mmcompute-array" in link for link in seen), seen
+    with mmcompute.Pool(n_jobs=2) as pool:
+        seen.clear()
+        np.testing.assert_array_equal(pool.reduce(a, "mean", (1, 2), progress=memfds),
+                                      mmcompute.reduce(a, "mean", (1, 2)))
+        assert any("mmcompute-array" in link for link in seen), seen

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "mmc/eigen.hpp"
 #include "mmc/reduce.hpp"
+#include "mmc/select.hpp"
 #include "support/test_support.hpp"
 
 namespace mmc {
@@ -176,6 +178,66 @@ TEST(MapSlices, SlicesAlongEveryAxisAreThoseOfTheCOrderArray) {
   o.axis = -4;
   test::expect_error([&] { map_slices<std::int16_t, Fingerprint>(c, fingerprint, o); },
                      ErrorCode::InvalidArgument, {"axis -4"});
+}
+
+TEST(MapSlices, MemoryTheCallerLendsIsReadInPlaceAndLeftAsItWas) {
+  // An anonymous buffer (not a file): MADV_DONTNEED behind a scan would zero it, so a borrowed
+  // mapping must take no hint. Every backend reads it where it is (forked workers share it).
+  std::vector<std::int16_t> values(9 * 7 * 5);
+  for (std::size_t i = 0; i < values.size(); ++i)
+    values[i] = static_cast<std::int16_t>(i * 37 % 1001);
+  const std::vector<std::int16_t> before = values;
+  const auto* bytes = reinterpret_cast<const std::byte*>(values.data());
+  const AnyArray lent(Source(ArrayMeta::contiguous(DType(TypeId::I16), {9, 7, 5}),
+                             MappedFile::borrow(bytes, values.size() * 2, "the lent buffer"),
+                             "memory"));
+  EXPECT_TRUE(lent.dense()->mapping().borrowed());
+  EXPECT_EQ(lent.dense()->mapping().descriptor(), -1);
+  for (Backend b : {Backend::Process, Backend::Thread, Backend::Serial}) {
+    const std::vector<std::int64_t> where = map_slices<std::int16_t, std::int64_t>(
+        lent,
+        [](const SliceView<std::int16_t>& s) {
+          return static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(s.data));
+        },
+        with(b, 70));
+    for (std::size_t i = 0; i < where.size(); ++i) {
+      EXPECT_EQ(where[i], static_cast<std::int64_t>(
+                              reinterpret_cast<std::uintptr_t>(values.data() + i * 35)));
+    }
+    ReduceOptions o;
+    o.ops = {ReduceOp::Sum, ReduceOp::Max};
+    o.axes = {1, 2};
+    o.pool.backend = b;
+    o.pool.n_jobs = 2;
+    o.task_bytes = 100;
+    const std::vector<ReduceResult> r = reduce_each(lent, o);
+    for (std::int64_t i = 0; i < 9; ++i) {
+      std::int64_t sum = 0;
+      std::int16_t max = before[static_cast<std::size_t>(i * 35)];
+      for (std::int64_t k = 0; k < 35; ++k) {
+        sum += before[static_cast<std::size_t>(i * 35 + k)];
+        max = std::max(max, before[static_cast<std::size_t>(i * 35 + k)]);
+      }
+      EXPECT_EQ(r[0].as<std::int64_t>()[i], sum) << to_string(b);
+      EXPECT_EQ(r[1].as<std::int16_t>()[i], max) << to_string(b);
+    }
+    EXPECT_EQ(values, before) << "the lent memory changed (" << to_string(b) << ")";
+  }
+  // A selection of it is lent memory too.
+  const AnyArray part = select(lent, parse_selection("2:5,::2"));
+  EXPECT_TRUE(part.dense()->mapping().borrowed());
+  ReduceOptions all;
+  all.op = ReduceOp::Sum;
+  all.axes = {0, 1, 2};
+  all.axes_given = true;
+  std::int64_t want = 0;
+  for (std::int64_t i = 2; i < 5; ++i) {
+    for (std::int64_t j = 0; j < 7; j += 2) {
+      for (std::int64_t k = 0; k < 5; ++k)
+        want += before[static_cast<std::size_t>((i * 7 + j) * 5 + k)];
+    }
+  }
+  EXPECT_EQ(reduce(part, all).as<std::int64_t>()[0], want);
 }
 
 TEST(MapSlices, ErrorsNameTheTaskAndTheWrongType) {
