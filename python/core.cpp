@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -49,11 +50,14 @@ PyObject* g_engine_error = nullptr;
 
 // Runs `work` (engine calls only: no Python object) with the GIL released and SIGINT turned
 // into the engine's cancellation. Engine errors become EngineError.
+// `interrupts` false: Python's own SIGINT handler stays (map_slices on the serial backend, whose
+// fn runs on this thread and gets KeyboardInterrupt there, as any Python code would).
 template <class F>
-auto run_engine(F&& work) {
+auto run_engine(F&& work, bool interrupts = true) {
   try {
     py::gil_scoped_release release;
-    const mmc::InterruptScope interrupts;
+    std::optional<mmc::InterruptScope> scope;
+    if (interrupts) scope.emplace();
     return work();
   } catch (const mmc::Error& e) {
     raise_engine_error(e);
@@ -274,7 +278,7 @@ enum Tag : char {
   kArray = 'A',    // ndarray: descr length (4), descr, ndim (4), shape (8 each), C-order bytes
   kPickled = 'P',  // pickle.dumps
   kRaised = 'E',   // slice (8), pickled exception length (8, 0 if it does not pickle), it,
-                   // the traceback's text
+                   // context length (8), context, the traceback's text
 };
 
 void put(mmc::Bytes& out, const void* p, std::size_t n) {
@@ -320,7 +324,8 @@ void encode_result(const py::handle r, mmc::Bytes& out) {
   if (Py_TYPE(r.ptr()) == reinterpret_cast<PyTypeObject*>(np.attr("ndarray").ptr())) {
     const auto a = py::reinterpret_borrow<py::array>(r);
     if (plain_dtype(a.dtype())) {
-      const py::array c = np.attr("ascontiguousarray")(a);
+      // (Not np.ascontiguousarray, which makes a 0-d array 1-d.)
+      const py::array c = (a.flags() & py::array::c_style) ? a : py::array(a.attr("copy")("C"));
       const auto descr = py::str(a.dtype().attr("str")).cast<std::string>();
       const auto descr_n = static_cast<std::uint32_t>(descr.size());
       const auto ndim = static_cast<std::uint32_t>(c.ndim());
@@ -350,8 +355,10 @@ void encode_result(const py::handle r, mmc::Bytes& out) {
   put_record(out, kPickled, {{bytes.data(), bytes.size()}});
 }
 
-// The record of the Python exception being handled, raised by slice `index`.
-void encode_raised(py::error_already_set& e, std::int64_t index, mmc::Bytes& out) {
+// The record of the Python exception being handled, raised by slice `index`; `context` says
+// where ("raised in a worker", or that its result could not be sent back).
+void encode_raised(py::error_already_set& e, std::int64_t index, const std::string& context,
+                   mmc::Bytes& out) {
   std::string pickled;
   try {
     pickled = py::bytes(py::module_::import("pickle").attr("dumps")(e.value()));
@@ -368,8 +375,14 @@ void encode_raised(py::error_already_set& e, std::int64_t index, mmc::Bytes& out
     text = e.what();
   }
   const std::uint64_t n = pickled.size();
+  const std::uint64_t c = context.size();
   put_record(out, kRaised,
-             {{&index, 8}, {&n, 8}, {pickled.data(), pickled.size()}, {text.data(), text.size()}});
+             {{&index, 8},
+              {&n, 8},
+              {pickled.data(), pickled.size()},
+              {&c, 8},
+              {context.data(), context.size()},
+              {text.data(), text.size()}});
 }
 
 // One record read back.
@@ -454,11 +467,13 @@ py::object decode_result(const Record& r) {
         take(at, &e, 8);
         shape[i] = static_cast<py::ssize_t>(e);
       }
-      py::array a(dt, shape);
+      // numpy.empty, not py::array(dt, shape): pybind11 makes an empty shape (1,), not ().
+      const py::array a =
+          py::module_::import("numpy").attr("empty")(py::tuple(py::cast(shape)), dt);
       if (static_cast<std::size_t>(a.nbytes()) != r.size - at) {
         throw mmc::Error(mmc::ErrorCode::Internal, "map_slices: a bad array record");
       }
-      if (a.nbytes() > 0) std::memcpy(a.mutable_data(), r.data + at, r.size - at);
+      if (a.nbytes() > 0) std::memcpy(const_cast<void*>(a.data()), r.data + at, r.size - at);
       return a;
     }
     case kPickled:
@@ -506,6 +521,24 @@ void flush_python_output() {
   }
 }
 
+// What a task's slice views keep alive (their numpy base, a capsule).
+struct SliceOwner {
+  mmc::AnyArray array;
+  py::object memory;            // the lent array, when the source is one
+  std::vector<std::byte> copy;  // the task's slices, when they were not read in place
+};
+
+// True when [slices, slices + bytes) lies in the array's own bytes (a mapping or lent memory),
+// not in a task buffer.
+bool reads_in_place(const mmc::AnyArray& array, const std::byte* slices, std::size_t bytes) {
+  const mmc::Source* dense = array.dense();
+  if (dense == nullptr || bytes == 0) return bytes == 0;
+  const auto lo = reinterpret_cast<std::uintptr_t>(dense->data());
+  const auto at = reinterpret_cast<std::uintptr_t>(slices);
+  return at >= lo && at - lo <= dense->mapping().size() &&
+         bytes <= dense->mapping().size() - (at - lo);
+}
+
 py::list map_slices(const py::object& fn, const std::string& spec,
                     const std::optional<RawArgs>& raw, int axis, const std::optional<int>& n_jobs,
                     const std::optional<std::string>& backend,
@@ -516,72 +549,119 @@ py::list map_slices(const py::object& fn, const std::string& spec,
   std::optional<mmc::AnyArray> borrowed;
   if (memory) borrowed = borrow_array(*memory, spec);
   std::map<std::int64_t, mmc::Bytes> results;  // each task's records, by its first slice
+  // Set once a slice raised (in this process): later tasks return at once, whatever the
+  // backend ran ahead of the caller seeing the failure (a serial call, or a worker's queue).
+  std::atomic<bool> raised{false};
+  const bool serial = run_engine([&] {
+    mmc::PoolOptions p;
+    p.n_jobs = n_jobs;
+    if (backend) p.backend = mmc::parse_backend(*backend);
+    return mmc::resolve(p).backend == mmc::Backend::Serial;
+  });
   try {
-    run_engine([&] {
-      mmc::AnyArray array = borrowed ? *borrowed : open_spec(spec, raw);
-      if (select) array = mmc::select(array, mmc::parse_selection(*select));
-      mmc::SliceOptions o;
-      o.axis = axis;
-      o.task_bytes = task_bytes;
-      o.pool.n_jobs = n_jobs;
-      if (backend) o.pool.backend = mmc::parse_backend(*backend);
-      if (max_nbytes) o.pool.max_nbytes = mmc::parse_max_nbytes(*max_nbytes);
-      o.pool.fork_hooks = python_fork_hooks();
-      if (!progress.is_none()) o.progress = bridge.callback();
-      const mmc::ArrayMeta& meta = array.meta();
-      const mmc::Shape shape = mmc::detail::slice_shape(meta, axis).first;
-      const std::vector<py::ssize_t> dims(shape.begin(), shape.end());
-      const std::string descr = meta.dtype.native().numpy_descr();
-      std::size_t slice_bytes = meta.dtype.itemsize();
-      for (const std::int64_t e : shape) slice_bytes *= static_cast<std::size_t>(e);
-      mmc::detail::run_slice_tasks(
-          array, o,
-          [&](std::int64_t first, std::int64_t count, const std::byte* slices, mmc::Bytes& result) {
-            const py::gil_scoped_acquire gil;
-            const py::dtype dt(descr);
-            // The views borrow the task's bytes (the file's mapping, or the task's buffer):
-            // numpy must neither copy nor free them, and nobody may write them.
-            const py::capsule borrowed(static_cast<const void*>(slices), [](void*) {});
-            for (std::int64_t k = 0; k < count; ++k) {
-              try {
-                py::array view(dt, dims, std::vector<py::ssize_t>(),
-                               slices + static_cast<std::size_t>(k) * slice_bytes, borrowed);
-                view.attr("setflags")(py::arg("write") = false);
-                encode_result(fn(view), result);
-              } catch (py::error_already_set& e) {
-                encode_raised(e, first + k, result);
-                break;
-              }
-            }
-            flush_python_output();
-          },
-          [&](std::int64_t first, std::int64_t, mmc::ByteView r) {
-            // Records are scanned without the GIL: only tags and lengths are read.
-            Record record{};
-            std::size_t at = 0;
-            while (next_record(r, &at, &record)) {
-              if (record.tag == kRaised) {
-                throw SliceRaised{mmc::Bytes(record.data, record.data + record.size)};
-              }
-            }
-            results[first].assign(r.data, r.data + r.size);
-          });
-    });
+    run_engine(
+        [&] {
+          mmc::AnyArray array = borrowed ? *borrowed : open_spec(spec, raw);
+          if (select) array = mmc::select(array, mmc::parse_selection(*select));
+          mmc::SliceOptions o;
+          o.axis = axis;
+          o.task_bytes = task_bytes;
+          o.pool.n_jobs = n_jobs;
+          if (backend) o.pool.backend = mmc::parse_backend(*backend);
+          if (max_nbytes) o.pool.max_nbytes = mmc::parse_max_nbytes(*max_nbytes);
+          o.pool.fork_hooks = python_fork_hooks();
+          if (!progress.is_none()) o.progress = bridge.callback();
+          const mmc::ArrayMeta& meta = array.meta();
+          const mmc::Shape shape = mmc::detail::slice_shape(meta, axis).first;
+          const std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+          const std::string descr = meta.dtype.native().numpy_descr();
+          std::size_t slice_bytes = meta.dtype.itemsize();
+          for (const std::int64_t e : shape) slice_bytes *= static_cast<std::size_t>(e);
+          mmc::detail::run_slice_tasks(
+              array, o,
+              [&](std::int64_t first, std::int64_t count, const std::byte* slices,
+                  mmc::Bytes& result) {
+                const py::gil_scoped_acquire gil;
+                if (raised.load()) return;
+                const py::dtype dt(descr);
+                // What the views' base keeps alive, so that a view fn keeps stays valid: the array
+                // (its mapping) and the lent memory for slices read in place, else a copy of the
+                // task's buffer (which the next task reuses).
+                const std::size_t bytes = static_cast<std::size_t>(count) * slice_bytes;
+                auto* owner =
+                    new SliceOwner{array, memory ? py::object(*memory) : py::object(), {}};
+                const py::capsule keep(owner, [](void* p) { delete static_cast<SliceOwner*>(p); });
+                const std::byte* at = slices;
+                if (!reads_in_place(array, slices, bytes)) {
+                  owner->copy.assign(slices, slices + bytes);
+                  at = owner->copy.data();
+                }
+                if (bytes == 0) at = reinterpret_cast<const std::byte*>(owner);  // never read
+                for (std::int64_t k = 0; k < count; ++k) {
+                  // The thread backend's workers stop between slices once Ctrl-C came.
+                  if (mmc::interrupted())
+                    throw mmc::Error(mmc::ErrorCode::Cancelled, "interrupted");
+                  py::object r;
+                  try {
+                    py::array view(dt, dims, std::vector<py::ssize_t>(),
+                                   at + static_cast<std::size_t>(k) * slice_bytes, keep);
+                    view.attr("setflags")(py::arg("write") = false);
+                    r = fn(dims.empty() ? view.attr("reshape")(py::tuple()) : py::object(view));
+                  } catch (py::error_already_set& e) {
+                    encode_raised(e, first + k, "raised in a worker", result);
+                    raised.store(true);
+                    break;
+                  }
+                  try {
+                    encode_result(r, result);
+                  } catch (py::error_already_set& e) {
+                    encode_raised(
+                        e, first + k,
+                        "returned a " +
+                            py::str(py::type::of(r).attr("__name__")).cast<std::string>() +
+                            ", which cannot be sent back (it does not pickle)",
+                        result);
+                    raised.store(true);
+                    break;
+                  }
+                }
+                flush_python_output();
+              },
+              [&](std::int64_t first, std::int64_t, mmc::ByteView r) {
+                // Records are scanned without the GIL: only tags and lengths are read.
+                Record record{};
+                std::size_t at = 0;
+                while (next_record(r, &at, &record)) {
+                  if (record.tag == kRaised) {
+                    throw SliceRaised{mmc::Bytes(record.data, record.data + record.size)};
+                  }
+                }
+                results[first].assign(r.data, r.data + r.size);
+              });
+        },
+        /*interrupts=*/!serial);
   } catch (py::error_already_set&) {
     if (bridge.error) throw std::move(*bridge.error);
     throw;
   } catch (const SliceRaised& raised) {
     const std::byte* p = raised.record.data();
+    const std::size_t size = raised.record.size();
     std::int64_t index = 0;
-    std::uint64_t n = 0;
-    std::memcpy(&index, p, 8);
-    std::memcpy(&n, p + 8, 8);
-    const py::bytes pickled(reinterpret_cast<const char*>(p + 16), n);
-    const std::string text(reinterpret_cast<const char*>(p + 16 + n),
-                           raised.record.size() - 16 - n);
+    std::uint64_t n = 0, c = 0;
+    if (size >= 16) {
+      std::memcpy(&index, p, 8);
+      std::memcpy(&n, p + 8, 8);
+    }
+    if (size < 24 || n > size - 24) throw std::runtime_error("map_slices: a bad exception record");
+    std::memcpy(&c, p + 16 + n, 8);
+    if (c > size - 24 - n) throw std::runtime_error("map_slices: a bad exception record");
+    const auto* chars = reinterpret_cast<const char*>(p);
+    const py::bytes pickled(chars + 16, n);
+    const std::string context(chars + 24 + n, c);
+    const std::string text(chars + 24 + n + c, size - 24 - n - c);
     // The package rebuilds the worker's exception (or a TaskFailedError) with its traceback.
     const py::object error =
-        py::module_::import("mmcompute").attr("_slice_raised")(index, pickled, text);
+        py::module_::import("mmcompute").attr("_slice_raised")(index, pickled, context, text);
     PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
     throw py::error_already_set();
   }

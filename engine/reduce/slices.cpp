@@ -40,6 +40,22 @@ void gather_slices(const std::byte* box, std::int64_t outer, std::int64_t count,
   }
 }
 
+// Reverses a C-order box of `shape` (elements of `item` bytes) along `axis`, in place.
+void reverse_axis(std::byte* box, const Shape& shape, std::size_t item, std::size_t axis) {
+  std::int64_t outer = 1, inner = static_cast<std::int64_t>(item);
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i < axis) outer *= shape[i];
+    if (i > axis) inner *= shape[i];
+  }
+  const std::int64_t n = shape[axis];
+  for (std::int64_t o = 0; o < outer; ++o) {
+    std::byte* run = box + o * n * inner;
+    for (std::int64_t j = 0; j < n / 2; ++j) {
+      std::swap_ranges(run + j * inner, run + (j + 1) * inner, run + (n - 1 - j) * inner);
+    }
+  }
+}
+
 // A thread's buffer of at least `bytes` (grown, never shrunk below what the last task needed).
 std::byte* scratch(std::vector<std::byte>& buffer, std::uint64_t bytes) {
   if (buffer.size() < bytes) {
@@ -106,9 +122,14 @@ void run_slice_tasks(
   if (n_tasks == 0) return;
 
   const Source* dense = array.dense();
+  // A view taken with negative steps holds those axes ascending (select.hpp): each task reads
+  // its box in that order and reverses it.
+  const std::vector<int>& reversed = array.reversed_axes();
+  const bool axis_reversed = std::find(reversed.begin(), reversed.end(), axis) != reversed.end();
   // In place only along the outermost axis that is not 1, and when the elements are aligned
   // for their type (a raw file at an odd offset is not).
-  const bool in_place = dense != nullptr && outer == 1 && native_c_order(meta) &&
+  const bool in_place = dense != nullptr && outer == 1 && reversed.empty() &&
+                        native_c_order(meta) &&
                         reinterpret_cast<std::uintptr_t>(dense->data()) % item == 0;
   if (in_place) dense->mapping().advise(Access::Sequential);
   const auto first_of = [per_task](std::size_t task) {
@@ -131,10 +152,11 @@ void run_slice_tasks(
     Box box;
     box.start.assign(meta.shape.size(), 0);
     box.count = meta.shape;
-    box.start[static_cast<std::size_t>(axis)] = first;
+    box.start[static_cast<std::size_t>(axis)] = axis_reversed ? n - first - count : first;
     box.count[static_cast<std::size_t>(axis)] = count;
     std::byte* slices = scratch(boxed, length);
     array.read_box(box, slices);
+    for (const int r : reversed) reverse_axis(slices, box.count, item, static_cast<std::size_t>(r));
     if (outer > 1) {
       std::byte* to = scratch(gathered, length);
       gather_slices(slices, outer, count, inner, to);

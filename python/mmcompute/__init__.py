@@ -24,6 +24,8 @@ from __future__ import annotations
 import inspect
 import mmap
 import os
+import pickle
+import traceback  # noqa: F401 - imported before any fork: a worker reporting an exception uses it
 import warnings
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -521,7 +523,8 @@ class Pool:
     copied once into an anonymous memory file, a memfd, for them) or, for zarr and chunked
     HDF5, by its name, and keep it open for the call.
     reduce() results are bitwise those of mmcompute.reduce(). Safe to share between threads.
-    close() (or leaving the with block) stops the workers once the calls running end.
+    close() (or leaving the with block) closes it: the workers stop once the calls running on
+    them (from other threads) end.
     """
 
     def __init__(self, n_jobs: int = -1, backend: str = "process",
@@ -557,7 +560,9 @@ class Pool:
         return _reduce(source, op, axis, stacklevel=3, pool=self._pool, **args)
 
     def close(self) -> None:
-        """Stops the workers (after the calls running on them end); later calls raise."""
+        """Closes the pool: returns at once; calls running on it from other threads finish on
+        its workers, which stop when the last of them ends. Later calls raise
+        InvalidArgumentError."""
         self._pool.close()
 
     @property
@@ -610,9 +615,10 @@ def map_slices(fn: Callable[[np.ndarray], Any], source: Source, *, axis: int = 0
     fn: any Python callable (a lambda or a closure too: with the process backend the workers
         are forked from this process, so they have it, and everything it refers to, as it is
         now). It gets a read-only numpy array, the slice ``a[i]`` (``a[:, i]`` for axis 1, ...)
-        in native byte order, valid while fn runs: a view of the file's mapping itself for
-        axis 0 of a C-order memmap, .npy or raw file (zero copy), else of a buffer the slice was
-        decoded or gathered into. Changes fn makes to other objects stay in its worker.
+        in native byte order: a view of the file's mapping itself for axis 0 of a C-order
+        memmap, .npy or raw file, or of an in-memory array's own memory (zero copy), else of a
+        buffer the slice was decoded or gathered into; a view fn keeps stays valid. Changes fn
+        makes to other objects stay in its worker.
     source: as reduce's (a path, np.memmap, ndarray, h5py.Dataset, zarr.Array).
     axis: the axis the slices are taken along (negatives count from the end).
     n_jobs, backend, max_nbytes: as reduce's. "process" forks workers that run fn in
@@ -628,9 +634,18 @@ def map_slices(fn: Callable[[np.ndarray], Any], source: Source, *, axis: int = 0
 
     An exception fn raises stops the call and is raised here, the same class with the same
     arguments when it pickles (else TaskFailedError), with the worker's traceback as its
-    ``__cause__`` (RemoteTraceback). A worker that dies (killed, or out of memory) raises
-    WorkerLostError naming it, its signal and its task; Ctrl-C stops every worker and raises
-    KeyboardInterrupt.
+    ``__cause__`` (RemoteTraceback): the first to reach the caller when several slices fail.
+    BaseExceptions too: SystemExit from fn ends the caller unless caught, as it would in a
+    loop. A result that does not pickle raises the pickler's error the same way. A worker that
+    dies (killed, or out of memory) raises WorkerLostError naming it, its signal and its task.
+    Ctrl-C raises KeyboardInterrupt: the process backend stops its workers at once; the serial
+    backend interrupts fn itself (it runs on this thread); the thread backend stops between
+    slices (Python cannot interrupt another thread).
+
+    The workers are forked as os.fork() forks (CPython's fork protocol: no thread is inside
+    the interpreter at that instant). As with os.fork() and multiprocessing's fork, a lock
+    another thread holds at that instant stays held in the workers: a module that thread is
+    importing cannot be imported by fn there.
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, not {type(fn).__name__}")
@@ -652,21 +667,20 @@ def map_slices(fn: Callable[[np.ndarray], Any], source: Source, *, axis: int = 0
         done()
 
 
-def _slice_raised(index: int, pickled: bytes, text: str) -> BaseException:
-    """The exception map_slices raises for one that slice `index` raised in a worker: the same
-    one when it pickles, with the worker's traceback text as its cause."""
+def _slice_raised(index: int, pickled: bytes, context: str, text: str) -> BaseException:
+    """The exception map_slices raises for one that slice `index` raised in a worker (or its
+    result's pickling, as `context` says): the same one when it pickles, with the worker's
+    traceback text as its cause."""
     error: Optional[BaseException] = None
     if pickled:
         try:
-            import pickle
-
             error = pickle.loads(pickled)
         except Exception:  # pickles but does not unpickle (an __init__ with other arguments)
             error = None
     if not isinstance(error, BaseException):
         last = text.strip().splitlines()[-1] if text.strip() else "an exception"
-        error = TaskFailedError(f"slice {index}: {last}")
-    error.__cause__ = RemoteTraceback(f"slice {index} raised in a worker:\n{text}")
+        error = TaskFailedError(f"slice {index} {context}: {last}")
+    error.__cause__ = RemoteTraceback(f"slice {index} {context}:\n{text}")
     return error
 
 

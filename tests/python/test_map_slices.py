@@ -128,7 +128,7 @@ def test_an_exception_that_does_not_unpickle_becomes_taskfailederror():
     def fail(s):
         raise Odd(1, 2)
 
-    with pytest.raises(mmcompute.TaskFailedError, match=r"slice 0: .*Odd: 1-2") as info:
+    with pytest.raises(mmcompute.TaskFailedError, match=r"slice 0 raised in a worker: .*Odd: 1-2") as info:
         mmcompute.map_slices(fail, np.zeros((3, 2)), n_jobs=1)
     assert "Odd" in info.value.__cause__.text
 
@@ -252,7 +252,11 @@ def test_sigint_stops_map_slices_and_its_workers():
     assert workers, "map_slices forked its workers"
     start = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
     assert proc.returncode == 3, (out, err)
     assert "KeyboardInterrupt" in out and "finished" not in out
     assert time.monotonic() - start < 5
@@ -282,3 +286,93 @@ def test_an_in_memory_array_is_read_in_place_not_copied(rng):
         np.testing.assert_array_equal(pool.reduce(a, "mean", (1, 2), progress=memfds),
                                       mmcompute.reduce(a, "mean", (1, 2)))
         assert any("mmcompute-array" in link for link in seen), seen
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_selections_with_negative_steps_give_numpys_slices(tmp_path, rng, backend):
+    a = values(rng, np.int32, (7, 5, 6))
+    np.save(tmp_path / "c.npy", a)
+    np.save(tmp_path / "f.npy", np.asfortranarray(a))
+    z = zarr.open(str(tmp_path / "a.zarr"), mode="w", shape=a.shape, chunks=(2, 3, 4),
+                  dtype=a.dtype)
+    z[...] = a
+    for select in (np.s_[::-1], np.s_[:, ::-1], np.s_[1:6:2, :, 5:0:-2], np.s_[::-2, 3, ::-1]):
+        view = a[select]
+        for src in (a, tmp_path / "c.npy", tmp_path / "f.npy", z):
+            for axis in range(view.ndim):
+                got = mmcompute.map_slices(np.copy, src, axis=axis, select=select,
+                                           backend=backend, batch_bytes=40)
+                same(got, expected(np.copy, view, axis))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_slice_fn_keeps_stays_valid_after_the_call(tmp_path, rng, backend):
+    a = values(rng, np.float64, (5, 300, 7))
+    np.save(tmp_path / "a.npy", a)
+    # In place (a C-order file, memory lent), and from task buffers (F order, other axes).
+    for src, axis in ((a, 0), (tmp_path / "a.npy", 0), (np.asfortranarray(a), 0), (a, 2)):
+        kept = []
+        mmcompute.map_slices(kept.append, src, axis=axis, backend=backend, batch_bytes=4096)
+        if backend == "process":
+            assert kept == []  # the workers' lists
+            continue
+        # (Threads append in any order.)
+        want = [np.take(a, i, axis=axis) for i in range(a.shape[axis])]
+        assert len(kept) == len(want)
+        for s in kept:
+            assert sum(np.array_equal(s, w) for w in want) == 1
+            assert not s.flags.writeable
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_size_slices_and_zero_dimensional_ones(backend):
+    got = mmcompute.map_slices(lambda s: s.shape, np.zeros((3, 0)), backend=backend)
+    assert got == [(0,), (0,), (0,)]
+    got = mmcompute.map_slices(lambda s: s.shape, np.zeros((2, 0, 3)), axis=-1, backend=backend)
+    assert got == [(2, 0)] * 3
+    got = mmcompute.map_slices(np.copy, np.arange(3.0), backend=backend)
+    same(got, [np.array(0.0), np.array(1.0), np.array(2.0)])
+    got = mmcompute.map_slices(lambda s: np.array(3.5), np.zeros((2, 2)), backend=backend)
+    same(got, [np.array(3.5)] * 2)
+
+
+def test_a_result_that_does_not_pickle_says_so():
+    with pytest.raises(TypeError) as info:
+        mmcompute.map_slices(lambda s: (x for x in s), np.zeros((3, 2)), backend="serial")
+    assert "slice 0 returned a generator, which cannot be sent back" in info.value.__cause__.text
+
+
+INTERRUPTED = """
+import sys, time, numpy as np, mmcompute
+backend = sys.argv[1]
+def work(s):
+    if backend == "serial":
+        while True:
+            pass
+    time.sleep(0.2)
+print("ready", flush=True)
+try:
+    mmcompute.map_slices(work, np.zeros((400, 1)), backend=backend, n_jobs=2, batch_bytes=8)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("backend", ["serial", "thread"])
+def test_sigint_stops_the_serial_and_thread_backends(backend):
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED, backend], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # a process that did not stop would spin on
+        proc.wait()
+    assert proc.returncode == 3, (out, err)
+    assert "KeyboardInterrupt" in out and "finished" not in out
+    assert time.monotonic() - start < 5

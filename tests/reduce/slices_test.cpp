@@ -223,6 +223,33 @@ TEST(MapSlices, MemoryTheCallerLendsIsReadInPlaceAndLeftAsItWas) {
     }
     EXPECT_EQ(values, before) << "the lent memory changed (" << to_string(b) << ")";
   }
+  // Negative steps: the slices in the view's order (select.hpp keeps those axes ascending).
+  const AnyArray flipped = select(lent, parse_selection("::-2,:,::-1"));
+  for (Backend b : {Backend::Process, Backend::Thread, Backend::Serial}) {
+    for (const int axis : {0, 2}) {
+      SliceOptions o = with(b, 30);
+      o.axis = axis;
+      const std::vector<Fingerprint> got =
+          map_slices<std::int16_t, Fingerprint>(flipped, fingerprint, o);
+      const std::int64_t n = 5;  // ::-2 of 9 images, ::-1 of 5 columns: 5 slices of 35 either way
+      ASSERT_EQ(got.size(), static_cast<std::size_t>(n));
+      for (std::int64_t i = 0; i < n; ++i) {
+        Fingerprint want{i, 35, 0};
+        std::int64_t position = 0;
+        for (std::int64_t x = 0; x < 5; ++x) {
+          for (std::int64_t y = 0; y < 7; ++y) {
+            for (std::int64_t z = 0; z < 5; ++z) {
+              const std::int64_t at[3] = {x, y, z};
+              if (at[axis] != i) continue;
+              const std::int64_t src = ((8 - 2 * x) * 7 + y) * 5 + (4 - z);
+              want.weighted += double(before[static_cast<std::size_t>(src)]) * double(++position);
+            }
+          }
+        }
+        EXPECT_EQ(got[static_cast<std::size_t>(i)], want) << to_string(b) << " axis " << axis;
+      }
+    }
+  }
   // A selection of it is lent memory too.
   const AnyArray part = select(lent, parse_selection("2:5,::2"));
   EXPECT_TRUE(part.dense()->mapping().borrowed());
