@@ -132,6 +132,7 @@ void run_slice_tasks(
                         native_c_order(meta) &&
                         reinterpret_cast<std::uintptr_t>(dense->data()) % item == 0;
   if (in_place) dense->mapping().advise(Access::Sequential);
+  const int workers = in_place ? resolve(options.pool).n_jobs : 1;
   const auto first_of = [per_task](std::size_t task) {
     return static_cast<std::int64_t>(task) * per_task;
   };
@@ -143,7 +144,12 @@ void run_slice_tasks(
     const auto length = static_cast<std::uint64_t>(count * slice_bytes);
     if (in_place) {
       const auto offset = static_cast<std::uint64_t>(first * slice_bytes);
-      if (length > 0) dense->mapping().populate(offset, length);
+      // The kernel's read-ahead of the tasks that follow starts now (each worker asks for the
+      // next ones, so a cold file's reading overlaps the work), then this task's pages.
+      if (length > 0) {
+        dense->mapping().will_need(offset + length, length * static_cast<std::uint64_t>(workers));
+        dense->mapping().populate(offset, length);
+      }
       block(first, count, dense->data() + offset, result);
       if (length > 0) dense->mapping().dont_need(offset, length);
       return;
