@@ -35,6 +35,28 @@ from compare import (PER_IMAGE, log, read_through, run_dask, run_joblib,  # noqa
                      run_multiprocessing, run_numpy)
 from multi_op_compare import drop_file_pages, make_cube  # noqa: E402
 
+# The fixed cost of a tiny call in a fresh interpreter, as a small script pays it: fork's cost
+# grows with the forking process (its page tables), and this benchmark's own process holds
+# numpy, joblib, dask and the contenders' arrays.
+FRESH_TINY_CALLS = """
+import sys, time, numpy as np
+sys.path.insert(0, {path!r})
+import mmcompute
+def median(fn, n):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+tiny = {tiny!r}
+x = np.load(tiny)
+mmcompute.reduce(tiny, "mean", (1, 2), n_jobs={jobs})
+print(median(lambda: mmcompute.reduce(tiny, "mean", (1, 2), n_jobs={jobs}), 200),
+      median(lambda: mmcompute.reduce(x, "mean", (1, 2), n_jobs={jobs}), 200),
+      median(lambda: mmcompute.map_slices(np.mean, x, n_jobs={jobs}), 200))
+"""
+
 JOBLIB_FIRST_CALL = """
 import time, numpy as np
 t = time.perf_counter()
@@ -136,6 +158,13 @@ def main():
             lambda: pool.reduce(tiny, "mean", (1, 2)), 500)
         calls["mmcompute.Pool(process).reduce, warm, in-memory array"] = median_call(
             lambda: pool.reduce(x, "mean", (1, 2)), 500)
+    fresh = subprocess.run(
+        [sys.executable, "-c", FRESH_TINY_CALLS.format(path=os.path.dirname(os.path.dirname(
+            mmcompute.__file__)), tiny=tiny, jobs=args.jobs)],
+        capture_output=True, text=True, check=True).stdout.split()
+    calls["fresh interpreter: mmcompute.reduce, process"] = float(fresh[0])
+    calls["fresh interpreter: mmcompute.reduce, in-memory array, process"] = float(fresh[1])
+    calls["fresh interpreter: mmcompute.map_slices(np.mean), process"] = float(fresh[2])
     from joblib import Parallel, delayed
     Parallel(n_jobs=args.jobs)(delayed(np.mean)(x[i]) for i in range(4))
     calls["joblib Parallel, warm executor"] = median_call(
