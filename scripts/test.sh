@@ -44,7 +44,9 @@ stage_done "asan tests"
 # Each test runs in its own process (ctest), so no test forks from a parent another test left
 # threaded.
 MMC_TSAN_TESTS='(^|/)(PoolEveryBackend|PoolErrors|PoolInterrupt|PoolInterruptSigint|PoolMap|PoolWorkers|PoolWorkerLost|EveryBackend|ProcessPool|PoolCancel|PoolCapture|PoolStdio|ParallelDefaults|SharedEveryBackend|SharedArray|SharedContainersEveryBackend|SharedVector|SharedMap|SharedString|Memoize)\.|CachedReduce\.EightConcurrent'
-mmc_configure build-tsan "${MMC_SANITIZER_FLAGS[@]}" -DMMC_TSAN=ON -DMMC_BUILD_BENCHMARKS=OFF
+# The threaded tests reduce u8 arrays only: the executor is built for u8 alone (MMC_REDUCE_TYPES).
+mmc_configure build-tsan "${MMC_SANITIZER_FLAGS[@]}" -DMMC_TSAN=ON -DMMC_BUILD_BENCHMARKS=OFF \
+  -DMMC_REDUCE_TYPES=u8
 cmake --build build-tsan --target mmc_pool_tests mmc_parallel_tests mmc_shared_containers_tests \
   mmc_cache_tests
 stage_done "tsan build"

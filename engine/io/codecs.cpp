@@ -2,11 +2,13 @@
 #include "io/codecs.hpp"
 
 #include <blosc.h>
+#include <lzf.h>
 #include <zlib.h>
 #include <zstd.h>
 #include <zstd_errors.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <cstdint>
 #include <cstring>
@@ -178,6 +180,29 @@ ZSTD_DCtx* thread_dctx() {
 }
 
 }  // namespace
+
+void lzf_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_t out_n,
+                const std::string& what) {
+  // liblzf counts in unsigned int; h5py never makes a chunk that large.
+  if (n > UINT_MAX || out_n > UINT_MAX) {
+    throw_error(ErrorCode::Corrupt, what + ": an lzf block of " + std::to_string(n) +
+                                        " bytes for " + std::to_string(out_n) +
+                                        " is larger than lzf allows");
+  }
+  if (n == 0 && out_n == 0) return;
+  // liblzf checks every literal run and back reference against both buffers: hostile bytes
+  // fail (EINVAL, or E2BIG when they would write past out_n), they never reach outside.
+  errno = 0;
+  const unsigned got =
+      lzf_decompress(src, static_cast<unsigned>(n), out, static_cast<unsigned>(out_n));
+  if (got == out_n) return;
+  const int err = errno;
+  const std::string why = got != 0       ? "it gives " + std::to_string(got)
+                          : err == E2BIG ? "it gives more"
+                                         : "damaged data";
+  throw_error(ErrorCode::Corrupt, what + ": lzf block does not decode to " + std::to_string(out_n) +
+                                      " bytes (" + why + ")");
+}
 
 std::vector<std::byte> zstd_encode(const std::byte* data, std::size_t n, int level) {
   if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel()) {

@@ -23,6 +23,11 @@ std::vector<std::byte> zlib_encode(const std::byte* data, std::size_t n, int lev
 void zlib_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_t out_n, bool gzip,
                  const std::string& what);
 
+// LZF (h5py's "lzf" HDF5 filter, 32000): decodes into out[0, out_n); throws Error(Corrupt,
+// "<what>: ...") unless the block decodes to exactly out_n bytes.
+void lzf_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_t out_n,
+                const std::string& what);
+
 // A zstd frame with its content size recorded (numcodecs needs it). level: zstd's range
 // (ZSTD_minCLevel()..ZSTD_maxCLevel(); 0 means zstd's default).
 std::vector<std::byte> zstd_encode(const std::byte* data, std::size_t n, int level);

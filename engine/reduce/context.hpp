@@ -184,6 +184,10 @@ ReducePlan plan_for(const Input& input, const std::vector<int>& axes, const Redu
 template <class T>
 void execute_for_type(Context& ctx);
 
+// execute_for_type for the element type `id`. Throws Error(InvalidArgument) for a type this
+// build leaves out (MMC_REDUCE_TYPES: only the ThreadSanitizer test build lists fewer than all).
+void run_executor(Context& ctx, TypeId id);
+
 // ---- chunked inputs (chunked_input.cpp) ----
 
 // The smallest box of `meta`'s index space that holds every element task `task` of `plan`

@@ -268,7 +268,7 @@ void JobState::run(Phase phase, const HistogramRange& histogram, const RefineSte
   for (std::size_t t = first; t < first + count; ++t) {
     *failed = t;
     tasks.first = t;
-    visit_type(input_->meta.dtype.id(), [&](auto tag) { execute_for_type<decltype(tag)>(ctx); });
+    run_executor(ctx, input_->meta.dtype.id());
   }
 }
 

@@ -456,7 +456,7 @@ std::vector<ReduceResult> reduce_input(const detail::Input& given_input,
       detail::Context ctx(input, plan, in_caller ? *in_caller : pass, runner, share,
                           detail::debug_task_delay_ms(), !meta.dtype.is_native());
       if (route) ctx.route = &*route;
-      visit_type(meta.dtype.id(), [&](auto tag) { detail::execute_for_type<decltype(tag)>(ctx); });
+      detail::run_executor(ctx, meta.dtype.id());
     } else if (std::count(pass.ops.begin(), pass.ops.end(), ReduceOp::Histogram) > 0) {
       // No task ran, but np.histogram still has edges: those of an empty array's range.
       visit_type(meta.dtype.id(), [&](auto tag) {

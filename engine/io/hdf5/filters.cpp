@@ -1,4 +1,5 @@
-// HDF5's filter pipeline undone here: Fletcher-32, shuffle and deflate, outside libhdf5's lock.
+// HDF5's filter pipeline undone here: Fletcher-32, shuffle, deflate and lzf (h5py's filter
+// 32000), outside libhdf5's lock.
 #include "io/hdf5/filters.hpp"
 
 #include <algorithm>
@@ -11,6 +12,9 @@
 
 namespace mmc::detail {
 namespace {
+
+// A stage whose output size the stored bytes do not tell (it restores the size that entered it).
+bool compresses(H5Z_filter_t id) { return id == H5Z_FILTER_DEFLATE || id == kFilterLzf; }
 
 // HDF5's Fletcher-32 (H5_checksum_fletcher32): sums of big-endian 16-bit words with end-around
 // carry, an odd last byte taken as the high byte of a word.
@@ -64,7 +68,7 @@ void decode_pipeline(const std::vector<FilterStep>& filters, std::uint32_t mask,
     in_size[i] = known ? size : 0;
     if (skipped(i)) continue;
     if (filters[i].id == H5Z_FILTER_FLETCHER32) size += 4;
-    if (filters[i].id == H5Z_FILTER_DEFLATE) known = false;
+    if (compresses(filters[i].id)) known = false;
   }
   if (known && n != size) {
     throw_error(ErrorCode::Corrupt, what + ": stored chunk has " + std::to_string(n) +
@@ -99,9 +103,9 @@ void decode_pipeline(const std::vector<FilterStep>& filters, std::uint32_t mask,
       }
       continue;
     }
-    const std::size_t target = f.id == H5Z_FILTER_DEFLATE ? in_size[i] : n;
-    if (f.id == H5Z_FILTER_DEFLATE && target == 0) {
-      throw_error(ErrorCode::Internal, what + ": deflate size unknown");
+    const std::size_t target = compresses(f.id) ? in_size[i] : n;
+    if (compresses(f.id) && target == 0 && !(f.id == kFilterLzf && n == 0)) {
+      throw_error(ErrorCode::Internal, what + ": decompressed size unknown");
     }
     std::byte* dst;
     if (i == last_moving && target == out_n) {
@@ -114,6 +118,8 @@ void decode_pipeline(const std::vector<FilterStep>& filters, std::uint32_t mask,
     }
     if (f.id == H5Z_FILTER_DEFLATE) {
       detail::zlib_decode(cur, n, dst, target, false, what);
+    } else if (f.id == kFilterLzf) {
+      detail::lzf_decode(cur, n, dst, target, what);
     } else {  // shuffle; trailing bytes that make no whole element are stored as they are
       const std::size_t size_of = std::max<std::size_t>(f.shuffle_size, 1);
       const std::size_t elems = n / size_of;

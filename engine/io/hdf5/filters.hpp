@@ -10,6 +10,9 @@
 
 namespace mmc::detail {
 
+// h5py's LZF filter (registered by h5py, not libhdf5): decoded here with liblzf.
+inline constexpr H5Z_filter_t kFilterLzf = 32000;
+
 struct FilterStep {
   H5Z_filter_t id = 0;
   std::size_t shuffle_size = 0;  // shuffle: the element size it was set up with

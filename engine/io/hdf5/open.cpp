@@ -168,7 +168,10 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
     } else {
       compressors.push_back(label);
     }
-    if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE && id != H5Z_FILTER_FLETCHER32) {
+    if (id == detail::kFilterLzf) {
+      ++deflates;  // like deflate, it restores a size the stored bytes do not tell
+    } else if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE &&
+               id != H5Z_FILTER_FLETCHER32) {
       decodable = false;
       if (H5Zfilter_avail(id) <= 0) {
         throw_error(ErrorCode::InvalidArgument,
@@ -182,8 +185,20 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
     step.shuffle_size = id == H5Z_FILTER_SHUFFLE && n_cd > 0 ? cd[0] : meta.dtype.itemsize();
     steps.push_back(step);
   }
-  // Two deflates leave an intermediate size we cannot know; leave them to libhdf5.
-  if (deflates > 1) decodable = false;
+  // Two compressors (deflate, lzf) leave an intermediate size we cannot know; libhdf5 decodes
+  // those when it has both filters.
+  if (deflates > 1) {
+    decodable = false;
+    for (const FilterStep& s : steps) {
+      if (s.id == detail::kFilterLzf && H5Zfilter_avail(detail::kFilterLzf) <= 0) {
+        throw_error(ErrorCode::InvalidArgument,
+                    where +
+                        ": chunks use lzf after another compressor, which only libhdf5 "
+                        "could undo, and it has no lzf filter; rewrite the dataset with "
+                        "one compressor");
+      }
+    }
+  }
   if (compressors.empty()) {
     info.compressor = "none";
   } else {
