@@ -160,6 +160,21 @@ void damage_byte(const std::string& path, std::uint64_t offset) {
   test::write_file(path, bytes);
 }
 
+// Damages every `step`th byte of dataset `name`'s chunk (1, 1) from byte `first` on (the fixture
+// reports that chunk's offset), then expects reading it to fail as Corrupt, naming it.
+void expect_damaged_chunk_refused(const Written& w, const std::string& name, std::uint64_t first,
+                                  std::uint64_t step) {
+  const auto [offset, size] = w.offsets.at(name);
+  for (std::uint64_t k = first; k < size; k += step) damage_byte(w.cases.at(name).file, offset + k);
+  const Hdf5Dataset d = open_hdf5(w.cases.at(name).file, "/" + name);
+  std::vector<std::byte> buf(d.chunked->chunk_nbytes());
+  expect_error(
+      [&] {
+        d.chunked->read_chunk({1, 1}, buf.data());
+      },
+      ErrorCode::Corrupt, {name, "chunk (1,1)"});
+}
+
 // ---- contiguous datasets ----
 
 TEST(Hdf5Source, MapsContiguousDatasetsInPlaceInTheirByteOrder) {
@@ -296,16 +311,7 @@ TEST(Hdf5Source, DecodesH5pysLzfChunksWithShuffleChecksumsAndSkippedChunks) {
     EXPECT_EQ(d.chunked->storage().compressor, "lzf") << name;
   }
   // Damaged lzf bytes are refused naming the chunk, never read past.
-  const auto [offset, size] = w.offsets.at("lzf_shuffle");
-  for (std::uint64_t k = 1; k < size; k += 5)
-    damage_byte(w.cases.at("lzf_shuffle").file, offset + k);
-  const Hdf5Dataset d = open_hdf5(w.cases.at("lzf_shuffle").file, "/lzf_shuffle");
-  std::vector<std::byte> buf(d.chunked->chunk_nbytes());
-  expect_error(
-      [&] {
-        d.chunked->read_chunk({1, 1}, buf.data());
-      },
-      ErrorCode::Corrupt, {"lzf_shuffle", "chunk (1,1)"});
+  expect_damaged_chunk_refused(w, "lzf_shuffle", 1, 5);
 }
 
 TEST(Hdf5Source, RejectsAChunkWhoseFletcher32SumDoesNotMatch) {
@@ -329,16 +335,7 @@ TEST(Hdf5Source, RejectsAChunkWhoseFletcher32SumDoesNotMatch) {
 TEST(Hdf5Source, ReportsADamagedGzipChunkAsCorrupt) {
   TempDir dir;
   const Written w = write_h5py_cases(dir, "filters");
-  const auto [offset, size] = w.offsets.at("gzip_shuffle");
-  for (std::uint64_t k = 2; k < size; k += 7)
-    damage_byte(w.cases.at("gzip_shuffle").file, offset + k);
-  const Hdf5Dataset d = open_hdf5(w.cases.at("gzip_shuffle").file, "/gzip_shuffle");
-  std::vector<std::byte> buf(d.chunked->chunk_nbytes());
-  expect_error(
-      [&] {
-        d.chunked->read_chunk({1, 1}, buf.data());
-      },
-      ErrorCode::Corrupt, {"gzip_shuffle", "chunk (1,1)"});
+  expect_damaged_chunk_refused(w, "gzip_shuffle", 2, 7);
 }
 
 TEST(Hdf5Source, HonoursEachChunksFilterMask) {
