@@ -37,7 +37,8 @@ from multi_op_compare import drop_file_pages, make_cube  # noqa: E402
 
 # The fixed cost of a tiny call in a fresh interpreter, as a small script pays it: fork's cost
 # grows with the forking process (its page tables), and this benchmark's own process holds
-# numpy, joblib, dask and the contenders' arrays.
+# numpy, joblib, dask and the contenders' arrays. (It repeats median_call rather than import
+# this module, which would load joblib and dask into the interpreter being measured.)
 FRESH_TINY_CALLS = """
 import sys, time, numpy as np
 sys.path.insert(0, {path!r})

@@ -144,7 +144,7 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
   std::vector<FilterStep> steps;
   std::vector<std::string> compressors;
   bool decodable = true;
-  int deflates = 0;
+  int compressors_count = 0;  // stages that restore a size the stored bytes do not tell
   const int nf = H5Pget_nfilters(dcpl);
   if (nf < 0) throw_error(ErrorCode::Corrupt, where + ": cannot read the filter pipeline");
   for (int i = 0; i < nf; ++i) {
@@ -161,7 +161,7 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
     const std::string label = filter_name(id, name);
     if (id == H5Z_FILTER_DEFLATE) {
       compressors.push_back("gzip(" + std::to_string(n_cd > 0 ? cd[0] : 0) + ")");
-      ++deflates;
+      ++compressors_count;
     } else if (id == H5Z_FILTER_SHUFFLE || id == H5Z_FILTER_FLETCHER32 || id == H5Z_FILTER_NBIT ||
                id == H5Z_FILTER_SCALEOFFSET) {
       info.filters.push_back(label);
@@ -169,7 +169,7 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
       compressors.push_back(label);
     }
     if (id == detail::kFilterLzf) {
-      ++deflates;  // like deflate, it restores a size the stored bytes do not tell
+      ++compressors_count;
     } else if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE &&
                id != H5Z_FILTER_FLETCHER32) {
       decodable = false;
@@ -187,7 +187,7 @@ std::unique_ptr<ChunkedArray> open_chunked(const DataFile& data, hid_t dataset, 
   }
   // Two compressors (deflate, lzf) leave an intermediate size we cannot know; libhdf5 decodes
   // those when it has both filters.
-  if (deflates > 1) {
+  if (compressors_count > 1) {
     decodable = false;
     for (const FilterStep& s : steps) {
       if (s.id == detail::kFilterLzf && H5Zfilter_avail(detail::kFilterLzf) <= 0) {
