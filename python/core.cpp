@@ -702,10 +702,13 @@ py::dict info(const std::string& spec, const std::optional<RawArgs>& raw) {
 py::dict convert(const std::string& spec, const std::optional<RawArgs>& raw,
                  const std::string& dest, const std::optional<std::vector<std::int64_t>>& chunks,
                  const std::string& compressor, int level, const std::optional<int>& n_jobs,
-                 bool overwrite) {
+                 bool overwrite, int zarr_format,
+                 const std::optional<std::vector<std::int64_t>>& shards) {
   const mmc::ConvertStats stats = run_engine([&] {
     mmc::ConvertOptions o;
     if (chunks) o.chunks = *chunks;
+    if (shards) o.shards = *shards;
+    o.zarr_format = zarr_format;
     o.compressor = mmc::parse_compressor(compressor);
     o.level = level;
     o.overwrite = overwrite;
@@ -716,6 +719,8 @@ py::dict convert(const std::string& spec, const std::optional<RawArgs>& raw,
   out["nbytes"] = stats.logical_bytes;
   out["chunks"] =
       stats.chunks.empty() ? py::object(py::none()) : py::object(py::tuple(py::cast(stats.chunks)));
+  out["shards"] =
+      stats.shards.empty() ? py::object(py::none()) : py::object(py::tuple(py::cast(stats.shards)));
   return out;
 }
 

@@ -245,7 +245,7 @@ int run_cli(int argc, char** argv, const Cluster& cluster) {
 
   mmc::cli::ConvertArgs conv;
   auto* convert_cmd = app.add_subcommand(
-      "convert", "copy an array between raw, .npy, HDF5 and zarr v2, in parallel");
+      "convert", "copy an array between raw, .npy, HDF5 and zarr (v2 or v3), in parallel");
   add_source_options(convert_cmd, &conv.source);
   convert_cmd
       ->add_option("destination", conv.dst,
@@ -259,6 +259,14 @@ int run_cli(int argc, char** argv, const Cluster& cluster) {
                    "none, zlib, zstd or blosc (zarr); none or zlib (HDF5 gzip+shuffle)")
       ->capture_default_str();
   convert_cmd->add_option("--level", conv.level, "compression level")->capture_default_str();
+  convert_cmd
+      ->add_option("--zarr-format", conv.zarr_format,
+                   "2 (.zarray) or 3 (zarr.json) for a zarr output")
+      ->check(CLI::IsMember({2, 3}))
+      ->capture_default_str();
+  convert_cmd->add_option("--shards", conv.shards,
+                          "zarr v3: shard shape, a multiple of the chunks, e.g. 64,1024,1024 "
+                          "(each shard one file of chunks; default chunks then divide it)");
   add_pool_options(convert_cmd, &conv.jobs, &conv.backend);
   convert_cmd->add_flag("--overwrite", conv.overwrite, "replace an existing destination");
   add_output_options(convert_cmd, &conv.output);

@@ -155,6 +155,10 @@ std::string describe_layout(const AnyArray& array) {
   for (const std::string& f : s.filters) text += "+" + f;
   text += ", " + counted(s.chunks_total, "chunk");
   if (s.chunks_stored >= 0) text += " (" + std::to_string(s.chunks_stored) + " stored)";
+  if (!s.shards.empty()) {
+    text += " in shards of " + format_shape(s.shards, true);
+    if (s.shard_files >= 0) text += " (" + counted(s.shard_files, "shard file") + ")";
+  }
   return text;
 }
 
@@ -500,6 +504,10 @@ int run_info(const InfoArgs& args) {
       j["filters"] = storage.filters;
       j["chunks_total"] = storage.chunks_total;
       if (storage.chunks_stored >= 0) j["chunks_stored"] = storage.chunks_stored;
+      if (!storage.shards.empty()) {
+        j["shards"] = storage.shards;
+        if (storage.shard_files >= 0) j["shard_files"] = storage.shard_files;
+      }
       j["stored_bytes"] = stored;
     }
     write_stdout(j.dump(2) + "\n");
@@ -561,6 +569,8 @@ int run_convert(const ConvertArgs& args) {
   if (!args.chunks.empty()) options.chunks = parse_shape(args.chunks);
   options.compressor = parse_compressor(args.compressor);
   options.level = args.level;
+  options.zarr_format = args.zarr_format;
+  if (!args.shards.empty()) options.shards = parse_shape(args.shards);
   options.overwrite = args.overwrite;
   options.pool.n_jobs = jobs_option(args.jobs, args.jobs_given);
   options.pool.backend = parse_backend(args.backend);
@@ -576,9 +586,15 @@ int run_convert(const ConvertArgs& args) {
   bar.finish();
   if (!args.output.quiet) {
     static const char* const kFormats[] = {"raw", "npy", "hdf5", "zarr"};
-    std::string layout = stats.chunks.empty() ? std::string("contiguous")
-                                              : "chunks " + format_shape(stats.chunks, true) +
-                                                    ", " + args.compressor;
+    std::string layout = stats.chunks.empty()
+                             ? std::string("contiguous")
+                             : "chunks " + format_shape(stats.chunks, true) + ", " +
+                                   (args.compressor == "zlib" && options.zarr_format == 3 &&
+                                            stats.format == ArrayFormat::Zarr
+                                        ? std::string("gzip")
+                                        : args.compressor);
+    if (!stats.shards.empty()) layout += ", shards " + format_shape(stats.shards, true);
+    if (stats.format == ArrayFormat::Zarr) layout += ", v" + std::to_string(options.zarr_format);
     char line[768];
     std::snprintf(line, sizeof line, "wrote %s (%s, %s): %s (%s) in %.2f s = %.2f GB/s\n",
                   args.dst.c_str(), kFormats[static_cast<int>(stats.format)], layout.c_str(),

@@ -81,7 +81,9 @@ struct ConvertArgs {
   std::string chunks;  // "1,256,1024"; empty: the library's default
   std::string compressor = "none";
   int level = 5;
-  int jobs = -1;  // the default when neither --jobs nor MMC_N_JOBS is given: all CPUs
+  int zarr_format = 2;
+  std::string shards;  // "64,1024,1024": zarr v3's shard shape; empty: no sharding
+  int jobs = -1;       // the default when neither --jobs nor MMC_N_JOBS is given: all CPUs
   bool jobs_given = false;
   std::string backend = "process";
   bool overwrite = false;

@@ -1,5 +1,5 @@
-// Chunk codecs shared by the zarr and HDF5 drivers: zlib/gzip, zstd, blosc and HDF5's byte
-// shuffle, over byte buffers.
+// Chunk codecs shared by the zarr and HDF5 drivers: zlib/gzip, zstd, blosc, lzf, CRC-32C and
+// HDF5's byte shuffle, over byte buffers.
 //
 // Every function is thread-safe and fork-safe (no shared state; zstd contexts are per thread).
 // Encoders throw Error(InvalidArgument) for a bad level or codec name; decoders write exactly
@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,10 @@ std::vector<std::byte> blosc_encode(const std::byte* data, std::size_t n, std::s
 // Validates the blosc header against n before decompressing.
 void blosc_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_t out_n,
                   const std::string& what);
+
+// CRC-32C (Castagnoli), as zarr v3's crc32c codec appends it (little endian) after the bytes
+// it covers; ISA-L's crc32_iscsi with the usual initial and final inversion.
+std::uint32_t crc32c(const std::byte* data, std::size_t n);
 
 // HDF5's shuffle filter layout: byte k of every element together. in and out must not
 // overlap; both hold n_elems * itemsize bytes.

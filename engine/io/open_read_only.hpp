@@ -37,9 +37,10 @@ inline struct stat stat_regular_file(int fd, const std::string& path) {
   return st;
 }
 
-// Reads exactly n bytes at offset 0 of fd. A short read means the file shrank under us.
-inline void pread_exact(int fd, std::byte* out, std::uint64_t n, const std::string& path) {
-  const ssize_t done = detail::pread_full(fd, out, n, 0);
+// Reads exactly n bytes at `offset` of fd. A short read means the file shrank under us.
+inline void pread_exact(int fd, std::byte* out, std::uint64_t n, const std::string& path,
+                        std::uint64_t offset = 0) {
+  const ssize_t done = detail::pread_full(fd, out, n, static_cast<off_t>(offset));
   if (done < 0) throw_errno(path + ": cannot read");
   if (static_cast<std::uint64_t>(done) < n) {
     throw_error(ErrorCode::Corrupt, path + ": file ended after " + std::to_string(done) + " of " +

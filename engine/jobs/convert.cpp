@@ -1,5 +1,6 @@
-// convert: any array into raw, .npy, HDF5 or zarr v2, in parallel tasks that follow the
-// destination's chunks (or slabs of ~8 MiB), each worker holding one task's data.
+// convert: any array into raw, .npy, HDF5 or zarr (v2, v3, v3 sharded), in parallel tasks that
+// follow the destination's chunks or shards (or slabs of ~8 MiB), each worker holding one
+// task's data.
 #include "mmc/convert.hpp"
 
 #include <fcntl.h>
@@ -66,6 +67,21 @@ Shape slab_shape(const Shape& shape, std::size_t itemsize) {
         fit, static_cast<std::uint64_t>(std::max<std::int64_t>(shape[k - 1], 1))));
   }
   return slab;
+}
+
+// Throws unless `extents` (an option's shape: --chunks, --shards) has nd axes, each at least 1.
+void check_extents(const char* option, const Shape& extents, std::size_t nd) {
+  if (extents.size() != nd) {
+    throw_error(ErrorCode::InvalidArgument,
+                std::string(option) + " " + format_shape(extents) + " has " +
+                    std::to_string(extents.size()) + " axes, the array " + std::to_string(nd));
+  }
+  for (std::int64_t c : extents) {
+    if (c < 1) {
+      throw_error(ErrorCode::InvalidArgument, std::string(option) + " " + format_shape(extents) +
+                                                  ": every extent must be at least 1");
+    }
+  }
 }
 
 // The chunk grid of `shape` cut by `chunks`: cell coordinates from a C-order index.
@@ -205,16 +221,21 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
       throw_error(ErrorCode::InvalidArgument,
                   dst + ": --chunks applies to zarr and HDF5 outputs only");
     }
-    if (options.chunks.size() != nd) {
-      throw_error(ErrorCode::InvalidArgument, "--chunks " + format_shape(options.chunks) + " has " +
-                                                  std::to_string(options.chunks.size()) +
-                                                  " axes, the array " + std::to_string(nd));
+    check_extents("--chunks", options.chunks, nd);
+  }
+  if (options.zarr_format != 2 && options.zarr_format != 3) {
+    throw_error(ErrorCode::InvalidArgument,
+                "zarr format " + std::to_string(options.zarr_format) + " is not 2 or 3");
+  }
+  if (options.zarr_format != 2 && d.format != ArrayFormat::Zarr) {
+    throw_error(ErrorCode::InvalidArgument, dst + ": --zarr-format applies to zarr outputs only");
+  }
+  if (!options.shards.empty()) {
+    if (d.format != ArrayFormat::Zarr || options.zarr_format != 3) {
+      throw_error(ErrorCode::InvalidArgument,
+                  dst + ": --shards needs a zarr v3 output (--zarr-format 3)");
     }
-    for (std::int64_t c : options.chunks) {
-      if (c < 1)
-        throw_error(ErrorCode::InvalidArgument, "--chunks " + format_shape(options.chunks) +
-                                                    ": every extent must be at least 1");
-    }
+    check_extents("--shards", options.shards, nd);
   }
   if (d.format == ArrayFormat::Hdf5 && options.compressor != Compressor::None &&
       options.compressor != Compressor::Zlib) {
@@ -233,13 +254,24 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
                            (d.format == ArrayFormat::Hdf5 &&
                             (!options.chunks.empty() || options.compressor != Compressor::None));
   Shape chunks = options.chunks;
+  const Shape& shards = options.shards;
+  if (chunked_out && chunks.empty() && !shards.empty()) {
+    // Slabs of the shard, each extent cut down to one that divides the shard's.
+    chunks = slab_shape(shards, itemsize);
+    for (std::size_t i = 0; i < nd; ++i) {
+      while (shards[i] % chunks[i] != 0) --chunks[i];
+    }
+  }
   if (chunked_out && chunks.empty()) chunks = slab_shape(meta.shape, itemsize);
   if (chunked_out) {
     // Zero extents: chunks must still be at least 1.
     for (std::int64_t& c : chunks) c = std::max<std::int64_t>(c, 1);
   }
   stats.chunks = chunked_out ? chunks : Shape();
-  const Shape cells_of = chunked_out ? chunks : slab_shape(meta.shape, itemsize);
+  stats.shards = shards;
+  // The unit a task writes: a shard, a chunk, or a slab.
+  const Shape cells_of =
+      !shards.empty() ? shards : (chunked_out ? chunks : slab_shape(meta.shape, itemsize));
   const Grid grid(meta.shape, cells_of);
   std::uint64_t cell_bytes = itemsize;
   for (std::int64_t c : cells_of) cell_bytes *= static_cast<std::uint64_t>(c);
@@ -270,17 +302,24 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     spec.chunks = chunks;
     spec.compressor = options.compressor;
     spec.level = options.level;
+    spec.zarr_format = options.zarr_format;
+    spec.shards = shards;
     ZarrWriter writer(d.path, spec, options.overwrite);
     call.run = [&](std::size_t task, ByteView, Bytes&) {
       prepare();
-      std::vector<std::byte> chunk(writer.chunk_nbytes()), scratch;
+      std::vector<std::byte> chunk(shards.empty() ? writer.chunk_nbytes() : writer.shard_nbytes());
+      std::vector<std::byte> scratch;
       const std::int64_t first = static_cast<std::int64_t>(task) * per_task;
       for (std::int64_t i = first; i < std::min(first + per_task, cells); ++i) {
         const Shape coord = grid.coord(i);
         const Box box = grid.box(coord);
-        read_chunk_box(src, box, chunks, chunk.data(), scratch);
+        read_chunk_box(src, box, cells_of, chunk.data(), scratch);
         release_source_range(src, box);
-        writer.write_chunk(coord, chunk.data());
+        if (shards.empty()) {
+          writer.write_chunk(coord, chunk.data());
+        } else {
+          writer.write_shard(coord, chunk.data());
+        }
       }
     };
     stats.call = run_tasks(options.pool, call);

@@ -26,12 +26,14 @@ struct Box {
 // How a chunked array is stored, for `mmcompute info` and for planning.
 struct StorageInfo {
   std::string kind;                  // "zarr", "hdf5"
-  std::string layout;                // "chunked", "compact", "external"
+  std::string layout;                // "chunked", "compact", "external", "sharded"
   std::string compressor;            // "none", "zlib", "gzip", "zstd", "blosc(lz4,shuffle,5)", ...
   std::vector<std::string> filters;  // e.g. HDF5 "shuffle", "fletcher32"; empty when none
   std::int64_t chunks_total = 0;     // cells of the chunk grid
   std::int64_t chunks_stored = -1;   // chunks present on disk; -1 when not counted (too costly)
   std::uint64_t stored_bytes = 0;    // bytes on disk (0 when unknown)
+  Shape shards;                      // zarr v3 sharded: the shard shape; empty otherwise
+  std::int64_t shard_files = -1;     // sharded: shard files present; -1 when not counted
 };
 
 // One chunk of the grid.

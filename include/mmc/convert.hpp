@@ -25,6 +25,11 @@ struct ConvertOptions {
   Shape chunks;
   Compressor compressor = Compressor::None;  // zarr: any; HDF5: None or Zlib (gzip+shuffle)
   int level = 5;
+  // zarr outputs: format 2 (.zarray) or 3 (zarr.json), and v3's shard shape (a multiple of the
+  // chunks; empty: no sharding). With shards and no chunks, the chunks are slabs of about 8 MiB
+  // that divide the shard.
+  int zarr_format = 2;
+  Shape shards;
   bool overwrite = false;
   PoolOptions pool;
   ProgressCallback progress;  // caller's thread, after each task
@@ -34,6 +39,7 @@ struct ConvertStats {
   ArrayFormat format = ArrayFormat::Raw;
   std::uint64_t logical_bytes = 0;  // elements × itemsize
   Shape chunks;                     // chunks used (empty: contiguous)
+  Shape shards;                     // zarr v3 shards used (empty: none)
   CallStats call;
 };
 

@@ -1,4 +1,5 @@
-// zarr v2 directory stores: opening one as a ChunkedArray, and writing one chunk by chunk.
+// zarr v2 and v3 directory stores: opening one as a ChunkedArray, and writing one chunk (or one
+// v3 shard) at a time.
 #pragma once
 
 #include <cstddef>
@@ -11,9 +12,12 @@
 
 namespace mmc {
 
-// Opens a zarr v2 array: a directory holding .zarray. Throws Error(NotFound) when there is no
-// .zarray, Error(Corrupt) for broken JSON or metadata (naming the field), Error(InvalidArgument)
-// for a dtype, compressor or filter we do not support, or a shape whose byte count overflows.
+// Opens a zarr array: a directory holding .zarray (v2) or zarr.json (v3: the bytes, transpose
+// (C or F order), gzip, zstd, blosc, crc32c and sharding_indexed codecs; the default and v2 chunk
+// key encodings). Throws Error(NotFound) when there is neither (a group's message lists its
+// members), Error(Corrupt) for broken JSON or metadata (naming the field), Error(InvalidArgument)
+// for a dtype, codec or filter we do not support, or a shape whose byte count overflows. Reading
+// a damaged chunk or shard throws Error(Corrupt) naming its file.
 std::unique_ptr<ChunkedArray> open_zarr(const std::string& path);
 
 enum class Compressor : std::uint8_t { None, Zlib, Zstd, Blosc };
@@ -30,11 +34,16 @@ struct ZarrSpec {
   std::string blosc_cname = "lz4";  // blosc's inner codec
   int blosc_shuffle = 1;            // 0 none, 1 byte shuffle, 2 bit shuffle
   std::vector<std::byte> fill;      // one element in dtype's byte order; empty: zero fill
+  int zarr_format = 2;              // 2 (.zarray) or 3 (zarr.json; Zlib is written as gzip)
+  // zarr v3 only: the shard shape, a multiple of `chunks` on every axis; each shard is one
+  // file holding its chunks and their index (sharding_indexed, index at the end with its
+  // CRC-32C). Empty: no sharding.
+  Shape shards;
 };
 
-// Writes a zarr v2 store crash-safely: everything goes into a hidden temporary directory next
-// to `path`; commit() writes .zarray and renames the directory into place, so a writer killed
-// before commit() leaves no store at `path` (and the temporary directory is removed by the
+// Writes a zarr store crash-safely: everything goes into a hidden temporary directory next
+// to `path`; commit() writes .zarray (zarr.json) and renames the directory into place, so a writer
+// killed before commit() leaves no store at `path` (and the temporary directory is removed by the
 // destructor when not committed). write_chunk may be called from several threads, and from
 // forked workers between construction and commit() (each chunk is written under a temporary
 // name and renamed). Throws Error(InvalidArgument) for a bad spec, Error(Io) when `path`
@@ -51,8 +60,18 @@ class ZarrWriter {
   std::uint64_t chunk_nbytes() const noexcept;
   // Encodes and writes one chunk: `data` is the full chunk shape in spec.order, dtype's byte
   // order (edge chunks: the part outside the array is written as given; pass fill there).
+  // Not for sharded specs (Error(InvalidArgument)): those are written a shard at a time.
   void write_chunk(const Shape& coord, const std::byte* data) const;
-  // Writes .zarray and moves the store into place. Idempotent; throws Error(Io).
+
+  // Sharded specs: the shard grid, the bytes of one shard (the full shard shape), and one
+  // shard written whole: `data` is the full shard shape in spec.order, dtype's byte order.
+  // Chunks whose bytes are all the fill value, or that lie wholly outside the array, are not
+  // stored (their index entries say so); a shard with none left is not written.
+  Shape shard_grid() const;
+  std::uint64_t shard_nbytes() const noexcept;
+  void write_shard(const Shape& coord, const std::byte* data) const;
+
+  // Writes .zarray (zarr.json) and moves the store into place. Idempotent; throws Error(Io).
   void commit();
 
  private:

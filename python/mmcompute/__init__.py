@@ -736,17 +736,20 @@ def info(source: Source, *, dtype=None, shape=None, offset: int = 0,
 
 def convert(source: Source, dest: Union[str, "os.PathLike[str]"], *,
             chunks: Optional[Sequence[int]] = None, compressor: Optional[str] = None,
-            level: int = 5, n_jobs: int = -1, overwrite: bool = False, dtype=None, shape=None,
+            level: int = 5, n_jobs: int = -1, overwrite: bool = False, zarr_format: int = 2,
+            shards: Optional[Sequence[int]] = None, dtype=None, shape=None,
             offset: int = 0, order: str = "C") -> Dict[str, Any]:
     """Copies `source` into a new array at `dest`, whose name says its format: ``.npy``, a
     raw file, ``FILE.h5:/dataset`` or ``STORE.zarr``; in parallel and in bounded memory. The
     destination appears whole or not at all. compressor: None, "zlib", "zstd" or "blosc"
-    (zarr; HDF5 takes "zlib"). An existing destination is refused unless ``overwrite``.
-    Returns {"nbytes", "chunks"}."""
+    (zarr; HDF5 takes "zlib"). zarr_format: 2 or 3; shards (v3): the shard shape, a multiple
+    of the chunks, each shard one file. An existing destination is refused unless
+    ``overwrite``. Returns {"nbytes", "chunks", "shards"}."""
     with _resolve(source, dtype, shape, offset, order) as src:
         return _call(_core.convert, src.spec, src.raw, os.fspath(dest),
                      None if chunks is None else [int(c) for c in chunks],
-                     compressor or "none", int(level), int(n_jobs), bool(overwrite))
+                     compressor or "none", int(level), int(n_jobs), bool(overwrite),
+                     int(zarr_format), None if shards is None else [int(c) for c in shards])
 
 
 def kernel_isa() -> str:

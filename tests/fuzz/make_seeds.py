@@ -5,8 +5,10 @@ one input in that target's layout (see the header comment of tests/fuzz/<target>
 Run at test time; nothing here is committed as binary.
 """
 import io
+import json
 import os
 import struct
+import subprocess
 import sys
 import tempfile
 
@@ -74,6 +76,29 @@ def zarr_seeds(out):
                          struct.pack("<H", len(meta)) + meta + chunk)
 
 
+def zarr_v3_seeds(out):
+    """zarr.json and the first shard (or chunk) of every store make_sharded.py writes, damaged
+    ones included."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures",
+                          "make_sharded.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, script, tmp], check=True, stdout=subprocess.DEVNULL)
+        for folder in (tmp, os.path.join(tmp, "bad")):
+            for entry in sorted(os.listdir(folder)):
+                if not entry.endswith(".zarr"):
+                    continue
+                store = os.path.join(folder, entry)
+                meta = open(os.path.join(store, "zarr.json"), "rb").read()
+                ndim = len(json.loads(meta)["shape"])
+                first = None
+                for key in ("c/" + "/".join("0" * ndim), "c." + ".".join("0" * ndim),
+                            ".".join("0" * ndim)):
+                    if os.path.isfile(os.path.join(store, key)):
+                        first = open(os.path.join(store, key), "rb").read()
+                        break
+                save(out, "v3_" + entry[:-5], struct.pack("<H", len(meta)) + meta + (first or b""))
+
+
 def codec_seeds(out):
     data = np.arange(1000, dtype="<u4").tobytes()
     head = lambda which, n: bytes([which]) + struct.pack("<I", n)[:3]
@@ -135,6 +160,7 @@ def main():
     root = sys.argv[1]
     npy_seeds(os.path.join(root, "npy"))
     zarr_seeds(os.path.join(root, "zarr"))
+    zarr_v3_seeds(os.path.join(root, "zarr"))
     codec_seeds(os.path.join(root, "codecs"))
     hdf5_seeds(os.path.join(root, "hdf5_chunk"))
     cli_seeds(os.path.join(root, "cli_values"))

@@ -440,8 +440,9 @@ TEST(ZarrMeta, ExplainsPathsThatAreNoArray) {
   test::write_file(dir.file("group.zarr/.zgroup"), R"({"zarr_format": 2})");
   expect_error([&] { open_zarr(dir.file("group.zarr")); }, ErrorCode::NotFound, {"group"});
   ::mkdir(dir.file("v3.zarr").c_str(), 0777);
-  test::write_file(dir.file("v3.zarr/zarr.json"), "{}");
-  expect_error([&] { open_zarr(dir.file("v3.zarr")); }, ErrorCode::NotFound, {"v3"});
+  test::write_file(dir.file("v3.zarr/zarr.json"), "{}");  // read as v3 (zarr_v3_test.cpp)
+  expect_error([&] { open_zarr(dir.file("v3.zarr")); }, ErrorCode::Corrupt,
+               {"v3.zarr/zarr.json", "missing field 'zarr_format'"});
 }
 
 // One element of a store whose only chunk is missing: its fill value as bytes.

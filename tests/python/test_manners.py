@@ -1,5 +1,6 @@
 """Python manners: Ctrl-C raises KeyboardInterrupt and stops the workers; other threads run
 while the engine works; info and convert; help() reads."""
+import json
 import os
 import pydoc
 import signal
@@ -109,6 +110,20 @@ def test_info_and_convert(tmp_path, rng):
     mem = tmp_path / "mem.npy"
     mmcompute.convert(a[:, ::2], mem)
     np.testing.assert_array_equal(np.load(mem), a[:, ::2])
+    # zarr v3, sharded: read back by us and reduced as numpy does.
+    v3 = tmp_path / "a3.zarr"
+    stats = mmcompute.convert(src, v3, zarr_format=3, chunks=(1, 3, 5), shards=(2, 6, 10),
+                              compressor="zlib")
+    assert stats["chunks"] == (1, 3, 5) and stats["shards"] == (2, 6, 10)
+    assert json.load(open(v3 / "zarr.json"))["codecs"][0]["name"] == "sharding_indexed"
+    np.testing.assert_array_equal(mmcompute.reduce(v3, "max", axis=(1, 2)), a.max(axis=(1, 2)))
+    mmcompute.convert(v3, tmp_path / "back3.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "back3.npy"), a)
+    try:
+        mmcompute.convert(src, tmp_path / "v2.zarr", shards=(2, 6, 10))
+        raise AssertionError("shards need zarr v3")
+    except mmcompute.InvalidArgumentError as e:
+        assert "--zarr-format 3" in str(e) or "zarr v3" in str(e)
 
 
 def test_help_reads_well():

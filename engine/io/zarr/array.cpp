@@ -1,5 +1,6 @@
-// zarr v2 directory stores opened for reading: .zarray parsed strictly, chunks mapped in place
-// (uncompressed) or read with pread and decoded (zlib, gzip, zstd, blosc).
+// zarr v2 and v3 directory stores opened for reading: metadata parsed strictly, chunks mapped
+// in place (uncompressed, unsharded) or read with pread and decoded through their codecs (zlib,
+// gzip, zstd, blosc, crc32c checked); v3 shards read chunk by chunk through their index.
 //
 // Fork: a child inherits the parent's chunk mappings and needs no reopen. The mapping table is
 // guarded by a mutex held only around map lookups and inserts, so a child forked from a parent
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 
@@ -32,13 +34,15 @@ namespace {
 using detail::pread_exact;
 using detail::zarr::Codec;
 using detail::zarr::CodecSpec;
-using detail::zarr::describe_codec;
+using detail::zarr::describe_codecs;
 
 // Uncompressed chunks are mapped one mapping each and stay mapped for the array's lifetime
 // (chunk_in_place's pointers must stay valid). Past this many mappings chunk_in_place returns
 // nullptr and read_chunk reads with pread instead, so a store of millions of chunks cannot
 // exhaust vm.max_map_count (65530 by default). Mappings hold no file descriptor.
 constexpr std::size_t kMaxMappedChunks = 4096;
+// Shard indexes kept, each read once per shard (the cache starts over when full).
+constexpr std::size_t kMaxCachedIndexes = 256;
 
 // The largest file any of our codecs can make of n bytes (deflate's stored blocks, zstd's
 // raw blocks and blosc's memcpy mode all add well under n/8 + 64 KiB). A bigger chunk file is
@@ -67,13 +71,24 @@ void fill_with(std::byte* out, std::uint64_t n, const std::vector<std::byte>& pa
 
 class ZarrArray final : public ChunkedArray {
  public:
-  ZarrArray(std::string path, ArrayMeta meta, Shape chunks, std::vector<std::byte> fill,
-            CodecSpec codec, char separator)
-      : ChunkedArray(std::move(meta), std::move(chunks), std::move(fill)),
+  ZarrArray(std::string path, detail::zarr::Metadata m)
+      : ChunkedArray(std::move(m.meta), std::move(m.chunks), std::move(m.fill)),
         path_(std::move(path)),
-        codec_(std::move(codec)),
-        separator_(separator),
-        grid_(grid()) {}
+        codecs_(std::move(m.codecs)),
+        keys_(std::move(m.keys)),
+        sharding_(std::move(m.sharding)),
+        grid_(grid()) {
+    file_grid_ = grid_;
+    for (const CodecSpec& c : codecs_) crcs_ += c.codec == Codec::Crc32c ? 1 : 0;
+    if (!sharding_.shape.empty()) {
+      per_shard_.resize(grid_.size());
+      for (std::size_t a = 0; a < grid_.size(); ++a) {
+        per_shard_[a] = sharding_.shape[a] / chunk_shape()[a];
+        file_grid_[a] = (grid_[a] + per_shard_[a] - 1) / per_shard_[a];
+        chunks_per_shard_ *= static_cast<std::uint64_t>(per_shard_[a]);
+      }
+    }
+  }
 
   StorageInfo storage() const override;
   std::string name() const override { return path_; }
@@ -81,19 +96,39 @@ class ZarrArray final : public ChunkedArray {
   void read_chunk(const Shape& coord, std::byte* out) const override;
 
  private:
+  // One shard's index: (offset, nbytes) per chunk in C order over the shard's chunk grid,
+  // every stored entry checked to lie inside the shard's data.
+  using ShardIndex = std::vector<std::uint64_t>;
+
+  bool sharded() const { return !sharding_.shape.empty(); }
   // C-order index of a chunk; throws Error(InvalidArgument) for a coordinate off the grid.
   std::int64_t linear_index(const Shape& coord) const;
-  std::string chunk_key(const Shape& coord) const;
+  // The key of a cell of the file grid (chunks, or shards when sharded).
+  std::string key_of(const Shape& cell) const;
+  // Decodes `size` stored bytes of a chunk through the codecs into out[0, chunk_nbytes()).
+  void decode(const std::byte* src, std::uint64_t size, std::byte* out,
+              const std::string& what) const;
+  // Reads the bytes stored for a chunk of an unsharded store, or the fill value.
+  void read_unsharded(const Shape& coord, std::byte* out) const;
+  void read_sharded(const Shape& coord, std::byte* out) const;
+  std::shared_ptr<const ShardIndex> shard_index(std::int64_t shard, int fd, std::uint64_t size,
+                                                const std::string& file) const;
   // True when `name` is the key of a cell of the grid (components canonical and in range).
   bool key_component_ok(const std::string& text, std::size_t axis) const;
   void count_stored(const std::string& dir, std::size_t axis, StorageInfo* info) const;
 
   std::string path_;
-  CodecSpec codec_;
-  char separator_;
-  Shape grid_;
-  mutable std::mutex mutex_;  // guards mapped_
+  std::vector<CodecSpec> codecs_;
+  detail::zarr::KeyEncoding keys_;
+  detail::zarr::Sharding sharding_;
+  Shape grid_;       // chunks per axis
+  Shape file_grid_;  // files per axis: chunks, or shards when sharded
+  Shape per_shard_;  // chunks per shard along each axis (sharded)
+  std::uint64_t chunks_per_shard_ = 1;
+  int crcs_ = 0;              // crc32c codecs among codecs_: 4 bytes each
+  mutable std::mutex mutex_;  // guards mapped_ and indexes_
   mutable std::unordered_map<std::int64_t, MappedFile> mapped_;
+  mutable std::unordered_map<std::int64_t, std::shared_ptr<const ShardIndex>> indexes_;
 };
 
 std::int64_t ZarrArray::linear_index(const Shape& coord) const {
@@ -114,18 +149,18 @@ std::int64_t ZarrArray::linear_index(const Shape& coord) const {
   return index;
 }
 
-std::string ZarrArray::chunk_key(const Shape& coord) const {
-  if (coord.empty()) return "0";  // zarr's key of the one chunk of a 0-d array
-  std::string key;
-  for (std::size_t i = 0; i < coord.size(); ++i) {
-    if (i) key += separator_;
-    key += std::to_string(coord[i]);
+std::string ZarrArray::key_of(const Shape& cell) const {
+  std::string key = keys_.prefix;
+  if (cell.empty()) return key.empty() ? "0" : key;  // a 0-d array's one chunk
+  for (std::size_t i = 0; i < cell.size(); ++i) {
+    if (!key.empty()) key += keys_.separator;
+    key += std::to_string(cell[i]);
   }
   return key;
 }
 
 const std::byte* ZarrArray::chunk_in_place(const Shape& coord) const {
-  if (codec_.codec != Codec::None) return nullptr;
+  if (!codecs_.empty() || sharded()) return nullptr;
   const std::int64_t index = linear_index(coord);
   {
     const std::lock_guard<std::mutex> lock(mutex_);
@@ -133,7 +168,7 @@ const std::byte* ZarrArray::chunk_in_place(const Shape& coord) const {
     if (it != mapped_.end()) return it->second.data();
     if (mapped_.size() >= kMaxMappedChunks) return nullptr;
   }
-  const std::string file = path_ + "/" + chunk_key(coord);
+  const std::string file = path_ + "/" + key_of(coord);
   struct stat st;
   if (::stat(file.c_str(), &st) != 0) {
     if (errno == ENOENT || errno == ENOTDIR) return nullptr;  // absent: reads as fill value
@@ -158,10 +193,86 @@ const std::byte* ZarrArray::chunk_in_place(const Shape& coord) const {
   return mapped_.emplace(index, std::move(mapping)).first->second.data();
 }
 
+void ZarrArray::decode(const std::byte* src, std::uint64_t size, std::byte* out,
+                       const std::string& what) const {
+  const std::uint64_t n = chunk_nbytes();
+  if (size > max_encoded_size(n) + 4 * static_cast<std::uint64_t>(crcs_)) {
+    throw_error(ErrorCode::Corrupt, what + ": holds " + std::to_string(size) +
+                                        " bytes, more than any " + describe_codecs(codecs_) +
+                                        " encoding of a " + std::to_string(n) + "-byte chunk");
+  }
+  // Undone last to first: a crc32c drops its 4 bytes once they match; a compressor decodes
+  // to the chunk's size plus the checksums a writer appended before compressing.
+  std::vector<std::byte> buffer;
+  int crcs_left = crcs_;
+  for (std::size_t k = codecs_.size(); k-- > 0;) {
+    const CodecSpec& c = codecs_[k];
+    if (c.codec == Codec::Crc32c) {
+      if (size < 4) throw_error(ErrorCode::Corrupt, what + ": too short for its crc32c checksum");
+      std::uint32_t stored = 0;
+      for (int b = 3; b >= 0; --b)
+        stored = (stored << 8) | static_cast<std::uint8_t>(src[size - 4 + b]);
+      size -= 4;
+      const std::uint32_t actual = detail::crc32c(src, size);
+      if (actual != stored) {
+        throw_error(ErrorCode::Corrupt, what + ": crc32c checksum mismatch (stored " +
+                                            std::to_string(stored) + ", computed " +
+                                            std::to_string(actual) + "); the data is damaged");
+      }
+      --crcs_left;
+      continue;
+    }
+    const std::uint64_t want = n + 4 * static_cast<std::uint64_t>(crcs_left);
+    std::vector<std::byte> decoded;
+    std::byte* dst = out;
+    if (want != n) {
+      decoded.resize(want);
+      dst = decoded.data();
+    }
+    switch (c.codec) {
+      case Codec::Zlib:
+      case Codec::Gzip:
+        detail::zlib_decode(src, size, dst, want, c.codec == Codec::Gzip, what);
+        break;
+      case Codec::Zstd:
+        detail::zstd_decode(src, size, dst, want, what);
+        break;
+      case Codec::Blosc:
+        detail::blosc_decode(src, size, dst, want, what);
+        break;
+      default:
+        break;
+    }
+    if (want == n) {
+      if (k == 0) return;  // decoded straight into out
+      buffer.assign(out, out + n);
+    } else {
+      buffer = std::move(decoded);
+    }
+    src = buffer.data();
+    size = buffer.size();
+  }
+  if (size != n) {
+    throw_error(ErrorCode::Corrupt, what + ": holds " + std::to_string(size) +
+                                        " bytes of data, expected " + std::to_string(n) +
+                                        " (chunk shape " + format_shape(chunk_shape()) + " of " +
+                                        meta().dtype.numpy_descr() + "); the store is damaged");
+  }
+  if (src != out) std::memmove(out, src, n);
+}
+
 void ZarrArray::read_chunk(const Shape& coord, std::byte* out) const {
+  if (sharded()) {
+    read_sharded(coord, out);
+  } else {
+    read_unsharded(coord, out);
+  }
+}
+
+void ZarrArray::read_unsharded(const Shape& coord, std::byte* out) const {
   const std::int64_t index = linear_index(coord);
   const std::uint64_t n = chunk_nbytes();
-  if (codec_.codec == Codec::None) {
+  if (codecs_.empty()) {
     const std::byte* mapped = nullptr;
     {
       const std::lock_guard<std::mutex> lock(mutex_);
@@ -173,7 +284,7 @@ void ZarrArray::read_chunk(const Shape& coord, std::byte* out) const {
       return;
     }
   }
-  const std::string file = path_ + "/" + chunk_key(coord);
+  const std::string file = path_ + "/" + key_of(coord);
   const detail::UniqueFd fd = detail::open_fd(file.c_str(), O_RDONLY);
   if (!fd) {
     if (errno == ENOENT || errno == ENOTDIR) {
@@ -186,7 +297,7 @@ void ZarrArray::read_chunk(const Shape& coord, std::byte* out) const {
   if (::fstat(fd.get(), &st) != 0) throw_errno(file + ": cannot stat chunk");
   if (!S_ISREG(st.st_mode)) throw_error(ErrorCode::Corrupt, file + ": chunk is not a regular file");
   const auto size = static_cast<std::uint64_t>(st.st_size);
-  if (codec_.codec == Codec::None) {
+  if (codecs_.empty()) {
     if (size != n) {
       throw_error(ErrorCode::Corrupt, file + ": uncompressed chunk has " + std::to_string(size) +
                                           " bytes, expected " + std::to_string(n) +
@@ -196,27 +307,125 @@ void ZarrArray::read_chunk(const Shape& coord, std::byte* out) const {
     pread_exact(fd.get(), out, n, file);
     return;
   }
-  if (size > max_encoded_size(n)) {
+  if (size > max_encoded_size(n) + 4 * static_cast<std::uint64_t>(crcs_)) {
     throw_error(ErrorCode::Corrupt, file + ": compressed chunk has " + std::to_string(size) +
-                                        " bytes, more than any " + describe_codec(codec_) +
+                                        " bytes, more than any " + describe_codecs(codecs_) +
                                         " encoding of a " + std::to_string(n) + "-byte chunk");
   }
   std::vector<std::byte> encoded(size);
   pread_exact(fd.get(), encoded.data(), size, file);
-  switch (codec_.codec) {
-    case Codec::Zlib:
-    case Codec::Gzip:
-      detail::zlib_decode(encoded.data(), size, out, n, codec_.codec == Codec::Gzip, file);
-      break;
-    case Codec::Zstd:
-      detail::zstd_decode(encoded.data(), size, out, n, file);
-      break;
-    case Codec::Blosc:
-      detail::blosc_decode(encoded.data(), size, out, n, file);
-      break;
-    case Codec::None:
-      break;
+  decode(encoded.data(), size, out, file);
+}
+
+std::shared_ptr<const ZarrArray::ShardIndex> ZarrArray::shard_index(std::int64_t shard, int fd,
+                                                                    std::uint64_t size,
+                                                                    const std::string& file) const {
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = indexes_.find(shard);
+    if (it != indexes_.end()) return it->second;
   }
+  const std::uint64_t entries = 2 * chunks_per_shard_;
+  const std::uint64_t index_bytes = 8 * entries + (sharding_.index_crc32c ? 4 : 0);
+  if (size < index_bytes) {
+    throw_error(ErrorCode::Corrupt, file + ": shard file has " + std::to_string(size) +
+                                        " bytes, fewer than its index's " +
+                                        std::to_string(index_bytes) + "; the store is damaged");
+  }
+  const std::uint64_t at = sharding_.index_at_start ? 0 : size - index_bytes;
+  std::vector<std::byte> raw(index_bytes);
+  pread_exact(fd, raw.data(), index_bytes, file, at);
+  if (sharding_.index_crc32c) {
+    std::uint32_t stored = 0;
+    for (int b = 3; b >= 0; --b) {
+      stored = (stored << 8) |
+               static_cast<std::uint8_t>(raw[index_bytes - 4 + static_cast<std::uint64_t>(b)]);
+    }
+    if (detail::crc32c(raw.data(), index_bytes - 4) != stored) {
+      throw_error(
+          ErrorCode::Corrupt,
+          file + ": the shard index's crc32c checksum does not match; the shard is damaged");
+    }
+  }
+  auto index = std::make_shared<ShardIndex>(entries);
+  const std::uint64_t lo = sharding_.index_at_start ? index_bytes : 0;
+  const std::uint64_t hi = sharding_.index_at_start ? size : size - index_bytes;
+  for (std::uint64_t e = 0; e < entries; ++e) {
+    std::uint64_t v = 0;
+    for (int b = 0; b < 8; ++b) {
+      const int from = sharding_.index_big_endian ? b : 7 - b;
+      v = (v << 8) | static_cast<std::uint8_t>(raw[e * 8 + static_cast<std::uint64_t>(from)]);
+    }
+    (*index)[e] = v;
+  }
+  for (std::uint64_t c = 0; c < chunks_per_shard_; ++c) {
+    const std::uint64_t offset = (*index)[2 * c];
+    const std::uint64_t nbytes = (*index)[2 * c + 1];
+    if (offset == UINT64_MAX && nbytes == UINT64_MAX) continue;  // not stored
+    if (offset < lo || offset > hi || nbytes > hi - offset) {
+      throw_error(ErrorCode::Corrupt,
+                  file + ": shard index entry " + std::to_string(c) + " (offset " +
+                      std::to_string(offset) + ", " + std::to_string(nbytes) +
+                      " bytes) lies outside the shard's data [" + std::to_string(lo) + ", " +
+                      std::to_string(hi) + "); the shard is damaged");
+    }
+  }
+  const std::lock_guard<std::mutex> lock(mutex_);
+  if (indexes_.size() >= kMaxCachedIndexes) indexes_.clear();
+  indexes_.emplace(shard, index);
+  return index;
+}
+
+void ZarrArray::read_sharded(const Shape& coord, std::byte* out) const {
+  linear_index(coord);  // checks the coordinate
+  const std::uint64_t n = chunk_nbytes();
+  Shape shard(coord.size());
+  std::int64_t shard_linear = 0;
+  std::uint64_t inner = 0;
+  for (std::size_t a = 0; a < coord.size(); ++a) {
+    shard[a] = coord[a] / per_shard_[a];
+    shard_linear = shard_linear * file_grid_[a] + shard[a];
+    inner = inner * static_cast<std::uint64_t>(per_shard_[a]) +
+            static_cast<std::uint64_t>(coord[a] % per_shard_[a]);
+  }
+  const std::string file = path_ + "/" + key_of(shard);
+  const detail::UniqueFd fd = detail::open_fd(file.c_str(), O_RDONLY);
+  if (!fd) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      fill_with(out, n, fill_value());
+      return;
+    }
+    throw_errno(file + ": cannot open shard");
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throw_errno(file + ": cannot stat shard");
+  if (!S_ISREG(st.st_mode)) throw_error(ErrorCode::Corrupt, file + ": shard is not a regular file");
+  const std::shared_ptr<const ShardIndex> index =
+      shard_index(shard_linear, fd.get(), static_cast<std::uint64_t>(st.st_size), file);
+  const std::uint64_t offset = (*index)[2 * inner];
+  const std::uint64_t nbytes = (*index)[2 * inner + 1];
+  if (offset == UINT64_MAX && nbytes == UINT64_MAX) {
+    fill_with(out, n, fill_value());
+    return;
+  }
+  const std::string what = file + " (chunk " + format_shape(coord) + ")";
+  if (codecs_.empty()) {
+    if (nbytes != n) {
+      throw_error(ErrorCode::Corrupt, what + ": uncompressed chunk has " + std::to_string(nbytes) +
+                                          " bytes, expected " + std::to_string(n) +
+                                          "; the shard is damaged");
+    }
+    pread_exact(fd.get(), out, n, file, offset);
+    return;
+  }
+  if (nbytes > max_encoded_size(n) + 4 * static_cast<std::uint64_t>(crcs_)) {
+    throw_error(ErrorCode::Corrupt, what + ": holds " + std::to_string(nbytes) +
+                                        " bytes, more than any " + describe_codecs(codecs_) +
+                                        " encoding of a " + std::to_string(n) + "-byte chunk");
+  }
+  std::vector<std::byte> encoded(nbytes);
+  pread_exact(fd.get(), encoded.data(), nbytes, file, offset);
+  decode(encoded.data(), nbytes, out, what);
 }
 
 bool ZarrArray::key_component_ok(const std::string& text, std::size_t axis) const {
@@ -227,22 +436,29 @@ bool ZarrArray::key_component_ok(const std::string& text, std::size_t axis) cons
     if (ch < '0' || ch > '9') return false;
     v = v * 10 + (ch - '0');
   }
-  return grid_.empty() ? v == 0 : v < grid_[axis];
+  return file_grid_.empty() ? v == 0 : v < file_grid_[axis];
 }
 
-// Counts the chunk files under `dir`, which holds keys from component `axis` on. With the "."
-// separator every key is one file name; with "/" each component but the last is a folder.
+// Counts the chunk (shard) files under `dir`, which holds keys from component `axis` on. With
+// the "." separator every key is one file name (v3's default encoding: "c." first); with "/"
+// each component but the last is a folder (storage() starts in v3's "c" folder).
 void ZarrArray::count_stored(const std::string& dir, std::size_t axis, StorageInfo* info) const {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) {
     if (axis == 0) info->chunks_stored = -1;  // the store itself cannot be listed
     return;
   }
-  const std::size_t nd = std::max<std::size_t>(grid_.size(), 1);
+  const std::size_t nd = std::max<std::size_t>(file_grid_.size(), 1);
+  const char separator = keys_.separator;
+  const std::string prefix = keys_.prefix.empty() || separator == '/' ? "" : keys_.prefix + ".";
   while (const dirent* e = ::readdir(d)) {
-    const std::string entry = e->d_name;
+    std::string entry = e->d_name;
     const std::string full = dir + "/" + entry;
-    if (separator_ == '/' && axis + 1 < nd) {
+    if (!prefix.empty()) {
+      if (entry.compare(0, prefix.size(), prefix) != 0) continue;
+      entry.erase(0, prefix.size());
+    }
+    if (separator == '/' && axis + 1 < nd) {
       if (!key_component_ok(entry, axis)) continue;
       struct stat st;
       if (::stat(full.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -255,7 +471,7 @@ void ZarrArray::count_stored(const std::string& dir, std::size_t axis, StorageIn
     std::size_t a = axis;
     bool ok = true;
     for (;;) {
-      const std::size_t end = separator_ == '.' ? entry.find('.', start) : std::string::npos;
+      const std::size_t end = separator == '.' ? entry.find('.', start) : std::string::npos;
       const std::string part =
           entry.substr(start, end == std::string::npos ? std::string::npos : end - start);
       if (a >= nd || !key_component_ok(part, a)) {
@@ -279,11 +495,29 @@ StorageInfo ZarrArray::storage() const {
   StorageInfo info;
   info.kind = "zarr";
   info.layout = "chunked";
-  info.compressor = describe_codec(codec_);
+  info.compressor = describe_codecs(codecs_);
   info.chunks_total = n_chunks();
   info.chunks_stored = 0;
-  count_stored(path_, 0, &info);
+  if (keys_.prefix.empty() || keys_.separator == '.') {
+    count_stored(path_, 0, &info);
+  } else if (grid_.empty()) {  // v3's default key of a 0-d array's chunk: the file "c"
+    struct stat st;
+    if (::stat((path_ + "/c").c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      info.chunks_stored = 1;
+      info.stored_bytes = static_cast<std::uint64_t>(st.st_size);
+    }
+  } else {
+    count_stored(path_ + "/" + keys_.prefix, 0, &info);
+    info.chunks_stored = std::max<std::int64_t>(info.chunks_stored, 0);  // no "c" folder: none
+  }
   if (info.chunks_stored < 0) info.stored_bytes = 0;
+  if (sharded()) {
+    // The files counted are shards; which chunks they hold only their indexes say.
+    info.layout = "sharded";
+    info.shards = sharding_.shape;
+    info.shard_files = info.chunks_stored;
+    info.chunks_stored = -1;
+  }
   return info;
 }
 
@@ -293,8 +527,7 @@ std::unique_ptr<ChunkedArray> open_zarr(const std::string& path) {
   std::string dir = path;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   detail::zarr::Metadata m = detail::zarr::read_metadata(dir);
-  return std::make_unique<ZarrArray>(dir, std::move(m.meta), std::move(m.chunks), std::move(m.fill),
-                                     std::move(m.codec), m.separator);
+  return std::make_unique<ZarrArray>(dir, std::move(m));
 }
 
 }  // namespace mmc

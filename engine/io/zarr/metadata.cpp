@@ -1,8 +1,9 @@
 // zarr v2 metadata: .zarray parsed strictly (every message names the file and the field) and
-// written for a ZarrWriter's spec.
+// written for a ZarrWriter's spec; the file helpers meta_parser.hpp declares.
 #include "io/zarr/metadata.hpp"
 
 #include <blosc.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -15,75 +16,31 @@
 
 #include "io/chunk_limits.hpp"
 #include "io/open_read_only.hpp"
+#include "io/zarr/meta_parser.hpp"
 #include "mmc/error.hpp"
 #include "os/unique_fd.hpp"
 
 namespace mmc::detail::zarr {
 namespace {
 
-using nlohmann::json;
-
 // A .zarray is a few hundred bytes; anything this large is not one.
 constexpr std::uint64_t kMaxMetadataBytes = 16u << 20;
 
-// Parses metadata of one .zarray, every message prefixed with its path.
-class MetaParser {
+// The fields only a v2 .zarray has.
+class V2Parser : public MetaParser {
  public:
-  MetaParser(std::string file, const json& doc) : file_(std::move(file)), doc_(doc) {}
-
-  [[noreturn]] void fail(ErrorCode code, const std::string& message) const {
-    throw_error(code, file_ + ": " + message);
-  }
-  [[noreturn]] void bad_field(const char* name, const std::string& expected) const {
-    fail(ErrorCode::Corrupt,
-         std::string("field '") + name + "' is " + doc_.at(name).dump() + ", expected " + expected);
-  }
-
-  const json& required(const char* name) const {
-    const auto it = doc_.find(name);
-    if (it == doc_.end()) {
-      fail(ErrorCode::Corrupt, std::string("missing field '") + name +
-                                   "' (a zarr v2 .zarray needs zarr_format, shape, chunks, "
-                                   "dtype, order, compressor and fill_value)");
-    }
-    return *it;
-  }
-  const json* optional(const char* name) const {
-    const auto it = doc_.find(name);
-    return it == doc_.end() ? nullptr : &*it;
-  }
+  V2Parser(std::string file, const json& doc)
+      : MetaParser(std::move(file), doc,
+                   "a zarr v2 .zarray needs zarr_format, shape, chunks, dtype, order, "
+                   "compressor and fill_value") {}
 
   void check_format() const {
     const json& v = required("zarr_format");
     if (!v.is_number_integer()) bad_field("zarr_format", "the integer 2");
     if (v.get<std::int64_t>() != 2) {
-      fail(ErrorCode::InvalidArgument, "zarr_format " + v.dump() +
-                                           " is not supported (only zarr v2 stores can be read; "
-                                           "convert the array with zarr-python 2)");
+      fail(ErrorCode::InvalidArgument,
+           "zarr_format " + v.dump() + " in a .zarray is not supported (a .zarray is zarr v2's)");
     }
-  }
-
-  // shape: non-negative extents; chunks: positive extents.
-  Shape extents(const char* name, std::int64_t minimum) const {
-    const json& v = required(name);
-    const std::string expected = std::string("a list of integers >= ") + std::to_string(minimum);
-    if (!v.is_array()) bad_field(name, expected);
-    Shape out;
-    for (const json& e : v) {
-      if (e.is_number_unsigned() && e.get<std::uint64_t>() > INT64_MAX) {
-        fail(ErrorCode::InvalidArgument, std::string("field '") + name + "' has extent " +
-                                             e.dump() + ", which overflows 63 bits");
-      }
-      if (!e.is_number_integer()) bad_field(name, expected);
-      const auto x = e.get<std::int64_t>();
-      if (x < minimum) {
-        fail(ErrorCode::Corrupt, std::string("field '") + name + "' has extent " +
-                                     std::to_string(x) + " (" + v.dump() + "), expected " +
-                                     expected);
-      }
-      out.push_back(x);
-    }
-    return out;
   }
 
   DType dtype() const {
@@ -127,18 +84,6 @@ class MetaParser {
     fail(ErrorCode::InvalidArgument,
          "filters [" + ids + "] are not supported (only arrays without filters can be read)");
   }
-
-  int int_option(const json& codec, const char* key, int fallback) const {
-    const auto it = codec.find(key);
-    if (it == codec.end() || it->is_null()) return fallback;
-    if (!it->is_number_integer() || it->get<std::int64_t>() < INT_MIN ||
-        it->get<std::int64_t>() > INT_MAX) {
-      fail(ErrorCode::Corrupt, std::string("compressor option '") + key + "' is " + it->dump() +
-                                   ", expected an integer");
-    }
-    return static_cast<int>(it->get<std::int64_t>());
-  }
-
   CodecSpec compressor() const {
     const json& v = required("compressor");
     CodecSpec c;
@@ -176,64 +121,50 @@ class MetaParser {
   }
 
   // One element in dtype's byte order, or empty for null (zeros).
-  std::vector<std::byte> fill_value(DType dtype) const {
-    const json& v = required("fill_value");
-    if (v.is_null()) return {};
-    std::vector<std::byte> out(dtype.itemsize());
-    visit_type(dtype.id(), [&](auto tag) {
-      using T = decltype(tag);
-      const T x = convert<T>(v);
-      std::memcpy(out.data(), &x, sizeof x);
-    });
-    if (!dtype.is_native()) std::reverse(out.begin(), out.end());
-    return out;
-  }
-
- private:
-  template <class T>
-  T convert(const json& v) const {
-    if constexpr (std::is_same_v<T, bool>) {
-      if (v.is_boolean()) return v.get<bool>();
-      if (v.is_number_integer() && (v == 0 || v == 1)) return v == 1;
-      bad_field("fill_value", "true or false for a bool array");
-    } else if constexpr (std::is_floating_point_v<T>) {
-      if (v.is_number()) return static_cast<T>(v.get<double>());
-      if (v == "NaN") return std::numeric_limits<T>::quiet_NaN();
-      if (v == "Infinity") return std::numeric_limits<T>::infinity();
-      if (v == "-Infinity") return -std::numeric_limits<T>::infinity();
-      bad_field("fill_value", "a number, null, \"NaN\", \"Infinity\" or \"-Infinity\"");
-    } else {
-      const std::string expected = std::string("an integer in the range of ") +
-                                   std::to_string(+std::numeric_limits<T>::min()) + ".." +
-                                   std::to_string(+std::numeric_limits<T>::max());
-      if (v.is_number_unsigned()) {
-        const auto u = v.get<std::uint64_t>();
-        if (u <= static_cast<std::uint64_t>(std::numeric_limits<T>::max())) {
-          return static_cast<T>(u);
-        }
-      } else if (v.is_number_integer()) {
-        const auto i = v.get<std::int64_t>();
-        if (std::is_signed_v<T> ? (i >= static_cast<std::int64_t>(std::numeric_limits<T>::min()) &&
-                                   i <= static_cast<std::int64_t>(std::numeric_limits<T>::max()))
-                                : i >= 0) {
-          return static_cast<T>(i);
-        }
-      } else if (v.is_number_float()) {
-        // Some writers store integral fill values as floats ("0.0"). T's range is
-        // [min, 2^digits), both ends exact in a double.
-        const double d = v.get<double>();
-        if (std::trunc(d) == d && d >= static_cast<double>(std::numeric_limits<T>::min()) &&
-            d < std::ldexp(1.0, std::numeric_limits<T>::digits)) {
-          return static_cast<T>(d);
-        }
-      }
-      bad_field("fill_value", expected);
-    }
-  }
-
-  std::string file_;
-  const json& doc_;
 };
+
+}  // namespace
+
+void raise_group(const std::string& dir) {
+  std::vector<std::string> arrays;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (const dirent* e = ::readdir(d)) {
+      const std::string entry = e->d_name;
+      if (entry == "." || entry == "..") continue;
+      if (exists(dir + "/" + entry + "/.zarray") || exists(dir + "/" + entry + "/zarr.json")) {
+        arrays.push_back(entry);
+      }
+    }
+    ::closedir(d);
+  }
+  std::sort(arrays.begin(), arrays.end());
+  std::string listing;
+  for (const std::string& a : arrays) listing += (listing.empty() ? "" : ", ") + a;
+  throw_error(ErrorCode::NotFound,
+              dir + ": is a zarr group, not an array; open one of its members (" +
+                  (listing.empty() ? std::string("it has none at its top level") : listing) + ")");
+}
+
+namespace {
+
+// Explains why `dir` has no .zarray: not there at all, a group, or a zarr v3 array.
+[[noreturn]] void raise_no_array(const std::string& dir) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) {
+    throw_error(ErrorCode::NotFound, dir + ": no such zarr array (the path does not exist)");
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    throw_error(ErrorCode::NotFound,
+                dir +
+                    ": is not a zarr array (a zarr array is a directory holding .zarray or "
+                    "zarr.json)");
+  }
+  if (exists(dir + "/.zgroup")) raise_group(dir);
+  throw_error(ErrorCode::NotFound,
+              dir + ": holds neither .zarray nor zarr.json, so it is not a zarr array");
+}
+
+}  // namespace
 
 // Reads the small text file `path` whole. Throws Error(NotFound) when it is missing.
 std::string read_small_file(const std::string& path) {
@@ -244,7 +175,7 @@ std::string read_small_file(const std::string& path) {
   const auto size = static_cast<std::uint64_t>(st.st_size);
   if (size > kMaxMetadataBytes) {
     throw_error(ErrorCode::Corrupt,
-          path + ": " + std::to_string(size) + " bytes is far too large for zarr metadata");
+                path + ": " + std::to_string(size) + " bytes is far too large for zarr metadata");
   }
   std::string text(size, '\0');
   pread_exact(fd.get(), reinterpret_cast<std::byte*>(text.data()), size, path);
@@ -254,28 +185,6 @@ std::string read_small_file(const std::string& path) {
 bool exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
-}
-
-// Explains why `dir` has no .zarray: not there at all, a group, or a zarr v3 array.
-[[noreturn]] void raise_no_array(const std::string& dir) {
-  struct stat st;
-  if (::stat(dir.c_str(), &st) != 0) {
-    throw_error(ErrorCode::NotFound, dir + ": no such zarr array (the path does not exist)");
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    throw_error(ErrorCode::NotFound,
-          dir + ": is not a zarr array (a zarr v2 array is a directory holding .zarray)");
-  }
-  if (exists(dir + "/.zgroup")) {
-    throw_error(ErrorCode::NotFound, dir +
-                                   ": is a zarr group, not an array; open one of its arrays "
-                                   "(a subdirectory holding .zarray)");
-  }
-  if (exists(dir + "/zarr.json")) {
-    throw_error(ErrorCode::NotFound,
-          dir + ": holds zarr.json, a zarr v3 store; only zarr v2 arrays (.zarray) are read");
-  }
-  throw_error(ErrorCode::NotFound, dir + ": no .zarray inside, so it is not a zarr v2 array");
 }
 
 // The JSON of one fill element (dtype's byte order): numbers, booleans, and zarr's strings
@@ -299,8 +208,6 @@ json fill_json(DType dtype, const std::vector<std::byte>& fill) {
   });
 }
 
-}  // namespace
-
 std::string describe_codec(const CodecSpec& c) {
   const std::string level = c.level >= 0 ? "(level=" + std::to_string(c.level) + ")" : "";
   switch (c.codec) {
@@ -315,18 +222,19 @@ std::string describe_codec(const CodecSpec& c) {
     case Codec::Blosc:
       return "blosc(" + c.cname + ",shuffle=" + std::to_string(c.shuffle) +
              ",clevel=" + std::to_string(c.level) + ")";
+    case Codec::Crc32c:
+      return "crc32c";
   }
   return "?";
 }
 
-Metadata read_metadata(const std::string& dir) {
-  const std::string file = dir + "/.zarray";
-  struct stat st;
-  if (::stat(file.c_str(), &st) != 0) {
-    // Only a missing .zarray means "not an array"; EACCES on the folder is said as such.
-    if (errno == ENOENT || errno == ENOTDIR) raise_no_array(dir);
-    throw_errno(file + ": cannot read");
-  }
+std::string describe_codecs(const std::vector<CodecSpec>& codecs) {
+  std::string out;
+  for (const CodecSpec& c : codecs) out += (out.empty() ? "" : "+") + describe_codec(c);
+  return out.empty() ? "none" : out;
+}
+
+json parse_document(const std::string& file) {
   const std::string text = read_small_file(file);
   json doc;
   try {
@@ -335,39 +243,58 @@ Metadata read_metadata(const std::string& dir) {
     throw_error(ErrorCode::Corrupt, file + ": not valid JSON (" + e.what() + ")");
   }
   if (!doc.is_object()) throw_error(ErrorCode::Corrupt, file + ": is not a JSON object");
+  return doc;
+}
 
-  const MetaParser p(file, doc);
+ArrayMeta checked_meta(const MetaParser& p, DType dtype, Shape shape, const Shape& chunks,
+                       Order order, const char* chunks_field) {
+  if (chunks.size() != shape.size()) {
+    p.fail(ErrorCode::Corrupt,
+           std::string("field '") + chunks_field + "' " + format_shape(chunks, true) + " has " +
+               std::to_string(chunks.size()) + " axes, 'shape' " + format_shape(shape, true) +
+               " has " + std::to_string(shape.size()));
+  }
+  ArrayMeta meta;
+  std::uint64_t chunk_bytes = dtype.itemsize();
+  try {
+    meta = ArrayMeta::contiguous(dtype, std::move(shape), order);
+    for (std::int64_t c : chunks) {
+      chunk_bytes = checked_mul(chunk_bytes, static_cast<std::uint64_t>(c), "chunk");
+    }
+  } catch (const Error& e) {
+    p.fail(e.code(), std::string("the shape or the chunk shape: ") + e.what());
+  }
+  const std::string problem = chunk_size_problem(chunk_bytes, meta.nbytes());
+  if (!problem.empty())
+    p.fail(ErrorCode::Corrupt, "chunks " + format_shape(chunks) + " " + problem);
+  return meta;
+}
+
+Metadata read_metadata(const std::string& dir) {
+  const std::string file = dir + "/.zarray";
+  struct stat st;
+  if (::stat(file.c_str(), &st) != 0) {
+    // Only a missing .zarray means "not an array"; EACCES on the folder is said as such.
+    if (errno != ENOENT && errno != ENOTDIR) throw_errno(file + ": cannot read");
+    if (exists(dir + "/zarr.json")) return read_metadata_v3(dir + "/zarr.json");
+    raise_no_array(dir);
+  }
+  const json doc = parse_document(file);
+  const V2Parser p(file, doc);
   try {
     p.check_format();
+    Metadata m;
     const DType dtype = p.dtype();
     Shape shape = p.extents("shape", 0);
-    Shape chunks = p.extents("chunks", 1);
-    if (chunks.size() != shape.size()) {
-      p.fail(ErrorCode::Corrupt, "field 'chunks' " + doc["chunks"].dump() + " has " +
-                                     std::to_string(chunks.size()) + " axes, 'shape' " +
-                                     doc["shape"].dump() + " has " + std::to_string(shape.size()));
-    }
+    m.chunks = p.extents("chunks", 1);
     const Order order = p.order();
     p.check_filters();
-    CodecSpec codec = p.compressor();
-    const char separator = p.separator();
-    std::vector<std::byte> fill = p.fill_value(dtype);
-
-    ArrayMeta meta;
-    std::uint64_t chunk_bytes = dtype.itemsize();
-    try {
-      meta = ArrayMeta::contiguous(dtype, std::move(shape), order);
-      for (std::int64_t c : chunks) {
-        chunk_bytes = checked_mul(chunk_bytes, static_cast<std::uint64_t>(c), "chunk");
-      }
-    } catch (const Error& e) {
-      p.fail(e.code(), std::string("field 'shape' or 'chunks': ") + e.what());
-    }
-    const std::string problem = chunk_size_problem(chunk_bytes, meta.nbytes());
-    if (!problem.empty())
-      p.fail(ErrorCode::Corrupt, "chunks " + doc["chunks"].dump() + " " + problem);
-    return Metadata{std::move(meta), std::move(chunks), std::move(fill), std::move(codec),
-                    separator};
+    const CodecSpec codec = p.compressor();
+    if (codec.codec != Codec::None) m.codecs.push_back(codec);
+    m.keys.separator = p.separator();
+    m.fill = p.fill_value(dtype);
+    m.meta = checked_meta(p, dtype, std::move(shape), m.chunks, order, "chunks");
+    return m;
   } catch (const json::exception& e) {
     // A field of an unexpected JSON type that a check above let through.
     throw_error(ErrorCode::Corrupt, file + ": malformed metadata (" + e.what() + ")");
@@ -404,6 +331,28 @@ std::string metadata_text(const ZarrSpec& spec) {
   doc["fill_value"] = fill_json(spec.dtype, spec.fill);
   doc["dimension_separator"] = ".";
   return doc.dump(4) + "\n";
+}
+
+std::vector<CodecSpec> writer_codecs(const ZarrSpec& spec) {
+  CodecSpec c;
+  c.level = spec.level;
+  switch (spec.compressor) {
+    case Compressor::None:
+      return {};
+    case Compressor::Zlib:
+      // zarr v3 has no zlib codec: its gzip holds the same deflate stream in gzip's wrapper.
+      c.codec = spec.zarr_format == 3 ? Codec::Gzip : Codec::Zlib;
+      break;
+    case Compressor::Zstd:
+      c.codec = Codec::Zstd;
+      break;
+    case Compressor::Blosc:
+      c.codec = Codec::Blosc;
+      c.cname = spec.blosc_cname;
+      c.shuffle = spec.blosc_shuffle;
+      break;
+  }
+  return {c};
 }
 
 }  // namespace mmc::detail::zarr

@@ -1,5 +1,6 @@
-// zarr v2 metadata (metadata.cpp): the .zarray of a store read and checked, and written for a
-// ZarrWriter's spec. Private to engine/io; nlohmann-json stays inside metadata.cpp.
+// zarr metadata (metadata.cpp for v2's .zarray, metadata_v3.cpp for v3's zarr.json): read and
+// checked into one Metadata, and written for a ZarrWriter's spec. Private to engine/io;
+// nlohmann-json stays inside the metadata files.
 #pragma once
 
 #include <cstddef>
@@ -12,7 +13,8 @@
 
 namespace mmc::detail::zarr {
 
-enum class Codec : std::uint8_t { None, Zlib, Gzip, Zstd, Blosc };
+// Bytes-to-bytes codecs: v2's compressors, v3's gzip, zstd, blosc and crc32c.
+enum class Codec : std::uint8_t { None, Zlib, Gzip, Zstd, Blosc, Crc32c };
 
 struct CodecSpec {
   Codec codec = Codec::None;
@@ -21,25 +23,56 @@ struct CodecSpec {
   int shuffle = 0;
 };
 
-// "zlib(level=5)", "blosc(lz4,shuffle=1,clevel=5)", ... for messages and `info`.
+// "zlib(level=5)", "blosc(lz4,shuffle=1,clevel=5)", "crc32c", ... for messages and `info`.
 std::string describe_codec(const CodecSpec& c);
+// The codecs of a chunk joined by '+' ("gzip(level=5)+crc32c"), "none" when there are none.
+std::string describe_codecs(const std::vector<CodecSpec>& codecs);
 
-// What a .zarray says, checked: the array, its chunk shape, one fill element (dtype's byte
-// order), the compressor and the chunk key separator ('.' or '/').
-struct Metadata {
-  ArrayMeta meta;
-  Shape chunks;
-  std::vector<std::byte> fill;
-  CodecSpec codec;
+// How a chunk's key is made from its grid coordinates: v2 "0.1.2" (or "0/1/2"), v3's default
+// encoding "c/0/1/2" (or "c.0.1.2"). A 0-d array's one chunk is "0" (v2) or "c" (v3 default).
+struct KeyEncoding {
+  std::string prefix;  // "c" for v3's default encoding, empty otherwise
   char separator = '.';
 };
 
-// Reads DIR/.zarray (`dir` without a trailing '/'). Throws what open_zarr (mmc/zarr.hpp) says
-// it throws for metadata: NotFound when there is no .zarray (saying what `dir` is instead),
-// Corrupt naming the field, InvalidArgument for what is not supported.
-Metadata read_metadata(const std::string& dir);
+// A v3 sharding_indexed codec: each file (a shard) holds a grid of inner chunks, and an index
+// of (offset, nbytes) pairs, u64 each, one pair per inner chunk in C order (both 2^64 - 1 for
+// an inner chunk not stored), at the file's end or start, followed by its CRC-32C when asked.
+struct Sharding {
+  Shape shape;  // shard shape (elements); empty: the array is not sharded
+  bool index_at_start = false;
+  bool index_big_endian = false;
+  bool index_crc32c = false;
+};
 
-// The .zarray text for a store written from `spec` (its fill resolved to one element).
+// What a .zarray or zarr.json says, checked: the array, its chunk shape (inner chunks when
+// sharded), one fill element (dtype's byte order), the bytes-to-bytes codecs of a chunk in the
+// order a writer applied them, the key encoding, and sharding.
+struct Metadata {
+  int zarr_format = 2;
+  ArrayMeta meta;
+  Shape chunks;
+  std::vector<std::byte> fill;
+  std::vector<CodecSpec> codecs;
+  KeyEncoding keys;
+  Sharding sharding;
+};
+
+// Reads DIR/.zarray, or DIR/zarr.json (`dir` without a trailing '/'). Throws what open_zarr
+// (mmc/zarr.hpp) says it throws for metadata: NotFound when there is neither (saying what `dir`
+// is instead, listing a group's arrays), Corrupt naming the field, InvalidArgument for what is
+// not supported.
+Metadata read_metadata(const std::string& dir);
+// The v3 half of read_metadata (metadata_v3.cpp): `file` is DIR/zarr.json.
+Metadata read_metadata_v3(const std::string& file);
+
+// The .zarray text for a v2 store written from `spec` (its fill resolved to one element).
 std::string metadata_text(const ZarrSpec& spec);
+// The zarr.json text for a v3 store written from `spec`.
+std::string metadata_text_v3(const ZarrSpec& spec);
+
+// The codecs a writer applies for `spec`'s compressor (v2: at most one; v3 as the writer
+// writes them).
+std::vector<CodecSpec> writer_codecs(const ZarrSpec& spec);
 
 }  // namespace mmc::detail::zarr

@@ -1,13 +1,16 @@
-// ZarrWriter: zarr v2 stores written crash-safely (hidden temporary directory, chunks renamed
-// into it, .zarray last, the directory renamed into place on commit).
+// ZarrWriter: zarr v2 and v3 stores written crash-safely (hidden temporary directory, chunks or
+// shards renamed into it, .zarray or zarr.json last, the directory renamed into place on commit).
 //
 // Choices:
 // - Chunks whose bytes are all the fill value are not written (zarr-python's
 //   write_empty_chunks=False): readers give the fill value for a missing chunk, so the array
 //   reads the same and sparse outputs cost no disk. Rewriting such a chunk removes a file
 //   written for it earlier.
-// - Chunk files are fsynced once, by commit(), which walks the temporary directory; a worker
-//   writes into the page cache only.
+// - Chunk files are fsynced once, by commit(), which walks the temporary directory (v3's keys
+//   "c/0/1" are folders); a worker writes into the page cache only.
+// - v3 shards: a shard's chunks are encoded one after another into one buffer, in C order of
+//   the shard's chunk grid, then its index ((offset, nbytes) u64 little endian per chunk, 2^64-1
+//   twice for a chunk not stored) and the index's CRC-32C; the file is written whole.
 // - commit() replaces an existing store (overwrite) with renameat2(RENAME_EXCHANGE), so the
 //   path always names a complete store; where the file system lacks it, the old store is
 //   renamed away, the new one renamed in, and only then is the old one removed. Only a zarr
@@ -20,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -70,7 +74,7 @@ bool is_directory(const std::string& path) {
 // of other things, which a mistyped path could name.
 bool replaceable(const std::string& path) {
   if (!is_directory(path)) return false;
-  if (path_exists(path + "/.zarray")) return true;
+  if (path_exists(path + "/.zarray") || path_exists(path + "/zarr.json")) return true;
   std::error_code ec;
   return std::filesystem::is_empty(path, ec) && !ec;
 }
@@ -95,12 +99,22 @@ struct ZarrWriter::State {
   bool overwrite = false;
   Shape grid;
   std::uint64_t chunk_nbytes = 0;
+  std::vector<detail::zarr::CodecSpec> codecs;  // what each chunk goes through
+  Shape shard_grid;                             // sharded specs
+  Shape per_shard;                              // chunks per shard along each axis
+  std::uint64_t shard_nbytes = 0;
   pid_t owner = 0;  // only this process removes the temporary directory
   bool committed = false;
   mutable std::atomic<std::uint64_t> counter{0};  // unique temporary chunk names per process
 
   // The encoded bytes of one chunk (empty for Compressor::None: the data is written as is).
   std::vector<std::byte> encode(const std::byte* data) const;
+  bool all_fill(const std::byte* data) const;
+  // The file of a cell of the file grid (a chunk, or a shard), its folders made when v3's keys
+  // have them.
+  std::string file_for(const Shape& cell) const;
+  // Writes `size` bytes as `file` (a uniquely named part renamed into place).
+  void write_file(const std::string& file, const std::byte* bytes, std::size_t size) const;
   void check_destination() const;
   void flush_temp_dir() const;
   void move_into_place() const;
@@ -108,18 +122,58 @@ struct ZarrWriter::State {
 
 std::vector<std::byte> ZarrWriter::State::encode(const std::byte* data) const {
   const std::size_t n = chunk_nbytes;
-  switch (spec.compressor) {
-    case Compressor::None:
+  if (codecs.empty()) return {};
+  const detail::zarr::CodecSpec& c = codecs.front();  // writers apply one compressor
+  switch (c.codec) {
+    case detail::zarr::Codec::Zlib:
+    case detail::zarr::Codec::Gzip:
+      return detail::zlib_encode(data, n, c.level, c.codec == detail::zarr::Codec::Gzip);
+    case detail::zarr::Codec::Zstd:
+      return detail::zstd_encode(data, n, c.level);
+    case detail::zarr::Codec::Blosc:
+      return detail::blosc_encode(data, n, spec.dtype.itemsize(), c.cname, c.level, c.shuffle);
+    default:
       return {};
-    case Compressor::Zlib:
-      return detail::zlib_encode(data, n, spec.level, false);
-    case Compressor::Zstd:
-      return detail::zstd_encode(data, n, spec.level);
-    case Compressor::Blosc:
-      return detail::blosc_encode(data, n, spec.dtype.itemsize(), spec.blosc_cname, spec.level,
-                                  spec.blosc_shuffle);
   }
-  return {};
+}
+
+bool ZarrWriter::State::all_fill(const std::byte* data) const {
+  const std::size_t itemsize = spec.dtype.itemsize();
+  for (std::uint64_t at = 0; at < chunk_nbytes; at += itemsize) {
+    if (std::memcmp(data + at, spec.fill.data(), itemsize) != 0) return false;
+  }
+  return true;
+}
+
+std::string ZarrWriter::State::file_for(const Shape& cell) const {
+  if (spec.zarr_format == 2) {
+    std::string key;
+    for (std::size_t i = 0; i < cell.size(); ++i) key += (i ? "." : "") + std::to_string(cell[i]);
+    return temp + "/" + (cell.empty() ? std::string("0") : key);
+  }
+  // v3's default key encoding: "c/0/1/2", each component but the last a folder.
+  std::string file = temp + "/c";
+  for (std::int64_t k : cell) {
+    if (::mkdir(file.c_str(), 0777) != 0 && errno != EEXIST) raise_io(file + ": cannot create");
+    file += "/" + std::to_string(k);
+  }
+  return file;
+}
+
+void ZarrWriter::State::write_file(const std::string& file, const std::byte* bytes,
+                                   std::size_t size) const {
+  const std::string part =
+      file + ".part-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
+  detail::UniqueFd fd = detail::open_fd(part.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0666);
+  if (!fd) raise_io(part + ": cannot create chunk file");
+  try {
+    write_all_or_raise(fd.get(), bytes, size, part);
+    if (!fd.close()) raise_io(part + ": cannot write");
+    if (::rename(part.c_str(), file.c_str()) != 0) raise_io(file + ": cannot rename chunk");
+  } catch (...) {
+    ::unlink(part.c_str());
+    throw;
+  }
 }
 
 void ZarrWriter::State::check_destination() const {
@@ -135,35 +189,49 @@ void ZarrWriter::State::check_destination() const {
   }
 }
 
-// Writes .zarray and makes every file and the directory durable, dropping the temporary files
-// of workers that died between creating a chunk and renaming it.
-void ZarrWriter::State::flush_temp_dir() const {
-  const std::string zarray = temp + "/.zarray";
-  const std::string text = detail::zarr::metadata_text(spec);
-  {
-    const detail::UniqueFd fd = detail::open_fd(zarray.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (!fd) raise_io(zarray + ": cannot create");
-    write_all_or_raise(fd.get(), reinterpret_cast<const std::byte*>(text.data()), text.size(),
-                       zarray);
-    if (::fsync(fd.get()) != 0) raise_io(zarray + ": cannot flush to disk");
-  }
-  DIR* d = ::opendir(temp.c_str());
-  if (d == nullptr) raise_io(temp + ": cannot list");
+namespace {
+
+// Makes every file under `dir` and the folders themselves durable, dropping the temporary
+// files of workers that died between creating a chunk and renaming it.
+void flush_tree(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) raise_io(dir + ": cannot list");
   std::vector<std::string> names;
   while (const dirent* e = ::readdir(d)) {
     const std::string entry = e->d_name;
-    if (entry != "." && entry != ".." && entry != ".zarray") names.push_back(entry);
+    if (entry != "." && entry != "..") names.push_back(entry);
   }
   ::closedir(d);
   for (const std::string& entry : names) {
-    const std::string file = temp + "/" + entry;
+    const std::string file = dir + "/" + entry;
     if (entry.find(".part-") != std::string::npos) {
       ::unlink(file.c_str());
       continue;
     }
+    if (is_directory(file)) {
+      flush_tree(file);
+      continue;
+    }
     fsync_path(file, O_RDONLY);
   }
-  fsync_path(temp, O_RDONLY | O_DIRECTORY);
+  fsync_path(dir, O_RDONLY | O_DIRECTORY);
+}
+
+}  // namespace
+
+// Writes the metadata (.zarray or zarr.json) and makes the whole store durable.
+void ZarrWriter::State::flush_temp_dir() const {
+  const bool v3 = spec.zarr_format == 3;
+  const std::string file = temp + (v3 ? "/zarr.json" : "/.zarray");
+  const std::string text =
+      v3 ? detail::zarr::metadata_text_v3(spec) : detail::zarr::metadata_text(spec);
+  {
+    const detail::UniqueFd fd = detail::open_fd(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (!fd) raise_io(file + ": cannot create");
+    write_all_or_raise(fd.get(), reinterpret_cast<const std::byte*>(text.data()), text.size(),
+                       file);
+  }
+  flush_tree(temp);
 }
 
 void ZarrWriter::State::move_into_place() const {
@@ -285,6 +353,45 @@ ZarrWriter::ZarrWriter(const std::string& path, const ZarrSpec& spec, bool overw
   for (std::size_t i = 0; i < spec.shape.size(); ++i) {
     s.grid[i] = (spec.shape[i] + spec.chunks[i] - 1) / spec.chunks[i];
   }
+  if (spec.zarr_format != 2 && spec.zarr_format != 3) {
+    throw_error(ErrorCode::InvalidArgument,
+                where + "zarr format " + std::to_string(spec.zarr_format) + " is not 2 or 3");
+  }
+  s.codecs = detail::zarr::writer_codecs(spec);
+  if (!spec.shards.empty()) {
+    if (spec.zarr_format != 3) {
+      throw_error(ErrorCode::InvalidArgument, where + "shards need zarr format 3");
+    }
+    if (spec.shards.size() != spec.shape.size()) {
+      throw_error(ErrorCode::InvalidArgument, where + "shards " + format_shape(spec.shards) +
+                                                  " has " + std::to_string(spec.shards.size()) +
+                                                  " axes, the shape " + format_shape(spec.shape) +
+                                                  " has " + std::to_string(spec.shape.size()));
+    }
+    std::uint64_t shard_bytes = spec.dtype.itemsize();
+    std::uint64_t per_shard = 1;
+    s.per_shard.resize(spec.shape.size());
+    s.shard_grid.resize(spec.shape.size());
+    for (std::size_t i = 0; i < spec.shape.size(); ++i) {
+      if (spec.shards[i] < 1 || spec.shards[i] % spec.chunks[i] != 0) {
+        throw_error(ErrorCode::InvalidArgument, where + "shards " + format_shape(spec.shards) +
+                                                    " are not a multiple of the chunks " +
+                                                    format_shape(spec.chunks) + " on every axis");
+      }
+      s.per_shard[i] = spec.shards[i] / spec.chunks[i];
+      s.shard_grid[i] = (s.grid[i] + s.per_shard[i] - 1) / s.per_shard[i];
+      shard_bytes =
+          detail::checked_mul(shard_bytes, static_cast<std::uint64_t>(spec.shards[i]), "shard");
+      per_shard = detail::checked_mul(per_shard, static_cast<std::uint64_t>(s.per_shard[i]),
+                                      "chunks per shard");
+    }
+    if (shard_bytes > kMaxDecodedChunkBytes || per_shard > (std::uint64_t{1} << 26)) {
+      throw_error(ErrorCode::InvalidArgument,
+                  where + "shards " + format_shape(spec.shards) +
+                      " are over 2 GiB or hold over 2^26 chunks; use smaller shards");
+    }
+    s.shard_nbytes = shard_bytes;
+  }
 
   s.check_destination();
   s.owner = ::getpid();
@@ -308,55 +415,137 @@ Shape ZarrWriter::grid() const { return state_->grid; }
 
 std::uint64_t ZarrWriter::chunk_nbytes() const noexcept { return state_->chunk_nbytes; }
 
+Shape ZarrWriter::shard_grid() const { return state_->shard_grid; }
+
+std::uint64_t ZarrWriter::shard_nbytes() const noexcept { return state_->shard_nbytes; }
+
+namespace {
+
+// Throws unless `coord` is a cell of `grid` and the store is still being written.
+void check_cell(const std::string& path, bool committed, const Shape& coord, const Shape& grid,
+                const char* what) {
+  if (committed) throw_error(ErrorCode::InvalidArgument, path + ": write after commit()");
+  bool inside = coord.size() == grid.size();
+  for (std::size_t i = 0; inside && i < coord.size(); ++i) {
+    inside = coord[i] >= 0 && coord[i] < grid[i];
+  }
+  if (!inside) {
+    throw_error(ErrorCode::InvalidArgument, path + ": " + what + " coordinate " +
+                                                format_shape(coord) + " lies outside the " + what +
+                                                " grid " + format_shape(grid));
+  }
+}
+
+// Copies the chunk at chunk coordinate `at` (within the shard) out of a shard buffer; both are
+// dense in `order`.
+void copy_chunk_out(const std::byte* shard, const Shape& shard_shape, const Shape& chunk_shape,
+                    const Shape& at, Order order, std::size_t itemsize, std::byte* chunk) {
+  const std::size_t nd = shard_shape.size();
+  if (nd == 0) {
+    std::memcpy(chunk, shard, itemsize);
+    return;
+  }
+  // Axes in memory order, slowest first.
+  Shape outer(nd), inner(nd), start(nd);
+  for (std::size_t i = 0; i < nd; ++i) {
+    const std::size_t a = order == Order::C ? i : nd - 1 - i;
+    outer[i] = shard_shape[a];
+    inner[i] = chunk_shape[a];
+    start[i] = at[a] * chunk_shape[a];
+  }
+  const std::size_t row = static_cast<std::size_t>(inner[nd - 1]) * itemsize;
+  Shape idx(nd, 0);
+  for (;;) {
+    std::int64_t from = 0;
+    for (std::size_t i = 0; i < nd; ++i) from = from * outer[i] + start[i] + idx[i];
+    std::memcpy(chunk, shard + from * static_cast<std::int64_t>(itemsize), row);
+    chunk += row;
+    std::size_t ax = nd - 1;
+    for (;;) {
+      if (ax == 0) return;
+      --ax;
+      if (++idx[ax] < inner[ax]) break;
+      idx[ax] = 0;
+    }
+  }
+}
+
+}  // namespace
+
 void ZarrWriter::write_chunk(const Shape& coord, const std::byte* data) const {
   const State& s = *state_;
-  if (s.committed) {
-    throw_error(ErrorCode::InvalidArgument, s.path + ": write_chunk after commit()");
+  if (!s.spec.shards.empty()) {
+    throw_error(ErrorCode::InvalidArgument, s.path + ": a sharded store is written by write_shard");
   }
-  if (coord.size() != s.grid.size()) {
-    throw_error(ErrorCode::InvalidArgument, s.path + ": chunk coordinate " + format_shape(coord) +
-                                                " has " + std::to_string(coord.size()) +
-                                                " axes, the array " +
-                                                std::to_string(s.grid.size()));
-  }
-  std::string key;
-  for (std::size_t i = 0; i < coord.size(); ++i) {
-    if (coord[i] < 0 || coord[i] >= s.grid[i]) {
-      throw_error(ErrorCode::InvalidArgument, s.path + ": chunk coordinate " + format_shape(coord) +
-                                                  " lies outside the chunk grid " +
-                                                  format_shape(s.grid));
-    }
-    if (i) key += '.';
-    key += std::to_string(coord[i]);
-  }
-  if (coord.empty()) key = "0";
-  const std::string file = s.temp + "/" + key;
-
-  const std::size_t itemsize = s.spec.dtype.itemsize();
-  bool all_fill = true;
-  for (std::uint64_t at = 0; at < s.chunk_nbytes && all_fill; at += itemsize) {
-    all_fill = std::memcmp(data + at, s.spec.fill.data(), itemsize) == 0;
-  }
-  if (all_fill) {
+  check_cell(s.path, s.committed, coord, s.grid, "chunk");
+  const std::string file = s.file_for(coord);
+  if (s.all_fill(data)) {
     if (::unlink(file.c_str()) != 0 && errno != ENOENT) raise_io(file + ": cannot remove");
     return;
   }
-
   const std::vector<std::byte> encoded = s.encode(data);
-  const std::byte* bytes = s.spec.compressor == Compressor::None ? data : encoded.data();
-  const std::size_t size = s.spec.compressor == Compressor::None ? s.chunk_nbytes : encoded.size();
-  const std::string part =
-      file + ".part-" + std::to_string(::getpid()) + "-" + std::to_string(s.counter.fetch_add(1));
-  detail::UniqueFd fd = detail::open_fd(part.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0666);
-  if (!fd) raise_io(part + ": cannot create chunk file");
-  try {
-    write_all_or_raise(fd.get(), bytes, size, part);
-    if (!fd.close()) raise_io(part + ": cannot write");
-    if (::rename(part.c_str(), file.c_str()) != 0) raise_io(file + ": cannot rename chunk");
-  } catch (...) {
-    ::unlink(part.c_str());
-    throw;
+  if (s.codecs.empty()) {
+    s.write_file(file, data, s.chunk_nbytes);
+  } else {
+    s.write_file(file, encoded.data(), encoded.size());
   }
+}
+
+void ZarrWriter::write_shard(const Shape& coord, const std::byte* data) const {
+  const State& s = *state_;
+  if (s.spec.shards.empty()) {
+    throw_error(ErrorCode::InvalidArgument, s.path + ": write_shard on a store without shards");
+  }
+  check_cell(s.path, s.committed, coord, s.shard_grid, "shard");
+  const std::size_t nd = coord.size();
+  std::uint64_t per_shard = 1;
+  for (std::int64_t k : s.per_shard) per_shard *= static_cast<std::uint64_t>(k);
+  std::vector<std::uint64_t> index(2 * per_shard, UINT64_MAX);
+  std::vector<std::byte> body, chunk(s.chunk_nbytes);
+  Shape at(nd, 0);
+  for (std::uint64_t c = 0; c < per_shard; ++c) {
+    // `at`: the chunk's coordinate within the shard, C order over the shard's chunk grid.
+    std::uint64_t rest = c;
+    bool inside = true;
+    for (std::size_t a = nd; a-- > 0;) {
+      at[a] = static_cast<std::int64_t>(rest % static_cast<std::uint64_t>(s.per_shard[a]));
+      rest /= static_cast<std::uint64_t>(s.per_shard[a]);
+      inside = inside && coord[a] * s.per_shard[a] + at[a] < s.grid[a];
+    }
+    if (!inside) continue;  // past the array's edge: never stored
+    copy_chunk_out(data, s.spec.shards, s.spec.chunks, at, s.spec.order, s.spec.dtype.itemsize(),
+                   chunk.data());
+    if (s.all_fill(chunk.data())) continue;
+    index[2 * c] = body.size();
+    if (s.codecs.empty()) {
+      body.insert(body.end(), chunk.begin(), chunk.end());
+    } else {
+      const std::vector<std::byte> encoded = s.encode(chunk.data());
+      body.insert(body.end(), encoded.begin(), encoded.end());
+    }
+    index[2 * c + 1] = body.size() - index[2 * c];
+  }
+  const std::string file = s.file_for(coord);
+  if (body.empty() &&
+      std::all_of(index.begin(), index.end(), [](std::uint64_t v) { return v == UINT64_MAX; })) {
+    if (::unlink(file.c_str()) != 0 && errno != ENOENT) raise_io(file + ": cannot remove");
+    return;
+  }
+  // The index: u64 little endian, then its CRC-32C (little endian).
+  const std::size_t index_at = body.size();
+  body.resize(index_at + 8 * index.size() + 4);
+  for (std::size_t e = 0; e < index.size(); ++e) {
+    for (int b = 0; b < 8; ++b) {
+      body[index_at + 8 * e + static_cast<std::size_t>(b)] =
+          static_cast<std::byte>((index[e] >> (8 * b)) & 0xFF);
+    }
+  }
+  const std::uint32_t crc = detail::crc32c(body.data() + index_at, 8 * index.size());
+  for (int b = 0; b < 4; ++b) {
+    body[index_at + 8 * index.size() + static_cast<std::size_t>(b)] =
+        static_cast<std::byte>((crc >> (8 * b)) & 0xFF);
+  }
+  s.write_file(file, body.data(), body.size());
 }
 
 void ZarrWriter::commit() {
