@@ -1,9 +1,10 @@
-// Chunk codecs over zlib, libzstd, libblosc (blosc1 context API), liblzf and ISA-L's CRC-32C,
-// plus HDF5's byte shuffle.
+// Chunk codecs over libdeflate (zlib for what it declines), libzstd, libblosc (blosc1 context
+// API), liblzf and ISA-L's CRC-32C, plus HDF5's byte shuffle.
 #include "io/codecs.hpp"
 
 #include <blosc.h>
 #include <isa-l/crc.h>
+#include <libdeflate.h>
 #include <lzf.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -61,12 +62,69 @@ bool all_zero(const std::byte* p, std::size_t n) {
 
 }  // namespace
 
+namespace {
+
+struct CompressorDeleter {
+  void operator()(libdeflate_compressor* c) const noexcept { libdeflate_free_compressor(c); }
+};
+struct DecompressorDeleter {
+  void operator()(libdeflate_decompressor* d) const noexcept { libdeflate_free_decompressor(d); }
+};
+
+// libdeflate's state, one per thread (and per level for compressors), made on first use.
+libdeflate_compressor* thread_deflater(int level) {
+  thread_local std::unique_ptr<libdeflate_compressor, CompressorDeleter> by_level[10];
+  auto& c = by_level[level];
+  if (c == nullptr) c.reset(libdeflate_alloc_compressor(level));
+  if (c == nullptr) throw std::bad_alloc();
+  return c.get();
+}
+
+libdeflate_decompressor* thread_inflater() {
+  thread_local std::unique_ptr<libdeflate_decompressor, DecompressorDeleter> d(
+      libdeflate_alloc_decompressor());
+  if (d == nullptr) throw std::bad_alloc();
+  return d.get();
+}
+
+// The zlib stream (or gzip member) libdeflate makes of data in one call: the same format zlib
+// writes (zlib reads it), 2-3x faster at the same level. Empty when it does not fit `bound`.
+std::vector<std::byte> deflate_whole(const std::byte* data, std::size_t n, int level, bool gzip) {
+  libdeflate_compressor* c = thread_deflater(level < 0 ? 6 : level);  // zlib's default is 6
+  const std::size_t bound =
+      gzip ? libdeflate_gzip_compress_bound(c, n) : libdeflate_zlib_compress_bound(c, n);
+  std::vector<std::byte> out(bound);
+  const std::size_t size = gzip ? libdeflate_gzip_compress(c, data, n, out.data(), bound)
+                                : libdeflate_zlib_compress(c, data, n, out.data(), bound);
+  out.resize(size);  // 0 only if the bound were wrong; the caller then uses zlib
+  return out;
+}
+
+// Inflates a whole zlib stream or gzip member with libdeflate when it yields exactly out_n
+// bytes and nothing but what zlib_decode also ignores follows it; false otherwise (zlib_decode
+// then runs zlib, which handles several gzip members and words every fault).
+bool inflate_whole(const std::byte* src, std::size_t n, std::byte* out, std::size_t out_n,
+                   bool gzip) {
+  libdeflate_decompressor* d = thread_inflater();
+  std::size_t in_used = 0;
+  std::size_t produced = 0;
+  const libdeflate_result r =
+      gzip ? libdeflate_gzip_decompress_ex(d, src, n, out, out_n, &in_used, &produced)
+           : libdeflate_zlib_decompress_ex(d, src, n, out, out_n, &in_used, &produced);
+  if (r != LIBDEFLATE_SUCCESS || produced != out_n) return false;
+  // zlib: bytes after the stream are ignored; gzip: only zero padding may follow the member.
+  return !gzip || all_zero(src + in_used, n - in_used);
+}
+
+}  // namespace
+
 std::vector<std::byte> zlib_encode(const std::byte* data, std::size_t n, int level, bool gzip) {
   if (level < -1 || level > 9) {
     throw_error(ErrorCode::InvalidArgument, std::string(gzip ? "gzip" : "zlib") + " level " +
                                                 std::to_string(level) +
                                                 " is out of range (use 0..9)");
   }
+  if (std::vector<std::byte> out = deflate_whole(data, n, level, gzip); !out.empty()) return out;
   ZStream stream(false);
   z_stream* zs = stream.get();
   const int rc = deflateInit2(zs, level, Z_DEFLATED, gzip ? 15 + 16 : 15, 8, Z_DEFAULT_STRATEGY);
@@ -102,6 +160,8 @@ std::vector<std::byte> zlib_encode(const std::byte* data, std::size_t n, int lev
 
 void zlib_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_t out_n, bool gzip,
                  const std::string& what) {
+  if (inflate_whole(src, n, out, out_n, gzip)) return;
+  // Not one whole stream of exactly out_n bytes: zlib, member by member, saying what is wrong.
   const char* fmt = gzip ? "gzip" : "zlib";
   ZStream stream(true);
   z_stream* zs = stream.get();

@@ -16,7 +16,8 @@
 namespace mmc::detail {
 
 // zlib stream (zarr "zlib", HDF5 deflate) or gzip format (zarr "gzip"). level: -1 (zlib's
-// default) or 0..9.
+// default) or 0..9. Encoded and decoded with libdeflate (one call over the whole buffer), zlib
+// where libdeflate declines (several gzip members, damaged data: zlib's messages).
 std::vector<std::byte> zlib_encode(const std::byte* data, std::size_t n, int level, bool gzip);
 // Decodes into out[0, out_n); throws Error(Corrupt, "<what>: ...") unless exactly out_n bytes
 // come out. Bytes after the end of a zlib stream are ignored (as Python's zlib.decompress
