@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -312,6 +313,41 @@ TEST(Hdf5Source, DecodesH5pysLzfChunksWithShuffleChecksumsAndSkippedChunks) {
   }
   // Damaged lzf bytes are refused naming the chunk, never read past.
   expect_damaged_chunk_refused(w, "lzf_shuffle", 1, 5);
+}
+
+TEST(Hdf5Source, DecodesFiltersThatOnlyPluginsProvide) {
+  TempDir dir;
+  const Written w = write_h5py_cases(dir, "filters");
+  for (const char* name : {"plugin_lz4", "plugin_bzip2"}) {
+    const Hdf5Dataset d = expect_reads_as_numpy(dir, w.cases.at(name));
+    ASSERT_NE(d.chunked, nullptr);
+  }
+  // HDF5_PLUGIN_PATH is where libhdf5 looks: a folder holding only the LZ4 plugin serves the
+  // LZ4 dataset in the CLI and its workers; an empty one gets the filter named in one line.
+  const std::string file = w.cases.at("plugin_lz4").file;
+  const std::string plugins = dir.path() + "/plugins";
+  const std::string empty = dir.path() + "/empty";
+  ASSERT_EQ(test::run_command({"mkdir", "-p", plugins, empty}).exit_code, 0);
+  ASSERT_EQ(test::run_command(
+                {"cp", "/usr/lib/x86_64-linux-gnu/hdf5/serial/plugins/libh5lz4.so", plugins})
+                .exit_code,
+            0);
+  const test::CommandResult ok =
+      test::run_command({"env", "HDF5_PLUGIN_PATH=" + plugins, test::cli_path(), "reduce",
+                         file + ":/plugin_lz4", "--op", "sum", "--axis", "0,1", "-j", "2"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  const std::string want = test::run_python_code(
+      "import h5py,sys; print(int(h5py.File(sys.argv[1])['plugin_lz4'][...]"
+      ".astype('u8').sum()))",
+      {file});
+  EXPECT_EQ(ok.out, want);
+  const test::CommandResult refused =
+      test::run_command({"env", "HDF5_PLUGIN_PATH=" + empty, test::cli_path(), "reduce",
+                         file + ":/plugin_lz4", "--op", "sum"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("filter 32004"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("HDF5_PLUGIN_PATH"), std::string::npos) << refused.err;
+  EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
 }
 
 TEST(Hdf5Source, RejectsAChunkWhoseFletcher32SumDoesNotMatch) {
