@@ -426,15 +426,16 @@ int run_reduce(const ReduceArgs& args, const CacheArgs& cache_args, const Cluste
 }
 
 // `info FILE.h5`: the file's objects, like `h5ls -r`, one per line (or a JSON list).
-int list_hdf5_file(const std::string& file, bool as_json) {
-  const std::vector<Hdf5Entry> entries = list_hdf5(file);
+// Prints a listing of a file's or group's members: JSON, or a line each under `header`.
+int write_listing(const std::vector<Hdf5Entry>& entries, bool as_json, const std::string& header,
+                  const std::string& array_kind) {
   if (as_json) {
     nlohmann::ordered_json list = nlohmann::ordered_json::array();
     for (const Hdf5Entry& e : entries) {
       nlohmann::ordered_json j;
       j["path"] = e.path;
       j["kind"] = e.kind;
-      if (e.kind == "dataset") {
+      if (e.kind == array_kind && !e.layout.empty()) {
         j["shape"] = e.shape;
         j["dtype"] = e.dtype;
         j["layout"] = e.layout;
@@ -445,12 +446,13 @@ int list_hdf5_file(const std::string& file, bool as_json) {
     write_stdout(list.dump(2) + "\n");
     return 0;
   }
+  const std::string indent = header.empty() ? "" : "  ";
   std::size_t width = 0;
   for (const Hdf5Entry& e : entries) width = std::max(width, e.path.size());
-  std::string text;
+  std::string text = header;
   for (const Hdf5Entry& e : entries) {
-    text += e.path + std::string(width + 2 - e.path.size(), ' ') + e.kind;
-    if (e.kind == "dataset") {
+    text += indent + e.path + std::string(width + 2 - e.path.size(), ' ') + e.kind;
+    if (e.kind == array_kind && !e.layout.empty()) {
       text += "  " + format_shape(e.shape, true) + "  " + e.dtype + "  " + e.layout;
     }
     if (!e.note.empty()) text += "  (" + e.note + ")";
@@ -460,12 +462,65 @@ int list_hdf5_file(const std::string& file, bool as_json) {
   return 0;
 }
 
+int list_hdf5_file(const std::string& file, bool as_json) {
+  return write_listing(list_hdf5(file), as_json, "", "dataset");
+}
+
+// `info STORE.zarr` on a group: its members, a line each (arrays with shape, dtype, layout),
+// found by walking the folders below it.
+void list_zarr_members(const std::string& dir, const std::string& prefix,
+                       std::vector<Hdf5Entry>* out, int depth) {
+  if (depth > 32) return;
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.empty() && name[0] != '.' && e.is_directory(ec)) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    const std::string path = dir + "/" + name;
+    Hdf5Entry entry;
+    entry.path = prefix + name;
+    if (zarr_group_format(path) != 0) {
+      entry.kind = "group";
+      out->push_back(entry);
+      list_zarr_members(path, entry.path + "/", out, depth + 1);
+      continue;
+    }
+    try {
+      const std::unique_ptr<ChunkedArray> array = open_zarr(path);
+      entry.kind = "array";
+      entry.shape = array->meta().shape;
+      entry.dtype = array->meta().dtype.numpy_descr();
+      entry.layout = "chunks " + format_shape(array->chunk_shape(), true);
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::NotFound) continue;  // a folder that is no zarr node
+      entry.kind = "array";
+      entry.note = e.what();
+    }
+    out->push_back(entry);
+  }
+}
+
+int list_zarr_group(const std::string& dir, bool as_json) {
+  std::vector<Hdf5Entry> entries;
+  list_zarr_members(dir, "", &entries, 0);
+  const std::string header = dir + ": zarr v" + std::to_string(zarr_group_format(dir)) +
+                             " group, " +
+                             counted(static_cast<std::int64_t>(entries.size()), "member") + "\n";
+  return write_listing(entries, as_json, header, "array");
+}
+
 int run_info(const InfoArgs& args) {
   check_source_args(args.source);
   std::string file, dataset;
   if (!args.source.raw && !split_hdf5_spec(args.source.path, &file, &dataset) &&
       is_hdf5_file(args.source.path)) {
     return list_hdf5_file(args.source.path, args.json);
+  }
+  if (!args.source.raw && zarr_group_format(args.source.path) != 0) {
+    return list_zarr_group(args.source.path, args.json);
   }
   const AnyArray array = open_source(args.source);
   const ArrayMeta& meta = array.meta();
@@ -480,6 +535,7 @@ int run_info(const InfoArgs& args) {
   const std::uint64_t stored =
       dense ? file_size_of(dense->path()) : static_cast<std::uint64_t>(storage.stored_bytes);
   const char* order = meta.order == Order::C ? "C" : "F";
+  const ArrayAttributes attributes = read_attributes(array);
   if (args.json) {
     nlohmann::ordered_json j;
     j["path"] = array.name();
@@ -510,6 +566,8 @@ int run_info(const InfoArgs& args) {
       }
       j["stored_bytes"] = stored;
     }
+    if (!attributes.dims.empty()) j["dims"] = attributes.dims;
+    j["attributes"] = nlohmann::ordered_json::parse(attributes.json);
     write_stdout(j.dump(2) + "\n");
     return 0;
   }
@@ -537,6 +595,12 @@ int run_info(const InfoArgs& args) {
     line("on disk:", std::to_string(stored) + " (" + format_bytes(stored) + ")" +
                          (meta.nbytes() > 0 ? std::string(ratio) : std::string()));
   }
+  if (!attributes.dims.empty()) {
+    std::string dims;
+    for (const std::string& d : attributes.dims) dims += (dims.empty() ? "" : ", ") + d;
+    line("dims:", dims);
+  }
+  if (attributes.json != "{}") line("attributes:", attributes.json);
   write_stdout(text);
   return 0;
 }

@@ -9,8 +9,10 @@
 #include <utility>
 
 #include "io/box.hpp"
+#include "io/hdf5/attributes.hpp"
 #include "io/npy_open.hpp"
 #include "io/open_read_only.hpp"
+#include "io/zarr/metadata.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
 #include "mmc/hdf5.hpp"
@@ -145,6 +147,9 @@ void AnyArray::reopen_after_fork() const {
 AnyArray open_array(const std::string& spec, const RawSpec* raw) {
   refuse_remote_url(spec);
   std::string file, dataset;
+  if (raw == nullptr && split_zarr_member(spec, &file, &dataset)) {
+    return AnyArray(open_zarr(file + "/" + dataset));
+  }
   if (raw == nullptr && split_hdf5_spec(spec, &file, &dataset)) {
     Hdf5Dataset h5 = open_hdf5(file, dataset);
     if (h5.dense) {
@@ -182,6 +187,18 @@ AnyArray open_array(const std::string& spec, const RawSpec* raw) {
               spec +
                   ": not a .npy file, a zarr store or FILE.h5:/dataset; give --dtype and --shape "
                   "to read it as a raw file");
+}
+
+ArrayAttributes read_attributes(const AnyArray& array) {
+  const std::size_t ndim = array.meta().shape.size();
+  if (array.kind() == "zarr" && array.chunked() != nullptr) {
+    return detail::zarr::read_attributes(array.chunked()->name(), ndim);
+  }
+  std::string file, dataset;
+  if (array.kind() == "hdf5" && split_hdf5_spec(array.name(), &file, &dataset)) {
+    return detail::hdf5_attributes(file, dataset);
+  }
+  return {};
 }
 
 }  // namespace mmc

@@ -11,11 +11,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <random>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "core/debug_hooks.hpp"
+#include "mmc/attributes.hpp"
 #include "mmc/error.hpp"
 #include "mmc/hdf5.hpp"
 #include "mmc/output.hpp"
@@ -29,12 +32,23 @@ constexpr std::uint64_t kConvertTaskBytes = std::uint64_t{8} << 20;
 
 struct Destination {
   ArrayFormat format = ArrayFormat::Raw;
-  std::string path;     // file or directory
+  std::string path;     // file or directory (a zarr group's, for a member)
   std::string dataset;  // HDF5 only
+  std::string member;   // zarr only: the array's name in the group at `path` (STORE.zarr:/name)
 };
 
 Destination parse_destination(const std::string& dst) {
   Destination d;
+  if (split_zarr_member(dst, &d.path, &d.member)) {
+    d.format = ArrayFormat::Zarr;
+    if (d.member.find('/') != std::string::npos || d.member[0] == '.' || d.member == "zarr.json") {
+      throw_error(ErrorCode::InvalidArgument,
+                  dst +
+                      ": a zarr member is one name at the group's top level (no '/', not "
+                      "starting with '.')");
+    }
+    return d;
+  }
   d.format = format_of_destination(dst);
   d.path = dst;
   if (d.format == ArrayFormat::Hdf5) {
@@ -69,12 +83,74 @@ Shape slab_shape(const Shape& shape, std::size_t itemsize) {
   return slab;
 }
 
+// Where a zarr array is written. A plain destination: its own path. A group member
+// (STORE.zarr:/name): into the existing group, whose consolidated metadata commit() writes
+// again; or, when there is no store yet, into a new group made under a hidden temporary name
+// beside it and moved into place by commit(), so a failed or killed convert leaves no store.
+class GroupDestination {
+ public:
+  GroupDestination(const Destination& d, int zarr_format)
+      : path_(d.path), member_(d.member), format_(zarr_format) {
+    if (member_.empty()) return;
+    if (path_exists(path_)) {
+      const int existing = zarr_group_format(path_);
+      if (existing == 0) {
+        throw_error(ErrorCode::Io, path_ + " exists and is not a zarr group; a member '" + member_ +
+                                       "' cannot be added to it");
+      }
+      if (existing != format_) {
+        throw_error(ErrorCode::InvalidArgument,
+                    path_ + " is a zarr v" + std::to_string(existing) +
+                        " group: write its members with --zarr-format " + std::to_string(existing));
+      }
+      return;
+    }
+    const std::size_t slash = path_.rfind('/');
+    const std::string parent = slash == std::string::npos ? "." : path_.substr(0, slash + 1);
+    const std::string name = slash == std::string::npos ? path_ : path_.substr(slash + 1);
+    temp_ = (slash == std::string::npos ? std::string() : parent) + "." + name + ".tmp-" +
+            std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}());
+    write_zarr_group(temp_, format_);
+  }
+  ~GroupDestination() {
+    if (temp_.empty()) return;
+    std::error_code ec;
+    std::filesystem::remove_all(temp_, ec);
+  }
+  GroupDestination(const GroupDestination&) = delete;
+  GroupDestination& operator=(const GroupDestination&) = delete;
+
+  std::string array_path() const {
+    if (member_.empty()) return path_;
+    return (temp_.empty() ? path_ : temp_) + "/" + member_;
+  }
+
+  // After the array's commit: the group's consolidated metadata, then the new group moved in.
+  void commit() {
+    if (member_.empty()) return;
+    if (format_ == 2) consolidate_zarr_metadata(temp_.empty() ? path_ : temp_);
+    if (temp_.empty()) return;
+    if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, path_.c_str(), RENAME_NOREPLACE) != 0) {
+      const int err = errno;
+      throw_error(ErrorCode::Io,
+                  path_ + ": cannot move the new group into place: " + std::strerror(err));
+    }
+    temp_.clear();
+  }
+
+ private:
+  std::string path_;
+  std::string member_;
+  int format_;
+  std::string temp_;  // the new group while it is written
+};
+
 // Throws unless `extents` (an option's shape: --chunks, --shards) has nd axes, each at least 1.
 void check_extents(const char* option, const Shape& extents, std::size_t nd) {
   if (extents.size() != nd) {
-    throw_error(ErrorCode::InvalidArgument,
-                std::string(option) + " " + format_shape(extents) + " has " +
-                    std::to_string(extents.size()) + " axes, the array " + std::to_string(nd));
+    throw_error(ErrorCode::InvalidArgument, std::string(option) + " " + format_shape(extents) +
+                                                " has " + std::to_string(extents.size()) +
+                                                " axes, the array " + std::to_string(nd));
   }
   for (std::int64_t c : extents) {
     if (c < 1) {
@@ -198,6 +274,7 @@ void write_slab(const AnyArray& src, const Grid& grid, std::size_t task, int fd,
 
 ArrayFormat format_of_destination(const std::string& dst) {
   std::string file, dataset;
+  if (split_zarr_member(dst, &file, &dataset)) return ArrayFormat::Zarr;
   if (split_hdf5_spec(dst, &file, &dataset)) return ArrayFormat::Hdf5;
   std::string path = dst;
   while (path.size() > 1 && path.back() == '/') path.pop_back();
@@ -247,7 +324,8 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     throw_error(ErrorCode::InvalidArgument, dst + ": raw and .npy outputs cannot be compressed");
   }
   // An existing HDF5 file gets the dataset added: Hdf5Writer checks the dataset's name.
-  if (!options.overwrite && d.format != ArrayFormat::Hdf5 && path_exists(d.path)) {
+  if (!options.overwrite && d.format != ArrayFormat::Hdf5 &&
+      path_exists(d.member.empty() ? d.path : d.path + "/" + d.member)) {
     throw_error(ErrorCode::Io, d.path + " exists; pass --overwrite to replace it");
   }
   const bool chunked_out = d.format == ArrayFormat::Zarr ||
@@ -295,6 +373,9 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
   call.on_progress = options.progress;
   call.on_result = [](std::size_t, ByteView) {};
 
+  // What the source records beside its values travels with them.
+  const ArrayAttributes attributes = read_attributes(src);
+
   if (d.format == ArrayFormat::Zarr) {
     ZarrSpec spec;
     spec.dtype = meta.dtype;
@@ -304,7 +385,16 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     spec.level = options.level;
     spec.zarr_format = options.zarr_format;
     spec.shards = shards;
-    ZarrWriter writer(d.path, spec, options.overwrite);
+    spec.attributes = attributes.json;
+    spec.dimension_names = attributes.dims;
+    if (spec.dimension_names.empty() && !d.member.empty()) {
+      // xarray opens a group's arrays by their axis names: numpy's default ones, as xarray's.
+      for (std::size_t i = 0; i < nd; ++i)
+        spec.dimension_names.push_back("dim_" + std::to_string(i));
+    }
+    if (src.chunked() != nullptr) spec.fill = src.chunked()->fill_value();
+    GroupDestination group(d, options.zarr_format);
+    ZarrWriter writer(group.array_path(), spec, options.overwrite);
     call.run = [&](std::size_t task, ByteView, Bytes&) {
       prepare();
       std::vector<std::byte> chunk(shards.empty() ? writer.chunk_nbytes() : writer.shard_nbytes());
@@ -324,6 +414,7 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     };
     stats.call = run_tasks(options.pool, call);
     writer.commit();
+    group.commit();
     return stats;
   }
 
@@ -334,6 +425,7 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     spec.chunks = chunked_out ? chunks : Shape();
     spec.gzip_level = options.compressor == Compressor::Zlib ? options.level : 0;
     spec.shuffle = options.compressor == Compressor::Zlib;
+    spec.attributes = attributes.json;
     Hdf5Writer writer(d.path, d.dataset, spec, options.overwrite);
     const bool swap = !meta.dtype.is_native();
     if (chunked_out) {

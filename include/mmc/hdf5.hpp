@@ -59,6 +59,9 @@ struct Hdf5WriteSpec {
   Shape chunks;        // empty: contiguous
   int gzip_level = 0;  // chunked only: 0 no filter, 1..9 deflate (with shuffle when > 0)
   bool shuffle = true;
+  // The dataset's attributes, a JSON object's text (mmc/attributes.hpp says how each kind of
+  // value is stored).
+  std::string attributes = "{}";
 };
 
 // Writes one dataset crash-safely. A new file: temporary file, renamed into place on commit().

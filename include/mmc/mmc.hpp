@@ -2,6 +2,7 @@
 #pragma once
 
 #include "mmc/array.hpp"
+#include "mmc/attributes.hpp"
 #include "mmc/cache.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/codec.hpp"

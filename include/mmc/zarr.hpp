@@ -20,6 +20,20 @@ namespace mmc {
 // a damaged chunk or shard throws Error(Corrupt) naming its file.
 std::unique_ptr<ChunkedArray> open_zarr(const std::string& path);
 
+// zarr groups: `path` made a group (v2: .zgroup; v3: zarr.json with node_type "group"), and a
+// v2 group's consolidated metadata (.zmetadata: every .zgroup, .zarray and .zattrs below it, as
+// zarr.consolidate_metadata writes it and xarray.open_zarr reads it first) written again,
+// atomically. Throw Error(Io) when the folder cannot be written.
+void write_zarr_group(const std::string& path, int zarr_format);
+void consolidate_zarr_metadata(const std::string& group);
+// The zarr format of the group at `path` (2 or 3), or 0 when it is not a zarr group.
+int zarr_group_format(const std::string& path);
+
+// "STORE.zarr:/name" or "STORE.zarr:name": the array `name` (a member, or a path of members)
+// of the zarr group STORE.zarr. True when `spec` has that form, the part before the first ':'
+// ending in ".zarr" or naming a directory; `member` comes back without a leading '/'.
+bool split_zarr_member(const std::string& spec, std::string* store, std::string* member);
+
 enum class Compressor : std::uint8_t { None, Zlib, Zstd, Blosc };
 // "none", "zlib", "zstd", "blosc". Throws Error(InvalidArgument).
 Compressor parse_compressor(const std::string& text);
@@ -39,6 +53,10 @@ struct ZarrSpec {
   // file holding its chunks and their index (sharding_indexed, index at the end with its
   // CRC-32C). Empty: no sharding.
   Shape shards;
+  // The array's attributes (a JSON object's text) and axis names (empty: none), written as v2's
+  // .zattrs (names under xarray's _ARRAY_DIMENSIONS) or in v3's zarr.json.
+  std::string attributes = "{}";
+  std::vector<std::string> dimension_names;
 };
 
 // Writes a zarr store crash-safely: everything goes into a hidden temporary directory next

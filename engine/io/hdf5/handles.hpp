@@ -38,7 +38,15 @@ inline std::string hdf5_error_detail() {
   return detail.empty() ? "no detail from libhdf5" : detail;
 }
 
-enum class Hdf5Kind : std::uint8_t { File, Group, Dataset, Dataspace, Datatype, PropertyList };
+enum class Hdf5Kind : std::uint8_t {
+  File,
+  Group,
+  Dataset,
+  Dataspace,
+  Datatype,
+  PropertyList,
+  Attribute
+};
 
 // The one owner of an HDF5 id; closed with the H5?close of its kind. Move-only. Not
 // thread-safe (like any value type); ids themselves may be used from several threads (the
@@ -95,6 +103,9 @@ class Hdf5Handle {
         break;
       case Hdf5Kind::PropertyList:
         r = H5Pclose(id);
+        break;
+      case Hdf5Kind::Attribute:
+        r = H5Aclose(id);
         break;
     }
     return r >= 0;

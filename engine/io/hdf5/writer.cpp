@@ -9,6 +9,7 @@
 #include <cerrno>
 
 #include "io/codecs.hpp"
+#include "io/hdf5/attributes.hpp"
 #include "io/hdf5/destination.hpp"
 #include "io/hdf5/paths.hpp"
 #include "io/hdf5/types.hpp"
@@ -174,6 +175,9 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
             : H5Dcreate2(s.file_id.get(), s.dataset.c_str(), type.get(), space.get(), lcpl.get(),
                          dcpl.get(), H5P_DEFAULT),
         Hdf5Kind::Dataset, ErrorCode::Io, what + ": cannot create the dataset");
+    if (spec.attributes != "{}") {
+      detail::write_hdf5_attributes(s.dataset_id.get(), spec.attributes, what);
+    }
     if (spec.chunks.empty()) {
       const haddr_t offset = H5Dget_offset(s.dataset_id.get());
       s.has_offset = offset != HADDR_UNDEF;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "mmc/array.hpp"
+#include "mmc/attributes.hpp"
 #include "mmc/zarr.hpp"
 
 namespace mmc::detail::zarr {
@@ -70,6 +71,12 @@ Metadata read_metadata_v3(const std::string& file);
 std::string metadata_text(const ZarrSpec& spec);
 // The zarr.json text for a v3 store written from `spec`.
 std::string metadata_text_v3(const ZarrSpec& spec);
+
+// The attributes and axis names of the array in `dir` (v2's .zattrs, v3's zarr.json).
+ArrayAttributes read_attributes(const std::string& dir, std::size_t ndim);
+// v2's .zattrs text for `spec` (its attributes, the names under _ARRAY_DIMENSIONS), or empty
+// when it has neither.
+std::string zattrs_text(const ZarrSpec& spec);
 
 // The codecs a writer applies for `spec`'s compressor (v2: at most one; v3 as the writer
 // writes them).

@@ -518,7 +518,14 @@ std::string metadata_text_v3(const ZarrSpec& spec) {
   doc["chunk_key_encoding"] = {{"name", "default"}, {"configuration", {{"separator", "/"}}}};
   doc["fill_value"] = fill_json(spec.dtype, spec.fill);
   doc["codecs"] = codecs;
-  doc["attributes"] = json::object();
+  doc["attributes"] = json::parse(spec.attributes);
+  if (!spec.dimension_names.empty()) {
+    json names = json::array();
+    for (const std::string& n : spec.dimension_names) {
+      names.push_back(n.empty() ? json(nullptr) : json(n));
+    }
+    doc["dimension_names"] = names;
+  }
   return doc.dump(4) + "\n";
 }
 

@@ -231,6 +231,14 @@ void ZarrWriter::State::flush_temp_dir() const {
     write_all_or_raise(fd.get(), reinterpret_cast<const std::byte*>(text.data()), text.size(),
                        file);
   }
+  if (const std::string attrs = v3 ? std::string() : detail::zarr::zattrs_text(spec);
+      !attrs.empty()) {
+    const std::string zattrs = temp + "/.zattrs";
+    const detail::UniqueFd fd = detail::open_fd(zattrs.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (!fd) raise_io(zattrs + ": cannot create");
+    write_all_or_raise(fd.get(), reinterpret_cast<const std::byte*>(attrs.data()), attrs.size(),
+                       zattrs);
+  }
   flush_tree(temp);
 }
 
@@ -352,6 +360,16 @@ ZarrWriter::ZarrWriter(const std::string& path, const ZarrSpec& spec, bool overw
   s.grid.resize(spec.shape.size());
   for (std::size_t i = 0; i < spec.shape.size(); ++i) {
     s.grid[i] = (spec.shape[i] + spec.chunks[i] - 1) / spec.chunks[i];
+  }
+  if (!spec.dimension_names.empty() && spec.dimension_names.size() != spec.shape.size()) {
+    throw_error(ErrorCode::InvalidArgument, where + std::to_string(spec.dimension_names.size()) +
+                                                " dimension names for " +
+                                                std::to_string(spec.shape.size()) + " axes");
+  }
+  try {
+    detail::zarr::zattrs_text(spec);  // the attributes: a JSON object
+  } catch (const Error& e) {
+    throw_error(e.code(), where + e.what());
   }
   if (spec.zarr_format != 2 && spec.zarr_format != 3) {
     throw_error(ErrorCode::InvalidArgument,

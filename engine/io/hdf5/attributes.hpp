@@ -1,0 +1,24 @@
+// HDF5 attributes (attributes.cpp): a dataset's attributes read into JSON with the names of its
+// dimension scales, and written back by Hdf5Writer. Private to engine/io.
+#pragma once
+
+#include <hdf5.h>
+
+#include <string>
+
+#include "mmc/attributes.hpp"
+
+namespace mmc::detail {
+
+// The attributes of the dataset at `path` in `file`, and its axis names (the names of the
+// dimension scales attached to it, as netCDF-4 and h5py's dims make them).
+ArrayAttributes hdf5_attributes(const std::string& file, const std::string& path);
+
+// Writes `attributes` (a JSON object's text) onto the object `target`: integers as int64 (or
+// uint64), floats as float64, booleans as int8 0/1, strings as UTF-8 variable-length strings,
+// flat lists of one of those kinds as 1-d arrays; anything else (objects, mixed lists) as its
+// JSON text. Throws Error(InvalidArgument) for text that is not a JSON object, Error(Io) when
+// libhdf5 fails.
+void write_hdf5_attributes(hid_t target, const std::string& attributes, const std::string& where);
+
+}  // namespace mmc::detail

@@ -1,0 +1,136 @@
+"""Metadata that survives convert (issue 18): attributes, axis names and fill values carried
+from zarr and HDF5 sources into zarr v2 and v3 stores and HDF5 datasets; zarr groups with
+consolidated metadata that xarray opens; `info` on groups and attributes."""
+import json
+import os
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+
+import mmcompute
+from conftest import CLI, values
+
+
+def run_cli(*args, ok=True):
+    r = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=300)
+    if ok:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def xarray_source(tmp_path, rng):
+    """A dataset as xarray writes it: named axes, attributes of several kinds, NaN fill."""
+    a = values(rng, "<f4", (6, 5, 4))
+    a[0, 0, 0] = np.nan
+    ds = xr.Dataset({"temp": (("time", "y", "x"), a,
+                              {"units": "K", "scale": 2.5, "flags": [1, 2, 3], "ok": True})})
+    path = tmp_path / "src.zarr"
+    ds.to_zarr(path, mode="w", encoding={"temp": {"chunks": (2, 5, 4)}})
+    return ds, path
+
+
+def h5py_source(tmp_path, rng):
+    """An HDF5 dataset with attributes and dimension scales attached, as h5py makes them."""
+    a = values(rng, "<i2", (4, 7, 3))
+    path = tmp_path / "src.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("images", data=a, chunks=(2, 7, 3), compression="gzip")
+        d.attrs["units"] = "counts"
+        d.attrs["gain"] = 1.5
+        d.attrs["exposure"] = np.int32(7)
+        d.attrs["wavelengths"] = np.array([450.0, 550.0, 650.0])
+        d.attrs["names"] = np.array([b"r", b"g"], dtype="S1")
+        for i, name in enumerate(["frame", "row", "col"]):
+            f[name] = np.arange(a.shape[i])
+            f[name].make_scale(name)
+            d.dims[i].attach_scale(f[name])
+    return a, path
+
+
+def test_zarr_attributes_axis_names_and_fill_survive_into_a_group_xarray_opens(tmp_path, rng):
+    ds, src = xarray_source(tmp_path, rng)
+    out = tmp_path / "out.zarr"
+    run_cli("convert", f"{src}/temp", f"{out}:/temp", "--compressor", "zstd")
+    assert json.load(open(out / ".zgroup")) == {"zarr_format": 2}
+    got = xr.open_zarr(out, consolidated=True)  # .zmetadata is read, not the folders
+    xr.testing.assert_identical(got["temp"].load(), ds["temp"])
+    assert json.load(open(out / "temp" / ".zarray"))["fill_value"] == "NaN"
+    # v3: attributes and dimension_names in zarr.json; read back by us.
+    v3 = tmp_path / "v3.zarr"
+    run_cli("convert", f"{src}/temp", v3, "--zarr-format", "3")
+    meta = json.load(open(v3 / "zarr.json"))
+    assert meta["dimension_names"] == ["time", "y", "x"]
+    assert meta["attributes"] == {"units": "K", "scale": 2.5, "flags": [1, 2, 3], "ok": True}
+    info = json.loads(run_cli("info", v3, "--json").stdout)
+    assert info["dims"] == ["time", "y", "x"] and info["attributes"]["units"] == "K"
+
+
+def test_hdf5_attributes_and_dimension_scales_travel_both_ways(tmp_path, rng):
+    a, src = h5py_source(tmp_path, rng)
+    out = tmp_path / "out.zarr"
+    run_cli("convert", f"{src}:/images", f"{out}:/images")
+    got = xr.open_zarr(out)["images"]
+    assert got.dims == ("frame", "row", "col")
+    np.testing.assert_array_equal(got.values, a)
+    assert got.attrs["units"] == "counts" and got.attrs["gain"] == 1.5
+    assert got.attrs["exposure"] == 7 and got.attrs["names"] == ["r", "g"]
+    assert got.attrs["wavelengths"] == [450.0, 550.0, 650.0]
+    # Back into HDF5: the attributes as h5py reads them.
+    h5 = tmp_path / "back.h5"
+    run_cli("convert", f"{out}:/images", f"{h5}:/images")
+    with h5py.File(h5, "r") as f:
+        attrs = dict(f["images"].attrs)
+        np.testing.assert_array_equal(f["images"][...], a)
+    assert attrs["units"] == "counts" and attrs["gain"] == 1.5 and attrs["exposure"] == 7
+    np.testing.assert_array_equal(attrs["wavelengths"], [450.0, 550.0, 650.0])
+    assert list(attrs["names"]) == ["r", "g"]
+
+
+def test_members_join_an_existing_group_and_its_consolidated_metadata(tmp_path, rng):
+    _, src = xarray_source(tmp_path, rng)
+    a, h5 = h5py_source(tmp_path, rng)
+    out = tmp_path / "out.zarr"
+    run_cli("convert", f"{src}/temp", f"{out}:/temp")
+    mmcompute.convert(f"{h5}:/images", f"{out}:/images", chunks=(1, 7, 3))
+    members = json.load(open(out / ".zmetadata"))["metadata"]
+    assert {"temp/.zarray", "temp/.zattrs", "images/.zarray", "images/.zattrs"} <= set(members)
+    ds = xr.open_zarr(out, consolidated=True)
+    assert set(ds.data_vars) == {"temp", "images"}
+    np.testing.assert_array_equal(ds["images"].values, a)
+    listing = run_cli("info", out).stdout
+    assert "zarr v2 group, 2 members" in listing and "images" in listing and "temp" in listing
+    entries = json.loads(run_cli("info", out, "--json").stdout)
+    assert [e["path"] for e in entries] == ["images", "temp"]
+    assert entries[0]["shape"] == [4, 7, 3] and entries[0]["dtype"] == "<i2"
+    # A member already there needs --overwrite; then it is replaced alone.
+    r = run_cli("convert", f"{h5}:/images", f"{out}:/temp", ok=False)
+    assert r.returncode != 0 and "exists" in r.stderr
+    run_cli("convert", f"{h5}:/images", f"{out}:/temp", "--overwrite")
+    np.testing.assert_array_equal(xr.open_zarr(out)["temp"].values, a)
+    np.testing.assert_array_equal(mmcompute.reduce(f"{out}:/temp", "sum", axis=(1, 2)),
+                                  a.sum(axis=(1, 2)))
+
+
+def test_bad_member_destinations_leave_nothing_behind(tmp_path, rng):
+    a, h5 = h5py_source(tmp_path, rng)
+    plain = tmp_path / "plain.zarr"
+    run_cli("convert", f"{h5}:/images", plain)  # an array, not a group
+    for dest, words in [(f"{plain}:/x", "not a zarr group"),
+                        (f"{tmp_path}/g.zarr:/a/b", "one name"),
+                        (f"{tmp_path}/g.zarr:/.hidden", "one name")]:
+        r = run_cli("convert", f"{h5}:/images", dest, ok=False)
+        assert r.returncode != 0 and words in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1, r.stderr
+    # A failure while the new group is written (a level zstd refuses) leaves no store.
+    r = run_cli("convert", f"{h5}:/images", f"{tmp_path}/new.zarr:/images", "--compressor",
+                "zstd", "--level", "99", ok=False)
+    assert r.returncode != 0
+    assert sorted(os.listdir(tmp_path)) == ["plain.zarr", "src.h5"]
+    # A v2 group gets no v3 member.
+    run_cli("convert", f"{h5}:/images", f"{tmp_path}/g2.zarr:/a")
+    r = run_cli("convert", f"{h5}:/images", f"{tmp_path}/g2.zarr:/b", "--zarr-format", "3",
+                ok=False)
+    assert r.returncode != 0 and "--zarr-format 2" in r.stderr
