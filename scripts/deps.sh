@@ -8,7 +8,7 @@ MMC_PACKAGES=(
   libeigen3-dev libboost-dev libxxhash-dev pkg-config libhdf5-dev hdf5-tools zlib1g-dev
   libzstd-dev libblosc-dev liblzf-dev libisal-dev libdeflate-dev hdf5-filter-plugin openmpi-bin libopenmpi-dev python3-numpy
   python3-h5py python3-zarr python3-joblib python3-dask python3-matplotlib clang-14
-  libclang-rt-14-dev ccache pybind11-dev python3-dev python3-pytest python3-tqdm procps python3-xarray
+  libclang-rt-14-dev ccache pybind11-dev python3-dev python3-pytest python3-tqdm procps python3-xarray python3-h5netcdf
 )
 
 mmc_install_deps() {

@@ -426,6 +426,7 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     spec.gzip_level = options.compressor == Compressor::Zlib ? options.level : 0;
     spec.shuffle = options.compressor == Compressor::Zlib;
     spec.attributes = attributes.json;
+    spec.dimension_names = attributes.dims;
     Hdf5Writer writer(d.path, d.dataset, spec, options.overwrite);
     const bool swap = !meta.dtype.is_native();
     if (chunked_out) {

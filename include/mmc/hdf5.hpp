@@ -62,6 +62,10 @@ struct Hdf5WriteSpec {
   // The dataset's attributes, a JSON object's text (mmc/attributes.hpp says how each kind of
   // value is stored).
   std::string attributes = "{}";
+  // Axis names (empty: none; "" for an unnamed axis): each named axis gets a dimension scale
+  // of that name at the file's root (made as netCDF-4 makes a dimension without values, or one
+  // already there of the axis's length), so netCDF tools and xarray see the names.
+  std::vector<std::string> dimension_names;
 };
 
 // Writes one dataset crash-safely. A new file: temporary file, renamed into place on commit().

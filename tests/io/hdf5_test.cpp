@@ -19,8 +19,10 @@
 #include <vector>
 
 #include "io/hdf5/probe.hpp"
+#include "mmc/attributes.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
+#include "mmc/open.hpp"
 #include "mmc/source.hpp"
 #include "support/test_support.hpp"
 
@@ -348,6 +350,51 @@ TEST(Hdf5Source, DecodesFiltersThatOnlyPluginsProvide) {
   EXPECT_NE(refused.err.find("filter 32004"), std::string::npos) << refused.err;
   EXPECT_NE(refused.err.find("HDF5_PLUGIN_PATH"), std::string::npos) << refused.err;
   EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+}
+
+TEST(Hdf5Attributes, ReadsWhatH5pyWroteAndWritesWhatH5pyReads) {
+  TempDir dir;
+  const std::string file = dir.path() + "/a.h5";
+  test::run_python_code(R"(
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "w") as f:
+    d = f.create_dataset("x", data=np.zeros((3, 2), "u1"))
+    d.attrs["s"] = "text"
+    d.attrs["fixed"] = np.array([b"ab", b"c"], dtype="S2")
+    d.attrs["i"] = np.int16(-4)
+    d.attrs["u"] = np.uint64(2**63)
+    d.attrs["f"] = np.array([0.5, 1.5])
+    d.attrs["b"] = True
+    d.attrs["skipped"] = np.zeros(2, dtype=[("a", "i4"), ("b", "f8")])
+    f["rows"] = np.arange(3); f["rows"].make_scale("rows"); d.dims[0].attach_scale(f["rows"])
+)",
+                        {file});
+  const ArrayAttributes got = read_attributes(open_array(file + ":/x"));
+  EXPECT_EQ(
+      got.json,
+      R"({"b":1,"f":[0.5,1.5],"fixed":["ab","c"],"i":-4,"s":"text","u":9223372036854775808})");
+  EXPECT_EQ(got.dims, (std::vector<std::string>{"rows", ""}));
+  // Written back: h5py reads each kind as it should.
+  Hdf5WriteSpec spec;
+  spec.dtype = DType(TypeId::U8);
+  spec.shape = {3, 2};
+  spec.attributes = R"({"s":"t","n":[1,2],"neg":-1,"f":2.5,"ok":true,"nested":{"a":1}})";
+  spec.dimension_names = {"rows", "cols"};
+  {
+    Hdf5Writer w(dir.path() + "/b.h5", "/y", spec);
+    w.commit();
+  }
+  const std::string out = test::run_python_code(R"(
+import sys, json, h5py
+d = h5py.File(sys.argv[1])["y"]
+print(json.dumps({k: v.tolist() if hasattr(v, "tolist") else v for k, v in d.attrs.items()
+                  if k != "DIMENSION_LIST"}, sort_keys=True))
+print([[s.name for s in dim.values()] for dim in d.dims])
+)",
+                                                {dir.path() + "/b.h5"});
+  EXPECT_EQ(out,
+            "{\"f\": 2.5, \"n\": [1, 2], \"neg\": -1, \"nested\": \"{\\\"a\\\":1}\", \"ok\": 1, "
+            "\"s\": \"t\"}\n[['/rows'], ['/cols']]\n");
 }
 
 TEST(Hdf5Source, RejectsAChunkWhoseFletcher32SumDoesNotMatch) {

@@ -89,6 +89,23 @@ def test_hdf5_attributes_and_dimension_scales_travel_both_ways(tmp_path, rng):
     assert list(attrs["names"]) == ["r", "g"]
 
 
+def test_hdf5_outputs_open_in_xarray_with_their_names_and_attributes(tmp_path, rng):
+    ds, src = xarray_source(tmp_path, rng)
+    a, h5src = h5py_source(tmp_path, rng)
+    out = tmp_path / "out.h5"
+    run_cli("convert", f"{src}/temp", f"{out}:/temp")
+    run_cli("convert", f"{h5src}:/images", f"{out}:/images", "--compressor", "zlib")
+    got = xr.open_dataset(out, engine="h5netcdf")
+    assert got["temp"].dims == ("time", "y", "x")
+    np.testing.assert_array_equal(got["temp"].values, ds["temp"].values)
+    want = dict(ds["temp"].attrs, ok=1)  # a boolean attribute is stored as int8 in HDF5
+    assert {k: (list(v) if isinstance(v, np.ndarray) else v)
+            for k, v in got["temp"].attrs.items()} == want
+    assert got["images"].dims == ("frame", "row", "col")
+    np.testing.assert_array_equal(got["images"].values, a)
+    assert got["images"].attrs["units"] == "counts"
+
+
 def test_members_join_an_existing_group_and_its_consolidated_metadata(tmp_path, rng):
     _, src = xarray_source(tmp_path, rng)
     a, h5 = h5py_source(tmp_path, rng)

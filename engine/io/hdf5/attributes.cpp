@@ -2,7 +2,10 @@
 // element counts are bounded before anything is read, and types we do not map are skipped.
 #include "io/hdf5/attributes.hpp"
 
+#include <hdf5_hl.h>
+
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -251,6 +254,54 @@ void write_hdf5_attributes(hid_t target, const std::string& attributes, const st
       put_strings(target, name, v, scalar, where);
     } else {
       put_strings(target, name, {value.dump()}, true, where);
+    }
+  }
+}
+
+void attach_dimension_scales(hid_t file, hid_t dataset, const Shape& shape,
+                             const std::vector<std::string>& names, const std::string& where) {
+  for (std::size_t axis = 0; axis < names.size() && axis < shape.size(); ++axis) {
+    const std::string& name = names[axis];
+    if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos)
+      continue;
+    const std::string path = "/" + name;
+    Hdf5Handle scale;
+    if (H5Lexists(file, path.c_str(), H5P_DEFAULT) > 0) {
+      H5O_info_t info;
+      if (H5Oget_info_by_name(file, path.c_str(), &info, H5P_DEFAULT) < 0 ||
+          info.type != H5O_TYPE_DATASET) {
+        continue;
+      }
+      scale = Hdf5Handle::adopt(H5Dopen2(file, path.c_str(), H5P_DEFAULT), Hdf5Kind::Dataset,
+                                ErrorCode::Io, where + ": " + path);
+      const Hdf5Handle space = Hdf5Handle::adopt(H5Dget_space(scale.get()), Hdf5Kind::Dataspace,
+                                                 ErrorCode::Io, where + ": " + path);
+      hsize_t extent = 0;
+      if (H5Sget_simple_extent_ndims(space.get()) != 1 ||
+          H5Sget_simple_extent_dims(space.get(), &extent, nullptr) != 1 ||
+          extent != static_cast<hsize_t>(shape[axis]) || H5DSis_scale(scale.get()) <= 0) {
+        continue;  // another object of that name: the axis stays unnamed
+      }
+    } else {
+      const hsize_t extent = static_cast<hsize_t>(shape[axis]);
+      const Hdf5Handle space = Hdf5Handle::adopt(H5Screate_simple(1, &extent, nullptr),
+                                                 Hdf5Kind::Dataspace, ErrorCode::Io, where);
+      scale = Hdf5Handle::adopt(H5Dcreate2(file, path.c_str(), H5T_IEEE_F32LE, space.get(),
+                                           H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                                Hdf5Kind::Dataset, ErrorCode::Io,
+                                where + ": cannot create the dimension scale " + path);
+      char marker[96];
+      std::snprintf(marker, sizeof marker,
+                    "This is a netCDF dimension but not a netCDF variable.%10lld",
+                    static_cast<long long>(shape[axis]));
+      if (H5DSset_scale(scale.get(), marker) < 0) {
+        throw_error(ErrorCode::Io,
+                    where + ": cannot make " + path + " a dimension scale: " + hdf5_error_detail());
+      }
+    }
+    if (H5DSattach_scale(dataset, scale.get(), static_cast<unsigned>(axis)) < 0) {
+      throw_error(ErrorCode::Io, where + ": cannot attach the dimension scale " + path + ": " +
+                                     hdf5_error_detail());
     }
   }
 }

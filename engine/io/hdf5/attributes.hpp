@@ -5,7 +5,9 @@
 #include <hdf5.h>
 
 #include <string>
+#include <vector>
 
+#include "mmc/array.hpp"
 #include "mmc/attributes.hpp"
 
 namespace mmc::detail {
@@ -20,5 +22,12 @@ ArrayAttributes hdf5_attributes(const std::string& file, const std::string& path
 // JSON text. Throws Error(InvalidArgument) for text that is not a JSON object, Error(Io) when
 // libhdf5 fails.
 void write_hdf5_attributes(hid_t target, const std::string& attributes, const std::string& where);
+
+// Names the axes of `dataset` (in `file`) by dimension scales at the file's root: for each
+// non-empty name, the dataset /NAME if it is a 1-d scale of the axis's length, else a new one
+// (float32, no values written, marked as netCDF-4 marks a dimension that is no variable). A
+// name that is not a plain HDF5 link name, or taken by another object, leaves its axis unnamed.
+void attach_dimension_scales(hid_t file, hid_t dataset, const Shape& shape,
+                             const std::vector<std::string>& names, const std::string& where);
 
 }  // namespace mmc::detail

@@ -178,6 +178,10 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
     if (spec.attributes != "{}") {
       detail::write_hdf5_attributes(s.dataset_id.get(), spec.attributes, what);
     }
+    if (!spec.dimension_names.empty()) {
+      detail::attach_dimension_scales(s.file_id.get(), s.dataset_id.get(), spec.shape,
+                                      spec.dimension_names, what);
+    }
     if (spec.chunks.empty()) {
       const haddr_t offset = H5Dget_offset(s.dataset_id.get());
       s.has_offset = offset != HADDR_UNDEF;
