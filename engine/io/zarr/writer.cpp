@@ -6,8 +6,9 @@
 //   write_empty_chunks=False): readers give the fill value for a missing chunk, so the array
 //   reads the same and sparse outputs cost no disk. Rewriting such a chunk removes a file
 //   written for it earlier.
-// - Chunk files are fsynced once, by commit(), which walks the temporary directory (v3's keys
-//   "c/0/1" are folders); a worker writes into the page cache only.
+// - Durability: commit() syncs the file system that holds the temporary directory once
+//   (syncfs), after every worker wrote its chunks into the page cache, then renames the store
+//   into place and fsyncs its parent; a worker never syncs.
 // - v3 shards: a shard's chunks are encoded one after another into one buffer, in C order of
 //   the shard's chunk grid, then its index ((offset, nbytes) u64 little endian per chunk, 2^64-1
 //   twice for a chunk not stored) and the index's CRC-32C; the file is written whole.
@@ -191,9 +192,9 @@ void ZarrWriter::State::check_destination() const {
 
 namespace {
 
-// Makes every file under `dir` and the folders themselves durable, dropping the temporary
-// files of workers that died between creating a chunk and renaming it.
-void flush_tree(const std::string& dir) {
+// Drops the temporary files of workers that died between creating a chunk and renaming it,
+// everywhere under `dir`.
+void sweep_tree(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) raise_io(dir + ": cannot list");
   std::vector<std::string> names;
@@ -208,13 +209,8 @@ void flush_tree(const std::string& dir) {
       ::unlink(file.c_str());
       continue;
     }
-    if (is_directory(file)) {
-      flush_tree(file);
-      continue;
-    }
-    fsync_path(file, O_RDONLY);
+    if (is_directory(file)) sweep_tree(file);
   }
-  fsync_path(dir, O_RDONLY | O_DIRECTORY);
 }
 
 }  // namespace
@@ -239,7 +235,12 @@ void ZarrWriter::State::flush_temp_dir() const {
     write_all_or_raise(fd.get(), reinterpret_cast<const std::byte*>(attrs.data()), attrs.size(),
                        zattrs);
   }
-  flush_tree(temp);
+  sweep_tree(temp);
+  // Every chunk, folder and metadata file made durable by one syncfs of the file system that
+  // holds them (an fsync per file cost a system call and a journal commit per chunk).
+  const detail::UniqueFd dir = detail::open_fd(temp.c_str(), O_RDONLY | O_DIRECTORY);
+  if (!dir) raise_io(temp + ": cannot open to flush");
+  if (::syncfs(dir.get()) != 0) raise_io(temp + ": cannot flush to disk");
 }
 
 void ZarrWriter::State::move_into_place() const {
