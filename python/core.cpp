@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "mmc/attributes.hpp"
 #include "mmc/cache.hpp"
 #include "mmc/convert.hpp"
 #include "mmc/error.hpp"
@@ -680,10 +681,11 @@ py::dict info(const std::string& spec, const std::optional<RawArgs>& raw) {
     mmc::ArrayMeta meta;
     std::string kind, name;
     mmc::Shape chunks;
+    mmc::ArrayAttributes attributes;
   };
   const Described d = run_engine([&] {
     const mmc::AnyArray array = open_spec(spec, raw);
-    Described out{array.meta(), array.kind(), array.name(), {}};
+    Described out{array.meta(), array.kind(), array.name(), {}, mmc::read_attributes(array)};
     if (array.chunked() != nullptr) out.chunks = array.chunked()->chunk_shape();
     return out;
   });
@@ -696,6 +698,9 @@ py::dict info(const std::string& spec, const std::optional<RawArgs>& raw) {
   out["nbytes"] = d.meta.nbytes();
   out["chunks"] =
       d.chunks.empty() ? py::object(py::none()) : py::object(py::tuple(py::cast(d.chunks)));
+  out["dims"] = d.attributes.dims.empty() ? py::object(py::none())
+                                          : py::object(py::tuple(py::cast(d.attributes.dims)));
+  out["attributes"] = py::module_::import("json").attr("loads")(d.attributes.json);
   return out;
 }
 

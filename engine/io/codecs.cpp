@@ -105,6 +105,8 @@ std::vector<std::byte> deflate_whole(const std::byte* data, std::size_t n, int l
 // then runs zlib, which handles several gzip members and words every fault).
 bool inflate_whole(const std::byte* src, std::size_t n, std::byte* out, std::size_t out_n,
                    bool gzip) {
+  // A gzip header with its own CRC (FHCRC): libdeflate skips the check zlib makes.
+  if (gzip && n > 3 && (static_cast<std::uint8_t>(src[3]) & 0x02) != 0) return false;
   libdeflate_decompressor* d = thread_inflater();
   std::size_t in_used = 0;
   std::size_t produced = 0;

@@ -18,7 +18,9 @@
 namespace mmc::detail {
 
 inline UniqueFd open_read_only(const std::string& path) {
-  UniqueFd fd = open_fd(path.c_str(), O_RDONLY);
+  // O_NONBLOCK: a FIFO opens at once instead of waiting for a writer (the caller's regular-file
+  // check then refuses it); reads of regular files never block on it.
+  UniqueFd fd = open_fd(path.c_str(), O_RDONLY | O_NONBLOCK);
   if (!fd) throw_errno(path + ": cannot open");
   return fd;
 }

@@ -729,7 +729,8 @@ def info(source: Source, *, dtype=None, shape=None, offset: int = 0,
          order: str = "C") -> Dict[str, Any]:
     """What the engine sees in `source` (any source reduce() takes): a dict with "path",
     "format" ("npy", "raw", "hdf5", "zarr"), "dtype" (numpy's descr, e.g. "<f4"), "shape",
-    "order", "nbytes" and "chunks" (None for a dense array)."""
+    "order", "nbytes", "chunks" (None for a dense array), "dims" (the axis names zarr or HDF5
+    record, or None) and "attributes" (a dict)."""
     with _resolve(source, dtype, shape, offset, order) as src:
         return _call(_core.info, src.spec, src.raw)
 

@@ -97,6 +97,9 @@ def zarr_v3_seeds(out):
                         first = open(os.path.join(store, key), "rb").read()
                         break
                 save(out, "v3_" + entry[:-5], struct.pack("<H", len(meta)) + meta + (first or b""))
+    # Nesting past the parser's bound, in a field and in the attributes.
+    deep = b'{"zarr_format": 3, "node_type": "array", "attributes": ' + b"[" * 200 + b"]" * 200
+    save(out, "v3_deep", struct.pack("<H", len(deep) + 1) + deep + b"}")
 
 
 def codec_seeds(out):

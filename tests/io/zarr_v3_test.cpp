@@ -337,8 +337,19 @@ TEST(ZarrV3Meta, RefusesWhatItCannotReadNamingIt) {
                   {"chunk_key_encoding 'tiles'"});
   expect_v3_error(replace_once(kGoodV3, "\"regular\"", "\"rectilinear\""),
                   ErrorCode::InvalidArgument, {"chunk_grid"});
-  expect_v3_error(replace_once(kGoodV3, "\"attributes\"", "\"storage_transformers\": [{}], \"a\""),
-                  ErrorCode::InvalidArgument, {"storage_transformers"});
+  expect_v3_error(
+      replace_once(kGoodV3, "\"attributes\"", "\"storage_transformers\": [{}], \"attributes\""),
+      ErrorCode::InvalidArgument, {"storage_transformers"});
+  expect_v3_error(replace_once(kGoodV3, "\"attributes\"", "\"cool_ext\": 1, \"attributes\""),
+                  ErrorCode::InvalidArgument, {"'cool_ext'", "must_understand"});
+  expect_v3_error(
+      replace_once(replace_once(kGoodV3, "\"float64\"", "\"float32\""), "\"NaN\"", "1e300"),
+      ErrorCode::Corrupt, {"fill_value", "range"});
+  // Nesting is refused before any value is copied or printed (a stack overflow otherwise).
+  expect_v3_error(
+      replace_once(kGoodV3, "\"zarr_format\": 3",
+                   "\"zarr_format\": " + std::string(100000, '[') + std::string(100000, ']')),
+      ErrorCode::Corrupt, {"nested more than 64"});
   expect_v3_error(replace_once(kGoodV3, "[\"y\", null]", "[\"y\"]"), ErrorCode::Corrupt,
                   {"dimension_names"});
   expect_v3_error(replace_once(kGoodV3, "\"zarr_format\": 3", "\"zarr_format\": 4"),
@@ -376,10 +387,36 @@ TEST(ZarrV3Meta, RefusesShardingItCannotReadNamingIt) {
   expect_v3_error(replace_once(sharded, "\"chunk_shape\": [1, 3],",
                                "\"chunk_shape\": [1, 3], \"index_location\": \"middle\","),
                   ErrorCode::Corrupt, {"index_location"});
-  // 2^27 chunks in one shard: an index of 4 GiB is not read.
+  // 2^27 chunks in one shard: an index of 2 GiB is not read.
   std::string huge = replace_once(sharded, "\"shape\": [4, 6]", "\"shape\": [134217728, 6]");
   huge = replace_once(huge, "\"chunk_shape\": [2, 3]}", "\"chunk_shape\": [134217728, 3]}");
-  expect_v3_error(huge, ErrorCode::Corrupt, {"2^26"});
+  expect_v3_error(huge, ErrorCode::Corrupt, {"2^20"});
+}
+
+TEST(ZarrV3Meta, ExtensionsThatNeedNotBeUnderstoodAreRead) {
+  TempDir dir;
+  const auto a = open_zarr(make_v3(dir, replace_once(kGoodV3, "\"attributes\"",
+                                                     "\"ext\": {\"must_understand\": false}, "
+                                                     "\"attributes\"")));
+  EXPECT_EQ(a->meta().shape, (Shape{4, 6}));
+}
+
+TEST(ZarrV3Meta, ABrokenLayoutOrAFifoIsAnErrorNotFillValues) {
+  TempDir dir;
+  const std::string path = make_v3(dir, kGoodV3);
+  test::write_file(path + "/c", "a file where the folder c/ should be");
+  expect_error([&] { read_all(*open_zarr(path)); }, ErrorCode::Corrupt, {"folder", "damaged"});
+  ::unlink((path + "/c").c_str());
+  // A FIFO as a chunk: refused at once, never waited on.
+  ::mkdir((path + "/c").c_str(), 0755);
+  ::mkdir((path + "/c/0").c_str(), 0755);
+  ASSERT_EQ(::mkfifo((path + "/c/0/0").c_str(), 0644), 0);
+  expect_error([&] { read_all(*open_zarr(path)); }, ErrorCode::Corrupt, {"c/0/0"});
+  // And as the metadata file.
+  const std::string fifo_store = dir.path() + "/fifo.zarr";
+  ::mkdir(fifo_store.c_str(), 0755);
+  ASSERT_EQ(::mkfifo((fifo_store + "/zarr.json").c_str(), 0644), 0);
+  expect_error([&] { open_zarr(fifo_store); }, ErrorCode::Corrupt, {"zarr.json", "regular file"});
 }
 
 TEST(ZarrV3Meta, AGroupListsItsMembers) {

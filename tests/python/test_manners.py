@@ -92,7 +92,8 @@ def test_info_and_convert(tmp_path, rng):
     np.save(src, a)
     got = mmcompute.info(src)
     assert got == {"path": str(src), "format": "npy", "dtype": "<u2", "shape": (5, 12, 10),
-                   "order": "C", "nbytes": a.nbytes, "chunks": None}
+                   "order": "C", "nbytes": a.nbytes, "chunks": None, "dims": None,
+                   "attributes": {}}
     store = tmp_path / "a.zarr"
     stats = mmcompute.convert(src, store, chunks=(2, 6, 10), compressor="zstd")
     assert stats["nbytes"] == a.nbytes and stats["chunks"] == (2, 6, 10)

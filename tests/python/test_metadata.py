@@ -66,6 +66,8 @@ def test_zarr_attributes_axis_names_and_fill_survive_into_a_group_xarray_opens(t
     assert meta["attributes"] == {"units": "K", "scale": 2.5, "flags": [1, 2, 3], "ok": True}
     info = json.loads(run_cli("info", v3, "--json").stdout)
     assert info["dims"] == ["time", "y", "x"] and info["attributes"]["units"] == "K"
+    got = mmcompute.info(f"{out}:/temp")
+    assert got["dims"] == ("time", "y", "x") and got["attributes"]["flags"] == [1, 2, 3]
 
 
 def test_hdf5_attributes_and_dimension_scales_travel_both_ways(tmp_path, rng):

@@ -41,13 +41,23 @@ using detail::zarr::describe_codecs;
 // nullptr and read_chunk reads with pread instead, so a store of millions of chunks cannot
 // exhaust vm.max_map_count (65530 by default). Mappings hold no file descriptor.
 constexpr std::size_t kMaxMappedChunks = 4096;
-// Shard indexes kept, each read once per shard (the cache starts over when full).
+// Shard indexes kept, each read once per shard (the cache starts over when full): at most this
+// many, and this many bytes.
 constexpr std::size_t kMaxCachedIndexes = 256;
+constexpr std::uint64_t kMaxCachedIndexBytes = std::uint64_t{64} << 20;
 
 // The largest file any of our codecs can make of n bytes (deflate's stored blocks, zstd's
 // raw blocks and blosc's memcpy mode all add well under n/8 + 64 KiB). A bigger chunk file is
 // corrupt, and is rejected before it is read into memory.
 std::uint64_t max_encoded_size(std::uint64_t n) { return n + n / 8 + 65536; }
+
+// A key's folder is a file: the store's layout is broken (reading on would give fill values
+// for every chunk below it).
+[[noreturn]] void raise_not_folder(const std::string& file) {
+  throw_error(ErrorCode::Corrupt, file +
+                                      ": a file stands where a folder of the chunk's key "
+                                      "should be; the store is damaged");
+}
 
 // Fills out[0, n) with copies of the one-element pattern.
 void fill_with(std::byte* out, std::uint64_t n, const std::vector<std::byte>& pattern) {
@@ -80,11 +90,11 @@ class ZarrArray final : public ChunkedArray {
         grid_(grid()) {
     file_grid_ = grid_;
     for (const CodecSpec& c : codecs_) crcs_ += c.codec == Codec::Crc32c ? 1 : 0;
-    if (!sharding_.shape.empty()) {
+    if (sharding_.enabled) {
       per_shard_.resize(grid_.size());
       for (std::size_t a = 0; a < grid_.size(); ++a) {
         per_shard_[a] = sharding_.shape[a] / chunk_shape()[a];
-        file_grid_[a] = (grid_[a] + per_shard_[a] - 1) / per_shard_[a];
+        file_grid_[a] = grid_[a] / per_shard_[a] + (grid_[a] % per_shard_[a] != 0);
         chunks_per_shard_ *= static_cast<std::uint64_t>(per_shard_[a]);
       }
     }
@@ -100,7 +110,7 @@ class ZarrArray final : public ChunkedArray {
   // every stored entry checked to lie inside the shard's data.
   using ShardIndex = std::vector<std::uint64_t>;
 
-  bool sharded() const { return !sharding_.shape.empty(); }
+  bool sharded() const { return sharding_.enabled; }
   // C-order index of a chunk; throws Error(InvalidArgument) for a coordinate off the grid.
   std::int64_t linear_index(const Shape& coord) const;
   // The key of a cell of the file grid (chunks, or shards when sharded).
@@ -129,6 +139,7 @@ class ZarrArray final : public ChunkedArray {
   mutable std::mutex mutex_;  // guards mapped_ and indexes_
   mutable std::unordered_map<std::int64_t, MappedFile> mapped_;
   mutable std::unordered_map<std::int64_t, std::shared_ptr<const ShardIndex>> indexes_;
+  mutable std::uint64_t cached_index_bytes_ = 0;
 };
 
 std::int64_t ZarrArray::linear_index(const Shape& coord) const {
@@ -171,7 +182,8 @@ const std::byte* ZarrArray::chunk_in_place(const Shape& coord) const {
   const std::string file = path_ + "/" + key_of(coord);
   struct stat st;
   if (::stat(file.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) return nullptr;  // absent: reads as fill value
+    if (errno == ENOENT) return nullptr;  // absent: reads as fill value
+    if (errno == ENOTDIR) raise_not_folder(file);
     throw_errno(file + ": cannot stat chunk");
   }
   if (!S_ISREG(st.st_mode)) {
@@ -285,12 +297,14 @@ void ZarrArray::read_unsharded(const Shape& coord, std::byte* out) const {
     }
   }
   const std::string file = path_ + "/" + key_of(coord);
-  const detail::UniqueFd fd = detail::open_fd(file.c_str(), O_RDONLY);
+  const detail::UniqueFd fd =
+      detail::open_fd(file.c_str(), O_RDONLY | O_NONBLOCK);  // a FIFO never blocks
   if (!fd) {
-    if (errno == ENOENT || errno == ENOTDIR) {
+    if (errno == ENOENT) {
       fill_with(out, n, fill_value());
       return;
     }
+    if (errno == ENOTDIR) raise_not_folder(file);
     throw_errno(file + ": cannot open chunk");
   }
   struct stat st;
@@ -333,31 +347,27 @@ std::shared_ptr<const ZarrArray::ShardIndex> ZarrArray::shard_index(std::int64_t
                                         std::to_string(index_bytes) + "; the store is damaged");
   }
   const std::uint64_t at = sharding_.index_at_start ? 0 : size - index_bytes;
-  std::vector<std::byte> raw(index_bytes);
-  pread_exact(fd, raw.data(), index_bytes, file, at);
+  // Read in place into the entries, then checked and put in this machine's byte order.
+  auto index = std::make_shared<ShardIndex>(entries);
+  auto* raw = reinterpret_cast<std::byte*>(index->data());
+  pread_exact(fd, raw, 8 * entries, file, at);
   if (sharding_.index_crc32c) {
+    std::byte stored_bytes[4];
+    pread_exact(fd, stored_bytes, 4, file, at + 8 * entries);
     std::uint32_t stored = 0;
-    for (int b = 3; b >= 0; --b) {
-      stored = (stored << 8) |
-               static_cast<std::uint8_t>(raw[index_bytes - 4 + static_cast<std::uint64_t>(b)]);
-    }
-    if (detail::crc32c(raw.data(), index_bytes - 4) != stored) {
+    for (int b = 3; b >= 0; --b)
+      stored = (stored << 8) | static_cast<std::uint8_t>(stored_bytes[b]);
+    if (detail::crc32c(raw, 8 * entries) != stored) {
       throw_error(
           ErrorCode::Corrupt,
           file + ": the shard index's crc32c checksum does not match; the shard is damaged");
     }
   }
-  auto index = std::make_shared<ShardIndex>(entries);
+  if (sharding_.index_big_endian != (native_byte_order() == ByteOrder::Big)) {
+    for (std::uint64_t& v : *index) v = __builtin_bswap64(v);
+  }
   const std::uint64_t lo = sharding_.index_at_start ? index_bytes : 0;
   const std::uint64_t hi = sharding_.index_at_start ? size : size - index_bytes;
-  for (std::uint64_t e = 0; e < entries; ++e) {
-    std::uint64_t v = 0;
-    for (int b = 0; b < 8; ++b) {
-      const int from = sharding_.index_big_endian ? b : 7 - b;
-      v = (v << 8) | static_cast<std::uint8_t>(raw[e * 8 + static_cast<std::uint64_t>(from)]);
-    }
-    (*index)[e] = v;
-  }
   for (std::uint64_t c = 0; c < chunks_per_shard_; ++c) {
     const std::uint64_t offset = (*index)[2 * c];
     const std::uint64_t nbytes = (*index)[2 * c + 1];
@@ -371,8 +381,12 @@ std::shared_ptr<const ZarrArray::ShardIndex> ZarrArray::shard_index(std::int64_t
     }
   }
   const std::lock_guard<std::mutex> lock(mutex_);
-  if (indexes_.size() >= kMaxCachedIndexes) indexes_.clear();
-  indexes_.emplace(shard, index);
+  if (indexes_.size() >= kMaxCachedIndexes ||
+      cached_index_bytes_ + 8 * entries > kMaxCachedIndexBytes) {
+    indexes_.clear();  // the readers of an index dropped here still hold it
+    cached_index_bytes_ = 0;
+  }
+  if (indexes_.emplace(shard, index).second) cached_index_bytes_ += 8 * entries;
   return index;
 }
 
@@ -389,12 +403,14 @@ void ZarrArray::read_sharded(const Shape& coord, std::byte* out) const {
             static_cast<std::uint64_t>(coord[a] % per_shard_[a]);
   }
   const std::string file = path_ + "/" + key_of(shard);
-  const detail::UniqueFd fd = detail::open_fd(file.c_str(), O_RDONLY);
+  const detail::UniqueFd fd =
+      detail::open_fd(file.c_str(), O_RDONLY | O_NONBLOCK);  // a FIFO never blocks
   if (!fd) {
-    if (errno == ENOENT || errno == ENOTDIR) {
+    if (errno == ENOENT) {
       fill_with(out, n, fill_value());
       return;
     }
+    if (errno == ENOTDIR) raise_not_folder(file);
     throw_errno(file + ": cannot open shard");
   }
   struct stat st;

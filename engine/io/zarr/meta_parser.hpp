@@ -20,6 +20,14 @@ namespace mmc::detail::zarr {
 
 using nlohmann::json;
 
+// A JSON value as text for a message: at most 120 characters (a hostile file's values can be
+// megabytes).
+inline std::string brief(const json& v) {
+  std::string text = v.dump();
+  if (text.size() > 120) text = text.substr(0, 117) + "...";
+  return text;
+}
+
 // Reads the small text file `path` whole (metadata: at most 16 MiB). Throws Error(NotFound)
 // when it is missing, Error(Corrupt) when it is not a regular file or far too large.
 std::string read_small_file(const std::string& path);
@@ -53,7 +61,7 @@ class MetaParser {
   }
   [[noreturn]] void bad_field(const char* name, const std::string& expected) const {
     fail(ErrorCode::Corrupt,
-         std::string("field '") + name + "' is " + doc_.at(name).dump() + ", expected " + expected);
+         std::string("field '") + name + "' is " + brief(doc_.at(name)) + ", expected " + expected);
   }
 
   const json& required(const char* name) const {
@@ -77,13 +85,13 @@ class MetaParser {
     for (const json& e : v) {
       if (e.is_number_unsigned() && e.get<std::uint64_t>() > INT64_MAX) {
         fail(ErrorCode::InvalidArgument, std::string("field '") + name + "' has extent " +
-                                             e.dump() + ", which overflows 63 bits");
+                                             brief(e) + ", which overflows 63 bits");
       }
       if (!e.is_number_integer()) bad_field(name, expected);
       const auto x = e.get<std::int64_t>();
       if (x < minimum) {
         fail(ErrorCode::Corrupt, std::string("field '") + name + "' has extent " +
-                                     std::to_string(x) + " (" + v.dump() + "), expected " +
+                                     std::to_string(x) + " (" + brief(v) + "), expected " +
                                      expected);
       }
       out.push_back(x);
@@ -123,7 +131,14 @@ class MetaParser {
       if (v.is_number_integer() && (v == 0 || v == 1)) return v == 1;
       bad_field("fill_value", "true or false for a bool array");
     } else if constexpr (std::is_floating_point_v<T>) {
-      if (v.is_number()) return static_cast<T>(v.get<double>());
+      if (v.is_number()) {
+        const double d = v.get<double>();
+        // A finite value outside the type's range has no T (the conversion is undefined).
+        if (std::isfinite(d) && std::fabs(d) > static_cast<double>(std::numeric_limits<T>::max())) {
+          bad_field("fill_value", "a number within the data type's range");
+        }
+        return static_cast<T>(d);
+      }
       if (v == "NaN") return std::numeric_limits<T>::quiet_NaN();
       if (v == "Infinity") return std::numeric_limits<T>::infinity();
       if (v == "-Infinity") return -std::numeric_limits<T>::infinity();

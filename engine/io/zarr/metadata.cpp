@@ -23,6 +23,9 @@
 namespace mmc::detail::zarr {
 namespace {
 
+// Deeper JSON is refused (real metadata nests a few levels; attributes a few more).
+constexpr int kMaxJsonDepth = 64;
+
 // A .zarray is a few hundred bytes; anything this large is not one.
 constexpr std::uint64_t kMaxMetadataBytes = 16u << 20;
 
@@ -39,7 +42,7 @@ class V2Parser : public MetaParser {
     if (!v.is_number_integer()) bad_field("zarr_format", "the integer 2");
     if (v.get<std::int64_t>() != 2) {
       fail(ErrorCode::InvalidArgument,
-           "zarr_format " + v.dump() + " in a .zarray is not supported (a .zarray is zarr v2's)");
+           "zarr_format " + brief(v) + " in a .zarray is not supported (a .zarray is zarr v2's)");
     }
   }
 
@@ -47,7 +50,7 @@ class V2Parser : public MetaParser {
     const json& v = required("dtype");
     if (v.is_array()) {
       fail(ErrorCode::InvalidArgument,
-           "structured dtype " + v.dump() +
+           "structured dtype " + brief(v) +
                " is not supported (only bool, integer and float elements can be read)");
     }
     if (!v.is_string()) bad_field("dtype", "a numpy dtype string such as \"<f8\"");
@@ -79,7 +82,7 @@ class V2Parser : public MetaParser {
     std::string ids;
     for (const json& f : *v) {
       if (!ids.empty()) ids += ", ";
-      ids += f.is_object() && f.contains("id") ? f["id"].dump() : f.dump();
+      ids += f.is_object() && f.contains("id") ? brief(f["id"]) : brief(f);
     }
     fail(ErrorCode::InvalidArgument,
          "filters [" + ids + "] are not supported (only arrays without filters can be read)");
@@ -238,7 +241,16 @@ json parse_document(const std::string& file) {
   const std::string text = read_small_file(file);
   json doc;
   try {
-    doc = json::parse(text);
+    // Nesting is bounded before it is built: printing or copying a value recurses once per
+    // level, and a few hundred KiB of '[' would overflow the stack.
+    doc = json::parse(text, [&file](int depth, json::parse_event_t, json&) {
+      if (depth > kMaxJsonDepth) {
+        throw_error(ErrorCode::Corrupt, file + ": JSON nested more than " +
+                                            std::to_string(kMaxJsonDepth) +
+                                            " levels deep; not zarr metadata");
+      }
+      return true;
+    });
   } catch (const json::exception& e) {
     throw_error(ErrorCode::Corrupt, file + ": not valid JSON (" + e.what() + ")");
   }

@@ -39,8 +39,13 @@ struct KeyEncoding {
 // A v3 sharding_indexed codec: each file (a shard) holds a grid of inner chunks, and an index
 // of (offset, nbytes) pairs, u64 each, one pair per inner chunk in C order (both 2^64 - 1 for
 // an inner chunk not stored), at the file's end or start, followed by its CRC-32C when asked.
+// The most chunks one shard may hold: its index (16 bytes per chunk) is read whole, so 2^20
+// chunks make a 16 MiB index; more is refused as hostile or damaged.
+inline constexpr std::uint64_t kMaxChunksPerShard = std::uint64_t{1} << 20;
+
 struct Sharding {
-  Shape shape;  // shard shape (elements); empty: the array is not sharded
+  bool enabled = false;  // the array is sharded
+  Shape shape;           // shard shape (elements); empty for a 0-d array
   bool index_at_start = false;
   bool index_big_endian = false;
   bool index_crc32c = false;

@@ -61,12 +61,12 @@ struct Pipeline {
 class V3Parser : public MetaParser {
  public:
   V3Parser(std::string file, const json& doc)
-      : MetaParser(file, doc, kNeeds), file_(std::move(file)) {}
+      : MetaParser(file, doc, kNeeds), file_(std::move(file)), doc_(doc) {}
 
   void check_format() const {
     const json& v = required("zarr_format");
     if (!v.is_number_integer() || v.get<std::int64_t>() != 3) {
-      fail(ErrorCode::InvalidArgument, "zarr_format " + v.dump() + " is not 3");
+      fail(ErrorCode::InvalidArgument, "zarr_format " + brief(v) + " is not 3");
     }
     const json& type = required("node_type");
     if (type == "group")
@@ -87,14 +87,14 @@ class V3Parser : public MetaParser {
                "' is not supported (bool, int8..int64, uint8..uint64, float32 and float64 are)");
     }
     fail(ErrorCode::InvalidArgument,
-         "data_type " + v.dump() + " is not supported (only the core numeric types are)");
+         "data_type " + brief(v) + " is not supported (only the core numeric types are)");
   }
 
   Shape chunk_grid() const {
     const json& v = required("chunk_grid");
     if (!v.is_object() || v.value("name", json()) != "regular") {
       fail(ErrorCode::InvalidArgument,
-           "chunk_grid " + v.dump() + " is not supported (only the \"regular\" grid is)");
+           "chunk_grid " + brief(v) + " is not supported (only the \"regular\" grid is)");
     }
     const json config = v.value("configuration", json::object());
     if (!config.is_object()) bad_field("chunk_grid", "a configuration object");
@@ -127,13 +127,25 @@ class V3Parser : public MetaParser {
         k.separator = '.';
       } else {
         fail(ErrorCode::Corrupt,
-             "chunk_key_encoding separator " + sep.dump() + " is not \"/\" or \".\"");
+             "chunk_key_encoding separator " + brief(sep) + " is not \"/\" or \".\"");
       }
     }
     return k;
   }
 
   void check_extensions(std::size_t ndim) const {
+    // Fields the spec does not define: allowed only as objects saying must_understand: false.
+    static constexpr const char* kKnown[] = {
+        "zarr_format",         "node_type",  "shape",  "data_type",  "chunk_grid",
+        "chunk_key_encoding",  "fill_value", "codecs", "attributes", "dimension_names",
+        "storage_transformers"};
+    for (const auto& [key, value] : doc_.items()) {
+      if (std::find(std::begin(kKnown), std::end(kKnown), key) != std::end(kKnown)) continue;
+      if (value.is_object() && value.value("must_understand", json(true)) == false) continue;
+      fail(ErrorCode::InvalidArgument, "field '" + key +
+                                           "' is an extension this reader does not understand "
+                                           "(it does not say must_understand: false)");
+    }
     if (const json* t = optional("storage_transformers")) {
       if (!(t->is_array() && t->empty())) {
         fail(ErrorCode::InvalidArgument,
@@ -162,7 +174,7 @@ class V3Parser : public MetaParser {
               Pipeline* out) const {
     const std::string where_list = inner ? "sharding_indexed's codecs" : "codecs";
     if (!list.is_array() || list.empty()) {
-      fail(ErrorCode::Corrupt, where_list + " is " + list.dump() + ", expected a non-empty list");
+      fail(ErrorCode::Corrupt, where_list + " is " + brief(list) + ", expected a non-empty list");
     }
     std::vector<CodecEntry> entries;
     for (std::size_t i = 0; i < list.size(); ++i) {
@@ -178,7 +190,7 @@ class V3Parser : public MetaParser {
                                        "' has a configuration that is not an object");
         }
       } else {
-        fail(ErrorCode::Corrupt, where_list + " entry " + std::to_string(i) + " is " + c.dump() +
+        fail(ErrorCode::Corrupt, where_list + " entry " + std::to_string(i) + " is " + brief(c) +
                                      ", expected an object with a string \"name\"");
       }
       e.where = where_list + " entry " + std::to_string(i) + " '" + e.name + "'";
@@ -259,13 +271,13 @@ class V3Parser : public MetaParser {
       std::sort(sorted.begin(), sorted.end());
       for (std::size_t a = 0; a < ndim; ++a) {
         if (sorted[a] != static_cast<std::int64_t>(a)) {
-          fail(ErrorCode::Corrupt, e.where + ": order " + order.dump() +
+          fail(ErrorCode::Corrupt, e.where + ": order " + brief(order) +
                                        " is not a permutation of the " + std::to_string(ndim) +
                                        " axes");
         }
       }
     } else {
-      fail(ErrorCode::Corrupt, e.where + ": order is " + order.dump() + ", expected a list of " +
+      fail(ErrorCode::Corrupt, e.where + ": order is " + brief(order) + ", expected a list of " +
                                    std::to_string(ndim) + " axes");
     }
     bool identity = true;
@@ -277,7 +289,7 @@ class V3Parser : public MetaParser {
     if (perm.empty() || identity) return before;
     if (reversed) return before == Order::C ? Order::F : Order::C;
     fail(ErrorCode::InvalidArgument,
-         e.where + ": order " + order.dump() +
+         e.where + ": order " + brief(order) +
              " is not supported (only C's order, the identity, and F's, the axes reversed)");
   }
 
@@ -324,7 +336,7 @@ class V3Parser : public MetaParser {
       c.codec = Codec::Blosc;
       const json cname = e.config.value("cname", json("lz4"));
       if (!cname.is_string()) {
-        fail(ErrorCode::Corrupt, e.where + ": cname is " + cname.dump() + ", expected a string");
+        fail(ErrorCode::Corrupt, e.where + ": cname is " + brief(cname) + ", expected a string");
       }
       c.cname = cname.get<std::string>();
       if (blosc_compname_to_compcode(c.cname.c_str()) < 0) {
@@ -359,7 +371,7 @@ class V3Parser : public MetaParser {
     codecs(index, ndim + 1, 8, true, &ix);
     if (ix.inner_order != Order::C || ix.inner_codecs.size() > 1 ||
         (ix.inner_codecs.size() == 1 && ix.inner_codecs[0].codec != Codec::Crc32c)) {
-      p.fail(ErrorCode::InvalidArgument, "index_codecs " + index.dump() +
+      p.fail(ErrorCode::InvalidArgument, "index_codecs " + brief(index) +
                                              " are not supported (bytes, then optionally "
                                              "crc32c, are)");
     }
@@ -370,11 +382,12 @@ class V3Parser : public MetaParser {
       out->sharding.index_at_start = true;
     } else if (location != "end") {
       p.fail(ErrorCode::Corrupt,
-             "index_location " + location.dump() + " is not \"start\" or \"end\"");
+             "index_location " + brief(location) + " is not \"start\" or \"end\"");
     }
   }
 
   std::string file_;
+  const json& doc_;
 };
 
 std::string type_name(DType dtype) {
@@ -426,6 +439,7 @@ Metadata read_metadata_v3(const std::string& file) {
         }
       }
       m.sharding = pipe.sharding;
+      m.sharding.enabled = true;
       m.sharding.shape = grid_chunks;
       m.chunks = pipe.inner_chunks;
       m.codecs = pipe.inner_codecs;
@@ -448,10 +462,10 @@ Metadata read_metadata_v3(const std::string& file) {
         const auto k = static_cast<std::uint64_t>(m.sharding.shape[a] / m.chunks[a]);
         per_shard = checked_mul(per_shard, k, "chunks per shard");
       }
-      if (per_shard > (std::uint64_t{1} << 26)) {
+      if (per_shard > kMaxChunksPerShard) {
         p.fail(ErrorCode::Corrupt, "a shard of " + format_shape(m.sharding.shape) + " holds " +
                                        std::to_string(per_shard) +
-                                       " chunks; over 2^26 is not a real store");
+                                       " chunks; over 2^20 is not a real store");
       }
     }
     return m;

@@ -33,6 +33,7 @@
 #include <random>
 
 #include "io/codecs.hpp"
+#include "io/zarr/meta_parser.hpp"
 #include "io/zarr/metadata.hpp"
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
@@ -75,7 +76,14 @@ bool is_directory(const std::string& path) {
 // of other things, which a mistyped path could name.
 bool replaceable(const std::string& path) {
   if (!is_directory(path)) return false;
-  if (path_exists(path + "/.zarray") || path_exists(path + "/zarr.json")) return true;
+  if (path_exists(path + "/.zarray")) return true;
+  if (path_exists(path + "/zarr.json")) {  // an array's, not a group's: a group holds others
+    try {
+      return detail::zarr::parse_document(path + "/zarr.json").value("node_type", "") == "array";
+    } catch (const Error&) {
+      return false;
+    }
+  }
   std::error_code ec;
   return std::filesystem::is_empty(path, ec) && !ec;
 }
@@ -360,7 +368,7 @@ ZarrWriter::ZarrWriter(const std::string& path, const ZarrSpec& spec, bool overw
   }
   s.grid.resize(spec.shape.size());
   for (std::size_t i = 0; i < spec.shape.size(); ++i) {
-    s.grid[i] = (spec.shape[i] + spec.chunks[i] - 1) / spec.chunks[i];
+    s.grid[i] = spec.shape[i] / spec.chunks[i] + (spec.shape[i] % spec.chunks[i] != 0);
   }
   if (!spec.dimension_names.empty() && spec.dimension_names.size() != spec.shape.size()) {
     throw_error(ErrorCode::InvalidArgument, where + std::to_string(spec.dimension_names.size()) +
@@ -398,16 +406,16 @@ ZarrWriter::ZarrWriter(const std::string& path, const ZarrSpec& spec, bool overw
                                                     format_shape(spec.chunks) + " on every axis");
       }
       s.per_shard[i] = spec.shards[i] / spec.chunks[i];
-      s.shard_grid[i] = (s.grid[i] + s.per_shard[i] - 1) / s.per_shard[i];
+      s.shard_grid[i] = s.grid[i] / s.per_shard[i] + (s.grid[i] % s.per_shard[i] != 0);
       shard_bytes =
           detail::checked_mul(shard_bytes, static_cast<std::uint64_t>(spec.shards[i]), "shard");
       per_shard = detail::checked_mul(per_shard, static_cast<std::uint64_t>(s.per_shard[i]),
                                       "chunks per shard");
     }
-    if (shard_bytes > kMaxDecodedChunkBytes || per_shard > (std::uint64_t{1} << 26)) {
+    if (shard_bytes > kMaxDecodedChunkBytes || per_shard > detail::zarr::kMaxChunksPerShard) {
       throw_error(ErrorCode::InvalidArgument,
                   where + "shards " + format_shape(spec.shards) +
-                      " are over 2 GiB or hold over 2^26 chunks; use smaller shards");
+                      " are over 2 GiB or hold over 2^20 chunks; use smaller shards");
     }
     s.shard_nbytes = shard_bytes;
   }
