@@ -87,17 +87,17 @@ libdeflate_decompressor* thread_inflater() {
   return d.get();
 }
 
-// The zlib stream (or gzip member) libdeflate makes of data in one call: the same format zlib
-// writes (zlib reads it), 2-3x faster at the same level. Empty when it does not fit `bound`.
-std::vector<std::byte> deflate_whole(const std::byte* data, std::size_t n, int level, bool gzip) {
+// The zlib stream (or gzip member) libdeflate makes of data in one call, into `out` (grown to
+// the bound): the same format zlib writes (zlib reads it), 2-3x faster at the same level.
+// Returns its size, 0 only if the bound were wrong (the caller then uses zlib).
+std::size_t deflate_whole(const std::byte* data, std::size_t n, int level, bool gzip,
+                          std::vector<std::byte>& out) {
   libdeflate_compressor* c = thread_deflater(level < 0 ? 6 : level);  // zlib's default is 6
   const std::size_t bound =
       gzip ? libdeflate_gzip_compress_bound(c, n) : libdeflate_zlib_compress_bound(c, n);
-  std::vector<std::byte> out(bound);
-  const std::size_t size = gzip ? libdeflate_gzip_compress(c, data, n, out.data(), bound)
-                                : libdeflate_zlib_compress(c, data, n, out.data(), bound);
-  out.resize(size);  // 0 only if the bound were wrong; the caller then uses zlib
-  return out;
+  if (out.size() < bound) out.resize(bound);
+  return gzip ? libdeflate_gzip_compress(c, data, n, out.data(), bound)
+              : libdeflate_zlib_compress(c, data, n, out.data(), bound);
 }
 
 // Inflates a whole zlib stream or gzip member with libdeflate when it yields exactly out_n
@@ -126,7 +126,11 @@ std::vector<std::byte> zlib_encode(const std::byte* data, std::size_t n, int lev
                                                 std::to_string(level) +
                                                 " is out of range (use 0..9)");
   }
-  if (std::vector<std::byte> out = deflate_whole(data, n, level, gzip); !out.empty()) return out;
+  std::vector<std::byte> whole;
+  if (const std::size_t size = deflate_whole(data, n, level, gzip, whole); size > 0) {
+    whole.resize(size);
+    return whole;
+  }
   ZStream stream(false);
   z_stream* zs = stream.get();
   const int rc = deflateInit2(zs, level, Z_DEFLATED, gzip ? 15 + 16 : 15, 8, Z_DEFAULT_STRATEGY);
@@ -268,13 +272,16 @@ void lzf_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_t
                                       " bytes (" + why + ")");
 }
 
-std::vector<std::byte> zstd_encode(const std::byte* data, std::size_t n, int level) {
+namespace {
+
+std::size_t zstd_into(const std::byte* data, std::size_t n, int level,
+                      std::vector<std::byte>& out) {
   if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel()) {
     throw_error(ErrorCode::InvalidArgument, "zstd level " + std::to_string(level) +
                                                 " is out of range (use 1.." +
                                                 std::to_string(ZSTD_maxCLevel()) + ")");
   }
-  std::vector<std::byte> out(ZSTD_compressBound(n));
+  if (out.size() < ZSTD_compressBound(n)) out.resize(ZSTD_compressBound(n));
   ZSTD_CCtx* cctx = thread_cctx();
   // Parameters stick to a reused context: start from a clean one, with the content size
   // written in the frame header (numcodecs' decoder requires it).
@@ -286,7 +293,14 @@ std::vector<std::byte> zstd_encode(const std::byte* data, std::size_t n, int lev
     throw_error(ErrorCode::Internal,
                 std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
   }
-  out.resize(r);
+  return r;
+}
+
+}  // namespace
+
+std::vector<std::byte> zstd_encode(const std::byte* data, std::size_t n, int level) {
+  std::vector<std::byte> out;
+  out.resize(zstd_into(data, n, level, out));
   return out;
 }
 
@@ -307,8 +321,11 @@ void zstd_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_
   }
 }
 
-std::vector<std::byte> blosc_encode(const std::byte* data, std::size_t n, std::size_t typesize,
-                                    const std::string& cname, int clevel, int shuffle) {
+namespace {
+
+std::size_t blosc_into(const std::byte* data, std::size_t n, std::size_t typesize,
+                       const std::string& cname, int clevel, int shuffle,
+                       std::vector<std::byte>& out) {
   if (clevel < 0 || clevel > 9) {
     throw_error(ErrorCode::InvalidArgument,
                 "blosc clevel " + std::to_string(clevel) + " is out of range (use 0..9)");
@@ -328,13 +345,21 @@ std::vector<std::byte> blosc_encode(const std::byte* data, std::size_t n, std::s
                     bytes_text(BLOSC_MAX_BUFFERSIZE) + "); use smaller chunks");
   }
   if (typesize == 0 || typesize > 255) typesize = 1;  // blosc's shuffle needs 1..255
-  std::vector<std::byte> out(n + BLOSC_MAX_OVERHEAD);
-  const int r = blosc_compress_ctx(clevel, shuffle, typesize, n, data, out.data(), out.size(),
-                                   cname.c_str(), 0, 1);
+  if (out.size() < n + BLOSC_MAX_OVERHEAD) out.resize(n + BLOSC_MAX_OVERHEAD);
+  const int r = blosc_compress_ctx(clevel, shuffle, typesize, n, data, out.data(),
+                                   n + BLOSC_MAX_OVERHEAD, cname.c_str(), 0, 1);
   if (r <= 0) {
     throw_error(ErrorCode::Internal, "blosc compression failed with code " + std::to_string(r));
   }
-  out.resize(static_cast<std::size_t>(r));
+  return static_cast<std::size_t>(r);
+}
+
+}  // namespace
+
+std::vector<std::byte> blosc_encode(const std::byte* data, std::size_t n, std::size_t typesize,
+                                    const std::string& cname, int clevel, int shuffle) {
+  std::vector<std::byte> out;
+  out.resize(blosc_into(data, n, typesize, cname, clevel, shuffle, out));
   return out;
 }
 
@@ -368,6 +393,23 @@ std::uint32_t crc32c(const std::byte* data, std::size_t n) {
                       static_cast<int>(len), crc);
   }
   return crc ^ 0xFFFFFFFFu;
+}
+
+std::size_t encode_into(const std::string& codec, const std::byte* data, std::size_t n, int level,
+                        std::size_t typesize, const std::string& cname, int shuffle,
+                        std::vector<std::byte>& out) {
+  if (codec == "zstd") return zstd_into(data, n, level, out);
+  if (codec == "blosc") return blosc_into(data, n, typesize, cname, level, shuffle, out);
+  const bool gzip = codec == "gzip";
+  if (level < -1 || level > 9) {
+    throw_error(ErrorCode::InvalidArgument,
+                codec + " level " + std::to_string(level) + " is out of range (use 0..9)");
+  }
+  if (const std::size_t size = deflate_whole(data, n, level, gzip, out); size > 0) return size;
+  const std::vector<std::byte> slow = zlib_encode(data, n, level, gzip);
+  if (out.size() < slow.size()) out.resize(slow.size());
+  std::copy(slow.begin(), slow.end(), out.begin());
+  return slow.size();
 }
 
 void byte_shuffle(const std::byte* in, std::byte* out, std::size_t n_elems, std::size_t itemsize) {

@@ -244,6 +244,25 @@ void pwrite_all(int fd, const std::byte* data, std::size_t size, std::uint64_t o
 }
 
 // Lets the kernel drop a dense C-order source's pages behind the reader.
+// The bytes of `box` in place in a dense source whose elements lie in C order with no gaps,
+// when they are one run (every axis after the first one the box spans more than one index of
+// is whole): a writer encodes them where they are. nullptr otherwise.
+const std::byte* box_in_place(const AnyArray& src, const Box& box) {
+  const Source* dense = src.dense();
+  if (dense == nullptr || !src.reversed_axes().empty() || box.size() == 0) return nullptr;
+  const ArrayMeta& m = dense->meta();
+  if (m.order != Order::C || m.strides != ArrayMeta::contiguous(m.dtype, m.shape).strides) {
+    return nullptr;
+  }
+  bool spanning = false;
+  for (std::size_t i = 0; i < m.shape.size(); ++i) {
+    if (spanning && (box.start[i] != 0 || box.count[i] != m.shape[i])) return nullptr;
+    spanning = spanning || box.count[i] > 1;
+  }
+  return dense->data() + static_cast<std::int64_t>(c_offset(m.shape, box.start)) *
+                             static_cast<std::int64_t>(m.dtype.itemsize());
+}
+
 void release_source_range(const AnyArray& src, const Box& box) {
   const Source* dense = src.dense();
   if (dense == nullptr || dense->meta().order != Order::C || box.size() == 0) return;
@@ -397,19 +416,25 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     ZarrWriter writer(group.array_path(), spec, options.overwrite);
     call.run = [&](std::size_t task, ByteView, Bytes&) {
       prepare();
-      std::vector<std::byte> chunk(shards.empty() ? writer.chunk_nbytes() : writer.shard_nbytes());
-      std::vector<std::byte> scratch;
+      // A worker's buffers outlive its tasks: no task pays for fresh pages.
+      thread_local std::vector<std::byte> chunk, scratch;
+      const std::uint64_t unit = shards.empty() ? writer.chunk_nbytes() : writer.shard_nbytes();
       const std::int64_t first = static_cast<std::int64_t>(task) * per_task;
       for (std::int64_t i = first; i < std::min(first + per_task, cells); ++i) {
         const Shape coord = grid.coord(i);
         const Box box = grid.box(coord);
-        read_chunk_box(src, box, cells_of, chunk.data(), scratch);
-        release_source_range(src, box);
-        if (shards.empty()) {
-          writer.write_chunk(coord, chunk.data());
-        } else {
-          writer.write_shard(coord, chunk.data());
+        const std::byte* data = box.count == cells_of ? box_in_place(src, box) : nullptr;
+        if (data == nullptr) {
+          if (chunk.size() < unit) chunk.resize(unit);
+          read_chunk_box(src, box, cells_of, chunk.data(), scratch);
+          data = chunk.data();
         }
+        if (shards.empty()) {
+          writer.write_chunk(coord, data);
+        } else {
+          writer.write_shard(coord, data);
+        }
+        release_source_range(src, box);
       }
     };
     stats.call = run_tasks(options.pool, call);

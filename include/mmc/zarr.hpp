@@ -63,9 +63,10 @@ struct ZarrSpec {
 // to `path`; commit() writes .zarray (zarr.json) and renames the directory into place, so a writer
 // killed before commit() leaves no store at `path` (and the temporary directory is removed by the
 // destructor when not committed). write_chunk may be called from several threads, and from
-// forked workers between construction and commit() (each chunk is written under a temporary
-// name and renamed). Throws Error(InvalidArgument) for a bad spec, Error(Io) when `path`
-// exists and overwrite is false or the folder cannot be written.
+// forked workers between construction and commit() (chunk files are written in place inside the
+// temporary directory; one rewritten by a task that ran again is truncated first). Throws
+// Error(InvalidArgument) for a bad spec, Error(Io) when `path` exists and overwrite is false or the
+// folder cannot be written.
 class ZarrWriter {
  public:
   ZarrWriter(const std::string& path, const ZarrSpec& spec, bool overwrite = false);

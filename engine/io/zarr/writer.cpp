@@ -1,5 +1,5 @@
 // ZarrWriter: zarr v2 and v3 stores written crash-safely (hidden temporary directory, chunks or
-// shards renamed into it, .zarray or zarr.json last, the directory renamed into place on commit).
+// shards written into it, .zarray or zarr.json last, the directory renamed into place on commit).
 //
 // Choices:
 // - Chunks whose bytes are all the fill value are not written (zarr-python's
@@ -114,36 +114,29 @@ struct ZarrWriter::State {
   std::uint64_t shard_nbytes = 0;
   pid_t owner = 0;  // only this process removes the temporary directory
   bool committed = false;
-  mutable std::atomic<std::uint64_t> counter{0};  // unique temporary chunk names per process
 
-  // The encoded bytes of one chunk (empty for Compressor::None: the data is written as is).
-  std::vector<std::byte> encode(const std::byte* data) const;
+  // Encodes one chunk into `out` (grown as needed, reused across chunks); returns the size.
+  // Only for specs with a compressor.
+  std::size_t encode(const std::byte* data, std::vector<std::byte>& out) const;
   bool all_fill(const std::byte* data) const;
   // The file of a cell of the file grid (a chunk, or a shard), its folders made when v3's keys
   // have them.
   std::string file_for(const Shape& cell) const;
-  // Writes `size` bytes as `file` (a uniquely named part renamed into place).
+  // Writes `size` bytes as `file`, created or truncated.
   void write_file(const std::string& file, const std::byte* bytes, std::size_t size) const;
   void check_destination() const;
   void flush_temp_dir() const;
   void move_into_place() const;
 };
 
-std::vector<std::byte> ZarrWriter::State::encode(const std::byte* data) const {
-  const std::size_t n = chunk_nbytes;
-  if (codecs.empty()) return {};
+std::size_t ZarrWriter::State::encode(const std::byte* data, std::vector<std::byte>& out) const {
   const detail::zarr::CodecSpec& c = codecs.front();  // writers apply one compressor
-  switch (c.codec) {
-    case detail::zarr::Codec::Zlib:
-    case detail::zarr::Codec::Gzip:
-      return detail::zlib_encode(data, n, c.level, c.codec == detail::zarr::Codec::Gzip);
-    case detail::zarr::Codec::Zstd:
-      return detail::zstd_encode(data, n, c.level);
-    case detail::zarr::Codec::Blosc:
-      return detail::blosc_encode(data, n, spec.dtype.itemsize(), c.cname, c.level, c.shuffle);
-    default:
-      return {};
-  }
+  const char* name = c.codec == detail::zarr::Codec::Zstd    ? "zstd"
+                     : c.codec == detail::zarr::Codec::Blosc ? "blosc"
+                     : c.codec == detail::zarr::Codec::Gzip  ? "gzip"
+                                                             : "zlib";
+  return detail::encode_into(name, data, chunk_nbytes, c.level, spec.dtype.itemsize(), c.cname,
+                             c.shuffle, out);
 }
 
 bool ZarrWriter::State::all_fill(const std::byte* data) const {
@@ -171,18 +164,14 @@ std::string ZarrWriter::State::file_for(const Shape& cell) const {
 
 void ZarrWriter::State::write_file(const std::string& file, const std::byte* bytes,
                                    std::size_t size) const {
-  const std::string part =
-      file + ".part-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
-  detail::UniqueFd fd = detail::open_fd(part.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0666);
-  if (!fd) raise_io(part + ": cannot create chunk file");
-  try {
-    write_all_or_raise(fd.get(), bytes, size, part);
-    if (!fd.close()) raise_io(part + ": cannot write");
-    if (::rename(part.c_str(), file.c_str()) != 0) raise_io(file + ": cannot rename chunk");
-  } catch (...) {
-    ::unlink(part.c_str());
-    throw;
-  }
+  // Written in place, not under a temporary name renamed over it: the whole store is the
+  // temporary (commit() renames it into place only after every task succeeded), and a task
+  // run again after its worker died truncates what that worker left. One directory operation
+  // per chunk instead of two: with small chunks those are most of the time.
+  detail::UniqueFd fd = detail::open_fd(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+  if (!fd) raise_io(file + ": cannot create chunk file");
+  write_all_or_raise(fd.get(), bytes, size, file);
+  if (!fd.close()) raise_io(file + ": cannot write");
 }
 
 void ZarrWriter::State::check_destination() const {
@@ -197,31 +186,6 @@ void ZarrWriter::State::check_destination() const {
                     "replace it, remove it yourself if it should go");
   }
 }
-
-namespace {
-
-// Drops the temporary files of workers that died between creating a chunk and renaming it,
-// everywhere under `dir`.
-void sweep_tree(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) raise_io(dir + ": cannot list");
-  std::vector<std::string> names;
-  while (const dirent* e = ::readdir(d)) {
-    const std::string entry = e->d_name;
-    if (entry != "." && entry != "..") names.push_back(entry);
-  }
-  ::closedir(d);
-  for (const std::string& entry : names) {
-    const std::string file = dir + "/" + entry;
-    if (entry.find(".part-") != std::string::npos) {
-      ::unlink(file.c_str());
-      continue;
-    }
-    if (is_directory(file)) sweep_tree(file);
-  }
-}
-
-}  // namespace
 
 // Writes the metadata (.zarray or zarr.json) and makes the whole store durable.
 void ZarrWriter::State::flush_temp_dir() const {
@@ -243,7 +207,6 @@ void ZarrWriter::State::flush_temp_dir() const {
     write_all_or_raise(fd.get(), reinterpret_cast<const std::byte*>(attrs.data()), attrs.size(),
                        zattrs);
   }
-  sweep_tree(temp);
   // Every chunk, folder and metadata file made durable by one syncfs of the file system that
   // holds them (an fsync per file cost a system call and a journal commit per chunk).
   const detail::UniqueFd dir = detail::open_fd(temp.c_str(), O_RDONLY | O_DIRECTORY);
@@ -510,12 +473,13 @@ void ZarrWriter::write_chunk(const Shape& coord, const std::byte* data) const {
     if (::unlink(file.c_str()) != 0 && errno != ENOENT) raise_io(file + ": cannot remove");
     return;
   }
-  const std::vector<std::byte> encoded = s.encode(data);
   if (s.codecs.empty()) {
     s.write_file(file, data, s.chunk_nbytes);
-  } else {
-    s.write_file(file, encoded.data(), encoded.size());
+    return;
   }
+  thread_local std::vector<std::byte> encoded;  // reused: no chunk pays for fresh pages
+  const std::size_t size = s.encode(data, encoded);
+  s.write_file(file, encoded.data(), size);
 }
 
 void ZarrWriter::write_shard(const Shape& coord, const std::byte* data) const {
@@ -547,8 +511,9 @@ void ZarrWriter::write_shard(const Shape& coord, const std::byte* data) const {
     if (s.codecs.empty()) {
       body.insert(body.end(), chunk.begin(), chunk.end());
     } else {
-      const std::vector<std::byte> encoded = s.encode(chunk.data());
-      body.insert(body.end(), encoded.begin(), encoded.end());
+      thread_local std::vector<std::byte> encoded;
+      const std::size_t size = s.encode(chunk.data(), encoded);
+      body.insert(body.end(), encoded.begin(), encoded.begin() + static_cast<std::ptrdiff_t>(size));
     }
     index[2 * c + 1] = body.size() - index[2 * c];
   }
