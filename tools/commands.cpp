@@ -475,7 +475,10 @@ void list_zarr_members(const std::string& dir, const std::string& prefix,
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (!name.empty() && name[0] != '.' && e.is_directory(ec)) names.push_back(name);
+    // Folders only, not links to them (a link loop would make the walk explode).
+    if (!name.empty() && name[0] != '.' && !e.is_symlink(ec) && e.is_directory(ec)) {
+      names.push_back(name);
+    }
   }
   std::sort(names.begin(), names.end());
   for (const std::string& name : names) {
@@ -568,6 +571,7 @@ int run_info(const InfoArgs& args) {
     }
     if (!attributes.dims.empty()) j["dims"] = attributes.dims;
     j["attributes"] = nlohmann::ordered_json::parse(attributes.json);
+    if (!attributes.problem.empty()) j["attributes_problem"] = attributes.problem;
     write_stdout(j.dump(2) + "\n");
     return 0;
   }
@@ -601,6 +605,7 @@ int run_info(const InfoArgs& args) {
     line("dims:", dims);
   }
   if (attributes.json != "{}") line("attributes:", attributes.json);
+  if (!attributes.problem.empty()) line("attributes:", "unreadable (" + attributes.problem + ")");
   write_stdout(text);
   return 0;
 }
@@ -648,6 +653,10 @@ int run_convert(const ConvertArgs& args) {
   const ConvertStats stats = convert(src, args.dst, options);
   const double elapsed = seconds_since(start);
   bar.finish();
+  if (!stats.attributes_problem.empty()) {
+    std::fprintf(stderr, "mmcompute: warning: the source's attributes were left out: %s\n",
+                 stats.attributes_problem.c_str());
+  }
   if (!args.output.quiet) {
     static const char* const kFormats[] = {"raw", "npy", "hdf5", "zarr"};
     std::string layout = stats.chunks.empty()

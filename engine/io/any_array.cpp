@@ -191,12 +191,18 @@ AnyArray open_array(const std::string& spec, const RawSpec* raw) {
 
 ArrayAttributes read_attributes(const AnyArray& array) {
   const std::size_t ndim = array.meta().shape.size();
-  if (array.kind() == "zarr" && array.chunked() != nullptr) {
-    return detail::zarr::read_attributes(array.chunked()->name(), ndim);
-  }
-  std::string file, dataset;
-  if (array.kind() == "hdf5" && split_hdf5_spec(array.name(), &file, &dataset)) {
-    return detail::hdf5_attributes(file, dataset);
+  try {
+    if (array.kind() == "zarr" && array.chunked() != nullptr) {
+      return detail::zarr::read_attributes(array.chunked()->name(), ndim);
+    }
+    std::string file, dataset;
+    if (array.kind() == "hdf5" && split_hdf5_spec(array.name(), &file, &dataset)) {
+      return detail::hdf5_attributes(file, dataset);
+    }
+  } catch (const Error& e) {
+    ArrayAttributes none;
+    none.problem = e.what();
+    return none;
   }
   return {};
 }

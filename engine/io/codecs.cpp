@@ -400,6 +400,9 @@ std::size_t encode_into(const std::string& codec, const std::byte* data, std::si
                         std::vector<std::byte>& out) {
   if (codec == "zstd") return zstd_into(data, n, level, out);
   if (codec == "blosc") return blosc_into(data, n, typesize, cname, level, shuffle, out);
+  if (codec != "gzip" && codec != "zlib") {
+    throw_error(ErrorCode::Internal, "encode_into: unknown codec '" + codec + "'");
+  }
   const bool gzip = codec == "gzip";
   if (level < -1 || level > 9) {
     throw_error(ErrorCode::InvalidArgument,

@@ -128,14 +128,29 @@ class GroupDestination {
   // After the array's commit: the group's consolidated metadata, then the new group moved in.
   void commit() {
     if (member_.empty()) return;
-    if (format_ == 2) consolidate_zarr_metadata(temp_.empty() ? path_ : temp_);
+    // A group we made gets consolidated metadata; an existing one only when it has some (a
+    // .zmetadata other tools do not update would hide the arrays they add later).
+    const std::string group = temp_.empty() ? path_ : temp_;
+    if (format_ == 2 && (!temp_.empty() || path_exists(group + "/.zmetadata"))) {
+      consolidate_zarr_metadata(group);
+    }
     if (temp_.empty()) return;
     if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, path_.c_str(), RENAME_NOREPLACE) != 0) {
-      const int err = errno;
-      throw_error(ErrorCode::Io,
-                  path_ + ": cannot move the new group into place: " + std::strerror(err));
+      // File systems without renameat2 (EINVAL, ENOSYS): a plain rename, after checking.
+      const bool plain = (errno == EINVAL || errno == ENOSYS) && !path_exists(path_) &&
+                         ::rename(temp_.c_str(), path_.c_str()) == 0;
+      if (!plain) {
+        const int err = errno;
+        throw_error(ErrorCode::Io,
+                    path_ + ": cannot move the new group into place: " + std::strerror(err));
+      }
     }
     temp_.clear();
+    // The rename made durable.
+    const std::size_t slash = path_.rfind('/');
+    const std::string parent = slash == std::string::npos ? "." : path_.substr(0, slash + 1);
+    const detail::UniqueFd dir = detail::open_fd(parent.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dir) ::fsync(dir.get());
   }
 
  private:
@@ -243,7 +258,6 @@ void pwrite_all(int fd, const std::byte* data, std::size_t size, std::uint64_t o
   if (!detail::pwrite_all(fd, data, size, offset)) throw_errno("writing " + what);
 }
 
-// Lets the kernel drop a dense C-order source's pages behind the reader.
 // The bytes of `box` in place in a dense source whose elements lie in C order with no gaps,
 // when they are one run (every axis after the first one the box spans more than one index of
 // is whole): a writer encodes them where they are. nullptr otherwise.
@@ -263,6 +277,7 @@ const std::byte* box_in_place(const AnyArray& src, const Box& box) {
                              static_cast<std::int64_t>(m.dtype.itemsize());
 }
 
+// Lets the kernel drop a dense C-order source's pages behind the reader.
 void release_source_range(const AnyArray& src, const Box& box) {
   const Source* dense = src.dense();
   if (dense == nullptr || dense->meta().order != Order::C || box.size() == 0) return;
@@ -392,8 +407,12 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
   call.on_progress = options.progress;
   call.on_result = [](std::size_t, ByteView) {};
 
-  // What the source records beside its values travels with them.
-  const ArrayAttributes attributes = read_attributes(src);
+  // What the source records beside its values travels with them into zarr and HDF5 outputs.
+  ArrayAttributes attributes;
+  if (d.format == ArrayFormat::Zarr || d.format == ArrayFormat::Hdf5) {
+    attributes = read_attributes(src);
+    stats.attributes_problem = attributes.problem;
+  }
 
   if (d.format == ArrayFormat::Zarr) {
     ZarrSpec spec;
@@ -406,10 +425,10 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     spec.shards = shards;
     spec.attributes = attributes.json;
     spec.dimension_names = attributes.dims;
-    if (spec.dimension_names.empty() && !d.member.empty()) {
-      // xarray opens a group's arrays by their axis names: numpy's default ones, as xarray's.
-      for (std::size_t i = 0; i < nd; ++i)
-        spec.dimension_names.push_back("dim_" + std::to_string(i));
+    if (spec.dimension_names.empty() && !d.member.empty()) spec.dimension_names.resize(nd);
+    for (std::size_t i = 0; i < spec.dimension_names.size(); ++i) {
+      // xarray opens arrays by their axis names: unnamed ones get its default names.
+      if (spec.dimension_names[i].empty()) spec.dimension_names[i] = "dim_" + std::to_string(i);
     }
     if (src.chunked() != nullptr) spec.fill = src.chunked()->fill_value();
     GroupDestination group(d, options.zarr_format);
@@ -436,6 +455,9 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
         }
         release_source_range(src, box);
       }
+      // Large buffers (shards) are not kept past the task: a long-lived process would hold them.
+      if (chunk.capacity() > kConvertTaskBytes * 8) std::vector<std::byte>().swap(chunk);
+      if (scratch.capacity() > kConvertTaskBytes * 8) std::vector<std::byte>().swap(scratch);
     };
     stats.call = run_tasks(options.pool, call);
     writer.commit();

@@ -17,11 +17,15 @@ struct ArrayAttributes {
   std::string json = "{}";
   // One name per axis ("" for an axis without one), or empty when none is recorded.
   std::vector<std::string> dims;
+  // Why the attributes could not be read, when they could not (they are then left out: json
+  // "{}", no dims); empty otherwise.
+  std::string problem;
   bool empty() const { return json == "{}" && dims.empty(); }
 };
 
-// Reads `array`'s attributes (none for raw and .npy files). Throws Error(Corrupt) naming the
-// file for attribute metadata that does not parse.
+// Reads `array`'s attributes (none for raw and .npy files). Never throws for what a file holds:
+// attribute metadata that does not parse is said in `problem`. Non-finite numbers (the bare
+// NaN and Infinity Python's json writes) are left out, as JSON cannot hold them.
 ArrayAttributes read_attributes(const AnyArray& array);
 
 }  // namespace mmc

@@ -40,6 +40,8 @@ struct ConvertStats {
   std::uint64_t logical_bytes = 0;  // elements × itemsize
   Shape chunks;                     // chunks used (empty: contiguous)
   Shape shards;                     // zarr v3 shards used (empty: none)
+  // Why the source's attributes could not be carried (they were left out); empty otherwise.
+  std::string attributes_problem;
   CallStats call;
 };
 

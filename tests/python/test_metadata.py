@@ -153,3 +153,45 @@ def test_bad_member_destinations_leave_nothing_behind(tmp_path, rng):
     r = run_cli("convert", f"{h5}:/images", f"{tmp_path}/g2.zarr:/b", "--zarr-format", "3",
                 ok=False)
     assert r.returncode != 0 and "--zarr-format 2" in r.stderr
+
+
+def test_attributes_other_tools_write_do_not_break_a_convert(tmp_path, rng):
+    # zarr-python and xarray write bare NaN into .zattrs; JSON has none: left out, with the rest.
+    a = values(rng, "<f4", (3, 4))
+    src = tmp_path / "nan.zarr"
+    import zarr
+    z = zarr.open_array(str(src), mode="w", shape=a.shape, chunks=(2, 4), dtype=a.dtype)
+    z[...] = a
+    z.attrs.update({"missing_value": float("nan"), "valid_max": float("inf"), "units": "m",
+                    "range": [0.0, float("nan")]})
+    run_cli("convert", src, tmp_path / "plain.npy")  # attributes are not even read for .npy
+    run_cli("convert", src, f"{tmp_path}/g.zarr:/v")
+    got = json.load(open(tmp_path / "g.zarr" / "v" / ".zattrs"))
+    assert got == {"units": "m", "range": [0.0, None], "_ARRAY_DIMENSIONS": ["dim_0", "dim_1"]}
+    # An HDF5 string attribute that is not UTF-8: read with U+FFFD, never an error.
+    h5 = tmp_path / "latin.h5"
+    with h5py.File(h5, "w") as f:
+        f["d"] = a
+        f["d"].attrs["place"] = np.bytes_(b"caf\xe9")
+    info = json.loads(run_cli("info", f"{h5}:/d", "--json").stdout)
+    assert info["attributes"]["place"] == "caf\ufffd"
+
+
+def test_a_coordinate_into_an_existing_hdf5_file_becomes_its_own_scale(tmp_path, rng):
+    # An xarray coordinate variable: a 1-d array named like its axis.
+    x = np.arange(5, dtype="<f8")
+    ds = xr.Dataset(coords={"x": ("x", x)})
+    src = tmp_path / "coord.zarr"
+    ds.to_zarr(src, mode="w")
+    h5 = tmp_path / "existing.h5"
+    with h5py.File(h5, "w") as f:
+        f["keep"] = np.ones(3)
+    run_cli("convert", f"{src}/x", f"{h5}:/x")
+    with h5py.File(h5, "r") as f:
+        np.testing.assert_array_equal(f["keep"][...], np.ones(3))
+        assert h5py.h5ds.is_scale(f["x"].id)
+        np.testing.assert_array_equal(f["x"][...], x)
+    # /keep, h5py's, names no axes: phony names for it; x is a coordinate.
+    got = xr.open_dataset(h5, engine="h5netcdf", phony_dims="sort")
+    assert "x" in got.coords
+    np.testing.assert_array_equal(got["x"].values, x)

@@ -59,7 +59,11 @@ bool read_strings(hid_t attr, hid_t type, hssize_t n, bool scalar, json* out) {
     H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, ptrs.data());
   } else {
     const std::size_t size = H5Tget_size(type);
-    if (size == 0 || size > (1u << 20)) return false;
+    // Bounded before anything is allocated: at most 16 MiB of text in one attribute.
+    if (size == 0 || size > (1u << 20) ||
+        size * static_cast<std::size_t>(n) > (std::size_t{16} << 20)) {
+      return false;
+    }
     H5Tset_size(mem.get(), size);
     H5Tset_strpad(mem.get(), H5T_STR_NULLPAD);  // every byte kept; trailing padding cut below
     std::vector<char> buf(size * static_cast<std::size_t>(n));
@@ -107,16 +111,18 @@ struct Collected {
 };
 
 herr_t collect(hid_t object, const char* name, const H5A_info_t*, void* data) {
-  auto* c = static_cast<Collected*>(data);
-  if (bookkeeping(name)) return 0;
-  const hid_t id = H5Aopen(object, name, H5P_DEFAULT);
-  if (id < 0) return 0;
-  const Hdf5Handle attr = Hdf5Handle::adopt(id, Hdf5Kind::Attribute, ErrorCode::Corrupt, name);
-  json value;
+  // No exception may leave this callback: libhdf5's C frames lie between it and the caller.
   try {
+    auto* c = static_cast<Collected*>(data);
+    if (bookkeeping(name)) return 0;
+    const hid_t id = H5Aopen(object, name, H5P_DEFAULT);
+    if (id < 0) return 0;
+    const Hdf5Handle attr = Hdf5Handle::adopt(id, Hdf5Kind::Attribute, ErrorCode::Corrupt, name);
+    json value;
     if (attribute_json(attr.get(), &value)) c->attributes[name] = std::move(value);
-  } catch (const Error&) {
-    // An attribute libhdf5 cannot describe is left out, like one of a type we do not map.
+  } catch (...) {
+    // An attribute libhdf5 cannot describe, or too large to hold, is left out, like one of a
+    // type we do not map.
   }
   return 0;
 }
@@ -142,7 +148,11 @@ std::vector<std::string> scale_names(hid_t dset, int ndim) {
     if (l.len > 0 && l.p != nullptr) {
       hobj_ref_t ref;
       std::memcpy(&ref, l.p, sizeof ref);
-      const hid_t scale = H5Rdereference2(dset, H5P_DEFAULT, H5R_OBJECT, &ref);
+      hid_t scale = H5Rdereference2(dset, H5P_DEFAULT, H5R_OBJECT, &ref);
+      if (scale >= 0 && H5Iget_type(scale) != H5I_DATASET) {  // a reference to something else
+        H5Oclose(scale);
+        scale = H5I_INVALID_HID;
+      }
       if (scale >= 0) {
         const Hdf5Handle owned =
             Hdf5Handle::adopt(scale, Hdf5Kind::Dataset, ErrorCode::Corrupt, "dimension scale");
@@ -175,7 +185,8 @@ ArrayAttributes hdf5_attributes(const std::string& file, const std::string& path
   H5Aiterate2(dset.get(), H5_INDEX_NAME, H5_ITER_INC, &at, collect, &c);
   H5Eclear2(H5E_DEFAULT);
   ArrayAttributes out;
-  out.json = c.attributes.dump();
+  // Strings that are not UTF-8 (HDF5 allows any bytes) get U+FFFD where they break.
+  out.json = c.attributes.dump(-1, ' ', false, json::error_handler_t::replace);
   const Hdf5Handle space =
       Hdf5Handle::adopt(H5Dget_space(dset.get()), Hdf5Kind::Dataspace, ErrorCode::Corrupt, where);
   out.dims = scale_names(dset.get(), H5Sget_simple_extent_ndims(space.get()));
@@ -213,6 +224,45 @@ void put_strings(hid_t target, const std::string& name, const std::vector<std::s
   put(target, name, type.get(), type.get(), scalar, ptrs.size(), ptrs.data(), where);
 }
 
+// Writes one attribute: `value` mapped to an HDF5 type as write_hdf5_attributes says.
+void put_value(hid_t target, const std::string& name, const json& value, const std::string& where) {
+  const bool scalar = !value.is_array();
+  std::vector<json> items = scalar ? std::vector<json>{value} : value.get<std::vector<json>>();
+  auto all = [&](auto pred) {
+    return !items.empty() && std::all_of(items.begin(), items.end(), pred);
+  };
+  if (all([](const json& v) { return v.is_boolean(); })) {
+    std::vector<std::int8_t> v;
+    for (const json& x : items) v.push_back(x.get<bool>() ? 1 : 0);
+    put(target, name, H5T_STD_I8LE, H5T_NATIVE_INT8, scalar, v.size(), v.data(), where);
+  } else if (all([](const json& v) { return v.is_number_unsigned(); }) &&
+             !all([](const json& v) { return v.get<std::uint64_t>() <= INT64_MAX; })) {
+    // Past int64's range and none below zero: unsigned. Integers of both kinds beyond int64's
+    // range on either side fall to float64 below.
+    std::vector<std::uint64_t> v;
+    for (const json& x : items) v.push_back(x.get<std::uint64_t>());
+    put(target, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, scalar, v.size(), v.data(), where);
+  } else if (all([](const json& v) {
+               return v.is_number_integer() &&
+                      (!v.is_number_unsigned() || v.get<std::uint64_t>() <= INT64_MAX);
+             })) {
+    std::vector<std::int64_t> v;
+    for (const json& x : items) v.push_back(x.get<std::int64_t>());
+    put(target, name, H5T_STD_I64LE, H5T_NATIVE_INT64, scalar, v.size(), v.data(), where);
+  } else if (all([](const json& v) { return v.is_number(); })) {
+    std::vector<double> v;
+    for (const json& x : items) v.push_back(x.get<double>());
+    put(target, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, scalar, v.size(), v.data(), where);
+  } else if (all([](const json& v) { return v.is_string(); })) {
+    std::vector<std::string> v;
+    for (const json& x : items) v.push_back(x.get<std::string>());
+    put_strings(target, name, v, scalar, where);
+  } else {
+    put_strings(target, name, {value.dump(-1, ' ', false, json::error_handler_t::replace)}, true,
+                where);
+  }
+}
+
 }  // namespace
 
 void write_hdf5_attributes(hid_t target, const std::string& attributes, const std::string& where) {
@@ -227,83 +277,66 @@ void write_hdf5_attributes(hid_t target, const std::string& attributes, const st
     throw_error(ErrorCode::InvalidArgument, where + ": the attributes are not a JSON object");
   }
   for (const auto& [name, value] : doc.items()) {
-    const bool scalar = !value.is_array();
-    std::vector<json> items = scalar ? std::vector<json>{value} : value.get<std::vector<json>>();
-    auto all = [&](auto pred) {
-      return !items.empty() && std::all_of(items.begin(), items.end(), pred);
-    };
-    if (all([](const json& v) { return v.is_boolean(); })) {
-      std::vector<std::int8_t> v;
-      for (const json& x : items) v.push_back(x.get<bool>() ? 1 : 0);
-      put(target, name, H5T_STD_I8LE, H5T_NATIVE_INT8, scalar, v.size(), v.data(), where);
-    } else if (all([](const json& v) { return v.is_number_unsigned(); })) {
-      std::vector<std::uint64_t> v;
-      for (const json& x : items) v.push_back(x.get<std::uint64_t>());
-      put(target, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, scalar, v.size(), v.data(), where);
-    } else if (all([](const json& v) { return v.is_number_integer(); })) {
-      std::vector<std::int64_t> v;
-      for (const json& x : items) v.push_back(x.get<std::int64_t>());
-      put(target, name, H5T_STD_I64LE, H5T_NATIVE_INT64, scalar, v.size(), v.data(), where);
-    } else if (all([](const json& v) { return v.is_number(); })) {
-      std::vector<double> v;
-      for (const json& x : items) v.push_back(x.get<double>());
-      put(target, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, scalar, v.size(), v.data(), where);
-    } else if (all([](const json& v) { return v.is_string(); })) {
-      std::vector<std::string> v;
-      for (const json& x : items) v.push_back(x.get<std::string>());
-      put_strings(target, name, v, scalar, where);
-    } else {
-      put_strings(target, name, {value.dump()}, true, where);
+    if (name.empty() || bookkeeping(name) || value.is_null() ||
+        (value.is_array() && value.empty())) {
+      continue;  // nothing HDF5 can hold, or a name the dimension scales own
+    }
+    try {
+      put_value(target, name, value, where);
+    } catch (const Error&) {
+      H5Eclear2(H5E_DEFAULT);  // one attribute libhdf5 refuses (too large, say) is left out
     }
   }
 }
 
-void attach_dimension_scales(hid_t file, hid_t dataset, const Shape& shape,
-                             const std::vector<std::string>& names, const std::string& where) {
+void attach_dimension_scales(hid_t file, hid_t dataset, const std::string& path, const Shape& shape,
+                             const std::vector<std::string>& names) {
   for (std::size_t axis = 0; axis < names.size() && axis < shape.size(); ++axis) {
     const std::string& name = names[axis];
     if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos)
       continue;
-    const std::string path = "/" + name;
-    Hdf5Handle scale;
-    if (H5Lexists(file, path.c_str(), H5P_DEFAULT) > 0) {
+    const std::string scale_path = "/" + name;
+    if (shape.size() == 1 && (path == scale_path || path == name)) {
+      H5DSset_scale(dataset, name.c_str());  // a coordinate variable: its own axis's scale
+      continue;
+    }
+    hid_t scale = H5I_INVALID_HID;
+    if (H5Lexists(file, scale_path.c_str(), H5P_DEFAULT) > 0) {
       H5O_info_t info;
-      if (H5Oget_info_by_name(file, path.c_str(), &info, H5P_DEFAULT) < 0 ||
+      if (H5Oget_info_by_name(file, scale_path.c_str(), &info, H5P_DEFAULT) < 0 ||
           info.type != H5O_TYPE_DATASET) {
         continue;
       }
-      scale = Hdf5Handle::adopt(H5Dopen2(file, path.c_str(), H5P_DEFAULT), Hdf5Kind::Dataset,
-                                ErrorCode::Io, where + ": " + path);
-      const Hdf5Handle space = Hdf5Handle::adopt(H5Dget_space(scale.get()), Hdf5Kind::Dataspace,
-                                                 ErrorCode::Io, where + ": " + path);
+      scale = H5Dopen2(file, scale_path.c_str(), H5P_DEFAULT);
+      if (scale < 0) continue;
+      const hid_t space = H5Dget_space(scale);
       hsize_t extent = 0;
-      if (H5Sget_simple_extent_ndims(space.get()) != 1 ||
-          H5Sget_simple_extent_dims(space.get(), &extent, nullptr) != 1 ||
-          extent != static_cast<hsize_t>(shape[axis]) || H5DSis_scale(scale.get()) <= 0) {
-        continue;  // another object of that name: the axis stays unnamed
+      const bool fits = space >= 0 && H5Sget_simple_extent_ndims(space) == 1 &&
+                        H5Sget_simple_extent_dims(space, &extent, nullptr) == 1 &&
+                        extent == static_cast<hsize_t>(shape[axis]) && H5DSis_scale(scale) > 0;
+      if (space >= 0) H5Sclose(space);
+      if (!fits) {  // another object of that name: the axis stays unnamed
+        H5Dclose(scale);
+        continue;
       }
     } else {
       const hsize_t extent = static_cast<hsize_t>(shape[axis]);
-      const Hdf5Handle space = Hdf5Handle::adopt(H5Screate_simple(1, &extent, nullptr),
-                                                 Hdf5Kind::Dataspace, ErrorCode::Io, where);
-      scale = Hdf5Handle::adopt(H5Dcreate2(file, path.c_str(), H5T_IEEE_F32LE, space.get(),
-                                           H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                                Hdf5Kind::Dataset, ErrorCode::Io,
-                                where + ": cannot create the dimension scale " + path);
+      const hid_t space = H5Screate_simple(1, &extent, nullptr);
+      if (space < 0) continue;
+      scale = H5Dcreate2(file, scale_path.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
+                         H5P_DEFAULT);
+      H5Sclose(space);
+      if (scale < 0) continue;
       char marker[96];
       std::snprintf(marker, sizeof marker,
                     "This is a netCDF dimension but not a netCDF variable.%10lld",
                     static_cast<long long>(shape[axis]));
-      if (H5DSset_scale(scale.get(), marker) < 0) {
-        throw_error(ErrorCode::Io,
-                    where + ": cannot make " + path + " a dimension scale: " + hdf5_error_detail());
-      }
+      H5DSset_scale(scale, marker);
     }
-    if (H5DSattach_scale(dataset, scale.get(), static_cast<unsigned>(axis)) < 0) {
-      throw_error(ErrorCode::Io, where + ": cannot attach the dimension scale " + path + ": " +
-                                     hdf5_error_detail());
-    }
+    H5DSattach_scale(dataset, scale, static_cast<unsigned>(axis));
+    H5Dclose(scale);
   }
+  H5Eclear2(H5E_DEFAULT);
 }
 
 }  // namespace mmc::detail

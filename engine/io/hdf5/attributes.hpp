@@ -23,11 +23,14 @@ ArrayAttributes hdf5_attributes(const std::string& file, const std::string& path
 // libhdf5 fails.
 void write_hdf5_attributes(hid_t target, const std::string& attributes, const std::string& where);
 
-// Names the axes of `dataset` (in `file`) by dimension scales at the file's root: for each
-// non-empty name, the dataset /NAME if it is a 1-d scale of the axis's length, else a new one
-// (float32, no values written, marked as netCDF-4 marks a dimension that is no variable). A
-// name that is not a plain HDF5 link name, or taken by another object, leaves its axis unnamed.
-void attach_dimension_scales(hid_t file, hid_t dataset, const Shape& shape,
-                             const std::vector<std::string>& names, const std::string& where);
+// Names the axes of `dataset` (linked at `path` in `file`) by dimension scales at the file's
+// root: for each non-empty name, the dataset /NAME if it is a 1-d scale of the axis's length,
+// else a new one (float32, no values written, marked as netCDF-4 marks a dimension that is no
+// variable). A 1-d dataset named like its axis becomes that axis's scale itself (a coordinate
+// variable, as netCDF-4 makes it). Best effort: a name that is not a plain HDF5 link name, or
+// taken by another object, or that libhdf5 refuses, leaves its axis unnamed; never throws for
+// that (the data is written either way).
+void attach_dimension_scales(hid_t file, hid_t dataset, const std::string& path, const Shape& shape,
+                             const std::vector<std::string>& names);
 
 }  // namespace mmc::detail

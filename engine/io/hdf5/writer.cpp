@@ -178,9 +178,11 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
     if (spec.attributes != "{}") {
       detail::write_hdf5_attributes(s.dataset_id.get(), spec.attributes, what);
     }
-    if (!spec.dimension_names.empty()) {
-      detail::attach_dimension_scales(s.file_id.get(), s.dataset_id.get(), spec.shape,
-                                      spec.dimension_names, what);
+    // A new file (a temporary one until commit) gets the scales now; an existing file only
+    // after the dataset is linked at commit, so a failed write leaves its objects untouched.
+    if (!spec.dimension_names.empty() && !s.in_place) {
+      detail::attach_dimension_scales(s.file_id.get(), s.dataset_id.get(), s.dataset, spec.shape,
+                                      spec.dimension_names);
     }
     if (spec.chunks.empty()) {
       const haddr_t offset = H5Dget_offset(s.dataset_id.get());
@@ -343,6 +345,10 @@ void Hdf5Writer::State::commit_in_place() {
                                      aside + " in the file");
     }
     undo(why);
+  }
+  if (!spec.dimension_names.empty()) {
+    detail::attach_dimension_scales(id, dataset_id.get(), dataset, spec.shape,
+                                    spec.dimension_names);
   }
   close_ids();
   {

@@ -540,18 +540,23 @@ StorageInfo ZarrArray::storage() const {
 }  // namespace
 
 bool split_zarr_member(const std::string& spec, std::string* store, std::string* member) {
-  const std::size_t colon = spec.find(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  std::string head = spec.substr(0, colon);
-  std::string tail = spec.substr(colon + 1);
-  while (!tail.empty() && tail.front() == '/') tail.erase(0, 1);
-  while (head.size() > 1 && head.back() == '/') head.pop_back();
   struct stat st;
-  const bool folder = ::stat(head.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-  if (tail.empty() || !(head.ends_with(".zarr") || folder)) return false;
-  *store = head;
-  *member = tail;
-  return true;
+  if (::stat(spec.c_str(), &st) == 0) return false;  // a path with ':' in it, as it is
+  // The last ':' whose head is a store: a store's own path may hold ':' (/runs/10:00/a.zarr).
+  for (std::size_t colon = spec.rfind(':'); colon != std::string::npos && colon > 0;
+       colon = spec.rfind(':', colon - 1)) {
+    std::string head = spec.substr(0, colon);
+    std::string tail = spec.substr(colon + 1);
+    while (!tail.empty() && tail.front() == '/') tail.erase(0, 1);
+    while (head.size() > 1 && head.back() == '/') head.pop_back();
+    const bool folder = ::stat(head.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+    if (!tail.empty() && (head.ends_with(".zarr") || folder)) {
+      *store = head;
+      *member = tail;
+      return true;
+    }
+  }
+  return false;
 }
 
 std::unique_ptr<ChunkedArray> open_zarr(const std::string& path) {

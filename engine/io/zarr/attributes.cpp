@@ -26,6 +26,68 @@ std::vector<std::string> names_of(const json& list, std::size_t ndim) {
   return any ? names : std::vector<std::string>{};
 }
 
+// Python's json writes float('nan') and the infinities as bare NaN, Infinity and -Infinity,
+// which JSON has not: xarray's .zattrs hold them (missing_value, valid_max). They are read as
+// this marker (outside strings), then left out.
+constexpr const char* kNonFinite = "\\u0001mmc-non-finite\\u0001";
+
+std::string mark_non_finite(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (in_string) {
+      out += ch;
+      if (ch == '\\' && i + 1 < text.size()) {
+        out += text[++i];
+      } else if (ch == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (ch == '"') in_string = true;
+    bool replaced = false;
+    for (const char* token : {"-Infinity", "Infinity", "NaN"}) {
+      const std::size_t n = std::char_traits<char>::length(token);
+      if (text.compare(i, n, token) == 0) {
+        out += '"';
+        out += kNonFinite;
+        out += '"';
+        i += n - 1;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += ch;
+  }
+  return out;
+}
+
+// Drops the marked values: members of the top object go, nested ones become null.
+void drop_non_finite(json& doc) {
+  const json marker = json::parse(std::string("\"") + kNonFinite + "\"");
+  for (auto it = doc.begin(); it != doc.end();) {
+    if (*it == marker) {
+      it = doc.erase(it);
+      continue;
+    }
+    if (it->is_structured()) {
+      // Depth is bounded by the parser (64 levels).
+      std::vector<json*> stack{&*it};
+      while (!stack.empty()) {
+        json* v = stack.back();
+        stack.pop_back();
+        for (json& child : *v) {
+          if (child == marker) child = nullptr;
+          if (child.is_structured()) stack.push_back(&child);
+        }
+      }
+    }
+    ++it;
+  }
+}
+
 }  // namespace
 
 ArrayAttributes read_attributes(const std::string& dir, std::size_t ndim) {
@@ -33,17 +95,19 @@ ArrayAttributes read_attributes(const std::string& dir, std::size_t ndim) {
   if (exists(dir + "/.zarray")) {
     const std::string file = dir + "/.zattrs";
     if (!exists(file)) return out;
-    json doc = parse_document(file);
+    json doc = parse_document(file, mark_non_finite);
+    drop_non_finite(doc);
     if (const auto it = doc.find(kDimensionsKey); it != doc.end()) {
       out.dims = names_of(*it, ndim);
       if (!out.dims.empty() || ndim == 0) doc.erase(it);
     }
-    out.json = doc.dump();
+    out.json = doc.dump(-1, ' ', false, json::error_handler_t::replace);
     return out;
   }
-  const json doc = parse_document(dir + "/zarr.json");
+  json doc = parse_document(dir + "/zarr.json", mark_non_finite);
   if (const auto it = doc.find("attributes"); it != doc.end() && it->is_object()) {
-    out.json = it->dump();
+    drop_non_finite(*it);
+    out.json = it->dump(-1, ' ', false, json::error_handler_t::replace);
   }
   if (const auto it = doc.find("dimension_names"); it != doc.end()) out.dims = names_of(*it, ndim);
   return out;

@@ -36,8 +36,10 @@ bool exists(const std::string& path);
 // The JSON of one fill element (dtype's byte order): numbers, booleans, and zarr's strings
 // for non-finite floats.
 json fill_json(DType dtype, const std::vector<std::byte>& fill);
-// Parses `file` (read_small_file) as one JSON object; Error(Corrupt) otherwise.
-json parse_document(const std::string& file);
+// Parses `file` (read_small_file) as one JSON object, its text passed through `filter` first
+// when given; Error(Corrupt) otherwise.
+json parse_document(const std::string& file,
+                    std::string (*filter)(const std::string& text) = nullptr);
 // Throws Error(NotFound): `dir` is a zarr group, naming its members (arrays and groups).
 [[noreturn]] void raise_group(const std::string& dir);
 

@@ -237,8 +237,9 @@ std::string describe_codecs(const std::vector<CodecSpec>& codecs) {
   return out.empty() ? "none" : out;
 }
 
-json parse_document(const std::string& file) {
-  const std::string text = read_small_file(file);
+json parse_document(const std::string& file, std::string (*filter)(const std::string& text)) {
+  const std::string text =
+      filter != nullptr ? filter(read_small_file(file)) : read_small_file(file);
   json doc;
   try {
     // Nesting is bounded before it is built: printing or copying a value recurses once per

@@ -22,6 +22,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -180,12 +181,48 @@ void ZarrWriter::State::check_destination() const {
     throw_error(ErrorCode::Io, path + ": already exists; remove it or ask to overwrite it");
   }
   if (!replaceable(path)) {
-    throw_error(ErrorCode::Io,
-                path +
-                    ": exists and is not a zarr array (no .zarray inside); refusing to "
-                    "replace it, remove it yourself if it should go");
+    throw_error(ErrorCode::Io, path +
+                                   ": exists and is not a zarr array; refusing to "
+                                   "replace it, remove it yourself if it should go");
   }
 }
+
+namespace {
+
+// True on kernels whose syncfs returns write-back errors (Linux 5.8 and later).
+bool syncfs_reports_errors() {
+  static const bool reports = [] {
+    utsname u;
+    int major = 0;
+    int minor = 0;
+    if (::uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
+    return major > 5 || (major == 5 && minor >= 8);
+  }();
+  return reports;
+}
+
+// fsyncs every file and folder under `dir`, and `dir`.
+void fsync_tree(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) raise_io(dir + ": cannot list");
+  std::vector<std::string> names;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string entry = e->d_name;
+    if (entry != "." && entry != "..") names.push_back(entry);
+  }
+  ::closedir(d);
+  for (const std::string& entry : names) {
+    const std::string path = dir + "/" + entry;
+    if (is_directory(path)) {
+      fsync_tree(path);
+    } else {
+      fsync_path(path, O_RDONLY);
+    }
+  }
+  fsync_path(dir, O_RDONLY | O_DIRECTORY);
+}
+
+}  // namespace
 
 // Writes the metadata (.zarray or zarr.json) and makes the whole store durable.
 void ZarrWriter::State::flush_temp_dir() const {
@@ -208,7 +245,12 @@ void ZarrWriter::State::flush_temp_dir() const {
                        zattrs);
   }
   // Every chunk, folder and metadata file made durable by one syncfs of the file system that
-  // holds them (an fsync per file cost a system call and a journal commit per chunk).
+  // holds them (an fsync per file cost a system call and a journal commit per chunk). syncfs
+  // reports write-back errors from Linux 5.8 on; older kernels get an fsync per file.
+  if (!syncfs_reports_errors()) {
+    fsync_tree(temp);
+    return;
+  }
   const detail::UniqueFd dir = detail::open_fd(temp.c_str(), O_RDONLY | O_DIRECTORY);
   if (!dir) raise_io(temp + ": cannot open to flush");
   if (::syncfs(dir.get()) != 0) raise_io(temp + ": cannot flush to disk");
