@@ -474,6 +474,10 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     spec.shuffle = options.compressor == Compressor::Zlib;
     spec.attributes = attributes.json;
     spec.dimension_names = attributes.dims;
+    if (src.chunked() != nullptr) {  // its fill value, in this machine's byte order as the data
+      spec.fill = src.chunked()->fill_value();
+      if (!meta.dtype.is_native()) std::reverse(spec.fill.begin(), spec.fill.end());
+    }
     Hdf5Writer writer(d.path, d.dataset, spec, options.overwrite);
     const bool swap = !meta.dtype.is_native();
     if (chunked_out) {

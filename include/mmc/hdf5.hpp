@@ -66,6 +66,8 @@ struct Hdf5WriteSpec {
   // of that name at the file's root (made as netCDF-4 makes a dimension without values, or one
   // already there of the axis's length), so netCDF tools and xarray see the names.
   std::vector<std::string> dimension_names;
+  // The dataset's fill value: one element in dtype's byte order; empty: libhdf5's (zero).
+  std::vector<std::byte> fill;
 };
 
 // Writes one dataset crash-safely. A new file: temporary file, renamed into place on commit().

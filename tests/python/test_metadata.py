@@ -177,6 +177,21 @@ def test_attributes_other_tools_write_do_not_break_a_convert(tmp_path, rng):
     assert info["attributes"]["place"] == "caf\ufffd"
 
 
+def test_fill_values_travel_into_zarr_and_hdf5(tmp_path, rng):
+    import zarr
+    a = values(rng, ">i2", (5, 6))
+    src = tmp_path / "f.zarr"
+    z = zarr.open_array(str(src), mode="w", shape=a.shape, chunks=(2, 3), dtype=a.dtype,
+                        fill_value=-7)
+    z[:2] = a[:2]  # the rest stays unwritten: the fill value
+    run_cli("convert", src, tmp_path / "out.zarr", "--zarr-format", "3")
+    assert json.load(open(tmp_path / "out.zarr" / "zarr.json"))["fill_value"] == -7
+    run_cli("convert", src, f"{tmp_path}/out.h5:/d", "--chunks", "2,3")
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        assert f["d"].fillvalue == -7
+        np.testing.assert_array_equal(f["d"][...], z[...])
+
+
 def test_a_coordinate_into_an_existing_hdf5_file_becomes_its_own_scale(tmp_path, rng):
     # An xarray coordinate variable: a 1-d array named like its axis.
     x = np.arange(5, dtype="<f8")

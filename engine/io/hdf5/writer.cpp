@@ -165,6 +165,10 @@ Hdf5Writer::Hdf5Writer(const std::string& file, const std::string& dataset,
         ok = ok && H5Pset_deflate(dcpl.get(), static_cast<unsigned>(spec.gzip_level)) >= 0;
       }
     }
+    if (!spec.fill.empty()) {
+      ok = ok && spec.fill.size() == spec.dtype.itemsize() &&
+           H5Pset_fill_value(dcpl.get(), type.get(), spec.fill.data()) >= 0;
+    }
     if (!ok) {
       throw_error(ErrorCode::Internal,
                   what + ": cannot set the dataset properties: " + detail::hdf5_error_detail());
