@@ -12,8 +12,8 @@
 
 namespace mmc {
 
-// Opens a zarr array: a directory holding .zarray (v2) or zarr.json (v3: the bytes, transpose
-// (C or F order), gzip, zstd, blosc, crc32c and sharding_indexed codecs; the default and v2 chunk
+// Opens a zarr array: a directory holding .zarray (v2) or zarr.json (v3: the bytes, transpose,
+// gzip, zstd, blosc, crc32c and sharding_indexed codecs; the default and v2 chunk
 // key encodings). Throws Error(NotFound) when there is neither (a group's message lists its
 // members), Error(Corrupt) for broken JSON or metadata (naming the field), Error(InvalidArgument)
 // for a dtype, codec or filter we do not support, or a shape whose byte count overflows. Reading

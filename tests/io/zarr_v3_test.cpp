@@ -328,6 +328,10 @@ TEST(ZarrV3Meta, RefusesWhatItCannotReadNamingIt) {
                                "{\"name\": \"transpose\", \"configuration\": {\"order\": [1, 0, "
                                "2]}}, {\"name\": \"bytes\""),
                   ErrorCode::Corrupt, {"transpose", "[1,0,2]"});
+  expect_v3_error(replace_once(kGoodV3, "{\"name\": \"bytes\"",
+                               "{\"name\": \"transpose\", \"configuration\": {\"order\": [1, "
+                               "1]}}, {\"name\": \"bytes\""),
+                  ErrorCode::Corrupt, {"not a permutation"});
   expect_v3_error(replace_once(kGoodV3, "\"endian\": \"little\"}}",
                                "\"endian\": \"little\"}}, {\"name\": \"lz4hc\"}"),
                   ErrorCode::InvalidArgument, {"'lz4hc'", "not supported"});
@@ -391,6 +395,33 @@ TEST(ZarrV3Meta, RefusesShardingItCannotReadNamingIt) {
   std::string huge = replace_once(sharded, "\"shape\": [4, 6]", "\"shape\": [134217728, 6]");
   huge = replace_once(huge, "\"chunk_shape\": [2, 3]}", "\"chunk_shape\": [134217728, 3]}");
   expect_v3_error(huge, ErrorCode::Corrupt, {"2^20"});
+}
+
+TEST(ZarrV3Meta, AnyTransposeIsUndoneChunkByChunk) {
+  // a = arange(24).reshape(2, 3, 4) as u1, stored through transpose [1, 2, 0]: the chunk file
+  // holds np.transpose(a, [1, 2, 0]) (shape 3, 4, 2) in C order.
+  TempDir dir;
+  const std::string path = make_v3(dir, R"({
+    "zarr_format": 3, "node_type": "array", "shape": [2, 3, 4], "data_type": "uint8",
+    "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [2, 3, 4]}},
+    "chunk_key_encoding": {"name": "v2", "configuration": {"separator": "."}},
+    "fill_value": 0,
+    "codecs": [{"name": "transpose", "configuration": {"order": [1, 2, 0]}}, {"name": "bytes"}]
+  })");
+  std::string stored;
+  for (int j0 = 0; j0 < 3; ++j0) {
+    for (int j1 = 0; j1 < 4; ++j1) {
+      for (int j2 = 0; j2 < 2; ++j2) stored += static_cast<char>(j2 * 12 + j0 * 4 + j1);
+    }
+  }
+  test::write_file(path + "/0.0.0", stored);
+  const auto a = open_zarr(path);
+  EXPECT_EQ(a->meta().order, Order::C);
+  EXPECT_EQ(a->chunk_in_place({0, 0, 0}), nullptr);
+  const std::vector<std::byte> got = read_all(*a);
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(static_cast<int>(got[i]), static_cast<int>(i)) << "element " << i;
+  }
 }
 
 TEST(ZarrV3Meta, ExtensionsThatNeedNotBeUnderstoodAreRead) {

@@ -87,6 +87,7 @@ class ZarrArray final : public ChunkedArray {
         codecs_(std::move(m.codecs)),
         keys_(std::move(m.keys)),
         sharding_(std::move(m.sharding)),
+        permutation_(std::move(m.permutation)),
         grid_(grid()) {
     file_grid_ = grid_;
     for (const CodecSpec& c : codecs_) crcs_ += c.codec == Codec::Crc32c ? 1 : 0;
@@ -121,6 +122,8 @@ class ZarrArray final : public ChunkedArray {
   // Reads the bytes stored for a chunk of an unsharded store, or the fill value.
   void read_unsharded(const Shape& coord, std::byte* out) const;
   void read_sharded(const Shape& coord, std::byte* out) const;
+  // Puts a chunk decoded in its stored axis order (permutation_) back in C order, in place.
+  void untranspose(std::byte* chunk) const;
   std::shared_ptr<const ShardIndex> shard_index(std::int64_t shard, int fd, std::uint64_t size,
                                                 const std::string& file) const;
   // True when `name` is the key of a cell of the grid (components canonical and in range).
@@ -131,9 +134,10 @@ class ZarrArray final : public ChunkedArray {
   std::vector<CodecSpec> codecs_;
   detail::zarr::KeyEncoding keys_;
   detail::zarr::Sharding sharding_;
-  Shape grid_;       // chunks per axis
-  Shape file_grid_;  // files per axis: chunks, or shards when sharded
-  Shape per_shard_;  // chunks per shard along each axis (sharded)
+  std::vector<std::int64_t> permutation_;  // a general transpose, undone per chunk
+  Shape grid_;                             // chunks per axis
+  Shape file_grid_;                        // files per axis: chunks, or shards when sharded
+  Shape per_shard_;                        // chunks per shard along each axis (sharded)
   std::uint64_t chunks_per_shard_ = 1;
   int crcs_ = 0;              // crc32c codecs among codecs_: 4 bytes each
   mutable std::mutex mutex_;  // guards mapped_ and indexes_
@@ -171,7 +175,7 @@ std::string ZarrArray::key_of(const Shape& cell) const {
 }
 
 const std::byte* ZarrArray::chunk_in_place(const Shape& coord) const {
-  if (!codecs_.empty() || sharded()) return nullptr;
+  if (!codecs_.empty() || sharded() || !permutation_.empty()) return nullptr;
   const std::int64_t index = linear_index(coord);
   {
     const std::lock_guard<std::mutex> lock(mutex_);
@@ -278,6 +282,36 @@ void ZarrArray::read_chunk(const Shape& coord, std::byte* out) const {
     read_sharded(coord, out);
   } else {
     read_unsharded(coord, out);
+  }
+  // (A chunk read as the fill value is the same in any axis order.)
+  if (!permutation_.empty()) untranspose(out);
+}
+
+void ZarrArray::untranspose(std::byte* chunk) const {
+  const Shape& logical = chunk_shape();
+  const std::size_t nd = logical.size();
+  const std::size_t k = meta().dtype.itemsize();
+  // C strides (elements) of the logical chunk, and the stored chunk's shape.
+  std::vector<std::int64_t> stride(nd, 1);
+  for (std::size_t a = nd; a-- > 1;) stride[a - 1] = stride[a] * logical[a];
+  Shape stored(nd);
+  std::vector<std::int64_t> step(nd);  // logical offset of one step along stored axis a
+  for (std::size_t a = 0; a < nd; ++a) {
+    stored[a] = logical[static_cast<std::size_t>(permutation_[a])];
+    step[a] = stride[static_cast<std::size_t>(permutation_[a])];
+  }
+  thread_local std::vector<std::byte> copy;
+  copy.assign(chunk, chunk + chunk_nbytes());
+  Shape idx(nd, 0);
+  std::int64_t to = 0;
+  for (std::uint64_t from = 0; from < chunk_nbytes(); from += k) {
+    std::memcpy(chunk + to * static_cast<std::int64_t>(k), copy.data() + from, k);
+    for (std::size_t a = nd; a-- > 0;) {  // next stored element, C order
+      to += step[a];
+      if (++idx[a] < stored[a]) break;
+      to -= step[a] * stored[a];
+      idx[a] = 0;
+    }
   }
 }
 

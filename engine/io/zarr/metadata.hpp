@@ -62,6 +62,9 @@ struct Metadata {
   std::vector<CodecSpec> codecs;
   KeyEncoding keys;
   Sharding sharding;
+  // v3 transposes other than C's and F's order: chunk axis k is stored as array axis
+  // permutation[k]; a chunk is put back in C order after decoding. Empty otherwise.
+  std::vector<std::int64_t> permutation;
 };
 
 // Reads DIR/.zarray, or DIR/zarr.json (`dir` without a trailing '/'). Throws what open_zarr

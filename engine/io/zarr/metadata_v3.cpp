@@ -3,8 +3,8 @@
 //
 // What is read: node_type "array"; the data types bool, int8..int64, uint8..uint64, float32 and
 // float64; the regular chunk grid; the default and v2 chunk key encodings; fill values as
-// numbers, booleans, "NaN"/"Infinity"/"-Infinity" and hex bits; the codecs transpose (an order
-// that is C's or F's), bytes (either endian), gzip, zstd, blosc, crc32c and sharding_indexed
+// numbers, booleans, "NaN"/"Infinity"/"-Infinity" and hex bits; the codecs transpose (any
+// permutation), bytes (either endian), gzip, zstd, blosc, crc32c and sharding_indexed
 // (its inner codecs the same set but sharding; its index codecs bytes with an optional crc32c;
 // the index at either end). storage_transformers must be empty. dimension_names and attributes
 // are checked for shape, not used.
@@ -45,7 +45,7 @@ struct CodecEntry {
 
 // What a codec list decodes to.
 struct Pipeline {
-  Order order = Order::C;
+  std::vector<std::int64_t> perm;  // transposes composed: stored axis k is logical axis perm[k]
   bool big_endian = false;
   bool endian_given = false;
   std::vector<CodecSpec> codecs;  // bytes-to-bytes, in the order a writer applied them
@@ -53,7 +53,7 @@ struct Pipeline {
   Shape inner_chunks;
   Sharding sharding;
   std::vector<CodecSpec> inner_codecs;
-  Order inner_order = Order::C;
+  std::vector<std::int64_t> inner_perm;
   bool inner_big_endian = false;
   bool inner_endian_given = false;
 };
@@ -197,9 +197,9 @@ class V3Parser : public MetaParser {
       entries.push_back(std::move(e));
     }
     std::size_t i = 0;
-    Order& order = inner ? out->inner_order : out->order;
+    std::vector<std::int64_t>& perm = inner ? out->inner_perm : out->perm;
     for (; i < entries.size() && entries[i].name == "transpose"; ++i) {
-      order = transpose(entries[i], ndim, order);
+      perm = transpose(entries[i], ndim, perm);
     }
     if (i == entries.size()) {
       fail(ErrorCode::Corrupt, where_list +
@@ -215,7 +215,7 @@ class V3Parser : public MetaParser {
       if (inner) {
         fail(ErrorCode::InvalidArgument, a2b.where + ": sharding inside sharding is not supported");
       }
-      if (order != Order::C) {
+      if (!perm.empty()) {
         fail(ErrorCode::InvalidArgument,
              a2b.where + ": a transpose before sharding_indexed is not supported");
       }
@@ -257,7 +257,9 @@ class V3Parser : public MetaParser {
              "sharding_indexed are)");
   }
 
-  Order transpose(const CodecEntry& e, std::size_t ndim, Order before) const {
+  // The permutation `before` followed by this transpose (empty: the identity).
+  std::vector<std::int64_t> transpose(const CodecEntry& e, std::size_t ndim,
+                                      const std::vector<std::int64_t>& before) const {
     const json order = e.config.value("order", json());
     std::vector<std::int64_t> perm;
     if (order == "C" || order == "F") {  // early drafts of the spec, still written by some
@@ -280,17 +282,18 @@ class V3Parser : public MetaParser {
       fail(ErrorCode::Corrupt, e.where + ": order is " + brief(order) + ", expected a list of " +
                                    std::to_string(ndim) + " axes");
     }
-    bool identity = true;
-    bool reversed = true;
-    for (std::size_t a = 0; a < perm.size(); ++a) {
-      identity = identity && perm[a] == static_cast<std::int64_t>(a);
-      reversed = reversed && perm[a] == static_cast<std::int64_t>(ndim - 1 - a);
+    if (perm.empty()) return before;
+    // This codec's output axis k is its input's axis perm[k], which is logical axis before[..].
+    std::vector<std::int64_t> composed(ndim);
+    for (std::size_t k = 0; k < ndim; ++k) {
+      const auto from = static_cast<std::size_t>(perm[k]);
+      composed[k] = before.empty() ? perm[k] : before[from];
     }
-    if (perm.empty() || identity) return before;
-    if (reversed) return before == Order::C ? Order::F : Order::C;
-    fail(ErrorCode::InvalidArgument,
-         e.where + ": order " + brief(order) +
-             " is not supported (only C's order, the identity, and F's, the axes reversed)");
+    bool identity = true;
+    for (std::size_t k = 0; k < ndim; ++k) {
+      identity = identity && composed[k] == static_cast<std::int64_t>(k);
+    }
+    return identity ? std::vector<std::int64_t>{} : composed;
   }
 
   void endian(const CodecEntry& e, std::size_t itemsize, bool* big, bool* given) const {
@@ -369,7 +372,7 @@ class V3Parser : public MetaParser {
     const json& index = p.required("index_codecs");
     Pipeline ix;
     codecs(index, ndim + 1, 8, true, &ix);
-    if (ix.inner_order != Order::C || ix.inner_codecs.size() > 1 ||
+    if (!ix.inner_perm.empty() || ix.inner_codecs.size() > 1 ||
         (ix.inner_codecs.size() == 1 && ix.inner_codecs[0].codec != Codec::Crc32c)) {
       p.fail(ErrorCode::InvalidArgument, "index_codecs " + brief(index) +
                                              " are not supported (bytes, then optionally "
@@ -424,7 +427,7 @@ Metadata read_metadata_v3(const std::string& file) {
     Pipeline pipe;
     p.codecs(p.required("codecs"), shape.size(), static_cast<std::size_t>(type.size), false, &pipe);
     bool big = pipe.big_endian;
-    Order order = pipe.order;
+    std::vector<std::int64_t> perm = pipe.perm;
     if (pipe.sharded) {
       if (grid_chunks.size() != shape.size()) {
         p.fail(ErrorCode::Corrupt, "the shard shape " + format_shape(grid_chunks) + " has " +
@@ -444,7 +447,7 @@ Metadata read_metadata_v3(const std::string& file) {
       m.chunks = pipe.inner_chunks;
       m.codecs = pipe.inner_codecs;
       big = pipe.inner_big_endian;
-      order = pipe.inner_order;
+      perm = pipe.inner_perm;
     } else {
       m.chunks = grid_chunks;
       m.codecs = pipe.codecs;
@@ -454,6 +457,14 @@ Metadata read_metadata_v3(const std::string& file) {
     descr += std::to_string(type.size);
     const DType dtype = DType::from_numpy_descr(descr);
     m.fill = p.fill_value(dtype);
+    // The axes reversed are F order, which the chunk grid reads as it is; any other order is
+    // undone chunk by chunk (Metadata::permutation).
+    bool reversed = !perm.empty();
+    for (std::size_t k = 0; k < perm.size(); ++k) {
+      reversed = reversed && perm[k] == static_cast<std::int64_t>(perm.size() - 1 - k);
+    }
+    const Order order = reversed ? Order::F : Order::C;
+    if (!perm.empty() && !reversed) m.permutation = perm;
     m.meta = checked_meta(p, dtype, std::move(shape), m.chunks, order, "chunk_shape");
     if (pipe.sharded) {
       // The shard's index is read whole: its size must be sane.
