@@ -46,6 +46,14 @@ namespace mmc {
 using detail::path_exists;
 namespace {
 
+// A per-thread encoding buffer above this is released after use: a long-lived process (Python)
+// would otherwise hold one of the largest chunk's size in every thread that wrote.
+constexpr std::size_t kKeptBufferBytes = std::size_t{64} << 20;
+
+void release_if_large(std::vector<std::byte>& buffer) {
+  if (buffer.capacity() > kKeptBufferBytes) std::vector<std::byte>().swap(buffer);
+}
+
 // Chunk files at least this large start their write-back as soon as they are written.
 constexpr std::size_t kEarlyWritebackBytes = std::size_t{1} << 20;
 
@@ -528,6 +536,7 @@ void ZarrWriter::write_chunk(const Shape& coord, const std::byte* data) const {
   thread_local std::vector<std::byte> encoded;  // reused: no chunk pays for fresh pages
   const std::size_t size = s.encode(data, encoded);
   s.write_file(file, encoded.data(), size);
+  release_if_large(encoded);
 }
 
 void ZarrWriter::write_shard(const Shape& coord, const std::byte* data) const {
@@ -562,6 +571,7 @@ void ZarrWriter::write_shard(const Shape& coord, const std::byte* data) const {
       thread_local std::vector<std::byte> encoded;
       const std::size_t size = s.encode(chunk.data(), encoded);
       body.insert(body.end(), encoded.begin(), encoded.begin() + static_cast<std::ptrdiff_t>(size));
+      release_if_large(encoded);
     }
     index[2 * c + 1] = body.size() - index[2 * c];
   }
