@@ -120,17 +120,10 @@ bool inflate_whole(const std::byte* src, std::size_t n, std::byte* out, std::siz
 
 }  // namespace
 
-std::vector<std::byte> zlib_encode(const std::byte* data, std::size_t n, int level, bool gzip) {
-  if (level < -1 || level > 9) {
-    throw_error(ErrorCode::InvalidArgument, std::string(gzip ? "gzip" : "zlib") + " level " +
-                                                std::to_string(level) +
-                                                " is out of range (use 0..9)");
-  }
-  std::vector<std::byte> whole;
-  if (const std::size_t size = deflate_whole(data, n, level, gzip, whole); size > 0) {
-    whole.resize(size);
-    return whole;
-  }
+namespace {
+
+// The same stream through zlib, where libdeflate's bound was too small (never seen).
+std::vector<std::byte> zlib_stream(const std::byte* data, std::size_t n, int level, bool gzip) {
   ZStream stream(false);
   z_stream* zs = stream.get();
   const int rc = deflateInit2(zs, level, Z_DEFLATED, gzip ? 15 + 16 : 15, 8, Z_DEFAULT_STRATEGY);
@@ -161,6 +154,14 @@ std::vector<std::byte> zlib_encode(const std::byte* data, std::size_t n, int lev
     }
   }
   out.resize(out_pos);
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::byte> zlib_encode(const std::byte* data, std::size_t n, int level, bool gzip) {
+  std::vector<std::byte> out;
+  out.resize(zlib_encode_into(data, n, level, gzip, out));
   return out;
 }
 
@@ -272,10 +273,8 @@ void lzf_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_t
                                       " bytes (" + why + ")");
 }
 
-namespace {
-
-std::size_t zstd_into(const std::byte* data, std::size_t n, int level,
-                      std::vector<std::byte>& out) {
+std::size_t zstd_encode_into(const std::byte* data, std::size_t n, int level,
+                             std::vector<std::byte>& out) {
   if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel()) {
     throw_error(ErrorCode::InvalidArgument, "zstd level " + std::to_string(level) +
                                                 " is out of range (use 1.." +
@@ -296,11 +295,9 @@ std::size_t zstd_into(const std::byte* data, std::size_t n, int level,
   return r;
 }
 
-}  // namespace
-
 std::vector<std::byte> zstd_encode(const std::byte* data, std::size_t n, int level) {
   std::vector<std::byte> out;
-  out.resize(zstd_into(data, n, level, out));
+  out.resize(zstd_encode_into(data, n, level, out));
   return out;
 }
 
@@ -321,11 +318,9 @@ void zstd_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_
   }
 }
 
-namespace {
-
-std::size_t blosc_into(const std::byte* data, std::size_t n, std::size_t typesize,
-                       const std::string& cname, int clevel, int shuffle,
-                       std::vector<std::byte>& out) {
+std::size_t blosc_encode_into(const std::byte* data, std::size_t n, std::size_t typesize,
+                              const std::string& cname, int clevel, int shuffle,
+                              std::vector<std::byte>& out) {
   if (clevel < 0 || clevel > 9) {
     throw_error(ErrorCode::InvalidArgument,
                 "blosc clevel " + std::to_string(clevel) + " is out of range (use 0..9)");
@@ -354,12 +349,10 @@ std::size_t blosc_into(const std::byte* data, std::size_t n, std::size_t typesiz
   return static_cast<std::size_t>(r);
 }
 
-}  // namespace
-
 std::vector<std::byte> blosc_encode(const std::byte* data, std::size_t n, std::size_t typesize,
                                     const std::string& cname, int clevel, int shuffle) {
   std::vector<std::byte> out;
-  out.resize(blosc_into(data, n, typesize, cname, clevel, shuffle, out));
+  out.resize(blosc_encode_into(data, n, typesize, cname, clevel, shuffle, out));
   return out;
 }
 
@@ -395,21 +388,15 @@ std::uint32_t crc32c(const std::byte* data, std::size_t n) {
   return crc ^ 0xFFFFFFFFu;
 }
 
-std::size_t encode_into(const std::string& codec, const std::byte* data, std::size_t n, int level,
-                        std::size_t typesize, const std::string& cname, int shuffle,
-                        std::vector<std::byte>& out) {
-  if (codec == "zstd") return zstd_into(data, n, level, out);
-  if (codec == "blosc") return blosc_into(data, n, typesize, cname, level, shuffle, out);
-  if (codec != "gzip" && codec != "zlib") {
-    throw_error(ErrorCode::Internal, "encode_into: unknown codec '" + codec + "'");
-  }
-  const bool gzip = codec == "gzip";
+std::size_t zlib_encode_into(const std::byte* data, std::size_t n, int level, bool gzip,
+                             std::vector<std::byte>& out) {
   if (level < -1 || level > 9) {
-    throw_error(ErrorCode::InvalidArgument,
-                codec + " level " + std::to_string(level) + " is out of range (use 0..9)");
+    throw_error(ErrorCode::InvalidArgument, std::string(gzip ? "gzip" : "zlib") + " level " +
+                                                std::to_string(level) +
+                                                " is out of range (use 0..9)");
   }
   if (const std::size_t size = deflate_whole(data, n, level, gzip, out); size > 0) return size;
-  const std::vector<std::byte> slow = zlib_encode(data, n, level, gzip);
+  const std::vector<std::byte> slow = zlib_stream(data, n, level, gzip);
   if (out.size() < slow.size()) out.resize(slow.size());
   std::copy(slow.begin(), slow.end(), out.begin());
   return slow.size();

@@ -25,12 +25,16 @@ std::vector<std::byte> zlib_encode(const std::byte* data, std::size_t n, int lev
 void zlib_decode(const std::byte* src, std::size_t n, std::byte* out, std::size_t out_n, bool gzip,
                  const std::string& what);
 
-// The encoders above and below, writing into `out` instead of a new buffer: `out` only grows
-// (a writer reuses one per thread, so no chunk pays for fresh pages), the encoded size is
-// returned. `codec` "zlib", "gzip", "zstd" or "blosc"; the other arguments as for each encoder.
-std::size_t encode_into(const std::string& codec, const std::byte* data, std::size_t n, int level,
-                        std::size_t typesize, const std::string& cname, int shuffle,
-                        std::vector<std::byte>& out);
+// zlib_encode, zstd_encode and blosc_encode writing into `out` instead of a new buffer: `out`
+// only grows (a writer reuses one per thread, so no chunk pays for fresh pages), and the
+// encoded size is returned.
+std::size_t zlib_encode_into(const std::byte* data, std::size_t n, int level, bool gzip,
+                             std::vector<std::byte>& out);
+std::size_t zstd_encode_into(const std::byte* data, std::size_t n, int level,
+                             std::vector<std::byte>& out);
+std::size_t blosc_encode_into(const std::byte* data, std::size_t n, std::size_t typesize,
+                              const std::string& cname, int clevel, int shuffle,
+                              std::vector<std::byte>& out);
 
 // LZF (h5py's "lzf" HDF5 filter, 32000): decodes into out[0, out_n); throws Error(Corrupt,
 // "<what>: ...") unless the block decodes to exactly out_n bytes.

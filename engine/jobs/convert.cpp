@@ -258,16 +258,23 @@ void pwrite_all(int fd, const std::byte* data, std::size_t size, std::uint64_t o
   if (!detail::pwrite_all(fd, data, size, offset)) throw_errno("writing " + what);
 }
 
-// The bytes of `box` in place in a dense source whose elements lie in C order with no gaps,
-// when they are one run (every axis after the first one the box spans more than one index of
-// is whole): a writer encodes them where they are. nullptr otherwise.
-const std::byte* box_in_place(const AnyArray& src, const Box& box) {
+// `src` when it is a dense source whose elements lie in C order with no gaps (a writer can then
+// encode its chunks where they are), else nullptr.
+const Source* gapless_source(const AnyArray& src) {
   const Source* dense = src.dense();
-  if (dense == nullptr || !src.reversed_axes().empty() || box.size() == 0) return nullptr;
+  if (dense == nullptr || !src.reversed_axes().empty()) return nullptr;
   const ArrayMeta& m = dense->meta();
   if (m.order != Order::C || m.strides != ArrayMeta::contiguous(m.dtype, m.shape).strides) {
     return nullptr;
   }
+  return dense;
+}
+
+// The bytes of `box` in place in a gapless source (gapless_source) when they are one run: every
+// axis after the first one the box spans more than one index of is whole. nullptr otherwise.
+const std::byte* box_in_place(const Source* dense, const Box& box) {
+  if (dense == nullptr || box.size() == 0) return nullptr;
+  const ArrayMeta& m = dense->meta();
   bool spanning = false;
   for (std::size_t i = 0; i < m.shape.size(); ++i) {
     if (spanning && (box.start[i] != 0 || box.count[i] != m.shape[i])) return nullptr;
@@ -432,6 +439,7 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
     }
     if (src.chunked() != nullptr) spec.fill = src.chunked()->fill_value();
     GroupDestination group(d, options.zarr_format);
+    const Source* gapless = gapless_source(src);
     ZarrWriter writer(group.array_path(), spec, options.overwrite);
     call.run = [&](std::size_t task, ByteView, Bytes&) {
       prepare();
@@ -442,7 +450,7 @@ ConvertStats convert(const AnyArray& src, const std::string& dst, const ConvertO
       for (std::int64_t i = first; i < std::min(first + per_task, cells); ++i) {
         const Shape coord = grid.coord(i);
         const Box box = grid.box(coord);
-        const std::byte* data = box.count == cells_of ? box_in_place(src, box) : nullptr;
+        const std::byte* data = box.count == cells_of ? box_in_place(gapless, box) : nullptr;
         if (data == nullptr) {
           if (chunk.size() < unit) chunk.resize(unit);
           read_chunk_box(src, box, cells_of, chunk.data(), scratch);

@@ -21,9 +21,13 @@
 #include "mmc/chunked.hpp"
 #include "mmc/error.hpp"
 #include "support/test_support.hpp"
+#include "zarr_test_helpers.hpp"
 
 namespace mmc {
 namespace {
+
+using zarr_testing::read_all;
+using zarr_testing::replace_once;
 
 using test::expect_error;
 using test::TempDir;
@@ -33,12 +37,6 @@ std::string as_string(const std::vector<std::byte>& b) {
 }
 
 Shape parse_dims(const std::string& text) { return text == "-" ? Shape{} : parse_shape(text); }
-
-std::vector<std::byte> read_all(const ChunkedArray& a) {
-  std::vector<std::byte> out(a.meta().nbytes());
-  a.read_box({Shape(a.meta().shape.size(), 0), a.meta().shape}, out.data());
-  return out;
-}
 
 // ---- stores written by zarr-python ----
 
@@ -248,13 +246,6 @@ TEST(ZarrRead, ReadsFromForkedChildrenAndThreads) {
 constexpr const char* kGoodMeta =
     R"({"zarr_format": 2, "shape": [4, 6], "chunks": [2, 3], "dtype": "<f8", "order": "C",
         "compressor": null, "fill_value": 0, "filters": null})";
-
-std::string replace_once(std::string text, const std::string& from, const std::string& to) {
-  const std::size_t at = text.find(from);
-  EXPECT_NE(at, std::string::npos) << from;
-  if (at != std::string::npos) text.replace(at, from.size(), to);
-  return text;
-}
 
 // A store holding only .zarray with `meta`.
 std::string make_store(const TempDir& dir, const std::string& meta,

@@ -17,19 +17,17 @@
 #include "mmc/open.hpp"
 #include "mmc/zarr.hpp"
 #include "support/test_support.hpp"
+#include "zarr_test_helpers.hpp"
 
 // Its own namespace: the binary is one translation unit with zarr_test.cpp (unity build).
 namespace mmc::zarr_v3_test {
 namespace {
 
+using zarr_testing::read_all;
+using zarr_testing::replace_once;
+
 using test::expect_error;
 using test::TempDir;
-
-std::vector<std::byte> read_all(const ChunkedArray& a) {
-  std::vector<std::byte> out(a.meta().nbytes());
-  a.read_box({Shape(a.meta().shape.size(), 0), a.meta().shape}, out.data());
-  return out;
-}
 
 // The array's bytes in little endian (the fixtures' .bin files are little endian).
 std::vector<std::byte> little_endian(const ChunkedArray& a) {
@@ -274,13 +272,6 @@ constexpr const char* kGoodV3 = R"({
   "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
   "attributes": {"units": "m"}, "dimension_names": ["y", null]
 })";
-
-std::string replace_once(std::string text, const std::string& from, const std::string& to) {
-  const std::size_t at = text.find(from);
-  EXPECT_NE(at, std::string::npos) << from;
-  if (at != std::string::npos) text.replace(at, from.size(), to);
-  return text;
-}
 
 std::string make_v3(const TempDir& dir, const std::string& meta) {
   const std::string path = dir.path() + "/a.zarr";

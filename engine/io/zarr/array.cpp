@@ -116,7 +116,17 @@ class ZarrArray final : public ChunkedArray {
   std::int64_t linear_index(const Shape& coord) const;
   // The key of a cell of the file grid (chunks, or shards when sharded).
   std::string key_of(const Shape& cell) const;
-  // Decodes `size` stored bytes of a chunk through the codecs into out[0, chunk_nbytes()).
+  // Opens the file of a chunk or shard (`kind`, for messages) and gives its size; an absent one
+  // fills `out` with the fill value and comes back invalid.
+  detail::UniqueFd open_stored(const std::string& file, const char* kind, std::byte* out,
+                               std::uint64_t* size) const;
+  // Reads the chunk stored as `size` bytes at `offset` of `fd` into out, decoding it; the size
+  // is checked against what the codecs can make before anything is read.
+  void read_stored(int fd, std::uint64_t offset, std::uint64_t size, std::byte* out,
+                   const std::string& what) const;
+  [[noreturn]] void raise_wrong_size(const std::string& what, std::uint64_t size) const;
+  // Decodes `size` stored bytes of a chunk through the codecs into out[0, chunk_nbytes()); the
+  // caller bounded `size`.
   void decode(const std::byte* src, std::uint64_t size, std::byte* out,
               const std::string& what) const;
   // Reads the bytes stored for a chunk of an unsharded store, or the fill value.
@@ -194,11 +204,7 @@ const std::byte* ZarrArray::chunk_in_place(const Shape& coord) const {
     throw_error(ErrorCode::Corrupt, file + ": chunk is not a regular file");
   }
   if (static_cast<std::uint64_t>(st.st_size) != chunk_nbytes()) {
-    throw_error(ErrorCode::Corrupt, file + ": uncompressed chunk has " +
-                                        std::to_string(st.st_size) + " bytes, expected " +
-                                        std::to_string(chunk_nbytes()) + " (chunk shape " +
-                                        format_shape(chunk_shape()) + " of " +
-                                        meta().dtype.numpy_descr() + "); the store is damaged");
+    raise_wrong_size(file, static_cast<std::uint64_t>(st.st_size));
   }
   MappedFile mapping = MappedFile::open(file, MapMode::ReadOnly, 0, chunk_nbytes());
   mapping.close_descriptor();  // up to kMaxMappedChunks mappings, but no open file each
@@ -212,11 +218,6 @@ const std::byte* ZarrArray::chunk_in_place(const Shape& coord) const {
 void ZarrArray::decode(const std::byte* src, std::uint64_t size, std::byte* out,
                        const std::string& what) const {
   const std::uint64_t n = chunk_nbytes();
-  if (size > max_encoded_size(n) + 4 * static_cast<std::uint64_t>(crcs_)) {
-    throw_error(ErrorCode::Corrupt, what + ": holds " + std::to_string(size) +
-                                        " bytes, more than any " + describe_codecs(codecs_) +
-                                        " encoding of a " + std::to_string(n) + "-byte chunk");
-  }
   // Undone last to first: a crc32c drops its 4 bytes once they match; a compressor decodes
   // to the chunk's size plus the checksums a writer appended before compressing.
   std::vector<std::byte> buffer;
@@ -315,9 +316,55 @@ void ZarrArray::untranspose(std::byte* chunk) const {
   }
 }
 
+detail::UniqueFd ZarrArray::open_stored(const std::string& file, const char* kind, std::byte* out,
+                                        std::uint64_t* size) const {
+  detail::UniqueFd fd =
+      detail::open_fd(file.c_str(), O_RDONLY | O_NONBLOCK);  // a FIFO never blocks
+  if (!fd) {
+    if (errno == ENOENT) {
+      fill_with(out, chunk_nbytes(), fill_value());
+      return fd;
+    }
+    if (errno == ENOTDIR) raise_not_folder(file);
+    throw_errno(file + ": cannot open " + kind);
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throw_errno(file + ": cannot stat " + kind);
+  if (!S_ISREG(st.st_mode)) {
+    throw_error(ErrorCode::Corrupt, file + ": " + kind + " is not a regular file");
+  }
+  *size = static_cast<std::uint64_t>(st.st_size);
+  return fd;
+}
+
+void ZarrArray::raise_wrong_size(const std::string& what, std::uint64_t size) const {
+  throw_error(ErrorCode::Corrupt, what + ": uncompressed chunk has " + std::to_string(size) +
+                                      " bytes, expected " + std::to_string(chunk_nbytes()) +
+                                      " (chunk shape " + format_shape(chunk_shape()) + " of " +
+                                      meta().dtype.numpy_descr() + "); the store is damaged");
+}
+
+void ZarrArray::read_stored(int fd, std::uint64_t offset, std::uint64_t size, std::byte* out,
+                            const std::string& what) const {
+  const std::uint64_t n = chunk_nbytes();
+  if (codecs_.empty()) {
+    if (size != n) raise_wrong_size(what, size);
+    pread_exact(fd, out, n, what, offset);
+    return;
+  }
+  // Bounded before the bytes are read into memory.
+  if (size > max_encoded_size(n) + 4 * static_cast<std::uint64_t>(crcs_)) {
+    throw_error(ErrorCode::Corrupt, what + ": holds " + std::to_string(size) +
+                                        " bytes, more than any " + describe_codecs(codecs_) +
+                                        " encoding of a " + std::to_string(n) + "-byte chunk");
+  }
+  std::vector<std::byte> encoded(size);
+  pread_exact(fd, encoded.data(), size, what, offset);
+  decode(encoded.data(), size, out, what);
+}
+
 void ZarrArray::read_unsharded(const Shape& coord, std::byte* out) const {
   const std::int64_t index = linear_index(coord);
-  const std::uint64_t n = chunk_nbytes();
   if (codecs_.empty()) {
     const std::byte* mapped = nullptr;
     {
@@ -326,43 +373,14 @@ void ZarrArray::read_unsharded(const Shape& coord, std::byte* out) const {
       if (it != mapped_.end()) mapped = it->second.data();
     }
     if (mapped != nullptr) {  // mappings are never dropped before the array is destroyed
-      std::memcpy(out, mapped, n);
+      std::memcpy(out, mapped, chunk_nbytes());
       return;
     }
   }
   const std::string file = path_ + "/" + key_of(coord);
-  const detail::UniqueFd fd =
-      detail::open_fd(file.c_str(), O_RDONLY | O_NONBLOCK);  // a FIFO never blocks
-  if (!fd) {
-    if (errno == ENOENT) {
-      fill_with(out, n, fill_value());
-      return;
-    }
-    if (errno == ENOTDIR) raise_not_folder(file);
-    throw_errno(file + ": cannot open chunk");
-  }
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) throw_errno(file + ": cannot stat chunk");
-  if (!S_ISREG(st.st_mode)) throw_error(ErrorCode::Corrupt, file + ": chunk is not a regular file");
-  const auto size = static_cast<std::uint64_t>(st.st_size);
-  if (codecs_.empty()) {
-    if (size != n) {
-      throw_error(ErrorCode::Corrupt, file + ": uncompressed chunk has " + std::to_string(size) +
-                                          " bytes, expected " + std::to_string(n) +
-                                          " (chunk shape " + format_shape(chunk_shape()) + " of " +
-                                          meta().dtype.numpy_descr() + "); the store is damaged");
-    }
-    pread_exact(fd.get(), out, n, file);
-    return;
-  }
-  if (size > max_encoded_size(n) + 4 * static_cast<std::uint64_t>(crcs_)) {
-    throw_error(ErrorCode::Corrupt, file + ": compressed chunk has " + std::to_string(size) +
-                                        " bytes, more than any " + describe_codecs(codecs_) +
-                                        " encoding of a " + std::to_string(n) + "-byte chunk");
-  }
-  std::vector<std::byte> encoded(size);
-  pread_exact(fd.get(), encoded.data(), size, file);
-  decode(encoded.data(), size, out, file);
+  std::uint64_t size = 0;
+  const detail::UniqueFd fd = open_stored(file, "chunk", out, &size);
+  if (fd) read_stored(fd.get(), 0, size, out, file);
 }
 
 std::shared_ptr<const ZarrArray::ShardIndex> ZarrArray::shard_index(std::int64_t shard, int fd,
@@ -426,7 +444,6 @@ std::shared_ptr<const ZarrArray::ShardIndex> ZarrArray::shard_index(std::int64_t
 
 void ZarrArray::read_sharded(const Shape& coord, std::byte* out) const {
   linear_index(coord);  // checks the coordinate
-  const std::uint64_t n = chunk_nbytes();
   Shape shard(coord.size());
   std::int64_t shard_linear = 0;
   std::uint64_t inner = 0;
@@ -437,45 +454,17 @@ void ZarrArray::read_sharded(const Shape& coord, std::byte* out) const {
             static_cast<std::uint64_t>(coord[a] % per_shard_[a]);
   }
   const std::string file = path_ + "/" + key_of(shard);
-  const detail::UniqueFd fd =
-      detail::open_fd(file.c_str(), O_RDONLY | O_NONBLOCK);  // a FIFO never blocks
-  if (!fd) {
-    if (errno == ENOENT) {
-      fill_with(out, n, fill_value());
-      return;
-    }
-    if (errno == ENOTDIR) raise_not_folder(file);
-    throw_errno(file + ": cannot open shard");
-  }
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) throw_errno(file + ": cannot stat shard");
-  if (!S_ISREG(st.st_mode)) throw_error(ErrorCode::Corrupt, file + ": shard is not a regular file");
-  const std::shared_ptr<const ShardIndex> index =
-      shard_index(shard_linear, fd.get(), static_cast<std::uint64_t>(st.st_size), file);
+  std::uint64_t size = 0;
+  const detail::UniqueFd fd = open_stored(file, "shard", out, &size);
+  if (!fd) return;
+  const std::shared_ptr<const ShardIndex> index = shard_index(shard_linear, fd.get(), size, file);
   const std::uint64_t offset = (*index)[2 * inner];
   const std::uint64_t nbytes = (*index)[2 * inner + 1];
   if (offset == UINT64_MAX && nbytes == UINT64_MAX) {
-    fill_with(out, n, fill_value());
+    fill_with(out, chunk_nbytes(), fill_value());
     return;
   }
-  const std::string what = file + " (chunk " + format_shape(coord) + ")";
-  if (codecs_.empty()) {
-    if (nbytes != n) {
-      throw_error(ErrorCode::Corrupt, what + ": uncompressed chunk has " + std::to_string(nbytes) +
-                                          " bytes, expected " + std::to_string(n) +
-                                          "; the shard is damaged");
-    }
-    pread_exact(fd.get(), out, n, file, offset);
-    return;
-  }
-  if (nbytes > max_encoded_size(n) + 4 * static_cast<std::uint64_t>(crcs_)) {
-    throw_error(ErrorCode::Corrupt, what + ": holds " + std::to_string(nbytes) +
-                                        " bytes, more than any " + describe_codecs(codecs_) +
-                                        " encoding of a " + std::to_string(n) + "-byte chunk");
-  }
-  std::vector<std::byte> encoded(nbytes);
-  pread_exact(fd.get(), encoded.data(), nbytes, file, offset);
-  decode(encoded.data(), nbytes, out, what);
+  read_stored(fd.get(), offset, nbytes, out, file + " (chunk " + format_shape(coord) + ")");
 }
 
 bool ZarrArray::key_component_ok(const std::string& text, std::size_t axis) const {

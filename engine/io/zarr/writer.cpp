@@ -143,12 +143,16 @@ struct ZarrWriter::State {
 
 std::size_t ZarrWriter::State::encode(const std::byte* data, std::vector<std::byte>& out) const {
   const detail::zarr::CodecSpec& c = codecs.front();  // writers apply one compressor
-  const char* name = c.codec == detail::zarr::Codec::Zstd    ? "zstd"
-                     : c.codec == detail::zarr::Codec::Blosc ? "blosc"
-                     : c.codec == detail::zarr::Codec::Gzip  ? "gzip"
-                                                             : "zlib";
-  return detail::encode_into(name, data, chunk_nbytes, c.level, spec.dtype.itemsize(), c.cname,
-                             c.shuffle, out);
+  switch (c.codec) {
+    case detail::zarr::Codec::Zstd:
+      return detail::zstd_encode_into(data, chunk_nbytes, c.level, out);
+    case detail::zarr::Codec::Blosc:
+      return detail::blosc_encode_into(data, chunk_nbytes, spec.dtype.itemsize(), c.cname, c.level,
+                                       c.shuffle, out);
+    default:
+      return detail::zlib_encode_into(data, chunk_nbytes, c.level,
+                                      c.codec == detail::zarr::Codec::Gzip, out);
+  }
 }
 
 bool ZarrWriter::State::all_fill(const std::byte* data) const {
@@ -323,12 +327,16 @@ ZarrWriter::ZarrWriter(const std::string& path, const ZarrSpec& spec, bool overw
 
   // The spec.
   const std::string where = path + ": ";
-  if (spec.chunks.size() != spec.shape.size()) {
-    throw_error(ErrorCode::InvalidArgument, where + "chunks " + format_shape(spec.chunks) +
-                                                " has " + std::to_string(spec.chunks.size()) +
-                                                " axes, the shape " + format_shape(spec.shape) +
-                                                " has " + std::to_string(spec.shape.size()));
-  }
+  // A chunk or shard shape (`what`) of as many axes as the array's.
+  const auto check_axes = [&](const char* what, const Shape& unit) {
+    if (unit.size() != spec.shape.size()) {
+      throw_error(ErrorCode::InvalidArgument, where + what + " " + format_shape(unit) + " has " +
+                                                  std::to_string(unit.size()) +
+                                                  " axes, the shape " + format_shape(spec.shape) +
+                                                  " has " + std::to_string(spec.shape.size()));
+    }
+  };
+  check_axes("chunks", spec.chunks);
   std::uint64_t chunk_bytes = spec.dtype.itemsize();
   try {
     ArrayMeta::contiguous(spec.dtype, spec.shape, spec.order);  // negative extents, overflow
@@ -408,12 +416,7 @@ ZarrWriter::ZarrWriter(const std::string& path, const ZarrSpec& spec, bool overw
     if (spec.zarr_format != 3) {
       throw_error(ErrorCode::InvalidArgument, where + "shards need zarr format 3");
     }
-    if (spec.shards.size() != spec.shape.size()) {
-      throw_error(ErrorCode::InvalidArgument, where + "shards " + format_shape(spec.shards) +
-                                                  " has " + std::to_string(spec.shards.size()) +
-                                                  " axes, the shape " + format_shape(spec.shape) +
-                                                  " has " + std::to_string(spec.shape.size()));
-    }
+    check_axes("shards", spec.shards);
     std::uint64_t shard_bytes = spec.dtype.itemsize();
     std::uint64_t per_shard = 1;
     s.per_shard.resize(spec.shape.size());
