@@ -278,7 +278,9 @@ ReduceResult Cache::reduce_one(const Source& source, const ReduceOptions& option
   // A histogram's entry holds its bins + 1 edges after the counts.
   const bool histogram = options.op == ReduceOp::Histogram;
   if (histogram) {
-    expected.edges_dtype = meta.dtype.id() == TypeId::F32 ? DType(TypeId::F32) : DType(TypeId::F64);
+    // numpy's bin type: float32 and float16 data keep theirs, the rest is float64.
+    const TypeId id = meta.dtype.id();
+    expected.edges_dtype = id == TypeId::F32 || id == TypeId::F16 ? DType(id) : DType(TypeId::F64);
   }
   const std::uint64_t edges_bytes =
       histogram ? static_cast<std::uint64_t>(options.bins + 1) * expected.edges_dtype.itemsize()

@@ -2,6 +2,9 @@
 #include "mmc/dtype.hpp"
 
 #include <array>
+#include <cmath>
+#include <cstring>
+#include <limits>
 
 #include "mmc/error.hpp"
 
@@ -15,7 +18,7 @@ struct TypeName {
   char kind;               // numpy kind character
 };
 
-constexpr std::array<TypeName, 11> kNames{{
+constexpr std::array<TypeName, 12> kNames{{
     {TypeId::Bool, "bool", "bool", 'b'},
     {TypeId::I8, "i8", "int8", 'i'},
     {TypeId::U8, "u8", "uint8", 'u'},
@@ -27,6 +30,7 @@ constexpr std::array<TypeName, 11> kNames{{
     {TypeId::U64, "u64", "uint64", 'u'},
     {TypeId::F32, "f32", "float32", 'f'},
     {TypeId::F64, "f64", "float64", 'f'},
+    {TypeId::F16, "f16", "float16", 'f'},
 }};
 
 const TypeName& entry(TypeId id) {
@@ -50,7 +54,7 @@ bool from_kind_size(char kind, int size, TypeId* out) {
 
 std::string unsupported(std::string_view text) {
   return "unsupported dtype '" + std::string(text) +
-         "' (expected one of bool i8 u8 i16 u16 i32 u32 i64 u64 f32 f64, optionally prefixed "
+         "' (expected one of bool i8 u8 i16 u16 i32 u32 i64 u64 f16 f32 f64, optionally prefixed "
          "with < or > for byte order)";
 }
 
@@ -60,6 +64,62 @@ void throw_unset_dtype() {
   throw Error(ErrorCode::InvalidArgument,
               "dtype not set: give the array's element type (u8, i16, f32, ...); an unset dtype "
               "stands for no type");
+}
+
+void throw_float16_visited() {
+  throw Error(ErrorCode::Internal,
+              "float16 reached code that computes on its elements: it is widened to float64 "
+              "first");
+}
+
+double Float16::value() const noexcept {
+  const bool negative = (bits & 0x8000u) != 0;
+  const unsigned exponent = (bits >> 10) & 0x1fu;
+  const unsigned fraction = bits & 0x3ffu;
+  double magnitude;
+  if (exponent == 0x1f) {
+    if (fraction == 0) {
+      magnitude = std::numeric_limits<double>::infinity();
+    } else {
+      // The payload moves to the top of float64's fraction, so from() gives the bits back.
+      const std::uint64_t nan = 0x7ff0000000000000ull | (std::uint64_t{fraction} << 42);
+      std::memcpy(&magnitude, &nan, sizeof magnitude);
+    }
+  } else if (exponent == 0) {
+    magnitude = std::ldexp(static_cast<double>(fraction), -24);  // subnormal (or zero)
+  } else {
+    magnitude = std::ldexp(static_cast<double>(fraction | 0x400u), static_cast<int>(exponent) - 25);
+  }
+  return negative ? -magnitude : magnitude;
+}
+
+Float16 Float16::from(double value) noexcept {
+  std::uint64_t wide;
+  std::memcpy(&wide, &value, sizeof wide);
+  const auto sign = static_cast<std::uint16_t>((wide >> 48) & 0x8000u);
+  const double a = std::fabs(value);
+  if (std::isnan(a)) {
+    auto payload = static_cast<std::uint16_t>((wide >> 42) & 0x3ffu);
+    if (payload == 0) payload = 0x200;
+    return Float16{static_cast<std::uint16_t>(sign | 0x7c00u | payload)};
+  }
+  // 65520 is halfway from 65504, the largest finite value, to 65536: ties go to the even
+  // significand, which is 65536, so infinity.
+  if (a >= 65520.0) return Float16{static_cast<std::uint16_t>(sign | 0x7c00u)};
+  // Below 2^-14, steps of 2^-24 (subnormals); a count of 1024 is the smallest normal's bits.
+  // nearbyint rounds ties to even (the default rounding mode); the scalings are exact.
+  if (a < 0x1p-14) {
+    return Float16{static_cast<std::uint16_t>(
+        sign | static_cast<unsigned>(std::nearbyint(std::ldexp(a, 24))))};
+  }
+  int exponent = std::ilogb(a);  // -14 .. 15
+  auto significand = static_cast<unsigned>(std::nearbyint(std::ldexp(a, 10 - exponent)));
+  if (significand == 0x800u) {  // rounded up to the next power of two
+    significand = 0x400u;
+    ++exponent;
+  }
+  return Float16{static_cast<std::uint16_t>(sign | static_cast<unsigned>(exponent + 15) << 10 |
+                                            (significand & 0x3ffu))};
 }
 
 TypeKind DType::kind() const {
@@ -76,6 +136,7 @@ TypeKind DType::kind() const {
     case TypeId::U32:
     case TypeId::U64:
       return TypeKind::Unsigned;
+    case TypeId::F16:
     case TypeId::F32:
     case TypeId::F64:
       return TypeKind::Float;

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -110,10 +111,30 @@ void append_value(std::string& out, T v, bool json) {
   out.append(buf, static_cast<std::size_t>(n));
 }
 
+// A float16 value: the fewest digits that read back as the same float16 (numpy's repr).
+void append_value(std::string& out, Float16 h, bool json) {
+  const double v = h.value();
+  if (!std::isfinite(v)) return append_value(out, v, json);
+  char buf[40];
+  int n = 0;
+  for (int digits = 1; digits <= 17; ++digits) {
+    n = std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+    if (Float16::from(std::strtod(buf, nullptr)) == h) break;
+  }
+  out.append(buf, static_cast<std::size_t>(n));
+}
+
+// visit_type, and Float16 for float16 (stored, never computed on: only written out here).
+template <class F>
+decltype(auto) visit_stored_type(TypeId id, F&& f) {
+  if (id == TypeId::F16) return f(Float16{});
+  return visit_type(id, std::forward<F>(f));
+}
+
 // Calls f(out, index) with a formatter bound to the result's element type.
 template <class F>
 void with_values(const Values& result, F&& f) {
-  visit_type(result.dtype.id(), [&](auto tag) {
+  visit_stored_type(result.dtype.id(), [&](auto tag) {
     using T = decltype(tag);
     const T* values = reinterpret_cast<const T*>(result.data);
     f([values](std::string& out, std::int64_t i, bool json) {
@@ -272,9 +293,9 @@ void write_npz(AtomicFile& file, const std::vector<NamedArray>& arrays) {
     put_le(central, big ? kMax32 : size, 4);
     put_le(central, name.size(), 2);
     put_le(central, extra > 0 ? extra + 4 : 0, 2);
-    put_le(central, 0, 2);                    // comment
-    put_le(central, 0, 2);                    // disk
-    put_le(central, 0, 2);                    // internal attributes
+    put_le(central, 0, 2);                             // comment
+    put_le(central, 0, 2);                             // disk
+    put_le(central, 0, 2);                             // internal attributes
     put_le(central, std::uint64_t{0100644} << 16, 4);  // a regular file, 0644
     put_le(central, far ? kMax32 : offset, 4);
     central += name;
@@ -468,12 +489,11 @@ std::string format_results_csv(const std::vector<NamedArray>& arrays) {
   const std::int64_t rows = columns.empty() ? 0 : columns.front().size();
   std::vector<std::function<void(std::string&, std::int64_t)>> cells;
   for (const Values& column : columns) {
-    visit_type(column.dtype.id(), [&](auto tag) {
+    visit_stored_type(column.dtype.id(), [&](auto tag) {
       using T = decltype(tag);
       const T* values = reinterpret_cast<const T*>(column.data);
-      cells.emplace_back([values](std::string& text, std::int64_t i) {
-        append_value(text, values[i], false);
-      });
+      cells.emplace_back(
+          [values](std::string& text, std::int64_t i) { append_value(text, values[i], false); });
     });
   }
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -490,9 +510,9 @@ void write_results(const std::vector<NamedArray>& arrays, const std::string& pat
   check_names(arrays);
   const OutputFormat format = output_format_for(path);
   if (format == OutputFormat::Npy) {
-    throw Error(ErrorCode::InvalidArgument,
-                path + ": a .npy holds one array, and there are " + std::to_string(arrays.size()) +
-                    ": write .npz, .json or .csv");
+    throw Error(ErrorCode::InvalidArgument, path + ": a .npy holds one array, and there are " +
+                                                std::to_string(arrays.size()) +
+                                                ": write .npz, .json or .csv");
   }
   // Everything is checked before the temporary file exists.
   std::string text;

@@ -29,11 +29,11 @@ namespace mmc {
 namespace {
 
 constexpr std::uint64_t kGenerateTaskBytes = std::uint64_t{4}
-                                             << 20;           // slices batched to ~4 MiB a task
-constexpr int kWaves = 3;                                     // sinusoids per axis
-constexpr int kBlobs = 2;                                     // gaussian blobs per slice
-constexpr float kNoise = 0.12f;                               // peak-to-peak noise amplitude
-constexpr float kBelowOne = 0.99999994f;                      // largest float below 1
+                                             << 20;  // slices batched to ~4 MiB a task
+constexpr int kWaves = 3;                            // sinusoids per axis
+constexpr int kBlobs = 2;                            // gaussian blobs per slice
+constexpr float kNoise = 0.12f;                      // peak-to-peak noise amplitude
+constexpr float kBelowOne = 0.99999994f;             // largest float below 1
 
 std::uint64_t mix64(std::uint64_t x) {
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -151,12 +151,15 @@ T byteswap(T v) {
   return v;
 }
 
-// Scales [0, 1) into T's range: unsigned 0..max, signed centred on 0, floats unchanged.
+// Scales [0, 1) into T's range: unsigned 0..max, signed centred on 0, floats unchanged
+// (float16 rounded to nearest even, as numpy's astype(float16) of the float32 cube).
 template <class T>
 void store_row(const float* v, std::int64_t n, bool swap, T* out) {
   for (std::int64_t c = 0; c < n; ++c) {
     T x;
-    if constexpr (std::is_same_v<T, bool>) {
+    if constexpr (std::is_same_v<T, Float16>) {
+      x = Float16::from(v[c]);
+    } else if constexpr (std::is_same_v<T, bool>) {
       x = v[c] >= 0.5f;
     } else if constexpr (std::is_floating_point_v<T>) {
       x = static_cast<T>(v[c]);
@@ -251,13 +254,18 @@ void generate_cube(const std::string& path, DType dtype, const Shape& shape, std
       const std::int64_t last = std::min(slices, first + per_task);
       thread_local std::vector<std::byte> buffer;
       buffer.resize(static_cast<std::size_t>(last - first) * slice_bytes);
-      visit_type(dtype.id(), [&](auto tag) {
+      const auto render = [&](auto tag) {
         using T = decltype(tag);
         for (std::int64_t i = first; i < last; ++i) {
           write_slice<T>(seed, i, g, swap,
                          buffer.data() + static_cast<std::uint64_t>(i - first) * slice_bytes);
         }
-      });
+      };
+      if (dtype.id() == TypeId::F16) {  // a storage type, which visit_type does not visit
+        render(Float16{});
+      } else {
+        visit_type(dtype.id(), render);
+      }
       write_all_at(fd, buffer.data(), buffer.size(),
                    data_offset + static_cast<std::uint64_t>(first) * slice_bytes, path);
     };

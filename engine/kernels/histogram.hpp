@@ -8,8 +8,65 @@
 #include <vector>
 
 #include "kernels/families.hpp"
+#include "mmc/dtype.hpp"
 
 namespace mmc::kernels {
+
+// numpy's float16 arithmetic, for the bins of float16 data (widened to float64 to compute):
+// numpy's half loops compute each operation in float32 and round its result to float16, and
+// the edges, the range and the norm are float16 values. Held as the float it equals.
+class Half16 {
+ public:
+  Half16() = default;
+  // x rounded to the nearest float16 (ties to even), as numpy's casts from float64 round.
+  explicit Half16(double x) : v_(static_cast<float>(Float16::from(x).value())) {}
+
+  // x, a float16 value already (data widened to float64): exact, no rounding.
+  static Half16 exact(double x) noexcept { return Half16(static_cast<float>(x), 0); }
+
+  explicit operator double() const noexcept { return v_; }
+  explicit operator std::int64_t() const noexcept { return static_cast<std::int64_t>(v_); }
+  // The float16 bits.
+  Float16 bits() const noexcept { return Float16::from(v_); }
+
+  friend Half16 operator-(Half16 a, Half16 b) noexcept { return rounded(a.v_ - b.v_); }
+  friend Half16 operator*(Half16 a, Half16 b) noexcept { return rounded(a.v_ * b.v_); }
+  friend bool operator<(Half16 a, Half16 b) noexcept { return a.v_ < b.v_; }
+  friend bool operator<=(Half16 a, Half16 b) noexcept { return a.v_ <= b.v_; }
+  friend bool operator>(Half16 a, Half16 b) noexcept { return a.v_ > b.v_; }
+  friend bool operator>=(Half16 a, Half16 b) noexcept { return a.v_ >= b.v_; }
+
+ private:
+  Half16(float v, int) noexcept : v_(v) {}
+
+  // A float rounded to the nearest float16 (ties to even), as numpy's float-to-half: the 13
+  // low fraction bits rounded off where float16 is normal, steps of 2^-24 below, infinity from
+  // 65520 on. NaN stays NaN.
+  static Half16 rounded(float f) noexcept {
+    const float a = std::fabs(f);
+    if (!(a < 65520.0f)) return Half16(a >= 65520.0f ? std::copysign(HUGE_VALF, f) : f, 0);
+    if (a < 0x1p-14f) return Half16(std::nearbyint(f * 0x1p24f) * 0x1p-24f, 0);
+    std::uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    u += 0x0fffu + ((u >> 13) & 1u);
+    u &= ~0x1fffu;
+    float out;
+    std::memcpy(&out, &u, sizeof out);
+    return Half16(out, 0);
+  }
+
+  float v_ = 0;
+};
+
+// A data value as the bin type: a plain conversion, but float16 data (exact already).
+template <class E, class T>
+E as_bin(T x) noexcept {
+  if constexpr (std::is_same_v<E, Half16>) {
+    return Half16::exact(static_cast<double>(x));
+  } else {
+    return static_cast<E>(x);
+  }
+}
 
 // The type numpy computes bin indices in: float32 data stays float32, everything else float64.
 template <class T>
@@ -96,10 +153,11 @@ inline constexpr bool kBinTable = std::is_integral_v<T> && sizeof(T) <= 2;
 
 // The counts of bins() bins per output. Partial is one count; an output's partial is bins()
 // consecutive counts, and init/run/merge take the first of them.
-template <class T, bool Swap>
+// E: the bin type (BinType<T>, or Half16 for float16 data widened to float64).
+template <class T, bool Swap, class E_ = BinType<T>>
 class HistogramFamily {
  public:
-  using E = BinType<T>;
+  using E = E_;
   using Partial = std::int64_t;
   static constexpr FamilyKind kKind = FamilyKind::Histogram;
   static constexpr bool kNeedsIndex = false;
@@ -165,7 +223,7 @@ class HistogramFamily {
 
   // The bin of x, or bins() (a slot past the bins) when x is not counted.
   std::int64_t slot_of_value(T x) const noexcept {
-    const std::int64_t b = edges_.bin(static_cast<E>(x));
+    const std::int64_t b = edges_.bin(as_bin<E>(x));
     return b < 0 ? edges_.bins() : b;
   }
 
@@ -185,7 +243,7 @@ class HistogramFamily {
           return table[bits];
         }
       }
-      const std::int64_t b = binner.bin(static_cast<E>(x));
+      const std::int64_t b = binner.bin(as_bin<E>(x));
       return b < 0 ? binner.last + 1 : b;
     }
   };

@@ -14,6 +14,10 @@
 #include "reduce/plan.hpp"
 #include "reduce/runner.hpp"
 
+namespace mmc::kernels {
+class Half16;
+}  // namespace mmc::kernels
+
 namespace mmc::detail {
 
 // A mask broadcast against an input (ReduceOptions::mask): element idx of the input is left out
@@ -41,7 +45,22 @@ struct Input {
   const Source* dense = nullptr;
   const ChunkedArray* chunked = nullptr;
   const MaskGeometry* mask = nullptr;  // ReduceOptions::mask's, when given
+  // The elements are a float16 source's, widened to float64 (io/widened.hpp): histograms bin
+  // them as numpy does in float16.
+  bool float16 = false;
 };
+
+// float16 (see Input::float16): the float64 array reductions compute on when `input` is
+// float16, else nothing.
+std::unique_ptr<ChunkedArray> widened_if_float16(const Input& input);
+// options with the nodata value rounded to float16, as numpy compares a float16 array with a
+// number.
+ReduceOptions float16_options(const ReduceOptions& options);
+// A result computed in float64 for float16 data made numpy's: min and max (and the nan forms)
+// back to float16 (exact). Others are left as they are.
+void narrow_to_float16(ReduceOp op, ReduceResult& result);
+// Sets a histogram result's edges to float16 ones (numpy's edges for float16 data).
+void set_float16_edges(ReduceResult& result, const std::vector<kernels::Half16>& edges);
 
 // The histogram's bin range as the parent settled it (from the options, or the data's min and
 // max): what a worker needs to build the same BinEdges.

@@ -473,6 +473,12 @@ bool settle_histogram_range(Context& ctx) {
     first = static_cast<double>(lo);
     last = static_cast<double>(hi);
     span = data_span(lo, hi);
+    if constexpr (std::is_same_v<T, double>) {
+      // float16 data: numpy subtracts its float16 min from its max in float16.
+      if (ctx.input.float16) {
+        span = static_cast<double>(kernels::Half16::exact(hi) - kernels::Half16::exact(lo));
+      }
+    }
     widen = lo == hi;
   }
   if (widen) {
@@ -551,7 +557,8 @@ FamilyKey family_key(ReduceOp op) {
 // Histogram.
 template <class T, bool Swap, bool Filter>
 std::unique_ptr<PassSlot> make_slot(Context& ctx, FamilyKey key, const SlotOps& served,
-                                    const kernels::BinEdges<kernels::BinType<T>>* edges) {
+                                    const kernels::BinEdges<kernels::BinType<T>>* edges,
+                                    const kernels::BinEdges<kernels::Half16>* edges16) {
   using namespace kernels;
   constexpr bool kNan = kIsFloat<T>;
   switch (key) {
@@ -583,6 +590,13 @@ std::unique_ptr<PassSlot> make_slot(Context& ctx, FamilyKey key, const SlotOps& 
     case FamilyKey::ArgMax:
       return slot_of<T, Filter>(ctx, ArgFamily<T, Swap, true>{}, served);
     case FamilyKey::Histogram:
+      if constexpr (std::is_same_v<T, double>) {
+        if (edges16 != nullptr) {
+          return slot_of<T, Filter>(
+              ctx, HistogramFamily<T, Swap, Half16>(*edges16, ctx.plan.n_out * ctx.plan.n_red),
+              served);
+        }
+      }
       return slot_of<T, Filter>(
           ctx, HistogramFamily<T, Swap>(*edges, ctx.plan.n_out * ctx.plan.n_red), served);
     case FamilyKey::Quantile:
@@ -686,15 +700,23 @@ void execute_pass(Context& ctx) {
   }
   using E = kernels::BinType<T>;
   std::optional<kernels::BinEdges<E>> edges;
+  std::optional<kernels::BinEdges<kernels::Half16>> edges16;  // float16 data's
   for (const auto& group : groups) {
     if (group.first != FamilyKey::Histogram) continue;
     if (!settle_histogram_range<T, Swap, Filter>(ctx)) return;
-    edges.emplace(ctx.options.bins, ctx.histogram.first, ctx.histogram.last, ctx.histogram.span);
-    if (ctx.worker == nullptr) {
-      ReduceResult& result = ctx.results[group.second.results.front()];
-      result.edges_dtype = DType(type_id_of<E>());
-      result.edges.resize(edges->edges().size() * sizeof(E));
-      std::memcpy(result.edges.data(), edges->edges().data(), result.edges.size());
+    const HistogramRange& range = ctx.histogram;
+    ReduceResult* result =
+        ctx.worker == nullptr ? &ctx.results[group.second.results.front()] : nullptr;
+    if (std::is_same_v<T, double> && ctx.input.float16) {
+      edges16.emplace(ctx.options.bins, range.first, range.last, range.span);
+      if (result != nullptr) set_float16_edges(*result, edges16->edges());
+      continue;
+    }
+    edges.emplace(ctx.options.bins, range.first, range.last, range.span);
+    if (result != nullptr) {
+      result->edges_dtype = DType(type_id_of<E>());
+      result->edges.resize(edges->edges().size() * sizeof(E));
+      std::memcpy(result->edges.data(), edges->edges().data(), result->edges.size());
     }
   }
   // The quantiles: their first pass runs with the other families, their refining ones after.
@@ -718,7 +740,8 @@ void execute_pass(Context& ctx) {
       slots.push_back(quantile_slot<T, Swap, Filter>(
           ctx, 1, 0, nullptr, quantiles ? &*quantiles : nullptr, &served.ops));
     } else {
-      slots.push_back(make_slot<T, Swap, Filter>(ctx, key, served, edges ? &*edges : nullptr));
+      slots.push_back(make_slot<T, Swap, Filter>(ctx, key, served, edges ? &*edges : nullptr,
+                                                 edges16 ? &*edges16 : nullptr));
     }
     pass.push_back(slots.back().get());
   }

@@ -33,6 +33,8 @@ const char* cxx_name(TypeId id) {
       return "float";
     case TypeId::F64:
       return "double";
+    case TypeId::F16:
+      return "mmc::Float16";
   }
   return "?";
 }

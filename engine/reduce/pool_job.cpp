@@ -218,7 +218,7 @@ JobState::JobState(const JobSpec& spec)
       options_(spec.options),
       runner_{{}, spec.plan_workers},
       delay_ms_(debug_task_delay_ms()),
-      swap_(!spec.ticket.meta.dtype.is_native()) {
+      swap_(spec.ticket.meta.dtype.id() != TypeId::F16 && !spec.ticket.meta.dtype.is_native()) {
   if (spec.mask) {
     // The mask: a mapped file, opened from the descriptor that came with the batch.
     opened_mask_ = std::make_shared<const AnyArray>(open_ticket(*spec.mask));
@@ -228,8 +228,12 @@ JobState::JobState(const JobSpec& spec)
     options_.mask = std::shared_ptr<const Source>(opened_mask_, opened_mask_->dense());
     mask_ = mask_geometry(options_.mask, opened_->meta(), spec.reversed);
   }
+  // float16 is widened here as the caller widened it (the caller's options came widened).
+  widened_ = widened_if_float16(Input{opened_->meta(), opened_->dense(), opened_->chunked()});
   input_ = std::make_unique<Input>(
-      Input{opened_->meta(), opened_->dense(), opened_->chunked(), mask_ ? &*mask_ : nullptr});
+      widened_ ? Input{widened_->meta(), nullptr, widened_.get(), mask_ ? &*mask_ : nullptr, true}
+               : Input{opened_->meta(), opened_->dense(), opened_->chunked(),
+                       mask_ ? &*mask_ : nullptr});
 }
 
 const ReducePlan& JobState::plan(Phase phase) const {

@@ -48,6 +48,7 @@ class JobState {
 
  private:
   std::shared_ptr<const AnyArray> opened_;  // what a worker opened; null in the caller
+  std::unique_ptr<ChunkedArray> widened_;   // opened_ as float64, when it is float16
   std::shared_ptr<const AnyArray> opened_mask_;
   std::optional<MaskGeometry> mask_;  // a worker's, over opened_mask_
   std::unique_ptr<Input> input_;

@@ -15,6 +15,7 @@
 
 #include "core/debug_hooks.hpp"
 #include "io/source_ticket.hpp"
+#include "io/widened.hpp"
 #include "kernels/dispatch.hpp"
 #include "kernels/histogram.hpp"
 #include "mmc/error.hpp"
@@ -214,6 +215,53 @@ ReducePlan plan_for(const Input& input, const std::vector<int>& axes, const Redu
   return plan;
 }
 
+std::unique_ptr<ChunkedArray> widened_if_float16(const Input& input) {
+  if (input.meta.dtype.id() != TypeId::F16) return nullptr;
+  return input.dense != nullptr ? widened_float16(*input.dense) : widened_float16(*input.chunked);
+}
+
+ReduceOptions float16_options(const ReduceOptions& options) {
+  ReduceOptions out = options;
+  const auto rounded = [](double v) { return NoData{Float16::from(v).value()}; };
+  if (const auto* i = std::get_if<std::int64_t>(&options.nodata)) {
+    out.nodata = rounded(static_cast<double>(*i));
+  } else if (const auto* u = std::get_if<std::uint64_t>(&options.nodata)) {
+    out.nodata = rounded(static_cast<double>(*u));
+  } else if (const auto* f = std::get_if<double>(&options.nodata);
+             f != nullptr && !std::isnan(*f)) {
+    out.nodata = rounded(*f);
+  }
+  return out;
+}
+
+void narrow_to_float16(ReduceOp op, ReduceResult& result) {
+  if (op != ReduceOp::Min && op != ReduceOp::Max && op != ReduceOp::NanMin &&
+      op != ReduceOp::NanMax) {
+    return;
+  }
+  if (result.dtype != DType(TypeId::F64)) {
+    throw Error(ErrorCode::Internal, "a float16 min or max was not computed in float64");
+  }
+  const std::size_t n = result.data.size() / sizeof(double);
+  for (std::size_t i = 0; i < n; ++i) {
+    double v;
+    std::memcpy(&v, result.data.data() + i * sizeof v, sizeof v);
+    const Float16 h = Float16::from(v);
+    std::memcpy(result.data.data() + i * sizeof h, &h, sizeof h);
+  }
+  result.data.resize(n * sizeof(Float16));
+  result.dtype = DType(TypeId::F16);
+}
+
+void set_float16_edges(ReduceResult& result, const std::vector<kernels::Half16>& edges) {
+  result.edges_dtype = DType(TypeId::F16);
+  result.edges.resize(edges.size() * sizeof(Float16));
+  for (std::size_t i = 0; i < edges.size(); ++i) {
+    const Float16 bits = edges[i].bits();
+    std::memcpy(result.edges.data() + i * sizeof bits, &bits, sizeof bits);
+  }
+}
+
 std::optional<MaskGeometry> mask_geometry(const std::shared_ptr<const Source>& mask,
                                           const ArrayMeta& meta, const std::vector<int>& reversed) {
   if (!mask) return std::nullopt;
@@ -315,13 +363,21 @@ std::vector<ReduceOptions> passes_of(const detail::Input& input, const ReduceOpt
 // `pool`: run the tasks there (warm workers) instead of on run_tasks' own. `reversed`: the
 // axes a dense view lays out ascending (AnyArray::reversed_axes), which a mask follows.
 std::vector<ReduceResult> reduce_input(const detail::Input& given_input,
-                                       const ReduceOptions& options,
+                                       const ReduceOptions& given_options,
                                        const detail::ReduceRunner& given, Pool* pool,
                                        const std::vector<int>& reversed = {}) {
   const std::optional<detail::MaskGeometry> mask =
-      detail::mask_geometry(options.mask, given_input.meta, reversed);
-  const detail::Input input{given_input.meta, given_input.dense, given_input.chunked,
-                            mask ? &*mask : nullptr};
+      detail::mask_geometry(given_options.mask, given_input.meta, reversed);
+  // float16 is computed on as float64 (every value exact there): a chunked array over the
+  // source that widens what it reads, and the nodata value as numpy compares it (float16).
+  const std::unique_ptr<ChunkedArray> widened = detail::widened_if_float16(given_input);
+  ReduceOptions own_options;
+  if (widened) own_options = detail::float16_options(given_options);
+  const ReduceOptions& options = widened ? own_options : given_options;
+  const detail::Input input = widened ? detail::Input{widened->meta(), nullptr, widened.get(),
+                                                      mask ? &*mask : nullptr, true}
+                                      : detail::Input{given_input.meta, given_input.dense,
+                                                      given_input.chunked, mask ? &*mask : nullptr};
   // A nodata value the dtype cannot hold is refused before any work.
   visit_type(input.meta.dtype.id(), [&](auto tag) {
     (void)detail::nodata_as<decltype(tag)>(options.nodata, input.meta.dtype.name());
@@ -410,10 +466,10 @@ std::vector<ReduceResult> reduce_input(const detail::Input& given_input,
     results[i].data.assign(
         static_cast<std::size_t>(results[i].size()) * results[i].dtype.itemsize(), std::byte{0});
   }
-  if (input.dense != nullptr) {
+  if (given_input.dense != nullptr) {
     // A view of a part of its file reads only its spans (see reads_exact_spans).
-    input.dense->mapping().advise(detail::reads_exact_spans(*input.dense) ? Access::Random
-                                                                          : Access::Sequential);
+    const Source& dense = *given_input.dense;
+    dense.mapping().advise(detail::reads_exact_spans(dense) ? Access::Random : Access::Sequential);
   }
 
   // Each pass: its plan, its route to the pool, its share of the results.
@@ -434,7 +490,7 @@ std::vector<ReduceResult> reduce_input(const detail::Input& given_input,
       if (pool != nullptr) {
         std::optional<detail::SourceTicket> ticket, mask_ticket;
         if (pool->backend() == Backend::Process) {
-          ticket = ticket_for(input);
+          ticket = ticket_for(given_input);  // a worker widens float16 itself (JobState)
           if (options.mask) {
             std::string why;
             mask_ticket = detail::ticket_of(*options.mask, &why);
@@ -459,22 +515,35 @@ std::vector<ReduceResult> reduce_input(const detail::Input& given_input,
       detail::run_executor(ctx, meta.dtype.id());
     } else if (std::count(pass.ops.begin(), pass.ops.end(), ReduceOp::Histogram) > 0) {
       // No task ran, but np.histogram still has edges: those of an empty array's range.
-      visit_type(meta.dtype.id(), [&](auto tag) {
-        using E = kernels::BinType<decltype(tag)>;
+      const std::size_t k = static_cast<std::size_t>(
+          std::find(pass.ops.begin(), pass.ops.end(), ReduceOp::Histogram) - pass.ops.begin());
+      if (input.float16) {
         const double first = options.range_given ? options.range_lo : 0;
         const double last = options.range_given ? options.range_hi : 1;
         const bool widen = first == last;
-        const kernels::BinEdges<E> edges(options.bins, widen ? first - 0.5 : first,
-                                         widen ? last + 0.5 : last,
-                                         widen ? last - first + 1 : last - first);
-        const std::size_t k = static_cast<std::size_t>(
-            std::find(pass.ops.begin(), pass.ops.end(), ReduceOp::Histogram) - pass.ops.begin());
-        share[k].edges_dtype = DType(type_id_of<E>());
-        share[k].edges.resize(edges.edges().size() * sizeof(E));
-        std::memcpy(share[k].edges.data(), edges.edges().data(), share[k].edges.size());
-      });
+        const kernels::BinEdges<kernels::Half16> edges(options.bins, widen ? first - 0.5 : first,
+                                                       widen ? last + 0.5 : last,
+                                                       widen ? last - first + 1 : last - first);
+        detail::set_float16_edges(share[k], edges.edges());
+      } else {
+        visit_type(meta.dtype.id(), [&](auto tag) {
+          using E = kernels::BinType<decltype(tag)>;
+          const double first = options.range_given ? options.range_lo : 0;
+          const double last = options.range_given ? options.range_hi : 1;
+          const bool widen = first == last;
+          const kernels::BinEdges<E> edges(options.bins, widen ? first - 0.5 : first,
+                                           widen ? last + 0.5 : last,
+                                           widen ? last - first + 1 : last - first);
+          share[k].edges_dtype = DType(type_id_of<E>());
+          share[k].edges.resize(edges.edges().size() * sizeof(E));
+          std::memcpy(share[k].edges.data(), edges.edges().data(), share[k].edges.size());
+        });
+      }
     }
     for (std::size_t k = 0; k < pass.ops.size(); ++k) results[at[k]] = std::move(share[k]);
+  }
+  if (input.float16) {
+    for (std::size_t k = 0; k < ops.size(); ++k) detail::narrow_to_float16(ops[k], results[k]);
   }
   return results;
 }

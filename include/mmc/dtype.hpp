@@ -8,7 +8,10 @@
 
 namespace mmc {
 
-enum class TypeId : std::uint8_t { Bool, I8, U8, I16, U16, I32, U32, I64, U64, F32, F64 };
+// F16 is last so that the others keep the numbers files and pool messages hold. It is a
+// storage type: read, written and converted as it is, widened to float64 to compute (see
+// Float16).
+enum class TypeId : std::uint8_t { Bool, I8, U8, I16, U16, I32, U32, I64, U64, F32, F64, F16 };
 enum class TypeKind : std::uint8_t { Bool, Signed, Unsigned, Float };
 enum class ByteOrder : std::uint8_t { Little, Big };
 
@@ -69,6 +72,7 @@ class DType {
         return 1;
       case TypeId::I16:
       case TypeId::U16:
+      case TypeId::F16:
         return 2;
       case TypeId::I32:
       case TypeId::U32:
@@ -91,6 +95,23 @@ class DType {
   TypeId id_ = TypeId::Bool;  // meaningless unless set_
   ByteOrder order_ = ByteOrder::Little;
   bool set_ = false;
+};
+
+// An IEEE 754 binary16 value (numpy's float16) as its bits: the C++ type of TypeId::F16
+// elements (ReduceResult::as<Float16>() of a float16 min or max). No arithmetic: mmcompute
+// computes on float16 data in float64, where every float16 value is exact.
+struct Float16 {
+  std::uint16_t bits = 0;
+
+  // The exact value (NaN keeps its sign and payload).
+  double value() const noexcept;
+  // value rounded to the nearest float16, ties to even, as numpy's astype(float16): infinity
+  // past the largest finite value (65504) by half a step or more; NaN keeps its payload's top
+  // bits (a quiet NaN when they are all zero).
+  static Float16 from(double value) noexcept;
+
+  friend constexpr bool operator==(Float16 a, Float16 b) noexcept { return a.bits == b.bits; }
+  friend constexpr bool operator!=(Float16 a, Float16 b) noexcept { return a.bits != b.bits; }
 };
 
 // The TypeId of a C++ element type.
@@ -140,9 +161,18 @@ template <>
 constexpr TypeId type_id_of<double>() {
   return TypeId::F64;
 }
+template <>
+constexpr TypeId type_id_of<Float16>() {
+  return TypeId::F16;
+}
+
+// Throws Error(Internal): float16 reached code that computes on elements, which it never
+// should (it is widened to float64 first).
+[[noreturn]] void throw_float16_visited();
 
 // Calls f(T{}) with the C++ type of id (bool for Bool), so per-type code is written once as a
-// template and dispatched once per call.
+// template and dispatched once per call. Computing types only: F16 throws Error(Internal)
+// (callers handle float16 before, as float64 values).
 template <class F>
 decltype(auto) visit_type(TypeId id, F&& f) {
   switch (id) {
@@ -166,6 +196,8 @@ decltype(auto) visit_type(TypeId id, F&& f) {
       return f(std::uint64_t{});
     case TypeId::F32:
       return f(float{});
+    case TypeId::F16:
+      throw_float16_visited();
     case TypeId::F64:
       break;
   }

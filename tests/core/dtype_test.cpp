@@ -1,8 +1,14 @@
-// Tests of mmc/dtype.hpp: names, numpy descrs, byte order and dispatch.
+// Tests of mmc/dtype.hpp: names, numpy descrs, byte order and dispatch; Float16 against
+// Eigen's half (an independent binary16 implementation) over every bit pattern.
 #include "mmc/dtype.hpp"
 
 #include <gtest/gtest.h>
 
+#include <Eigen/Core>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -35,6 +41,7 @@ const std::vector<NamedType>& all_types() {
       {TypeId::U64, "u64", "uint64", 8, TypeKind::Unsigned, "<u8", ">u8"},
       {TypeId::F32, "f32", "float32", 4, TypeKind::Float, "<f4", ">f4"},
       {TypeId::F64, "f64", "float64", 8, TypeKind::Float, "<f8", ">f8"},
+      {TypeId::F16, "f16", "float16", 2, TypeKind::Float, "<f2", ">f2"},
   };
   return types;
 }
@@ -82,11 +89,15 @@ TEST(DType, ParsesNumpyDescrsAndCharacterCodes) {
   EXPECT_EQ(DType::parse("|b1"), DType(TypeId::Bool));
   EXPECT_EQ(DType::parse("?"), DType(TypeId::Bool));
   EXPECT_EQ(DType::parse("f4"), DType(TypeId::F32));
+  EXPECT_EQ(DType::parse("<f2"), DType(TypeId::F16, ByteOrder::Little));
+  EXPECT_EQ(DType::parse(">f2"), DType(TypeId::F16, ByteOrder::Big));
+  EXPECT_EQ(DType::parse(">f16"), DType(TypeId::F16, ByteOrder::Big));
+  EXPECT_EQ(DType::from_numpy_descr(">f2"), DType(TypeId::F16, ByteOrder::Big));
 }
 
 TEST(DType, RejectsUnknownNamesWithInvalidArgument) {
-  for (const char* bad : {"", "u7", "float16", "<f2", "c8", "complex64", "u", "<", "U10", "O",
-                          "uint8 ", " u8", "u8x"}) {
+  for (const char* bad : {"", "u7", "bfloat16", "float128", "f128", "<f3", "c8", "complex64", "u",
+                          "<", "U10", "O", "uint8 ", " u8", "u8x"}) {
     try {
       DType::parse(bad);
       ADD_FAILURE() << "'" << bad << "' was accepted";
@@ -114,8 +125,8 @@ TEST(DType, ReadsBackEveryDescrItWrites) {
 }
 
 TEST(DType, FromNumpyDescrRejectsWhatNumpyCannotMeanHere) {
-  for (const char* bad :
-       {"|O", "<U10", "<c8", "<f2", "|u2", "u1", "<u", "<u16", "", "|V8", "<M8", "xf4", "<f4 "}) {
+  for (const char* bad : {"|O", "<U10", "<c8", "|f2", "<f16", "<f3", "|u2", "u1", "<u", "<u16", "",
+                          "|V8", "<M8", "xf4", "<f4 "}) {
     try {
       DType::from_numpy_descr(bad);
       ADD_FAILURE() << "'" << bad << "' was accepted";
@@ -182,6 +193,7 @@ TEST(DType, VisitTypeCallsWithTheMatchingCppType) {
   EXPECT_EQ(type_id_of<bool>(), TypeId::Bool);
   EXPECT_EQ(type_id_of<double>(), TypeId::F64);
   for (const auto& t : all_types()) {
+    if (t.id == TypeId::F16) continue;  // a storage type (next test)
     const auto [id, size] = visit_type(t.id, [](auto v) {
       using T = decltype(v);
       return std::pair<TypeId, std::size_t>(type_id_of<T>(), sizeof(T));
@@ -189,6 +201,160 @@ TEST(DType, VisitTypeCallsWithTheMatchingCppType) {
     EXPECT_EQ(id, t.id) << t.short_name;
     EXPECT_EQ(size, t.itemsize) << t.short_name;
   }
+}
+
+TEST(DType, VisitTypeRefusesFloat16AsAnInternalError) {
+  EXPECT_EQ(type_id_of<Float16>(), TypeId::F16);
+  bool called = false;
+  try {
+    visit_type(TypeId::F16, [&](auto) { called = true; });
+    ADD_FAILURE() << "visit_type accepted float16";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Internal);
+    EXPECT_NE(std::string(e.what()).find("float16"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(called);
+}
+
+// ---- Float16 ----
+
+std::uint64_t bits_of(double d) {
+  std::uint64_t b;
+  std::memcpy(&b, &d, sizeof b);
+  return b;
+}
+
+double from_bits(std::uint64_t b) {
+  double d;
+  std::memcpy(&d, &b, sizeof d);
+  return d;
+}
+
+// Eigen's conversion of a binary16 bit pattern to float (exact for every value).
+float eigen_value(std::uint16_t bits) {
+  return static_cast<float>(Eigen::half(Eigen::half_impl::raw_uint16_to_half(bits)));
+}
+
+// Eigen's float -> binary16, rounded to nearest even.
+std::uint16_t eigen_round(float f) {
+  return Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(f));
+}
+
+TEST(Float16, ValueOfEveryBitPatternIsEigensHalf) {
+  int nans = 0, infinities = 0, zeros = 0;
+  for (std::uint32_t b = 0; b <= 0xffff; ++b) {
+    const auto bits = static_cast<std::uint16_t>(b);
+    const double got = Float16{bits}.value();
+    const float want = eigen_value(bits);
+    SCOPED_TRACE(::testing::Message() << "bits 0x" << std::hex << b);
+    ASSERT_EQ(std::signbit(got), std::signbit(want));
+    if (std::isnan(want)) {
+      ++nans;
+      ASSERT_TRUE(std::isnan(got));
+      // The payload sits at the top of the fraction in both (Eigen's float, compared as bits:
+      // widening a signalling NaN to double would quiet it).
+      std::uint32_t fbits;
+      std::memcpy(&fbits, &want, sizeof fbits);
+      ASSERT_EQ((bits_of(got) >> 42) & 0x3ffu, (fbits >> 13) & 0x3ffu);
+      ASSERT_EQ((bits_of(got) >> 42) & 0x3ffu, b & 0x3ffu);
+      ASSERT_EQ(bits_of(got) & ((std::uint64_t{1} << 42) - 1), 0u);
+    } else {
+      ASSERT_EQ(got, static_cast<double>(want));
+      infinities += std::isinf(got) ? 1 : 0;
+      zeros += got == 0 ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(nans, 2 * 1023);
+  EXPECT_EQ(infinities, 2);
+  EXPECT_EQ(zeros, 2);
+  EXPECT_EQ(Float16{0x3c00}.value(), 1.0);
+  EXPECT_EQ(Float16{0x7bff}.value(), 65504.0);
+  EXPECT_EQ(Float16{0x0001}.value(), std::ldexp(1.0, -24));
+  EXPECT_EQ(Float16{0x03ff}.value(), 1023 * std::ldexp(1.0, -24));
+  EXPECT_EQ(Float16{0x0400}.value(), std::ldexp(1.0, -14));
+  EXPECT_EQ(Float16{0xc000}.value(), -2.0);
+  EXPECT_EQ(Float16{0x3555}.value(), 0.333251953125);
+}
+
+TEST(Float16, FromGivesBackEveryBitPatternIncludingNaNPayloads) {
+  for (std::uint32_t b = 0; b <= 0xffff; ++b) {
+    const auto bits = static_cast<std::uint16_t>(b);
+    ASSERT_EQ(Float16::from(Float16{bits}.value()).bits, bits) << "bits 0x" << std::hex << b;
+  }
+}
+
+TEST(Float16, FromRoundsMidpointsToEvenAndNeighboursOfMidpointsToTheNearer) {
+  // Every pair of adjacent finite magnitudes, k and k + 1 (0x7bff + 1 is infinity), both signs.
+  for (std::uint32_t k = 0; k < 0x7c00; ++k) {
+    const double lo = Float16{static_cast<std::uint16_t>(k)}.value();
+    const double hi =
+        k + 1 == 0x7c00 ? 65536.0 : Float16{static_cast<std::uint16_t>(k + 1)}.value();
+    const double mid = (lo + hi) / 2;  // exact: 12 significant bits
+    ASSERT_EQ(mid - lo, hi - mid);
+    const auto even = static_cast<std::uint16_t>(k % 2 == 0 ? k : k + 1);
+    const double above = std::nextafter(mid, std::numeric_limits<double>::infinity());
+    const double below = std::nextafter(mid, -std::numeric_limits<double>::infinity());
+    SCOPED_TRACE(::testing::Message() << "between 0x" << std::hex << k << " and 0x" << k + 1);
+    ASSERT_EQ(Float16::from(mid).bits, even);
+    ASSERT_EQ(Float16::from(above).bits, k + 1);
+    ASSERT_EQ(Float16::from(below).bits, k);
+    ASSERT_EQ(Float16::from(-mid).bits, 0x8000u | even);
+    ASSERT_EQ(Float16::from(-above).bits, 0x8000u | (k + 1));
+    ASSERT_EQ(Float16::from(-below).bits, 0x8000u | k);
+    // Eigen agrees where float holds the value (midpoints, and the floats beside them).
+    const auto fmid = static_cast<float>(mid);
+    ASSERT_EQ(static_cast<double>(fmid), mid);
+    ASSERT_EQ(eigen_round(fmid), even);
+    ASSERT_EQ(Float16::from(std::nextafter(fmid, 1e30f)).bits,
+              eigen_round(std::nextafter(fmid, 1e30f)));
+    ASSERT_EQ(Float16::from(std::nextafter(fmid, -1e30f)).bits,
+              eigen_round(std::nextafter(fmid, -1e30f)));
+  }
+}
+
+TEST(Float16, FromOverflowsToInfinityFromHalfAStepPast65504) {
+  EXPECT_EQ(Float16::from(65504.0).bits, 0x7bff);
+  EXPECT_EQ(Float16::from(65519.99).bits, 0x7bff);
+  EXPECT_EQ(Float16::from(std::nextafter(65520.0, 0.0)).bits, 0x7bff);
+  EXPECT_EQ(Float16::from(65520.0).bits, 0x7c00);
+  EXPECT_EQ(Float16::from(-65520.0).bits, 0xfc00);
+  EXPECT_EQ(Float16::from(1e300).bits, 0x7c00);
+  EXPECT_EQ(Float16::from(std::numeric_limits<double>::max()).bits, 0x7c00);
+  EXPECT_EQ(Float16::from(std::numeric_limits<double>::infinity()).bits, 0x7c00);
+  EXPECT_EQ(Float16::from(-std::numeric_limits<double>::infinity()).bits, 0xfc00);
+}
+
+TEST(Float16, FromRoundsAtTheSubnormalBoundaries) {
+  const double tiny = std::ldexp(1.0, -24);  // the smallest subnormal, 0x0001
+  EXPECT_EQ(Float16::from(tiny).bits, 0x0001);
+  EXPECT_EQ(Float16::from(tiny / 2).bits, 0x0000);  // a tie: to even, zero
+  EXPECT_EQ(Float16::from(std::nextafter(tiny / 2, 1.0)).bits, 0x0001);
+  EXPECT_EQ(Float16::from(-tiny / 2).bits, 0x8000);
+  EXPECT_EQ(Float16::from(1.5 * tiny).bits, 0x0002);     // tie between 1 and 2: even
+  EXPECT_EQ(Float16::from(2.5 * tiny).bits, 0x0002);     // tie between 2 and 3: even
+  EXPECT_EQ(Float16::from(1023 * tiny).bits, 0x03ff);    // the largest subnormal
+  EXPECT_EQ(Float16::from(1023.5 * tiny).bits, 0x0400);  // tie: 0x400 is even
+  EXPECT_EQ(Float16::from(std::nextafter(1023.5 * tiny, 0.0)).bits, 0x03ff);
+  EXPECT_EQ(Float16::from(std::ldexp(1.0, -14)).bits, 0x0400);  // the smallest normal
+  EXPECT_EQ(Float16::from(std::numeric_limits<double>::denorm_min()).bits, 0x0000);
+  EXPECT_EQ(Float16::from(-std::numeric_limits<double>::denorm_min()).bits, 0x8000);
+  EXPECT_EQ(Float16::from(1e-8).bits, 0x0000);
+  EXPECT_EQ(Float16::from(6e-8).bits, 0x0001);
+}
+
+TEST(Float16, FromKeepsZeroSignsAndNaNPayloadTopBits) {
+  EXPECT_EQ(Float16::from(0.0).bits, 0x0000);
+  EXPECT_EQ(Float16::from(-0.0).bits, 0x8000);
+  EXPECT_EQ(Float16::from(std::numeric_limits<double>::quiet_NaN()).bits, 0x7e00);
+  EXPECT_EQ(Float16::from(-std::numeric_limits<double>::quiet_NaN()).bits, 0xfe00);
+  // A signalling NaN whose payload's top 10 bits are 0x100 keeps them (numpy: 0x7d00).
+  EXPECT_EQ(Float16::from(from_bits(0x7ff4000000000000ull)).bits, 0x7d00);
+  EXPECT_EQ(Float16::from(from_bits(0xfffc000000000000ull)).bits, 0xff00);
+  // Payload bits below the top 10 are dropped; with none left the result is a quiet NaN (the
+  // documented choice; numpy 1.24 gives 0x7c01 there, also a NaN).
+  EXPECT_EQ(Float16::from(from_bits(0x7ff0000000000001ull)).bits, 0x7e00);
+  EXPECT_EQ(Float16::from(from_bits(0x7ff8000000000123ull)).bits, 0x7e00);
+  EXPECT_EQ(Float16::from(from_bits(0x7ff0040000000000ull)).bits, 0x7c01);
 }
 
 }  // namespace

@@ -462,6 +462,58 @@ TEST(Hdf5Source, ReadsMissingChunksAsTheFillValueWithEveryChunkIndex) {
   EXPECT_EQ(empty.chunked->storage().chunks_stored, 0);
 }
 
+// ---- float16 ----
+
+TEST(Hdf5Source, ReadsH5pysFloat16BitForBitInBothByteOrdersThroughEveryChunkPath) {
+  TempDir dir;
+  const Written w = write_h5py_cases(dir, "float16");
+  for (const char* name : {"f16_contig", "f16_contig_be"}) {
+    const Hdf5Dataset d = expect_reads_as_numpy(dir, w.cases.at(name));
+    ASSERT_NE(d.dense, nullptr) << name;
+  }
+  EXPECT_EQ(open_hdf5(w.cases.at("f16_contig_be").file, "/f16_contig_be").dense->meta().dtype,
+            DType(TypeId::F16, ByteOrder::Big));
+  const std::map<std::string, std::string> chunked = {{"f16_chunks_in_place", "none"},
+                                                      {"f16_many_chunks", "none"},
+                                                      {"f16_gzip_shuffle", "gzip(4)"},
+                                                      {"f16_gzip_shuffle_fletcher_be", "gzip(4)"},
+                                                      {"f16_lzf", "lzf"},
+                                                      {"f16_lzf_shuffle_be", "lzf"}};
+  for (const auto& [name, compressor] : chunked) {
+    const Hdf5Dataset d = expect_reads_as_numpy(dir, w.cases.at(name));
+    ASSERT_NE(d.chunked, nullptr) << name;
+    EXPECT_EQ(d.chunked->meta().dtype.id(), TypeId::F16) << name;
+    EXPECT_EQ(d.chunked->storage().compressor, compressor) << name;
+  }
+  const Hdf5Dataset in_place =
+      open_hdf5(w.cases.at("f16_chunks_in_place").file, "/f16_chunks_in_place");
+  EXPECT_NE(in_place.chunked->chunk_in_place({1, 2}), nullptr);
+  const Hdf5Dataset fletcher =
+      open_hdf5(w.cases.at("f16_gzip_shuffle_fletcher_be").file, "/f16_gzip_shuffle_fletcher_be");
+  const std::vector<std::string> filters = fletcher.chunked->storage().filters;
+  EXPECT_NE(std::find(filters.begin(), filters.end(), "shuffle"), filters.end());
+  EXPECT_NE(std::find(filters.begin(), filters.end(), "fletcher32"), filters.end());
+}
+
+TEST(Hdf5Source, ReadsMissingFloat16ChunksAsTheFillValuesBits) {
+  TempDir dir;
+  const Written w = write_h5py_cases(dir, "float16");
+  const Hdf5Dataset nan = expect_reads_as_numpy(dir, w.cases.at("f16_sparse_nan"));
+  ASSERT_NE(nan.chunked, nullptr);
+  // numpy's NaN as float16 is 0x7e00, stored little endian; 1.5 is 0x3e00, stored big endian.
+  EXPECT_EQ(nan.chunked->fill_value(), (std::vector<std::byte>{std::byte{0x00}, std::byte{0x7e}}));
+  const Hdf5Dataset be = expect_reads_as_numpy(dir, w.cases.at("f16_sparse_be"));
+  ASSERT_NE(be.chunked, nullptr);
+  EXPECT_EQ(be.chunked->fill_value(), (std::vector<std::byte>{std::byte{0x3e}, std::byte{0x00}}));
+  EXPECT_LT(be.chunked->storage().chunks_stored, be.chunked->storage().chunks_total);
+  std::vector<std::byte> chunk(be.chunked->chunk_nbytes());
+  be.chunked->read_chunk({2, 1}, chunk.data());  // rows 6..8: never written
+  for (std::size_t i = 0; i < chunk.size(); i += 2) {
+    ASSERT_EQ(chunk[i], std::byte{0x3e}) << i;
+    ASSERT_EQ(chunk[i + 1], std::byte{0x00}) << i;
+  }
+}
+
 TEST(Hdf5Source, ReadsADatasetInANestedGroupWithOrWithoutTheLeadingSlash) {
   TempDir dir;
   const Written w = write_h5py_cases(dir, "chunked");
@@ -642,7 +694,7 @@ TEST(Hdf5Source, RejectsUnsupportedDatatypesNamingThem) {
   const std::map<std::string, std::string> cases = {{"/strings", "fixed-length string"},
                                                     {"/vlen_strings", "variable-length string"},
                                                     {"/compound", "compound"},
-                                                    {"/half", "2-byte float"},
+                                                    {"/bfloat16", "2-byte float"},
                                                     {"/enum", "enum"},
                                                     {"/null", "null dataspace"}};
   for (const auto& [name, what] : cases) {
@@ -651,6 +703,9 @@ TEST(Hdf5Source, RejectsUnsupportedDatatypesNamingThem) {
     const std::string path = name;
     expect_error([&] { open_hdf5(file, path); }, ErrorCode::InvalidArgument, {path, what});
   }
+  // A 2-byte float that is not IEEE binary16 says which layout it has.
+  expect_error([&] { open_hdf5(file, "/bfloat16"); }, ErrorCode::InvalidArgument,
+               {"not an IEEE 754 layout", "exponent of 8 bits at 7 biased by 127"});
 }
 
 TEST(Hdf5Source, RejectsAFilterLibhdf5CannotDecode) {
@@ -978,6 +1033,66 @@ TEST(Hdf5Writer, WritesAScalarAndABigEndianArray) {
   w3.commit();
   EXPECT_EQ(h5py_reads(dir, dir.file("empty.h5"), "/x").line, "<i8 0,5 - none - 0 contiguous");
   EXPECT_EQ(read_whole(open_hdf5(dir.file("empty.h5"), "/x")), "");
+}
+
+TEST(Hdf5Writer, WritesFloat16ThatH5pyReadsAsFloat16InBothByteOrdersWithItsFillValue) {
+  TempDir dir;
+  // Contiguous, little endian: any 2-byte patterns (NaN payloads too) come back as written.
+  Hdf5WriteSpec le;
+  le.dtype = DType(TypeId::F16, ByteOrder::Little);
+  le.shape = {4, 5};
+  Hdf5Writer w1(dir.file("le.h5"), "/half", le);
+  const std::string data = pattern(4 * 5 * 2, 3);
+  const int fd = ::open(w1.temp_path().c_str(), O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, data.data(), data.size(), static_cast<off_t>(w1.data_offset())),
+            static_cast<ssize_t>(data.size()));
+  ::close(fd);
+  w1.commit();
+  const H5pyView v1 = h5py_reads(dir, dir.file("le.h5"), "/half");
+  EXPECT_EQ(v1.line, "<f2 4,5 - none - 0 contiguous");
+  EXPECT_TRUE(v1.bytes == data);
+  EXPECT_EQ(open_hdf5(dir.file("le.h5"), "/half").dense->meta().dtype,
+            DType(TypeId::F16, ByteOrder::Little));
+
+  // Chunked, big endian, gzip + shuffle over 2-byte elements, a NaN fill value (0x7e00) and
+  // one chunk never written: h5py reads the NaN's bits there.
+  Hdf5WriteSpec be;
+  be.dtype = DType(TypeId::F16, ByteOrder::Big);
+  be.shape = {7, 5};
+  be.chunks = {3, 3};
+  be.gzip_level = 4;
+  be.fill = {std::byte{0x7e}, std::byte{0x00}};
+  Hdf5Writer w2(dir.file("be.h5"), "/half", be);
+  const std::string values = pattern(7 * 5 * 2, 4);
+  std::string expected = values;
+  for (std::int64_t gr = 0; gr < 3; ++gr) {
+    for (std::int64_t gc = 0; gc < 2; ++gc) {
+      if (gr == 1 && gc == 1) {
+        for (std::int64_t r = 3; r < 6; ++r) {
+          for (std::int64_t c = 3; c < 5; ++c) expected.replace((r * 5 + c) * 2, 2, "\x7e\x00", 2);
+        }
+        continue;
+      }
+      std::vector<std::byte> chunk(3 * 3 * 2, std::byte{0x11});
+      for (std::int64_t r = 0; r < 3 && gr * 3 + r < 7; ++r) {
+        for (std::int64_t c = 0; c < 3 && gc * 3 + c < 5; ++c) {
+          std::memcpy(chunk.data() + (r * 3 + c) * 2,
+                      values.data() + ((gr * 3 + r) * 5 + gc * 3 + c) * 2, 2);
+        }
+      }
+      w2.write_chunk({gr, gc}, chunk.data());
+    }
+  }
+  w2.commit();
+  const H5pyView v2 = h5py_reads(dir, dir.file("be.h5"), "/half");
+  EXPECT_EQ(v2.line, ">f2 7,5 3,3 gzip 4 1 chunked");
+  EXPECT_TRUE(v2.bytes == expected);
+  const Hdf5Dataset back = open_hdf5(dir.file("be.h5"), "/half");
+  ASSERT_NE(back.chunked, nullptr);
+  EXPECT_EQ(back.chunked->meta().dtype, DType(TypeId::F16, ByteOrder::Big));
+  EXPECT_EQ(back.chunked->fill_value(), be.fill);
+  EXPECT_TRUE(read_whole(back) == expected);
 }
 
 TEST(Hdf5Writer, LeavesNothingBehindWithoutCommit) {

@@ -82,7 +82,8 @@ TEST(Npy, ReadsEveryDtypeInBothByteOrdersAsNumpyWroteThem) {
     expect_case_matches(dir, c);
     ++seen;
   }
-  EXPECT_EQ(seen, 22);  // 11 types x 2 byte orders
+  EXPECT_EQ(seen, 24);  // 12 types x 2 byte orders
+  EXPECT_EQ(read_npy_header(dir.file("dtype_f2_be.npy")).dtype, DType(TypeId::F16, ByteOrder::Big));
   EXPECT_EQ(cases.at("dtype_i4_be").descr, ">i4");
   EXPECT_EQ(read_npy_header(dir.file("dtype_f8_be.npy")).dtype.byte_order(), ByteOrder::Big);
   EXPECT_EQ(read_npy_header(dir.file("dtype_b1_le.npy")).dtype.id(), TypeId::Bool);
@@ -470,7 +471,7 @@ TEST(NpyHeader, QuotesHostileTextShortlyInMessages) {
 }
 
 TEST(NpyHeader, RejectsUnsupportedDtypesAsInvalidArgument) {
-  for (const char* descr : {"|O", "<U10", "<c16", "<f2", "|V8", "<M8[ns]"}) {
+  for (const char* descr : {"|O", "<U10", "<c16", "<f16", "|V8", "<M8[ns]", "<e"}) {
     expect_rejected(npy_bytes(std::string("{'descr': '") + descr +
                               "', 'fortran_order': False, 'shape': (2,), }"),
                     ErrorCode::InvalidArgument, {descr});

@@ -74,7 +74,7 @@ std::map<std::string, PythonCase> write_python_stores(const TempDir& dir) {
       cases.at(name).boxes.push_back({parse_dims(start), parse_dims(count)});
     }
   }
-  EXPECT_EQ(cases.size(), 13u) << "zarr_write.py wrote an unexpected set of cases";
+  EXPECT_EQ(cases.size(), 15u) << "zarr_write.py wrote an unexpected set of cases";
   return cases;
 }
 
@@ -159,6 +159,29 @@ TEST(ZarrRead, ReadsMissingChunksAsTheFillValue) {
   float f = 0;
   std::memcpy(&f, neginf->fill_value().data(), 4);
   EXPECT_EQ(f, -std::numeric_limits<float>::infinity());
+}
+
+TEST(ZarrRead, ReadsZarrPythonsFloat16StoresAndTheirFillValues) {
+  TempDir dir;
+  const auto cases = write_python_stores(dir);
+  for (const char* name : {"f2_blosc_nan_missing", "f2be_zlib_fill_missing"}) {
+    expect_store_matches(dir, name, cases.at(name));
+  }
+  // "NaN" is numpy's float16 NaN, 0x7e00, little endian.
+  const auto nan = open_zarr(dir.file("f2_blosc_nan_missing.zarr"));
+  EXPECT_EQ(nan->meta().dtype, DType(TypeId::F16, ByteOrder::Little));
+  EXPECT_EQ(nan->fill_value(), (std::vector<std::byte>{std::byte{0x00}, std::byte{0x7e}}));
+  EXPECT_EQ(nan->storage().compressor, "blosc(lz4,shuffle=1,clevel=5)");
+  // zarr-python wrote np.float16(0.1) as 0.0999755859375: bits 0x2e66, big endian.
+  const auto be = open_zarr(dir.file("f2be_zlib_fill_missing.zarr"));
+  EXPECT_EQ(be->meta().dtype, DType(TypeId::F16, ByteOrder::Big));
+  EXPECT_EQ(be->fill_value(), (std::vector<std::byte>{std::byte{0x2e}, std::byte{0x66}}));
+  std::vector<std::byte> chunk(be->chunk_nbytes());
+  be->read_chunk({2, 1}, chunk.data());  // rows 10..11: never written
+  for (std::size_t i = 0; i < chunk.size(); i += 2) {
+    ASSERT_EQ(chunk[i], std::byte{0x2e}) << i;
+    ASSERT_EQ(chunk[i + 1], std::byte{0x66}) << i;
+  }
 }
 
 TEST(ZarrRead, ReadsNestedDimensionSeparator) {
@@ -470,6 +493,22 @@ TEST(ZarrMeta, DecodesEveryFormOfFillValue) {
   EXPECT_EQ(fill_as<std::uint64_t>("\"<u8\"", "18446744073709551615"),
             std::numeric_limits<std::uint64_t>::max());
   EXPECT_EQ(fill_as<std::int32_t>("\"<i4\"", "3.0"), 3);
+  // float16: numbers rounded to nearest even as numpy rounds them; hex bits as given.
+  EXPECT_EQ(fill_as<std::uint16_t>("\"<f2\"", "\"NaN\""), 0x7e00);
+  EXPECT_EQ(fill_as<std::uint16_t>("\"<f2\"", "\"Infinity\""), 0x7c00);
+  EXPECT_EQ(fill_as<std::uint16_t>("\"<f2\"", "\"-Infinity\""), 0xfc00);
+  EXPECT_EQ(fill_as<std::uint16_t>("\"<f2\"", "0.1"), 0x2e66);
+  EXPECT_EQ(fill_as<std::uint16_t>("\"<f2\"", "0.0999755859375"), 0x2e66);
+  EXPECT_EQ(fill_as<std::uint16_t>("\"<f2\"", "-0.0"), 0x8000);
+  EXPECT_EQ(fill_as<std::uint16_t>("\"<f2\"", "65504"), 0x7bff);
+  EXPECT_EQ(fill_as<std::uint16_t>("\"<f2\"", "65519.99"), 0x7bff);
+  EXPECT_EQ(fill_as<std::uint16_t>("\"<f2\"", "2049"), 0x6800);  // a tie: 2048 is even
+  EXPECT_EQ(fill_as<std::uint16_t>("\"<f2\"", "6e-8"), 0x0001);  // the smallest subnormal
+  EXPECT_EQ(fill_as<std::uint16_t>("\"<f2\"", "1e-8"), 0x0000);
+  EXPECT_EQ(fill_as<std::uint16_t>("\"<f2\"", "7"), 0x4700);
+  EXPECT_EQ(fill_as<std::uint16_t>("\"<f2\"", "\"0x7c01\""), 0x7c01);
+  EXPECT_EQ(fill_as<std::uint16_t>("\"<f2\"", "null"), 0x0000);
+  EXPECT_EQ(fill_bytes("\">f2\"", "1.5"), (std::vector<std::byte>{std::byte{0x3e}, std::byte{0}}));
   // Stored byte order: 258 as big-endian i4 is 00 00 01 02.
   EXPECT_EQ(fill_bytes("\">i4\"", "258"),
             (std::vector<std::byte>{std::byte{0}, std::byte{0}, std::byte{1}, std::byte{2}}));
@@ -483,7 +522,14 @@ TEST(ZarrMeta, RejectsFillValuesOutsideTheDtype) {
                                                         {"\"<i4\"", "1.5"},
                                                         {"\"<i4\"", "\"NaN\""},
                                                         {"\"<f8\"", "\"nan\""},
-                                                        {"\"|b1\"", "2"}}) {
+                                                        {"\"|b1\"", "2"},
+                                                        {"\"<f2\"", "65520"},
+                                                        {"\"<f2\"", "-1e10"},
+                                                        {"\"<f2\"", "\"0x7e0\""},
+                                                        {"\"<f2\"", "\"0x7e000\""},
+                                                        {"\"<f2\"", "\"0x7fc00000\""},
+                                                        {"\"<f2\"", "\"0x7g00\""},
+                                                        {"\"<f2\"", "true"}}) {
     std::string meta = replace_once(kGoodMeta, "\"<f8\"", dtype);
     expect_open_error(replace_once(meta, "\"fill_value\": 0", "\"fill_value\": " + fill),
                       ErrorCode::Corrupt, {".zarray", "fill_value"});
@@ -585,6 +631,13 @@ TEST(ZarrChunks, StoresWithMoreChunksThanTheMappingBoundStillReadWhole) {
 std::vector<std::byte> random_values(DType dtype, std::int64_t n, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<std::byte> out(static_cast<std::size_t>(n) * dtype.itemsize());
+  if (dtype.id() == TypeId::F16) {  // any bit pattern: NaN payloads, subnormals, infinities
+    for (std::int64_t i = 0; i < n; ++i) {
+      const auto bits = static_cast<std::uint16_t>(rng());
+      std::memcpy(out.data() + i * 2, &bits, 2);
+    }
+    return out;
+  }
   visit_type(dtype.id(), [&](auto tag) {
     using T = decltype(tag);
     for (std::int64_t i = 0; i < n; ++i) {
@@ -659,6 +712,12 @@ std::vector<Shape> all_coords(const Shape& grid) {
 
 std::vector<std::byte> fill_of(DType dtype, double value) {
   std::vector<std::byte> out(dtype.itemsize());
+  if (dtype.id() == TypeId::F16) {
+    const std::uint16_t bits = Float16::from(value).bits;
+    std::memcpy(out.data(), &bits, 2);
+    to_stored_order(dtype, out);
+    return out;
+  }
   visit_type(dtype.id(), [&](auto tag) {
     using T = decltype(tag);
     const T v = static_cast<T>(value);
@@ -762,6 +821,14 @@ TEST(ZarrWriter, StoresAreReadBackByZarrPythonWithEveryCompressor) {
     s.fill = fill_of(s.dtype, 1);
     cases.push_back(
         {"b1_blosclz", s, "blocksize=0,clevel=5,cname=blosclz,id=blosc,shuffle=0", "true"});
+    s = make_spec(DType(TypeId::F16), {30, 25}, {8, 8}, Compressor::Blosc);
+    s.fill = fill_of(s.dtype, std::nan(""));
+    cases.push_back(
+        {"f2_nan_blosc", s, "blocksize=0,clevel=5,cname=lz4,id=blosc,shuffle=1", "\"NaN\""});
+    s = make_spec(DType(TypeId::F16, ByteOrder::Big), {12, 10}, {5, 4}, Compressor::Zlib);
+    s.level = 3;
+    s.fill = fill_of(s.dtype, 0.1);
+    cases.push_back({"f2be_zlib_fill", s, "id=zlib,level=3", "0.0999755859375"});
     s = make_spec(DType(TypeId::U64, ByteOrder::Big), {}, {}, Compressor::Zlib);
     cases.push_back({"u8be_0d", s, "id=zlib,level=5", "0"});
   }

@@ -171,6 +171,14 @@ TEST(ZarrV3Writer, StoresReadBackBitForBit) {
        Compressor::None,
        Order::C},
       {"zero_d", DType(TypeId::I32), {}, {}, {}, Compressor::None, Order::C},
+      {"sharded_f16_big_blosc",
+       DType(TypeId::F16, ByteOrder::Big),
+       {9, 14},
+       {2, 4},
+       {4, 8},
+       Compressor::Blosc,
+       Order::C},
+      {"f16_zstd_f", DType(TypeId::F16), {7, 6}, {3, 4}, {}, Compressor::Zstd, Order::F},
   };
   for (const WriteCase& c : cases) {
     SCOPED_TRACE(c.name);
@@ -310,9 +318,38 @@ TEST(ZarrV3Meta, HexFillValuesAndBigEndianBytes) {
   EXPECT_EQ(fill.front(), std::byte{0x3f});  // 1.0, stored big endian
 }
 
+TEST(ZarrV3Meta, ReadsFloat16WithEveryFormOfFillValueInBothByteOrders) {
+  const std::string f16 = replace_once(kGoodV3, "\"float64\"", "\"float16\"");
+  const auto fill_of = [&](const std::string& fill, const std::string& endian) {
+    TempDir dir;
+    std::string meta = replace_once(f16, "\"NaN\"", fill);
+    meta = replace_once(meta, "\"little\"", "\"" + endian + "\"");
+    const auto a = open_zarr(make_v3(dir, meta));
+    EXPECT_EQ(a->meta().dtype,
+              DType(TypeId::F16, endian == "big" ? ByteOrder::Big : ByteOrder::Little));
+    const std::vector<std::byte> all = read_all(*a);  // no chunk stored: all fill
+    EXPECT_EQ(std::vector<std::byte>(all.end() - 2, all.end()), a->fill_value());
+    return a->fill_value();
+  };
+  using B = std::vector<std::byte>;
+  EXPECT_EQ(fill_of("\"NaN\"", "little"), (B{std::byte{0x00}, std::byte{0x7e}}));
+  EXPECT_EQ(fill_of("\"NaN\"", "big"), (B{std::byte{0x7e}, std::byte{0x00}}));
+  EXPECT_EQ(fill_of("\"-Infinity\"", "big"), (B{std::byte{0xfc}, std::byte{0x00}}));
+  EXPECT_EQ(fill_of("\"Infinity\"", "little"), (B{std::byte{0x00}, std::byte{0x7c}}));
+  // Hex: the element's bits, most significant first, 4 digits (a signalling NaN kept as is).
+  EXPECT_EQ(fill_of("\"0x7c01\"", "little"), (B{std::byte{0x01}, std::byte{0x7c}}));
+  EXPECT_EQ(fill_of("\"0xABCD\"", "big"), (B{std::byte{0xab}, std::byte{0xcd}}));
+  EXPECT_EQ(fill_of("-2.5", "little"), (B{std::byte{0x00}, std::byte{0xc1}}));
+  EXPECT_EQ(fill_of("0.1", "big"), (B{std::byte{0x2e}, std::byte{0x66}}));
+  expect_v3_error(replace_once(f16, "\"NaN\"", "\"0x7fc00000\""), ErrorCode::Corrupt,
+                  {"fill_value", "0x7e00"});
+  expect_v3_error(replace_once(f16, "\"NaN\"", "70000"), ErrorCode::Corrupt,
+                  {"fill_value", "float16's range"});
+}
+
 TEST(ZarrV3Meta, RefusesWhatItCannotReadNamingIt) {
-  expect_v3_error(replace_once(kGoodV3, "\"float64\"", "\"float16\""), ErrorCode::InvalidArgument,
-                  {"zarr.json", "data_type 'float16'"});
+  expect_v3_error(replace_once(kGoodV3, "\"float64\"", "\"bfloat16\""), ErrorCode::InvalidArgument,
+                  {"zarr.json", "data_type 'bfloat16'"});
   expect_v3_error(replace_once(kGoodV3, "\"float64\"", "\"complex64\""), ErrorCode::InvalidArgument,
                   {"data_type 'complex64'"});
   expect_v3_error(replace_once(kGoodV3, "{\"name\": \"bytes\"",

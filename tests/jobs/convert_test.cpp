@@ -153,6 +153,43 @@ TEST(Convert, ChunkedSourcesWithEdgeChunks) {
   EXPECT_EQ(check("zarr", dir.file("h.zarr"), h.expected), "ok <f8 chunks=2,7,23;zlib\n");
 }
 
+TEST(Convert, Float16FromEveryFormatToEveryFormat) {
+  TempDir dir;
+  const Made npy = make(dir, "npy", "h.npy", "<f2", "6,20,9", "F");
+  const Made raw = make(dir, "raw", "h.raw", ">f2", "6,20,9");
+  const Made zarr = make(dir, "zarr", "h.zarr", "<f2", "6,20,9", "C", "4,8,8", "blosc");
+  const Made h5 = make(dir, "hdf5", "h.h5", ">f2", "6,20,9", "C", "2,16,4", "gzip");
+  RawSpec spec;
+  spec.dtype = DType::parse(">f2");
+  spec.shape = {6, 20, 9};
+  ConvertOptions options;
+  options.pool = jobs(2);
+  for (const auto& [name, made] : std::vector<std::pair<std::string, Made>>{
+           {"npy", npy}, {"raw", raw}, {"zarr", zarr}, {"h5", h5}}) {
+    SCOPED_TRACE(name);
+    const AnyArray in = open_array(made.path, name == "raw" ? &spec : nullptr);
+    EXPECT_EQ(in.meta().dtype.id(), TypeId::F16);
+    const std::string descr = in.meta().dtype.numpy_descr();  // zarr and raw keep it
+    const std::string out = dir.file("from_" + name);
+    convert(in, out + ".npy", options);
+    EXPECT_EQ(check("npy", out + ".npy", made.expected), "ok " + descr + " -\n");
+    convert(in, out + ".raw", options);
+    EXPECT_EQ(check("raw", out + ".raw", made.expected, {descr, "6,20,9"}), "ok " + descr + " -\n");
+    convert(in, out + ".h5", options);  // this machine's byte order
+    EXPECT_EQ(check("hdf5", out + ".h5:/data", made.expected), "ok <f2 contiguous;none\n");
+    ConvertOptions gzip = options;
+    gzip.chunks = {4, 7, 9};
+    gzip.compressor = Compressor::Zlib;
+    convert(in, out + "_gzip.h5", gzip);
+    EXPECT_EQ(check("hdf5", out + "_gzip.h5:/data", made.expected), "ok <f2 chunks=4,7,9;gzip\n");
+    ConvertOptions blosc = options;
+    blosc.chunks = {3, 8, 8};
+    blosc.compressor = Compressor::Blosc;
+    convert(in, out + ".zarr", blosc);
+    EXPECT_EQ(check("zarr", out + ".zarr", made.expected), "ok " + descr + " chunks=3,8,8;blosc\n");
+  }
+}
+
 TEST(Convert, OneDimensionalAndEmptyArrays) {
   TempDir dir;
   const Made v = make(dir, "npy", "v.npy", "<f8", "1000");

@@ -11,7 +11,7 @@ import zarr
 import mmcompute
 from conftest import values
 
-DTYPES = ["|u1", "<i2", "<u2", "<i4", "<f4", "<f8", "<i8", "<u8", "|b1"]
+DTYPES = ["|u1", "<i2", "<u2", "<i4", "<f2", "<f4", "<f8", "<i8", "<u8", "|b1"]
 AXES = [None, 0, (1, 2), (0, 2), -1]
 FLOAT_OPS = ["sum", "mean", "var", "std", "norm", "nansum", "nanmean", "nanvar", "nanstd"]
 EXACT_OPS = ["min", "max", "count", "any", "all", "argmin", "argmax", "median", "percentile"]

@@ -127,11 +127,17 @@ class Masked : public ::testing::Test {
       for (std::int64_t i = 0; i < r.size(); ++i, ++compared) {
         bool same;
         std::string have_text, want_text;
-        if (e.dtype == "<f8" || e.dtype == "<f4") {
+        if (e.dtype == "<f8" || e.dtype == "<f4" || e.dtype == "<f2") {
           double h, w;
           if (e.dtype == "<f8") {
             std::memcpy(&h, r.data.data() + i * 8, 8);
             std::memcpy(&w, want + i * 8, 8);
+          } else if (e.dtype == "<f2") {
+            Float16 hh, wh;
+            std::memcpy(&hh, r.data.data() + i * 2, 2);
+            std::memcpy(&wh, want + i * 2, 2);
+            h = hh.value();
+            w = wh.value();
           } else {
             float hf, wf;
             std::memcpy(&hf, r.data.data() + i * 4, 4);

@@ -119,7 +119,13 @@ class ReduceNumpy : public ::testing::Test {
         if (std::memcmp(a, b, item) == 0) continue;
         if (got.dtype.kind() == TypeKind::Float) {
           double x, y;
-          if (item == 4) {
+          if (item == 2) {
+            Float16 hx, hy;
+            std::memcpy(&hx, a, 2);
+            std::memcpy(&hy, b, 2);
+            x = hx.value();
+            y = hy.value();
+          } else if (item == 4) {
             float fx, fy;
             std::memcpy(&fx, a, 4);
             std::memcpy(&fy, b, 4);

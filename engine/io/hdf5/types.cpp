@@ -84,17 +84,31 @@ bool is_h5py_bool(hid_t type) {
   return true;
 }
 
-// The DType of a dataset's file type, in the file's byte order. Throws
-// Error(InvalidArgument) naming the type for anything mmcompute does not compute on.
+// IEEE binary16 as h5py makes it (libhdf5 has no predefined one): float32's type with float16's
+// fields, size and bias, so h5py reads it back as numpy float16.
+Hdf5Handle float16_file_type(bool little, const std::string& what) {
+  Hdf5Handle type = Hdf5Handle::adopt(H5Tcopy(little ? H5T_IEEE_F32LE : H5T_IEEE_F32BE),
+                                      Hdf5Kind::Datatype, ErrorCode::Internal, what);
+  if (H5Tset_fields(type.get(), 15, 10, 5, 0, 10) < 0 || H5Tset_size(type.get(), 2) < 0 ||
+      H5Tset_ebias(type.get(), 15) < 0) {
+    throw_error(ErrorCode::Internal,
+                what + ": cannot make the float16 type: " + hdf5_error_detail());
+  }
+  return type;
+}
+
 }  // namespace
 
+// The DType of a dataset's file type, in the file's byte order. Throws
+// Error(InvalidArgument) naming the type for anything mmcompute does not compute on.
 DType dtype_of(hid_t type, const std::string& where) {
   const std::size_t size = H5Tget_size(type);
   const auto unsupported = [&](const std::string& why) -> DType {
-    throw_error(ErrorCode::InvalidArgument,
-                where + ": datatype " + describe_type(type) + " is not supported" + why +
-                    "; mmcompute reads integers of 1, 2, 4, 8 bytes, IEEE floats of 4 and 8 bytes "
-                    "and h5py's bool");
+    throw_error(
+        ErrorCode::InvalidArgument,
+        where + ": datatype " + describe_type(type) + " is not supported" + why +
+            "; mmcompute reads integers of 1, 2, 4, 8 bytes, IEEE floats of 2, 4 and 8 bytes "
+            "and h5py's bool");
   };
   switch (H5Tget_class(type)) {
     case H5T_INTEGER: {
@@ -115,17 +129,29 @@ DType dtype_of(hid_t type, const std::string& where) {
       }
     }
     case H5T_FLOAT: {
-      if (size != 4 && size != 8) return unsupported("");
-      // IEEE 754 layout: sign bit on top, then the exponent, then the mantissa.
+      if (size != 2 && size != 4 && size != 8) return unsupported("");
+      // IEEE 754 binary16/32/64: sign bit on top, then the exponent, then the mantissa, with
+      // the standard bias (h5py writes float16 so; bfloat16 and other 2-byte layouts are not).
+      struct IeeeLayout {
+        std::size_t spos, epos, esize, msize, ebias;
+      };
+      const IeeeLayout want = size == 2   ? IeeeLayout{15, 10, 5, 10, 15}
+                              : size == 4 ? IeeeLayout{31, 23, 8, 23, 127}
+                                          : IeeeLayout{63, 52, 11, 52, 1023};
       std::size_t spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0;
-      H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize);
-      const bool ieee = size == 4 ? (spos == 31 && epos == 23 && esize == 8 && msize == 23)
-                                  : (spos == 63 && epos == 52 && esize == 11 && msize == 52);
-      if (!ieee || mpos != 0 || H5Tget_offset(type) != 0 || H5Tget_norm(type) != H5T_NORM_IMPLIED ||
-          H5Tget_ebias(type) != (size == 4 ? 127u : 1023u)) {
-        return unsupported(" (not an IEEE 754 layout)");
+      const bool fields = H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize) >= 0;
+      const std::size_t ebias = H5Tget_ebias(type);
+      if (!fields || spos != want.spos || epos != want.epos || esize != want.esize ||
+          msize != want.msize || mpos != 0 || H5Tget_offset(type) != 0 ||
+          H5Tget_norm(type) != H5T_NORM_IMPLIED || ebias != want.ebias) {
+        return unsupported(" (not an IEEE 754 layout: sign bit " + std::to_string(spos) +
+                           ", exponent of " + std::to_string(esize) + " bits at " +
+                           std::to_string(epos) + " biased by " + std::to_string(ebias) +
+                           ", mantissa of " + std::to_string(msize) + " bits at " +
+                           std::to_string(mpos) + ")");
       }
-      return DType(size == 4 ? TypeId::F32 : TypeId::F64, byte_order_of(type, where));
+      const TypeId id = size == 2 ? TypeId::F16 : (size == 4 ? TypeId::F32 : TypeId::F64);
+      return DType(id, byte_order_of(type, where));
     }
     case H5T_ENUM:
       if (is_h5py_bool(type)) return DType(TypeId::Bool);
@@ -229,6 +255,8 @@ Hdf5Handle file_type_of(DType dtype, const std::string& what) {
     case TypeId::F64:
       base = le ? H5T_IEEE_F64LE : H5T_IEEE_F64BE;
       break;
+    case TypeId::F16:
+      return float16_file_type(le, what);
   }
   return Hdf5Handle::adopt(H5Tcopy(base), Hdf5Kind::Datatype, ErrorCode::Internal, what);
 }

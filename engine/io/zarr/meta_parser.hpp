@@ -116,11 +116,16 @@ class MetaParser {
     const json& v = required("fill_value");
     if (v.is_null()) return {};
     std::vector<std::byte> out(dtype.itemsize());
-    visit_type(dtype.id(), [&](auto tag) {
-      using T = decltype(tag);
-      const T x = convert<T>(v);
-      std::memcpy(out.data(), &x, sizeof x);
-    });
+    if (dtype.id() == TypeId::F16) {  // a storage type: visit_type has no C++ type for it
+      const std::uint16_t bits = float16_bits(v);
+      std::memcpy(out.data(), &bits, sizeof bits);
+    } else {
+      visit_type(dtype.id(), [&](auto tag) {
+        using T = decltype(tag);
+        const T x = convert<T>(v);
+        std::memcpy(out.data(), &x, sizeof x);
+      });
+    }
     if (!dtype.is_native()) std::reverse(out.begin(), out.end());
     return out;
   }
@@ -144,26 +149,12 @@ class MetaParser {
       if (v == "NaN") return std::numeric_limits<T>::quiet_NaN();
       if (v == "Infinity") return std::numeric_limits<T>::infinity();
       if (v == "-Infinity") return -std::numeric_limits<T>::infinity();
-      if (v.is_string()) {
-        // zarr v3: the element's bits as hex, most significant byte first ("0x7fc00000").
-        const std::string text = v.get<std::string>();
-        using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-        Bits bits = 0;
-        bool ok = text.size() == 2 + 2 * sizeof(T) && text[0] == '0' && text[1] == 'x';
-        for (std::size_t i = 2; ok && i < text.size(); ++i) {
-          const char ch = text[i];
-          const int digit = ch >= '0' && ch <= '9'   ? ch - '0'
-                            : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-                            : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
-                                                     : -1;
-          ok = digit >= 0;
-          bits = static_cast<Bits>((bits << 4) | static_cast<Bits>(digit < 0 ? 0 : digit));
-        }
-        if (ok) {
-          T x;
-          std::memcpy(&x, &bits, sizeof x);
-          return x;
-        }
+      using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+      Bits bits = 0;
+      if (hex_bits(v, &bits)) {
+        T x;
+        std::memcpy(&x, &bits, sizeof x);
+        return x;
       }
       bad_field("fill_value",
                 "a number, null, \"NaN\", \"Infinity\", \"-Infinity\" or "
@@ -195,6 +186,49 @@ class MetaParser {
       }
       bad_field("fill_value", expected);
     }
+  }
+
+  // zarr v3: an element's bits as hex, most significant byte first, exactly 2 digits a byte
+  // ("0x7fc00000" for float32, "0x7e00" for float16). False for anything else.
+  template <class Bits>
+  static bool hex_bits(const json& v, Bits* out) {
+    if (!v.is_string()) return false;
+    const std::string& text = v.get_ref<const std::string&>();
+    if (text.size() != 2 + 2 * sizeof(Bits) || text[0] != '0' || text[1] != 'x') return false;
+    Bits bits = 0;
+    for (std::size_t i = 2; i < text.size(); ++i) {
+      const char ch = text[i];
+      const int digit = ch >= '0' && ch <= '9'   ? ch - '0'
+                        : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                        : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                                 : -1;
+      if (digit < 0) return false;
+      bits = static_cast<Bits>((bits << 4) | static_cast<Bits>(digit));
+    }
+    *out = bits;
+    return true;
+  }
+
+  // A float16 fill value's bits: a number rounded as numpy's astype(float16) rounds it (one
+  // that would round to infinity is refused, as float32's out-of-range values are), the
+  // non-finite strings, or zarr v3's hex bits ("0x7e00").
+  std::uint16_t float16_bits(const json& v) const {
+    if (v.is_number()) {
+      const double d = v.get<double>();
+      const Float16 h = Float16::from(d);
+      if (std::isfinite(d) && !std::isfinite(h.value())) {
+        bad_field("fill_value", "a number within float16's range (at most 65504 in magnitude)");
+      }
+      return h.bits;
+    }
+    if (v == "NaN") return Float16::from(std::numeric_limits<double>::quiet_NaN()).bits;
+    if (v == "Infinity") return Float16::from(std::numeric_limits<double>::infinity()).bits;
+    if (v == "-Infinity") return Float16::from(-std::numeric_limits<double>::infinity()).bits;
+    std::uint16_t bits = 0;
+    if (hex_bits(v, &bits)) return bits;
+    bad_field("fill_value",
+              "a number, null, \"NaN\", \"Infinity\", \"-Infinity\" or "
+              "the bits in hex (\"0x7e00\")");
   }
 
   std::string file_;

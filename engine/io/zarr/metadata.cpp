@@ -195,6 +195,14 @@ bool exists(const std::string& path) {
 json fill_json(DType dtype, const std::vector<std::byte>& fill) {
   std::vector<std::byte> native(fill);
   if (!dtype.is_native()) std::reverse(native.begin(), native.end());
+  if (dtype.id() == TypeId::F16) {  // its exact value, as zarr-python writes it
+    Float16 h;
+    std::memcpy(&h.bits, native.data(), sizeof h.bits);
+    const double v = h.value();
+    if (std::isnan(v)) return "NaN";
+    if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+    return v;
+  }
   return visit_type(dtype.id(), [&](auto tag) -> json {
     using T = decltype(tag);
     T v;

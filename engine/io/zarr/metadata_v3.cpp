@@ -1,9 +1,9 @@
 // zarr v3 metadata: zarr.json parsed strictly (every message names the file and the field, a
 // codec's messages name the codec too) and written for a ZarrWriter's spec.
 //
-// What is read: node_type "array"; the data types bool, int8..int64, uint8..uint64, float32 and
-// float64; the regular chunk grid; the default and v2 chunk key encodings; fill values as
-// numbers, booleans, "NaN"/"Infinity"/"-Infinity" and hex bits; the codecs transpose (any
+// What is read: node_type "array"; the data types bool, int8..int64, uint8..uint64, float16,
+// float32 and float64; the regular chunk grid; the default and v2 chunk key encodings; fill values
+// as numbers, booleans, "NaN"/"Infinity"/"-Infinity" and hex bits; the codecs transpose (any
 // permutation), bytes (either endian), gzip, zstd, blosc, crc32c and sharding_indexed
 // (its inner codecs the same set but sharding; its index codecs bytes with an optional crc32c;
 // the index at either end). storage_transformers must be empty. dimension_names and attributes
@@ -30,10 +30,10 @@ struct TypeName {
   char kind;
   int size;
 };
-constexpr TypeName kTypes[] = {{"bool", 'b', 1},    {"int8", 'i', 1},   {"uint8", 'u', 1},
-                               {"int16", 'i', 2},   {"uint16", 'u', 2}, {"int32", 'i', 4},
-                               {"uint32", 'u', 4},  {"int64", 'i', 8},  {"uint64", 'u', 8},
-                               {"float32", 'f', 4}, {"float64", 'f', 8}};
+constexpr TypeName kTypes[] = {{"bool", 'b', 1},    {"int8", 'i', 1},    {"uint8", 'u', 1},
+                               {"int16", 'i', 2},   {"uint16", 'u', 2},  {"int32", 'i', 4},
+                               {"uint32", 'u', 4},  {"int64", 'i', 8},   {"uint64", 'u', 8},
+                               {"float16", 'f', 2}, {"float32", 'f', 4}, {"float64", 'f', 8}};
 
 // One codec entry: its name and configuration (an empty object when absent). `where` names it
 // in messages ("codec 2 'gzip'").
@@ -84,7 +84,8 @@ class V3Parser : public MetaParser {
       }
       fail(ErrorCode::InvalidArgument,
            "data_type '" + name +
-               "' is not supported (bool, int8..int64, uint8..uint64, float32 and float64 are)");
+               "' is not supported (bool, int8..int64, uint8..uint64, float16, float32 and float64 "
+               "are)");
     }
     fail(ErrorCode::InvalidArgument,
          "data_type " + brief(v) + " is not supported (only the core numeric types are)");
