@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "kernels/dispatch.hpp"
@@ -641,6 +642,79 @@ void nibble_counts(const std::uint8_t* p, std::int64_t n, std::uint8_t flip, int
   for (int v = 0; v < 16; ++v) counts[v] += c[v];
 }
 
+// dispatch.hpp's CountBelowFn: per register, three unsigned compares counted into counters of
+// the key's width, added up every 2^bits - 1 registers, before one could wrap: six vector
+// instructions per register.
+template <class K>
+void count_below(const K* p, std::int64_t n, K flip, const K* t, std::uint64_t* below) noexcept {
+  constexpr int kLanes = kRegBytes / static_cast<int>(sizeof(K));
+  constexpr std::int64_t kBlockRegs = std::numeric_limits<K>::max();
+  std::uint64_t c[3] = {};
+  const Reg<K> t0 = Reg<K>{} + t[0];
+  const Reg<K> t1 = Reg<K>{} + t[1];
+  const Reg<K> t2 = Reg<K>{} + t[2];
+  std::int64_t i = 0;
+  while (i + kLanes <= n) {
+    const std::int64_t left = (n - i) / kLanes;
+    const std::int64_t regs = left < kBlockRegs ? left : kBlockRegs;
+    Reg<K> c0 = {}, c1 = {}, c2 = {};
+    for (std::int64_t r = 0; r < regs; ++r, i += kLanes) {
+      Reg<K> x;
+      std::memcpy(&x, p + i, sizeof x);
+      x ^= flip;
+      c0 -= __builtin_bit_cast(Reg<K>, x < t0);
+      c1 -= __builtin_bit_cast(Reg<K>, x < t1);
+      c2 -= __builtin_bit_cast(Reg<K>, x < t2);
+    }
+    for (int k = 0; k < kLanes; ++k) {
+      c[0] += c0[k];
+      c[1] += c1[k];
+      c[2] += c2[k];
+    }
+  }
+  for (; i < n; ++i) {
+    const auto x = static_cast<K>(p[i] ^ flip);
+    for (int j = 0; j < 3; ++j) c[j] += x < t[j] ? 1 : 0;
+  }
+  for (int j = 0; j < 3; ++j) below[j] += c[j];
+}
+
+// dispatch.hpp's MinAboveFn: a running minimum of the keys above v (the others as the largest
+// key), and whether any was above.
+template <class K>
+std::int64_t min_above(const K* p, std::int64_t n, K flip, K v) noexcept {
+  constexpr int kLanes = kRegBytes / static_cast<int>(sizeof(K));
+  constexpr K kTop = std::numeric_limits<K>::max();
+  const Reg<K> vv = Reg<K>{} + v;
+  const Reg<K> top = Reg<K>{} + kTop;
+  Reg<K> m = top;
+  Reg<K> seen = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    Reg<K> x;
+    std::memcpy(&x, p + i, sizeof x);
+    x ^= flip;
+    const auto above = x > vv;
+    const Reg<K> y = above ? x : top;
+    m = m < y ? m : y;
+    seen |= __builtin_bit_cast(Reg<K>, above);
+  }
+  std::int64_t best = kTop;
+  bool any = false;
+  for (int k = 0; k < kLanes; ++k) {
+    best = m[k] < best ? m[k] : best;
+    any = any || seen[k] != 0;
+  }
+  for (; i < n; ++i) {
+    const auto x = static_cast<K>(p[i] ^ flip);
+    if (x > v) {
+      any = true;
+      best = x < best ? x : best;
+    }
+  }
+  return any ? best : std::int64_t{kTop} + 1;
+}
+
 // Min and max in 64 / sizeof(T) lanes, the tail folded into lane 0, lanes merged in order: the
 // lanes of families.hpp's MinMaxFamily. Float NaNs never win a comparison; they set acc->nan.
 template <class T>
@@ -704,6 +778,10 @@ constexpr KernelTable kTable{
     &word_moments_minmax<std::int16_t>,
     &word_moments_minmax<std::uint16_t>,
     &nibble_counts,
+    &count_below<std::uint8_t>,
+    &min_above<std::uint8_t>,
+    &count_below<std::uint16_t>,
+    &min_above<std::uint16_t>,
     &minmax<std::int8_t>,
     &minmax<std::uint8_t>,
     &minmax<std::int16_t>,

@@ -76,6 +76,17 @@ using MomentsMinMaxFn = void (*)(const T* p, std::int64_t n, std::int64_t* s1, s
 using NibbleCountsFn = void (*)(const std::uint8_t* p, std::int64_t n, std::uint8_t flip, int group,
                                 std::uint64_t* counts) noexcept;
 
+// How many of n unsigned keys of one or two bytes (each ^ flip) are below each of three
+// thresholds: below[j] += #{key < t[j]} (one pass; a search for an order statistic in cache).
+template <class K>
+using CountBelowFn = void (*)(const K* p, std::int64_t n, K flip, const K* t,
+                              std::uint64_t* below) noexcept;
+
+// The smallest of n unsigned keys (each ^ flip) above v, or the key type's largest + 1 when
+// none is.
+template <class K>
+using MinAboveFn = std::int64_t (*)(const K* p, std::int64_t n, K flip, K v) noexcept;
+
 // Folds n elements into acc (min/max, and for floats the nan/valid flags).
 template <class T>
 using MinMaxFn = void (*)(const T* p, std::int64_t n, MinMaxAcc<T>* acc) noexcept;
@@ -93,6 +104,10 @@ struct KernelTable {
   MomentsMinMaxFn<std::int16_t> moments_minmax_i16;
   MomentsMinMaxFn<std::uint16_t> moments_minmax_u16;
   NibbleCountsFn nibble_counts;
+  CountBelowFn<std::uint8_t> count_below_u8;
+  MinAboveFn<std::uint8_t> min_above_u8;
+  CountBelowFn<std::uint16_t> count_below_u16;
+  MinAboveFn<std::uint16_t> min_above_u16;
   MinMaxFn<std::int8_t> minmax_i8;
   MinMaxFn<std::uint8_t> minmax_u8;
   MinMaxFn<std::int16_t> minmax_i16;

@@ -143,6 +143,17 @@ class QuantileFamily {
       } else if (pass_ == 0) {
         if constexpr (sizeof(K) == 1 && !std::is_same_v<T, bool>) {
           if (s == 1 && n == whole_ && n > 0 && ranks_) return count_ranks(&first, p, n);
+        } else if constexpr (sizeof(K) == 2 && !Swap) {
+          // 2-byte keys: a median (one rank or two neighbours) found by a search; other ranks
+          // are counted into the table as below.
+          if (s == 2 && digit_ == 16 && n == whole_ && n > 0 && ranks_) {
+            const std::vector<std::uint64_t> ranks = ranks_(static_cast<std::uint64_t>(n));
+            if (!ranks.empty() && ranks.back() - ranks.front() <= 1) {
+              return search_ranks(&first, reinterpret_cast<const K*>(p), n,
+                                  static_cast<K>(std::is_signed_v<T> ? 0x8000 : 0), ranks.front(),
+                                  ranks.back());
+            }
+          }
         }
         count_all(&first, p, n, s);
       } else if (groups_ == 1) {
@@ -291,12 +302,16 @@ class QuantileFamily {
     const KernelTable& k = active_kernels();
     const auto* bytes = reinterpret_cast<const std::uint8_t*>(p);
     const std::uint8_t flip = std::is_signed_v<T> ? 0x80 : 0;  // order_key's
+    const std::vector<std::uint64_t> ranks = ranks_(static_cast<std::uint64_t>(n));
+    if (!ranks.empty() && ranks.back() - ranks.front() <= 1) {
+      return search_ranks(table, bytes, n, flip, ranks.front(), ranks.back());
+    }
     std::uint64_t high[16] = {};
     k.nibble_counts(bytes, n, flip, -1, high);
     bool exact[16] = {};
     std::uint64_t before = 0;
     int g = 0;
-    for (std::uint64_t rank : ranks_(static_cast<std::uint64_t>(n))) {
+    for (std::uint64_t rank : ranks) {
       while (g < 16 && before + high[g] <= rank) before += high[g++];
       if (g < 16) exact[g] = true;
     }
@@ -309,6 +324,60 @@ class QuantileFamily {
       std::uint64_t low[16] = {};
       k.nibble_counts(bytes, n, flip, g, low);
       for (int v = 0; v < 16; ++v) counts[16 * g + v] += low[v];
+    }
+  }
+
+  // A run holding a whole output, for one rank or two neighbouring ones (a median) of 1- or
+  // 2-byte keys: the lower rank's key by a search of passes over the run in cache, each
+  // counting the keys below three thresholds (256 -> 64 -> 16 -> 4 -> 1 candidates: four passes
+  // for bytes, eight for words), then, when the upper rank lies past that key, the smallest key
+  // above it (one more pass). Three compares a register per pass, against nibble_counts' 16 +
+  // 16 in two, or a 2^16-counter table's random increments. The table: the keys below the
+  // found one counted at key 0, the found one's own, and those above at the next key up (or
+  // the largest): exact where take reads these ranks, and its total the run's.
+  template <class Key>
+  static void search_ranks(Partial* table, const Key* keys, std::int64_t n, Key flip,
+                           std::uint64_t r0, std::uint64_t r1) {
+    const KernelTable& k = active_kernels();
+    constexpr std::uint64_t kKeys = std::uint64_t{1} << (8 * sizeof(Key));
+    const auto count_below = [&k, keys, n, flip](const Key* t, std::uint64_t* c) {
+      if constexpr (sizeof(Key) == 1) {
+        k.count_below_u8(keys, n, flip, t, c);
+      } else {
+        k.count_below_u16(keys, n, flip, t, c);
+      }
+    };
+    // #{key < lo} <= r0 < #{key < hi}.
+    std::uint64_t lo = 0, hi = kKeys, below_lo = 0, below_hi = static_cast<std::uint64_t>(n);
+    while (hi - lo > 1) {
+      const std::uint64_t step = (hi - lo) / 4;
+      Key t[3];
+      std::uint64_t c[3] = {};
+      for (int j = 0; j < 3; ++j)
+        t[j] = static_cast<Key>(lo + static_cast<std::uint64_t>(j + 1) * step);
+      count_below(t, c);
+      int j = 0;
+      while (j < 3 && c[j] <= r0) ++j;
+      const std::uint64_t new_lo = j > 0 ? t[j - 1] : lo;
+      if (j > 0) below_lo = c[j - 1];
+      hi = j < 3 ? t[j] : new_lo + step;
+      if (j < 3) below_hi = c[j];
+      lo = new_lo;
+    }
+    Partial* counts = table + kHead;
+    const std::uint64_t rest = static_cast<std::uint64_t>(n) - below_hi;
+    counts[0] += below_lo;
+    counts[lo] += below_hi - below_lo;
+    if (rest > 0) {
+      std::int64_t up = static_cast<std::int64_t>(kKeys) - 1;
+      if (r1 >= below_hi) {
+        if constexpr (sizeof(Key) == 1) {
+          up = k.min_above_u8(keys, n, flip, static_cast<Key>(lo));
+        } else {
+          up = k.min_above_u16(keys, n, flip, static_cast<Key>(lo));
+        }
+      }
+      counts[std::min<std::int64_t>(up, static_cast<std::int64_t>(kKeys) - 1)] += rest;
     }
   }
 

@@ -313,6 +313,52 @@ TEST(DenseKernels, NibbleCountsEqualAByteHistogramsInEveryVariant) {
   }
 }
 
+// count_below/min_above of one key type against a histogram of the keys, for thresholds over
+// the whole range; keys over a part of it (some thresholds above or below every key) and one
+// value repeated past 2^bits - 1 registers, so that a narrow counter would wrap.
+template <class K, class CountBelow, class MinAbove>
+void expect_search_kernels(CountBelow count_below, MinAbove min_above, const char* isa) {
+  constexpr std::int64_t kKeys = std::int64_t{1} << (8 * sizeof(K));
+  const std::int64_t lengths[] = {0,  1,    31,    32,    33,     64,
+                                  65, 1000, 16383, 16385, 100003, sizeof(K) == 2 ? 2200000 : 70000};
+  for (std::int64_t n : lengths) {
+    std::mt19937_64 rng(static_cast<std::uint64_t>(n) + 43);
+    std::vector<K> v(static_cast<std::size_t>(n + 1));
+    const std::int64_t lo = kKeys / 6, span = kKeys / 2;
+    for (auto& x : v)
+      x = static_cast<K>(rng() % 4 == 0 ? kKeys - 50 : lo + std::int64_t(rng() % span));
+    const K* p = v.data() + 1;  // an odd address
+    for (K flip : {K{0}, static_cast<K>(kKeys / 2)}) {
+      std::vector<std::uint64_t> hist(static_cast<std::size_t>(kKeys));
+      for (std::int64_t i = 0; i < n; ++i) ++hist[static_cast<K>(p[i] ^ flip)];
+      for (std::int64_t a = 0; a < kKeys; a += kKeys / 7 + 1) {
+        const K th[3] = {static_cast<K>(a), static_cast<K>((a + kKeys / 3) % kKeys),
+                         static_cast<K>(kKeys - 1 - a)};
+        std::uint64_t below[3] = {5, 0, 0};  // counts add to what is there
+        count_below(p, n, flip, th, below);
+        for (int j = 0; j < 3; ++j) {
+          std::uint64_t want = j == 0 ? 5 : 0;
+          for (std::int64_t x = 0; x < th[j]; ++x) want += hist[static_cast<std::size_t>(x)];
+          EXPECT_EQ(below[j], want) << isa << " n=" << n << " t=" << std::int64_t{th[j]};
+        }
+        std::int64_t want_min = kKeys;
+        for (std::int64_t x = a + 1; x < kKeys && want_min == kKeys; ++x) {
+          if (hist[static_cast<std::size_t>(x)] != 0) want_min = x;
+        }
+        EXPECT_EQ(min_above(p, n, flip, static_cast<K>(a)), want_min)
+            << isa << " n=" << n << " v=" << a;
+      }
+    }
+  }
+}
+
+TEST(DenseKernels, CountBelowAndMinAboveEqualAHistogramOfTheKeysInEveryVariant) {
+  for (const KernelTable* t : variants()) {
+    expect_search_kernels<std::uint8_t>(t->count_below_u8, t->min_above_u8, to_string(t->isa));
+    expect_search_kernels<std::uint16_t>(t->count_below_u16, t->min_above_u16, to_string(t->isa));
+  }
+}
+
 TEST(DenseKernels, MinMaxKeepsTheSameZeroAsTheScalarLanes) {
   // -0.0 == +0.0: which one a min keeps depends on the order elements meet; the kernels keep
   // the scalar templates' lanes, so both paths keep the same one.
