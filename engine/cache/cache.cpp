@@ -268,6 +268,11 @@ ReduceResult Cache::reduce_one(const Source& source, const ReduceOptions& option
   const ArrayMeta& meta = source.meta();
   const std::vector<int> axes = normalize_axes(options.axes, options.axes_given, meta.ndim());
 
+  // A float16 histogram's edges are float16, float32 or float64 by the values of its range
+  // (numpy's value-based casting), which the data's min and max may decide: not known before
+  // the run, so such a histogram is computed, not cached.
+  if (options.op == ReduceOp::Histogram && meta.dtype.id() == TypeId::F16) return compute();
+
   // What a stored answer must look like: its .npy header is known before reading it.
   ReduceResult expected;
   expected.dtype = result_dtype(options.op, meta.dtype);
@@ -278,9 +283,7 @@ ReduceResult Cache::reduce_one(const Source& source, const ReduceOptions& option
   // A histogram's entry holds its bins + 1 edges after the counts.
   const bool histogram = options.op == ReduceOp::Histogram;
   if (histogram) {
-    // numpy's bin type: float32 and float16 data keep theirs, the rest is float64.
-    const TypeId id = meta.dtype.id();
-    expected.edges_dtype = id == TypeId::F32 || id == TypeId::F16 ? DType(id) : DType(TypeId::F64);
+    expected.edges_dtype = meta.dtype.id() == TypeId::F32 ? DType(TypeId::F32) : DType(TypeId::F64);
   }
   const std::uint64_t edges_bytes =
       histogram ? static_cast<std::uint64_t>(options.bins + 1) * expected.edges_dtype.itemsize()

@@ -9,6 +9,7 @@
 #include "mmc/error.hpp"
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -46,20 +47,32 @@ __attribute__((target("avx,f16c"))) void widen_dense_f16c(const std::byte* src, 
   }
 }
 
+// F16C and AVX, and an OS that saves the YMM registers (CPUID.1:ECX and XGETBV; clang 14's
+// __builtin_cpu_supports knows no "f16c").
 bool has_f16c() {
-  static const bool yes = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  static const bool yes = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid(1, &a, &b, &c, &d) == 0) return false;
+    constexpr unsigned kOsxsave = 1u << 27, kAvx = 1u << 28, kF16c = 1u << 29;
+    if ((c & (kOsxsave | kAvx | kF16c)) != (kOsxsave | kAvx | kF16c)) return false;
+    unsigned lo = 0, hi = 0;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 6u) == 6u;  // XMM and YMM state
+  }();
   return yes;
 }
 #endif
 
-// A dense source cut into chunks: whole trailing axes while they fit in kTarget elements, then
-// as many indices of the next axis as fit.
+// A dense source cut into chunks: whole axes, fastest first (the last in C order, the first in
+// F order), while they fit in kTarget elements, then as many indices of the next as fit.
 constexpr std::int64_t kTarget = std::int64_t{1} << 17;
 
-Shape dense_chunks(const Shape& shape) {
-  Shape chunks(shape.size(), 1);
+Shape dense_chunks(const Shape& shape, Order order) {
+  const std::size_t nd = shape.size();
+  Shape chunks(nd, 1);
   std::int64_t inner = 1;
-  for (std::size_t k = shape.size(); k-- > 0;) {
+  for (std::size_t j = 0; j < nd; ++j) {
+    const std::size_t k = order == Order::C ? nd - 1 - j : j;
     const std::int64_t extent = std::max<std::int64_t>(shape[k], 1);
     if (inner * extent <= kTarget) {
       chunks[k] = extent;
@@ -70,6 +83,14 @@ Shape dense_chunks(const Shape& shape) {
     break;
   }
   return chunks;
+}
+
+// The order a dense source's elements lie in: F when its first axis is the faster.
+Order dense_order(const ArrayMeta& meta) {
+  const std::size_t nd = meta.shape.size();
+  if (nd < 2) return Order::C;
+  const auto size = [](std::int64_t s) { return s < 0 ? -s : s; };
+  return size(meta.strides.front()) < size(meta.strides.back()) ? Order::F : Order::C;
 }
 
 ArrayMeta widened_meta(const ArrayMeta& meta, Order order) {
@@ -87,7 +108,8 @@ std::vector<std::byte> widened_fill(const std::vector<std::byte>& fill, ByteOrde
 class WidenedDense final : public ChunkedArray {
  public:
   explicit WidenedDense(const Source& source)
-      : ChunkedArray(widened_meta(source.meta(), Order::C), dense_chunks(source.meta().shape), {}),
+      : ChunkedArray(widened_meta(source.meta(), dense_order(source.meta())),
+                     dense_chunks(source.meta().shape, dense_order(source.meta())), {}),
         source_(source) {}
 
   StorageInfo storage() const override {
@@ -109,24 +131,33 @@ class WidenedDense final : public ChunkedArray {
       widen_float16(source_.data(), 2, from.dtype.byte_order(), out, 1);
       return;
     }
-    // Row by row along the last axis, into the chunk's C-order layout (full chunk shape).
-    const Shape& full = chunk_shape();
-    const std::int64_t row = ref.box.count[nd - 1];
-    Shape at(nd - 1, 0);
+    // Run by run along the fastest axis, into the chunk's layout (full chunk shape, the
+    // array's order).
+    const bool c_order = meta().order == Order::C;
+    const std::size_t fast = c_order ? nd - 1 : 0;
+    std::vector<std::int64_t> step(nd);  // elements between neighbours in the chunk buffer
+    std::int64_t inner = 1;
+    for (std::size_t j = 0; j < nd; ++j) {
+      const std::size_t k = c_order ? nd - 1 - j : j;
+      step[k] = inner;
+      inner *= chunk_shape()[k];
+    }
+    const std::int64_t run = ref.box.count[fast];
+    Shape at(nd, 0);
     for (;;) {
       std::int64_t src = 0, dst = 0;
-      for (std::size_t k = 0; k + 1 < nd; ++k) {
+      for (std::size_t k = 0; k < nd; ++k) {
         src += (ref.box.start[k] + at[k]) * from.strides[k];
-        dst = dst * full[k] + at[k];
+        dst += at[k] * step[k];
       }
-      src += ref.box.start[nd - 1] * from.strides[nd - 1];
-      dst *= full[nd - 1];
-      widen_float16(source_.data() + src, from.strides[nd - 1], from.dtype.byte_order(), out + dst,
-                    row);
-      std::size_t k = nd - 1;
-      for (;;) {
-        if (k == 0) return;
-        --k;
+      widen_float16(source_.data() + src, from.strides[fast], from.dtype.byte_order(), out + dst,
+                    run);
+      // The next run: an odometer over the other axes.
+      std::size_t j = 0;
+      for (;; ++j) {
+        if (j == nd) return;
+        const std::size_t k = c_order ? nd - 1 - j : j;
+        if (k == fast) continue;
         if (++at[k] < ref.box.count[k]) break;
         at[k] = 0;
       }

@@ -2,8 +2,11 @@
 // or two bytes look their bin up in a table made once per call; wider types compute it.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -12,63 +15,151 @@
 
 namespace mmc::kernels {
 
-// numpy's float16 arithmetic, for the bins of float16 data (widened to float64 to compute):
-// numpy's half loops compute each operation in float32 and round its result to float16, and
-// the edges, the range and the norm are float16 values. Held as the float it equals.
-class Half16 {
- public:
-  Half16() = default;
-  // x rounded to the nearest float16 (ties to even), as numpy's casts from float64 round.
-  explicit Half16(double x) : v_(static_cast<float>(Float16::from(x).value())) {}
+// numpy 1.24's float types beside a float16 array (value-based casting): a float scalar is
+// float16 there when -65000 < v < 65000 (or infinite, or NaN), float32 up to float32's largest,
+// float64 past it; an operation between them runs in the wider.
+enum class HalfBinType : std::uint8_t { F16, F32, F64 };
 
-  // x, a float16 value already (data widened to float64): exact, no rounding.
-  static Half16 exact(double x) noexcept { return Half16(static_cast<float>(x), 0); }
-
-  explicit operator double() const noexcept { return v_; }
-  explicit operator std::int64_t() const noexcept { return static_cast<std::int64_t>(v_); }
-  // The float16 bits.
-  Float16 bits() const noexcept { return Float16::from(v_); }
-
-  friend Half16 operator-(Half16 a, Half16 b) noexcept { return rounded(a.v_ - b.v_); }
-  friend Half16 operator*(Half16 a, Half16 b) noexcept { return rounded(a.v_ * b.v_); }
-  friend bool operator<(Half16 a, Half16 b) noexcept { return a.v_ < b.v_; }
-  friend bool operator<=(Half16 a, Half16 b) noexcept { return a.v_ <= b.v_; }
-  friend bool operator>(Half16 a, Half16 b) noexcept { return a.v_ > b.v_; }
-  friend bool operator>=(Half16 a, Half16 b) noexcept { return a.v_ >= b.v_; }
-
- private:
-  Half16(float v, int) noexcept : v_(v) {}
-
-  // A float rounded to the nearest float16 (ties to even), as numpy's float-to-half: the 13
-  // low fraction bits rounded off where float16 is normal, steps of 2^-24 below, infinity from
-  // 65520 on. NaN stays NaN.
-  static Half16 rounded(float f) noexcept {
-    const float a = std::fabs(f);
-    if (!(a < 65520.0f)) return Half16(a >= 65520.0f ? std::copysign(HUGE_VALF, f) : f, 0);
-    if (a < 0x1p-14f) return Half16(std::nearbyint(f * 0x1p24f) * 0x1p-24f, 0);
-    std::uint32_t u;
-    std::memcpy(&u, &f, sizeof u);
-    u += 0x0fffu + ((u >> 13) & 1u);
-    u &= ~0x1fffu;
-    float out;
-    std::memcpy(&out, &u, sizeof out);
-    return Half16(out, 0);
-  }
-
-  float v_ = 0;
-};
-
-// A data value as the bin type: a plain conversion, but float16 data (exact already).
-template <class E, class T>
-E as_bin(T x) noexcept {
-  if constexpr (std::is_same_v<E, Half16>) {
-    return Half16::exact(static_cast<double>(x));
-  } else {
-    return static_cast<E>(x);
-  }
+inline HalfBinType scalar_type_beside_float16(double v) noexcept {
+  if (!std::isfinite(v) || (v > -65000.0 && v < 65000.0)) return HalfBinType::F16;
+  return std::fabs(v) <= static_cast<double>(std::numeric_limits<float>::max()) ? HalfBinType::F32
+                                                                                : HalfBinType::F64;
 }
 
-// The type numpy computes bin indices in: float32 data stays float32, everything else float64.
+// A float rounded to the nearest float16 (ties to even), as numpy's float-to-half: the 13 low
+// fraction bits rounded off where float16 is normal, steps of 2^-24 below, infinity from
+// 65520 on. NaN stays NaN.
+inline float round_float_to_half(float f) noexcept {
+  const float a = std::fabs(f);
+  if (!(a < 65520.0f)) return a >= 65520.0f ? std::copysign(HUGE_VALF, f) : f;
+  if (a < 0x1p-14f) return std::nearbyint(f * 0x1p24f) * 0x1p-24f;
+  std::uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  u += 0x0fffu + ((u >> 13) & 1u);
+  u &= ~0x1fffu;
+  float out;
+  std::memcpy(&out, &u, sizeof out);
+  return out;
+}
+
+// v as a value of type t (numpy's cast from float64: nearest, ties to even).
+inline double cast_to(HalfBinType t, double v) noexcept {
+  switch (t) {
+    case HalfBinType::F16:
+      return Float16::from(v).value();
+    case HalfBinType::F32:
+      return static_cast<double>(static_cast<float>(v));
+    case HalfBinType::F64:
+      break;
+  }
+  return v;
+}
+
+// a - b and a * b of two values of type t, as numpy's loops give them: float16 computes in
+// float32 and rounds the result to float16.
+inline double subtract_in(HalfBinType t, double a, double b) noexcept {
+  if (t == HalfBinType::F64) return a - b;
+  const float r = static_cast<float>(a) - static_cast<float>(b);
+  return t == HalfBinType::F16 ? round_float_to_half(r) : r;
+}
+inline double multiply_in(HalfBinType t, double a, double b) noexcept {
+  if (t == HalfBinType::F64) return a * b;
+  const float r = static_cast<float>(a) * static_cast<float>(b);
+  return t == HalfBinType::F16 ? round_float_to_half(r) : r;
+}
+
+// The bins of float16 data (widened to float64 to compute) as np.histogram's fast path puts its
+// elements, in numpy's types: each bound compared in its own scalar type (float16 when it is
+// one of the data's, or small), x - first in the edges' type (float16 when both bounds are),
+// times the norm in the wider of that and the norm's own type, truncated; then numpy's one step
+// down or up against the edges (in the edges' type). See Float16BinEdges.
+struct Float16Binner {
+  double keep_lo, keep_hi;
+  HalfBinType edge_type, multiply_type;
+  double first, norm;
+  double top;         // bins
+  std::int64_t last;  // bins - 1
+  const double* edges;
+
+  std::int64_t bin(double x) const noexcept {
+    if (!(x >= keep_lo && x <= keep_hi)) return -1;
+    const double f = multiply_in(multiply_type, subtract_in(edge_type, x, first), norm);
+    std::int64_t i = f < top ? static_cast<std::int64_t>(f) : last;  // NaN: last
+    if (i > last) i = last;
+    if (i < 0) i = 0;
+    const double below = edges[i], above = edges[i + 1];
+    const bool down = (x < below) & (i > 0);
+    const bool up = !down & (x >= above) & (i != last);
+    return i + static_cast<std::int64_t>(up) - static_cast<std::int64_t>(down);
+  }
+};
+
+class Float16BinEdges {
+ public:
+  using Value = double;
+  using BinnerType = Float16Binner;
+
+  // first, last: the range; data_scalars: they are the float16 data's min and max (numpy
+  // scalars of float16), else Python floats (a given range, or the data's widened by 0.5);
+  // span: last - first as numpy subtracts them (in float16 for the data's scalars).
+  // REQUIRES: bins >= 1, first < last, both finite.
+  Float16BinEdges(std::int64_t bins, double first, double last, double span, bool data_scalars)
+      : bins_(bins) {
+    const HalfBinType lo_type = data_scalars ? HalfBinType::F16 : scalar_type_beside_float16(first);
+    const HalfBinType hi_type = data_scalars ? HalfBinType::F16 : scalar_type_beside_float16(last);
+    type_ = std::max(lo_type, hi_type);
+    const double norm = static_cast<double>(bins) / span;  // a float64 scalar
+    multiply_type_ = std::max(type_, scalar_type_beside_float16(norm));
+    keep_lo_ = cast_to(lo_type, first);
+    keep_hi_ = cast_to(hi_type, last);
+    first_ = cast_to(type_, first);
+    norm_ = cast_to(multiply_type_, norm);
+    // np.linspace in float64, cast to the edges' type.
+    const double delta = last - first;
+    const double div = static_cast<double>(bins);
+    const double step = delta / div;
+    edges_.resize(static_cast<std::size_t>(bins) + 1);
+    for (std::int64_t i = 0; i < bins; ++i) {
+      const double at = step == 0 ? static_cast<double>(i) / div * delta + first
+                                  : static_cast<double>(i) * step + first;
+      edges_[static_cast<std::size_t>(i)] = cast_to(type_, at);
+    }
+    edges_.back() = cast_to(type_, last);
+  }
+
+  Float16BinEdges(const Float16BinEdges&) = delete;  // binner() points into edges_
+  Float16BinEdges& operator=(const Float16BinEdges&) = delete;
+
+  // True when numpy's arithmetic overflows at the top of the range: its index for an element
+  // there is NaN or infinite, and np.histogram fails. Asked when the range is the data's (the
+  // top is an element). (With a given range numpy fails only if such an element exists; here
+  // it lands in the last bin.)
+  bool overflows() const noexcept {
+    const double top =
+        multiply_in(multiply_type_, subtract_in(type_, cast_to(type_, keep_hi_), first_), norm_);
+    return !std::isfinite(top);
+  }
+
+  std::int64_t bins() const noexcept { return bins_; }
+  // The edges' values, and numpy's dtype for them.
+  const std::vector<double>& edges() const noexcept { return edges_; }
+  HalfBinType edge_type() const noexcept { return type_; }
+  Float16Binner binner() const noexcept {
+    return Float16Binner{
+        keep_lo_,  keep_hi_,     type_, multiply_type_, first_, norm_, static_cast<double>(bins_),
+        bins_ - 1, edges_.data()};
+  }
+  std::int64_t bin(double x) const noexcept { return binner().bin(x); }
+
+ private:
+  std::int64_t bins_;
+  HalfBinType type_, multiply_type_;
+  double keep_lo_, keep_hi_, first_, norm_;
+  std::vector<double> edges_;
+};
+
+// The type numpy computes bin indices in: float32 data stays float32, everything else float64
+// (float16 data: Float16BinEdges).
 template <class T>
 using BinType = std::conditional_t<std::is_same_v<T, float>, float, double>;
 
@@ -110,6 +201,9 @@ struct Binner {
 template <class E>
 class BinEdges {
  public:
+  using Value = E;
+  using BinnerType = Binner<E>;
+
   // span: last - first as numpy computes it for the edges' types (np.histogram's
   // _unsigned_subtract), which is not always the double difference. REQUIRES: bins >= 1,
   // first < last, both finite.
@@ -153,18 +247,18 @@ inline constexpr bool kBinTable = std::is_integral_v<T> && sizeof(T) <= 2;
 
 // The counts of bins() bins per output. Partial is one count; an output's partial is bins()
 // consecutive counts, and init/run/merge take the first of them.
-// E: the bin type (BinType<T>, or Half16 for float16 data widened to float64).
-template <class T, bool Swap, class E_ = BinType<T>>
+// Edges: BinEdges of the bin type, or Float16BinEdges for float16 data widened to float64.
+template <class T, bool Swap, class Edges = BinEdges<BinType<T>>>
 class HistogramFamily {
  public:
-  using E = E_;
+  using E = typename Edges::Value;
   using Partial = std::int64_t;
   static constexpr FamilyKind kKind = FamilyKind::Histogram;
   static constexpr bool kNeedsIndex = false;
 
   // `edges` must outlive the family. `elements`: how many will be counted, to decide whether a
   // table of bins over all 2^8 or 2^16 values pays for itself.
-  HistogramFamily(const BinEdges<E>& edges, std::int64_t elements) : edges_(edges) {
+  HistogramFamily(const Edges& edges, std::int64_t elements) : edges_(edges) {
     if constexpr (kBinTable<T>) {
       if (elements < 2 * (std::int64_t{1} << (8 * sizeof(Stored<T>)))) return;
       using U = std::make_unsigned_t<Stored<T>>;
@@ -223,14 +317,14 @@ class HistogramFamily {
 
   // The bin of x, or bins() (a slot past the bins) when x is not counted.
   std::int64_t slot_of_value(T x) const noexcept {
-    const std::int64_t b = edges_.bin(as_bin<E>(x));
+    const std::int64_t b = edges_.bin(static_cast<E>(x));
     return b < 0 ? edges_.bins() : b;
   }
 
   // slot_of_value in a loop: a copy of what it needs, which the compiler keeps in registers
   // (stores to the int64 counters could otherwise alias the family's own fields).
   struct Slots {
-    Binner<E> binner;
+    typename Edges::BinnerType binner;
     const std::int32_t* table;  // kBinTable and many elements, else null
 
     std::int64_t operator()(T x) const noexcept {
@@ -243,7 +337,7 @@ class HistogramFamily {
           return table[bits];
         }
       }
-      const std::int64_t b = binner.bin(as_bin<E>(x));
+      const std::int64_t b = binner.bin(static_cast<E>(x));
       return b < 0 ? binner.last + 1 : b;
     }
   };
@@ -318,7 +412,7 @@ class HistogramFamily {
     }
   }
 
-  const BinEdges<E>& edges_;
+  const Edges& edges_;
   std::vector<std::int32_t> table_;  // kBinTable, many elements: the slot of every value
 };
 

@@ -15,7 +15,7 @@
 #include "reduce/runner.hpp"
 
 namespace mmc::kernels {
-class Half16;
+class Float16BinEdges;
 }  // namespace mmc::kernels
 
 namespace mmc::detail {
@@ -53,19 +53,24 @@ struct Input {
 // float16 (see Input::float16): the float64 array reductions compute on when `input` is
 // float16, else nothing.
 std::unique_ptr<ChunkedArray> widened_if_float16(const Input& input);
-// options with the nodata value rounded to float16, as numpy compares a float16 array with a
-// number.
+// options with the nodata value as numpy compares a float16 array with a number (value-based
+// casting): a float between -65000 and 65000 rounded to float16, a wider one to float32; an
+// integer, or a float past float32, exactly.
 ReduceOptions float16_options(const ReduceOptions& options);
 // A result computed in float64 for float16 data made numpy's: min and max (and the nan forms)
 // back to float16 (exact). Others are left as they are.
 void narrow_to_float16(ReduceOp op, ReduceResult& result);
-// Sets a histogram result's edges to float16 ones (numpy's edges for float16 data).
-void set_float16_edges(ReduceResult& result, const std::vector<kernels::Half16>& edges);
+// Sets a histogram result's edges to numpy's for float16 data (float16, or float32/float64 for
+// a range float16 cannot hold).
+void set_float16_edges(ReduceResult& result, const kernels::Float16BinEdges& edges);
 
 // The histogram's bin range as the parent settled it (from the options, or the data's min and
 // max): what a worker needs to build the same BinEdges.
 struct HistogramRange {
   double first = 0, last = 1, span = 1;
+  // first and last are the data's min and max as they are (not a given range, not widened):
+  // for float16 data, numpy's float16 scalars (Float16BinEdges).
+  bool data_scalars = false;
 };
 
 // A reduction's passes: the histogram's min/max pass over the whole array, then the ops' own,

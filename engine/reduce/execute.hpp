@@ -434,6 +434,7 @@ bool settle_histogram_range(Context& ctx) {
     return false;
   }
   double first = 0, last = 1, span = 1;  // numpy's range for empty data
+  bool data_scalars = false;             // first and last are the data's (float16 scalars)
   bool widen = false;                    // numpy widens an empty range by 0.5 on each side
   if (o.range_given) {
     first = o.range_lo;
@@ -474,19 +475,29 @@ bool settle_histogram_range(Context& ctx) {
     last = static_cast<double>(hi);
     span = data_span(lo, hi);
     if constexpr (std::is_same_v<T, double>) {
-      // float16 data: numpy subtracts its float16 min from its max in float16.
-      if (ctx.input.float16) {
-        span = static_cast<double>(kernels::Half16::exact(hi) - kernels::Half16::exact(lo));
+      if (ctx.input.float16 && lo != hi) {
+        // float16 data: numpy's range is two float16 scalars, subtracted in float16. Past
+        // float16's largest the span is infinite and np.histogram fails (its indices NaN).
+        span = kernels::subtract_in(kernels::HalfBinType::F16, hi, lo);
+        if (!std::isfinite(span)) {
+          throw Error(ErrorCode::InvalidArgument,
+                      "histogram: the float16 data's range [" + format_value(first) + ", " +
+                          format_value(last) +
+                          "] is wider than float16 holds (its span overflows, and numpy's "
+                          "np.histogram fails on it): give a range (--range LO,HI)");
+        }
+        data_scalars = true;
       }
     }
     widen = lo == hi;
   }
   if (widen) {
+    data_scalars = false;  // first - 0.5: a float64 scalar
     first -= 0.5;
     last += 0.5;
     span = last - first;
   }
-  ctx.histogram = {first, last, span};
+  ctx.histogram = {first, last, span, data_scalars};
   return true;
 }
 
@@ -558,7 +569,7 @@ FamilyKey family_key(ReduceOp op) {
 template <class T, bool Swap, bool Filter>
 std::unique_ptr<PassSlot> make_slot(Context& ctx, FamilyKey key, const SlotOps& served,
                                     const kernels::BinEdges<kernels::BinType<T>>* edges,
-                                    const kernels::BinEdges<kernels::Half16>* edges16) {
+                                    const kernels::Float16BinEdges* edges16) {
   using namespace kernels;
   constexpr bool kNan = kIsFloat<T>;
   switch (key) {
@@ -593,7 +604,8 @@ std::unique_ptr<PassSlot> make_slot(Context& ctx, FamilyKey key, const SlotOps& 
       if constexpr (std::is_same_v<T, double>) {
         if (edges16 != nullptr) {
           return slot_of<T, Filter>(
-              ctx, HistogramFamily<T, Swap, Half16>(*edges16, ctx.plan.n_out * ctx.plan.n_red),
+              ctx,
+              HistogramFamily<T, Swap, Float16BinEdges>(*edges16, ctx.plan.n_out * ctx.plan.n_red),
               served);
         }
       }
@@ -700,7 +712,7 @@ void execute_pass(Context& ctx) {
   }
   using E = kernels::BinType<T>;
   std::optional<kernels::BinEdges<E>> edges;
-  std::optional<kernels::BinEdges<kernels::Half16>> edges16;  // float16 data's
+  std::optional<kernels::Float16BinEdges> edges16;  // float16 data's
   for (const auto& group : groups) {
     if (group.first != FamilyKey::Histogram) continue;
     if (!settle_histogram_range<T, Swap, Filter>(ctx)) return;
@@ -708,8 +720,15 @@ void execute_pass(Context& ctx) {
     ReduceResult* result =
         ctx.worker == nullptr ? &ctx.results[group.second.results.front()] : nullptr;
     if (std::is_same_v<T, double> && ctx.input.float16) {
-      edges16.emplace(ctx.options.bins, range.first, range.last, range.span);
-      if (result != nullptr) set_float16_edges(*result, edges16->edges());
+      edges16.emplace(ctx.options.bins, range.first, range.last, range.span, range.data_scalars);
+      if (range.data_scalars && edges16->overflows()) {
+        throw Error(ErrorCode::InvalidArgument,
+                    "histogram: " + std::to_string(ctx.options.bins) + " bins over [" +
+                        format_value(range.first) + ", " + format_value(range.last) +
+                        "] overflow the float16 arithmetic numpy bins float16 data in (its "
+                        "np.histogram fails on it): ask for fewer bins");
+      }
+      if (result != nullptr) set_float16_edges(*result, *edges16);
       continue;
     }
     edges.emplace(ctx.options.bins, range.first, range.last, range.span);

@@ -222,14 +222,17 @@ std::unique_ptr<ChunkedArray> widened_if_float16(const Input& input) {
 
 ReduceOptions float16_options(const ReduceOptions& options) {
   ReduceOptions out = options;
-  const auto rounded = [](double v) { return NoData{Float16::from(v).value()}; };
-  if (const auto* i = std::get_if<std::int64_t>(&options.nodata)) {
-    out.nodata = rounded(static_cast<double>(*i));
-  } else if (const auto* u = std::get_if<std::uint64_t>(&options.nodata)) {
-    out.nodata = rounded(static_cast<double>(*u));
-  } else if (const auto* f = std::get_if<double>(&options.nodata);
-             f != nullptr && !std::isnan(*f)) {
-    out.nodata = rounded(*f);
+  if (const auto* f = std::get_if<double>(&options.nodata); f != nullptr && !std::isnan(*f)) {
+    switch (kernels::scalar_type_beside_float16(*f)) {
+      case kernels::HalfBinType::F16:
+        out.nodata = Float16::from(*f).value();
+        break;
+      case kernels::HalfBinType::F32:
+        out.nodata = static_cast<double>(static_cast<float>(*f));
+        break;
+      case kernels::HalfBinType::F64:
+        break;
+    }
   }
   return out;
 }
@@ -253,13 +256,31 @@ void narrow_to_float16(ReduceOp op, ReduceResult& result) {
   result.dtype = DType(TypeId::F16);
 }
 
-void set_float16_edges(ReduceResult& result, const std::vector<kernels::Half16>& edges) {
-  result.edges_dtype = DType(TypeId::F16);
-  result.edges.resize(edges.size() * sizeof(Float16));
-  for (std::size_t i = 0; i < edges.size(); ++i) {
-    const Float16 bits = edges[i].bits();
-    std::memcpy(result.edges.data() + i * sizeof bits, &bits, sizeof bits);
+void set_float16_edges(ReduceResult& result, const kernels::Float16BinEdges& edges) {
+  const std::vector<double>& values = edges.edges();
+  switch (edges.edge_type()) {
+    case kernels::HalfBinType::F16:
+      result.edges_dtype = DType(TypeId::F16);
+      result.edges.resize(values.size() * sizeof(Float16));
+      for (std::size_t i = 0; i < values.size(); ++i) {
+        const Float16 bits = Float16::from(values[i]);
+        std::memcpy(result.edges.data() + i * sizeof bits, &bits, sizeof bits);
+      }
+      return;
+    case kernels::HalfBinType::F32:
+      result.edges_dtype = DType(TypeId::F32);
+      result.edges.resize(values.size() * sizeof(float));
+      for (std::size_t i = 0; i < values.size(); ++i) {
+        const auto v = static_cast<float>(values[i]);
+        std::memcpy(result.edges.data() + i * sizeof v, &v, sizeof v);
+      }
+      return;
+    case kernels::HalfBinType::F64:
+      break;
   }
+  result.edges_dtype = DType(TypeId::F64);
+  result.edges.resize(values.size() * sizeof(double));
+  std::memcpy(result.edges.data(), values.data(), result.edges.size());
 }
 
 std::optional<MaskGeometry> mask_geometry(const std::shared_ptr<const Source>& mask,
@@ -521,10 +542,10 @@ std::vector<ReduceResult> reduce_input(const detail::Input& given_input,
         const double first = options.range_given ? options.range_lo : 0;
         const double last = options.range_given ? options.range_hi : 1;
         const bool widen = first == last;
-        const kernels::BinEdges<kernels::Half16> edges(options.bins, widen ? first - 0.5 : first,
-                                                       widen ? last + 0.5 : last,
-                                                       widen ? last - first + 1 : last - first);
-        detail::set_float16_edges(share[k], edges.edges());
+        const kernels::Float16BinEdges edges(options.bins, widen ? first - 0.5 : first,
+                                             widen ? last + 0.5 : last,
+                                             widen ? last - first + 1 : last - first, false);
+        detail::set_float16_edges(share[k], edges);
       } else {
         visit_type(meta.dtype.id(), [&](auto tag) {
           using E = kernels::BinType<decltype(tag)>;

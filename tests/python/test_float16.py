@@ -128,20 +128,58 @@ def test_histograms_bin_as_numpy_bins_in_float16(tmp_path, rng, bins):
         assert (exact != np.histogram(a, bins=bins)[0]).any()
 
 
-def test_nodata_is_compared_as_numpy_compares_it_in_float16(tmp_path, rng):
+def test_histograms_follow_numpys_types_for_ranges_and_norms_past_float16(tmp_path, rng):
+    """Where a bound or bins / span does not fit float16 (numpy: past +-65000), numpy computes
+    in float32 (or float64), and its edges are float32 then."""
+    small = (rng.random(10000) * 0.01).astype(np.float16)  # bins / span far past 65504
+    wide = (rng.standard_normal(8000) * 1000).astype(np.float16)
+    big = np.full(50, 65504, np.float16)  # a constant: the range widened past 65000
+    cases = [(small, 1000, None), (small, 100, (0, 0.001)), (wide, 10, (-1e6, 1e6)),
+             (wide, 10, (-100.0, 1e6)), (wide, 7, (-3e38, 3e38)), (wide, 64, (-1e39, 1e39)),
+             (big, 5, None), (wide, 50, (-5000.5, 5000.25))]
+    for k, (a, bins, rng_) in enumerate(cases):
+        np.save(tmp_path / f"{k}.npy", a)
+        counts, edges = mmcompute.reduce(tmp_path / f"{k}.npy", "histogram", None, bins=bins,
+                                         range=rng_)
+        want_counts, want_edges = np.histogram(a, bins=bins, range=rng_)
+        assert edges.dtype == want_edges.dtype, (k, edges.dtype, want_edges.dtype)
+        np.testing.assert_array_equal(edges, want_edges, err_msg=str(k))
+        np.testing.assert_array_equal(counts, want_counts, err_msg=str(k))
+    # Data whose span overflows float16: numpy's indices become NaN and it raises; so do we.
+    a = np.linspace(-40000, 40000, 1001).astype(np.float16)
+    with pytest.raises(IndexError):
+        np.histogram(a, bins=10)
+    with pytest.raises(ValueError, match="wider than float16"):
+        mmcompute.reduce(a, "histogram", None, bins=10)
+    # So do bins / span past what float16 products hold, over the data's range.
+    b = (rng.standard_normal(3000) * 1000).astype(np.float16)
+    with pytest.raises(IndexError):
+        np.histogram(b, bins=70000)
+    with pytest.raises(ValueError, match="overflow the float16 arithmetic"):
+        mmcompute.reduce(b, "histogram", None, bins=70000)
+    counts, _ = mmcompute.reduce(a, "histogram", None, bins=10, range=(-40000, 40000))
+    np.testing.assert_array_equal(counts, np.histogram(a, bins=10, range=(-40000, 40000))[0])
+
+
+def test_nodata_is_compared_as_numpy_compares_it(tmp_path, rng):
+    """numpy 1.24 compares a float16 array with a number in the number's smallest type: a float
+    within +-65000 as float16 (100.01 is 100, -9999.0 is -10000), a wider float as float32,
+    an integer exactly; a value out of float16's range never equals infinity."""
     a = (np.round(rng.standard_normal((4, 20, 20)) * 3) * 20).astype(np.float16)
-    a[0, 0, :5] = -10000  # float16(-9999) is -10000
+    a[0, 0, :5] = -10000
+    a[1, 0, :3] = [np.inf, -np.inf, 65504]
     np.save(tmp_path / "a.npy", a)
-    for nodata in [100.01, -9999, 60]:
-        v = np.float16(nodata)
-        got = mmcompute.reduce(tmp_path / "a.npy", ["mean", "count", "min"], (1, 2),
+    for nodata in [100.01, -9999.0, -9999, 60, 65504.0, 65504.00001, 70000.0, -3.4028235e38]:
+        got = mmcompute.reduce(tmp_path / "a.npy", ["mean", "count", "min", "max"], (1, 2),
                                nodata=nodata)
-        m = np.ma.masked_equal(a, v)
+        with np.errstate(invalid="ignore"):
+            m = np.ma.masked_where(a == nodata, a)
+        assert (a == nodata).any() == (got["count"].sum() < a.size), nodata
         np.testing.assert_allclose(got["mean"], m.astype(np.float64).mean(axis=(1, 2)),
-                                   rtol=1e-12)
-        np.testing.assert_array_equal(got["count"], m.count(axis=(1, 2)))
+                                   rtol=1e-12, err_msg=str(nodata))
+        np.testing.assert_array_equal(got["count"], m.count(axis=(1, 2)), err_msg=str(nodata))
         np.testing.assert_array_equal(got["min"], m.min(axis=(1, 2)).filled(np.nan))
-        assert (got["count"] < a[0].size).any(), nodata
+        np.testing.assert_array_equal(got["max"], m.max(axis=(1, 2)).filled(np.nan))
 
 
 def test_map_slices_hands_float16_slices(tmp_path, rng):
