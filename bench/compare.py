@@ -39,8 +39,8 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 1 << 30
 IMAGE = (1024, 1024)  # elements per image; slices = cube bytes / image bytes
-DTYPES = {"u8": np.uint8, "u16": np.uint16, "i32": np.int32, "f32": np.float32,
-          "f64": np.float64}
+DTYPES = {"u8": np.uint8, "u16": np.uint16, "i32": np.int32, "f16": np.float16,
+          "f32": np.float32, "f64": np.float64}
 IO_CHUNK = 16 << 20
 PEERS = ["mmcompute", "numpy", "joblib", "multiprocessing", "dask", "h5py"]
 PARALLEL = {"mmcompute", "joblib", "multiprocessing", "dask"}  # the others ignore n_jobs

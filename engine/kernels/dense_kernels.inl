@@ -715,6 +715,75 @@ std::int64_t min_above(const K* p, std::int64_t n, K flip, K v) noexcept {
   return any ? best : std::int64_t{kTop} + 1;
 }
 
+// The lanes of a register whose compare result (all ones or zero) is set, as the bits of a
+// mask (lane k: bit k).
+template <class K>
+[[gnu::always_inline]] inline std::uint64_t set_lanes(Reg<K> all_or_none) noexcept {
+  const IntReg v = __builtin_bit_cast(IntReg, all_or_none);
+#if MMC_KERNEL_VECTOR_BYTES == 64
+  if constexpr (sizeof(K) == 1) {
+    return _mm512_movepi8_mask(v);
+  } else {
+    return _mm512_movepi16_mask(v);
+  }
+#else
+#if MMC_KERNEL_VECTOR_BYTES == 32
+  const auto bytes = static_cast<std::uint32_t>(_mm256_movemask_epi8(v));
+#else
+  const auto bytes = static_cast<std::uint32_t>(_mm_movemask_epi8(v));
+#endif
+  if constexpr (sizeof(K) == 1) {
+    return bytes;
+  } else {
+    std::uint64_t lanes = 0;  // every second bit
+    for (int k = 0; k < kRegBytes / 2; ++k) lanes |= std::uint64_t{(bytes >> (2 * k)) & 1u} << k;
+    return lanes;
+  }
+#endif
+}
+
+// dispatch.hpp's WindowCountsFn: keys below `first` counted in vector counters; those in the
+// window [first, first + width) counted one by one into hist, found from the lane masks (a
+// register with none in the window costs a compare and a test).
+template <class K>
+void window_counts(const K* p, std::int64_t n, K flip, K first, std::uint32_t width,
+                   std::uint64_t* below, std::uint32_t* hist) noexcept {
+  constexpr int kLanes = kRegBytes / static_cast<int>(sizeof(K));
+  constexpr std::int64_t kBlockRegs = std::numeric_limits<K>::max();
+  const Reg<K> lo = Reg<K>{} + first;
+  const Reg<K> last = Reg<K>{} + static_cast<K>(width - 1);  // width >= 1
+  std::uint64_t c = 0;
+  std::int64_t i = 0;
+  while (i + kLanes <= n) {
+    const std::int64_t left = (n - i) / kLanes;
+    const std::int64_t regs = left < kBlockRegs ? left : kBlockRegs;
+    Reg<K> cb = {};
+    for (std::int64_t r = 0; r < regs; ++r, i += kLanes) {
+      Reg<K> x;
+      std::memcpy(&x, p + i, sizeof x);
+      x ^= flip;
+      cb -= __builtin_bit_cast(Reg<K>, x < lo);
+      const Reg<K> d = x - lo;  // wraps below first
+      std::uint64_t in = set_lanes<K>(__builtin_bit_cast(Reg<K>, d <= last));
+      while (in != 0) {
+        const int lane = __builtin_ctzll(in);
+        in &= in - 1;
+        ++hist[d[lane]];
+      }
+    }
+    for (int k = 0; k < kLanes; ++k) c += cb[k];
+  }
+  for (; i < n; ++i) {
+    const auto x = static_cast<K>(p[i] ^ flip);
+    if (x < first) {
+      ++c;
+    } else if (static_cast<std::uint32_t>(x - first) < width) {
+      ++hist[x - first];
+    }
+  }
+  *below += c;
+}
+
 // Min and max in 64 / sizeof(T) lanes, the tail folded into lane 0, lanes merged in order: the
 // lanes of families.hpp's MinMaxFamily. Float NaNs never win a comparison; they set acc->nan.
 template <class T>
@@ -782,6 +851,8 @@ constexpr KernelTable kTable{
     &min_above<std::uint8_t>,
     &count_below<std::uint16_t>,
     &min_above<std::uint16_t>,
+    &window_counts<std::uint8_t>,
+    &window_counts<std::uint16_t>,
     &minmax<std::int8_t>,
     &minmax<std::uint8_t>,
     &minmax<std::int16_t>,

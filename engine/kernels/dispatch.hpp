@@ -87,6 +87,13 @@ using CountBelowFn = void (*)(const K* p, std::int64_t n, K flip, const K* t,
 template <class K>
 using MinAboveFn = std::int64_t (*)(const K* p, std::int64_t n, K flip, K v) noexcept;
 
+// Of n unsigned keys of one or two bytes (each ^ flip): below += #{key < first}, and
+// hist[key - first] += 1 for each key in [first, first + width). REQUIRES: width >= 1 and
+// first + width <= 2^bits.
+template <class K>
+using WindowCountsFn = void (*)(const K* p, std::int64_t n, K flip, K first, std::uint32_t width,
+                                std::uint64_t* below, std::uint32_t* hist) noexcept;
+
 // Folds n elements into acc (min/max, and for floats the nan/valid flags).
 template <class T>
 using MinMaxFn = void (*)(const T* p, std::int64_t n, MinMaxAcc<T>* acc) noexcept;
@@ -108,6 +115,8 @@ struct KernelTable {
   MinAboveFn<std::uint8_t> min_above_u8;
   CountBelowFn<std::uint16_t> count_below_u16;
   MinAboveFn<std::uint16_t> min_above_u16;
+  WindowCountsFn<std::uint8_t> window_counts_u8;
+  WindowCountsFn<std::uint16_t> window_counts_u16;
   MinMaxFn<std::int8_t> minmax_i8;
   MinMaxFn<std::uint8_t> minmax_u8;
   MinMaxFn<std::int16_t> minmax_i16;

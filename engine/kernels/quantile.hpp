@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -338,6 +339,10 @@ class QuantileFamily {
   template <class Key>
   static void search_ranks(Partial* table, const Key* keys, std::int64_t n, Key flip,
                            std::uint64_t r0, std::uint64_t r1) {
+    // Bytes: a window of the sample's would hold too much of a run (few distinct values).
+    if constexpr (sizeof(Key) == 2) {
+      if (sample_ranks(table, keys, n, flip, r0, r1)) return;
+    }
     const KernelTable& k = active_kernels();
     constexpr std::uint64_t kKeys = std::uint64_t{1} << (8 * sizeof(Key));
     const auto count_below = [&k, keys, n, flip](const Key* t, std::uint64_t* c) {
@@ -379,6 +384,63 @@ class QuantileFamily {
       }
       counts[std::min<std::int64_t>(up, static_cast<std::int64_t>(kKeys) - 1)] += rest;
     }
+  }
+
+  // search_ranks' first try, on long runs: a sample of 4096 keys (evenly spaced) puts the ranks
+  // in a window of keys with a margin of three standard deviations of a sample rank, and one
+  // pass counts the keys below the window and each key inside it (window_counts). When the
+  // counts show the ranks inside, the table is exact for them (the keys below counted at key
+  // 0, those above at the largest); else (a sample that misled: rare) the search runs.
+  template <class Key>
+  static bool sample_ranks(Partial* table, const Key* keys, std::int64_t n, Key flip,
+                           std::uint64_t r0, std::uint64_t r1) {
+    constexpr std::int64_t kSample = 4096;
+    constexpr std::int64_t kKeys = std::int64_t{1} << (8 * sizeof(Key));
+    if (n < 16 * kSample) return false;
+    thread_local std::vector<Key> sample;
+    sample.resize(kSample);
+    // One key from each of kSample equal blocks, at a scrambled place in its block: a fixed
+    // stride would see the same few columns of every image row.
+    const std::int64_t step = n / kSample;
+    for (std::int64_t i = 0; i < kSample; ++i) {
+      const auto offset =
+          static_cast<std::int64_t>((static_cast<std::uint64_t>(i) * 0x9E3779B97F4A7C15ull >> 32) %
+                                    static_cast<std::uint64_t>(step));
+      sample[static_cast<std::size_t>(i)] = static_cast<Key>(keys[i * step + offset] ^ flip);
+    }
+    const double nn = static_cast<double>(n);
+    const double p0 = static_cast<double>(r0) / nn, p1 = static_cast<double>(r1 + 1) / nn;
+    const double sigma = std::sqrt(static_cast<double>(kSample) * 0.25);  // p(1 - p) <= 1/4
+    const auto at_lo = static_cast<std::int64_t>(std::floor(p0 * kSample - 3 * sigma));
+    const auto at_hi = static_cast<std::int64_t>(std::ceil(p1 * kSample + 3 * sigma));
+    std::int64_t first = 0, last = kKeys - 1;
+    if (at_lo > 0) {
+      std::nth_element(sample.begin(), sample.begin() + at_lo, sample.end());
+      first = sample[static_cast<std::size_t>(at_lo)];
+    }
+    if (at_hi < kSample - 1) {
+      const auto from = sample.begin() + std::max<std::int64_t>(at_lo, 0);
+      std::nth_element(from, sample.begin() + at_hi, sample.end());
+      last = sample[static_cast<std::size_t>(at_hi)];
+    }
+    const auto width = static_cast<std::uint32_t>(last - first + 1);
+    thread_local std::vector<std::uint32_t> hist;
+    hist.assign(width, 0);
+    std::uint64_t below = 0;
+    const KernelTable& k = active_kernels();
+    if constexpr (sizeof(Key) == 1) {
+      k.window_counts_u8(keys, n, flip, static_cast<Key>(first), width, &below, hist.data());
+    } else {
+      k.window_counts_u16(keys, n, flip, static_cast<Key>(first), width, &below, hist.data());
+    }
+    std::uint64_t inside = 0;
+    for (std::uint32_t v : hist) inside += v;
+    if (below > r0 || r1 >= below + inside) return false;
+    Partial* counts = table + kHead;
+    counts[0] += below;
+    for (std::uint32_t j = 0; j < width; ++j) counts[first + j] += hist[j];
+    counts[kKeys - 1] += static_cast<std::uint64_t>(n) - below - inside;
+    return true;
   }
 
   // A refining pass's run into one table: the elements under its prefix are few for spread

@@ -313,11 +313,12 @@ TEST(DenseKernels, NibbleCountsEqualAByteHistogramsInEveryVariant) {
   }
 }
 
-// count_below/min_above of one key type against a histogram of the keys, for thresholds over
-// the whole range; keys over a part of it (some thresholds above or below every key) and one
-// value repeated past 2^bits - 1 registers, so that a narrow counter would wrap.
-template <class K, class CountBelow, class MinAbove>
-void expect_search_kernels(CountBelow count_below, MinAbove min_above, const char* isa) {
+// count_below/min_above/window_counts of one key type against a histogram of the keys, for
+// thresholds over the whole range; keys over a part of it (some thresholds above or below every
+// key) and one value repeated past 2^bits - 1 registers, so that a narrow counter would wrap.
+template <class K, class CountBelow, class MinAbove, class Window>
+void expect_search_kernels(CountBelow count_below, MinAbove min_above, Window window,
+                           const char* isa) {
   constexpr std::int64_t kKeys = std::int64_t{1} << (8 * sizeof(K));
   const std::int64_t lengths[] = {0,  1,    31,    32,    33,     64,
                                   65, 1000, 16383, 16385, 100003, sizeof(K) == 2 ? 2200000 : 70000};
@@ -347,15 +348,32 @@ void expect_search_kernels(CountBelow count_below, MinAbove min_above, const cha
         }
         EXPECT_EQ(min_above(p, n, flip, static_cast<K>(a)), want_min)
             << isa << " n=" << n << " v=" << a;
+        // The window from a to the end of the key range, and a narrow one.
+        for (std::int64_t width : {kKeys - a, std::min<std::int64_t>(kKeys - a, 9)}) {
+          std::uint64_t under = 3;
+          std::vector<std::uint32_t> hist_in(static_cast<std::size_t>(width), 1);
+          window(p, n, flip, static_cast<K>(a), static_cast<std::uint32_t>(width), &under,
+                 hist_in.data());
+          std::uint64_t want_under = 3;
+          for (std::int64_t x = 0; x < a; ++x) want_under += hist[static_cast<std::size_t>(x)];
+          EXPECT_EQ(under, want_under) << isa << " n=" << n << " first=" << a;
+          for (std::int64_t j = 0; j < width; ++j) {
+            ASSERT_EQ(hist_in[static_cast<std::size_t>(j)],
+                      1 + hist[static_cast<std::size_t>(a + j)])
+                << isa << " n=" << n << " first=" << a << " key=" << a + j;
+          }
+        }
       }
     }
   }
 }
 
-TEST(DenseKernels, CountBelowAndMinAboveEqualAHistogramOfTheKeysInEveryVariant) {
+TEST(DenseKernels, CountBelowMinAboveAndWindowCountsEqualAHistogramOfTheKeysInEveryVariant) {
   for (const KernelTable* t : variants()) {
-    expect_search_kernels<std::uint8_t>(t->count_below_u8, t->min_above_u8, to_string(t->isa));
-    expect_search_kernels<std::uint16_t>(t->count_below_u16, t->min_above_u16, to_string(t->isa));
+    expect_search_kernels<std::uint8_t>(t->count_below_u8, t->min_above_u8, t->window_counts_u8,
+                                        to_string(t->isa));
+    expect_search_kernels<std::uint16_t>(t->count_below_u16, t->min_above_u16, t->window_counts_u16,
+                                         to_string(t->isa));
   }
 }
 
