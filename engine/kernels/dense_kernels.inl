@@ -642,6 +642,67 @@ void nibble_counts(const std::uint8_t* p, std::int64_t n, std::uint8_t flip, int
   for (int v = 0; v < 16; ++v) counts[v] += c[v];
 }
 
+// The lanes of a register whose compare result (all ones or zero) is set, as the bits of a
+// mask (lane k: bit k).
+template <class K>
+[[gnu::always_inline]] inline std::uint64_t set_lanes(Reg<K> all_or_none) noexcept {
+  const IntReg v = __builtin_bit_cast(IntReg, all_or_none);
+#if MMC_KERNEL_VECTOR_BYTES == 64
+  if constexpr (sizeof(K) == 1) {
+    return _mm512_movepi8_mask(v);
+  } else {
+    return _mm512_movepi16_mask(v);
+  }
+#else
+#if MMC_KERNEL_VECTOR_BYTES == 32
+  const auto bytes = static_cast<std::uint32_t>(_mm256_movemask_epi8(v));
+#else
+  const auto bytes = static_cast<std::uint32_t>(_mm_movemask_epi8(v));
+#endif
+  if constexpr (sizeof(K) == 1) {
+    return bytes;
+  } else {
+    std::uint64_t lanes = 0;  // every second bit
+    for (int k = 0; k < kRegBytes / 2; ++k) lanes |= std::uint64_t{(bytes >> (2 * k)) & 1u} << k;
+    return lanes;
+  }
+#endif
+}
+
+// counts += 1 in the lanes where x < t, unsigned (AVX-512: a masked subtract of -1 under the
+// compare's mask, two instructions; otherwise the compare's -1 lanes subtracted).
+template <class K>
+[[gnu::always_inline]] inline Reg<K> count_less(Reg<K> counts, Reg<K> x, Reg<K> t) noexcept {
+#if MMC_KERNEL_VECTOR_BYTES == 64
+  const IntReg c = __builtin_bit_cast(IntReg, counts);
+  const IntReg a = __builtin_bit_cast(IntReg, x), b = __builtin_bit_cast(IntReg, t);
+  if constexpr (sizeof(K) == 1) {
+    return __builtin_bit_cast(
+        Reg<K>, _mm512_mask_sub_epi8(c, _mm512_cmplt_epu8_mask(a, b), c, _mm512_set1_epi8(-1)));
+  } else {
+    return __builtin_bit_cast(
+        Reg<K>, _mm512_mask_sub_epi16(c, _mm512_cmplt_epu16_mask(a, b), c, _mm512_set1_epi16(-1)));
+  }
+#else
+  return counts - __builtin_bit_cast(Reg<K>, x < t);
+#endif
+}
+
+// The lanes where x - first <= last (unsigned, wrapping), as the bits of a mask.
+template <class K>
+[[gnu::always_inline]] inline std::uint64_t lanes_within(Reg<K> d, Reg<K> last) noexcept {
+#if MMC_KERNEL_VECTOR_BYTES == 64
+  const IntReg a = __builtin_bit_cast(IntReg, d), b = __builtin_bit_cast(IntReg, last);
+  if constexpr (sizeof(K) == 1) {
+    return _mm512_cmple_epu8_mask(a, b);
+  } else {
+    return _mm512_cmple_epu16_mask(a, b);
+  }
+#else
+  return set_lanes<K>(__builtin_bit_cast(Reg<K>, d <= last));
+#endif
+}
+
 // dispatch.hpp's CountBelowFn: per register, three unsigned compares counted into counters of
 // the key's width, added up every 2^bits - 1 registers, before one could wrap: six vector
 // instructions per register.
@@ -662,9 +723,9 @@ void count_below(const K* p, std::int64_t n, K flip, const K* t, std::uint64_t* 
       Reg<K> x;
       std::memcpy(&x, p + i, sizeof x);
       x ^= flip;
-      c0 -= __builtin_bit_cast(Reg<K>, x < t0);
-      c1 -= __builtin_bit_cast(Reg<K>, x < t1);
-      c2 -= __builtin_bit_cast(Reg<K>, x < t2);
+      c0 = count_less<K>(c0, x, t0);
+      c1 = count_less<K>(c1, x, t1);
+      c2 = count_less<K>(c2, x, t2);
     }
     for (int k = 0; k < kLanes; ++k) {
       c[0] += c0[k];
@@ -715,33 +776,6 @@ std::int64_t min_above(const K* p, std::int64_t n, K flip, K v) noexcept {
   return any ? best : std::int64_t{kTop} + 1;
 }
 
-// The lanes of a register whose compare result (all ones or zero) is set, as the bits of a
-// mask (lane k: bit k).
-template <class K>
-[[gnu::always_inline]] inline std::uint64_t set_lanes(Reg<K> all_or_none) noexcept {
-  const IntReg v = __builtin_bit_cast(IntReg, all_or_none);
-#if MMC_KERNEL_VECTOR_BYTES == 64
-  if constexpr (sizeof(K) == 1) {
-    return _mm512_movepi8_mask(v);
-  } else {
-    return _mm512_movepi16_mask(v);
-  }
-#else
-#if MMC_KERNEL_VECTOR_BYTES == 32
-  const auto bytes = static_cast<std::uint32_t>(_mm256_movemask_epi8(v));
-#else
-  const auto bytes = static_cast<std::uint32_t>(_mm_movemask_epi8(v));
-#endif
-  if constexpr (sizeof(K) == 1) {
-    return bytes;
-  } else {
-    std::uint64_t lanes = 0;  // every second bit
-    for (int k = 0; k < kRegBytes / 2; ++k) lanes |= std::uint64_t{(bytes >> (2 * k)) & 1u} << k;
-    return lanes;
-  }
-#endif
-}
-
 // dispatch.hpp's WindowCountsFn: keys below `first` counted in vector counters; those in the
 // window [first, first + width) counted one by one into hist, found from the lane masks (a
 // register with none in the window costs a compare and a test).
@@ -762,9 +796,9 @@ void window_counts(const K* p, std::int64_t n, K flip, K first, std::uint32_t wi
       Reg<K> x;
       std::memcpy(&x, p + i, sizeof x);
       x ^= flip;
-      cb -= __builtin_bit_cast(Reg<K>, x < lo);
+      cb = count_less<K>(cb, x, lo);
       const Reg<K> d = x - lo;  // wraps below first
-      std::uint64_t in = set_lanes<K>(__builtin_bit_cast(Reg<K>, d <= last));
+      std::uint64_t in = lanes_within<K>(d, last);
       while (in != 0) {
         const int lane = __builtin_ctzll(in);
         in &= in - 1;

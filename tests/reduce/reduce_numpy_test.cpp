@@ -21,6 +21,7 @@ namespace {
 
 struct Case {
   std::string input, op;
+  bool float16_input = false;  // widened to float64 (io/widened.hpp) before any task runs
   bool axes_given = false;
   std::vector<int> axes;
   int ddof = 0;
@@ -42,6 +43,7 @@ class ReduceNumpy : public ::testing::Test {
     for (const auto& j : json) {
       Case c;
       c.input = j["input"];
+      c.float16_input = j.value("input_descr", std::string()).find("f2") != std::string::npos;
       c.op = j["op"];
       c.dtype = DType::from_numpy_descr(j["descr"].get<std::string>());
       c.shape = j["shape"].get<Shape>();
@@ -191,6 +193,9 @@ TEST_F(ReduceNumpy, TinyTasksSplitIntoBlocksAndPiecesStillMatchNumpy) {
   // in the parent is exercised on every geometry.
   int failures = 0;
   for (const Case& c : cases_) {
+    // float16 inputs reduce as float64 ones (widened first), whose blocks and pieces the
+    // float64 cases cover already; their tiny tasks would only repeat them, slowly.
+    if (c.float16_input) continue;
     ReduceOptions o = options_for(c);
     o.task_bytes = 64;
     const std::string why = check(c, o);
