@@ -68,6 +68,40 @@ inline double multiply_in(HalfBinType t, double a, double b) noexcept {
   return t == HalfBinType::F16 ? round_float_to_half(r) : r;
 }
 
+// np.histogram's bin of x from its estimate f = (x - first) * norm: f truncated (bins - 1 for
+// f >= bins, or NaN; the guards only matter for absurd ranges, where numpy itself fails with an
+// IndexError), then numpy's two corrections against the edges, from one pair of loads: one
+// step down when x < edges[i], one step up when x >= edges[i + 1] (after a step down the edge
+// above is edges[i] itself, which x is below), never up from the last bin (closed on the right).
+template <class E>
+std::int64_t numpy_bin(E f, E x, E top, std::int64_t last, const E* edges) noexcept {
+  std::int64_t i = f < top ? static_cast<std::int64_t>(f) : last;
+  if (i > last) i = last;
+  if (i < 0) i = 0;
+  const E below = edges[i], above = edges[i + 1];
+  const bool down = (x < below) & (i > 0);
+  const bool up = !down & (x >= above) & (i != last);
+  return i + static_cast<std::int64_t>(up) - static_cast<std::int64_t>(down);
+}
+
+// np.linspace(first, last, bins + 1) as numpy computes it in float64 (i * step + first, or
+// i / bins * delta + first for a subnormal step; the last edge exactly `last`), each edge then
+// cast to the edges' type by `cast`.
+template <class E, class Cast>
+std::vector<E> linspace_edges(std::int64_t bins, double first, double last, Cast cast) {
+  const double delta = last - first;
+  const double div = static_cast<double>(bins);
+  const double step = delta / div;
+  std::vector<E> edges(static_cast<std::size_t>(bins) + 1);
+  for (std::int64_t i = 0; i < bins; ++i) {
+    const double at = step == 0 ? static_cast<double>(i) / div * delta + first
+                                : static_cast<double>(i) * step + first;
+    edges[static_cast<std::size_t>(i)] = cast(at);
+  }
+  edges.back() = cast(last);
+  return edges;
+}
+
 // The bins of float16 data (widened to float64 to compute) as np.histogram's fast path puts its
 // elements, in numpy's types: each bound compared in its own scalar type (float16 when it is
 // one of the data's, or small), x - first in the edges' type (float16 when both bounds are),
@@ -84,13 +118,7 @@ struct Float16Binner {
   std::int64_t bin(double x) const noexcept {
     if (!(x >= keep_lo && x <= keep_hi)) return -1;
     const double f = multiply_in(multiply_type, subtract_in(edge_type, x, first), norm);
-    std::int64_t i = f < top ? static_cast<std::int64_t>(f) : last;  // NaN: last
-    if (i > last) i = last;
-    if (i < 0) i = 0;
-    const double below = edges[i], above = edges[i + 1];
-    const bool down = (x < below) & (i > 0);
-    const bool up = !down & (x >= above) & (i != last);
-    return i + static_cast<std::int64_t>(up) - static_cast<std::int64_t>(down);
+    return numpy_bin(f, x, top, last, edges);
   }
 };
 
@@ -114,17 +142,8 @@ class Float16BinEdges {
     keep_hi_ = cast_to(hi_type, last);
     first_ = cast_to(type_, first);
     norm_ = cast_to(multiply_type_, norm);
-    // np.linspace in float64, cast to the edges' type.
-    const double delta = last - first;
-    const double div = static_cast<double>(bins);
-    const double step = delta / div;
-    edges_.resize(static_cast<std::size_t>(bins) + 1);
-    for (std::int64_t i = 0; i < bins; ++i) {
-      const double at = step == 0 ? static_cast<double>(i) / div * delta + first
-                                  : static_cast<double>(i) * step + first;
-      edges_[static_cast<std::size_t>(i)] = cast_to(type_, at);
-    }
-    edges_.back() = cast_to(type_, last);
+    edges_ = linspace_edges<double>(bins, first, last,
+                                    [t = type_](double at) { return cast_to(t, at); });
   }
 
   Float16BinEdges(const Float16BinEdges&) = delete;  // binner() points into edges_
@@ -182,18 +201,7 @@ struct Binner {
   // The bin of x, or -1 when x is not counted.
   std::int64_t bin(E x) const noexcept {
     if (!(x >= lo && x <= hi)) return -1;
-    const E f = (x - lo) * norm;
-    // numpy truncates f to an integer (and bins becomes bins - 1); the guards only matter for
-    // absurd ranges (a span that overflows), where numpy itself fails with an IndexError.
-    std::int64_t i = f < top ? static_cast<std::int64_t>(f) : last;
-    if (i > last) i = last;
-    if (i < 0) i = 0;
-    // numpy's two corrections, from one pair of loads: after a step down, the edge above is
-    // edges[i] itself, which x is below.
-    const E below = edges[i], above = edges[i + 1];
-    const bool down = (x < below) & (i > 0);
-    const bool up = !down & (x >= above) & (i != last);
-    return i + static_cast<std::int64_t>(up) - static_cast<std::int64_t>(down);
+    return numpy_bin<E>((x - lo) * norm, x, top, last, edges);
   }
 };
 
@@ -211,17 +219,8 @@ class BinEdges {
       : bins_(bins),
         lo_(static_cast<E>(first)),
         hi_(static_cast<E>(last)),
-        norm_(static_cast<E>(static_cast<double>(bins) / span)) {
-    const double delta = last - first;
-    const double div = static_cast<double>(bins);
-    const double step = delta / div;
-    edges_.resize(static_cast<std::size_t>(bins) + 1);
-    for (std::int64_t i = 0; i < bins; ++i) {
-      const double at = step == 0 ? static_cast<double>(i) / div * delta + first
-                                  : static_cast<double>(i) * step + first;
-      edges_[static_cast<std::size_t>(i)] = static_cast<E>(at);
-    }
-    edges_.back() = static_cast<E>(last);
+        norm_(static_cast<E>(static_cast<double>(bins) / span)),
+        edges_(linspace_edges<E>(bins, first, last, [](double at) { return static_cast<E>(at); })) {
   }
 
   BinEdges(const BinEdges&) = delete;  // binner() points into edges_

@@ -142,20 +142,7 @@ class QuantileFamily {
         for (std::int64_t i = 0; i < n; ++i) keys[i] = key_at(p + i * s);
         first += static_cast<Partial>(n);
       } else if (pass_ == 0) {
-        if constexpr (sizeof(K) == 1 && !std::is_same_v<T, bool>) {
-          if (s == 1 && n == whole_ && n > 0 && ranks_) return count_ranks(&first, p, n);
-        } else if constexpr (sizeof(K) == 2 && !Swap) {
-          // 2-byte keys: a median (one rank or two neighbours) found by a search; other ranks
-          // are counted into the table as below.
-          if (s == 2 && digit_ == 16 && n == whole_ && n > 0 && ranks_) {
-            const std::vector<std::uint64_t> ranks = ranks_(static_cast<std::uint64_t>(n));
-            if (!ranks.empty() && ranks.back() - ranks.front() <= 1) {
-              return search_ranks(&first, reinterpret_cast<const K*>(p), n,
-                                  static_cast<K>(std::is_signed_v<T> ? 0x8000 : 0), ranks.front(),
-                                  ranks.back());
-            }
-          }
-        }
+        if (holds_whole_output(n, s) && count_ranks(&first, p, n)) return;
         count_all(&first, p, n, s);
       } else if (groups_ == 1) {
         count_under_prefix(&first, p, n, s);
@@ -297,16 +284,47 @@ class QuantileFamily {
     }
   }
 
-  // select_whole_outputs' run: the high nibbles' counts, then the low nibbles' within each
-  // group that holds a rank.
-  void count_ranks(Partial* table, const std::byte* p, std::int64_t n) const {
-    const KernelTable& k = active_kernels();
-    const auto* bytes = reinterpret_cast<const std::uint8_t*>(p);
-    const std::uint8_t flip = std::is_signed_v<T> ? 0x80 : 0;  // order_key's
-    const std::vector<std::uint64_t> ranks = ranks_(static_cast<std::uint64_t>(n));
-    if (!ranks.empty() && ranks.back() - ranks.front() <= 1) {
-      return search_ranks(table, bytes, n, flip, ranks.front(), ranks.back());
+  // A dense run of pass 0 that holds every element of its output (select_whole_outputs), of
+  // 1-byte keys, or of 2-byte keys in native order under 16-bit digits: count_ranks may select
+  // the output's ranks itself.
+  bool holds_whole_output(std::int64_t n, std::int64_t s) const noexcept {
+    if constexpr (std::is_same_v<T, bool> || sizeof(K) > 2) {
+      return false;
+    } else {
+      const bool keys_fit = sizeof(K) == 1 || (!Swap && digit_ == 16);
+      return keys_fit && s == static_cast<std::int64_t>(sizeof(K)) && n == whole_ && n > 0 &&
+             static_cast<bool>(ranks_);
     }
+  }
+
+  // holds_whole_output's run: a median (one rank or two neighbours) by search_ranks; other
+  // ranks of bytes by the high nibbles' counts, then the low nibbles' within each group that
+  // holds a rank. False when it counted nothing (other ranks of words: count_all's table).
+  bool count_ranks(Partial* table, const std::byte* p, std::int64_t n) const {
+    if constexpr (std::is_same_v<T, bool> || sizeof(K) > 2) {
+      return false;  // holds_whole_output never holds for these
+    } else {
+      const auto* keys = reinterpret_cast<const K*>(p);
+      const auto flip = static_cast<K>(std::is_signed_v<T> ? K{1} << (8 * sizeof(K) - 1) : 0);
+      const std::vector<std::uint64_t> ranks = ranks_(static_cast<std::uint64_t>(n));
+      if (!ranks.empty() && ranks.back() - ranks.front() <= 1) {
+        search_ranks(table, keys, n, flip, ranks.front(), ranks.back());
+        return true;
+      }
+      if constexpr (sizeof(K) != 1) {
+        return false;
+      } else {
+        count_nibbles(table, keys, n, flip, ranks);
+        return true;
+      }
+    }
+  }
+
+  // count_ranks for bytes and other ranks: the high nibbles' counts, then the low nibbles'
+  // within each group that holds a rank.
+  static void count_nibbles(Partial* table, const std::uint8_t* bytes, std::int64_t n,
+                            std::uint8_t flip, const std::vector<std::uint64_t>& ranks) {
+    const KernelTable& k = active_kernels();
     std::uint64_t high[16] = {};
     k.nibble_counts(bytes, n, flip, -1, high);
     bool exact[16] = {};

@@ -629,7 +629,7 @@ std::unique_ptr<PassSlot> quantile_slot(const Context& ctx, int tables, int pass
       quantile_gathers(kernels::kKeyBits<T>, ctx.plan.n_red) ? ctx.plan.n_red : 0;
   Q counting(digit, pass, tables, prefixes, gather);
   if (ops != nullptr) {
-    // Pass 0's ops: a run holding a whole output of 1-byte keys selects its ranks itself.
+    // Pass 0's ops: a run holding a whole output of 1- or 2-byte keys selects its ranks itself.
     counting.select_whole_outputs(ctx.plan.n_red, [ops = *ops, q = ctx.options.q](std::uint64_t n) {
       return quantile_ranks(ops, q, n);
     });

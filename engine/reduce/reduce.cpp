@@ -538,23 +538,20 @@ std::vector<ReduceResult> reduce_input(const detail::Input& given_input,
       // No task ran, but np.histogram still has edges: those of an empty array's range.
       const std::size_t k = static_cast<std::size_t>(
           std::find(pass.ops.begin(), pass.ops.end(), ReduceOp::Histogram) - pass.ops.begin());
+      // numpy's range for empty data, widened by 0.5 on each side when it is empty itself.
+      const double given_lo = options.range_given ? options.range_lo : 0;
+      const double given_hi = options.range_given ? options.range_hi : 1;
+      const bool widen = given_lo == given_hi;
+      const double first = widen ? given_lo - 0.5 : given_lo;
+      const double last = widen ? given_hi + 0.5 : given_hi;
+      const double span = widen ? given_hi - given_lo + 1 : given_hi - given_lo;
       if (input.float16) {
-        const double first = options.range_given ? options.range_lo : 0;
-        const double last = options.range_given ? options.range_hi : 1;
-        const bool widen = first == last;
-        const kernels::Float16BinEdges edges(options.bins, widen ? first - 0.5 : first,
-                                             widen ? last + 0.5 : last,
-                                             widen ? last - first + 1 : last - first, false);
-        detail::set_float16_edges(share[k], edges);
+        detail::set_float16_edges(share[k],
+                                  kernels::Float16BinEdges(options.bins, first, last, span, false));
       } else {
         visit_type(meta.dtype.id(), [&](auto tag) {
           using E = kernels::BinType<decltype(tag)>;
-          const double first = options.range_given ? options.range_lo : 0;
-          const double last = options.range_given ? options.range_hi : 1;
-          const bool widen = first == last;
-          const kernels::BinEdges<E> edges(options.bins, widen ? first - 0.5 : first,
-                                           widen ? last + 0.5 : last,
-                                           widen ? last - first + 1 : last - first);
+          const kernels::BinEdges<E> edges(options.bins, first, last, span);
           share[k].edges_dtype = DType(type_id_of<E>());
           share[k].edges.resize(edges.edges().size() * sizeof(E));
           std::memcpy(share[k].edges.data(), edges.edges().data(), share[k].edges.size());
